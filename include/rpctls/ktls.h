@@ -1,0 +1,168 @@
+/*
+ * rpctls/ktls.h - a kernel-TLS-style TLS 1.3 record layer on buffer chains.
+ *
+ * OpenSSL performs the handshake (ktls_handshake*); the traffic secrets are
+ * then handed to a struct ktls_conn, which frames chains into records and
+ * encrypts them (TX) and parses and decrypts records from any segmentation of
+ * the byte stream (RX). OpenSSL is no longer involved after the hand-off.
+ *
+ * TX modes (DESIGN.md section 4):
+ *   KTLS_TX_AUTO        in place if the record's plaintext is exclusively
+ *                       owned and writable, out of place otherwise (default);
+ *   KTLS_TX_OUTOFPLACE  always encrypt into fresh pool pages;
+ *   KTLS_TX_COPY        copy into fresh pages, then encrypt those in place;
+ *   KTLS_TX_INPLACE     encrypt in place regardless of sharing. UNSAFE: it
+ *                       corrupts shared pages. Exists to demonstrate the bug.
+ */
+#ifndef RPCTLS_KTLS_H
+#define RPCTLS_KTLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rpctls/aead.h"
+#include "rpctls/mbuf.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KTLS_MAX_PLAINTEXT 16384
+#define KTLS_HDR_LEN 5
+/* Largest TLSCiphertext.length we accept: 2^14 + 256 (RFC 8446 5.2). */
+#define KTLS_MAX_CIPHERTEXT (16384 + 256)
+
+enum ktls_tx_mode {
+    KTLS_TX_AUTO = 0,
+    KTLS_TX_OUTOFPLACE = 1,
+    KTLS_TX_COPY = 2,
+    KTLS_TX_INPLACE = 3,
+};
+const char *ktls_tx_mode_name(enum ktls_tx_mode m);
+int ktls_tx_mode_from_name(const char *name, enum ktls_tx_mode *out);
+
+enum ktls_role { KTLS_CLIENT = 0, KTLS_SERVER = 1 };
+
+/* Per-connection counters, like FreeBSD's kern.ipc.tls.stats. */
+struct ktls_stats {
+    uint64_t tx_records_inplace, tx_bytes_inplace;
+    uint64_t tx_records_outofplace, tx_bytes_outofplace;
+    uint64_t tx_records_copied, tx_bytes_copied;
+    uint64_t tx_pages_allocated;
+    uint64_t tx_key_updates;
+    uint64_t rx_records, rx_bytes;
+    uint64_t rx_key_updates;
+    uint64_t rx_bad_records;
+};
+
+struct ktls_conn;
+
+struct ktls_conn_params {
+    enum ktls_role role;
+    enum ktls_cipher cipher;
+    const uint8_t *tx_secret; /* our application traffic secret, hash length */
+    const uint8_t *rx_secret; /* the peer's */
+    const struct ktls_aead_engine *engine; /* NULL: ktls_aead_default() */
+    enum ktls_tx_mode tx_mode;
+    size_t max_record;        /* plaintext bytes per record; 0: 16384 */
+    uint64_t key_update_bytes; /* send a KeyUpdate after this many bytes; 0: never */
+};
+
+int ktls_conn_new(const struct ktls_conn_params *p, struct ktls_conn **out);
+void ktls_conn_free(struct ktls_conn *c);
+void ktls_conn_set_tx_mode(struct ktls_conn *c, enum ktls_tx_mode m);
+enum ktls_tx_mode ktls_conn_tx_mode(const struct ktls_conn *c);
+const struct ktls_stats *ktls_conn_stats(const struct ktls_conn *c);
+const struct ktls_aead_engine *ktls_conn_engine(const struct ktls_conn *c);
+enum ktls_cipher ktls_conn_cipher(const struct ktls_conn *c);
+/* Test hook: set the next TX/RX record sequence numbers. */
+void ktls_conn_set_seq(struct ktls_conn *c, uint64_t tx_seq, uint64_t rx_seq);
+
+/* ---- TX ----------------------------------------------------------------- */
+
+/* Consumes plain (the caller's reference is dropped; plain is empty on
+ * return, also on error) and appends complete records, ready for writev, to
+ * out. Control records queued by RX (KeyUpdate answers, alerts) go first. */
+int ktls_tx_seal(struct ktls_conn *c, struct mb_chain *plain, struct mb_chain *out);
+/* Queues a KeyUpdate (request_update = 1 asks the peer to update too). */
+int ktls_tx_key_update(struct ktls_conn *c, int request_update);
+/* Appends a close_notify alert record to out. */
+int ktls_tx_close_notify(struct ktls_conn *c, struct mb_chain *out);
+/* Appends queued control records (KeyUpdate answers, alerts) to out. */
+int ktls_tx_flush_control(struct ktls_conn *c, struct mb_chain *out);
+
+/* ---- RX ----------------------------------------------------------------- */
+
+/* Receive buffers are pool pages owned by the connection. To read from a
+ * socket without an extra copy: ktls_rx_space() gives iovecs to read into,
+ * ktls_rx_commit() says how many bytes arrived. ktls_rx_feed() copies. */
+int ktls_rx_space(struct ktls_conn *c, struct iovec *iov, int maxiov);
+void ktls_rx_commit(struct ktls_conn *c, size_t n);
+int ktls_rx_feed(struct ktls_conn *c, const void *data, size_t len);
+/* Decrypts every complete record buffered and appends application data to
+ * app. Returns 0 (need more bytes), KTLS_RX_EOF after close_notify, or a
+ * negative error: -EBADMSG (bad tag: a bad_record_mac alert is queued and
+ * nothing of that record is delivered), -EMSGSIZE (oversize record),
+ * -EPROTO (unknown content type, bad message, fatal alert received). After an
+ * error the connection is dead and every later call fails the same way. */
+#define KTLS_RX_EOF 1
+int ktls_rx_process(struct ktls_conn *c, struct mb_chain *app);
+/* The last alert description received (or 0), for error messages. */
+int ktls_rx_alert(const struct ktls_conn *c);
+
+/* ---- blocking socket helpers -------------------------------------------- */
+
+/* Seals all of plain and writes it (plus control records) to fd. */
+int ktls_send(struct ktls_conn *c, int fd, struct mb_chain *plain);
+/* Reads until at least one byte of application data is available (appended
+ * to app), EOF (returns KTLS_RX_EOF) or an error. */
+int ktls_recv(struct ktls_conn *c, int fd, struct mb_chain *app);
+/* Writes all of chain to fd (blocking; handles partial writes). Consumes it. */
+int ktls_write_chain(int fd, struct mb_chain *chain);
+
+/* ---- handshake and hand-off --------------------------------------------- */
+
+struct ktls_config {
+    enum ktls_role role;
+    const char *cert_file;     /* PEM; required for servers */
+    const char *key_file;
+    const char *ca_file;       /* verify the peer against this CA */
+    int verify_peer;           /* client: 1 default (verify server). server: 0 none, 1 optional, 2 required */
+    const char *server_name;   /* client: SNI and host/IP name check; NULL: no name check */
+    const char *alpn;          /* e.g. "sunrpc"; NULL: none */
+    int require_alpn;          /* fail when the peer does not agree on alpn */
+    const char *ciphersuites;  /* OpenSSL TLS 1.3 suite list; NULL: default */
+    const char *keylog_file;   /* NSS key log; NULL: $SSLKEYLOGFILE */
+    /* Passed on to ktls_conn_params. */
+    const struct ktls_aead_engine *engine;
+    enum ktls_tx_mode tx_mode;
+    size_t max_record;
+    uint64_t key_update_bytes;
+    int timeout_ms;            /* blocking handshake; 0: 30000 */
+};
+
+struct ktls_hs;
+
+int ktls_hs_new(const struct ktls_config *cfg, int fd, struct ktls_hs **out);
+/* Drives the handshake on a non-blocking or blocking fd. Returns 0 when done,
+ * -EAGAIN when it needs the fd readable (*want_write 0) or writable (1),
+ * other negative values on failure (ktls_hs_error() explains). */
+int ktls_hs_step(struct ktls_hs *hs, int *want_write);
+const char *ktls_hs_error(const struct ktls_hs *hs);
+/* After ktls_hs_step returned 0: builds the record-layer connection, handing
+ * over any bytes OpenSSL read past the handshake. */
+int ktls_hs_finish(struct ktls_hs *hs, struct ktls_conn **out);
+/* Negotiated ALPN ("" if none) and peer certificate subject ("" if none). */
+const char *ktls_hs_alpn(const struct ktls_hs *hs);
+const char *ktls_hs_peer_subject(const struct ktls_hs *hs);
+void ktls_hs_free(struct ktls_hs *hs);
+
+/* Blocking convenience: handshake on fd then hand-off. On error, errbuf
+ * (if given) receives a message. */
+int ktls_handshake(const struct ktls_config *cfg, int fd, struct ktls_conn **out, char *errbuf, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
