@@ -1,0 +1,184 @@
+/*
+ * src/ktls/aead_openssl.c - the "openssl" AEAD engine (libcrypto EVP).
+ *
+ * One EVP_CIPHER_CTX per key: the key is set once at key_new, and each record
+ * only re-initialises the IV (EVP_CipherInit_ex with NULL cipher and key), so
+ * there is no per-record key expansion and no allocation in seal/open.
+ * A key (its context) must not be used by two threads at the same time;
+ * different keys may be used in parallel.
+ */
+#include <rpctls/aead.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+struct ktls_aead_key {
+    EVP_CIPHER_CTX *ctx;
+    enum ktls_cipher cipher;
+};
+
+static const EVP_CIPHER *evp_cipher(enum ktls_cipher cipher)
+{
+    switch (cipher) {
+    case KTLS_AES_128_GCM_SHA256:
+        return EVP_aes_128_gcm();
+    case KTLS_AES_256_GCM_SHA384:
+        return EVP_aes_256_gcm();
+    case KTLS_CHACHA20_POLY1305_SHA256:
+        return EVP_chacha20_poly1305();
+    }
+    return NULL;
+}
+
+static int ossl_supports(enum ktls_cipher cipher)
+{
+    return evp_cipher(cipher) != NULL;
+}
+
+static void ossl_key_free(struct ktls_aead_key *k)
+{
+    if (!k)
+        return;
+    EVP_CIPHER_CTX_free(k->ctx);
+    free(k);
+}
+
+static int ossl_key_new(enum ktls_cipher cipher, const uint8_t *key, struct ktls_aead_key **out)
+{
+    const EVP_CIPHER *c = evp_cipher(cipher);
+    struct ktls_aead_key *k;
+
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (!c || !key)
+        return -EINVAL;
+    k = calloc(1, sizeof(*k));
+    if (!k)
+        return -ENOMEM;
+    k->cipher = cipher;
+    k->ctx = EVP_CIPHER_CTX_new();
+    if (!k->ctx)
+        goto fail;
+    if (EVP_CipherInit_ex(k->ctx, c, NULL, NULL, NULL, 1) != 1)
+        goto fail;
+    if (EVP_CIPHER_CTX_ctrl(k->ctx, EVP_CTRL_AEAD_SET_IVLEN, KTLS_AEAD_IV_LEN, NULL) != 1)
+        goto fail;
+    if (EVP_CipherInit_ex(k->ctx, NULL, NULL, key, NULL, 1) != 1)
+        goto fail;
+    *out = k;
+    return 0;
+fail:
+    ossl_key_free(k);
+    return -ENOMEM;
+}
+
+static int total_len(const struct iovec *v, int n, size_t *out)
+{
+    size_t t = 0;
+
+    if (n < 0 || (n > 0 && !v))
+        return -EINVAL;
+    for (int i = 0; i < n; i++) {
+        if (v[i].iov_len > SIZE_MAX - t)
+            return -EINVAL;
+        t += v[i].iov_len;
+    }
+    *out = t;
+    return 0;
+}
+
+/* Runs the cipher over src into dst, walking both lists and updating on the
+ * overlapping pieces, so the lists may be split at different places. */
+static int ossl_crypt(struct ktls_aead_key *k, const uint8_t *nonce, const uint8_t *aad, size_t aadlen,
+                      const struct iovec *src, int nsrc, const struct iovec *dst, int ndst, int enc)
+{
+    EVP_CIPHER_CTX *ctx = k->ctx;
+    size_t slen, dlen, soff = 0, doff = 0;
+    int si = 0, di = 0, outl, rc;
+
+    if ((rc = total_len(src, nsrc, &slen)) < 0 || (rc = total_len(dst, ndst, &dlen)) < 0)
+        return rc;
+    if (slen != dlen || !nonce || (aadlen && !aad) || aadlen > INT_MAX)
+        return -EINVAL;
+    if (EVP_CipherInit_ex(ctx, NULL, NULL, NULL, nonce, enc) != 1)
+        return -EIO;
+    if (aadlen && EVP_CipherUpdate(ctx, NULL, &outl, aad, (int)aadlen) != 1)
+        return -EIO;
+    for (;;) {
+        while (si < nsrc && soff == src[si].iov_len) {
+            si++;
+            soff = 0;
+        }
+        while (di < ndst && doff == dst[di].iov_len) {
+            di++;
+            doff = 0;
+        }
+        if (si == nsrc || di == ndst)
+            break;
+        size_t n = src[si].iov_len - soff;
+        if (dst[di].iov_len - doff < n)
+            n = dst[di].iov_len - doff;
+        if (n > (1u << 30))
+            n = 1u << 30;
+        const uint8_t *in = (const uint8_t *)src[si].iov_base + soff;
+        uint8_t *out = (uint8_t *)dst[di].iov_base + doff;
+        /* GCM and ChaCha20-Poly1305 are stream modes: EVP emits exactly as
+         * many bytes as it is given, which the piecewise walk relies on. */
+        if (EVP_CipherUpdate(ctx, out, &outl, in, (int)n) != 1 || (size_t)outl != n)
+            return -EIO;
+        soff += n;
+        doff += n;
+    }
+    return 0;
+}
+
+static int ossl_seal(struct ktls_aead_key *k, const uint8_t nonce[KTLS_AEAD_IV_LEN], const uint8_t *aad,
+                     size_t aadlen, const struct iovec *src, int nsrc, const struct iovec *dst, int ndst,
+                     uint8_t tag[KTLS_AEAD_TAG_LEN])
+{
+    uint8_t fin[32];
+    int outl, rc;
+
+    if (!k || !tag)
+        return -EINVAL;
+    if ((rc = ossl_crypt(k, nonce, aad, aadlen, src, nsrc, dst, ndst, 1)) < 0)
+        return rc;
+    if (EVP_CipherFinal_ex(k->ctx, fin, &outl) != 1 || outl != 0)
+        return -EIO;
+    if (EVP_CIPHER_CTX_ctrl(k->ctx, EVP_CTRL_AEAD_GET_TAG, KTLS_AEAD_TAG_LEN, tag) != 1)
+        return -EIO;
+    return 0;
+}
+
+static int ossl_open(struct ktls_aead_key *k, const uint8_t nonce[KTLS_AEAD_IV_LEN], const uint8_t *aad,
+                     size_t aadlen, const struct iovec *src, int nsrc, const struct iovec *dst, int ndst,
+                     const uint8_t tag[KTLS_AEAD_TAG_LEN])
+{
+    uint8_t fin[32];
+    int outl, rc;
+
+    if (!k || !tag)
+        return -EINVAL;
+    if ((rc = ossl_crypt(k, nonce, aad, aadlen, src, nsrc, dst, ndst, 0)) < 0)
+        return rc;
+    /* The ctrl takes a non-const pointer but only copies the tag in. */
+    if (EVP_CIPHER_CTX_ctrl(k->ctx, EVP_CTRL_AEAD_SET_TAG, KTLS_AEAD_TAG_LEN, (void *)(uintptr_t)tag) != 1)
+        return -EIO;
+    if (EVP_CipherFinal_ex(k->ctx, fin, &outl) != 1)
+        return -EBADMSG;
+    return 0;
+}
+
+const struct ktls_aead_engine ktls_aead_openssl = {
+    .name = "openssl",
+    .supports = ossl_supports,
+    .key_new = ossl_key_new,
+    .key_free = ossl_key_free,
+    .seal = ossl_seal,
+    .open = ossl_open,
+};
