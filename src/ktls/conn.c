@@ -1,0 +1,150 @@
+/*
+ * conn.c - record-layer connection state: keys, sequence numbers, modes,
+ * counters and the control-record queue.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "ktls/ktls_int.h"
+
+static const char *const tx_mode_names[] = {
+    [KTLS_TX_AUTO] = "auto",
+    [KTLS_TX_OUTOFPLACE] = "outofplace",
+    [KTLS_TX_COPY] = "copy",
+    [KTLS_TX_INPLACE] = "inplace",
+};
+
+const char *ktls_tx_mode_name(enum ktls_tx_mode m)
+{
+    if ((unsigned)m >= sizeof(tx_mode_names) / sizeof(tx_mode_names[0]))
+        return "?";
+    return tx_mode_names[m];
+}
+
+int ktls_tx_mode_from_name(const char *name, enum ktls_tx_mode *out)
+{
+    for (unsigned i = 0; i < sizeof(tx_mode_names) / sizeof(tx_mode_names[0]); i++) {
+        if (strcmp(name, tx_mode_names[i]) == 0) {
+            *out = (enum ktls_tx_mode)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+void ktls_nonce(const struct ktls_dir *d, uint8_t nonce[KTLS_AEAD_IV_LEN])
+{
+    memcpy(nonce, d->iv, KTLS_AEAD_IV_LEN);
+    for (int i = 0; i < 8; i++)
+        nonce[KTLS_AEAD_IV_LEN - 1 - i] ^= (uint8_t)(d->seq >> (8 * i));
+}
+
+int ktls_dir_set_secret(struct ktls_conn *c, struct ktls_dir *d, const uint8_t *secret)
+{
+    uint8_t key[KTLS_AEAD_MAX_KEY_LEN];
+    struct ktls_aead_key *k = NULL;
+    size_t hlen = ktls_cipher_hash_len(c->cipher);
+    int ret;
+
+    if (secret != d->secret)
+        memcpy(d->secret, secret, hlen);
+    if ((ret = ktls_derive_key_iv(c->cipher, d->secret, key, d->iv)) != 0)
+        goto exit;
+    if ((ret = c->engine->key_new(c->cipher, key, &k)) != 0)
+        goto exit;
+    if (d->key != NULL)
+        c->engine->key_free(d->key);
+    d->key = k;
+    d->seq = 0;
+exit:
+    OPENSSL_cleanse(key, sizeof(key));
+    return ret;
+}
+
+int ktls_conn_new(const struct ktls_conn_params *p, struct ktls_conn **out)
+{
+    struct ktls_conn *c;
+    int ret;
+
+    *out = NULL;
+    if (p->tx_secret == NULL || p->rx_secret == NULL || ktls_cipher_hash_len(p->cipher) == 0)
+        return -EINVAL;
+    if ((c = calloc(1, sizeof(*c))) == NULL)
+        return -ENOMEM;
+    c->role = p->role;
+    c->cipher = p->cipher;
+    c->engine = p->engine != NULL ? p->engine : ktls_aead_default(p->cipher);
+    c->tx_mode = p->tx_mode;
+    c->max_record = p->max_record == 0 || p->max_record > KTLS_MAX_PLAINTEXT ? KTLS_MAX_PLAINTEXT : p->max_record;
+    c->key_update_bytes = p->key_update_bytes;
+    mb_chain_init(&c->ctl);
+    mb_chain_init(&c->rxbuf);
+    mb_chain_init(&c->rxfill);
+    if (c->engine == NULL || !c->engine->supports(p->cipher)) {
+        ret = -ENOTSUP;
+        goto fail;
+    }
+    if ((ret = ktls_dir_set_secret(c, &c->tx, p->tx_secret)) != 0 ||
+        (ret = ktls_dir_set_secret(c, &c->rx, p->rx_secret)) != 0)
+        goto fail;
+    *out = c;
+    return 0;
+fail:
+    ktls_conn_free(c);
+    return ret;
+}
+
+void ktls_conn_free(struct ktls_conn *c)
+{
+    if (c == NULL)
+        return;
+    if (c->tx.key != NULL)
+        c->engine->key_free(c->tx.key);
+    if (c->rx.key != NULL)
+        c->engine->key_free(c->rx.key);
+    mb_chain_free(&c->ctl);
+    mb_chain_free(&c->rxbuf);
+    mb_chain_free(&c->rxfill);
+    free(c->hsbuf);
+    OPENSSL_cleanse(c, sizeof(*c));
+    free(c);
+}
+
+void ktls_conn_set_tx_mode(struct ktls_conn *c, enum ktls_tx_mode m)
+{
+    c->tx_mode = m;
+}
+
+enum ktls_tx_mode ktls_conn_tx_mode(const struct ktls_conn *c)
+{
+    return c->tx_mode;
+}
+
+const struct ktls_stats *ktls_conn_stats(const struct ktls_conn *c)
+{
+    return &c->stats;
+}
+
+const struct ktls_aead_engine *ktls_conn_engine(const struct ktls_conn *c)
+{
+    return c->engine;
+}
+
+enum ktls_cipher ktls_conn_cipher(const struct ktls_conn *c)
+{
+    return c->cipher;
+}
+
+void ktls_conn_set_seq(struct ktls_conn *c, uint64_t tx_seq, uint64_t rx_seq)
+{
+    c->tx.seq = tx_seq;
+    c->rx.seq = rx_seq;
+}
+
+int ktls_rx_alert(const struct ktls_conn *c)
+{
+    return c->last_alert;
+}

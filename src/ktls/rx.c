@@ -1,0 +1,321 @@
+/*
+ * rx.c - parsing and opening TLS 1.3 records from any segmentation of the
+ * byte stream.
+ *
+ * Bytes are read straight into page-vector stores that the connection
+ * allocates (ktls_rx_space/ktls_rx_commit). A complete record is decrypted in
+ * place there and its application data handed out by reference. Ownership of
+ * a receive store is by byte range: plaintext already handed out is never
+ * written again, and the bytes after it belong to the record layer alone
+ * until they too are handed out, so in-place decryption touches no byte that
+ * anybody else can see. A store made read-only or guarded (because a user
+ * shared delivered data under guard mode) is decrypted out of place instead.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ktls/ktls_int.h"
+
+#define RX_STORE_BYTES (16 * MB_PAGE_SIZE)
+#define RX_STACK_IOV 64
+
+static int rx_fail(struct ktls_conn *c, int err, int alert)
+{
+    if (alert >= 0)
+        ktls_tx_queue_alert(c, (uint8_t)alert);
+    c->rx_error = err;
+    return err;
+}
+
+int ktls_rx_space(struct ktls_conn *c, struct iovec *iov, int maxiov)
+{
+    struct mb_store *st;
+    size_t off, end;
+    int n = 0;
+
+    if (maxiov <= 0)
+        return -EINVAL;
+    if (c->rxfill.head != NULL &&
+        (c->rxfill_off == c->rxfill.len || (c->rxfill.head->st->flags & (MB_STF_GUARDED | MB_STF_RDONLY)) != 0))
+        mb_chain_free(&c->rxfill);
+    if (c->rxfill.head == NULL) {
+        int ret = mb_append_pages(&c->rxfill, 0, RX_STORE_BYTES);
+        if (ret != 0)
+            return ret;
+        c->rxfill_off = 0;
+    }
+    st = c->rxfill.head->st;
+    off = c->rxfill.head->off + c->rxfill_off;
+    end = c->rxfill.head->off + c->rxfill.len;
+    while (n < maxiov && off < end) {
+        size_t contig = mb_store_contig(st, off);
+        if (contig > end - off)
+            contig = end - off;
+        iov[n].iov_base = mb_store_ptr(st, off);
+        iov[n].iov_len = contig;
+        off += contig;
+        n++;
+    }
+    return n;
+}
+
+void ktls_rx_commit(struct ktls_conn *c, size_t n)
+{
+    int ret;
+
+    if (n == 0 || c->rx_error != 0)
+        return;
+    if ((ret = mb_chain_copy_ref(&c->rxbuf, &c->rxfill, c->rxfill_off, n)) != 0) {
+        rx_fail(c, ret, KTLS_ALERT_INTERNAL_ERROR);
+        return;
+    }
+    c->rxfill_off += n;
+}
+
+int ktls_rx_feed(struct ktls_conn *c, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+
+    while (len > 0) {
+        struct iovec iov[RX_STACK_IOV];
+        int n = ktls_rx_space(c, iov, RX_STACK_IOV);
+
+        if (n < 0)
+            return n;
+        for (int i = 0; i < n && len > 0; i++) {
+            size_t k = iov[i].iov_len < len ? iov[i].iov_len : len;
+            memcpy(iov[i].iov_base, p, k);
+            ktls_rx_commit(c, k);
+            p += k;
+            len -= k;
+        }
+        if (c->rx_error != 0)
+            return c->rx_error;
+    }
+    return 0;
+}
+
+/* 1 when no store under [off, off + len) of ch is read-only or guarded. */
+static int rx_may_write(const struct mb_chain *ch, size_t off, size_t len)
+{
+    for (const struct mb *m = ch->head; m != NULL && len > 0; m = m->next) {
+        if (off >= m->len) {
+            off -= m->len;
+            continue;
+        }
+        if ((m->st->flags & (MB_STF_RDONLY | MB_STF_GUARDED)) != 0)
+            return 0;
+        len -= len < m->len - off ? len : m->len - off;
+        off = 0;
+    }
+    return 1;
+}
+
+/* Handles post-handshake handshake messages (KeyUpdate, NewSessionTicket). */
+static int rx_handshake(struct ktls_conn *c, const struct mb_chain *pt, size_t off, size_t len, int record_ends)
+{
+    uint8_t *nb;
+    int ret;
+
+    if (c->hslen + len > KTLS_MAX_HS_MSG + 4)
+        return rx_fail(c, -EPROTO, KTLS_ALERT_UNEXPECTED_MESSAGE);
+    if ((nb = realloc(c->hsbuf, c->hslen + len)) == NULL)
+        return rx_fail(c, -ENOMEM, KTLS_ALERT_INTERNAL_ERROR);
+    c->hsbuf = nb;
+    if ((ret = mb_chain_copy_out(pt, off, len, c->hsbuf + c->hslen)) != 0)
+        return rx_fail(c, ret, KTLS_ALERT_INTERNAL_ERROR);
+    c->hslen += len;
+
+    while (c->hslen >= 4) {
+        uint8_t type = c->hsbuf[0];
+        size_t mlen = (size_t)c->hsbuf[1] << 16 | (size_t)c->hsbuf[2] << 8 | c->hsbuf[3];
+
+        if (mlen > KTLS_MAX_HS_MSG)
+            return rx_fail(c, -EPROTO, KTLS_ALERT_DECODE_ERROR);
+        if (c->hslen < 4 + mlen)
+            break;
+        switch (type) {
+        case KTLS_HS_KEY_UPDATE:
+            /* A key change must end the record (RFC 8446 5.1). */
+            if (mlen != 1 || c->hsbuf[4] > 1)
+                return rx_fail(c, -EPROTO, KTLS_ALERT_DECODE_ERROR);
+            if (c->hslen != 5 || !record_ends)
+                return rx_fail(c, -EPROTO, KTLS_ALERT_UNEXPECTED_MESSAGE);
+            if ((ret = ktls_next_secret(c->cipher, c->rx.secret)) != 0 ||
+                (ret = ktls_dir_set_secret(c, &c->rx, c->rx.secret)) != 0)
+                return rx_fail(c, ret, KTLS_ALERT_INTERNAL_ERROR);
+            if (c->hsbuf[4] == 1)
+                c->key_update_owed = 1;
+            c->stats.rx_key_updates++;
+            break;
+        case KTLS_HS_NEW_SESSION_TICKET:
+            break; /* we never resume: tickets are consumed and dropped */
+        default:
+            return rx_fail(c, -EPROTO, KTLS_ALERT_UNEXPECTED_MESSAGE);
+        }
+        memmove(c->hsbuf, c->hsbuf + 4 + mlen, c->hslen - 4 - mlen);
+        c->hslen -= 4 + mlen;
+    }
+    return 0;
+}
+
+/* Opens the record at the head of rxbuf (its length is known to be there). */
+static int rx_record(struct ktls_conn *c, size_t clen, struct mb_chain *app, int *eof)
+{
+    struct mb_chain rec = MB_CHAIN_INIT, rest = MB_CHAIN_INIT, fresh = MB_CHAIN_INIT;
+    struct iovec src_stack[RX_STACK_IOV], dst_stack[RX_STACK_IOV], *src = src_stack, *dst = dst_stack;
+    uint8_t hdr[KTLS_HDR_LEN], tag[KTLS_AEAD_TAG_LEN], nonce[KTLS_AEAD_IV_LEN];
+    size_t ctlen = clen - KTLS_AEAD_TAG_LEN, inner;
+    const struct mb_chain *pt;
+    size_t ptoff;
+    int nsrc, ndst, ret, type;
+
+    if ((ret = mb_chain_split(&c->rxbuf, KTLS_HDR_LEN + clen, &rest)) != 0)
+        return rx_fail(c, ret, KTLS_ALERT_INTERNAL_ERROR);
+    rec = c->rxbuf;
+    c->rxbuf = rest;
+    mb_chain_copy_out(&rec, 0, KTLS_HDR_LEN, hdr);
+    mb_chain_copy_out(&rec, KTLS_HDR_LEN + ctlen, KTLS_AEAD_TAG_LEN, tag);
+
+    nsrc = mb_chain_iovec_count(&rec, KTLS_HDR_LEN, ctlen);
+    if (nsrc > RX_STACK_IOV && (src = malloc((size_t)nsrc * sizeof(*src))) == NULL) {
+        ret = rx_fail(c, -ENOMEM, KTLS_ALERT_INTERNAL_ERROR);
+        goto exit;
+    }
+    nsrc = mb_chain_to_iovec(&rec, KTLS_HDR_LEN, ctlen, src, nsrc);
+    if (rx_may_write(&rec, KTLS_HDR_LEN, ctlen)) {
+        dst = src;
+        ndst = nsrc;
+        pt = &rec;
+        ptoff = KTLS_HDR_LEN;
+    } else {
+        if ((ret = mb_append_pages(&fresh, 0, ctlen)) != 0) {
+            ret = rx_fail(c, ret, KTLS_ALERT_INTERNAL_ERROR);
+            goto exit;
+        }
+        ndst = mb_chain_iovec_count(&fresh, 0, ctlen);
+        if (ndst > RX_STACK_IOV && (dst = malloc((size_t)ndst * sizeof(*dst))) == NULL) {
+            ret = rx_fail(c, -ENOMEM, KTLS_ALERT_INTERNAL_ERROR);
+            goto exit;
+        }
+        ndst = mb_chain_to_iovec(&fresh, 0, ctlen, dst, ndst);
+        pt = &fresh;
+        ptoff = 0;
+    }
+    if (nsrc < 0 || ndst < 0) {
+        ret = rx_fail(c, -EINVAL, KTLS_ALERT_INTERNAL_ERROR);
+        goto exit;
+    }
+    ktls_nonce(&c->rx, nonce);
+    ret = c->engine->open(c->rx.key, nonce, hdr, KTLS_HDR_LEN, src, nsrc, dst, ndst, tag);
+    if (ret != 0) {
+        c->stats.rx_bad_records++;
+        ret = rx_fail(c, ret == -EBADMSG ? -EBADMSG : ret, KTLS_ALERT_BAD_RECORD_MAC);
+        goto exit;
+    }
+    c->rx.seq++;
+
+    /* Inner plaintext = content || type || zeros. */
+    inner = ctlen;
+    type = 0;
+    while (inner > 0 && (type = mb_chain_byte(pt, ptoff + inner - 1)) == 0)
+        inner--;
+    if (inner == 0) {
+        ret = rx_fail(c, -EPROTO, KTLS_ALERT_UNEXPECTED_MESSAGE);
+        goto exit;
+    }
+    inner--; /* drop the type byte: inner is now the content length */
+    if (inner > KTLS_MAX_PLAINTEXT) {
+        ret = rx_fail(c, -EMSGSIZE, KTLS_ALERT_RECORD_OVERFLOW);
+        goto exit;
+    }
+    c->stats.rx_records++;
+
+    switch (type) {
+    case KTLS_CT_APPLICATION_DATA:
+        if (c->hslen != 0) { /* a handshake message may not be interleaved */
+            ret = rx_fail(c, -EPROTO, KTLS_ALERT_UNEXPECTED_MESSAGE);
+            goto exit;
+        }
+        if (inner > 0 && (ret = mb_chain_copy_ref(app, pt, ptoff, inner)) != 0) {
+            ret = rx_fail(c, ret, KTLS_ALERT_INTERNAL_ERROR);
+            goto exit;
+        }
+        c->stats.rx_bytes += inner;
+        break;
+    case KTLS_CT_ALERT: {
+        uint8_t alert[2];
+        if (inner != 2) {
+            ret = rx_fail(c, -EPROTO, KTLS_ALERT_DECODE_ERROR);
+            goto exit;
+        }
+        mb_chain_copy_out(pt, ptoff, 2, alert);
+        c->last_alert = alert[1];
+        if (alert[1] == KTLS_ALERT_CLOSE_NOTIFY) {
+            c->rx_eof = 1;
+            *eof = 1;
+        } else if (alert[1] != 90 /* user_canceled: a warning */) {
+            ret = rx_fail(c, -EPROTO, -1); /* never answer a fatal alert */
+            goto exit;
+        }
+        break;
+    }
+    case KTLS_CT_HANDSHAKE:
+        if (inner == 0) {
+            ret = rx_fail(c, -EPROTO, KTLS_ALERT_UNEXPECTED_MESSAGE);
+            goto exit;
+        }
+        ret = rx_handshake(c, pt, ptoff, inner, 1);
+        break;
+    default:
+        ret = rx_fail(c, -EPROTO, KTLS_ALERT_UNEXPECTED_MESSAGE);
+        break;
+    }
+
+exit:
+    if (src != src_stack)
+        free(src);
+    if (dst != dst_stack && dst != src)
+        free(dst);
+    mb_chain_free(&rec);
+    mb_chain_free(&fresh);
+    return ret;
+}
+
+int ktls_rx_process(struct ktls_conn *c, struct mb_chain *app)
+{
+    size_t before = app->len;
+
+    while (c->rx_error == 0 && !c->rx_eof) {
+        uint8_t hdr[KTLS_HDR_LEN];
+        size_t clen;
+        int eof = 0, ret;
+
+        if (c->rxbuf.len < KTLS_HDR_LEN)
+            break;
+        mb_chain_copy_out(&c->rxbuf, 0, KTLS_HDR_LEN, hdr);
+        /* After the hand-off every record is protected: outer type 23. */
+        if (hdr[0] != KTLS_CT_APPLICATION_DATA)
+            return rx_fail(c, -EPROTO, KTLS_ALERT_UNEXPECTED_MESSAGE);
+        if (hdr[1] != 0x03)
+            return rx_fail(c, -EPROTO, KTLS_ALERT_DECODE_ERROR);
+        clen = (size_t)hdr[3] << 8 | hdr[4];
+        if (clen > KTLS_MAX_CIPHERTEXT)
+            return rx_fail(c, -EMSGSIZE, KTLS_ALERT_RECORD_OVERFLOW);
+        if (clen < 1 + KTLS_AEAD_TAG_LEN)
+            return rx_fail(c, -EPROTO, KTLS_ALERT_DECODE_ERROR);
+        if (c->rxbuf.len < KTLS_HDR_LEN + clen)
+            break;
+        if ((ret = rx_record(c, clen, app, &eof)) != 0)
+            return ret;
+        if (eof)
+            break;
+    }
+    if (c->rx_error != 0)
+        return c->rx_error;
+    /* Data that came before close_notify is delivered first. */
+    if (c->rx_eof && app->len == before)
+        return KTLS_RX_EOF;
+    return 0;
+}

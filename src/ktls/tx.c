@@ -1,0 +1,255 @@
+/*
+ * tx.c - framing chains into TLS 1.3 records and sealing them.
+ *
+ * A sealed record is three pieces of a chain:
+ *   header (5 bytes, inline) ++ ciphertext ++ trailer (inner type + tag, inline)
+ * The ciphertext is the plaintext's own storage when encrypting in place,
+ * or fresh pool pages when encrypting out of place or copying. Shared pages
+ * are written only in KTLS_TX_INPLACE mode, which exists to show the bug.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ktls/ktls_int.h"
+
+#define TX_STACK_IOV 64
+
+/* iovecs for all of chain c plus one extra entry; heap-allocated when the
+ * chain has more pieces than fit on the stack. */
+static int tx_iov(const struct mb_chain *c, struct iovec *stack, struct iovec **iov, int *niov)
+{
+    int need = c->len == 0 ? 0 : mb_chain_iovec_count(c, 0, c->len);
+    int n;
+
+    if (need < 0)
+        return need;
+    *iov = stack;
+    if (need + 1 > TX_STACK_IOV && (*iov = malloc((size_t)(need + 1) * sizeof(**iov))) == NULL)
+        return -ENOMEM;
+    n = c->len == 0 ? 0 : mb_chain_to_iovec(c, 0, c->len, *iov, need);
+    if (n < 0) {
+        if (*iov != stack)
+            free(*iov);
+        return n;
+    }
+    *niov = n;
+    return 0;
+}
+
+/*
+ * Seals body (consumed) as one record of inner content type ct and appends
+ * it to out. mode decides where the ciphertext goes.
+ */
+static int seal_record(struct ktls_conn *c, uint8_t ct, struct mb_chain *body, struct mb_chain *out,
+                       enum ktls_tx_mode mode)
+{
+    struct mb_chain rec = MB_CHAIN_INIT, ctext = MB_CHAIN_INIT, trailer = MB_CHAIN_INIT;
+    struct iovec src_stack[TX_STACK_IOV], dst_stack[TX_STACK_IOV], *src = NULL, *dst = NULL;
+    int nsrc = 0, ndst = 0, in_place, ret;
+    size_t n = body->len, reclen = n + 1 + KTLS_AEAD_TAG_LEN;
+    uint8_t nonce[KTLS_AEAD_IV_LEN], *hdr, *trl;
+    struct mb *link;
+
+    if (n > KTLS_MAX_PLAINTEXT) {
+        ret = -EMSGSIZE;
+        goto exit;
+    }
+    if ((link = mb_append_inline(&rec, KTLS_HDR_LEN)) == NULL || (link = mb_append_inline(&trailer, 1 + KTLS_AEAD_TAG_LEN)) == NULL) {
+        ret = -ENOMEM;
+        goto exit;
+    }
+    hdr = mb_store_ptr(rec.head->st, rec.head->off);
+    hdr[0] = KTLS_CT_APPLICATION_DATA;
+    hdr[1] = 0x03;
+    hdr[2] = 0x03;
+    hdr[3] = (uint8_t)(reclen >> 8);
+    hdr[4] = (uint8_t)reclen;
+    trl = mb_store_ptr(link->st, link->off);
+    trl[0] = ct;
+
+    switch (mode) {
+    case KTLS_TX_INPLACE:
+        in_place = 1;
+        break;
+    case KTLS_TX_AUTO:
+        in_place = n == 0 || mb_chain_is_writable(body, 0, n);
+        break;
+    default:
+        in_place = 0;
+        break;
+    }
+    if (!in_place) {
+        if (mode == KTLS_TX_COPY)
+            ret = mb_chain_copy_to_pages(&ctext, body, 0, n);
+        else
+            ret = mb_append_pages(&ctext, 0, n);
+        if (ret != 0)
+            goto exit;
+        c->stats.tx_pages_allocated += (n + MB_PAGE_SIZE - 1) / MB_PAGE_SIZE;
+        if (mode == KTLS_TX_COPY) {
+            /* The copy is ours alone: seal it in place. */
+            mb_chain_free(body);
+            *body = ctext;
+            mb_chain_init(&ctext);
+            in_place = 1;
+        }
+    }
+
+    if ((ret = tx_iov(body, src_stack, &src, &nsrc)) != 0)
+        goto exit;
+    if (in_place) {
+        dst = src;
+        ndst = nsrc;
+    } else if ((ret = tx_iov(&ctext, dst_stack, &dst, &ndst)) != 0) {
+        goto exit;
+    }
+    /* The inner content type is encrypted right after the data, in place in
+     * the trailer, which both lists end with. */
+    src[nsrc].iov_base = trl;
+    src[nsrc].iov_len = 1;
+    if (dst != src) {
+        dst[ndst].iov_base = trl;
+        dst[ndst].iov_len = 1;
+    }
+    ktls_nonce(&c->tx, nonce);
+    ret = c->engine->seal(c->tx.key, nonce, hdr, KTLS_HDR_LEN, src, nsrc + 1, dst, ndst + 1, trl + 1);
+    if (ret != 0)
+        goto exit;
+    c->tx.seq++;
+
+    if (mode == KTLS_TX_COPY) {
+        c->stats.tx_records_copied++;
+        c->stats.tx_bytes_copied += n;
+    } else if (in_place) {
+        c->stats.tx_records_inplace++;
+        c->stats.tx_bytes_inplace += n;
+    } else {
+        c->stats.tx_records_outofplace++;
+        c->stats.tx_bytes_outofplace += n;
+    }
+    if (in_place) {
+        mb_chain_concat(&rec, body);
+    } else {
+        mb_chain_free(body); /* drop our reference to the plaintext; the pages live on for other users */
+        mb_chain_concat(&rec, &ctext);
+    }
+    mb_chain_concat(&rec, &trailer);
+    mb_chain_concat(out, &rec);
+
+exit:
+    if (src != NULL && src != src_stack)
+        free(src);
+    if (dst != NULL && dst != src && dst != dst_stack)
+        free(dst);
+    mb_chain_free(&rec);
+    mb_chain_free(&ctext);
+    mb_chain_free(&trailer);
+    mb_chain_free(body);
+    return ret;
+}
+
+int ktls_tx_control_record(struct ktls_conn *c, uint8_t ct, const uint8_t *data, size_t len)
+{
+    struct mb_chain body = MB_CHAIN_INIT;
+    int ret;
+
+    if ((ret = mb_chain_append_bytes(&body, data, len)) != 0) {
+        mb_chain_free(&body);
+        return ret;
+    }
+    /* Our own fresh bytes: auto seals them in place. */
+    return seal_record(c, ct, &body, &c->ctl, KTLS_TX_AUTO);
+}
+
+/* Sends a KeyUpdate under the current key, then switches to the next one. */
+static int tx_key_update_now(struct ktls_conn *c, int request_update)
+{
+    uint8_t msg[5] = {KTLS_HS_KEY_UPDATE, 0, 0, 1, (uint8_t)(request_update ? 1 : 0)};
+    int ret;
+
+    if ((ret = ktls_tx_control_record(c, KTLS_CT_HANDSHAKE, msg, sizeof(msg))) != 0)
+        return ret;
+    if ((ret = ktls_next_secret(c->cipher, c->tx.secret)) != 0 || (ret = ktls_dir_set_secret(c, &c->tx, c->tx.secret)) != 0)
+        return ret;
+    c->tx_bytes_since_update = 0;
+    c->key_update_owed = 0; /* any KeyUpdate of ours answers the peer's request */
+    c->stats.tx_key_updates++;
+    return 0;
+}
+
+int ktls_tx_key_update(struct ktls_conn *c, int request_update)
+{
+    if (c->tx_closed)
+        return -EPIPE;
+    return tx_key_update_now(c, request_update);
+}
+
+void ktls_tx_queue_alert(struct ktls_conn *c, uint8_t desc)
+{
+    uint8_t alert[2] = {2 /* fatal */, desc};
+
+    if (c->tx_closed)
+        return;
+    /* Best effort: the connection is going down whatever happens here. */
+    (void)ktls_tx_control_record(c, KTLS_CT_ALERT, alert, sizeof(alert));
+    c->tx_closed = 1;
+}
+
+int ktls_tx_flush_control(struct ktls_conn *c, struct mb_chain *out)
+{
+    int ret;
+
+    if (c->key_update_owed && !c->tx_closed && (ret = tx_key_update_now(c, 0)) != 0)
+        return ret;
+    mb_chain_concat(out, &c->ctl);
+    return 0;
+}
+
+int ktls_tx_seal(struct ktls_conn *c, struct mb_chain *plain, struct mb_chain *out)
+{
+    struct mb_chain body, rest;
+    int ret;
+
+    if (c->tx_closed) {
+        ret = -EPIPE;
+        goto exit;
+    }
+    if ((ret = ktls_tx_flush_control(c, out)) != 0)
+        goto exit;
+    while (plain->len > 0) {
+        size_t n = plain->len < c->max_record ? plain->len : c->max_record;
+
+        if (c->key_update_bytes != 0 && c->tx_bytes_since_update >= c->key_update_bytes) {
+            if ((ret = tx_key_update_now(c, 0)) != 0)
+                goto exit;
+            mb_chain_concat(out, &c->ctl);
+        }
+        mb_chain_init(&rest);
+        if (n < plain->len && (ret = mb_chain_split(plain, n, &rest)) != 0)
+            goto exit;
+        body = *plain;
+        *plain = rest;
+        if ((ret = seal_record(c, KTLS_CT_APPLICATION_DATA, &body, out, c->tx_mode)) != 0)
+            goto exit;
+        c->tx_bytes_since_update += n;
+    }
+exit:
+    mb_chain_free(plain);
+    return ret;
+}
+
+int ktls_tx_close_notify(struct ktls_conn *c, struct mb_chain *out)
+{
+    uint8_t alert[2] = {1 /* warning */, KTLS_ALERT_CLOSE_NOTIFY};
+    int ret;
+
+    if (c->tx_closed)
+        return -EPIPE;
+    if ((ret = ktls_tx_flush_control(c, out)) != 0 ||
+        (ret = ktls_tx_control_record(c, KTLS_CT_ALERT, alert, sizeof(alert))) != 0)
+        return ret;
+    mb_chain_concat(out, &c->ctl);
+    c->tx_closed = 1;
+    return 0;
+}
