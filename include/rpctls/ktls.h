@@ -127,7 +127,8 @@ struct ktls_config {
     const char *cert_file;     /* PEM; required for servers */
     const char *key_file;
     const char *ca_file;       /* verify the peer against this CA */
-    int verify_peer;           /* client: 1 default (verify server). server: 0 none, 1 optional, 2 required */
+    int verify_peer;           /* client: 1 default (verify server; 0 also verifies, < 0 disables).
+                                  server: 0 none, 1 optional, 2 required */
     const char *server_name;   /* client: SNI and host/IP name check; NULL: no name check */
     const char *alpn;          /* e.g. "sunrpc"; NULL: none */
     int require_alpn;          /* fail when the peer does not agree on alpn */
@@ -155,6 +156,9 @@ int ktls_hs_finish(struct ktls_hs *hs, struct ktls_conn **out);
 /* Negotiated ALPN ("" if none) and peer certificate subject ("" if none). */
 const char *ktls_hs_alpn(const struct ktls_hs *hs);
 const char *ktls_hs_peer_subject(const struct ktls_hs *hs);
+/* Bytes the peer sent past its last handshake message that ktls_hs_finish()
+ * handed to the record layer (for tests and diagnostics). */
+size_t ktls_hs_leftover(const struct ktls_hs *hs);
 void ktls_hs_free(struct ktls_hs *hs);
 
 /* Blocking convenience: handshake on fd then hand-off. On error, errbuf
