@@ -135,6 +135,9 @@ int mb_append_pages(struct mb_chain *c, size_t first_off, size_t len);
 unsigned char *mb_store_ptr(const struct mb_store *st, size_t off);
 /* Contiguous bytes available at off within st (to the end of its page or buffer). */
 size_t mb_store_contig(const struct mb_store *st, size_t off);
+/* Marks st read-only (MB_STF_RDONLY); in guard mode a page-vector store is
+ * also mprotect()ed. Call before the store is shared. */
+void mb_store_set_rdonly(struct mb_store *st);
 
 /* ---- chain operations --------------------------------------------------- */
 
@@ -159,7 +162,8 @@ int mb_chain_append_bytes(struct mb_chain *c, const void *data, size_t len);
  * (pos < 0: read from the current position). Short files give -EIO. */
 int mb_chain_append_pages_from_buf(struct mb_chain *c, const void *buf, size_t len);
 int mb_chain_append_pages_from_fd(struct mb_chain *c, int fd, off_t pos, size_t len);
-/* Splits c at byte off: c keeps [0, off), tail receives the rest. */
+/* Splits c at byte off: c keeps [0, off), tail receives the rest (appended
+ * to tail, which must be initialised; normally it is empty). */
 int mb_chain_split(struct mb_chain *c, size_t off, struct mb_chain *tail);
 void mb_chain_trim_head(struct mb_chain *c, size_t n);
 void mb_chain_trim_tail(struct mb_chain *c, size_t n);
@@ -178,6 +182,10 @@ int mb_chain_iovec_count(const struct mb_chain *c, size_t off, size_t len);
 int mb_chain_is_writable(const struct mb_chain *c, size_t off, size_t len);
 /* Byte at position off (off < c->len). For tests and small parsers. */
 int mb_chain_byte(const struct mb_chain *c, size_t off);
+/* Consistency check for tests and debugging: 0 when len and nlinks are exact,
+ * tail is the last link and every link has 0 < len and lies inside its store;
+ * else -EINVAL. */
+int mb_chain_check(const struct mb_chain *c);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,589 @@
+/*
+ * src/mbuf/chain.c - chain operations.
+ *
+ * Operations that can fail build their result in a private chain first and
+ * concatenate it at the end, so the caller's chain is unchanged on failure
+ * (and dst == src works for the copy functions).
+ */
+#include "mbuf/store.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <unistd.h>
+
+/* [off, off + len) lies inside [0, total). */
+static inline int range_ok(size_t total, size_t off, size_t len)
+{
+    return off <= total && len <= total - off;
+}
+
+/* Link holding byte off (off < c->len) and the offset within it. */
+static struct mb *seek(const struct mb_chain *c, size_t off, size_t *lo)
+{
+    struct mb *m = c->head;
+    while (m && off >= m->len) {
+        off -= m->len;
+        m = m->next;
+    }
+    *lo = off;
+    return m;
+}
+
+/* Walks [off, off + len) of a chain as contiguous memory segments. */
+struct segw {
+    struct mb *m;
+    size_t lo;   /* position within link m */
+    size_t left; /* bytes still to walk */
+};
+
+static void segw_init(struct segw *w, const struct mb_chain *c, size_t off, size_t len)
+{
+    w->left = len;
+    w->lo = 0;
+    w->m = len ? seek(c, off, &w->lo) : NULL;
+}
+
+static size_t segw_next(struct segw *w, unsigned char **p)
+{
+    if (w->left == 0)
+        return 0;
+    while (w->lo == w->m->len) {
+        w->m = w->m->next;
+        w->lo = 0;
+        assert(w->m && "segw_next: chain shorter than its len");
+    }
+    size_t soff = w->m->off + w->lo;
+    size_t n = mb_store_contig(w->m->st, soff);
+    if (n > w->m->len - w->lo)
+        n = w->m->len - w->lo;
+    if (n > w->left)
+        n = w->left;
+    *p = mb_store_ptr(w->m->st, soff);
+    w->lo += n;
+    w->left -= n;
+    return n;
+}
+
+/* Copies bytes from walker s into walker d (which must cover writable,
+ * exclusively owned storage) until either ends. */
+static void seg_copy(struct segw *d, struct segw *s)
+{
+    unsigned char *dp = NULL, *sp = NULL;
+    size_t dn = 0, sn = 0;
+    for (;;) {
+        if (!dn) {
+            dn = segw_next(d, &dp);
+            if (dn)
+                assert(mb__store_writable(d->m->st) && "mb chain copy: destination store is shared or read-only");
+        }
+        if (!sn)
+            sn = segw_next(s, &sp);
+        if (!dn || !sn)
+            break;
+        size_t n = dn < sn ? dn : sn;
+        memcpy(dp, sp, n);
+        dp += n;
+        sp += n;
+        dn -= n;
+        sn -= n;
+    }
+}
+
+/* Writes n bytes into store st at soff (st exclusively owned, writable). */
+static void store_write(struct mb_store *st, size_t soff, const unsigned char *src, size_t n)
+{
+    assert(mb__store_writable(st) && "mb store write: store is shared or read-only");
+    while (n) {
+        size_t k = mb_store_contig(st, soff);
+        if (k > n)
+            k = n;
+        memcpy(mb_store_ptr(st, soff), src, k);
+        soff += k;
+        src += k;
+        n -= k;
+    }
+}
+
+static void chain_write(struct mb_chain *c, const unsigned char *src, size_t len)
+{
+    struct segw w;
+    unsigned char *p;
+    size_t n;
+    segw_init(&w, c, 0, len);
+    while ((n = segw_next(&w, &p)) > 0) {
+        assert(mb__store_writable(w.m->st) && "mb chain write: store is shared or read-only");
+        memcpy(p, src, n);
+        src += n;
+    }
+}
+
+/* Fresh writable storage for len > 0 bytes: inline when it fits, else pages. */
+static int alloc_fresh(struct mb_chain *t, size_t len, int pages_only)
+{
+    if (!pages_only && len <= MB_INLINE_SIZE)
+        return mb_append_inline(t, len) ? 0 : -ENOMEM;
+    return mb_append_pages(t, 0, len);
+}
+
+/* ---- basics ------------------------------------------------------------- */
+
+void mb_chain_init(struct mb_chain *c)
+{
+    c->head = c->tail = NULL;
+    c->len = 0;
+    c->nlinks = 0;
+}
+
+void mb_chain_free(struct mb_chain *c)
+{
+    struct mb *m = c->head;
+    while (m) {
+        struct mb *next = m->next;
+        mb__store_unref(m->st);
+        mb__link_free(m);
+        m = next;
+    }
+    mb_chain_init(c);
+}
+
+void mb_chain_concat(struct mb_chain *dst, struct mb_chain *src)
+{
+    assert(dst != src && "mb_chain_concat: dst == src");
+    if (!src->head)
+        return;
+    if (dst->tail)
+        dst->tail->next = src->head;
+    else
+        dst->head = src->head;
+    dst->tail = src->tail;
+    dst->len += src->len;
+    dst->nlinks += src->nlinks;
+    mb_chain_init(src);
+}
+
+int mb_chain_check(const struct mb_chain *c)
+{
+    size_t len = 0;
+    unsigned n = 0;
+    const struct mb *last = NULL;
+    for (const struct mb *m = c->head; m; m = m->next) {
+        if (m->len == 0 || !m->st || m->off > m->st->size || m->len > m->st->size - m->off)
+            return -EINVAL;
+        if (atomic_load(&((struct mb_store *)m->st)->refs) == 0)
+            return -EINVAL;
+        len += m->len;
+        n++;
+        last = m;
+    }
+    if (len != c->len || n != c->nlinks || last != c->tail)
+        return -EINVAL;
+    return 0;
+}
+
+int mb_chain_byte(const struct mb_chain *c, size_t off)
+{
+    if (off >= c->len)
+        return -ERANGE;
+    size_t lo;
+    struct mb *m = seek(c, off, &lo);
+    return *mb_store_ptr(m->st, m->off + lo);
+}
+
+/* ---- copies ------------------------------------------------------------- */
+
+int mb_chain_copy_ref(struct mb_chain *dst, const struct mb_chain *src, size_t off, size_t len)
+{
+    if (!range_ok(src->len, off, len))
+        return -ERANGE;
+    struct mb_chain t = MB_CHAIN_INIT;
+    size_t lo;
+    struct mb *m = len ? seek(src, off, &lo) : NULL;
+    while (len) {
+        struct mb *n = mb__link_alloc();
+        if (!n) {
+            mb_chain_free(&t);
+            return -ENOMEM;
+        }
+        size_t k = m->len - lo;
+        if (k > len)
+            k = len;
+        mb__store_ref(m->st);
+        n->st = m->st;
+        n->off = m->off + lo;
+        n->len = k;
+        mb__link_append(&t, n);
+        len -= k;
+        m = m->next;
+        lo = 0;
+    }
+    mb_chain_concat(dst, &t);
+    return 0;
+}
+
+static int copy_fresh(struct mb_chain *dst, const struct mb_chain *src, size_t off, size_t len, int pages_only)
+{
+    if (!range_ok(src->len, off, len))
+        return -ERANGE;
+    if (len == 0)
+        return 0;
+    struct mb_chain t = MB_CHAIN_INIT;
+    int r = alloc_fresh(&t, len, pages_only);
+    if (r < 0)
+        return r;
+    struct segw d, s;
+    segw_init(&d, &t, 0, len);
+    segw_init(&s, src, off, len);
+    seg_copy(&d, &s);
+    mb_chain_concat(dst, &t);
+    return 0;
+}
+
+int mb_chain_copy_deep(struct mb_chain *dst, const struct mb_chain *src, size_t off, size_t len)
+{
+    return copy_fresh(dst, src, off, len, 0);
+}
+
+int mb_chain_copy_to_pages(struct mb_chain *dst, const struct mb_chain *src, size_t off, size_t len)
+{
+    return copy_fresh(dst, src, off, len, 1);
+}
+
+int mb_chain_copy_out(const struct mb_chain *c, size_t off, size_t len, void *out)
+{
+    if (!range_ok(c->len, off, len))
+        return -ERANGE;
+    unsigned char *o = out, *p;
+    size_t n;
+    struct segw w;
+    segw_init(&w, c, off, len);
+    while ((n = segw_next(&w, &p)) > 0) {
+        memcpy(o, p, n);
+        o += n;
+    }
+    return 0;
+}
+
+/* ---- appending data ----------------------------------------------------- */
+
+int mb_chain_append_bytes(struct mb_chain *c, const void *data, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (!data)
+        return -EINVAL;
+    const unsigned char *src = data;
+    struct mb *tail = c->tail;
+    size_t room = 0;
+    if (tail && mb__store_writable(tail->st))
+        room = tail->st->size - (tail->off + tail->len);
+    size_t n = room < len ? room : len;
+    struct mb_chain t = MB_CHAIN_INIT;
+    if (len > n) {
+        int r = alloc_fresh(&t, len - n, 0);
+        if (r < 0)
+            return r;
+        chain_write(&t, src + n, len - n);
+    }
+    if (n) {
+        store_write(tail->st, tail->off + tail->len, src, n);
+        tail->len += n;
+        c->len += n;
+    }
+    mb_chain_concat(c, &t);
+    return 0;
+}
+
+int mb_chain_append_pages_from_buf(struct mb_chain *c, const void *buf, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (!buf)
+        return -EINVAL;
+    struct mb_chain t = MB_CHAIN_INIT;
+    int r = mb_append_pages(&t, 0, len);
+    if (r < 0)
+        return r;
+    chain_write(&t, buf, len);
+    mb_chain_concat(c, &t);
+    return 0;
+}
+
+#define FD_IOV 64
+
+int mb_chain_append_pages_from_fd(struct mb_chain *c, int fd, off_t pos, size_t len)
+{
+    if (len == 0)
+        return 0;
+    struct mb_chain t = MB_CHAIN_INIT;
+    int r = mb_append_pages(&t, 0, len);
+    if (r < 0)
+        return r;
+    size_t done = 0;
+    while (done < len) {
+        /* Read straight into the pages: one iovec per run of contiguous
+         * memory, at most FD_IOV per system call. */
+        struct iovec iov[FD_IOV];
+        int cnt = 0;
+        struct segw w;
+        unsigned char *p;
+        size_t n;
+        segw_init(&w, &t, done, len - done);
+        while (cnt < FD_IOV && (n = segw_next(&w, &p)) > 0) {
+            if (cnt > 0 && (unsigned char *)iov[cnt - 1].iov_base + iov[cnt - 1].iov_len == p) {
+                iov[cnt - 1].iov_len += n;
+                continue;
+            }
+            iov[cnt].iov_base = p;
+            iov[cnt].iov_len = n;
+            cnt++;
+        }
+        ssize_t got = pos < 0 ? readv(fd, iov, cnt) : preadv(fd, iov, cnt, pos + (off_t)done);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            r = -errno;
+            goto fail;
+        }
+        if (got == 0) {
+            r = -EIO; /* the file is shorter than asked */
+            goto fail;
+        }
+        done += (size_t)got;
+    }
+    mb_chain_concat(c, &t);
+    return 0;
+fail:
+    mb_chain_free(&t);
+    return r;
+}
+
+/* ---- splitting and trimming --------------------------------------------- */
+
+int mb_chain_split(struct mb_chain *c, size_t off, struct mb_chain *tail)
+{
+    assert(c != tail && "mb_chain_split: c == tail");
+    if (off > c->len)
+        return -ERANGE;
+    if (off == c->len)
+        return 0;
+    if (off == 0) {
+        mb_chain_concat(tail, c);
+        return 0;
+    }
+    struct mb *prev = NULL, *m = c->head;
+    unsigned kept = 0;
+    size_t lo = off;
+    while (lo >= m->len) {
+        lo -= m->len;
+        prev = m;
+        m = m->next;
+        kept++;
+    }
+    struct mb_chain r;
+    r.tail = c->tail;
+    r.len = c->len - off;
+    if (lo == 0) {
+        /* On a link boundary: just cut the list. */
+        prev->next = NULL;
+        c->tail = prev;
+        r.head = m;
+        r.nlinks = c->nlinks - kept;
+    } else {
+        struct mb *n = mb__link_alloc();
+        if (!n)
+            return -ENOMEM;
+        mb__store_ref(m->st); /* both halves now share the store */
+        n->st = m->st;
+        n->off = m->off + lo;
+        n->len = m->len - lo;
+        n->next = m->next;
+        m->len = lo;
+        m->next = NULL;
+        if (r.tail == m)
+            r.tail = n;
+        c->tail = m;
+        kept++;
+        r.head = n;
+        r.nlinks = c->nlinks - kept + 1;
+    }
+    c->len = off;
+    c->nlinks = kept;
+    mb_chain_concat(tail, &r);
+    return 0;
+}
+
+void mb_chain_trim_head(struct mb_chain *c, size_t n)
+{
+    if (n > c->len)
+        n = c->len;
+    c->len -= n;
+    while (n) {
+        struct mb *m = c->head;
+        if (m->len > n) {
+            m->off += n;
+            m->len -= n;
+            break;
+        }
+        n -= m->len;
+        c->head = m->next;
+        c->nlinks--;
+        mb__store_unref(m->st);
+        mb__link_free(m);
+    }
+    if (!c->head)
+        c->tail = NULL;
+}
+
+void mb_chain_trim_tail(struct mb_chain *c, size_t n)
+{
+    if (n >= c->len) {
+        mb_chain_free(c);
+        return;
+    }
+    if (n == 0)
+        return;
+    size_t keep = c->len - n;
+    /* Find the link holding byte keep - 1; it becomes the tail. */
+    struct mb *m = c->head;
+    size_t pos = 0;
+    unsigned cnt = 1;
+    while (pos + m->len < keep) {
+        pos += m->len;
+        m = m->next;
+        cnt++;
+    }
+    m->len = keep - pos;
+    struct mb *rest = m->next;
+    m->next = NULL;
+    c->tail = m;
+    c->len = keep;
+    c->nlinks = cnt;
+    while (rest) {
+        struct mb *next = rest->next;
+        mb__store_unref(rest->st);
+        mb__link_free(rest);
+        rest = next;
+    }
+}
+
+void *mb_chain_pullup(struct mb_chain *c, size_t len)
+{
+    if (len > c->len || len > MB_PAGE_SIZE || !c->head)
+        return NULL;
+    struct mb *h = c->head;
+    size_t avail = mb_store_contig(h->st, h->off);
+    if (avail > h->len)
+        avail = h->len;
+    if (avail >= len)
+        return mb_store_ptr(h->st, h->off);
+
+    size_t room = mb_store_contig(h->st, h->off);
+    if (mb__store_writable(h->st) && room >= len) {
+        /* The head store is ours alone and has space right after the head's
+         * bytes (m_pullup's "fits in the first mbuf" case): pull the rest
+         * in. Only h points into this store, so no other link aliases it. */
+        size_t need = len - h->len;
+        unsigned char *dst = mb_store_ptr(h->st, h->off) + h->len;
+        mb_chain_copy_out(c, h->len, need, dst);
+        c->head = h->next;
+        c->len -= h->len;
+        c->nlinks--;
+        if (!c->head)
+            c->tail = NULL;
+        mb_chain_trim_head(c, need);
+        h->len += need;
+        h->next = c->head;
+        c->head = h;
+        if (!c->tail)
+            c->tail = h;
+        c->len += h->len;
+        c->nlinks++;
+        return mb_store_ptr(h->st, h->off);
+    }
+
+    /* Copy into a fresh store; never write a shared or read-only one. */
+    struct mb_chain t = MB_CHAIN_INIT;
+    int r;
+    if (len <= MB_INLINE_SIZE)
+        r = mb_append_inline(&t, len) ? 0 : -ENOMEM;
+    else
+        r = mb_append_pages(&t, 0, len); /* offset 0, len <= one page: contiguous */
+    if (r < 0)
+        return NULL;
+    struct mb *n = t.head;
+    mb_chain_copy_out(c, 0, len, mb_store_ptr(n->st, 0));
+    mb_chain_trim_head(c, len);
+    n->next = c->head;
+    c->head = n;
+    if (!c->tail)
+        c->tail = n;
+    c->len += len;
+    c->nlinks++;
+    return mb_store_ptr(n->st, 0);
+}
+
+/* ---- iovecs and writability --------------------------------------------- */
+
+int mb_chain_to_iovec(const struct mb_chain *c, size_t off, size_t len, struct iovec *iov, int maxiov)
+{
+    if (!range_ok(c->len, off, len) || maxiov < 0)
+        return -EINVAL;
+    struct segw w;
+    unsigned char *p;
+    size_t n;
+    int cnt = 0;
+    segw_init(&w, c, off, len);
+    while ((n = segw_next(&w, &p)) > 0) {
+        if (cnt > 0 && (unsigned char *)iov[cnt - 1].iov_base + iov[cnt - 1].iov_len == p) {
+            iov[cnt - 1].iov_len += n;
+            continue;
+        }
+        if (cnt == maxiov)
+            return -ERANGE;
+        iov[cnt].iov_base = p;
+        iov[cnt].iov_len = n;
+        cnt++;
+    }
+    return cnt;
+}
+
+int mb_chain_iovec_count(const struct mb_chain *c, size_t off, size_t len)
+{
+    if (!range_ok(c->len, off, len))
+        return -EINVAL;
+    struct segw w;
+    unsigned char *p, *end = NULL;
+    size_t n;
+    int cnt = 0;
+    segw_init(&w, c, off, len);
+    while ((n = segw_next(&w, &p)) > 0) {
+        if (p != end) {
+            if (cnt == INT_MAX)
+                return -ERANGE;
+            cnt++;
+        }
+        end = p + n;
+    }
+    return cnt;
+}
+
+int mb_chain_is_writable(const struct mb_chain *c, size_t off, size_t len)
+{
+    if (!range_ok(c->len, off, len))
+        return 0;
+    if (len == 0)
+        return 1;
+    size_t lo;
+    struct mb *m = seek(c, off, &lo);
+    size_t left = len;
+    while (left) {
+        if (!mb__store_writable(m->st))
+            return 0;
+        size_t k = m->len - lo;
+        left -= k < left ? k : left;
+        m = m->next;
+        lo = 0;
+    }
+    return 1;
+}
