@@ -38,11 +38,74 @@ static int tx_iov(const struct mb_chain *c, struct iovec *stack, struct iovec **
 }
 
 /*
+ * Who owns the bytes of a chain, worked out once before the chain is cut
+ * into records. Cutting a link in two at a record boundary makes two links
+ * to one store (reference count 2) although the chain alone owns both
+ * halves, so ownership is judged on the uncut chain: a store is ours when
+ * every reference to it comes from one run of adjacent links of the chain
+ * and it is neither read-only nor guarded. Pieces past TX_OWN_SEGS are
+ * judged not ours, which is always safe (out of place).
+ */
+#define TX_OWN_SEGS 64
+
+struct tx_ownership {
+    size_t end[TX_OWN_SEGS]; /* chain offset where segment i ends */
+    uint8_t owned[TX_OWN_SEGS];
+    int nseg;
+};
+
+static void tx_ownership_scan(const struct mb_chain *c, struct tx_ownership *o)
+{
+    size_t pos = 0;
+
+    o->nseg = 0;
+    for (const struct mb *m = c->head; m != NULL;) {
+        const struct mb *run = m;
+        unsigned nlinks = 0;
+        size_t bytes = 0;
+        int owned;
+
+        for (; m != NULL && m->st == run->st; m = m->next) {
+            nlinks++;
+            bytes += m->len;
+        }
+        owned = (run->st->flags & (MB_STF_RDONLY | MB_STF_GUARDED)) == 0 &&
+                atomic_load_explicit(&run->st->refs, memory_order_acquire) == nlinks;
+        pos += bytes;
+        if (o->nseg > 0 && o->owned[o->nseg - 1] == owned) {
+            o->end[o->nseg - 1] = pos;
+        } else if (o->nseg < TX_OWN_SEGS) {
+            o->end[o->nseg] = pos;
+            o->owned[o->nseg] = (uint8_t)owned;
+            o->nseg++;
+        } else {
+            return; /* the rest counts as not ours */
+        }
+    }
+}
+
+/* 1 when all of [off, off + len) of the scanned chain is ours. */
+static int tx_ownership_covers(const struct tx_ownership *o, size_t off, size_t len)
+{
+    size_t start = 0;
+
+    for (int i = 0; i < o->nseg; i++) {
+        if (o->end[i] > off && start < off + len && !o->owned[i])
+            return 0;
+        if (o->end[i] >= off + len)
+            return 1;
+        start = o->end[i];
+    }
+    return 0;
+}
+
+/*
  * Seals body (consumed) as one record of inner content type ct and appends
- * it to out. mode decides where the ciphertext goes.
+ * it to out. mode decides where the ciphertext goes; owned says whether
+ * body's bytes belong to the caller alone (used by KTLS_TX_AUTO).
  */
 static int seal_record(struct ktls_conn *c, uint8_t ct, struct mb_chain *body, struct mb_chain *out,
-                       enum ktls_tx_mode mode)
+                       enum ktls_tx_mode mode, int owned)
 {
     struct mb_chain rec = MB_CHAIN_INIT, ctext = MB_CHAIN_INIT, trailer = MB_CHAIN_INIT;
     struct iovec src_stack[TX_STACK_IOV], dst_stack[TX_STACK_IOV], *src = NULL, *dst = NULL;
@@ -73,7 +136,7 @@ static int seal_record(struct ktls_conn *c, uint8_t ct, struct mb_chain *body, s
         in_place = 1;
         break;
     case KTLS_TX_AUTO:
-        in_place = n == 0 || mb_chain_is_writable(body, 0, n);
+        in_place = owned;
         break;
     default:
         in_place = 0;
@@ -158,8 +221,8 @@ int ktls_tx_control_record(struct ktls_conn *c, uint8_t ct, const uint8_t *data,
         mb_chain_free(&body);
         return ret;
     }
-    /* Our own fresh bytes: auto seals them in place. */
-    return seal_record(c, ct, &body, &c->ctl, KTLS_TX_AUTO);
+    /* Our own fresh bytes: sealed in place. */
+    return seal_record(c, ct, &body, &c->ctl, KTLS_TX_AUTO, 1);
 }
 
 /* Sends a KeyUpdate under the current key, then switches to the next one. */
@@ -209,8 +272,12 @@ int ktls_tx_flush_control(struct ktls_conn *c, struct mb_chain *out)
 int ktls_tx_seal(struct ktls_conn *c, struct mb_chain *plain, struct mb_chain *out)
 {
     struct mb_chain body, rest;
+    struct tx_ownership own = {.nseg = 0};
+    size_t pos = 0;
     int ret;
 
+    if (c->tx_mode == KTLS_TX_AUTO)
+        tx_ownership_scan(plain, &own);
     if (c->tx_closed) {
         ret = -EPIPE;
         goto exit;
@@ -230,9 +297,11 @@ int ktls_tx_seal(struct ktls_conn *c, struct mb_chain *plain, struct mb_chain *o
             goto exit;
         body = *plain;
         *plain = rest;
-        if ((ret = seal_record(c, KTLS_CT_APPLICATION_DATA, &body, out, c->tx_mode)) != 0)
+        if ((ret = seal_record(c, KTLS_CT_APPLICATION_DATA, &body, out, c->tx_mode,
+                               c->tx_mode == KTLS_TX_AUTO && tx_ownership_covers(&own, pos, n))) != 0)
             goto exit;
         c->tx_bytes_since_update += n;
+        pos += n;
     }
 exit:
     mb_chain_free(plain);

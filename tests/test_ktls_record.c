@@ -1,0 +1,371 @@
+/*
+ * test_ktls_record.c - the record layer on its own: framing, every TX mode,
+ * any RX segmentation, KeyUpdate both ways, close_notify, and rejection of
+ * tampered, oversize and malformed records.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ktls/ktls_int.h"
+#include "ktls_pair.h"
+#include "test.h"
+
+static const enum ktls_cipher ciphers[] = {KTLS_AES_128_GCM_SHA256, KTLS_AES_256_GCM_SHA384,
+                                           KTLS_CHACHA20_POLY1305_SHA256};
+static const enum ktls_tx_mode modes[] = {KTLS_TX_AUTO, KTLS_TX_OUTOFPLACE, KTLS_TX_COPY, KTLS_TX_INPLACE};
+
+static void fill_random(uint8_t *buf, size_t len, unsigned *seed)
+{
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (uint8_t)rand_r(seed);
+}
+
+/* Builds a chain holding buf using a random mix of storage kinds. */
+static int build_chain(struct mb_chain *c, const uint8_t *buf, size_t len, unsigned *seed)
+{
+    size_t off = 0;
+    int ret = 0;
+
+    while (off < len && ret == 0) {
+        size_t k = 1 + (size_t)rand_r(seed) % 70000;
+        struct mb *m;
+        if (k > len - off)
+            k = len - off;
+        switch (rand_r(seed) % 3) {
+        case 0:
+            ret = mb_chain_append_pages_from_buf(c, buf + off, k);
+            break;
+        case 1:
+            if ((m = mb_append_cluster(c, k)) == NULL)
+                return -ENOMEM;
+            memcpy(mb_store_ptr(m->st, m->off), buf + off, k);
+            break;
+        default:
+            if (k > MB_INLINE_SIZE)
+                k = MB_INLINE_SIZE;
+            if ((m = mb_append_inline(c, k)) == NULL)
+                return -ENOMEM;
+            memcpy(mb_store_ptr(m->st, m->off), buf + off, k);
+            break;
+        }
+        off += k;
+    }
+    return ret;
+}
+
+/* Random chains through every cipher and mode, RX fed in random pieces. */
+static void test_roundtrip_all(void)
+{
+    unsigned seed = 1234;
+    size_t sizes[] = {1, 17, 4095, 4096, 16383, 16384, 16385, 100000, 300001};
+
+    for (size_t ci = 0; ci < 3; ci++) {
+        for (size_t mi = 0; mi < 4; mi++) {
+            struct ktls_pair p;
+            REQUIRE(ktls_pair_open(&p, ciphers[ci], NULL, modes[mi], (unsigned)(ci * 4 + mi)) == 0);
+            for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
+                size_t len = sizes[si];
+                uint8_t *buf = malloc(len);
+                struct mb_chain plain = MB_CHAIN_INIT, app = MB_CHAIN_INIT;
+                REQUIRE(buf != NULL);
+                fill_random(buf, len, &seed);
+                CHECK_EQ(build_chain(&plain, buf, len, &seed), 0);
+                size_t maxpiece = si % 3 == 0 ? 1 : (si % 3 == 1 ? 7 : 40000);
+                if (len > 20000 && maxpiece == 1)
+                    maxpiece = 3;
+                CHECK_EQ(ktls_pair_transfer(p.a, p.b, &plain, maxpiece, &seed, &app), 0);
+                CHECK(plain.len == 0);
+                CHECK(chain_equals(&app, buf, len));
+                mb_chain_free(&app);
+                free(buf);
+            }
+            const struct ktls_stats *st = ktls_conn_stats(p.a);
+            uint64_t total = st->tx_bytes_inplace + st->tx_bytes_outofplace + st->tx_bytes_copied;
+            CHECK(total == 1 + 17 + 4095 + 4096 + 16383 + 16384 + 16385 + 100000 + 300001);
+            if (modes[mi] == KTLS_TX_COPY)
+                CHECK(st->tx_bytes_copied == total);
+            if (modes[mi] == KTLS_TX_INPLACE)
+                CHECK(st->tx_bytes_inplace == total);
+            if (modes[mi] == KTLS_TX_OUTOFPLACE)
+                CHECK(st->tx_bytes_outofplace == total && st->tx_pages_allocated > 0);
+            /* Exclusively owned fresh chains: auto seals in place. */
+            if (modes[mi] == KTLS_TX_AUTO)
+                CHECK(st->tx_bytes_inplace == total);
+            ktls_pair_close(&p);
+        }
+    }
+}
+
+/* Record framing: sizes and header bytes on the wire. */
+static void test_framing(void)
+{
+    struct ktls_pair p;
+    struct mb_chain plain = MB_CHAIN_INIT, out = MB_CHAIN_INIT;
+    uint8_t *buf = calloc(1, 40000), *wire;
+    size_t len;
+
+    REQUIRE(buf != NULL);
+    REQUIRE(ktls_pair_open(&p, KTLS_AES_128_GCM_SHA256, NULL, KTLS_TX_OUTOFPLACE, 9) == 0);
+    CHECK_EQ(mb_chain_append_pages_from_buf(&plain, buf, 40000), 0);
+    CHECK_EQ(ktls_tx_seal(p.a, &plain, &out), 0);
+    /* 16384 + 16384 + 7232, each + 5 header + 1 type + 16 tag. */
+    CHECK_EQ(out.len, 40000 + 3 * 22);
+    wire = chain_flatten(&out, &len);
+    REQUIRE(wire != NULL);
+    CHECK(wire[0] == 23 && wire[1] == 3 && wire[2] == 3);
+    CHECK_EQ((wire[3] << 8 | wire[4]), 16384 + 17);
+    size_t second = 5 + 16384 + 17;
+    CHECK(wire[second] == 23);
+    CHECK_EQ((wire[second + 3] << 8 | wire[second + 4]), 16384 + 17);
+    size_t third = 2 * second;
+    CHECK_EQ((wire[third + 3] << 8 | wire[third + 4]), 7232 + 17);
+    free(wire);
+    ktls_pair_close(&p);
+
+    /* A smaller maximum record size. */
+    struct ktls_conn *c;
+    uint8_t s[32] = {1};
+    struct ktls_conn_params prm = {.cipher = KTLS_AES_128_GCM_SHA256, .tx_secret = s, .rx_secret = s, .max_record = 1000};
+    REQUIRE(ktls_conn_new(&prm, &c) == 0);
+    CHECK_EQ(mb_chain_append_pages_from_buf(&plain, buf, 2500), 0);
+    CHECK_EQ(ktls_tx_seal(c, &plain, &out), 0);
+    CHECK_EQ(out.len, 2500 + 3 * 22);
+    mb_chain_free(&out);
+    ktls_conn_free(c);
+    free(buf);
+}
+
+/* KeyUpdate from each side, the answer to update_requested, and automatic
+ * updates after a byte count. */
+static void test_key_update(void)
+{
+    unsigned seed = 77;
+    uint8_t buf[50000];
+    struct ktls_pair p;
+    struct mb_chain plain = MB_CHAIN_INIT, app = MB_CHAIN_INIT, out = MB_CHAIN_INIT;
+
+    fill_random(buf, sizeof(buf), &seed);
+    for (size_t ci = 0; ci < 3; ci++) {
+        REQUIRE(ktls_pair_open(&p, ciphers[ci], NULL, KTLS_TX_AUTO, 3) == 0);
+        /* a asks b to update too. */
+        CHECK_EQ(ktls_tx_key_update(p.a, 1), 0);
+        CHECK_EQ(mb_chain_append_bytes(&plain, buf, 1000), 0);
+        CHECK_EQ(ktls_pair_transfer(p.a, p.b, &plain, 13, &seed, &app), 0);
+        CHECK(chain_equals(&app, buf, 1000));
+        mb_chain_free(&app);
+        CHECK_EQ(ktls_conn_stats(p.b)->rx_key_updates, 1);
+        /* b owes an update; it goes out ahead of b's next data. */
+        CHECK_EQ(mb_chain_append_bytes(&plain, buf, 3000), 0);
+        CHECK_EQ(ktls_pair_transfer(p.b, p.a, &plain, 5000, &seed, &app), 0);
+        CHECK(chain_equals(&app, buf, 3000));
+        mb_chain_free(&app);
+        CHECK_EQ(ktls_conn_stats(p.b)->tx_key_updates, 1);
+        CHECK_EQ(ktls_conn_stats(p.a)->rx_key_updates, 1);
+        /* b updates on its own, not requesting: a must not answer. */
+        CHECK_EQ(ktls_tx_key_update(p.b, 0), 0);
+        CHECK_EQ(ktls_tx_flush_control(p.b, &out), 0);
+        CHECK(out.len > 0);
+        size_t len;
+        uint8_t *wire = chain_flatten(&out, &len);
+        CHECK_EQ(ktls_feed_pieces(p.a, wire, len, 3, &seed, &app), 0);
+        free(wire);
+        CHECK_EQ(ktls_tx_flush_control(p.a, &out), 0);
+        CHECK_EQ(out.len, 0);
+        CHECK_EQ(ktls_conn_stats(p.a)->rx_key_updates, 2);
+        ktls_pair_close(&p);
+    }
+
+    /* Automatic KeyUpdate every 16384 bytes. */
+    uint8_t s1[32] = {3}, s2[32] = {4};
+    struct ktls_conn_params pa = {.cipher = KTLS_AES_128_GCM_SHA256, .tx_secret = s1, .rx_secret = s2,
+                                  .key_update_bytes = 16384};
+    struct ktls_conn_params pb = {.cipher = KTLS_AES_128_GCM_SHA256, .tx_secret = s2, .rx_secret = s1};
+    REQUIRE(ktls_conn_new(&pa, &p.a) == 0 && ktls_conn_new(&pb, &p.b) == 0);
+    CHECK_EQ(mb_chain_append_pages_from_buf(&plain, buf, sizeof(buf)), 0);
+    CHECK_EQ(ktls_pair_transfer(p.a, p.b, &plain, 9999, &seed, &app), 0);
+    CHECK(chain_equals(&app, buf, sizeof(buf)));
+    mb_chain_free(&app);
+    /* 16 KiB records: an update before each of records 2, 3 and 4. */
+    CHECK_EQ(ktls_conn_stats(p.a)->tx_key_updates, 3);
+    CHECK_EQ(ktls_conn_stats(p.b)->rx_key_updates, 3);
+    ktls_pair_close(&p);
+}
+
+static void test_close_notify(void)
+{
+    unsigned seed = 5;
+    struct ktls_pair p;
+    struct mb_chain plain = MB_CHAIN_INIT, app = MB_CHAIN_INIT, out = MB_CHAIN_INIT;
+    uint8_t data[100] = {42};
+    size_t len;
+
+    REQUIRE(ktls_pair_open(&p, KTLS_CHACHA20_POLY1305_SHA256, NULL, KTLS_TX_AUTO, 1) == 0);
+    CHECK_EQ(mb_chain_append_bytes(&plain, data, sizeof(data)), 0);
+    CHECK_EQ(ktls_tx_seal(p.a, &plain, &out), 0);
+    CHECK_EQ(ktls_tx_close_notify(p.a, &out), 0);
+    uint8_t *wire = chain_flatten(&out, &len);
+    CHECK_EQ(ktls_rx_feed(p.b, wire, len), 0);
+    /* Data before close_notify first, then end of stream. */
+    CHECK_EQ(ktls_rx_process(p.b, &app), 0);
+    CHECK(chain_equals(&app, data, sizeof(data)));
+    CHECK_EQ(ktls_rx_process(p.b, &app), KTLS_RX_EOF);
+    CHECK_EQ(ktls_rx_alert(p.b), 0);
+    /* Sending after close_notify is refused. */
+    CHECK_EQ(mb_chain_append_bytes(&plain, data, 1), 0);
+    CHECK_EQ(ktls_tx_seal(p.a, &plain, &out), -EPIPE);
+    CHECK(plain.len == 0 && out.len == 0);
+    mb_chain_free(&app);
+    free(wire);
+    (void)seed;
+    ktls_pair_close(&p);
+}
+
+/* One bit flipped anywhere in a record: bad_record_mac, nothing delivered
+ * from that record, the connection dead, and the alert reaches the peer. */
+static void test_tampered(void)
+{
+    unsigned seed = 99;
+    uint8_t data[40000];
+
+    fill_random(data, sizeof(data), &seed);
+    for (int where = 0; where < 4; where++) {
+        struct ktls_pair p;
+        struct mb_chain plain = MB_CHAIN_INIT, app = MB_CHAIN_INIT, out = MB_CHAIN_INIT;
+        size_t len;
+        uint8_t *wire;
+
+        REQUIRE(ktls_pair_open(&p, ciphers[where % 3], NULL, KTLS_TX_OUTOFPLACE, 8) == 0);
+        CHECK_EQ(mb_chain_append_pages_from_buf(&plain, data, sizeof(data)), 0);
+        CHECK_EQ(ktls_tx_seal(p.a, &plain, &out), 0);
+        wire = chain_flatten(&out, &len);
+        REQUIRE(wire != NULL);
+        /* Flip a bit in the second record: ciphertext, tag, header length-neutral byte, inner type. */
+        size_t rec2 = 5 + 16384 + 17;
+        size_t pos[4] = {rec2 + 5 + 100, rec2 + 5 + 16384 + 16, rec2 + 2, rec2 + 5 + 16384};
+        wire[pos[where]] ^= 0x10;
+        int ret = ktls_feed_pieces(p.b, wire, len, 1000, &seed, &app);
+        CHECK_EQ(ret, -EBADMSG);
+        /* The first record was authentic and delivered; nothing of the second. */
+        CHECK(chain_equals(&app, data, 16384));
+        CHECK_EQ(ktls_conn_stats(p.b)->rx_bad_records, 1);
+        CHECK_EQ(ktls_rx_process(p.b, &app), -EBADMSG); /* sticky */
+        CHECK_EQ(app.len, 16384);
+        mb_chain_free(&app);
+        free(wire);
+        /* b sends bad_record_mac; a sees a fatal alert. */
+        CHECK_EQ(ktls_tx_flush_control(p.b, &out), 0);
+        CHECK(out.len > 0);
+        wire = chain_flatten(&out, &len);
+        CHECK_EQ(ktls_rx_feed(p.a, wire, len), 0);
+        CHECK_EQ(ktls_rx_process(p.a, &app), -EPROTO);
+        CHECK_EQ(ktls_rx_alert(p.a), 20);
+        free(wire);
+        /* b's TX is closed after a fatal alert. */
+        CHECK_EQ(mb_chain_append_bytes(&plain, data, 10), 0);
+        CHECK_EQ(ktls_tx_seal(p.b, &plain, &out), -EPIPE);
+        ktls_pair_close(&p);
+    }
+}
+
+/* Headers that must be refused before any decryption. */
+static void test_bad_headers(void)
+{
+    struct {
+        uint8_t hdr[5];
+        int want;
+    } cases[] = {
+        {{23, 3, 3, 0x41, 0x01}, -EMSGSIZE}, /* 16641 > 2^14 + 256 */
+        {{23, 3, 3, 0xff, 0xff}, -EMSGSIZE},
+        {{0x42, 3, 3, 0, 40}, -EPROTO},      /* unknown content type */
+        {{22, 3, 3, 0, 40}, -EPROTO},        /* plaintext handshake after hand-off */
+        {{21, 3, 3, 0, 2}, -EPROTO},         /* plaintext alert */
+        {{23, 9, 3, 0, 40}, -EPROTO},        /* not TLS */
+        {{23, 3, 3, 0, 16}, -EPROTO},        /* too short to hold type + tag */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct ktls_pair p;
+        struct mb_chain app = MB_CHAIN_INIT, out = MB_CHAIN_INIT;
+        REQUIRE(ktls_pair_open(&p, KTLS_AES_128_GCM_SHA256, NULL, KTLS_TX_AUTO, 2) == 0);
+        CHECK_EQ(ktls_rx_feed(p.b, cases[i].hdr, 5), 0);
+        CHECK_EQ(ktls_rx_process(p.b, &app), cases[i].want);
+        CHECK_EQ(app.len, 0);
+        /* An alert is queued for the peer. */
+        CHECK_EQ(ktls_tx_flush_control(p.b, &out), 0);
+        CHECK(out.len > 0);
+        mb_chain_free(&out);
+        ktls_pair_close(&p);
+    }
+}
+
+/* Authentic records with bad contents: all-zero inner plaintext, unknown
+ * inner type, a KeyUpdate not at the end of its record, a long alert. */
+static void test_bad_inner(void)
+{
+    uint8_t zeros[10] = {0}, bad_ku[6] = {24, 0, 0, 1, 0, 0}, ku_bad_value[5] = {24, 0, 0, 1, 7},
+            long_alert[3] = {2, 40, 0}, unknown_hs[4] = {1, 0, 0, 0};
+    struct {
+        uint8_t ct;
+        const uint8_t *data;
+        size_t len;
+    } cases[] = {
+        {0, zeros, sizeof(zeros)},
+        {99, zeros, 3},
+        {KTLS_CT_HANDSHAKE, bad_ku, sizeof(bad_ku)},
+        {KTLS_CT_HANDSHAKE, ku_bad_value, sizeof(ku_bad_value)},
+        {KTLS_CT_ALERT, long_alert, sizeof(long_alert)},
+        {KTLS_CT_HANDSHAKE, unknown_hs, sizeof(unknown_hs)},
+        {KTLS_CT_CHANGE_CIPHER_SPEC, zeros, 1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct ktls_pair p;
+        struct mb_chain app = MB_CHAIN_INIT, out = MB_CHAIN_INIT;
+        size_t len;
+        REQUIRE(ktls_pair_open(&p, KTLS_AES_256_GCM_SHA384, NULL, KTLS_TX_AUTO, 2) == 0);
+        CHECK_EQ(ktls_tx_control_record(p.a, cases[i].ct, cases[i].data, cases[i].len), 0);
+        CHECK_EQ(ktls_tx_flush_control(p.a, &out), 0);
+        uint8_t *wire = chain_flatten(&out, &len);
+        CHECK_EQ(ktls_rx_feed(p.b, wire, len), 0);
+        int ret = ktls_rx_process(p.b, &app);
+        CHECK(ret == -EPROTO);
+        CHECK_EQ(app.len, 0);
+        free(wire);
+        ktls_pair_close(&p);
+    }
+}
+
+/* NewSessionTicket after the hand-off is consumed silently. */
+static void test_ticket_consumed(void)
+{
+    uint8_t nst[4 + 20] = {4, 0, 0, 20};
+    struct ktls_pair p;
+    struct mb_chain app = MB_CHAIN_INIT, out = MB_CHAIN_INIT, plain = MB_CHAIN_INIT;
+    size_t len;
+
+    REQUIRE(ktls_pair_open(&p, KTLS_AES_128_GCM_SHA256, NULL, KTLS_TX_AUTO, 4) == 0);
+    CHECK_EQ(ktls_tx_control_record(p.b, KTLS_CT_HANDSHAKE, nst, sizeof(nst)), 0);
+    CHECK_EQ(mb_chain_append_bytes(&plain, "hello", 5), 0);
+    CHECK_EQ(ktls_tx_seal(p.b, &plain, &out), 0);
+    uint8_t *wire = chain_flatten(&out, &len);
+    CHECK_EQ(ktls_rx_feed(p.a, wire, len), 0);
+    CHECK_EQ(ktls_rx_process(p.a, &app), 0);
+    CHECK(chain_equals(&app, (const uint8_t *)"hello", 5));
+    mb_chain_free(&app);
+    free(wire);
+    ktls_pair_close(&p);
+}
+
+int main(void)
+{
+    TEST_RUN(test_framing);
+    TEST_RUN(test_roundtrip_all);
+    TEST_RUN(test_key_update);
+    TEST_RUN(test_close_notify);
+    TEST_RUN(test_tampered);
+    TEST_RUN(test_bad_headers);
+    TEST_RUN(test_bad_inner);
+    TEST_RUN(test_ticket_consumed);
+    CHECK_EQ(mb_pool_shutdown(), 0);
+    return test_summary();
+}
