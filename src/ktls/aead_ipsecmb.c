@@ -45,6 +45,7 @@ static _Thread_local IMB_MGR *tls_mgr;
 
 static void mgr_destroy(void *p)
 {
+    tls_mgr = NULL; /* runs in the exiting thread */
     free_mb_mgr(p);
 }
 
