@@ -319,7 +319,7 @@ static void peer_linger(struct tu_peer *p)
     struct pollfd pfd = {.fd = p->fd, .events = POLLIN};
 
     shutdown(p->fd, SHUT_WR);
-    for (int i = 0; i < 100; i++) {
+    for (int i = 0; i < 50; i++) {
         if (poll(&pfd, 1, 100) < 0 && errno != EINTR)
             break;
         if (pfd.revents) {
