@@ -208,7 +208,7 @@ int mb_chain_copy_ref(struct mb_chain *dst, const struct mb_chain *src, size_t o
         size_t k = m->len - lo;
         if (k > len)
             k = len;
-        mb__store_ref(m->st);
+        mb__store_share(m->st);
         n->st = m->st;
         n->off = m->off + lo;
         n->len = k;
@@ -393,7 +393,7 @@ int mb_chain_split(struct mb_chain *c, size_t off, struct mb_chain *tail)
         struct mb *n = mb__link_alloc();
         if (!n)
             return -ENOMEM;
-        mb__store_ref(m->st); /* both halves now share the store */
+        mb__store_ref(m->st); /* both halves point into the store (not guarded) */
         n->st = m->st;
         n->off = m->off + lo;
         n->len = m->len - lo;

@@ -19,15 +19,20 @@ static void store_init(struct mb_store *st, uint16_t kind, uint16_t flags, uint3
 
 void mb__store_ref(struct mb_store *st)
 {
-    /* A store goes from one reference to two only through its sole owner, so
-     * guarding here (before the increment publishes the second reference)
-     * does not race with anyone. */
-    if (st->kind == MB_ST_PAGES && !(st->flags & MB_STF_GUARDED) && mb_guard_get() &&
-        atomic_load_explicit(&st->refs, memory_order_relaxed) == 1)
-        mb__guard_store(st);
     unsigned old = atomic_fetch_add_explicit(&st->refs, 1, memory_order_relaxed);
     assert(old > 0 && "mb__store_ref: reference to a freed store");
     (void)old;
+}
+
+void mb__store_share(struct mb_store *st)
+{
+    /* Guard before the new reference exists, so the pages are read-only by
+     * the time anyone else can see them. Only copy-by-reference shares bytes;
+     * split's second reference covers a disjoint range that the owner may
+     * still write (the record layer counts such links as its own). */
+    if (st->kind == MB_ST_PAGES && !(st->flags & MB_STF_GUARDED) && mb_guard_get())
+        mb__guard_store(st);
+    mb__store_ref(st);
 }
 
 void mb__store_unref(struct mb_store *st)

@@ -10,6 +10,9 @@
 
 /* Takes one more reference on st (a new link will point at it). */
 void mb__store_ref(struct mb_store *st);
+/* The same for copy-by-reference: in guard mode a page vector is mprotect()ed
+ * read-only first. */
+void mb__store_share(struct mb_store *st);
 /* Drops one reference; the last one releases the storage. */
 void mb__store_unref(struct mb_store *st);
 
