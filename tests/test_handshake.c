@@ -33,8 +33,11 @@ struct our_hs {
     int eagains;
 };
 
-/* Drives ktls_hs_* on a non-blocking fd with poll(), like an event loop would. */
-static void run_hs(const struct ktls_config *cfg, int fd, struct our_hs *o)
+/* Drives ktls_hs_* on a non-blocking fd with poll(), like an event loop would.
+ * When pc is given the peer is started on theirs only after our first step,
+ * so that step finds nothing to read and must return -EAGAIN. */
+static void run_hs(const struct ktls_config *cfg, int fd, struct our_hs *o, const struct tu_peer_cfg *pc, int theirs,
+                   struct tu_peer **peer)
 {
     struct ktls_hs *hs = NULL;
     int want_write = 0;
@@ -44,6 +47,8 @@ static void run_hs(const struct ktls_config *cfg, int fd, struct our_hs *o)
     o->ret = ktls_hs_new(cfg, fd, &hs);
     if (o->ret < 0) {
         snprintf(o->err, sizeof(o->err), "ktls_hs_new: %d", o->ret);
+        if (pc != NULL && tu_peer_start(pc, theirs, peer) != 0)
+            *peer = NULL;
         return;
     }
     for (int i = 0; i < 1000; i++) {
@@ -52,12 +57,18 @@ static void run_hs(const struct ktls_config *cfg, int fd, struct our_hs *o)
         if (o->ret != -EAGAIN)
             break;
         o->eagains++;
+        if (pc != NULL && i == 0 && tu_peer_start(pc, theirs, peer) != 0) {
+            o->ret = -EIO;
+            break;
+        }
         pfd.events = want_write ? POLLOUT : POLLIN;
         if (poll(&pfd, 1, 10000) == 0) {
             o->ret = -ETIMEDOUT;
             break;
         }
     }
+    if (pc != NULL && o->eagains == 0 && tu_peer_start(pc, theirs, peer) != 0)
+        o->ret = -EIO; /* keep the callers' join paths valid */
     if (o->ret == 0) {
         snprintf(o->alpn, sizeof(o->alpn), "%s", ktls_hs_alpn(hs));
         snprintf(o->subject, sizeof(o->subject), "%s", ktls_hs_peer_subject(hs));
@@ -232,16 +243,16 @@ static void test_client_handoff(void)
 {
     struct ktls_config cfg;
     struct tu_peer_cfg pc;
-    struct tu_peer *peer;
+    struct tu_peer *peer = NULL;
     struct our_hs o;
     int cfd, sfd;
 
     REQUIRE(tu_tcp_pair(&cfd, &sfd) == 0);
     peer_server(&pc);
     script(&pc, 5000, 1000);
-    REQUIRE(tu_peer_start(&pc, sfd, &peer) == 0);
     base_client(&cfg);
-    run_hs(&cfg, cfd, &o);
+    run_hs(&cfg, cfd, &o, &pc, sfd, &peer);
+    REQUIRE(peer != NULL);
     if (o.ret != 0)
         fprintf(stderr, "  %s\n", o.err);
     CHECK_EQ(o.ret, 0);
@@ -298,7 +309,7 @@ static void test_server_handoff_buffered(void)
 {
     struct ktls_config cfg;
     struct tu_peer_cfg pc;
-    struct tu_peer *peer;
+    struct tu_peer *peer = NULL;
     struct our_hs o;
     int cfd, sfd;
 
@@ -309,9 +320,9 @@ static void test_server_handoff_buffered(void)
      * one write, so they reach our server in one read. */
     pc.coalesce_first_write = 1;
     script(&pc, 3000, 2000);
-    REQUIRE(tu_peer_start(&pc, cfd, &peer) == 0);
     base_server(&cfg);
-    run_hs(&cfg, sfd, &o);
+    run_hs(&cfg, sfd, &o, &pc, cfd, &peer);
+    REQUIRE(peer != NULL);
     if (o.ret != 0)
         fprintf(stderr, "  %s\n", o.err);
     CHECK_EQ(o.ret, 0);
@@ -360,6 +371,48 @@ static void test_client_data_right_after_handshake(void)
     close(cfd);
 }
 
+/* ktls_hs_step on a blocking fd runs the whole handshake in one call. */
+static void test_blocking_step(void)
+{
+    struct ktls_config cfg;
+    struct tu_peer_cfg pc;
+    struct tu_peer *peer;
+    struct ktls_hs *hs = NULL;
+    struct ktls_conn *c = NULL;
+    int cfd, sfd, want_write = -1;
+
+    REQUIRE(tu_tcp_pair(&cfd, &sfd) == 0);
+    peer_client(&pc);
+    script(&pc, 100, 100);
+    REQUIRE(tu_peer_start(&pc, cfd, &peer) == 0);
+    base_server(&cfg);
+    CHECK_EQ(ktls_hs_new(&cfg, sfd, &hs), 0);
+    if (hs) {
+        CHECK_EQ(ktls_hs_finish(hs, &c), -EINVAL); /* not done yet */
+        CHECK_EQ(ktls_hs_step(hs, &want_write), 0);
+        CHECK_EQ(want_write, 0);
+        CHECK_EQ(ktls_hs_step(hs, &want_write), 0); /* idempotent once done */
+        CHECK_EQ(strcmp(ktls_hs_error(hs), ""), 0);
+        CHECK_EQ(ktls_hs_finish(hs, &c), 0);
+        ktls_hs_free(hs);
+    }
+    if (c) {
+        exchange(c, sfd, 100, 100, peer, &pc);
+        ktls_conn_free(c);
+    } else {
+        struct tu_peer_result res;
+        shutdown(sfd, SHUT_RDWR);
+        tu_peer_join(peer, &res);
+    }
+    close(sfd);
+
+    /* A bad configuration fails in ktls_hs_new and leaves nothing behind. */
+    base_server(&cfg);
+    cfg.key_file = certs.client_key; /* does not match the certificate */
+    CHECK(ktls_hs_new(&cfg, 0, &hs) < 0);
+    CHECK(hs == NULL);
+}
+
 /* Runs a handshake expected to fail; returns our error message in err. */
 static int expect_failure(const struct ktls_config *cfg, const struct tu_peer_cfg *pc, char *err, size_t errlen,
                           struct tu_peer_result *res)
@@ -403,13 +456,13 @@ static void test_alpn_required_missing(void)
 
     /* Without require_alpn the same client is accepted, without ALPN. */
     {
-        struct tu_peer *peer;
+        struct tu_peer *peer = NULL;
         struct our_hs o;
         int cfd, sfd;
         REQUIRE(tu_tcp_pair(&cfd, &sfd) == 0);
-        REQUIRE(tu_peer_start(&pc, cfd, &peer) == 0);
         cfg.require_alpn = 0;
-        run_hs(&cfg, sfd, &o);
+        run_hs(&cfg, sfd, &o, &pc, cfd, &peer);
+        REQUIRE(peer != NULL);
         CHECK_EQ(o.ret, 0);
         CHECK_EQ(strcmp(o.alpn, ""), 0);
         if (o.conn) {
@@ -527,13 +580,13 @@ static void test_client_cert_required(void)
 
     /* verify_peer 1: optional, the same client is accepted. */
     {
-        struct tu_peer *peer;
+        struct tu_peer *peer = NULL;
         struct our_hs o;
         int cfd, sfd;
         REQUIRE(tu_tcp_pair(&cfd, &sfd) == 0);
-        REQUIRE(tu_peer_start(&pc, cfd, &peer) == 0);
         cfg.verify_peer = 1;
-        run_hs(&cfg, sfd, &o);
+        run_hs(&cfg, sfd, &o, &pc, cfd, &peer);
+        REQUIRE(peer != NULL);
         CHECK_EQ(o.ret, 0);
         CHECK_EQ(strcmp(o.subject, ""), 0);
         if (o.conn) {
@@ -676,6 +729,7 @@ int main(void)
     TEST_RUN(test_client_ip_name_and_blocking_wrapper);
     TEST_RUN(test_server_handoff_buffered);
     TEST_RUN(test_client_data_right_after_handshake);
+    TEST_RUN(test_blocking_step);
     TEST_RUN(test_alpn_required_missing);
     TEST_RUN(test_alpn_required_wrong);
     TEST_RUN(test_unknown_ca);
