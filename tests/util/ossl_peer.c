@@ -39,7 +39,7 @@ static void peer_fail(struct tu_peer *p, const char *fmt, ...) __attribute__((fo
 
 static void peer_fail(struct tu_peer *p, const char *fmt, ...)
 {
-    char what[256], ssl_err[256] = "";
+    char what[200], ssl_err[256] = "";
     unsigned long e;
     va_list ap;
 
