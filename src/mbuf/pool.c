@@ -9,8 +9,11 @@
  * mutex is taken at most once per TC_BATCH operations, and freeing a page
  * never touches the page itself.
  *
- * The in-use counters are atomics updated on every operation so that they
- * are exact (they are what mb_pool_shutdown() checks).
+ * The counters live in the thread's stash too (owner-only relaxed stores, no
+ * shared cache line on the hot path) and are folded into the global counters
+ * whenever the thread takes the mutex anyway; mb_pool_get_stats() and
+ * mb_pool_shutdown() add up the registered threads' unfolded deltas, so the
+ * in-use counts are exact whenever no other thread is mid-operation.
  */
 #include "mbuf/pool.h"
 
@@ -71,27 +74,35 @@ static uint64_t g_arena_allocs; /* under g_lock */
 static atomic_uint g_gen;       /* bumped by a successful shutdown */
 static atomic_int g_guard;
 
-/* Hot counters, each on its own cache line. */
-static struct {
-    _Alignas(64) atomic_uint_fast64_t pages_in_use;
-    atomic_uint_fast64_t page_allocs;
-    atomic_uint_fast64_t pages_peak;
-    _Alignas(64) atomic_uint_fast64_t stores_in_use;
-    _Alignas(64) atomic_uint_fast64_t links_in_use;
-    _Alignas(64) atomic_uint_fast64_t obj_mallocs;
-} g_st;
+/* Global counters, under g_lock. In-use counts are signed: one thread may
+ * fold the free of a page another thread has not yet folded the alloc of. */
+static int64_t g_in_use[K_N];
+static uint64_t g_page_allocs, g_pages_peak;
+static atomic_uint_fast64_t g_obj_mallocs;
 
 struct tcache {
     unsigned gen;
     int registered;
+    struct tcache *reg_next; /* registry of live threads' stashes, under g_lock */
+    /* Unfolded counter deltas; written only by the owner, read by stats. */
+    _Atomic int64_t d_in_use[K_N];
+    _Atomic int64_t d_page_allocs;
+    int64_t d_page_max; /* highest d_in_use[K_PAGE] since the last fold */
     unsigned n[K_N];
     void *v[K_N][TC_MAX];
 };
 static _Thread_local struct tcache tc;
+static struct tcache *g_reg; /* under g_lock */
 
 static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
 static pthread_key_t g_key;
 static int g_key_ok;
+
+/* Owner-only update: a plain load and store, no locked instruction. */
+static inline void d_add(_Atomic int64_t *x, int64_t v)
+{
+    atomic_store_explicit(x, atomic_load_explicit(x, memory_order_relaxed) + v, memory_order_relaxed);
+}
 
 /* ---- global stacks ------------------------------------------------------ */
 
@@ -147,7 +158,7 @@ static int add_slab(int k)
     struct slab *s = malloc(SLAB_HDR + nobj * sz);
     if (!s)
         return -ENOMEM;
-    atomic_fetch_add_explicit(&g_st.obj_mallocs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&g_obj_mallocs, 1, memory_order_relaxed);
     s->next = g_slabs;
     s->bytes = SLAB_HDR + nobj * sz;
     g_slabs = s;
@@ -162,6 +173,22 @@ static int add_slab(int k)
 
 /* ---- per-thread stash ----------------------------------------------------- */
 
+/* Moves t's counter deltas into the globals. Under g_lock; t is the calling
+ * thread's stash, or an idle thread's (shutdown). */
+static void tc_fold_locked(struct tcache *t)
+{
+    int64_t peak = g_in_use[K_PAGE] + t->d_page_max;
+    if (peak > 0 && (uint64_t)peak > g_pages_peak)
+        g_pages_peak = (uint64_t)peak;
+    for (int k = 0; k < K_N; k++) {
+        g_in_use[k] += atomic_load_explicit(&t->d_in_use[k], memory_order_relaxed);
+        atomic_store_explicit(&t->d_in_use[k], 0, memory_order_relaxed);
+    }
+    g_page_allocs += (uint64_t)atomic_load_explicit(&t->d_page_allocs, memory_order_relaxed);
+    atomic_store_explicit(&t->d_page_allocs, 0, memory_order_relaxed);
+    t->d_page_max = 0;
+}
+
 static void tc_flush_locked(struct tcache *t, int k, unsigned count)
 {
     struct gstack *g = &g_free[k];
@@ -175,24 +202,31 @@ static void tc_flush_locked(struct tcache *t, int k, unsigned count)
     memmove(&t->v[k][0], &t->v[k][count], t->n[k] * sizeof(void *));
 }
 
-static void tc_flush_all(struct tcache *t)
+/* Under g_lock. */
+static void tc_flush_all_locked(struct tcache *t)
 {
-    if (t->gen != atomic_load_explicit(&g_gen, memory_order_acquire)) {
-        memset(t->n, 0, sizeof(t->n));
+    tc_fold_locked(t);
+    if (t->gen != atomic_load_explicit(&g_gen, memory_order_relaxed)) {
+        memset(t->n, 0, sizeof(t->n)); /* stale: those objects are gone */
         return;
     }
-    pthread_mutex_lock(&g_lock);
     for (int k = 0; k < K_N; k++)
         if (t->n[k])
             tc_flush_locked(t, k, t->n[k]);
-    pthread_mutex_unlock(&g_lock);
 }
 
 static void tc_thread_exit(void *arg)
 {
     struct tcache *t = arg;
-    tc_flush_all(t);
+    pthread_mutex_lock(&g_lock);
+    tc_flush_all_locked(t);
+    for (struct tcache **pp = &g_reg; *pp; pp = &(*pp)->reg_next)
+        if (*pp == t) {
+            *pp = t->reg_next;
+            break;
+        }
     t->registered = 0;
+    pthread_mutex_unlock(&g_lock);
 }
 
 static void key_init(void)
@@ -200,9 +234,26 @@ static void key_init(void)
     g_key_ok = pthread_key_create(&g_key, tc_thread_exit) == 0;
 }
 
+static void __attribute__((noinline)) tc_register(struct tcache *t)
+{
+    pthread_once(&g_key_once, key_init);
+    t->registered = 1;
+    /* Without the key (out of keys) the thread cannot unregister at exit,
+     * so it stays out of the registry: its stash is not flushed at exit and
+     * its unfolded counter deltas are not seen by mb_pool_get_stats. */
+    if (!g_key_ok || pthread_setspecific(g_key, t) != 0)
+        return;
+    pthread_mutex_lock(&g_lock);
+    t->reg_next = g_reg;
+    g_reg = t;
+    pthread_mutex_unlock(&g_lock);
+}
+
 static inline struct tcache *tc_get(void)
 {
     struct tcache *t = &tc;
+    if (__builtin_expect(!t->registered, 0))
+        tc_register(t);
     unsigned gen = atomic_load_explicit(&g_gen, memory_order_acquire);
     if (__builtin_expect(t->gen != gen, 0)) {
         /* The pool was shut down and rebuilt since this thread last used it;
@@ -215,12 +266,8 @@ static inline struct tcache *tc_get(void)
 
 static int tc_refill(struct tcache *t, int k)
 {
-    if (!t->registered) {
-        pthread_once(&g_key_once, key_init);
-        if (g_key_ok && pthread_setspecific(g_key, t) == 0)
-            t->registered = 1;
-    }
     pthread_mutex_lock(&g_lock);
+    tc_fold_locked(t);
     struct gstack *g = &g_free[k];
     if (g->n == 0) {
         int r = k == K_PAGE ? add_arena(0) : add_slab(k);
@@ -245,6 +292,13 @@ static inline void *obj_get(int k)
         return NULL;
     void *p = t->v[k][--t->n[k]];
     MB_UNPOISON(p, obj_size[k]);
+    d_add(&t->d_in_use[k], 1);
+    if (k == K_PAGE) {
+        d_add(&t->d_page_allocs, 1);
+        int64_t d = atomic_load_explicit(&t->d_in_use[K_PAGE], memory_order_relaxed);
+        if (d > t->d_page_max)
+            t->d_page_max = d;
+    }
     return p;
 }
 
@@ -252,29 +306,21 @@ static inline void obj_put(int k, void *p)
 {
     struct tcache *t = tc_get();
     MB_POISON(p, obj_size[k]);
+    d_add(&t->d_in_use[k], -1);
     if (__builtin_expect(t->n[k] == TC_MAX, 0)) {
         pthread_mutex_lock(&g_lock);
+        tc_fold_locked(t);
         tc_flush_locked(t, k, TC_BATCH);
         pthread_mutex_unlock(&g_lock);
     }
     t->v[k][t->n[k]++] = p;
 }
 
-/* ---- public page API ---------------------------------------------------- */
+/* ---- public page API and private object API ------------------------------ */
 
 void *mb_page_alloc(void)
 {
-    void *p = obj_get(K_PAGE);
-    if (!p)
-        return NULL;
-    uint_fast64_t now = atomic_fetch_add_explicit(&g_st.pages_in_use, 1, memory_order_relaxed) + 1;
-    atomic_fetch_add_explicit(&g_st.page_allocs, 1, memory_order_relaxed);
-    uint_fast64_t peak = atomic_load_explicit(&g_st.pages_peak, memory_order_relaxed);
-    while (now > peak &&
-           !atomic_compare_exchange_weak_explicit(&g_st.pages_peak, &peak, now, memory_order_relaxed,
-                                                  memory_order_relaxed))
-        ;
-    return p;
+    return obj_get(K_PAGE);
 }
 
 void mb_page_free(void *page)
@@ -282,66 +328,65 @@ void mb_page_free(void *page)
     if (!page)
         return;
     assert(((uintptr_t)page & (MB_PAGE_SIZE - 1)) == 0 && "mb_page_free: not a page");
-    uint_fast64_t old = atomic_fetch_sub_explicit(&g_st.pages_in_use, 1, memory_order_relaxed);
-    assert(old > 0 && "mb_page_free: more pages freed than allocated");
-    (void)old;
     obj_put(K_PAGE, page);
 }
 
-/* ---- private object API ------------------------------------------------- */
-
 struct mb_store *mb__store_alloc(void)
 {
-    struct mb_store *st = obj_get(K_STORE);
-    if (st)
-        atomic_fetch_add_explicit(&g_st.stores_in_use, 1, memory_order_relaxed);
-    return st;
+    return obj_get(K_STORE);
 }
 
 void mb__store_free(struct mb_store *st)
 {
-    uint_fast64_t old = atomic_fetch_sub_explicit(&g_st.stores_in_use, 1, memory_order_relaxed);
-    assert(old > 0 && "mb__store_free: more stores freed than allocated");
-    (void)old;
     obj_put(K_STORE, st);
 }
 
 struct mb *mb__link_alloc(void)
 {
-    struct mb *m = obj_get(K_LINK);
-    if (m)
-        atomic_fetch_add_explicit(&g_st.links_in_use, 1, memory_order_relaxed);
-    return m;
+    return obj_get(K_LINK);
 }
 
 void mb__link_free(struct mb *m)
 {
-    uint_fast64_t old = atomic_fetch_sub_explicit(&g_st.links_in_use, 1, memory_order_relaxed);
-    assert(old > 0 && "mb__link_free: more links freed than allocated");
-    (void)old;
     obj_put(K_LINK, m);
 }
 
 void mb__note_malloc(void)
 {
-    atomic_fetch_add_explicit(&g_st.obj_mallocs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&g_obj_mallocs, 1, memory_order_relaxed);
 }
 
 /* ---- stats, reserve, shutdown ------------------------------------------- */
 
+static uint64_t nonneg(int64_t v)
+{
+    return v > 0 ? (uint64_t)v : 0;
+}
+
 void mb_pool_get_stats(struct mb_pool_stats *out)
 {
+    int64_t in_use[K_N];
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&g_lock);
+    uint64_t allocs = g_page_allocs;
+    for (int k = 0; k < K_N; k++)
+        in_use[k] = g_in_use[k];
+    for (struct tcache *t = g_reg; t; t = t->reg_next) {
+        for (int k = 0; k < K_N; k++)
+            in_use[k] += atomic_load_explicit(&t->d_in_use[k], memory_order_relaxed);
+        allocs += (uint64_t)atomic_load_explicit(&t->d_page_allocs, memory_order_relaxed);
+    }
+    if (in_use[K_PAGE] > 0 && (uint64_t)in_use[K_PAGE] > g_pages_peak)
+        g_pages_peak = (uint64_t)in_use[K_PAGE];
+    out->pages_in_use = nonneg(in_use[K_PAGE]);
+    out->pages_peak = g_pages_peak;
     out->pages_total = g_free[K_PAGE].cap;
     out->arena_allocs = g_arena_allocs;
+    out->page_allocs = allocs;
+    out->stores_in_use = nonneg(in_use[K_STORE]);
+    out->links_in_use = nonneg(in_use[K_LINK]);
     pthread_mutex_unlock(&g_lock);
-    out->pages_in_use = atomic_load_explicit(&g_st.pages_in_use, memory_order_relaxed);
-    out->pages_peak = atomic_load_explicit(&g_st.pages_peak, memory_order_relaxed);
-    out->page_allocs = atomic_load_explicit(&g_st.page_allocs, memory_order_relaxed);
-    out->stores_in_use = atomic_load_explicit(&g_st.stores_in_use, memory_order_relaxed);
-    out->links_in_use = atomic_load_explicit(&g_st.links_in_use, memory_order_relaxed);
-    out->obj_mallocs = atomic_load_explicit(&g_st.obj_mallocs, memory_order_relaxed);
+    out->obj_mallocs = atomic_load_explicit(&g_obj_mallocs, memory_order_relaxed);
 }
 
 int mb_pool_reserve(size_t npages)
@@ -359,10 +404,13 @@ int mb_pool_reserve(size_t npages)
 
 int mb_pool_shutdown(void)
 {
-    struct tcache *t = tc_get();
-    tc_flush_all(t);
+    struct tcache *self = tc_get();
     pthread_mutex_lock(&g_lock);
-    if (atomic_load(&g_st.pages_in_use) || atomic_load(&g_st.stores_in_use) || atomic_load(&g_st.links_in_use)) {
+    /* Other threads must be idle: their counters are folded here too. */
+    for (struct tcache *t = g_reg; t; t = t->reg_next)
+        tc_fold_locked(t);
+    tc_flush_all_locked(self);
+    if (g_in_use[K_PAGE] || g_in_use[K_STORE] || g_in_use[K_LINK]) {
         pthread_mutex_unlock(&g_lock);
         return -EBUSY;
     }
@@ -388,11 +436,11 @@ int mb_pool_shutdown(void)
         memset(&g_free[k], 0, sizeof(g_free[k]));
     }
     g_arena_allocs = 0;
-    atomic_store(&g_st.page_allocs, 0);
-    atomic_store(&g_st.pages_peak, 0);
-    atomic_store(&g_st.obj_mallocs, 0);
+    g_page_allocs = 0;
+    g_pages_peak = 0;
+    atomic_store(&g_obj_mallocs, 0);
     atomic_fetch_add_explicit(&g_gen, 1, memory_order_release);
-    t->gen = atomic_load(&g_gen);
+    self->gen = atomic_load(&g_gen);
     pthread_mutex_unlock(&g_lock);
     return 0;
 }
