@@ -910,6 +910,45 @@ static void test_threads(void)
     CHECK_EQ(mb_pool_shutdown(), 0);
 }
 
+/* Counters are exact while another thread is alive and idle, with its
+ * counts not yet folded into the globals. */
+static pthread_barrier_t idle_bar;
+static void *idle_thread(void *arg)
+{
+    void *p[3];
+    for (int i = 0; i < 3; i++)
+        p[i] = mb_page_alloc();
+    pthread_barrier_wait(&idle_bar); /* 1: holding 3 pages */
+    pthread_barrier_wait(&idle_bar); /* 2: main has looked */
+    for (int i = 0; i < 3; i++)
+        mb_page_free(p[i]);
+    pthread_barrier_wait(&idle_bar); /* 3: freed, still alive */
+    pthread_barrier_wait(&idle_bar); /* 4: main has looked */
+    (void)arg;
+    return NULL;
+}
+
+static void test_idle_thread_counters(void)
+{
+    pthread_t th;
+    uint64_t allocs = stats().page_allocs;
+    REQUIRE(pthread_barrier_init(&idle_bar, NULL, 2) == 0);
+    REQUIRE(pthread_create(&th, NULL, idle_thread, NULL) == 0);
+    pthread_barrier_wait(&idle_bar);
+    CHECK_EQ(stats().pages_in_use, 3);
+    CHECK_EQ(stats().page_allocs, allocs + 3);
+    CHECK(stats().pages_peak >= 3);
+    CHECK_EQ(mb_pool_shutdown(), -EBUSY);
+    pthread_barrier_wait(&idle_bar);
+    pthread_barrier_wait(&idle_bar);
+    CHECK_EQ(stats().pages_in_use, 0);
+    pthread_barrier_wait(&idle_bar);
+    pthread_join(th, NULL);
+    CHECK_EQ(stats().pages_in_use, 0);
+    CHECK_EQ(mb_pool_shutdown(), 0);
+    pthread_barrier_destroy(&idle_bar);
+}
+
 int main(void)
 {
     TEST_RUN(test_inline_cluster);
@@ -930,6 +969,7 @@ int main(void)
     TEST_RUN(test_pool_counters);
     TEST_RUN(test_steady_state);
     TEST_RUN(test_threads);
+    TEST_RUN(test_idle_thread_counters);
     CHECK_EQ(mb_pool_shutdown(), 0);
     return test_summary();
 }
