@@ -646,7 +646,7 @@ static void usage(FILE *f)
             "retransmission and the retained pages (the first delivery is intact);\n"
             "auto, outofplace and copy deliver intact every time without sealing shared\n"
             "pages in place; and every pool page is returned at the end.\n"
-            "1: the outcome differed; 2: usage or setup error; 3: timed out.\n"
+            "1: the outcome differed; 2: usage, setup or run-time error; 3: timed out.\n"
             "\n"
             "options:\n"
             "  --cert FILE         server certificate (PEM) for the OpenSSL peers\n"
