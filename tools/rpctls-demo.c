@@ -604,8 +604,7 @@ out:
 }
 
 /* Small records that may be sealed in place in the safe modes: the
- * exclusively owned 8-byte length headers (auto) and the close_notify alerts
- * (all modes count control records too). Shared data must never be. */
+ * exclusively owned 8-byte length headers (auto). Shared data must never be. */
 #define DEMO_INPLACE_SLACK 64
 
 /* What the demo asserts: inplace corrupts exactly the second delivery, the

@@ -49,6 +49,7 @@ struct ktls_stats {
     uint64_t tx_records_outofplace, tx_bytes_outofplace;
     uint64_t tx_records_copied, tx_bytes_copied;
     uint64_t tx_pages_allocated;
+    uint64_t tx_control_records; /* alerts and KeyUpdates; not in the data counters above */
     uint64_t tx_key_updates;
     uint64_t rx_records, rx_bytes;
     uint64_t rx_key_updates;

@@ -181,7 +181,9 @@ static int seal_record(struct ktls_conn *c, uint8_t ct, struct mb_chain *body, s
         goto exit;
     c->tx.seq++;
 
-    if (mode == KTLS_TX_COPY) {
+    if (ct != KTLS_CT_APPLICATION_DATA) {
+        c->stats.tx_control_records++;
+    } else if (mode == KTLS_TX_COPY) {
         c->stats.tx_records_copied++;
         c->stats.tx_bytes_copied += n;
     } else if (in_place) {
