@@ -1,0 +1,230 @@
+/*
+ * rpctls/krpc.h - ONC RPC v2 (RFC 5531) on buffer chains: message headers,
+ * record marking, the event loop and stream connections (plain TCP or the
+ * ktls record layer after an RFC 9289 STARTTLS). The client is in
+ * krpc_clnt.h, the server in krpc_svc.h.
+ *
+ * Threading: a struct krpc_loop and everything attached to it (timers,
+ * connections, clients, servers) belong to the thread that runs the loop.
+ * Run several loops in several threads to use several cores.
+ */
+#ifndef RPCTLS_KRPC_H
+#define RPCTLS_KRPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "rpctls/ktls.h"
+#include "rpctls/mbuf.h"
+#include "rpctls/xdr.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- protocol constants (RFC 5531, RFC 9289) ----------------------------- */
+
+#define KRPC_RPCVERS 2
+#define KRPC_MSG_CALL 0
+#define KRPC_MSG_REPLY 1
+#define KRPC_MSG_ACCEPTED 0
+#define KRPC_MSG_DENIED 1
+
+enum krpc_accept_stat {
+    KRPC_SUCCESS = 0,
+    KRPC_PROG_UNAVAIL = 1,
+    KRPC_PROG_MISMATCH = 2,
+    KRPC_PROC_UNAVAIL = 3,
+    KRPC_GARBAGE_ARGS = 4,
+    KRPC_SYSTEM_ERR = 5,
+};
+enum krpc_reject_stat { KRPC_RPC_MISMATCH = 0, KRPC_AUTH_ERROR = 1 };
+enum krpc_auth_stat {
+    KRPC_AUTH_OK = 0,
+    KRPC_AUTH_BADCRED = 1,
+    KRPC_AUTH_REJECTEDCRED = 2,
+    KRPC_AUTH_BADVERF = 3,
+    KRPC_AUTH_REJECTEDVERF = 4,
+    KRPC_AUTH_TOOWEAK = 5,
+};
+enum krpc_auth_flavor { KRPC_AUTH_NONE = 0, KRPC_AUTH_SYS = 1, KRPC_AUTH_TLS = 7 };
+
+#define KRPC_MAX_AUTH_BYTES 400 /* RFC 5531: opaque_auth body <= 400 bytes */
+#define KRPC_AUTH_SYS_MAX_MACHINE 255
+#define KRPC_AUTH_SYS_MAX_GIDS 16
+#define KRPC_STARTTLS_VERF "STARTTLS" /* RFC 9289: verifier body of the probe reply */
+#define KRPC_ALPN "sunrpc"
+
+/* A credential. AUTH_NONE and AUTH_TLS have empty bodies. */
+struct krpc_cred {
+    uint32_t flavor;
+    uint32_t stamp;
+    char machine[KRPC_AUTH_SYS_MAX_MACHINE + 1];
+    uint32_t uid, gid;
+    uint32_t ngids;
+    uint32_t gids[KRPC_AUTH_SYS_MAX_GIDS];
+};
+
+struct krpc_call_hdr {
+    uint32_t xid;
+    uint32_t rpcvers; /* decoded as sent; encoders write KRPC_RPCVERS */
+    uint32_t prog, vers, proc;
+    struct krpc_cred cred;
+    uint32_t verf_flavor; /* verifier body is not kept (AUTH_NONE/SYS have none) */
+};
+
+struct krpc_reply_hdr {
+    uint32_t xid;
+    uint32_t reply_stat;  /* KRPC_MSG_ACCEPTED or KRPC_MSG_DENIED */
+    uint32_t accept_stat; /* enum krpc_accept_stat, when accepted */
+    uint32_t reject_stat; /* enum krpc_reject_stat, when denied */
+    uint32_t auth_stat;   /* enum krpc_auth_stat, when denied with AUTH_ERROR */
+    uint32_t mismatch_low, mismatch_high; /* PROG_MISMATCH / RPC_MISMATCH */
+    uint32_t verf_flavor;
+    uint32_t verf_len;
+    uint8_t verf[KRPC_MAX_AUTH_BYTES];
+};
+
+void krpc_encode_call_hdr(struct krpc_xdr_enc *x, const struct krpc_call_hdr *h);
+/* Decodes a call header up to the start of the arguments. Returns 0, or
+ * -EBADMSG for a malformed header (credential over 400 bytes, AUTH_SYS body
+ * inconsistent, not a call). An RPC version other than 2 decodes fine (the
+ * caller answers RPC_MISMATCH). */
+int krpc_decode_call_hdr(struct krpc_xdr_dec *d, struct krpc_call_hdr *h);
+/* Encodes an accepted reply header up to the results (or the mismatch
+ * range for PROG_MISMATCH), or a denied reply in full. */
+void krpc_encode_reply_hdr(struct krpc_xdr_enc *x, const struct krpc_reply_hdr *h);
+int krpc_decode_reply_hdr(struct krpc_xdr_dec *d, struct krpc_reply_hdr *h);
+const char *krpc_accept_stat_name(uint32_t s);
+const char *krpc_auth_stat_name(uint32_t s);
+
+/* ---- record marking (RFC 5531 section 11) -------------------------------- */
+
+#define KRPC_RM_LAST 0x80000000u
+#define KRPC_RM_DEFAULT_MAX_MSG (4u << 20)
+
+/* Prepends fragment headers to msg (consumed), cutting it into fragments of
+ * at most max_frag bytes (0: one fragment), and appends the result to out. */
+int krpc_rm_frame(struct mb_chain *msg, size_t max_frag, struct mb_chain *out);
+
+/* Reassembles messages from stream bytes in any segmentation. */
+struct krpc_rm_reader {
+    size_t max_msg;        /* larger messages are an error */
+    struct mb_chain in;    /* bytes received, not yet parsed */
+    struct mb_chain msg;   /* fragments of the message being assembled */
+    uint32_t frag_left;    /* bytes still due in the current fragment */
+    int in_frag;           /* a fragment header has been read */
+    int last;              /* the current fragment is the last */
+};
+
+void krpc_rm_reader_init(struct krpc_rm_reader *r, size_t max_msg);
+void krpc_rm_reader_free(struct krpc_rm_reader *r);
+/* Appends stream bytes (consumed). */
+void krpc_rm_reader_feed(struct krpc_rm_reader *r, struct mb_chain *data);
+/* Moves the next complete message to msg (empty on entry). Returns 1 when a
+ * message was produced, 0 when more bytes are needed, -EMSGSIZE when the
+ * message being assembled exceeds max_msg (checked as soon as a fragment
+ * header announces it). After an error the reader is unusable. */
+int krpc_rm_reader_next(struct krpc_rm_reader *r, struct mb_chain *msg);
+
+/* ---- logging ------------------------------------------------------------- */
+
+enum krpc_log_level { KRPC_LOG_ERROR = 0, KRPC_LOG_WARN = 1, KRPC_LOG_INFO = 2, KRPC_LOG_DEBUG = 3 };
+/* Messages at or below the level go to stderr (default: WARN; env
+ * RPCTLS_LOG=error|warn|info|debug). */
+void krpc_log_set_level(enum krpc_log_level level);
+void krpc_log(enum krpc_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- event loop ---------------------------------------------------------- */
+
+struct krpc_loop;
+
+uint64_t krpc_now_ms(void); /* CLOCK_MONOTONIC */
+
+int krpc_loop_new(struct krpc_loop **out);
+/* Every fd must have been removed and every timer cancelled. */
+void krpc_loop_free(struct krpc_loop *loop);
+
+/* epoll events: EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP. */
+typedef void (*krpc_fd_fn)(struct krpc_loop *loop, int fd, uint32_t events, void *arg);
+int krpc_loop_add_fd(struct krpc_loop *loop, int fd, uint32_t events, krpc_fd_fn fn, void *arg);
+int krpc_loop_mod_fd(struct krpc_loop *loop, int fd, uint32_t events);
+int krpc_loop_del_fd(struct krpc_loop *loop, int fd);
+
+struct krpc_timer;
+typedef void (*krpc_timer_fn)(struct krpc_loop *loop, struct krpc_timer *t, void *arg);
+struct krpc_timer {
+    uint64_t due_ms;   /* valid while armed */
+    krpc_timer_fn fn;
+    void *arg;
+    int armed;
+    size_t heap_index; /* loop-private */
+};
+void krpc_timer_init(struct krpc_timer *t, krpc_timer_fn fn, void *arg);
+/* (Re)arms t to fire once, after_ms from now. */
+int krpc_timer_arm(struct krpc_loop *loop, struct krpc_timer *t, uint64_t after_ms);
+void krpc_timer_cancel(struct krpc_loop *loop, struct krpc_timer *t);
+
+/* Waits at most timeout_ms (-1: until something happens) and dispatches
+ * ready fds and due timers once. Returns the number dispatched or -errno. */
+int krpc_loop_run_once(struct krpc_loop *loop, int timeout_ms);
+/* Runs until *done becomes non-zero, krpc_loop_stop() is called, or
+ * timeout_ms passes (-1: no limit). Returns 0, -ETIMEDOUT or -errno. */
+int krpc_loop_run(struct krpc_loop *loop, const int *done, int timeout_ms);
+/* Makes krpc_loop_run return; safe from another thread (eventfd). */
+void krpc_loop_stop(struct krpc_loop *loop);
+
+/* ---- stream connections -------------------------------------------------- */
+
+struct krpc_conn;
+
+struct krpc_conn_ops {
+    /* A complete RPC message (record marks removed). msg is the callee's. */
+    void (*on_msg)(struct krpc_conn *c, struct mb_chain *msg, void *arg);
+    /* The connection is closed (err: 0 orderly, else -errno / -EPROTO /
+     * -EMSGSIZE / -EBADMSG). Called once; the conn is freed after it returns. */
+    void (*on_close)(struct krpc_conn *c, int err, void *arg);
+    /* After krpc_conn_start_tls: 0 when the record layer runs, else the
+     * failure (the connection then closes, on_close follows). */
+    void (*on_tls)(struct krpc_conn *c, int err, const char *msg, void *arg);
+};
+
+struct krpc_conn_config {
+    size_t max_msg;          /* 0: KRPC_RM_DEFAULT_MAX_MSG */
+    size_t max_frag;         /* fragment size when sending; 0: one fragment per message */
+    size_t max_send_queue;   /* krpc_conn_send fails with -ENOBUFS beyond this; 0: no limit */
+};
+
+/* Takes ownership of a connected (or connecting) non-blocking TCP socket. */
+int krpc_conn_new(struct krpc_loop *loop, int fd, const struct krpc_conn_config *cfg,
+                  const struct krpc_conn_ops *ops, void *arg, struct krpc_conn **out);
+/* Queues one RPC message (consumed) for sending; record marks are added
+ * here and the bytes go through TLS when it is on. While a handshake runs,
+ * messages wait. */
+int krpc_conn_send(struct krpc_conn *c, struct mb_chain *msg);
+/* Stops delivering messages, then runs the TLS handshake (cfg->role says
+ * client or server; ALPN "sunrpc" required) on the same socket. Messages
+ * already queued before the call go out in the clear first. */
+int krpc_conn_start_tls(struct krpc_conn *c, const struct ktls_config *cfg);
+/* Closes now: on_close(err) runs from the loop, not from inside this call. */
+void krpc_conn_close(struct krpc_conn *c, int err);
+int krpc_conn_is_tls(const struct krpc_conn *c);
+const char *krpc_conn_peer_subject(const struct krpc_conn *c); /* "" when none */
+/* Record-layer counters, NULL when not TLS. */
+const struct ktls_stats *krpc_conn_tls_stats(const struct krpc_conn *c);
+size_t krpc_conn_send_queued(const struct krpc_conn *c);
+int krpc_conn_fd(const struct krpc_conn *c);
+uint64_t krpc_conn_bytes_sent(const struct krpc_conn *c);     /* wire bytes */
+uint64_t krpc_conn_bytes_received(const struct krpc_conn *c);
+
+/* Address helpers: "HOST:PORT", "[V6]:PORT" or "PORT" (127.0.0.1). */
+int krpc_parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+/* "a.b.c.d:port" / "[v6]:port" into buf. */
+const char *krpc_format_addr(const struct sockaddr *sa, char *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

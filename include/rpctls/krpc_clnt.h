@@ -1,0 +1,100 @@
+/*
+ * rpctls/krpc_clnt.h - the RPC client: asynchronous calls on one connection,
+ * retransmission from retained references, reconnection with a fresh RFC
+ * 9289 probe and TLS handshake, AUTH_NONE / AUTH_SYS.
+ *
+ * Every call message (header + arguments) is encoded once and kept by
+ * reference until its reply arrives; timeouts and reconnects resend that
+ * same chain, bit for bit, never a re-encoding. Sending goes through the
+ * record layer, which never encrypts the retained pages in place (unless the
+ * connection's TX mode is the unsafe KTLS_TX_INPLACE).
+ */
+#ifndef RPCTLS_KRPC_CLNT_H
+#define RPCTLS_KRPC_CLNT_H
+
+#include "rpctls/krpc.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum krpc_tls_policy {
+    KRPC_TLS_OFF = 0,           /* plain TCP */
+    KRPC_TLS_OPPORTUNISTIC = 1, /* TLS when the server offers it, else plain */
+    KRPC_TLS_REQUIRED = 2,      /* fail when the server does not offer TLS */
+};
+
+struct krpc_clnt_config {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    uint32_t prog, vers;
+    struct krpc_cred cred;        /* flavor KRPC_AUTH_NONE (0) or KRPC_AUTH_SYS */
+    enum krpc_tls_policy tls;
+    struct ktls_config tlscfg;    /* role, alpn forced to client / "sunrpc" */
+    int timeout_ms;               /* per attempt before a retransmission; 0: 5000 */
+    int max_retries;              /* retransmissions per call before -ETIMEDOUT; 0: 5, <0: none */
+    int connect_timeout_ms;       /* TCP connect + probe + handshake; 0: 10000 */
+    int reconnect_delay_ms;       /* wait before reconnecting; 0: 100 (doubles, up to 2 s) */
+    unsigned max_reconnects;      /* consecutive failed reconnects before outstanding calls fail; 0: 10 */
+    size_t max_msg;               /* largest reply; 0: KRPC_RM_DEFAULT_MAX_MSG */
+    size_t max_frag;              /* record-marking fragment size when sending; 0: one fragment */
+    const char *name;             /* for log and error messages, e.g. "mirror 127.0.0.1:2049" */
+};
+
+struct krpc_clnt_stats {
+    uint64_t calls;        /* calls started */
+    uint64_t replies;      /* calls that got a reply */
+    uint64_t failures;     /* calls that ended without a reply */
+    uint64_t retransmits;  /* resends after a timeout or a reconnect */
+    uint64_t reconnects;   /* connections made after the first */
+    uint64_t tls_handshakes;
+    uint64_t bytes_sent;   /* wire bytes, all connections */
+    uint64_t bytes_received;
+};
+
+/* A reply. For an accepted SUCCESS, decode the results with res, which is
+ * bounded to the message; the bytes stay valid until krpc_reply_free. */
+struct krpc_reply {
+    struct krpc_reply_hdr hdr;
+    struct mb_chain msg;
+    struct krpc_xdr_dec res;
+};
+void krpc_reply_free(struct krpc_reply *r);
+
+struct krpc_clnt;
+
+/* status: 0 when a reply arrived (check reply->hdr; it is the callee's to
+ * krpc_reply_free), or a negative errno with reply NULL: -ETIMEDOUT (retry
+ * limit), -ECONNREFUSED / -EHOSTUNREACH ... (could not reconnect),
+ * -EPROTONOSUPPORT (TLS required, server does not offer it), -EPROTO
+ * (handshake or protocol failure), -ECANCELED (client freed). */
+typedef void (*krpc_call_fn)(struct krpc_clnt *cl, int status, struct krpc_reply *reply, void *arg);
+
+int krpc_clnt_new(struct krpc_loop *loop, const struct krpc_clnt_config *cfg, struct krpc_clnt **out);
+/* Fails every outstanding call with -ECANCELED, closes the connection. */
+void krpc_clnt_free(struct krpc_clnt *cl);
+/* Starts a call; args (consumed) are the encoded arguments. The callback
+ * always runs later from the loop, never from inside this call. *xid (if not
+ * NULL) receives the call's XID. */
+int krpc_call_async(struct krpc_clnt *cl, uint32_t proc, struct mb_chain *args, krpc_call_fn fn, void *arg,
+                    uint32_t *xid);
+/* Blocking wrapper: runs the client's loop until the call completes. */
+int krpc_call(struct krpc_clnt *cl, uint32_t proc, struct mb_chain *args, struct krpc_reply *reply);
+/* Maps a reply header to 0 (accepted SUCCESS) or a negative errno-style
+ * code, with a message in buf: "PROG_MISMATCH (supported 2..3)",
+ * "AUTH_ERROR: AUTH_TOOWEAK" and so on. */
+int krpc_reply_status(const struct krpc_reply_hdr *h, char *buf, size_t len);
+unsigned krpc_clnt_outstanding(const struct krpc_clnt *cl);
+const struct krpc_clnt_stats *krpc_clnt_stats(const struct krpc_clnt *cl);
+/* Record-layer counters summed over every TLS session this client made. */
+void krpc_clnt_tls_stats(const struct krpc_clnt *cl, struct ktls_stats *out);
+int krpc_clnt_is_tls(const struct krpc_clnt *cl); /* current connection */
+/* The last connection-level error in words ("" if none), for messages. */
+const char *krpc_clnt_last_error(const struct krpc_clnt *cl);
+struct krpc_loop *krpc_clnt_loop(const struct krpc_clnt *cl);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

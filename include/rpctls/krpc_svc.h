@@ -1,0 +1,106 @@
+/*
+ * rpctls/krpc_svc.h - the RPC server: a listener, per-connection state, a
+ * dispatch table by program, version and procedure, correct RPC errors, a
+ * duplicate-request cache, limits, and RFC 9289 RPC-with-TLS.
+ */
+#ifndef RPCTLS_KRPC_SVC_H
+#define RPCTLS_KRPC_SVC_H
+
+#include "rpctls/krpc.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum krpc_svc_tls {
+    KRPC_SVC_TLS_OFF = 0,      /* no TLS: the AUTH_TLS probe is denied with AUTH_BADCRED, like a server that does not know the flavor */
+    KRPC_SVC_TLS_OPTIONAL = 1, /* plain and TLS clients are both served */
+    KRPC_SVC_TLS_REQUIRED = 2, /* outside TLS only the probe is served; the rest gets AUTH_TOOWEAK */
+};
+
+struct krpc_svc;
+struct krpc_svc_req;
+
+/*
+ * A procedure handler. args is bounded to the call's arguments; the handler
+ * appends its results to res. Return KRPC_SUCCESS, KRPC_GARBAGE_ARGS (args
+ * did not decode: res is discarded), KRPC_SYSTEM_ERR, or KRPC_SVC_DEFER to
+ * answer later with krpc_svc_reply() (res is then ignored).
+ */
+#define KRPC_SVC_DEFER 1000
+typedef int (*krpc_proc_fn)(struct krpc_svc_req *req, struct krpc_xdr_dec *args, struct krpc_xdr_enc *res,
+                            void *arg);
+
+#define KRPC_PROC_IDEMPOTENT 0x1 /* replies are not kept in the duplicate-request cache */
+
+struct krpc_proc_desc {
+    krpc_proc_fn fn; /* NULL: PROC_UNAVAIL */
+    unsigned flags;
+    const char *name;
+};
+
+struct krpc_prog_desc {
+    uint32_t prog, vers;
+    uint32_t nprocs;
+    const struct krpc_proc_desc *procs; /* indexed by procedure number */
+    void *arg;                          /* passed to every handler */
+};
+
+/* What a handler may know about the call. */
+struct krpc_svc_req {
+    uint32_t xid, prog, vers, proc;
+    struct krpc_cred cred;
+    int tls;                        /* arrived inside TLS */
+    const char *peer_subject;       /* client certificate subject, "" if none */
+    struct sockaddr_storage peer;
+    socklen_t peerlen;
+    struct mb_chain msg;            /* the whole call message (args point into it) */
+    /* private */
+    struct krpc_svc *svc;
+    void *conn;
+    void *drc;
+};
+
+struct krpc_svc_config {
+    struct sockaddr_storage addr;   /* listen address (port 0: any) */
+    socklen_t addrlen;
+    enum krpc_svc_tls tls;
+    struct ktls_config tlscfg;      /* role forced to server, ALPN "sunrpc" required */
+    size_t max_msg;                 /* 0: KRPC_RM_DEFAULT_MAX_MSG */
+    unsigned max_conns;             /* 0: 256 */
+    unsigned max_outstanding;       /* calls in progress per connection; 0: 64 */
+    int idle_timeout_ms;            /* 0: 300000; <0: never */
+    unsigned drc_entries;           /* duplicate-request cache size; 0: 1024 */
+    int handshake_timeout_ms;       /* 0: 10000 */
+};
+
+struct krpc_svc_stats {
+    uint64_t conns_accepted, conns_refused, conns_open;
+    uint64_t calls, replies;
+    uint64_t drc_hits;        /* retransmissions answered from the cache */
+    uint64_t drc_in_progress; /* retransmissions dropped while the original runs */
+    uint64_t rpc_mismatch, prog_unavail, prog_mismatch, proc_unavail, garbage_args, system_err;
+    uint64_t auth_badcred, auth_tooweak;
+    uint64_t tls_probes, tls_handshakes, tls_failures;
+    uint64_t closed_malformed;  /* connections closed for bad framing or undecodable calls */
+    uint64_t closed_idle;
+};
+
+int krpc_svc_new(struct krpc_loop *loop, const struct krpc_svc_config *cfg, struct krpc_svc **out);
+/* Registers one program version (several versions: several calls). */
+int krpc_svc_register(struct krpc_svc *svc, const struct krpc_prog_desc *prog);
+/* The bound address (useful with port 0). */
+int krpc_svc_addr(const struct krpc_svc *svc, struct sockaddr_storage *ss, socklen_t *len);
+uint16_t krpc_svc_port(const struct krpc_svc *svc);
+/* Answers a deferred call: status as a handler returns it; res (consumed)
+ * holds the results for KRPC_SUCCESS. Frees req. */
+void krpc_svc_reply(struct krpc_svc_req *req, int status, struct mb_chain *res);
+const struct krpc_svc_stats *krpc_svc_stats(const struct krpc_svc *svc);
+/* Closes the listener and every connection; deferred calls are dropped. */
+void krpc_svc_free(struct krpc_svc *svc);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
