@@ -105,7 +105,9 @@ const char *krpc_auth_stat_name(uint32_t s);
 #define KRPC_RM_DEFAULT_MAX_MSG (4u << 20)
 
 /* Prepends fragment headers to msg (consumed), cutting it into fragments of
- * at most max_frag bytes (0: one fragment), and appends the result to out. */
+ * at most max_frag bytes (0: one fragment), and appends the result to out.
+ * An empty msg gives one empty last fragment. On failure (-ENOMEM) msg is
+ * freed and out is unchanged. */
 int krpc_rm_frame(struct mb_chain *msg, size_t max_frag, struct mb_chain *out);
 
 /* Reassembles messages from stream bytes in any segmentation. */
@@ -116,8 +118,10 @@ struct krpc_rm_reader {
     uint32_t frag_left;    /* bytes still due in the current fragment */
     int in_frag;           /* a fragment header has been read */
     int last;              /* the current fragment is the last */
+    int err;               /* sticky: the error next() returned, 0 while fine */
 };
 
+/* max_msg 0: KRPC_RM_DEFAULT_MAX_MSG. */
 void krpc_rm_reader_init(struct krpc_rm_reader *r, size_t max_msg);
 void krpc_rm_reader_free(struct krpc_rm_reader *r);
 /* Appends stream bytes (consumed). */
