@@ -84,6 +84,7 @@ struct krpc_svc_stats {
     uint64_t tls_probes, tls_handshakes, tls_failures;
     uint64_t closed_malformed;  /* connections closed for bad framing or undecodable calls */
     uint64_t closed_idle;
+    uint64_t calls_dropped;     /* over max_outstanding, or too many unsent reply bytes */
 };
 
 int krpc_svc_new(struct krpc_loop *loop, const struct krpc_svc_config *cfg, struct krpc_svc **out);

@@ -1,0 +1,308 @@
+/*
+ * drc.c - the server's duplicate-request cache: a hash table of entries and
+ * an LRU list of the completed ones. See drc.h.
+ */
+#include "krpc/drc.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { ST_IN_PROGRESS = 1, ST_DONE = 2 };
+
+struct krpc_drc_entry {
+    struct krpc_drc_key key;
+    uint64_t hash;
+    int state;
+    struct krpc_drc_entry *hnext, **hprev; /* bucket chain */
+    struct krpc_drc_entry *lru_prev, *lru_next; /* DONE entries only */
+    struct mb_chain reply;                  /* DONE: the reply, by reference */
+};
+
+struct krpc_drc {
+    struct krpc_drc_entry **buckets;
+    size_t nbuckets; /* power of two */
+    unsigned max_entries;
+    unsigned entries, in_progress;
+    uint64_t evictions;
+    struct krpc_drc_entry *lru_head, *lru_tail; /* head: least recently used */
+};
+
+int krpc_drc_new(unsigned max_entries, struct krpc_drc **out)
+{
+    struct krpc_drc *d;
+    size_t nb = 16;
+
+    *out = NULL;
+    if (max_entries == 0)
+        return -EINVAL;
+    while (nb < (size_t)max_entries * 2 && nb < ((size_t)1 << 24))
+        nb <<= 1;
+    d = calloc(1, sizeof(*d));
+    if (d == NULL)
+        return -ENOMEM;
+    d->buckets = calloc(nb, sizeof(*d->buckets));
+    if (d->buckets == NULL) {
+        free(d);
+        return -ENOMEM;
+    }
+    d->nbuckets = nb;
+    d->max_entries = max_entries;
+    *out = d;
+    return 0;
+}
+
+static void entry_free(struct krpc_drc_entry *e)
+{
+    mb_chain_free(&e->reply);
+    free(e);
+}
+
+void krpc_drc_free(struct krpc_drc *d)
+{
+    if (d == NULL)
+        return;
+    for (size_t i = 0; i < d->nbuckets; i++) {
+        struct krpc_drc_entry *e = d->buckets[i], *n;
+        for (; e != NULL; e = n) {
+            n = e->hnext;
+            entry_free(e);
+        }
+    }
+    free(d->buckets);
+    free(d);
+}
+
+void krpc_drc_key_set_addr(struct krpc_drc_key *key, const struct sockaddr *sa, socklen_t len)
+{
+    memset(key->addr, 0, sizeof(key->addr));
+    key->family = 0;
+    if (sa == NULL)
+        return;
+    if (sa->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        key->family = AF_INET;
+        memcpy(key->addr, &in->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        /* The same client over a dual-stack socket is the same client. */
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+            key->family = AF_INET;
+            memcpy(key->addr, &in6->sin6_addr.s6_addr[12], 4);
+        } else {
+            key->family = AF_INET6;
+            memcpy(key->addr, &in6->sin6_addr, 16);
+        }
+    }
+}
+
+/* ---- checksum ----------------------------------------------------------- */
+
+#define K1 0x9E3779B97F4A7C15ull
+#define K2 0xC2B2AE3D27D4EB4Full
+
+static inline uint64_t rotl64(uint64_t v, int r)
+{
+    return (v << r) | (v >> (64 - r));
+}
+
+static inline uint64_t mix_word(uint64_t h, uint64_t w)
+{
+    return rotl64(h ^ (w * K2), 31) * K1;
+}
+
+static inline uint64_t load64(const unsigned char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+/* Consumes the bytes 8 at a time, carrying a partial word across links, so
+ * the result depends only on the byte sequence. About one multiply per 8
+ * bytes: cheap next to decrypting the same bytes. */
+uint64_t krpc_drc_checksum(const struct mb_chain *c, size_t off, size_t len)
+{
+    uint64_t h = K1 ^ len;
+    unsigned char part[8];
+    size_t npart = 0, pos = 0;
+
+    for (const struct mb *m = c->head; m != NULL && len > 0; m = m->next) {
+        size_t skip, soff, left;
+        if (pos + m->len <= off) {
+            pos += m->len;
+            continue;
+        }
+        skip = off > pos ? off - pos : 0;
+        soff = m->off + skip;
+        left = m->len - skip;
+        if (left > len)
+            left = len;
+        pos += m->len;
+        len -= left;
+        while (left > 0) {
+            size_t contig = mb_store_contig(m->st, soff);
+            const unsigned char *p = mb_store_ptr(m->st, soff);
+            size_t n = contig < left ? contig : left, i = 0;
+            if (npart > 0) {
+                while (npart < 8 && i < n)
+                    part[npart++] = p[i++];
+                if (npart == 8) {
+                    h = mix_word(h, load64(part));
+                    npart = 0;
+                }
+            }
+            for (; i + 8 <= n; i += 8)
+                h = mix_word(h, load64(p + i));
+            while (i < n)
+                part[npart++] = p[i++];
+            soff += n;
+            left -= n;
+        }
+    }
+    if (npart > 0) {
+        memset(part + npart, 0, 8 - npart);
+        h = mix_word(h, load64(part) ^ ((uint64_t)npart << 56));
+    }
+    h ^= h >> 33;
+    h *= K2;
+    h ^= h >> 29;
+    return h;
+}
+
+/* ---- table -------------------------------------------------------------- */
+
+static uint64_t key_hash(const struct krpc_drc_key *k)
+{
+    uint64_t h = K2;
+    uint64_t a0 = load64(k->addr), a1 = load64(k->addr + 8);
+
+    h = mix_word(h, a0);
+    h = mix_word(h, a1);
+    h = mix_word(h, ((uint64_t)k->family << 32) | k->xid);
+    h = mix_word(h, ((uint64_t)k->prog << 32) | k->vers);
+    h = mix_word(h, ((uint64_t)k->proc << 32) | k->arglen);
+    h = mix_word(h, k->csum);
+    return h ^ (h >> 29);
+}
+
+static int key_eq(const struct krpc_drc_key *a, const struct krpc_drc_key *b)
+{
+    return a->family == b->family && memcmp(a->addr, b->addr, sizeof(a->addr)) == 0 && a->xid == b->xid &&
+           a->prog == b->prog && a->vers == b->vers && a->proc == b->proc && a->arglen == b->arglen &&
+           a->csum == b->csum;
+}
+
+static void lru_unlink(struct krpc_drc *d, struct krpc_drc_entry *e)
+{
+    if (e->lru_prev != NULL)
+        e->lru_prev->lru_next = e->lru_next;
+    else
+        d->lru_head = e->lru_next;
+    if (e->lru_next != NULL)
+        e->lru_next->lru_prev = e->lru_prev;
+    else
+        d->lru_tail = e->lru_prev;
+    e->lru_prev = e->lru_next = NULL;
+}
+
+static void lru_push_tail(struct krpc_drc *d, struct krpc_drc_entry *e)
+{
+    e->lru_next = NULL;
+    e->lru_prev = d->lru_tail;
+    if (d->lru_tail != NULL)
+        d->lru_tail->lru_next = e;
+    else
+        d->lru_head = e;
+    d->lru_tail = e;
+}
+
+static void entry_remove(struct krpc_drc *d, struct krpc_drc_entry *e)
+{
+    *e->hprev = e->hnext;
+    if (e->hnext != NULL)
+        e->hnext->hprev = e->hprev;
+    if (e->state == ST_DONE)
+        lru_unlink(d, e);
+    else
+        d->in_progress--;
+    d->entries--;
+    entry_free(e);
+}
+
+enum krpc_drc_result krpc_drc_lookup(struct krpc_drc *d, const struct krpc_drc_key *key,
+                                     struct krpc_drc_entry **entry, struct mb_chain *reply)
+{
+    uint64_t h = key_hash(key);
+    struct krpc_drc_entry **b = &d->buckets[h & (d->nbuckets - 1)], *e;
+
+    *entry = NULL;
+    for (e = *b; e != NULL; e = e->hnext) {
+        if (e->hash != h || !key_eq(&e->key, key))
+            continue;
+        if (e->state == ST_IN_PROGRESS)
+            return KRPC_DRC_IN_PROGRESS;
+        if (mb_chain_copy_ref(reply, &e->reply, 0, e->reply.len) != 0) {
+            /* Cannot share the reply: let the call run again rather than
+             * answer nothing. Drop the stale entry so it is replaced. */
+            entry_remove(d, e);
+            break;
+        }
+        lru_unlink(d, e);
+        lru_push_tail(d, e);
+        return KRPC_DRC_DONE;
+    }
+    if (d->entries >= d->max_entries && d->lru_head != NULL) {
+        d->evictions++;
+        entry_remove(d, d->lru_head);
+    }
+    e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        return KRPC_DRC_NEW;
+    e->key = *key;
+    e->hash = h;
+    e->state = ST_IN_PROGRESS;
+    mb_chain_init(&e->reply);
+    e->hnext = *b;
+    if (*b != NULL)
+        (*b)->hprev = &e->hnext;
+    e->hprev = b;
+    *b = e;
+    d->entries++;
+    d->in_progress++;
+    *entry = e;
+    return KRPC_DRC_NEW;
+}
+
+void krpc_drc_complete(struct krpc_drc *d, struct krpc_drc_entry *e, const struct mb_chain *reply)
+{
+    if (e == NULL || e->state != ST_IN_PROGRESS)
+        return;
+    if (mb_chain_copy_ref(&e->reply, reply, 0, reply->len) != 0) {
+        entry_remove(d, e);
+        return;
+    }
+    e->state = ST_DONE;
+    d->in_progress--;
+    lru_push_tail(d, e);
+    /* Completions may have let the cache grow past its bound. */
+    while (d->entries > d->max_entries && d->lru_head != NULL && d->lru_head != e) {
+        d->evictions++;
+        entry_remove(d, d->lru_head);
+    }
+}
+
+void krpc_drc_forget(struct krpc_drc *d, struct krpc_drc_entry *e)
+{
+    if (e != NULL)
+        entry_remove(d, e);
+}
+
+void krpc_drc_info(const struct krpc_drc *d, struct krpc_drc_info *out)
+{
+    out->entries = d->entries;
+    out->in_progress = d->in_progress;
+    out->done = d->entries - d->in_progress;
+    out->evictions = d->evictions;
+}

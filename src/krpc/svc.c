@@ -1,0 +1,989 @@
+/*
+ * svc.c - the RPC server: listener, per-connection state, dispatch with the
+ * RFC 5531 errors, RFC 9289 STARTTLS, limits and the idle timeout. The
+ * duplicate-request cache is in drc.c. docs/krpc-server.md has the policy
+ * decisions; the comments here give the reasons in brief.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "krpc/drc.h"
+#include "krpc/svc_int.h"
+
+#define SVC_DEF_MAX_CONNS 256
+#define SVC_DEF_MAX_OUTSTANDING 64
+#define SVC_DEF_IDLE_MS 300000
+#define SVC_DEF_DRC 1024
+#define SVC_DEF_HS_MS 10000
+#define SVC_ACCEPT_BACKOFF_MS 100
+/* Unsent reply bytes per outstanding-call slot before calls are dropped. */
+#define SVC_QUEUE_PER_CALL (1u << 20)
+
+enum { CS_PLAIN = 0, CS_HANDSHAKE = 1, CS_TLS = 2 };
+
+struct svc_conn {
+    struct krpc_svc *svc; /* NULL once krpc_svc_free has let go of it */
+    struct krpc_conn *c;
+    struct svc_conn *prev, *next;
+    struct sockaddr_storage peer;
+    socklen_t peerlen;
+    char peerstr[64];
+    int state;
+    int closing;     /* krpc_conn_close was called; on_close is due */
+    int counted;     /* the close is already counted (malformed, idle, TLS failure) */
+    unsigned deferred; /* calls of this connection waiting for krpc_svc_reply */
+    struct krpc_timer timer; /* idle check, or the handshake deadline */
+    uint64_t last_active_ms;
+    uint64_t seen_rx, seen_tx; /* wire byte counts at the last idle check */
+};
+
+/* A call handed to a handler. pub comes first: krpc_svc_reply gets &pub. */
+struct svc_req {
+    struct krpc_svc_req pub;
+    struct svc_req *prev, *next; /* the server's list of deferred calls */
+    char subject[];
+};
+
+struct krpc_svc {
+    struct krpc_loop *loop; /* NULL for a detached server */
+    struct krpc_svc_config cfg;
+    struct ktls_config tlscfg;
+    char *tls_strs[5];
+    int lfd;
+    struct krpc_timer accept_timer; /* re-enables accept after EMFILE */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    struct krpc_prog_desc *progs;
+    size_t nprogs, progcap;
+    struct krpc_drc *drc;
+    struct svc_conn *conns;
+    unsigned nconns;
+    struct svc_req *deferred;
+    unsigned ndeferred;
+    size_t queue_limit;
+    struct krpc_svc_stats st;
+};
+
+/* ---- replies ------------------------------------------------------------ */
+
+/* Appends an accepted reply (header, then res by reference when given) to
+ * out. Returns 0 or -ENOMEM (out is then left empty). */
+static int put_accepted(struct mb_chain *out, uint32_t xid, uint32_t stat, const char *verf, uint32_t lo,
+                        uint32_t hi, struct mb_chain *res)
+{
+    struct krpc_reply_hdr h;
+    struct krpc_xdr_enc x;
+    struct mb_chain hdr = MB_CHAIN_INIT;
+
+    memset(&h, 0, sizeof(h));
+    h.xid = xid;
+    h.reply_stat = KRPC_MSG_ACCEPTED;
+    h.accept_stat = stat;
+    h.verf_flavor = KRPC_AUTH_NONE;
+    if (verf != NULL) {
+        h.verf_len = (uint32_t)strlen(verf);
+        memcpy(h.verf, verf, h.verf_len);
+    }
+    h.mismatch_low = lo;
+    h.mismatch_high = hi;
+    krpc_xdr_enc_init(&x, &hdr);
+    krpc_encode_reply_hdr(&x, &h);
+    if (krpc_xdr_enc_error(&x) != 0) {
+        mb_chain_free(&hdr);
+        if (res != NULL)
+            mb_chain_free(res);
+        return -ENOMEM;
+    }
+    mb_chain_concat(out, &hdr);
+    if (res != NULL)
+        mb_chain_concat(out, res);
+    return 0;
+}
+
+static int put_denied(struct mb_chain *out, uint32_t xid, uint32_t reject, uint32_t auth)
+{
+    struct krpc_reply_hdr h;
+    struct krpc_xdr_enc x;
+    struct mb_chain hdr = MB_CHAIN_INIT;
+
+    memset(&h, 0, sizeof(h));
+    h.xid = xid;
+    h.reply_stat = KRPC_MSG_DENIED;
+    h.reject_stat = reject;
+    h.auth_stat = auth;
+    h.mismatch_low = h.mismatch_high = KRPC_RPCVERS;
+    krpc_xdr_enc_init(&x, &hdr);
+    krpc_encode_reply_hdr(&x, &h);
+    if (krpc_xdr_enc_error(&x) != 0) {
+        mb_chain_free(&hdr);
+        return -ENOMEM;
+    }
+    mb_chain_concat(out, &hdr);
+    return 0;
+}
+
+/* The reply for a handler's status; res is consumed. Counts the errors. */
+static int put_result(struct krpc_svc *svc, struct mb_chain *out, uint32_t xid, int status, struct mb_chain *res,
+                      const char *what)
+{
+    switch (status) {
+    case KRPC_SUCCESS:
+        return put_accepted(out, xid, KRPC_SUCCESS, NULL, 0, 0, res);
+    case KRPC_GARBAGE_ARGS:
+        svc->st.garbage_args++;
+        break;
+    default:
+        krpc_log(KRPC_LOG_WARN, "rpc server: %s returned %d; answering SYSTEM_ERR", what, status);
+        /* fall through */
+    case KRPC_SYSTEM_ERR:
+        status = KRPC_SYSTEM_ERR;
+        svc->st.system_err++;
+        break;
+    }
+    if (res != NULL)
+        mb_chain_free(res);
+    return put_accepted(out, xid, (uint32_t)status, NULL, 0, 0, NULL);
+}
+
+/* ---- dispatch ----------------------------------------------------------- */
+
+struct call_src {
+    struct svc_conn *sc; /* NULL: detached dispatch */
+    const struct sockaddr *peer;
+    socklen_t peerlen;
+    const char *peerstr;
+    int tls;
+    const char *subject;
+};
+
+static const char *req_what(char *buf, size_t len, const struct krpc_call_hdr *h, const char *name)
+{
+    if (name != NULL)
+        snprintf(buf, len, "%s (prog %u vers %u proc %u)", name, h->prog, h->vers, h->proc);
+    else
+        snprintf(buf, len, "prog %u vers %u proc %u", h->prog, h->vers, h->proc);
+    return buf;
+}
+
+static void req_link(struct krpc_svc *svc, struct svc_req *r)
+{
+    r->prev = NULL;
+    r->next = svc->deferred;
+    if (svc->deferred != NULL)
+        svc->deferred->prev = r;
+    svc->deferred = r;
+    svc->ndeferred++;
+}
+
+static void req_unlink(struct krpc_svc *svc, struct svc_req *r)
+{
+    if (r->prev != NULL)
+        r->prev->next = r->next;
+    else
+        svc->deferred = r->next;
+    if (r->next != NULL)
+        r->next->prev = r->prev;
+    svc->ndeferred--;
+}
+
+static void req_free(struct svc_req *r)
+{
+    mb_chain_free(&r->pub.msg);
+    free(r);
+}
+
+/* Runs the handler of a call that passed every check. */
+static int run_call(struct krpc_svc *svc, const struct call_src *src, const struct krpc_call_hdr *h,
+                    const struct krpc_prog_desc *p, const struct krpc_proc_desc *pd, size_t args_off,
+                    struct mb_chain *msg, struct mb_chain *reply)
+{
+    struct krpc_drc_entry *entry = NULL;
+    struct svc_req *r;
+    struct krpc_xdr_dec args;
+    struct krpc_xdr_enc res;
+    struct mb_chain resc = MB_CHAIN_INIT;
+    size_t sublen = strlen(src->subject);
+    void *parg = p->arg;
+    char what[128];
+    int status;
+
+    if (!(pd->flags & KRPC_PROC_IDEMPOTENT)) {
+        struct krpc_drc_key key;
+        memset(&key, 0, sizeof(key));
+        krpc_drc_key_set_addr(&key, src->peer, src->peerlen);
+        key.xid = h->xid;
+        key.prog = h->prog;
+        key.vers = h->vers;
+        key.proc = h->proc;
+        key.arglen = (uint32_t)(msg->len - args_off);
+        key.csum = krpc_drc_checksum(msg, args_off, msg->len - args_off);
+        switch (krpc_drc_lookup(svc->drc, &key, &entry, reply)) {
+        case KRPC_DRC_DONE:
+            svc->st.drc_hits++;
+            svc->st.replies++;
+            krpc_log(KRPC_LOG_DEBUG, "rpc server: %s: xid %08x answered from the duplicate-request cache",
+                     src->peerstr, h->xid);
+            mb_chain_free(msg);
+            return KRPC_SVC_ACT_REPLY;
+        case KRPC_DRC_IN_PROGRESS:
+            svc->st.drc_in_progress++;
+            krpc_log(KRPC_LOG_DEBUG, "rpc server: %s: xid %08x retransmitted while in progress; dropped",
+                     src->peerstr, h->xid);
+            mb_chain_free(msg);
+            return KRPC_SVC_ACT_NONE;
+        case KRPC_DRC_NEW:
+            break;
+        }
+    }
+    /* Over the limit the call is dropped: the client retransmits later. A
+     * retransmission already answered above from the cache costs nothing. */
+    if (src->sc != NULL && (src->sc->deferred >= svc->cfg.max_outstanding ||
+                            krpc_conn_send_queued(src->sc->c) > svc->queue_limit)) {
+        svc->st.calls_dropped++;
+        krpc_log(KRPC_LOG_WARN, "rpc server: %s: xid %08x dropped: %u calls in progress, %zu reply bytes unsent",
+                 src->peerstr, h->xid, src->sc->deferred, krpc_conn_send_queued(src->sc->c));
+        krpc_drc_forget(svc->drc, entry);
+        mb_chain_free(msg);
+        return KRPC_SVC_ACT_NONE;
+    }
+
+    r = calloc(1, sizeof(*r) + sublen + 1);
+    if (r == NULL) {
+        krpc_drc_forget(svc->drc, entry);
+        mb_chain_free(msg);
+        return put_result(svc, reply, h->xid, KRPC_SYSTEM_ERR, NULL, "allocation") == 0 ? KRPC_SVC_ACT_REPLY
+                                                                                       : KRPC_SVC_ACT_NONE;
+    }
+    memcpy(r->subject, src->subject, sublen + 1);
+    r->pub.xid = h->xid;
+    r->pub.prog = h->prog;
+    r->pub.vers = h->vers;
+    r->pub.proc = h->proc;
+    r->pub.cred = h->cred;
+    r->pub.tls = src->tls;
+    r->pub.peer_subject = r->subject;
+    if (src->peer != NULL && src->peerlen <= (socklen_t)sizeof(r->pub.peer)) {
+        memcpy(&r->pub.peer, src->peer, src->peerlen);
+        r->pub.peerlen = src->peerlen;
+    }
+    mb_chain_init(&r->pub.msg);
+    mb_chain_concat(&r->pub.msg, msg);
+    r->pub.svc = svc;
+    r->pub.conn = src->sc;
+    r->pub.drc = entry;
+
+    krpc_xdr_dec_init(&args, &r->pub.msg, args_off, r->pub.msg.len - args_off);
+    krpc_xdr_enc_init(&res, &resc);
+    status = pd->fn(&r->pub, &args, &res, parg);
+    if (status == KRPC_SVC_DEFER) {
+        mb_chain_free(&resc);
+        req_link(svc, r);
+        if (src->sc != NULL)
+            src->sc->deferred++;
+        return KRPC_SVC_ACT_NONE;
+    }
+    if (status == KRPC_SUCCESS && krpc_xdr_enc_error(&res) != 0) {
+        krpc_log(KRPC_LOG_WARN, "rpc server: %s: encoding the results failed (%d)",
+                 req_what(what, sizeof(what), h, pd->name), krpc_xdr_enc_error(&res));
+        status = KRPC_SYSTEM_ERR;
+    }
+    if (status == KRPC_GARBAGE_ARGS)
+        krpc_log(KRPC_LOG_INFO, "rpc server: %s: %s: arguments did not decode", src->peerstr,
+                 req_what(what, sizeof(what), h, pd->name));
+    if (put_result(svc, reply, h->xid, status, &resc, req_what(what, sizeof(what), h, pd->name)) != 0) {
+        /* No reply can be built: answer nothing; the client retransmits. */
+        krpc_drc_forget(svc->drc, entry);
+        req_free(r);
+        return KRPC_SVC_ACT_NONE;
+    }
+    if (entry != NULL)
+        krpc_drc_complete(svc->drc, entry, reply);
+    req_free(r);
+    svc->st.replies++;
+    return KRPC_SVC_ACT_REPLY;
+}
+
+static void log_malformed(const struct call_src *src, const char *fmt, uint32_t a)
+{
+    char buf[160];
+    snprintf(buf, sizeof(buf), fmt, a);
+    krpc_log(KRPC_LOG_WARN, "rpc server: malformed input from %s: %s", src->peerstr, buf);
+}
+
+static int dispatch(struct krpc_svc *svc, const struct call_src *src, struct mb_chain *msg, struct mb_chain *reply)
+{
+    struct krpc_xdr_dec d;
+    struct krpc_call_hdr h;
+    uint32_t xid, mtype, rpcvers, lo = UINT32_MAX, hi = 0;
+    const struct krpc_prog_desc *p = NULL;
+    const struct krpc_proc_desc *pd;
+    size_t args_off;
+    int found = 0, ret;
+
+    if (msg->len < 8) {
+        /* Not even a message type: nothing to answer to. */
+        log_malformed(src, "message of %u bytes is too short for an RPC header", (uint32_t)msg->len);
+        svc->st.closed_malformed++;
+        mb_chain_free(msg);
+        return KRPC_SVC_ACT_CLOSE;
+    }
+    krpc_xdr_dec_init(&d, msg, 0, msg->len);
+    xid = krpc_xdr_get_u32(&d);
+    mtype = krpc_xdr_get_u32(&d);
+    if (mtype != KRPC_MSG_CALL) {
+        /* A server does not take replies (no backchannel here): the peer is
+         * confused or hostile, and answering would not help it. */
+        log_malformed(src, mtype == KRPC_MSG_REPLY ? "a REPLY message (xid %08x) sent to the server"
+                                                   : "not a CALL message (xid %08x)",
+                      xid);
+        svc->st.closed_malformed++;
+        mb_chain_free(msg);
+        return KRPC_SVC_ACT_CLOSE;
+    }
+    svc->st.calls++;
+    rpcvers = krpc_xdr_get_u32(&d);
+    if (krpc_xdr_dec_error(&d) == 0 && rpcvers != KRPC_RPCVERS) {
+        /* The rest of the header is version 2's layout: do not parse it. */
+        svc->st.rpc_mismatch++;
+        krpc_log(KRPC_LOG_INFO, "rpc server: %s: xid %08x: RPC version %u, answering RPC_MISMATCH", src->peerstr,
+                 xid, rpcvers);
+        mb_chain_free(msg);
+        ret = put_denied(reply, xid, KRPC_RPC_MISMATCH, 0);
+        goto out;
+    }
+    krpc_xdr_dec_init(&d, msg, 0, msg->len);
+    if (krpc_decode_call_hdr(&d, &h) != 0) {
+        log_malformed(src, "undecodable call header (xid %08x); answering GARBAGE_ARGS", xid);
+        svc->st.garbage_args++;
+        mb_chain_free(msg);
+        ret = put_accepted(reply, xid, KRPC_GARBAGE_ARGS, NULL, 0, 0, NULL);
+        goto out;
+    }
+    args_off = d.off;
+
+    /* Credentials. AUTH_TLS is the RFC 9289 probe, valid only as a NULL
+     * call outside TLS on a server that offers TLS; for any program number,
+     * since the probe is about the transport, not the program. */
+    if (h.cred.flavor == KRPC_AUTH_TLS) {
+        const char *why = NULL;
+        if (h.proc != 0)
+            why = "AUTH_TLS on a procedure other than NULL";
+        else if (src->tls)
+            why = "AUTH_TLS inside a TLS session";
+        else if (svc->cfg.tls == KRPC_SVC_TLS_OFF)
+            why = "AUTH_TLS probe but TLS is off";
+        if (why != NULL) {
+            svc->st.auth_badcred++;
+            krpc_log(KRPC_LOG_INFO, "rpc server: %s: xid %08x: %s: AUTH_BADCRED", src->peerstr, xid, why);
+            mb_chain_free(msg);
+            ret = put_denied(reply, xid, KRPC_AUTH_ERROR, KRPC_AUTH_BADCRED);
+            goto out;
+        }
+        svc->st.tls_probes++;
+        mb_chain_free(msg);
+        ret = put_accepted(reply, xid, KRPC_SUCCESS, KRPC_STARTTLS_VERF, 0, 0, NULL);
+        if (ret == 0) {
+            svc->st.replies++;
+            return KRPC_SVC_ACT_STARTTLS;
+        }
+        return KRPC_SVC_ACT_NONE;
+    }
+    if (h.cred.flavor != KRPC_AUTH_NONE && h.cred.flavor != KRPC_AUTH_SYS) {
+        svc->st.auth_badcred++;
+        krpc_log(KRPC_LOG_INFO, "rpc server: %s: xid %08x: unsupported credential flavor %u: AUTH_BADCRED",
+                 src->peerstr, xid, h.cred.flavor);
+        mb_chain_free(msg);
+        ret = put_denied(reply, xid, KRPC_AUTH_ERROR, KRPC_AUTH_BADCRED);
+        goto out;
+    }
+    if (svc->cfg.tls == KRPC_SVC_TLS_REQUIRED && !src->tls) {
+        svc->st.auth_tooweak++;
+        krpc_log(KRPC_LOG_INFO, "rpc server: %s: xid %08x: call outside TLS on a TLS-only server: AUTH_TOOWEAK",
+                 src->peerstr, xid);
+        mb_chain_free(msg);
+        ret = put_denied(reply, xid, KRPC_AUTH_ERROR, KRPC_AUTH_TOOWEAK);
+        goto out;
+    }
+
+    for (size_t i = 0; i < svc->nprogs; i++) {
+        if (svc->progs[i].prog != h.prog)
+            continue;
+        found = 1;
+        lo = svc->progs[i].vers < lo ? svc->progs[i].vers : lo;
+        hi = svc->progs[i].vers > hi ? svc->progs[i].vers : hi;
+        if (svc->progs[i].vers == h.vers)
+            p = &svc->progs[i];
+    }
+    if (!found) {
+        svc->st.prog_unavail++;
+        mb_chain_free(msg);
+        ret = put_accepted(reply, xid, KRPC_PROG_UNAVAIL, NULL, 0, 0, NULL);
+        goto out;
+    }
+    if (p == NULL) {
+        svc->st.prog_mismatch++;
+        mb_chain_free(msg);
+        ret = put_accepted(reply, xid, KRPC_PROG_MISMATCH, NULL, lo, hi, NULL);
+        goto out;
+    }
+    pd = h.proc < p->nprocs && p->procs != NULL ? &p->procs[h.proc] : NULL;
+    if (pd == NULL || pd->fn == NULL) {
+        mb_chain_free(msg);
+        if (h.proc == 0) {
+            /* NULL answers without a handler: ping and rpcinfo work for every program. */
+            ret = put_accepted(reply, xid, KRPC_SUCCESS, NULL, 0, 0, NULL);
+        } else {
+            svc->st.proc_unavail++;
+            ret = put_accepted(reply, xid, KRPC_PROC_UNAVAIL, NULL, 0, 0, NULL);
+        }
+        goto out;
+    }
+    return run_call(svc, src, &h, p, pd, args_off, msg, reply);
+
+out:
+    if (ret != 0)
+        return KRPC_SVC_ACT_NONE;
+    svc->st.replies++;
+    return KRPC_SVC_ACT_REPLY;
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+static void conn_arm_timer(struct svc_conn *sc)
+{
+    struct krpc_svc *svc = sc->svc;
+
+    /* During the handshake the connection's own deadline runs
+     * (tlscfg.timeout_ms = handshake_timeout_ms); it ends in on_tls. */
+    if (sc->state != CS_HANDSHAKE && svc->cfg.idle_timeout_ms > 0)
+        krpc_timer_arm(svc->loop, &sc->timer, (uint64_t)svc->cfg.idle_timeout_ms);
+    else
+        krpc_timer_cancel(svc->loop, &sc->timer);
+}
+
+static void conn_close(struct svc_conn *sc, int err)
+{
+    if (sc->closing)
+        return;
+    sc->closing = 1;
+    if (sc->svc != NULL)
+        krpc_timer_cancel(sc->svc->loop, &sc->timer);
+    krpc_conn_close(sc->c, err);
+}
+
+static void conn_timer_fn(struct krpc_loop *loop, struct krpc_timer *t, void *arg)
+{
+    struct svc_conn *sc = arg;
+    struct krpc_svc *svc = sc->svc;
+    uint64_t now, rx, tx, idle;
+
+    if (svc == NULL || sc->closing)
+        return;
+    now = krpc_now_ms();
+    if (sc->state == CS_HANDSHAKE || svc->cfg.idle_timeout_ms <= 0)
+        return;
+    /* Any wire traffic (also a partial message) or a call in progress is
+     * activity; the timer only samples it, so the timeout is exact for an
+     * idle connection and at most doubled for one that just went quiet. */
+    rx = krpc_conn_bytes_received(sc->c);
+    tx = krpc_conn_bytes_sent(sc->c);
+    if (rx != sc->seen_rx || tx != sc->seen_tx || sc->deferred > 0) {
+        sc->seen_rx = rx;
+        sc->seen_tx = tx;
+        if (now - sc->last_active_ms >= (uint64_t)svc->cfg.idle_timeout_ms)
+            sc->last_active_ms = now;
+    }
+    idle = now - sc->last_active_ms;
+    if (idle >= (uint64_t)svc->cfg.idle_timeout_ms) {
+        svc->st.closed_idle++;
+        sc->counted = 1;
+        krpc_log(KRPC_LOG_INFO, "rpc server: closing %s: idle for %llu ms", sc->peerstr, (unsigned long long)idle);
+        conn_close(sc, -ETIMEDOUT);
+        return;
+    }
+    krpc_timer_arm(loop, t, (uint64_t)svc->cfg.idle_timeout_ms - idle);
+}
+
+static void conn_send(struct svc_conn *sc, struct mb_chain *reply)
+{
+    int ret = krpc_conn_send(sc->c, reply);
+
+    mb_chain_free(reply); /* empty unless the send did not consume it */
+    if (ret < 0)
+        krpc_log(KRPC_LOG_DEBUG, "rpc server: %s: reply not sent (%d)", sc->peerstr, ret);
+}
+
+static void conn_on_msg(struct krpc_conn *c, struct mb_chain *msg, void *arg)
+{
+    struct svc_conn *sc = arg;
+    struct krpc_svc *svc = sc->svc;
+    struct mb_chain m = MB_CHAIN_INIT, reply = MB_CHAIN_INIT;
+    struct call_src src;
+    int act;
+
+    mb_chain_concat(&m, msg);
+    if (svc == NULL || sc->closing || sc->state == CS_HANDSHAKE) {
+        mb_chain_free(&m);
+        return;
+    }
+    sc->last_active_ms = krpc_now_ms();
+    src.sc = sc;
+    src.peer = (const struct sockaddr *)&sc->peer;
+    src.peerlen = sc->peerlen;
+    src.peerstr = sc->peerstr;
+    src.tls = sc->state == CS_TLS;
+    src.subject = src.tls ? krpc_conn_peer_subject(c) : "";
+    if (src.subject == NULL)
+        src.subject = "";
+    act = dispatch(svc, &src, &m, &reply);
+    switch (act) {
+    case KRPC_SVC_ACT_REPLY:
+        conn_send(sc, &reply);
+        break;
+    case KRPC_SVC_ACT_STARTTLS: {
+        int ret;
+        conn_send(sc, &reply);
+        ret = krpc_conn_start_tls(c, &svc->tlscfg);
+        if (ret < 0) {
+            svc->st.tls_failures++;
+            sc->counted = 1;
+            krpc_log(KRPC_LOG_WARN, "rpc server: %s: cannot start TLS (%d)", sc->peerstr, ret);
+            conn_close(sc, ret);
+            break;
+        }
+        sc->state = CS_HANDSHAKE;
+        conn_arm_timer(sc);
+        break;
+    }
+    case KRPC_SVC_ACT_CLOSE:
+        sc->counted = 1;
+        conn_close(sc, -EBADMSG);
+        break;
+    default:
+        break;
+    }
+    mb_chain_free(&reply);
+}
+
+static void conn_on_tls(struct krpc_conn *c, int err, const char *msg, void *arg)
+{
+    struct svc_conn *sc = arg;
+    struct krpc_svc *svc = sc->svc;
+
+    if (svc == NULL || sc->closing)
+        return;
+    if (err == 0) {
+        const char *subj = krpc_conn_peer_subject(c);
+        sc->state = CS_TLS;
+        svc->st.tls_handshakes++;
+        krpc_log(KRPC_LOG_INFO, "rpc server: %s: TLS session up%s%s", sc->peerstr, subj && *subj ? ", client " : "",
+                 subj && *subj ? subj : "");
+        sc->last_active_ms = krpc_now_ms();
+        conn_arm_timer(sc);
+        return;
+    }
+    svc->st.tls_failures++;
+    sc->counted = 1;
+    krpc_log(KRPC_LOG_WARN, "rpc server: TLS handshake with %s failed: %s", sc->peerstr,
+             msg != NULL && *msg ? msg : "(no message)");
+    /* The connection closes itself; on_close follows. */
+    sc->closing = 1;
+    krpc_timer_cancel(svc->loop, &sc->timer);
+}
+
+static void conn_on_close(struct krpc_conn *c, int err, void *arg)
+{
+    struct svc_conn *sc = arg;
+    struct krpc_svc *svc = sc->svc;
+
+    (void)c;
+    if (svc != NULL) {
+        krpc_timer_cancel(svc->loop, &sc->timer);
+        if (sc->prev != NULL)
+            sc->prev->next = sc->next;
+        else
+            svc->conns = sc->next;
+        if (sc->next != NULL)
+            sc->next->prev = sc->prev;
+        svc->nconns--;
+        svc->st.conns_open--;
+        /* Deferred calls still complete; their replies go to the cache only. */
+        for (struct svc_req *r = svc->deferred; r != NULL; r = r->next)
+            if (r->pub.conn == sc)
+                r->pub.conn = NULL;
+        if (!sc->counted && (err == -EMSGSIZE || err == -EBADMSG)) {
+            svc->st.closed_malformed++;
+            krpc_log(KRPC_LOG_WARN, "rpc server: malformed input from %s: %s", sc->peerstr,
+                     err == -EMSGSIZE ? "record larger than the message size limit" : "bad framing");
+        } else if (!sc->counted && err == -EPROTO && sc->state == CS_HANDSHAKE) {
+            svc->st.tls_failures++;
+        } else {
+            krpc_log(KRPC_LOG_DEBUG, "rpc server: %s: connection closed (%d)", sc->peerstr, err);
+        }
+    }
+    free(sc);
+}
+
+static const struct krpc_conn_ops conn_ops = {conn_on_msg, conn_on_close, conn_on_tls};
+
+static void svc_add_conn(struct krpc_svc *svc, int fd, const struct sockaddr_storage *ss, socklen_t sslen)
+{
+    struct svc_conn *sc;
+    struct krpc_conn_config cc;
+    int one = 1, ret;
+    char peer[64];
+
+    krpc_format_addr((const struct sockaddr *)ss, peer, sizeof(peer));
+    if (svc->nconns >= svc->cfg.max_conns) {
+        /* Accepted then closed at once: the client sees a reset/EOF instead
+         * of waiting in the backlog. */
+        svc->st.conns_refused++;
+        krpc_log(KRPC_LOG_WARN, "rpc server: connection from %s refused: %u connections open (max_conns)", peer,
+                 svc->nconns);
+        close(fd);
+        return;
+    }
+    sc = calloc(1, sizeof(*sc));
+    if (sc == NULL) {
+        svc->st.conns_refused++;
+        krpc_log(KRPC_LOG_WARN, "rpc server: connection from %s refused: out of memory", peer);
+        close(fd);
+        return;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    sc->svc = svc;
+    memcpy(&sc->peer, ss, sslen <= (socklen_t)sizeof(sc->peer) ? sslen : sizeof(sc->peer));
+    sc->peerlen = sslen;
+    memcpy(sc->peerstr, peer, sizeof(sc->peerstr));
+    sc->peerstr[sizeof(sc->peerstr) - 1] = '\0';
+    krpc_timer_init(&sc->timer, conn_timer_fn, sc);
+    memset(&cc, 0, sizeof(cc));
+    cc.max_msg = svc->cfg.max_msg;
+    ret = krpc_conn_new(svc->loop, fd, &cc, &conn_ops, sc, &sc->c);
+    if (ret < 0) {
+        svc->st.conns_refused++;
+        krpc_log(KRPC_LOG_WARN, "rpc server: connection from %s refused: %d", peer, ret);
+        close(fd); /* krpc_conn_new leaves the fd to us on failure */
+        free(sc);
+        return;
+    }
+    sc->next = svc->conns;
+    if (svc->conns != NULL)
+        svc->conns->prev = sc;
+    svc->conns = sc;
+    svc->nconns++;
+    svc->st.conns_accepted++;
+    svc->st.conns_open++;
+    sc->last_active_ms = krpc_now_ms();
+    conn_arm_timer(sc);
+    krpc_log(KRPC_LOG_DEBUG, "rpc server: connection from %s", peer);
+}
+
+static void accept_timer_fn(struct krpc_loop *loop, struct krpc_timer *t, void *arg)
+{
+    struct krpc_svc *svc = arg;
+
+    (void)t;
+    if (svc->lfd >= 0)
+        krpc_loop_mod_fd(loop, svc->lfd, EPOLLIN);
+}
+
+static void svc_on_listen(struct krpc_loop *loop, int fd, uint32_t events, void *arg)
+{
+    struct krpc_svc *svc = arg;
+
+    (void)events;
+    for (int n = 0; n < 64; n++) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int cfd = accept4(fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            /* Out of descriptors or memory: the listener would stay readable
+             * and spin the loop; pause accepting for a moment instead. */
+            krpc_log(KRPC_LOG_WARN, "rpc server: accept: %s; pausing for %d ms", strerror(errno),
+                     SVC_ACCEPT_BACKOFF_MS);
+            krpc_loop_mod_fd(loop, fd, 0);
+            krpc_timer_arm(loop, &svc->accept_timer, SVC_ACCEPT_BACKOFF_MS);
+            return;
+        }
+        svc_add_conn(svc, cfd, &ss, len);
+    }
+}
+
+/* ---- setup -------------------------------------------------------------- */
+
+static int svc_create(struct krpc_loop *loop, const struct krpc_svc_config *cfg, struct krpc_svc **out)
+{
+    struct krpc_svc *svc;
+    const char **strs[5];
+    int ret;
+
+    *out = NULL;
+    if (cfg == NULL || cfg->tls < KRPC_SVC_TLS_OFF || cfg->tls > KRPC_SVC_TLS_REQUIRED)
+        return -EINVAL;
+    if (cfg->tls != KRPC_SVC_TLS_OFF && (cfg->tlscfg.cert_file == NULL || cfg->tlscfg.key_file == NULL)) {
+        krpc_log(KRPC_LOG_ERROR, "rpc server: TLS needs a certificate and a key");
+        return -EINVAL;
+    }
+    svc = calloc(1, sizeof(*svc));
+    if (svc == NULL)
+        return -ENOMEM;
+    svc->loop = loop;
+    svc->lfd = -1;
+    svc->cfg = *cfg;
+    if (svc->cfg.max_msg == 0)
+        svc->cfg.max_msg = KRPC_RM_DEFAULT_MAX_MSG;
+    if (svc->cfg.max_conns == 0)
+        svc->cfg.max_conns = SVC_DEF_MAX_CONNS;
+    if (svc->cfg.max_outstanding == 0)
+        svc->cfg.max_outstanding = SVC_DEF_MAX_OUTSTANDING;
+    if (svc->cfg.idle_timeout_ms == 0)
+        svc->cfg.idle_timeout_ms = SVC_DEF_IDLE_MS;
+    if (svc->cfg.drc_entries == 0)
+        svc->cfg.drc_entries = SVC_DEF_DRC;
+    if (svc->cfg.handshake_timeout_ms <= 0)
+        svc->cfg.handshake_timeout_ms = SVC_DEF_HS_MS;
+    svc->queue_limit = (size_t)svc->cfg.max_outstanding * SVC_QUEUE_PER_CALL;
+    if (svc->queue_limit < svc->cfg.max_msg)
+        svc->queue_limit = svc->cfg.max_msg;
+
+    /* Our own copy of the TLS settings (the caller's strings may go away). */
+    svc->tlscfg = cfg->tlscfg;
+    strs[0] = &svc->tlscfg.cert_file;
+    strs[1] = &svc->tlscfg.key_file;
+    strs[2] = &svc->tlscfg.ca_file;
+    strs[3] = &svc->tlscfg.ciphersuites;
+    strs[4] = &svc->tlscfg.keylog_file;
+    for (int i = 0; i < 5; i++) {
+        if (*strs[i] == NULL)
+            continue;
+        svc->tls_strs[i] = strdup(*strs[i]);
+        if (svc->tls_strs[i] == NULL) {
+            ret = -ENOMEM;
+            goto fail;
+        }
+        *strs[i] = svc->tls_strs[i];
+    }
+    svc->tlscfg.role = KTLS_SERVER;
+    svc->tlscfg.alpn = KRPC_ALPN;
+    svc->tlscfg.require_alpn = 1;
+    svc->tlscfg.server_name = NULL;
+    svc->tlscfg.timeout_ms = svc->cfg.handshake_timeout_ms;
+    svc->cfg.tlscfg = svc->tlscfg;
+
+    ret = krpc_drc_new(svc->cfg.drc_entries, &svc->drc);
+    if (ret < 0)
+        goto fail;
+    krpc_timer_init(&svc->accept_timer, accept_timer_fn, svc);
+    *out = svc;
+    return 0;
+fail:
+    for (int i = 0; i < 5; i++)
+        free(svc->tls_strs[i]);
+    free(svc);
+    return ret;
+}
+
+int krpc_svc_new_detached(const struct krpc_svc_config *cfg, struct krpc_svc **out)
+{
+    return svc_create(NULL, cfg, out);
+}
+
+int krpc_svc_new(struct krpc_loop *loop, const struct krpc_svc_config *cfg, struct krpc_svc **out)
+{
+    struct krpc_svc *svc;
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    int one = 1, ret;
+
+    if (loop == NULL || out == NULL)
+        return -EINVAL;
+    ret = svc_create(loop, cfg, &svc);
+    if (ret < 0)
+        return ret;
+    if (cfg->addrlen == 0) {
+        /* No address: loopback, any port (never all interfaces by accident). */
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        memset(&ss, 0, sizeof(ss));
+        in->sin_family = AF_INET;
+        in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        sslen = sizeof(*in);
+    } else {
+        ss = cfg->addr;
+        sslen = cfg->addrlen;
+    }
+    svc->lfd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (svc->lfd < 0) {
+        ret = -errno;
+        goto fail;
+    }
+    setsockopt(svc->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(svc->lfd, (const struct sockaddr *)&ss, sslen) < 0 || listen(svc->lfd, SOMAXCONN) < 0) {
+        char a[64];
+        ret = -errno;
+        krpc_log(KRPC_LOG_ERROR, "rpc server: cannot listen on %s: %s",
+                 krpc_format_addr((const struct sockaddr *)&ss, a, sizeof(a)), strerror(errno));
+        goto fail;
+    }
+    svc->addrlen = sizeof(svc->addr);
+    if (getsockname(svc->lfd, (struct sockaddr *)&svc->addr, &svc->addrlen) < 0) {
+        ret = -errno;
+        goto fail;
+    }
+    ret = krpc_loop_add_fd(loop, svc->lfd, EPOLLIN, svc_on_listen, svc);
+    if (ret < 0)
+        goto fail;
+    *out = svc;
+    return 0;
+fail:
+    if (svc->lfd >= 0)
+        close(svc->lfd);
+    svc->lfd = -1;
+    krpc_svc_free(svc);
+    return ret;
+}
+
+int krpc_svc_register(struct krpc_svc *svc, const struct krpc_prog_desc *prog)
+{
+    if (svc == NULL || prog == NULL || (prog->nprocs > 0 && prog->procs == NULL))
+        return -EINVAL;
+    for (size_t i = 0; i < svc->nprogs; i++)
+        if (svc->progs[i].prog == prog->prog && svc->progs[i].vers == prog->vers)
+            return -EEXIST;
+    if (svc->nprogs == svc->progcap) {
+        size_t cap = svc->progcap ? svc->progcap * 2 : 8;
+        struct krpc_prog_desc *p = realloc(svc->progs, cap * sizeof(*p));
+        if (p == NULL)
+            return -ENOMEM;
+        svc->progs = p;
+        svc->progcap = cap;
+    }
+    svc->progs[svc->nprogs++] = *prog;
+    return 0;
+}
+
+int krpc_svc_addr(const struct krpc_svc *svc, struct sockaddr_storage *ss, socklen_t *len)
+{
+    if (svc == NULL || svc->lfd < 0)
+        return -ENOTCONN;
+    *ss = svc->addr;
+    *len = svc->addrlen;
+    return 0;
+}
+
+uint16_t krpc_svc_port(const struct krpc_svc *svc)
+{
+    if (svc == NULL || svc->lfd < 0)
+        return 0;
+    if (svc->addr.ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)&svc->addr)->sin_port);
+    if (svc->addr.ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)&svc->addr)->sin6_port);
+    return 0;
+}
+
+void krpc_svc_reply(struct krpc_svc_req *req, int status, struct mb_chain *res)
+{
+    struct svc_req *r = (struct svc_req *)req;
+    struct krpc_svc *svc;
+    struct svc_conn *sc;
+    struct mb_chain reply = MB_CHAIN_INIT, empty = MB_CHAIN_INIT;
+    char what[128];
+
+    if (req == NULL)
+        return;
+    svc = req->svc;
+    sc = req->conn;
+    req_unlink(svc, r);
+    if (sc != NULL)
+        sc->deferred--;
+    if (status == KRPC_SVC_DEFER)
+        status = KRPC_SYSTEM_ERR;
+    snprintf(what, sizeof(what), "deferred prog %u vers %u proc %u", req->prog, req->vers, req->proc);
+    if (put_result(svc, &reply, req->xid, status, res != NULL ? res : &empty, what) != 0) {
+        krpc_drc_forget(svc->drc, req->drc);
+        req_free(r);
+        return;
+    }
+    svc->st.replies++;
+    /* Cached even when the connection is gone: the client's retransmission
+     * on its new connection gets this reply. */
+    if (req->drc != NULL)
+        krpc_drc_complete(svc->drc, req->drc, &reply);
+    if (sc != NULL && !sc->closing && sc->svc != NULL)
+        conn_send(sc, &reply);
+    mb_chain_free(&reply);
+    req_free(r);
+}
+
+const struct krpc_svc_stats *krpc_svc_stats(const struct krpc_svc *svc)
+{
+    return &svc->st;
+}
+
+int krpc_svc_dispatch_msg(struct krpc_svc *svc, const struct sockaddr *peer, socklen_t peerlen, int tls,
+                          struct mb_chain *msg, struct mb_chain *reply)
+{
+    struct call_src src;
+    char peerstr[64] = "(detached)";
+
+    if (peer != NULL)
+        krpc_format_addr(peer, peerstr, sizeof(peerstr));
+    src.sc = NULL;
+    src.peer = peer;
+    src.peerlen = peerlen;
+    src.peerstr = peerstr;
+    src.tls = tls;
+    src.subject = "";
+    return dispatch(svc, &src, msg, reply);
+}
+
+unsigned krpc_svc_deferred(const struct krpc_svc *svc)
+{
+    return svc->ndeferred;
+}
+
+void krpc_svc_free(struct krpc_svc *svc)
+{
+    if (svc == NULL)
+        return;
+    if (svc->lfd >= 0) {
+        krpc_loop_del_fd(svc->loop, svc->lfd);
+        close(svc->lfd);
+        svc->lfd = -1;
+    }
+    if (svc->loop != NULL)
+        krpc_timer_cancel(svc->loop, &svc->accept_timer);
+    /* Connections close from the loop; their state is freed in on_close,
+     * which no longer refers to the server. */
+    while (svc->conns != NULL) {
+        struct svc_conn *sc = svc->conns;
+        svc->conns = sc->next;
+        krpc_timer_cancel(svc->loop, &sc->timer);
+        conn_close(sc, 0);
+        sc->svc = NULL;
+    }
+    while (svc->deferred != NULL) {
+        struct svc_req *r = svc->deferred;
+        svc->deferred = r->next;
+        req_free(r);
+    }
+    krpc_drc_free(svc->drc);
+    for (int i = 0; i < 5; i++)
+        free(svc->tls_strs[i]);
+    free(svc->progs);
+    free(svc);
+}
