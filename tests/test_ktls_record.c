@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "ktls/ktls_int.h"
 #include "ktls_pair.h"
@@ -355,6 +357,7 @@ static void test_bad_headers(void)
         {{21, 3, 3, 0, 2}, -EPROTO},         /* plaintext alert */
         {{23, 9, 3, 0, 40}, -EPROTO},        /* not TLS */
         {{23, 3, 3, 0, 16}, -EPROTO},        /* too short to hold type + tag */
+        {{23, 3, 3, 0x40, 0x12}, -EMSGSIZE}, /* inner plaintext 16386 > 2^14 + 1 */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct ktls_pair p;
@@ -376,7 +379,7 @@ static void test_bad_headers(void)
 static void test_bad_inner(void)
 {
     uint8_t zeros[10] = {0}, bad_ku[6] = {24, 0, 0, 1, 0, 0}, ku_bad_value[5] = {24, 0, 0, 1, 7},
-            long_alert[3] = {2, 40, 0}, unknown_hs[4] = {1, 0, 0, 0};
+            long_alert[3] = {2, 40, 0}, unknown_hs[4] = {1, 0, 0, 0}, bad_level[2] = {0, 40};
     struct {
         uint8_t ct;
         const uint8_t *data;
@@ -387,6 +390,7 @@ static void test_bad_inner(void)
         {KTLS_CT_HANDSHAKE, bad_ku, sizeof(bad_ku)},
         {KTLS_CT_HANDSHAKE, ku_bad_value, sizeof(ku_bad_value)},
         {KTLS_CT_ALERT, long_alert, sizeof(long_alert)},
+        {KTLS_CT_ALERT, bad_level, sizeof(bad_level)},
         {KTLS_CT_HANDSHAKE, unknown_hs, sizeof(unknown_hs)},
         {KTLS_CT_CHANGE_CIPHER_SPEC, zeros, 1},
     };
@@ -428,6 +432,101 @@ static void test_ticket_consumed(void)
     ktls_pair_close(&p);
 }
 
+/* A chain that references its own bytes twice is shared with itself: auto
+ * must not seal it in place (the first record's output still points at the
+ * bytes the second would overwrite). */
+static void test_auto_self_alias(void)
+{
+    unsigned seed = 31;
+    uint8_t buf[6000], want[12000];
+    struct ktls_pair p;
+    struct mb_chain plain = MB_CHAIN_INIT, app = MB_CHAIN_INIT;
+
+    fill_random(buf, sizeof(buf), &seed);
+    memcpy(want, buf, sizeof(buf));
+    memcpy(want + sizeof(buf), buf, sizeof(buf));
+    struct ktls_conn_params prm = {.cipher = KTLS_AES_128_GCM_SHA256, .max_record = 4096};
+    uint8_t s1[32] = {9}, s2[32] = {10};
+    struct ktls_conn_params pb = prm;
+    prm.tx_secret = s1, prm.rx_secret = s2, pb.tx_secret = s2, pb.rx_secret = s1;
+    REQUIRE(ktls_conn_new(&prm, &p.a) == 0 && ktls_conn_new(&pb, &p.b) == 0);
+    CHECK_EQ(mb_chain_append_pages_from_buf(&plain, buf, sizeof(buf)), 0);
+    CHECK_EQ(mb_chain_copy_ref(&plain, &plain, 0, sizeof(buf)), 0);
+    CHECK_EQ(ktls_pair_transfer(p.a, p.b, &plain, 500, &seed, &app), 0);
+    CHECK(chain_equals(&app, want, sizeof(want)));
+    CHECK_EQ(ktls_conn_stats(p.a)->tx_bytes_inplace, 0);
+    mb_chain_free(&app);
+    ktls_pair_close(&p);
+}
+
+/* 16 KiB of zero padding arriving one byte at a time: processed, and the
+ * receive buffer stays one link per store (no quadratic walk). */
+static void test_padding_bytewise(void)
+{
+    unsigned seed = 3;
+    uint8_t rec[16385];
+    struct ktls_pair p;
+    struct mb_chain app = MB_CHAIN_INIT, out = MB_CHAIN_INIT;
+    size_t len;
+
+    memset(rec, 0, sizeof(rec));
+    memcpy(rec, "hi", 2);
+    rec[2] = KTLS_CT_APPLICATION_DATA; /* then 16382 bytes of padding */
+    REQUIRE(ktls_pair_open(&p, KTLS_AES_128_GCM_SHA256, NULL, KTLS_TX_AUTO, 6) == 0);
+    /* Sealed as inner type 0 with the real type inside: the wire bytes are
+     * those of a padded record. */
+    CHECK_EQ(ktls_tx_control_record(p.a, 0, rec, sizeof(rec) - 1), 0);
+    CHECK_EQ(ktls_tx_flush_control(p.a, &out), 0);
+    uint8_t *wire = chain_flatten(&out, &len);
+    CHECK_EQ(len, 5 + 16385 + 16);
+    CHECK_EQ(ktls_feed_pieces(p.b, wire, len, 1, &seed, &app), 0);
+    CHECK(chain_equals(&app, (const uint8_t *)"hi", 2));
+    mb_chain_free(&app);
+    free(wire);
+    ktls_pair_close(&p);
+}
+
+/* Receiving under guard mode: delivered data is shared (and so write-
+ * protected); reads and in-place decryption move to fresh stores instead of
+ * faulting. */
+static void test_rx_guard_mode(void)
+{
+    unsigned seed = 8;
+    static uint8_t buf[200000];
+    struct ktls_pair p;
+    struct mb_chain plain = MB_CHAIN_INIT, app = MB_CHAIN_INIT, kept = MB_CHAIN_INIT;
+
+    fill_random(buf, sizeof(buf), &seed);
+    mb_guard_set(1);
+    REQUIRE(ktls_pair_open(&p, KTLS_AES_128_GCM_SHA256, NULL, KTLS_TX_AUTO, 7) == 0);
+    for (int round = 0; round < 3; round++) {
+        CHECK_EQ(mb_chain_append_pages_from_buf(&plain, buf, sizeof(buf)), 0);
+        CHECK_EQ(ktls_pair_transfer(p.a, p.b, &plain, 3000, &seed, &app), 0);
+        CHECK(chain_equals(&app, buf, sizeof(buf)));
+        /* Keep a reference: the receive pages become shared and guarded. */
+        CHECK_EQ(mb_chain_copy_ref(&kept, &app, 0, app.len), 0);
+        mb_chain_free(&app);
+    }
+    CHECK_EQ(kept.len, 3 * sizeof(buf));
+    mb_chain_free(&kept);
+    ktls_pair_close(&p);
+    mb_guard_set(0);
+}
+
+/* Writing to a peer that has gone returns -EPIPE instead of raising SIGPIPE. */
+static void test_write_to_closed_peer(void)
+{
+    int sv[2];
+    struct mb_chain c = MB_CHAIN_INIT;
+
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    close(sv[1]);
+    CHECK_EQ(mb_chain_append_bytes(&c, "x", 1), 0);
+    CHECK_EQ(ktls_write_chain(sv[0], &c), -EPIPE);
+    CHECK_EQ(c.len, 0);
+    close(sv[0]);
+}
+
 int main(void)
 {
     TEST_RUN(test_rfc8448_known_answer);
@@ -439,6 +538,10 @@ int main(void)
     TEST_RUN(test_bad_headers);
     TEST_RUN(test_bad_inner);
     TEST_RUN(test_ticket_consumed);
+    TEST_RUN(test_auto_self_alias);
+    TEST_RUN(test_padding_bytewise);
+    TEST_RUN(test_rx_guard_mode);
+    TEST_RUN(test_write_to_closed_peer);
     CHECK_EQ(mb_pool_shutdown(), 0);
     return test_summary();
 }

@@ -13,6 +13,10 @@
  *   KTLS_TX_COPY        copy into fresh pages, then encrypt those in place;
  *   KTLS_TX_INPLACE     encrypt in place regardless of sharing. UNSAFE: it
  *                       corrupts shared pages. Exists to demonstrate the bug.
+ *
+ * Threading: a struct ktls_conn is used by one thread at a time, for both
+ * directions -- RX changes TX state (it queues alerts and KeyUpdate answers,
+ * which the next TX call seals). Different connections run in parallel.
  */
 #ifndef RPCTLS_KTLS_H
 #define RPCTLS_KTLS_H

@@ -16,9 +16,17 @@
  *                  so a link's first-page offset is off % MB_PAGE_SIZE and its
  *                  last-page length is (off + len - 1) % MB_PAGE_SIZE + 1.
  *
- * THE INVARIANT (DESIGN.md section 3): no byte of a store whose reference
- * count is above one, or which carries MB_STF_RDONLY, is ever written. Code
- * that writes in place first asks mb_chain_is_writable(); debug builds assert.
+ * THE INVARIANT (DESIGN.md section 3): no byte that anybody else can see is
+ * ever written. A store whose reference count is above one, or which carries
+ * MB_STF_RDONLY, is not written -- with one precise exception: splitting a
+ * link (mb_chain_split) gives two links to one store over disjoint byte
+ * ranges, both still the splitter's, and the owner may write its own range.
+ * The record layer relies on this twice: TX in auto mode seals in place the
+ * records cut from a chain it owns alone (judged before cutting), and RX
+ * decrypts the not-yet-delivered bytes of its receive stores in place.
+ * Copy-by-reference (mb_chain_copy_ref) shares bytes; split does not, and
+ * guard mode protects only the former. Other code that writes in place asks
+ * mb_chain_is_writable() first; debug builds assert.
  *
  * Functions return 0 or a negative errno value (-ENOMEM, -EINVAL, -ERANGE).
  * All functions are thread-safe with respect to the pool and reference

@@ -52,12 +52,11 @@ struct ktls_conn {
     struct mb_chain ctl;
     int key_update_owed; /* the peer asked for a KeyUpdate; not yet sent */
 
-    /* RX: received ciphertext not yet processed, and the page-vector store
-     * being filled by reads (rxfill holds one link over the whole store;
-     * bytes from rxfill_off on have not been received yet). */
+    /* RX: received ciphertext not yet processed, and the unfilled rest of
+     * the page-vector store that reads go into. Arriving bytes are split off
+     * the head of rxfill and joined to rxbuf (one link while contiguous). */
     struct mb_chain rxbuf;
     struct mb_chain rxfill;
-    size_t rxfill_off;
     /* A post-handshake handshake message split across records. */
     uint8_t *hsbuf;
     size_t hslen;

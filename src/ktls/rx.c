@@ -30,47 +30,56 @@ static int rx_fail(struct ktls_conn *c, int err, int alert)
 
 int ktls_rx_space(struct ktls_conn *c, struct iovec *iov, int maxiov)
 {
-    struct mb_store *st;
+    struct mb *m;
     size_t off, end;
     int n = 0;
 
+    if (c->rx_error != 0)
+        return c->rx_error;
+    if (c->rx_eof)
+        return -EPIPE; /* nothing may follow close_notify */
     if (maxiov <= 0)
         return -EINVAL;
-    if (c->rxfill.head != NULL &&
-        (c->rxfill_off == c->rxfill.len || (c->rxfill.head->st->flags & (MB_STF_GUARDED | MB_STF_RDONLY)) != 0))
+    /* Delivered data shared under guard mode write-protects the whole store:
+     * continue in a fresh one. */
+    if (c->rxfill.head != NULL && (c->rxfill.head->st->flags & (MB_STF_GUARDED | MB_STF_RDONLY)) != 0)
         mb_chain_free(&c->rxfill);
     if (c->rxfill.head == NULL) {
         int ret = mb_append_pages(&c->rxfill, 0, RX_STORE_BYTES);
         if (ret != 0)
             return ret;
-        c->rxfill_off = 0;
     }
-    st = c->rxfill.head->st;
-    off = c->rxfill.head->off + c->rxfill_off;
-    end = c->rxfill.head->off + c->rxfill.len;
-    while (n < maxiov && off < end) {
-        size_t contig = mb_store_contig(st, off);
+    m = c->rxfill.head;
+    for (off = m->off, end = m->off + m->len; n < maxiov && off < end; n++) {
+        size_t contig = mb_store_contig(m->st, off);
         if (contig > end - off)
             contig = end - off;
-        iov[n].iov_base = mb_store_ptr(st, off);
+        iov[n].iov_base = mb_store_ptr(m->st, off);
         iov[n].iov_len = contig;
         off += contig;
-        n++;
     }
     return n;
 }
 
 void ktls_rx_commit(struct ktls_conn *c, size_t n)
 {
+    struct mb_chain rest = MB_CHAIN_INIT;
     int ret;
 
     if (n == 0 || c->rx_error != 0)
         return;
-    if ((ret = mb_chain_copy_ref(&c->rxbuf, &c->rxfill, c->rxfill_off, n)) != 0) {
+    if (n > c->rxfill.len) {
+        rx_fail(c, -EINVAL, KTLS_ALERT_INTERNAL_ERROR);
+        return;
+    }
+    /* Splitting (not copy-by-reference) keeps the store ours: the record
+     * layer owns both halves, and guard mode leaves it writable. */
+    if (n < c->rxfill.len && (ret = mb_chain_split(&c->rxfill, n, &rest)) != 0) {
         rx_fail(c, ret, KTLS_ALERT_INTERNAL_ERROR);
         return;
     }
-    c->rxfill_off += n;
+    mb_chain_concat(&c->rxbuf, &c->rxfill);
+    c->rxfill = rest;
 }
 
 int ktls_rx_feed(struct ktls_conn *c, const void *data, size_t len)
@@ -113,7 +122,7 @@ static int rx_may_write(const struct mb_chain *ch, size_t off, size_t len)
 }
 
 /* Handles post-handshake handshake messages (KeyUpdate, NewSessionTicket). */
-static int rx_handshake(struct ktls_conn *c, const struct mb_chain *pt, size_t off, size_t len, int record_ends)
+static int rx_handshake(struct ktls_conn *c, const struct mb_chain *pt, size_t off, size_t len)
 {
     uint8_t *nb;
     int ret;
@@ -137,10 +146,11 @@ static int rx_handshake(struct ktls_conn *c, const struct mb_chain *pt, size_t o
             break;
         switch (type) {
         case KTLS_HS_KEY_UPDATE:
-            /* A key change must end the record (RFC 8446 5.1). */
+            /* A key change must end the record (RFC 8446 5.1): nothing
+             * may follow it in this record's handshake bytes. */
             if (mlen != 1 || c->hsbuf[4] > 1)
                 return rx_fail(c, -EPROTO, KTLS_ALERT_DECODE_ERROR);
-            if (c->hslen != 5 || !record_ends)
+            if (c->hslen != 5)
                 return rx_fail(c, -EPROTO, KTLS_ALERT_UNEXPECTED_MESSAGE);
             if ((ret = ktls_next_secret(c->cipher, c->rx.secret)) != 0 ||
                 (ret = ktls_dir_set_secret(c, &c->rx, c->rx.secret)) != 0)
@@ -211,17 +221,25 @@ static int rx_record(struct ktls_conn *c, size_t clen, struct mb_chain *app, int
     ret = c->engine->open(c->rx.key, nonce, hdr, KTLS_HDR_LEN, src, nsrc, dst, ndst, tag);
     if (ret != 0) {
         c->stats.rx_bad_records++;
-        ret = rx_fail(c, ret == -EBADMSG ? -EBADMSG : ret, KTLS_ALERT_BAD_RECORD_MAC);
+        ret = rx_fail(c, ret, ret == -EBADMSG ? KTLS_ALERT_BAD_RECORD_MAC : KTLS_ALERT_INTERNAL_ERROR);
         goto exit;
     }
     c->rx.seq++;
 
-    /* Inner plaintext = content || type || zeros. */
+    /* Inner plaintext = content || type || zeros: scan back over the
+     * decrypted pieces, each byte once. */
     inner = ctlen;
     type = 0;
-    while (inner > 0 && (type = mb_chain_byte(pt, ptoff + inner - 1)) == 0)
-        inner--;
-    if (inner == 0) {
+    for (int i = ndst - 1; i >= 0 && type == 0; i--) {
+        const uint8_t *p = dst[i].iov_base;
+        size_t k = dst[i].iov_len;
+        while (k > 0 && p[k - 1] == 0)
+            k--;
+        inner -= dst[i].iov_len - k;
+        if (k > 0)
+            type = p[k - 1];
+    }
+    if (type == 0) {
         ret = rx_fail(c, -EPROTO, KTLS_ALERT_UNEXPECTED_MESSAGE);
         goto exit;
     }
@@ -251,6 +269,10 @@ static int rx_record(struct ktls_conn *c, size_t clen, struct mb_chain *app, int
             goto exit;
         }
         mb_chain_copy_out(pt, ptoff, 2, alert);
+        if (alert[0] != 1 && alert[0] != 2) { /* warning or fatal */
+            ret = rx_fail(c, -EPROTO, KTLS_ALERT_DECODE_ERROR);
+            goto exit;
+        }
         c->last_alert = alert[1];
         if (alert[1] == KTLS_ALERT_CLOSE_NOTIFY) {
             c->rx_eof = 1;
@@ -266,7 +288,7 @@ static int rx_record(struct ktls_conn *c, size_t clen, struct mb_chain *app, int
             ret = rx_fail(c, -EPROTO, KTLS_ALERT_UNEXPECTED_MESSAGE);
             goto exit;
         }
-        ret = rx_handshake(c, pt, ptoff, inner, 1);
+        ret = rx_handshake(c, pt, ptoff, inner);
         break;
     default:
         ret = rx_fail(c, -EPROTO, KTLS_ALERT_UNEXPECTED_MESSAGE);
@@ -305,6 +327,10 @@ int ktls_rx_process(struct ktls_conn *c, struct mb_chain *app)
             return rx_fail(c, -EMSGSIZE, KTLS_ALERT_RECORD_OVERFLOW);
         if (clen < 1 + KTLS_AEAD_TAG_LEN)
             return rx_fail(c, -EPROTO, KTLS_ALERT_DECODE_ERROR);
+        /* Our AEADs add exactly a tag, so the inner plaintext (content, type
+         * and padding) is clen - 16, which may not pass 2^14 + 1. */
+        if (clen - KTLS_AEAD_TAG_LEN > KTLS_MAX_PLAINTEXT + 1)
+            return rx_fail(c, -EMSGSIZE, KTLS_ALERT_RECORD_OVERFLOW);
         if (c->rxbuf.len < KTLS_HDR_LEN + clen)
             break;
         if ((ret = rx_record(c, clen, app, &eof)) != 0)

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -62,7 +63,13 @@ int ktls_write_chain(int fd, struct mb_chain *chain)
     while (chain->len > 0) {
         size_t bytes;
         int n = chain_iov_prefix(chain, iov, SOCK_MAX_IOV, &bytes);
-        ssize_t w = writev(fd, iov, n);
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        /* MSG_NOSIGNAL: a peer that went away is an error to return, not a
+         * SIGPIPE that kills the process. Pipes and files take writev. */
+        ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+
+        if (w < 0 && errno == ENOTSOCK)
+            w = writev(fd, iov, n);
 
         if (w < 0) {
             if (errno == EINTR)

@@ -65,11 +65,16 @@ static void tx_ownership_scan(const struct mb_chain *c, struct tx_ownership *o)
         size_t bytes = 0;
         int owned;
 
-        for (; m != NULL && m->st == run->st; m = m->next) {
+        int disjoint = 1;
+        for (const struct mb *prev = NULL; m != NULL && m->st == run->st; prev = m, m = m->next) {
+            /* Only the pieces of one split range, in order: the same bytes
+             * twice (a chain that references itself) are shared. */
+            if (prev != NULL && m->off < prev->off + prev->len)
+                disjoint = 0;
             nlinks++;
             bytes += m->len;
         }
-        owned = (run->st->flags & (MB_STF_RDONLY | MB_STF_GUARDED)) == 0 &&
+        owned = disjoint && (run->st->flags & (MB_STF_RDONLY | MB_STF_GUARDED)) == 0 &&
                 atomic_load_explicit(&run->st->refs, memory_order_acquire) == nlinks;
         pos += bytes;
         if (o->nseg > 0 && o->owned[o->nseg - 1] == owned) {

@@ -152,6 +152,25 @@ void mb_chain_concat(struct mb_chain *dst, struct mb_chain *src)
     assert(dst != src && "mb_chain_concat: dst == src");
     if (!src->head)
         return;
+    /* The two ends are adjacent bytes of one store (a chain split and joined
+     * again, or a receive buffer filled piece by piece): one link covers
+     * both, so chains built from many small reads stay short. */
+    if (dst->tail && dst->tail->st == src->head->st && dst->tail->off + dst->tail->len == src->head->off) {
+        struct mb *m = src->head;
+        dst->tail->len += m->len;
+        dst->len += m->len;
+        src->head = m->next;
+        src->len -= m->len;
+        src->nlinks--;
+        if (src->tail == m)
+            src->tail = NULL;
+        mb__store_unref(m->st);
+        mb__link_free(m);
+        if (!src->head) {
+            mb_chain_init(src);
+            return;
+        }
+    }
     if (dst->tail)
         dst->tail->next = src->head;
     else

@@ -481,7 +481,9 @@ void mb__guard_store(struct mb_store *st)
     if (st->flags & MB_STF_GUARDED)
         return;
     protect_pages(st, PROT_READ);
-    st->flags |= MB_STF_GUARDED;
+    /* Two threads may share one store at once; mprotect is idempotent and
+     * the flag is set atomically. */
+    __atomic_fetch_or(&st->flags, (uint16_t)MB_STF_GUARDED, __ATOMIC_RELEASE);
 }
 
 void mb__unguard_store(struct mb_store *st)
