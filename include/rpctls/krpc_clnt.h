@@ -60,11 +60,16 @@ struct krpc_reply {
     struct krpc_xdr_dec res;
 };
 void krpc_reply_free(struct krpc_reply *r);
+/* Moves a reply to dst (header, message and a decoder repointed at dst's
+ * message); src is left empty. A callback's reply lives only until the
+ * callback returns: keep it with krpc_reply_move. */
+void krpc_reply_move(struct krpc_reply *dst, struct krpc_reply *src);
 
 struct krpc_clnt;
 
 /* status: 0 when a reply arrived (check reply->hdr; it is the callee's to
- * krpc_reply_free), or a negative errno with reply NULL: -ETIMEDOUT (retry
+ * krpc_reply_free or krpc_reply_move; whatever is left when the callback
+ * returns is freed by the client), or a negative errno with reply NULL: -ETIMEDOUT (retry
  * limit), -ECONNREFUSED / -EHOSTUNREACH ... (could not reconnect),
  * -EPROTONOSUPPORT (TLS required, server does not offer it), -EPROTO
  * (handshake or protocol failure), -ECANCELED (client freed). */

@@ -1,0 +1,458 @@
+/*
+ * src/krpc/clnt_conn.c - the client's connection life cycle: non-blocking
+ * connect, the RFC 9289 AUTH_TLS probe and STARTTLS check, the TLS
+ * handshake, and reconnection with exponential backoff.
+ *
+ * Every connection attempt gets a fresh struct clnt_connctx, the argument of
+ * the krpc_conn callbacks. The context outlives the client when the client
+ * is freed while its connection is still closing.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "krpc/clnt_int.h"
+
+void clnt_set_error(struct krpc_clnt *cl, int err, const char *fmt, ...)
+{
+    va_list ap;
+
+    cl->last_err = err;
+    va_start(ap, fmt);
+    vsnprintf(cl->last_error, sizeof cl->last_error, fmt, ap);
+    va_end(ap);
+    krpc_log(KRPC_LOG_INFO, "krpc client: %s", cl->last_error);
+}
+
+static void add_tls_stats(struct ktls_stats *d, const struct ktls_stats *s)
+{
+    d->tx_records_inplace += s->tx_records_inplace;
+    d->tx_bytes_inplace += s->tx_bytes_inplace;
+    d->tx_records_outofplace += s->tx_records_outofplace;
+    d->tx_bytes_outofplace += s->tx_bytes_outofplace;
+    d->tx_records_copied += s->tx_records_copied;
+    d->tx_bytes_copied += s->tx_bytes_copied;
+    d->tx_pages_allocated += s->tx_pages_allocated;
+    d->tx_control_records += s->tx_control_records;
+    d->tx_key_updates += s->tx_key_updates;
+    d->rx_records += s->rx_records;
+    d->rx_bytes += s->rx_bytes;
+    d->rx_key_updates += s->rx_key_updates;
+    d->rx_bad_records += s->rx_bad_records;
+}
+
+void clnt_fold_conn_stats(struct krpc_clnt *cl, struct krpc_conn *conn)
+{
+    const struct ktls_stats *ts = krpc_conn_tls_stats(conn);
+
+    cl->stats.bytes_sent += krpc_conn_bytes_sent(conn);
+    cl->stats.bytes_received += krpc_conn_bytes_received(conn);
+    if (ts)
+        add_tls_stats(&cl->tls_closed, ts);
+}
+
+static void ctx_unlink(struct krpc_clnt *cl, struct clnt_connctx *ctx)
+{
+    struct clnt_connctx **pp;
+
+    for (pp = &cl->ctxs; *pp; pp = &(*pp)->next) {
+        if (*pp == ctx) {
+            *pp = ctx->next;
+            ctx->next = NULL;
+            return;
+        }
+    }
+}
+
+/* Errors that say "the transport broke", worth another attempt, as opposed
+ * to a definite answer (certificate rejected, no ALPN, ...). */
+static int is_transient(int err)
+{
+    switch (-err) {
+    case 0:
+    case ECONNRESET:
+    case EPIPE:
+    case ETIMEDOUT:
+    case ECONNABORTED:
+    case ECONNREFUSED:
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+    case ENOTCONN:
+    case EAGAIN:
+    case EINTR:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Stops using the current connection without treating its closing as a lost
+ * connection (on_close then only folds its counters). */
+static void detach_current(struct krpc_clnt *cl, int err)
+{
+    struct clnt_connctx *ctx = cl->ctx;
+
+    if (!ctx)
+        return;
+    cl->ctx = NULL;
+    krpc_timer_cancel(cl->loop, &cl->conn_timer);
+    clnt_disconnected(cl);
+    if (!ctx->closing) {
+        ctx->closing = 1;
+        krpc_conn_close(ctx->conn, err);
+    }
+}
+
+static void schedule_reconnect(struct krpc_clnt *cl)
+{
+    uint64_t delay;
+
+    if (cl->dying)
+        return;
+    if (cl->ncalls == 0) {
+        cl->state = CL_IDLE;
+        return;
+    }
+    if (cl->failures >= cl->cfg.max_reconnects) {
+        int err = cl->last_err ? cl->last_err : -ECONNRESET;
+        krpc_log(KRPC_LOG_WARN, "krpc client: %s: giving up after %u failed connection attempts: %s", cl->label,
+                 cl->failures, cl->last_error);
+        cl->failures = 0;
+        cl->state = CL_IDLE;
+        clnt_fail_all(cl, err);
+        return;
+    }
+    delay = (uint64_t)cl->cfg.reconnect_delay_ms;
+    for (unsigned i = 0; i < cl->failures && delay < 2000; i++)
+        delay *= 2;
+    if (delay > 2000)
+        delay = 2000;
+    cl->state = CL_WAIT;
+    krpc_timer_arm(cl->loop, &cl->reconnect_timer, delay);
+}
+
+/* The connection can carry calls: plain (OFF or opportunistic fallback) or
+ * after the handshake. */
+static void connection_ready(struct krpc_clnt *cl, int established)
+{
+    if (established) {
+        krpc_timer_cancel(cl->loop, &cl->conn_timer);
+        cl->failures = 0;
+    }
+    cl->state = CL_READY;
+    clnt_on_ready(cl);
+}
+
+static void describe_probe_reply(const struct krpc_reply_hdr *h, char *buf, size_t len)
+{
+    if (h->reply_stat == KRPC_MSG_DENIED) {
+        if (h->reject_stat == KRPC_AUTH_ERROR)
+            snprintf(buf, len, "AUTH_ERROR %s", krpc_auth_stat_name(h->auth_stat));
+        else
+            snprintf(buf, len, "RPC_MISMATCH (supported %u..%u)", h->mismatch_low, h->mismatch_high);
+    } else if (h->accept_stat == KRPC_SUCCESS) {
+        snprintf(buf, len, "SUCCESS without the STARTTLS verifier");
+    } else {
+        snprintf(buf, len, "%s", krpc_accept_stat_name(h->accept_stat));
+    }
+}
+
+static void handle_probe_reply(struct krpc_clnt *cl, struct clnt_connctx *ctx, struct mb_chain *msg)
+{
+    struct krpc_reply_hdr h;
+    struct krpc_xdr_dec d;
+    char why[160];
+    int rc;
+
+    krpc_xdr_dec_init(&d, msg, 0, msg->len);
+    rc = krpc_decode_reply_hdr(&d, &h);
+    if (rc == 0 && h.reply_stat == KRPC_MSG_ACCEPTED && h.accept_stat == KRPC_SUCCESS &&
+        h.verf_flavor == KRPC_AUTH_NONE && h.verf_len == 8 && memcmp(h.verf, KRPC_STARTTLS_VERF, 8) == 0) {
+        cl->state = CL_HANDSHAKING;
+        rc = krpc_conn_start_tls(ctx->conn, &cl->cfg.tlscfg);
+        if (rc < 0) {
+            clnt_set_error(cl, -EPROTO, "%s: cannot start TLS: %s", cl->label, strerror(-rc));
+            detach_current(cl, -EPROTO);
+            cl->state = CL_IDLE;
+            clnt_fail_all(cl, -EPROTO);
+        }
+        return;
+    }
+    if (rc < 0)
+        snprintf(why, sizeof why, "undecodable reply");
+    else
+        describe_probe_reply(&h, why, sizeof why);
+    if (cl->cfg.tls == KRPC_TLS_REQUIRED) {
+        clnt_set_error(cl, -EPROTONOSUPPORT, "%s does not offer RPC-with-TLS (reply: %s)", cl->label, why);
+        /* A definite answer from the server: retrying will not change it. */
+        detach_current(cl, 0);
+        cl->state = CL_IDLE;
+        cl->failures = 0;
+        clnt_fail_all(cl, -EPROTONOSUPPORT);
+        return;
+    }
+    krpc_log(KRPC_LOG_INFO, "krpc client: %s does not offer RPC-with-TLS (reply: %s); continuing in plain",
+             cl->label, why);
+    connection_ready(cl, 1);
+}
+
+static void on_msg(struct krpc_conn *c, struct mb_chain *msg, void *arg)
+{
+    struct clnt_connctx *ctx = arg;
+    struct krpc_clnt *cl = ctx->cl;
+    struct krpc_xdr_dec d;
+    uint32_t xid;
+
+    (void)c;
+    if (!cl || cl->ctx != ctx || ctx->closing) {
+        mb_chain_free(msg);
+        return;
+    }
+    ctx->got_msg = 1;
+    krpc_xdr_dec_init(&d, msg, 0, msg->len);
+    xid = krpc_xdr_get_u32(&d);
+    if (krpc_xdr_dec_error(&d)) {
+        krpc_log(KRPC_LOG_DEBUG, "krpc client: %s: dropping a %zu-byte message", cl->label, msg->len);
+        mb_chain_free(msg);
+        return;
+    }
+    clnt_enter(cl);
+    if (cl->state == CL_PROBING && xid == cl->probe_xid)
+        handle_probe_reply(cl, ctx, msg);
+    else if (cl->state == CL_READY)
+        clnt_on_reply(cl, msg, xid);
+    else
+        krpc_log(KRPC_LOG_DEBUG, "krpc client: %s: dropping message xid %08x", cl->label, xid);
+    mb_chain_free(msg);
+    clnt_leave(cl);
+}
+
+static void on_tls(struct krpc_conn *c, int err, const char *msg, void *arg)
+{
+    struct clnt_connctx *ctx = arg;
+    struct krpc_clnt *cl = ctx->cl;
+
+    (void)c;
+    if (!cl || cl->ctx != ctx || ctx->closing)
+        return;
+    clnt_enter(cl);
+    if (err == 0) {
+        cl->stats.tls_handshakes++;
+        connection_ready(cl, 1);
+    } else {
+        clnt_set_error(cl, is_transient(err) ? err : -EPROTO, "TLS handshake with %s failed: %s", cl->label,
+                       msg && *msg ? msg : strerror(-err));
+        if (!is_transient(err)) {
+            /* Certificates, versions, ALPN: a new attempt would fail the same way. */
+            detach_current(cl, -EPROTO);
+            cl->state = CL_IDLE;
+            cl->failures = 0;
+            clnt_fail_all(cl, -EPROTO);
+        } else {
+            ctx->fatal = 1; /* error already recorded; on_close counts a failed attempt */
+        }
+    }
+    clnt_leave(cl);
+}
+
+static void on_close(struct krpc_conn *c, int err, void *arg)
+{
+    struct clnt_connctx *ctx = arg;
+    struct krpc_clnt *cl = ctx->cl;
+    int was_ready, established;
+
+    if (cl) {
+        clnt_fold_conn_stats(cl, c);
+        ctx_unlink(cl, ctx);
+    }
+    if (!cl || cl->ctx != ctx) {
+        free(ctx);
+        return;
+    }
+    clnt_enter(cl);
+    established = ctx->got_msg || krpc_conn_bytes_sent(c) > 0;
+    was_ready = cl->state == CL_READY;
+    cl->ctx = NULL;
+    krpc_timer_cancel(cl->loop, &cl->conn_timer);
+    if (!ctx->fatal) {
+        int e = err ? err : -ECONNRESET;
+        if (was_ready && established)
+            clnt_set_error(cl, e, "connection to %s lost: %s", cl->label,
+                           err ? strerror(-err) : "closed by the server");
+        else
+            clnt_set_error(cl, e, "connection to %s failed: %s", cl->label,
+                           err ? strerror(-err) : "closed by the server");
+    }
+    free(ctx);
+    clnt_disconnected(cl);
+    if (was_ready && established)
+        cl->failures = 0;
+    else
+        cl->failures++;
+    schedule_reconnect(cl);
+    clnt_leave(cl);
+}
+
+static const struct krpc_conn_ops clnt_conn_ops = {
+    .on_msg = on_msg,
+    .on_close = on_close,
+    .on_tls = on_tls,
+};
+
+static int send_probe(struct krpc_clnt *cl, struct krpc_conn *conn)
+{
+    struct krpc_call_hdr h;
+    struct krpc_xdr_enc x;
+    struct mb_chain m = MB_CHAIN_INIT;
+    int rc;
+
+    memset(&h, 0, sizeof h);
+    cl->probe_xid = clnt_alloc_xid(cl);
+    h.xid = cl->probe_xid;
+    h.rpcvers = KRPC_RPCVERS;
+    h.prog = cl->cfg.prog;
+    h.vers = cl->cfg.vers;
+    h.proc = 0;
+    h.cred.flavor = KRPC_AUTH_TLS;
+    h.verf_flavor = KRPC_AUTH_NONE;
+    krpc_xdr_enc_init(&x, &m);
+    krpc_encode_call_hdr(&x, &h);
+    rc = krpc_xdr_enc_error(&x);
+    if (rc == 0)
+        rc = krpc_conn_send(conn, &m);
+    mb_chain_free(&m);
+    return rc;
+}
+
+/* A connection attempt that failed before a krpc_conn existed. */
+static void attempt_failed_now(struct krpc_clnt *cl)
+{
+    cl->failures++;
+    schedule_reconnect(cl);
+}
+
+void clnt_start_connect(struct krpc_clnt *cl)
+{
+    const struct sockaddr *sa = (const struct sockaddr *)&cl->cfg.addr;
+    struct krpc_conn_config ccfg;
+    struct clnt_connctx *ctx;
+    int fd, one = 1, rc;
+
+    if (cl->dying || cl->ctx)
+        return;
+    krpc_timer_cancel(cl->loop, &cl->reconnect_timer);
+    cl->gen++;
+    if (cl->attempts++ > 0)
+        cl->stats.reconnects++;
+    cl->state = CL_PROBING; /* a transitional state until the outcome is known */
+
+    fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        clnt_set_error(cl, -errno, "socket for %s: %s", cl->label, strerror(errno));
+        attempt_failed_now(cl);
+        return;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(fd, sa, cl->cfg.addrlen) < 0 && errno != EINPROGRESS) {
+        clnt_set_error(cl, -errno, "connect to %s: %s", cl->label, strerror(errno));
+        close(fd);
+        attempt_failed_now(cl);
+        return;
+    }
+    ctx = calloc(1, sizeof *ctx);
+    if (!ctx) {
+        close(fd);
+        clnt_set_error(cl, -ENOMEM, "connect to %s: out of memory", cl->label);
+        attempt_failed_now(cl);
+        return;
+    }
+    memset(&ccfg, 0, sizeof ccfg);
+    ccfg.max_msg = cl->cfg.max_msg;
+    ccfg.max_frag = cl->cfg.max_frag;
+    rc = krpc_conn_new(cl->loop, fd, &ccfg, &clnt_conn_ops, ctx, &ctx->conn);
+    if (rc < 0) {
+        /* krpc_conn_new owns fd only on success. */
+        close(fd);
+        free(ctx);
+        clnt_set_error(cl, rc, "connect to %s: %s", cl->label, strerror(-rc));
+        attempt_failed_now(cl);
+        return;
+    }
+    ctx->cl = cl;
+    ctx->gen = cl->gen;
+    ctx->next = cl->ctxs;
+    cl->ctxs = ctx;
+    cl->ctx = ctx;
+    krpc_timer_arm(cl->loop, &cl->conn_timer, (uint64_t)cl->cfg.connect_timeout_ms);
+
+    if (cl->cfg.tls == KRPC_TLS_OFF) {
+        /* Calls queue in the connection until the TCP connect completes. */
+        connection_ready(cl, 0);
+        return;
+    }
+    cl->state = CL_PROBING;
+    rc = send_probe(cl, ctx->conn);
+    if (rc < 0) {
+        clnt_set_error(cl, rc, "%s: cannot send the RPC-with-TLS probe: %s", cl->label, strerror(-rc));
+        ctx->fatal = 1;
+        ctx->closing = 1;
+        krpc_conn_close(ctx->conn, rc);
+    }
+}
+
+void clnt_conn_timer_fn(struct krpc_loop *loop, struct krpc_timer *t, void *arg)
+{
+    struct krpc_clnt *cl = arg;
+    struct clnt_connctx *ctx = cl->ctx;
+    static const char *const stage[] = {"idle", "TCP connect or RPC-with-TLS probe", "TLS handshake", "TCP connect",
+                                        "wait"};
+
+    (void)loop;
+    (void)t;
+    if (!ctx)
+        return;
+    clnt_enter(cl);
+    if (cl->state == CL_READY &&
+        (ctx->got_msg || krpc_conn_bytes_sent(ctx->conn) > 0 || krpc_conn_send_queued(ctx->conn) == 0)) {
+        /* Plain connection that has carried bytes (or has none to carry): fine. */
+    } else {
+        clnt_set_error(cl, -ETIMEDOUT, "%s: %s did not complete within %d ms", cl->label, stage[cl->state],
+                       cl->cfg.connect_timeout_ms);
+        ctx->fatal = 1;
+        ctx->closing = 1;
+        krpc_conn_close(ctx->conn, -ETIMEDOUT);
+    }
+    clnt_leave(cl);
+}
+
+void clnt_reconnect_fn(struct krpc_loop *loop, struct krpc_timer *t, void *arg)
+{
+    struct krpc_clnt *cl = arg;
+
+    (void)loop;
+    (void)t;
+    clnt_enter(cl);
+    if (cl->state == CL_WAIT && !cl->ctx)
+        clnt_start_connect(cl);
+    clnt_leave(cl);
+}
+
+void clnt_conn_close_all(struct krpc_clnt *cl)
+{
+    struct clnt_connctx *ctx;
+
+    cl->ctx = NULL;
+    for (ctx = cl->ctxs; ctx; ctx = ctx->next) {
+        if (!ctx->closing) {
+            ctx->closing = 1;
+            krpc_conn_close(ctx->conn, -ECANCELED);
+        }
+    }
+}
