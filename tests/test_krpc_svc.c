@@ -1,0 +1,438 @@
+/*
+ * test_krpc_svc.c - the RPC server over real loopback sockets: every RPC
+ * error it must produce (calls encoded by hand, replies decoded with
+ * krpc_decode_reply_hdr), the duplicate-request cache (plain and deferred
+ * handlers, reconnecting clients, argument checksums), the connection and
+ * outstanding-call limits and the idle timeout; a separate client checks
+ * after every case that the server still serves.
+ */
+#include "krpc_svc_util.h"
+#include "test.h"
+#include "util/certs.h"
+
+#include "../src/krpc/svc_int.h"
+
+static struct tu_certs certs;
+
+static void test_errors(void)
+{
+    struct krpc_svc_config cfg;
+    struct test_server ts;
+    struct tc t;
+    struct krpc_reply_hdr h;
+    struct krpc_svc_stats st;
+    unsigned char buf[512];
+    uint32_t res[4], args[2] = {htonl(40), htonl(2)};
+    size_t rl, n;
+
+    memset(&cfg, 0, sizeof(cfg));
+    REQUIRE(ts_start(&ts, &cfg) == 0);
+    REQUIRE(tc_open(&t, ts.port) == 0);
+
+    /* NULL without a handler, in both versions, AUTH_NONE and AUTH_SYS. */
+    CHECK(tc_call(&t, 1, TP_PROG, TP_VERS_LO, TP_NULL, KRPC_AUTH_NONE, NULL, 0, &h, NULL, 0, &rl) == 0);
+    CHECK(rh_accepted(&h, 1, KRPC_SUCCESS) && rl == 0);
+    CHECK(tc_call(&t, 2, TP_PROG, TP_VERS_HI, TP_NULL, KRPC_AUTH_SYS, NULL, 0, &h, NULL, 0, &rl) == 0);
+    CHECK(rh_accepted(&h, 2, KRPC_SUCCESS) && rl == 0);
+    CHECK(tc_call(&t, 3, TP_PROG, TP_VERS_LO, TP_ADD, KRPC_AUTH_SYS, args, 8, &h, res, sizeof(res), &rl) == 0);
+    CHECK(rh_accepted(&h, 3, KRPC_SUCCESS) && rl == 4 && ntohl(res[0]) == 42);
+
+    /* RPC_MISMATCH: rpcvers is the third word. */
+    n = tc_encode_call(buf, sizeof(buf), 10, TP_PROG, TP_VERS_LO, TP_NULL, KRPC_AUTH_NONE, NULL, 0);
+    REQUIRE(n > 12);
+    buf[11] = 3;
+    CHECK(tc_send_msg(&t, buf, n) == 0);
+    CHECK(tc_reply_recv(&t, &h, NULL, 0, NULL) == 0);
+    CHECK(h.xid == 10 && h.reply_stat == KRPC_MSG_DENIED && h.reject_stat == KRPC_RPC_MISMATCH);
+    CHECK(h.mismatch_low == 2 && h.mismatch_high == 2);
+
+    /* PROG_UNAVAIL, PROG_MISMATCH with the range, PROC_UNAVAIL (NULL fn and out of range). */
+    CHECK(tc_call(&t, 11, 0x20009999, 1, 0, KRPC_AUTH_NONE, NULL, 0, &h, NULL, 0, NULL) == 0);
+    CHECK(rh_accepted(&h, 11, KRPC_PROG_UNAVAIL));
+    CHECK(tc_call(&t, 12, TP_PROG, 9, 0, KRPC_AUTH_NONE, NULL, 0, &h, NULL, 0, NULL) == 0);
+    CHECK(rh_accepted(&h, 12, KRPC_PROG_MISMATCH) && h.mismatch_low == TP_VERS_LO && h.mismatch_high == TP_VERS_HI);
+    CHECK(tc_call(&t, 13, TP_PROG, TP_VERS_LO, TP_NOPROC, KRPC_AUTH_NONE, NULL, 0, &h, NULL, 0, NULL) == 0);
+    CHECK(rh_accepted(&h, 13, KRPC_PROC_UNAVAIL));
+    CHECK(tc_call(&t, 14, TP_PROG, TP_VERS_LO, 1000, KRPC_AUTH_NONE, NULL, 0, &h, NULL, 0, NULL) == 0);
+    CHECK(rh_accepted(&h, 14, KRPC_PROC_UNAVAIL));
+
+    /* GARBAGE_ARGS from a handler (its results discarded), and from args that do not decode. */
+    CHECK(tc_call(&t, 15, TP_PROG, TP_VERS_LO, TP_GARBAGE, KRPC_AUTH_NONE, NULL, 0, &h, NULL, 0, &rl) == 0);
+    CHECK(rh_accepted(&h, 15, KRPC_GARBAGE_ARGS) && rl == 0);
+    CHECK(tc_call(&t, 16, TP_PROG, TP_VERS_LO, TP_ADD, KRPC_AUTH_NONE, args, 4, &h, NULL, 0, &rl) == 0);
+    CHECK(rh_accepted(&h, 16, KRPC_GARBAGE_ARGS) && rl == 0);
+    /* SYSTEM_ERR. */
+    CHECK(tc_call(&t, 17, TP_PROG, TP_VERS_LO, TP_SYSERR, KRPC_AUTH_NONE, NULL, 0, &h, NULL, 0, NULL) == 0);
+    CHECK(rh_accepted(&h, 17, KRPC_SYSTEM_ERR));
+
+    /* AUTH_BADCRED: AUTH_TLS on a non-NULL procedure; the probe on a server
+     * with TLS off; an unknown flavor. */
+    CHECK(tc_call(&t, 18, TP_PROG, TP_VERS_LO, TP_ECHO, KRPC_AUTH_TLS, NULL, 0, &h, NULL, 0, NULL) == 0);
+    CHECK(rh_auth_error(&h, 18, KRPC_AUTH_BADCRED));
+    CHECK(tc_call(&t, 19, TP_PROG, TP_VERS_LO, 0, KRPC_AUTH_TLS, NULL, 0, &h, NULL, 0, NULL) == 0);
+    CHECK(rh_auth_error(&h, 19, KRPC_AUTH_BADCRED));
+    CHECK(tc_call(&t, 20, TP_PROG, TP_VERS_LO, 0, 42, NULL, 0, &h, NULL, 0, NULL) == 0);
+    CHECK(rh_auth_error(&h, 20, KRPC_AUTH_BADCRED));
+
+    /* Still the same connection, still served. */
+    CHECK(tc_call(&t, 21, TP_PROG, TP_VERS_LO, TP_NULL, KRPC_AUTH_NONE, NULL, 0, &h, NULL, 0, NULL) == 0);
+    CHECK(rh_accepted(&h, 21, KRPC_SUCCESS));
+    tc_close(&t);
+    CHECK(tc_ping(ts.port));
+
+    st = ts_stats(&ts);
+    CHECK_EQ(st.rpc_mismatch, 1);
+    CHECK_EQ(st.prog_unavail, 1);
+    CHECK_EQ(st.prog_mismatch, 1);
+    CHECK_EQ(st.proc_unavail, 2);
+    CHECK_EQ(st.garbage_args, 2);
+    CHECK_EQ(st.system_err, 1);
+    CHECK_EQ(st.auth_badcred, 3);
+    CHECK_EQ(st.auth_tooweak, 0);
+    CHECK_EQ(st.closed_malformed, 0);
+    CHECK_EQ(st.calls, st.replies);
+    ts_stop(&ts);
+}
+
+/* Under REQUIRED: plain calls get AUTH_TOOWEAK, the probe gets STARTTLS,
+ * AUTH_TLS on non-NULL gets AUTH_BADCRED. (The TLS side is in
+ * test_krpc_tls_refusals.) */
+static void test_tls_policy_plain_side(void)
+{
+    struct krpc_svc_config cfg;
+    struct test_server ts;
+    struct tc t;
+    struct krpc_reply_hdr h;
+    struct krpc_svc_stats st;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.tls = KRPC_SVC_TLS_REQUIRED;
+    cfg.tlscfg.cert_file = certs.server_cert;
+    cfg.tlscfg.key_file = certs.server_key;
+    cfg.tlscfg.ca_file = certs.ca_cert;
+    REQUIRE(ts_start(&ts, &cfg) == 0);
+    REQUIRE(tc_open(&t, ts.port) == 0);
+    CHECK(tc_call(&t, 1, TP_PROG, TP_VERS_LO, TP_NULL, KRPC_AUTH_NONE, NULL, 0, &h, NULL, 0, NULL) == 0);
+    CHECK(rh_auth_error(&h, 1, KRPC_AUTH_TOOWEAK));
+    CHECK(tc_call(&t, 2, TP_PROG, TP_VERS_LO, TP_COUNT, KRPC_AUTH_SYS, NULL, 0, &h, NULL, 0, NULL) == 0);
+    CHECK(rh_auth_error(&h, 2, KRPC_AUTH_TOOWEAK));
+    CHECK(tc_call(&t, 3, TP_PROG, TP_VERS_LO, TP_ECHO, KRPC_AUTH_TLS, NULL, 0, &h, NULL, 0, NULL) == 0);
+    CHECK(rh_auth_error(&h, 3, KRPC_AUTH_BADCRED));
+    /* The probe, for any program number. */
+    CHECK(tc_probe(&t, 4));
+    tc_close(&t);
+    REQUIRE(tc_open(&t, ts.port) == 0);
+    CHECK(tc_call(&t, 5, 0x20005555, 1, 0, KRPC_AUTH_TLS, NULL, 0, &h, NULL, 0, NULL) == 0);
+    CHECK(rh_accepted(&h, 5, KRPC_SUCCESS) && h.verf_len == 8 && memcmp(h.verf, "STARTTLS", 8) == 0);
+    tc_close(&t);
+    st = ts_stats(&ts);
+    CHECK_EQ(st.auth_tooweak, 2);
+    CHECK_EQ(st.auth_badcred, 1);
+    CHECK_EQ(st.tls_probes, 2);
+    CHECK_EQ(ts.count_execs, 0);
+    ts_stop(&ts);
+}
+
+static int count_call(struct tc *t, uint32_t xid, uint32_t proc, const void *args, size_t arglen, uint32_t *value,
+                      struct krpc_reply_hdr *hout)
+{
+    struct krpc_reply_hdr h;
+    uint32_t v = 0;
+    size_t rl = 0;
+
+    if (tc_call(t, xid, TP_PROG, TP_VERS_LO, proc, KRPC_AUTH_SYS, args, arglen, &h, &v, 4, &rl) != 0)
+        return -1;
+    if (!rh_accepted(&h, xid, KRPC_SUCCESS) || rl != 4)
+        return -2;
+    *value = ntohl(v);
+    if (hout != NULL)
+        *hout = h;
+    return 0;
+}
+
+static void test_drc(void)
+{
+    struct krpc_svc_config cfg;
+    struct test_server ts;
+    struct tc t, t2;
+    struct krpc_svc_stats st;
+    uint32_t v1 = 0, v2 = 0, v3 = 0, v4 = 0, a1[2] = {1, 2}, a2[2] = {1, 3};
+
+    memset(&cfg, 0, sizeof(cfg));
+    REQUIRE(ts_start(&ts, &cfg) == 0);
+    REQUIRE(tc_open(&t, ts.port) == 0);
+    /* The same call twice: executed once, the same reply twice. */
+    CHECK(count_call(&t, 100, TP_COUNT, a1, 8, &v1, NULL) == 0);
+    CHECK(count_call(&t, 100, TP_COUNT, a1, 8, &v2, NULL) == 0);
+    CHECK_EQ(v1, 1);
+    CHECK_EQ(v2, 1);
+    /* From a new connection (a new source port): still the cached reply. */
+    REQUIRE(tc_open(&t2, ts.port) == 0);
+    CHECK(count_call(&t2, 100, TP_COUNT, a1, 8, &v3, NULL) == 0);
+    CHECK_EQ(v3, 1);
+    /* Same XID, different arguments: a different call, executed. */
+    CHECK(count_call(&t2, 100, TP_COUNT, a2, 8, &v4, NULL) == 0);
+    CHECK_EQ(v4, 2);
+    /* A new XID: executed. */
+    CHECK(count_call(&t, 101, TP_COUNT, a1, 8, &v4, NULL) == 0);
+    CHECK_EQ(v4, 3);
+    CHECK_EQ(ts_stats(&ts).drc_hits, 2);
+    CHECK_EQ(ts.count_execs, 3);
+    tc_close(&t2);
+
+    /* Deferred: a retransmission while the call is in progress is dropped,
+     * not executed; the one reply comes when the handler answers; a later
+     * retransmission gets the cached reply. */
+    {
+        struct krpc_reply_hdr h;
+        uint32_t v = 0;
+        size_t rl = 0;
+        uint64_t t0 = krpc_now_ms();
+        CHECK(tc_call_send(&t, 200, TP_PROG, TP_VERS_LO, TP_DEFER, KRPC_AUTH_SYS, a1, 8) == 0);
+        CHECK(tc_call_send(&t, 200, TP_PROG, TP_VERS_LO, TP_DEFER, KRPC_AUTH_SYS, a1, 8) == 0);
+        CHECK(tc_reply_recv(&t, &h, &v, 4, &rl) == 0);
+        CHECK(rh_accepted(&h, 200, KRPC_SUCCESS) && rl == 4 && ntohl(v) == 1);
+        CHECK(krpc_now_ms() - t0 >= 250);
+        CHECK(count_call(&t, 200, TP_DEFER, a1, 8, &v, NULL) == 0);
+        CHECK_EQ(v, 1);
+        st = ts_stats(&ts);
+        CHECK_EQ(ts.defer_execs, 1);
+        CHECK_EQ(st.drc_in_progress, 1);
+        CHECK_EQ(st.drc_hits, 3);
+    }
+    /* Deferred, and the connection is gone before the answer: the reply is
+     * cached and the client's retransmission on a new connection gets it. */
+    {
+        uint32_t v = 0;
+        CHECK(tc_call_send(&t, 300, TP_PROG, TP_VERS_LO, TP_DEFER, KRPC_AUTH_SYS, a2, 8) == 0);
+        tc_close(&t);
+        usleep(500 * 1000);
+        REQUIRE(tc_open(&t, ts.port) == 0);
+        CHECK(count_call(&t, 300, TP_DEFER, a2, 8, &v, NULL) == 0);
+        CHECK_EQ(v, 2);
+        CHECK_EQ(ts.defer_execs, 2);
+    }
+    /* Idempotent procedures bypass the cache: ECHO twice runs twice (it
+     * still answers the same). */
+    {
+        struct krpc_reply_hdr h;
+        uint32_t back[2];
+        size_t rl = 0;
+        uint64_t hits = ts_stats(&ts).drc_hits;
+        CHECK(tc_call(&t, 400, TP_PROG, TP_VERS_LO, TP_ECHO, KRPC_AUTH_NONE, a1, 8, &h, back, 8, &rl) == 0);
+        CHECK(rh_accepted(&h, 400, KRPC_SUCCESS) && rl == 8 && memcmp(back, a1, 8) == 0);
+        CHECK(tc_call(&t, 400, TP_PROG, TP_VERS_LO, TP_ECHO, KRPC_AUTH_NONE, a1, 8, &h, back, 8, &rl) == 0);
+        CHECK(rh_accepted(&h, 400, KRPC_SUCCESS) && rl == 8);
+        CHECK_EQ(ts_stats(&ts).drc_hits, hits);
+    }
+    tc_close(&t);
+    CHECK(tc_ping(ts.port));
+    ts_stop(&ts);
+}
+
+/* The cache's bound: with 4 entries, the oldest completed call is evicted
+ * and its retransmission runs again. */
+static void test_drc_lru(void)
+{
+    struct krpc_svc_config cfg;
+    struct test_server ts;
+    struct tc t;
+    uint32_t v = 0, a[2] = {7, 7};
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.drc_entries = 4;
+    REQUIRE(ts_start(&ts, &cfg) == 0);
+    REQUIRE(tc_open(&t, ts.port) == 0);
+    for (uint32_t x = 1; x <= 6; x++)
+        CHECK(count_call(&t, 500 + x, TP_COUNT, a, 8, &v, NULL) == 0);
+    CHECK_EQ(ts.count_execs, 6);
+    CHECK(count_call(&t, 506, TP_COUNT, a, 8, &v, NULL) == 0); /* recent: cached */
+    CHECK_EQ(v, 6);
+    CHECK(count_call(&t, 501, TP_COUNT, a, 8, &v, NULL) == 0); /* evicted: runs again */
+    CHECK_EQ(v, 7);
+    CHECK_EQ(ts.count_execs, 7);
+    tc_close(&t);
+    ts_stop(&ts);
+}
+
+static void test_max_conns(void)
+{
+    struct krpc_svc_config cfg;
+    struct test_server ts;
+    struct tc a, b;
+    struct krpc_reply_hdr h;
+    int c;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.max_conns = 2;
+    REQUIRE(ts_start(&ts, &cfg) == 0);
+    REQUIRE(tc_open(&a, ts.port) == 0);
+    REQUIRE(tc_open(&b, ts.port) == 0);
+    CHECK(tc_call(&a, 1, TP_PROG, TP_VERS_LO, 0, KRPC_AUTH_NONE, NULL, 0, &h, NULL, 0, NULL) == 0);
+    CHECK(tc_call(&b, 2, TP_PROG, TP_VERS_LO, 0, KRPC_AUTH_NONE, NULL, 0, &h, NULL, 0, NULL) == 0);
+    /* The third is accepted, then closed at once. */
+    c = tc_connect(ts.port);
+    REQUIRE(c >= 0);
+    CHECK(tc_wait_closed(c, 3000));
+    close(c);
+    CHECK_EQ(ts_stats(&ts).conns_refused, 1);
+    CHECK_EQ(ts_stats(&ts).conns_open, 2);
+    /* The two keep working; after one goes, a new one is served. */
+    CHECK(tc_call(&a, 3, TP_PROG, TP_VERS_LO, 0, KRPC_AUTH_NONE, NULL, 0, &h, NULL, 0, NULL) == 0);
+    CHECK(rh_accepted(&h, 3, KRPC_SUCCESS));
+    tc_close(&b);
+    for (int i = 0; i < 100 && ts_stats(&ts).conns_open != 1; i++)
+        usleep(10000);
+    CHECK(tc_ping(ts.port));
+    tc_close(&a);
+    ts_stop(&ts);
+}
+
+static void test_idle_timeout(void)
+{
+    struct krpc_svc_config cfg;
+    struct test_server ts;
+    struct tc busy;
+    struct krpc_reply_hdr h;
+    struct krpc_svc_stats st;
+    int idle;
+    uint64_t t0;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.idle_timeout_ms = 300;
+    REQUIRE(ts_start(&ts, &cfg) == 0);
+    t0 = krpc_now_ms();
+    idle = tc_connect(ts.port);
+    REQUIRE(idle >= 0);
+    REQUIRE(tc_open(&busy, ts.port) == 0);
+    /* The busy connection calls every 100 ms and survives; the idle one is closed. */
+    for (int i = 0; i < 8; i++) {
+        CHECK(tc_call(&busy, 10 + i, TP_PROG, TP_VERS_LO, 0, KRPC_AUTH_NONE, NULL, 0, &h, NULL, 0, NULL) == 0);
+        usleep(100 * 1000);
+    }
+    CHECK(tc_wait_closed(idle, 2000));
+    CHECK(krpc_now_ms() - t0 >= 250);
+    close(idle);
+    CHECK(tc_call(&busy, 99, TP_PROG, TP_VERS_LO, 0, KRPC_AUTH_NONE, NULL, 0, &h, NULL, 0, NULL) == 0);
+    CHECK(rh_accepted(&h, 99, KRPC_SUCCESS));
+    st = ts_stats(&ts);
+    CHECK_EQ(st.closed_idle, 1);
+    /* Then the busy one goes quiet and is closed too. */
+    CHECK(tc_wait_closed(busy.fd, 2000));
+    tc_close(&busy);
+    CHECK_EQ(ts_stats(&ts).closed_idle, 2);
+    CHECK(tc_ping(ts.port));
+    ts_stop(&ts);
+}
+
+/* max_outstanding 1: a second deferred call on the same connection is
+ * dropped (counted); the first completes; another connection is served. */
+static void test_max_outstanding(void)
+{
+    struct krpc_svc_config cfg;
+    struct test_server ts;
+    struct tc t;
+    struct krpc_reply_hdr h;
+    uint32_t v = 0, a[2] = {5, 6};
+    size_t rl = 0;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.max_outstanding = 1;
+    REQUIRE(ts_start(&ts, &cfg) == 0);
+    REQUIRE(tc_open(&t, ts.port) == 0);
+    CHECK(tc_call_send(&t, 1, TP_PROG, TP_VERS_LO, TP_DEFER, KRPC_AUTH_NONE, a, 8) == 0);
+    CHECK(tc_call_send(&t, 2, TP_PROG, TP_VERS_LO, TP_DEFER, KRPC_AUTH_NONE, a, 8) == 0);
+    CHECK(tc_ping(ts.port));
+    CHECK(tc_reply_recv(&t, &h, &v, 4, &rl) == 0);
+    CHECK(rh_accepted(&h, 1, KRPC_SUCCESS) && ntohl(v) == 1);
+    CHECK_EQ(ts_stats(&ts).calls_dropped, 1);
+    /* The dropped call was not cached: its retransmission now runs. */
+    CHECK(count_call(&t, 2, TP_DEFER, a, 8, &v, NULL) == 0);
+    CHECK_EQ(v, 2);
+    tc_close(&t);
+    ts_stop(&ts);
+}
+
+/* A server bound to ::1 (IPv6) serves too. */
+static void test_ipv6(void)
+{
+    struct krpc_svc_config cfg;
+    struct test_server ts;
+    struct sockaddr_in6 sa;
+    struct tc t;
+    struct krpc_reply_hdr h;
+
+    memset(&cfg, 0, sizeof(cfg));
+    if (krpc_parse_addr("[::1]:0", &cfg.addr, &cfg.addrlen) != 0 || ts_start(&ts, &cfg) != 0) {
+        fprintf(stderr, "no IPv6 loopback here; IPv6 listener not tested\n");
+        return;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sin6_family = AF_INET6;
+    sa.sin6_port = htons(ts.port);
+    sa.sin6_addr = in6addr_loopback;
+    t.ssl = NULL;
+    t.ctx = NULL;
+    t.fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(t.fd >= 0);
+    tu_set_timeouts(t.fd, 5000);
+    CHECK(connect(t.fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+    CHECK(tc_call(&t, 1, TP_PROG, TP_VERS_LO, 0, KRPC_AUTH_NONE, NULL, 0, &h, NULL, 0, NULL) == 0);
+    CHECK(rh_accepted(&h, 1, KRPC_SUCCESS));
+    tc_close(&t);
+    ts_stop(&ts);
+}
+
+/* The internal dispatch entry point (what the fuzz target drives). */
+static void test_detached_dispatch(void)
+{
+    struct krpc_svc_config cfg;
+    struct krpc_svc *svc;
+    struct krpc_prog_desc p = {TP_PROG, TP_VERS_LO, TP_NPROCS, tp_procs, NULL};
+    struct test_server dummy;
+    unsigned char buf[256];
+    struct mb_chain msg = MB_CHAIN_INIT, reply = MB_CHAIN_INIT;
+    struct krpc_xdr_dec d;
+    struct krpc_reply_hdr h;
+    size_t n;
+
+    memset(&cfg, 0, sizeof(cfg));
+    memset(&dummy, 0, sizeof(dummy));
+    p.arg = &dummy;
+    REQUIRE(krpc_svc_new_detached(&cfg, &svc) == 0);
+    REQUIRE(krpc_svc_register(svc, &p) == 0);
+    n = tc_encode_call(buf, sizeof(buf), 77, TP_PROG, TP_VERS_LO, TP_COUNT, KRPC_AUTH_NONE, "abcd", 4);
+    for (int i = 0; i < 2; i++) {
+        REQUIRE(mb_chain_append_bytes(&msg, buf, n) == 0);
+        CHECK_EQ(krpc_svc_dispatch_msg(svc, NULL, 0, 0, &msg, &reply), KRPC_SVC_ACT_REPLY);
+        krpc_xdr_dec_init(&d, &reply, 0, reply.len);
+        CHECK(krpc_decode_reply_hdr(&d, &h) == 0 && rh_accepted(&h, 77, KRPC_SUCCESS));
+        CHECK_EQ(krpc_xdr_get_u32(&d), 1);
+        mb_chain_free(&reply);
+    }
+    /* A REPLY message: close. */
+    REQUIRE(mb_chain_append_bytes(&msg, "\0\0\0\1\0\0\0\1\0\0\0\0", 12) == 0);
+    CHECK_EQ(krpc_svc_dispatch_msg(svc, NULL, 0, 0, &msg, &reply), KRPC_SVC_ACT_CLOSE);
+    CHECK_EQ(reply.len, 0);
+    CHECK_EQ(msg.len, 0);
+    CHECK_EQ(dummy.count_execs, 1);
+    krpc_svc_free(svc);
+}
+
+int main(void)
+{
+    if (tu_certs_create(&certs) != 0)
+        return 1;
+    TEST_RUN(test_errors);
+    TEST_RUN(test_tls_policy_plain_side);
+    TEST_RUN(test_drc);
+    TEST_RUN(test_drc_lru);
+    TEST_RUN(test_max_conns);
+    TEST_RUN(test_idle_timeout);
+    TEST_RUN(test_max_outstanding);
+    TEST_RUN(test_ipv6);
+    TEST_RUN(test_detached_dispatch);
+    tu_certs_destroy(&certs);
+    CHECK_EQ(mb_pool_shutdown(), 0);
+    return test_summary();
+}
