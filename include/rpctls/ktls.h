@@ -35,6 +35,9 @@ extern "C" {
 #define KTLS_HDR_LEN 5
 /* Largest TLSCiphertext.length we accept: 2^14 + 256 (RFC 8446 5.2). */
 #define KTLS_MAX_CIPHERTEXT (16384 + 256)
+/* RFC 8446 5.5 bounds AES-GCM to 2^24.5 full records per key (about 380 GB);
+ * rekeying every 64 GiB stays far inside that for every suite. */
+#define KTLS_DEFAULT_KEY_UPDATE_BYTES (1ull << 36)
 
 enum ktls_tx_mode {
     KTLS_TX_AUTO = 0,
@@ -70,7 +73,7 @@ struct ktls_conn_params {
     const struct ktls_aead_engine *engine; /* NULL: ktls_aead_default() */
     enum ktls_tx_mode tx_mode;
     size_t max_record;        /* plaintext bytes per record; 0: 16384 */
-    uint64_t key_update_bytes; /* send a KeyUpdate after this many bytes; 0: never */
+    uint64_t key_update_bytes; /* send a KeyUpdate after this many bytes; 0: KTLS_DEFAULT_KEY_UPDATE_BYTES; UINT64_MAX: never */
 };
 
 int ktls_conn_new(const struct ktls_conn_params *p, struct ktls_conn **out);

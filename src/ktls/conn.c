@@ -79,7 +79,7 @@ int ktls_conn_new(const struct ktls_conn_params *p, struct ktls_conn **out)
     c->engine = p->engine != NULL ? p->engine : ktls_aead_default(p->cipher);
     c->tx_mode = p->tx_mode;
     c->max_record = p->max_record == 0 || p->max_record > KTLS_MAX_PLAINTEXT ? KTLS_MAX_PLAINTEXT : p->max_record;
-    c->key_update_bytes = p->key_update_bytes;
+    c->key_update_bytes = p->key_update_bytes == 0 ? KTLS_DEFAULT_KEY_UPDATE_BYTES : p->key_update_bytes;
     mb_chain_init(&c->ctl);
     mb_chain_init(&c->rxbuf);
     mb_chain_init(&c->rxfill);

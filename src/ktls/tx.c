@@ -294,7 +294,7 @@ int ktls_tx_seal(struct ktls_conn *c, struct mb_chain *plain, struct mb_chain *o
     while (plain->len > 0) {
         size_t n = plain->len < c->max_record ? plain->len : c->max_record;
 
-        if (c->key_update_bytes != 0 && c->tx_bytes_since_update >= c->key_update_bytes) {
+        if (c->key_update_bytes != UINT64_MAX && c->tx_bytes_since_update >= c->key_update_bytes) {
             if ((ret = tx_key_update_now(c, 0)) != 0)
                 goto exit;
             mb_chain_concat(out, &c->ctl);
