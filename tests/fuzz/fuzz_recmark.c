@@ -51,10 +51,21 @@ static void reframe(const struct mb_chain *msg, unsigned *rs)
     mb_chain_free(&back);
 }
 
+/* Every link and store taken during one input is given back. */
+static void pool_counts(uint64_t *links, uint64_t *stores)
+{
+    struct mb_pool_stats st;
+    mb_pool_get_stats(&st);
+    *links = st.links_in_use;
+    *stores = st.stores_in_use;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 2)
         return 0;
+    uint64_t links0, stores0, links1, stores1;
+    pool_counts(&links0, &stores0);
     size_t max_msg = 1 + (size_t)data[0] * 16;
     unsigned rs = data[1];
     int one_byte = data[1] & 1;
@@ -106,5 +117,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             __builtin_trap();
     }
     krpc_rm_reader_free(&r);
+    pool_counts(&links1, &stores1);
+    if (links1 != links0 || stores1 != stores0)
+        __builtin_trap();
     return 0;
 }

@@ -106,10 +106,21 @@ static void gets(struct krpc_xdr_dec *d, const struct mb_chain *c, unsigned *rs)
     check_sticky(d);
 }
 
+/* Every link and store taken during one input is given back. */
+static void pool_counts(uint64_t *links, uint64_t *stores)
+{
+    struct mb_pool_stats st;
+    mb_pool_get_stats(&st);
+    *links = st.links_in_use;
+    *stores = st.stores_in_use;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
+    uint64_t links0, stores0, links1, stores1;
+    pool_counts(&links0, &stores0);
     unsigned rs = data[0];
     data++;
     size--;
@@ -154,5 +165,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         gets(&d, &c, &rs);
         mb_chain_free(&c);
     }
+    pool_counts(&links1, &stores1);
+    if (links1 != links0 || stores1 != stores0)
+        __builtin_trap();
     return 0;
 }
