@@ -91,7 +91,7 @@ static void dispatch(struct svc_req *rq, SVCXPRT *xprt)
         memset(&r, 0, sizeof r);
         r.a2 = a.a * 2;
         for (i = 0; i < a.nvals; i++)
-            r.sum += a.vals[i];
+            r.sum = (int)((unsigned)r.sum + (unsigned)a.vals[i]); /* wraps, like the check */
         n = strlen(a.s);
         for (i = 0; i < n && i < sizeof up - 2; i++)
             up[i] = (char)toupper((unsigned char)a.s[i]);
@@ -210,19 +210,20 @@ static void put_targs(struct mb_chain *c, int a, const char *s, const int *vals,
 static int check_tres(struct krpc_reply *rep, int a, const char *s, const int *vals, uint32_t n)
 {
     char got[2100], want[1100];
-    int sum = 0, ok = 1;
+    unsigned sum = 0;
+    int ok = 1;
     size_t i;
 
     if (krpc_reply_status(&rep->hdr, NULL, 0) != 0)
         return 0;
     for (i = 0; i < n; i++)
-        sum += vals[i];
+        sum += (unsigned)vals[i];
     for (i = 0; s[i]; i++)
         want[i] = (char)toupper((unsigned char)s[i]);
     want[i++] = '!';
     want[i] = '\0';
     ok &= (int)krpc_xdr_get_u32(&rep->res) == a * 2;
-    ok &= (int)krpc_xdr_get_u32(&rep->res) == sum;
+    ok &= krpc_xdr_get_u32(&rep->res) == sum;
     ok &= krpc_xdr_get_string(&rep->res, got, sizeof got) == 0 && strcmp(got, want) == 0;
     ok &= krpc_xdr_get_u32(&rep->res) == n;
     for (i = 0; i < n && ok; i++)
