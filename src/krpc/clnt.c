@@ -197,24 +197,26 @@ static int retries_allowed(const struct krpc_clnt *cl)
     return cl->cfg.max_retries < 0 ? 0 : cl->cfg.max_retries;
 }
 
-static void send_call(struct krpc_clnt *cl, struct clnt_call *c)
+/* Returns -EPIPE when the connection is closing (on_close follows). */
+static int send_call(struct krpc_clnt *cl, struct clnt_call *c)
 {
     struct mb_chain m = MB_CHAIN_INIT;
     int rc;
 
     if (cl->state != CL_READY || !cl->ctx)
-        return;
+        return -ENOTCONN;
     /* Never a re-encode: a reference to the retained message. */
     rc = mb_chain_copy_ref(&m, &c->msg, 0, c->msg.len);
     if (rc == 0)
         rc = krpc_conn_send(cl->ctx->conn, &m);
     mb_chain_free(&m);
     if (rc < 0)
-        krpc_log(KRPC_LOG_WARN, "krpc client: %s: sending xid %08x: %s", cl->label, c->xid, strerror(-rc));
+        krpc_log(KRPC_LOG_DEBUG, "krpc client: %s: sending xid %08x: %s", cl->label, c->xid, strerror(-rc));
     /* Even after a failed send: the timer retries, a closing connection
      * leads to a reconnect and a resend. */
     c->sent_gen = cl->gen;
     krpc_timer_arm(cl->loop, &c->timer, (uint64_t)cl->cfg.timeout_ms);
+    return rc;
 }
 
 void clnt_on_ready(struct krpc_clnt *cl)
@@ -237,7 +239,8 @@ void clnt_on_ready(struct krpc_clnt *cl)
             c->tries++;
             cl->stats.retransmits++;
         }
-        send_call(cl, c);
+        if (send_call(cl, c) == -EPIPE)
+            break; /* closing: the rest goes out after the reconnect */
     }
 }
 
