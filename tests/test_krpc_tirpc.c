@@ -397,6 +397,38 @@ static void test_tirpc_errors(void)
     krpc_loop_free(loop);
 }
 
+/* libtirpc does not know AUTH_TLS: the probe is refused, so a client that
+ * requires TLS fails clearly and an opportunistic one carries on in plain. */
+static void test_tls_probe(void)
+{
+    struct krpc_loop *loop;
+    struct krpc_clnt *cl;
+    struct krpc_clnt_config cc;
+    struct krpc_reply rep;
+    struct mb_chain a;
+    int vals[2] = {5, 6};
+
+    REQUIRE(krpc_loop_new(&loop) == 0);
+    client_cfg(&cc);
+    cc.tls = KRPC_TLS_REQUIRED;
+    cc.name = "tirpc";
+    REQUIRE(krpc_clnt_new(loop, &cc, &cl) == 0);
+    CHECK(krpc_call(cl, 0, NULL, &rep) == -EPROTONOSUPPORT);
+    fprintf(stderr, "  required: %s\n", krpc_clnt_last_error(cl));
+    CHECK(strstr(krpc_clnt_last_error(cl), "tirpc does not offer RPC-with-TLS (reply: ") != NULL);
+    krpc_clnt_free(cl);
+
+    cc.tls = KRPC_TLS_OPPORTUNISTIC;
+    REQUIRE(krpc_clnt_new(loop, &cc, &cl) == 0);
+    put_targs(&a, 3, "opportunistic", vals, 2);
+    CHECK(krpc_call(cl, P_COMPUTE, &a, &rep) == 0);
+    CHECK(check_tres(&rep, 3, "opportunistic", vals, 2));
+    krpc_reply_free(&rep);
+    CHECK(!krpc_clnt_is_tls(cl));
+    krpc_clnt_free(cl);
+    krpc_loop_free(loop);
+}
+
 int main(void)
 {
     if (start_tirpc_server() < 0) {
@@ -408,6 +440,7 @@ int main(void)
     TEST_RUN(test_fragments);
     TEST_RUN(test_many_outstanding);
     TEST_RUN(test_tirpc_errors);
+    TEST_RUN(test_tls_probe);
     stop_tirpc_server();
     CHECK_EQ(mb_pool_shutdown(), 0);
     return test_summary();
