@@ -1,0 +1,76 @@
+/*
+ * rpctls/nfs3_srv.h - the NFSv3 data server: MOUNT v3 and NFSv3 (RFC 1813)
+ * for one exported local directory, registered on a struct krpc_svc, so both
+ * programs share one TCP port (and its TLS policy).
+ *
+ * File handles are 40 bytes: version | export id | inode | generation |
+ * HMAC-SHA256 tag (16 bytes) keyed by a secret kept in the state directory;
+ * they survive server restarts and cannot be forged (docs/nfs3-server.md).
+ * Operations run as the server process, whatever the AUTH_SYS credential
+ * says (AUTH_NONE and AUTH_SYS are both accepted).
+ *
+ * Threading: everything runs on the krpc_svc's loop thread.
+ */
+#ifndef RPCTLS_NFS3_SRV_H
+#define RPCTLS_NFS3_SRV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rpctls/krpc_svc.h"
+#include "rpctls/nfs3.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NFS3_SRV_DEFAULT_TMAX (1u << 20) /* rtmax / wtmax advertised in FSINFO */
+
+struct nfs3_srv_config {
+    const char *export_path; /* an existing directory; made absolute and canonical */
+    const char *state_dir;   /* NULL: nfs3_srv_default_state_dir() */
+    uint32_t rtmax, wtmax;   /* 0: NFS3_SRV_DEFAULT_TMAX; at most NFS3_MAX_DATA */
+    /* Write verifier; NULL: derived from the start time in nanoseconds (a
+     * new value on every start, as RFC 1813 wants). For tests. */
+    const uint8_t *write_verf;
+};
+
+struct nfs3_srv_stats {
+    uint64_t ops[NFS3_NPROCS];      /* NFSv3 calls per procedure */
+    uint64_t mnt_ops[NFS3_MNT_NPROCS];
+    uint64_t errors;                /* replies with a status other than NFS3_OK */
+    uint64_t badhandle, stale;
+    uint64_t bytes_read, bytes_written;
+    uint64_t syncs;                 /* fsync/fdatasync calls (stable WRITEs, COMMIT) */
+    uint64_t walks;                 /* export walks to find an unknown inode */
+};
+
+struct nfs3_srv;
+
+/* Opens the export and the state directory (creating it 0700 and the
+ * handle key 0600 on first use) and registers MOUNT v3 and NFSv3 on svc.
+ * On failure returns a negative errno and, when err is given, a message.
+ * Handlers refer to the server: free it only after krpc_svc_free(svc) (or
+ * once the loop never runs again). */
+int nfs3_srv_new(struct krpc_svc *svc, const struct nfs3_srv_config *cfg, struct nfs3_srv **out, char *err,
+                 size_t errlen);
+void nfs3_srv_free(struct nfs3_srv *s);
+
+/* The canonical export path (what MNT expects). */
+const char *nfs3_srv_export_path(const struct nfs3_srv *s);
+const char *nfs3_srv_state_dir(const struct nfs3_srv *s);
+void nfs3_srv_write_verf(const struct nfs3_srv *s, uint8_t out[NFS3_WRITEVERFSIZE]);
+/* The root file handle (what MNT returns). */
+void nfs3_srv_root_fh(const struct nfs3_srv *s, struct nfs3_fh *out);
+const struct nfs3_srv_stats *nfs3_srv_stats(const struct nfs3_srv *s);
+
+/* The default state directory: $XDG_STATE_HOME/rpctls-nfsd when set, else
+ * /var/lib/rpctls-nfsd for root, else $HOME/.local/state/rpctls-nfsd.
+ * Returns 0 or -ENAMETOOLONG / -ENOENT (no HOME). */
+int nfs3_srv_default_state_dir(char *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,148 @@
+/*
+ * nfsd_int.h - private to the NFSv3 server (src/nfs3/server.c, fh.c,
+ * backend_ns.c, backend_ops.c).
+ *
+ *   fh.c          handle key in the state directory, handle make / check
+ *   backend_ns.c  the export's namespace: inode -> (parent, name) map, its
+ *                 lazy rebuild by walking the export, opening beneath the
+ *                 export root without following symlinks, handle -> object
+ *   backend_ops.c the file operations on resolved objects
+ *   server.c      RPC dispatch: decode, call the backend, map errno to
+ *                 nfsstat3, encode
+ *
+ * Backend functions return 0 or a negative errno; two codes of our own
+ * stand for NFS3ERR_BADHANDLE and NFS3ERR_TOOSMALL (ESTALE is STALE).
+ */
+#ifndef RPCTLS_NFSD_INT_H
+#define RPCTLS_NFSD_INT_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "rpctls/mbuf.h"
+#include "rpctls/nfs3.h"
+#include "rpctls/nfs3_srv.h"
+
+#define NFSD_EBADHANDLE 10001 /* returned negated */
+#define NFSD_ETOOSMALL 10005
+
+/* ---- file handles (fh.c) ------------------------------------------------ */
+
+#define NFSD_FH_VERSION 1
+#define NFSD_FH_KEYLEN 32
+#define NFSD_FH_TAGLEN 16
+#define NFSD_FH_LEN 40 /* 1 version + 3 zero + 8 export id + 8 inode + 4 generation + 16 tag */
+
+struct nfsd_fhctx {
+    uint8_t key[NFSD_FH_KEYLEN];
+    uint8_t export_id[8];
+};
+
+/* Creates dir (0700) if missing, then reads DIR/fh.key or makes it (0600,
+ * random). 0 or -errno with a message in err. */
+int nfsd_fh_key_load(const char *state_dir, uint8_t key[NFSD_FH_KEYLEN], char *err, size_t errlen);
+/* export_id = HMAC(key, export path) truncated. */
+int nfsd_fh_init(struct nfsd_fhctx *k, const uint8_t key[NFSD_FH_KEYLEN], const char *export_path);
+void nfsd_fh_make(const struct nfsd_fhctx *k, uint64_t ino, uint32_t gen, struct nfs3_fh *out);
+/* 0 with the inode number and generation, or -NFSD_EBADHANDLE (length, version, export id or tag). */
+int nfsd_fh_parse(const struct nfsd_fhctx *k, const struct nfs3_fh *fh, uint64_t *ino, uint32_t *gen);
+
+/* ---- namespace (backend_ns.c) ------------------------------------------- */
+
+struct nfsd_ment;
+
+struct nfsd_be {
+    int rootfd;        /* O_PATH | O_DIRECTORY on the export */
+    dev_t dev;
+    uint64_t rootino;
+    uint32_t rootgen;
+    char *export_path;
+    struct nfsd_fhctx fh;
+    struct nfsd_ment **buckets;
+    size_t nbuckets, count;
+    int no_openat2;     /* openat2 missing: component walk instead */
+    uint64_t walks;
+    uint8_t write_verf[NFS3_WRITEVERFSIZE];
+    uint32_t rtmax, wtmax;
+};
+
+/* A resolved object: fd is O_PATH (never followed), st its attributes,
+ * path relative to the export root ("" for the root). */
+struct nfsd_obj {
+    int fd;
+    struct stat st;
+    uint32_t gen;
+    char path[PATH_MAX];
+};
+
+int nfsd_be_open(struct nfsd_be *be, const char *export_path, char *err, size_t errlen);
+void nfsd_be_close(struct nfsd_be *be);
+
+/* Handle of a (stat'ed) object whose generation is gen. */
+void nfsd_be_fh(const struct nfsd_be *be, const struct stat *st, uint32_t gen, struct nfs3_fh *out);
+/* Generation of name in dirfd (FS_IOC_GETVERSION on a regular file or
+ * directory; 0 when unknown). */
+uint32_t nfsd_be_gen_at(int dirfd, const char *name, const struct stat *st);
+
+/* Handle -> object: -NFSD_EBADHANDLE, -ESTALE, or 0 with o filled (close
+ * with nfsd_obj_close). */
+int nfsd_be_resolve(struct nfsd_be *be, const struct nfs3_fh *fh, struct nfsd_obj *o);
+void nfsd_obj_close(struct nfsd_obj *o);
+/* Opens the resolved object again with real access flags (O_RDONLY,
+ * O_WRONLY, O_DIRECTORY...), never following a symlink, and checks it is
+ * the same inode (-ESTALE if it was swapped meanwhile). Returns the fd. */
+int nfsd_obj_reopen(struct nfsd_be *be, const struct nfsd_obj *o, int flags);
+/* Opens path (relative to the export, "" = root) beneath the root with
+ * flags | O_NOFOLLOW: no symlink anywhere, no escape, no mount crossing. */
+int nfsd_be_open_beneath(struct nfsd_be *be, const char *path, int flags);
+
+/* Map maintenance: name (a single component) in directory dirino is ino. */
+void nfsd_map_add(struct nfsd_be *be, uint64_t ino, uint64_t dirino, const char *name);
+void nfsd_map_del(struct nfsd_be *be, uint64_t ino);
+void nfsd_map_clear(struct nfsd_be *be);
+
+/* 1 when name is usable as a new directory entry: not empty, no '/', not
+ * "." or "..". */
+int nfsd_name_ok(const char *name);
+
+/* ---- operations (backend_ops.c) ----------------------------------------- */
+
+void nfsd_fattr(const struct nfsd_be *be, const struct stat *st, struct nfs3_fattr *out);
+void nfsd_post_attr_fd(const struct nfsd_be *be, int fd, struct nfs3_post_attr *out);
+void nfsd_pre_attr(const struct stat *st, struct nfs3_pre_attr *out);
+
+struct nfsd_lookup {
+    struct nfs3_fh fh;
+    struct stat st;
+};
+/* dir must be a directory. "." and ".." handled; ".." at the root is the root. */
+int nfsd_op_lookup(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, struct nfsd_lookup *out);
+int nfsd_op_setattr(struct nfsd_be *be, struct nfsd_obj *o, const struct nfs3_sattr *sa);
+uint32_t nfsd_op_access(const struct stat *st, uint32_t want);
+int nfsd_op_readlink(struct nfsd_obj *o, char *buf, size_t len);
+/* Appends up to count bytes at offset to data (pool pages); *eof set. */
+int nfsd_op_read(struct nfsd_be *be, struct nfsd_obj *o, uint64_t offset, uint32_t count, struct mb_chain *data,
+                 int *eof, struct stat *post);
+/* pwritev straight from data's iovecs; *committed is what was synced. */
+int nfsd_op_write(struct nfsd_be *be, struct nfsd_obj *o, uint64_t offset, const struct mb_chain *data,
+                  uint32_t stable, uint32_t *committed, struct stat *pre, struct stat *post);
+int nfsd_op_commit(struct nfsd_be *be, struct nfsd_obj *o, struct stat *post);
+/* CREATE / MKDIR / SYMLINK: out gets the new object's handle and stat. */
+int nfsd_op_create(struct nfsd_be *be, struct nfsd_obj *dir, const struct nfs3_create_args *a,
+                   struct nfsd_lookup *out);
+int nfsd_op_mkdir(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, const struct nfs3_sattr *sa,
+                  struct nfsd_lookup *out);
+int nfsd_op_symlink(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, const char *target,
+                    const struct nfs3_sattr *sa, struct nfsd_lookup *out);
+int nfsd_op_remove(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, int rmdir);
+int nfsd_op_rename(struct nfsd_be *be, struct nfsd_obj *from, const char *fname, struct nfsd_obj *to,
+                   const char *tname);
+int nfsd_op_link(struct nfsd_be *be, struct nfsd_obj *file, struct nfsd_obj *dir, const char *name);
+/* READDIR / READDIRPLUS entries into the builder, from cookie on. */
+int nfsd_op_readdir(struct nfsd_be *be, struct nfsd_obj *dir, uint64_t cookie, int plus,
+                    struct nfs3_readdir_enc *enc, int *eof);
+
+#endif

@@ -1,0 +1,959 @@
+/*
+ * server.c - MOUNT v3 and NFSv3 dispatch for the rpctls server: decode the
+ * arguments (a decode failure is GARBAGE_ARGS), resolve handles, call the
+ * backend, map errno to nfsstat3, encode the result with the RFC's
+ * attributes (post_op_attr, wcc_data) in both arms.
+ *
+ * Procedures (DECISIONS, see docs/nfs3-server.md):
+ *   - all of RFC 1813 except MKNOD, which answers NFS3ERR_NOTSUPP;
+ *   - the duplicate-request cache holds the non-idempotent ones: SETATTR,
+ *     CREATE, MKDIR, SYMLINK, MKNOD, REMOVE, RMDIR, RENAME, LINK. WRITE is
+ *     flagged idempotent: a retransmitted WRITE writes the same bytes at
+ *     the same offset again, and keeping it out of the cache spares the
+ *     cache's checksum pass over every data byte (our clients never send
+ *     overlapping WRITEs whose reordering could matter);
+ *   - MOUNT: the export is mounted by its absolute path (with or without a
+ *     trailing slash); anything else is MNT3ERR_NOENT. DUMP answers an
+ *     empty list (no mount table is kept); UMNT and UMNTALL do nothing.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nfs3/nfsd_int.h"
+#include "rpctls/krpc.h"
+#include "rpctls/krpc_svc.h"
+
+#define READDIR_MAX_REPLY (1u << 20) /* cap on the count a client may ask for */
+
+struct nfs3_srv {
+    struct krpc_svc *svc;
+    struct nfsd_be be;
+    char *state_dir;
+    struct nfs3_srv_stats st;
+};
+
+/* ---- helpers -------------------------------------------------------------- */
+
+static uint32_t stat_of(struct nfs3_srv *s, int e)
+{
+    uint32_t r;
+
+    switch (-e) {
+    case 0: return NFS3_OK;
+    case EPERM: r = NFS3ERR_PERM; break;
+    case ENOENT: r = NFS3ERR_NOENT; break;
+    case ENXIO: r = NFS3ERR_NXIO; break;
+    case EACCES: case ETXTBSY: r = NFS3ERR_ACCES; break;
+    case EEXIST: r = NFS3ERR_EXIST; break;
+    case EXDEV: r = NFS3ERR_XDEV; break;
+    case ENODEV: r = NFS3ERR_NODEV; break;
+    case ENOTDIR: r = NFS3ERR_NOTDIR; break;
+    case EISDIR: r = NFS3ERR_ISDIR; break;
+    case EINVAL: case ELOOP: r = NFS3ERR_INVAL; break;
+    case EFBIG: r = NFS3ERR_FBIG; break;
+    case ENOSPC: r = NFS3ERR_NOSPC; break;
+    case EROFS: r = NFS3ERR_ROFS; break;
+    case EMLINK: r = NFS3ERR_MLINK; break;
+    case ENAMETOOLONG: r = NFS3ERR_NAMETOOLONG; break;
+    case ENOTEMPTY: r = NFS3ERR_NOTEMPTY; break;
+    case EDQUOT: r = NFS3ERR_DQUOT; break;
+    case ESTALE: r = NFS3ERR_STALE; s->st.stale++; break;
+    case EOPNOTSUPP: r = NFS3ERR_NOTSUPP; break;
+    case NFSD_EBADHANDLE: r = NFS3ERR_BADHANDLE; s->st.badhandle++; break;
+    case NFSD_ETOOSMALL: r = NFS3ERR_TOOSMALL; break;
+    case ENOMEM: case EAGAIN: r = NFS3ERR_JUKEBOX; break;
+    case EIO: default: r = NFS3ERR_IO; break;
+    }
+    s->st.errors++;
+    return r;
+}
+
+static int done(struct nfs3_srv *s, struct krpc_svc_req *req, struct krpc_xdr_enc *x, uint32_t status)
+{
+    if (status != NFS3_OK)
+        krpc_log(KRPC_LOG_DEBUG, "nfsd: xid %08x %s: %s", req->xid, nfs3_proc_name(req->proc), nfs3_stat_name(status));
+    (void)s;
+    return krpc_xdr_enc_error(x) ? KRPC_SYSTEM_ERR : KRPC_SUCCESS;
+}
+
+static void post_attr_st(const struct nfs3_srv *s, const struct stat *st, struct nfs3_post_attr *pa)
+{
+    pa->present = 1;
+    nfsd_fattr(&s->be, st, &pa->attr);
+}
+
+static void obj_post_attr(const struct nfs3_srv *s, const struct nfsd_obj *o, struct nfs3_post_attr *pa)
+{
+    memset(pa, 0, sizeof(*pa));
+    if (o->fd >= 0)
+        nfsd_post_attr_fd(&s->be, o->fd, pa);
+}
+
+/* wcc_data of an object resolved before the operation. */
+static void obj_wcc(const struct nfs3_srv *s, const struct nfsd_obj *o, struct nfs3_wcc *w)
+{
+    memset(w, 0, sizeof(*w));
+    if (o->fd < 0)
+        return;
+    nfsd_pre_attr(&o->st, &w->before);
+    nfsd_post_attr_fd(&s->be, o->fd, &w->after);
+}
+
+static void obj_init(struct nfsd_obj *o)
+{
+    o->fd = -1;
+    o->path[0] = '\0';
+}
+
+#define SRV(arg) ((struct nfs3_srv *)(arg))
+#define COUNT(s, req) ((s)->st.ops[(req)->proc < NFS3_NPROCS ? (req)->proc : 0]++)
+
+/* ---- NFSv3 procedures ------------------------------------------------------- */
+
+static int p_getattr(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
+{
+    struct nfs3_srv *s = SRV(arg);
+    struct nfs3_fh_args a;
+    struct nfs3_getattr_res r;
+    struct nfsd_obj o;
+    int e;
+
+    COUNT(s, req);
+    if (nfs3_dec_getattr_args(d, &a) != 0)
+        return KRPC_GARBAGE_ARGS;
+    memset(&r, 0, sizeof(r));
+    obj_init(&o);
+    e = nfsd_be_resolve(&s->be, &a.fh, &o);
+    if (e == 0)
+        nfsd_fattr(&s->be, &o.st, &r.attr);
+    r.status = stat_of(s, e);
+    nfs3_enc_getattr_res(x, &r);
+    nfsd_obj_close(&o);
+    return done(s, req, x, r.status);
+}
+
+static int p_setattr(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
+{
+    struct nfs3_srv *s = SRV(arg);
+    struct nfs3_setattr_args a;
+    struct nfs3_wcc_res r;
+    struct nfsd_obj o;
+    int e;
+
+    COUNT(s, req);
+    if (nfs3_dec_setattr_args(d, &a) != 0)
+        return KRPC_GARBAGE_ARGS;
+    memset(&r, 0, sizeof(r));
+    obj_init(&o);
+    e = nfsd_be_resolve(&s->be, &a.fh, &o);
+    if (e == 0 && a.guard_check &&
+        (a.guard_ctime.seconds != (uint32_t)o.st.st_ctim.tv_sec ||
+         a.guard_ctime.nseconds != (uint32_t)o.st.st_ctim.tv_nsec))
+        r.status = NFS3ERR_NOT_SYNC;
+    else {
+        if (e == 0)
+            e = nfsd_op_setattr(&s->be, &o, &a.attr);
+        r.status = stat_of(s, e);
+    }
+    obj_wcc(s, &o, &r.wcc);
+    nfs3_enc_setattr_res(x, &r);
+    nfsd_obj_close(&o);
+    return done(s, req, x, r.status);
+}
+
+static int p_lookup(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
+{
+    struct nfs3_srv *s = SRV(arg);
+    struct nfs3_diropargs a;
+    struct nfs3_lookup_res r;
+    struct nfsd_lookup l;
+    struct nfsd_obj o;
+    int e;
+
+    COUNT(s, req);
+    if (nfs3_dec_lookup_args(d, &a) != 0)
+        return KRPC_GARBAGE_ARGS;
+    memset(&r, 0, sizeof(r));
+    obj_init(&o);
+    e = nfsd_be_resolve(&s->be, &a.dir, &o);
+    if (e == 0)
+        e = nfsd_op_lookup(&s->be, &o, a.name, &l);
+    if (e == 0) {
+        r.fh = l.fh;
+        post_attr_st(s, &l.st, &r.obj_attr);
+    }
+    r.status = stat_of(s, e);
+    obj_post_attr(s, &o, &r.dir_attr);
+    nfs3_enc_lookup_res(x, &r);
+    nfsd_obj_close(&o);
+    return done(s, req, x, r.status);
+}
+
+static int p_access(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
+{
+    struct nfs3_srv *s = SRV(arg);
+    struct nfs3_access_args a;
+    struct nfs3_access_res r;
+    struct nfsd_obj o;
+    int e;
+
+    COUNT(s, req);
+    if (nfs3_dec_access_args(d, &a) != 0)
+        return KRPC_GARBAGE_ARGS;
+    memset(&r, 0, sizeof(r));
+    obj_init(&o);
+    e = nfsd_be_resolve(&s->be, &a.fh, &o);
+    if (e == 0)
+        r.access = nfsd_op_access(&o.st, a.access);
+    r.status = stat_of(s, e);
+    if (e == 0)
+        post_attr_st(s, &o.st, &r.obj_attr);
+    nfs3_enc_access_res(x, &r);
+    nfsd_obj_close(&o);
+    return done(s, req, x, r.status);
+}
+
+static int p_readlink(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
+{
+    struct nfs3_srv *s = SRV(arg);
+    struct nfs3_fh_args a;
+    struct nfs3_readlink_res *r;
+    struct nfsd_obj o;
+    int e, ret;
+
+    COUNT(s, req);
+    if (nfs3_dec_readlink_args(d, &a) != 0)
+        return KRPC_GARBAGE_ARGS;
+    r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return KRPC_SYSTEM_ERR;
+    obj_init(&o);
+    e = nfsd_be_resolve(&s->be, &a.fh, &o);
+    if (e == 0)
+        e = nfsd_op_readlink(&o, r->data, sizeof(r->data));
+    r->status = stat_of(s, e);
+    if (o.fd >= 0)
+        post_attr_st(s, &o.st, &r->symlink_attr);
+    nfs3_enc_readlink_res(x, r);
+    nfsd_obj_close(&o);
+    ret = done(s, req, x, r->status);
+    free(r);
+    return ret;
+}
+
+static int p_read(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
+{
+    struct nfs3_srv *s = SRV(arg);
+    struct nfs3_read_args a;
+    struct nfs3_read_res r;
+    struct nfsd_obj o;
+    struct stat post;
+    int e;
+
+    COUNT(s, req);
+    if (nfs3_dec_read_args(d, &a) != 0)
+        return KRPC_GARBAGE_ARGS;
+    memset(&r, 0, sizeof(r));
+    mb_chain_init(&r.data);
+    obj_init(&o);
+    e = nfsd_be_resolve(&s->be, &a.fh, &o);
+    if (e == 0)
+        e = nfsd_op_read(&s->be, &o, a.offset, a.count, &r.data, &r.eof, &post);
+    r.status = stat_of(s, e);
+    if (e == 0) {
+        r.count = (uint32_t)r.data.len;
+        s->st.bytes_read += r.data.len;
+        post_attr_st(s, &post, &r.file_attr);
+    } else {
+        obj_post_attr(s, &o, &r.file_attr);
+    }
+    nfs3_enc_read_res(x, &r); /* links the pages in by reference */
+    nfs3_read_res_free(&r);
+    nfsd_obj_close(&o);
+    return done(s, req, x, r.status);
+}
+
+static int p_write(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
+{
+    struct nfs3_srv *s = SRV(arg);
+    struct nfs3_write_args a;
+    struct nfs3_write_res r;
+    struct nfsd_obj o;
+    struct stat pre, post;
+    int e;
+
+    COUNT(s, req);
+    /* count != data length fails to decode: GARBAGE_ARGS (nfs3.h). */
+    if (nfs3_dec_write_args(d, &a) != 0)
+        return KRPC_GARBAGE_ARGS;
+    memset(&r, 0, sizeof(r));
+    obj_init(&o);
+    e = nfsd_be_resolve(&s->be, &a.fh, &o);
+    if (e == 0) {
+        e = nfsd_op_write(&s->be, &o, a.offset, &a.data, a.stable, &r.committed, &pre, &post);
+        if (e == 0) {
+            r.count = (uint32_t)a.data.len;
+            s->st.bytes_written += a.data.len;
+            if (r.committed != NFS3_UNSTABLE)
+                s->st.syncs++;
+            nfsd_pre_attr(&pre, &r.file_wcc.before);
+            post_attr_st(s, &post, &r.file_wcc.after);
+        }
+    }
+    r.status = stat_of(s, e);
+    if (e != 0)
+        obj_wcc(s, &o, &r.file_wcc);
+    memcpy(r.verf, s->be.write_verf, sizeof(r.verf));
+    nfs3_enc_write_res(x, &r);
+    nfs3_write_args_free(&a);
+    nfsd_obj_close(&o);
+    return done(s, req, x, r.status);
+}
+
+/* CREATE, MKDIR, SYMLINK, MKNOD share the result shape. */
+static void diropres_fill(struct nfs3_srv *s, int e, const struct nfsd_lookup *l, const struct nfsd_obj *dir,
+                          struct nfs3_diropres *r)
+{
+    r->status = stat_of(s, e);
+    if (e == 0) {
+        r->fh_present = 1;
+        r->fh = l->fh;
+        post_attr_st(s, &l->st, &r->obj_attr);
+    }
+    obj_wcc(s, dir, &r->dir_wcc);
+}
+
+static int p_create(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
+{
+    struct nfs3_srv *s = SRV(arg);
+    struct nfs3_create_args a;
+    struct nfs3_diropres r;
+    struct nfsd_lookup l;
+    struct nfsd_obj o;
+    int e;
+
+    COUNT(s, req);
+    if (nfs3_dec_create_args(d, &a) != 0)
+        return KRPC_GARBAGE_ARGS;
+    memset(&r, 0, sizeof(r));
+    obj_init(&o);
+    e = nfsd_be_resolve(&s->be, &a.where.dir, &o);
+    if (e == 0)
+        e = nfsd_op_create(&s->be, &o, &a, &l);
+    diropres_fill(s, e, &l, &o, &r);
+    nfs3_enc_create_res(x, &r);
+    nfsd_obj_close(&o);
+    return done(s, req, x, r.status);
+}
+
+static int p_mkdir(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
+{
+    struct nfs3_srv *s = SRV(arg);
+    struct nfs3_mkdir_args a;
+    struct nfs3_diropres r;
+    struct nfsd_lookup l;
+    struct nfsd_obj o;
+    int e;
+
+    COUNT(s, req);
+    if (nfs3_dec_mkdir_args(d, &a) != 0)
+        return KRPC_GARBAGE_ARGS;
+    memset(&r, 0, sizeof(r));
+    obj_init(&o);
+    e = nfsd_be_resolve(&s->be, &a.where.dir, &o);
+    if (e == 0)
+        e = nfsd_op_mkdir(&s->be, &o, a.where.name, &a.attr, &l);
+    diropres_fill(s, e, &l, &o, &r);
+    nfs3_enc_mkdir_res(x, &r);
+    nfsd_obj_close(&o);
+    return done(s, req, x, r.status);
+}
+
+static int p_symlink(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
+{
+    struct nfs3_srv *s = SRV(arg);
+    struct nfs3_symlink_args *a;
+    struct nfs3_diropres r;
+    struct nfsd_lookup l;
+    struct nfsd_obj o;
+    int e, ret;
+
+    COUNT(s, req);
+    a = malloc(sizeof(*a));
+    if (a == NULL)
+        return KRPC_SYSTEM_ERR;
+    if (nfs3_dec_symlink_args(d, a) != 0) {
+        free(a);
+        return KRPC_GARBAGE_ARGS;
+    }
+    memset(&r, 0, sizeof(r));
+    obj_init(&o);
+    e = nfsd_be_resolve(&s->be, &a->where.dir, &o);
+    if (e == 0)
+        e = nfsd_op_symlink(&s->be, &o, a->where.name, a->data, &a->attr, &l);
+    diropres_fill(s, e, &l, &o, &r);
+    nfs3_enc_symlink_res(x, &r);
+    nfsd_obj_close(&o);
+    ret = done(s, req, x, r.status);
+    free(a);
+    return ret;
+}
+
+static int p_mknod(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
+{
+    struct nfs3_srv *s = SRV(arg);
+    struct nfs3_mknod_args a;
+    struct nfs3_diropres r;
+    struct nfsd_obj o;
+    int e;
+
+    COUNT(s, req);
+    if (nfs3_dec_mknod_args(d, &a) != 0)
+        return KRPC_GARBAGE_ARGS;
+    memset(&r, 0, sizeof(r));
+    obj_init(&o);
+    e = nfsd_be_resolve(&s->be, &a.where.dir, &o);
+    if (e == 0)
+        e = -EOPNOTSUPP; /* no device nodes, FIFOs or sockets made for clients */
+    diropres_fill(s, e, NULL, &o, &r);
+    nfs3_enc_mknod_res(x, &r);
+    nfsd_obj_close(&o);
+    return done(s, req, x, r.status);
+}
+
+static int remove_common(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg,
+                         int rmdir)
+{
+    struct nfs3_srv *s = SRV(arg);
+    struct nfs3_diropargs a;
+    struct nfs3_wcc_res r;
+    struct nfsd_obj o;
+    int e;
+
+    COUNT(s, req);
+    if ((rmdir ? nfs3_dec_rmdir_args(d, &a) : nfs3_dec_remove_args(d, &a)) != 0)
+        return KRPC_GARBAGE_ARGS;
+    memset(&r, 0, sizeof(r));
+    obj_init(&o);
+    e = nfsd_be_resolve(&s->be, &a.dir, &o);
+    if (e == 0)
+        e = nfsd_op_remove(&s->be, &o, a.name, rmdir);
+    r.status = stat_of(s, e);
+    obj_wcc(s, &o, &r.wcc);
+    if (rmdir)
+        nfs3_enc_rmdir_res(x, &r);
+    else
+        nfs3_enc_remove_res(x, &r);
+    nfsd_obj_close(&o);
+    return done(s, req, x, r.status);
+}
+
+static int p_remove(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
+{
+    return remove_common(req, d, x, arg, 0);
+}
+
+static int p_rmdir(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
+{
+    return remove_common(req, d, x, arg, 1);
+}
+
+static int p_rename(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
+{
+    struct nfs3_srv *s = SRV(arg);
+    struct nfs3_rename_args a;
+    struct nfs3_rename_res r;
+    struct nfsd_obj *from, *to;
+    int e;
+
+    COUNT(s, req);
+    if (nfs3_dec_rename_args(d, &a) != 0)
+        return KRPC_GARBAGE_ARGS;
+    from = malloc(2 * sizeof(*from)); /* two PATH_MAX buffers: not on the loop's stack */
+    if (from == NULL)
+        return KRPC_SYSTEM_ERR;
+    to = from + 1;
+    memset(&r, 0, sizeof(r));
+    obj_init(from);
+    obj_init(to);
+    e = nfsd_be_resolve(&s->be, &a.from.dir, from);
+    if (e == 0)
+        e = nfsd_be_resolve(&s->be, &a.to.dir, to);
+    if (e == 0)
+        e = nfsd_op_rename(&s->be, from, a.from.name, to, a.to.name);
+    r.status = stat_of(s, e);
+    obj_wcc(s, from, &r.fromdir_wcc);
+    obj_wcc(s, to, &r.todir_wcc);
+    nfs3_enc_rename_res(x, &r);
+    nfsd_obj_close(from);
+    nfsd_obj_close(to);
+    free(from);
+    return done(s, req, x, r.status);
+}
+
+static int p_link(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
+{
+    struct nfs3_srv *s = SRV(arg);
+    struct nfs3_link_args a;
+    struct nfs3_link_res r;
+    struct nfsd_obj *file, *dir;
+    int e;
+
+    COUNT(s, req);
+    if (nfs3_dec_link_args(d, &a) != 0)
+        return KRPC_GARBAGE_ARGS;
+    file = malloc(2 * sizeof(*file));
+    if (file == NULL)
+        return KRPC_SYSTEM_ERR;
+    dir = file + 1;
+    memset(&r, 0, sizeof(r));
+    obj_init(file);
+    obj_init(dir);
+    e = nfsd_be_resolve(&s->be, &a.fh, file);
+    if (e == 0)
+        e = nfsd_be_resolve(&s->be, &a.link.dir, dir);
+    if (e == 0)
+        e = nfsd_op_link(&s->be, file, dir, a.link.name);
+    r.status = stat_of(s, e);
+    obj_post_attr(s, file, &r.file_attr);
+    obj_wcc(s, dir, &r.linkdir_wcc);
+    nfs3_enc_link_res(x, &r);
+    nfsd_obj_close(file);
+    nfsd_obj_close(dir);
+    free(file);
+    return done(s, req, x, r.status);
+}
+
+static int readdir_common(struct nfs3_srv *s, struct krpc_svc_req *req, struct krpc_xdr_enc *x, int plus,
+                          const struct nfs3_fh *fh, uint64_t cookie, uint32_t dircount, uint32_t maxcount)
+{
+    struct nfs3_readdir_enc enc;
+    struct nfs3_readdir_res r;
+    struct nfsd_obj o;
+    int e;
+
+    if (maxcount > READDIR_MAX_REPLY)
+        maxcount = READDIR_MAX_REPLY;
+    if (dircount > READDIR_MAX_REPLY)
+        dircount = READDIR_MAX_REPLY;
+    memset(&r, 0, sizeof(r));
+    obj_init(&o);
+    nfs3_readdir_enc_begin(&enc, plus, maxcount, dircount);
+    e = nfsd_be_resolve(&s->be, fh, &o);
+    if (e == 0)
+        e = nfsd_op_readdir(&s->be, &o, cookie, plus, &enc, &r.eof);
+    r.status = stat_of(s, e);
+    /* The cookie verifier is always zero: cookies are d_off values, which
+     * stay meaningful while the directory changes (as knfsd does). */
+    obj_post_attr(s, &o, &r.dir_attr);
+    nfs3_readdir_enc_end(&enc, x, &r);
+    nfsd_obj_close(&o);
+    return done(s, req, x, r.status);
+}
+
+static int p_readdir(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
+{
+    struct nfs3_srv *s = SRV(arg);
+    struct nfs3_readdir_args a;
+
+    COUNT(s, req);
+    if (nfs3_dec_readdir_args(d, &a) != 0)
+        return KRPC_GARBAGE_ARGS;
+    return readdir_common(s, req, x, 0, &a.dir, a.cookie, 0, a.count);
+}
+
+static int p_readdirplus(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
+{
+    struct nfs3_srv *s = SRV(arg);
+    struct nfs3_readdirplus_args a;
+
+    COUNT(s, req);
+    if (nfs3_dec_readdirplus_args(d, &a) != 0)
+        return KRPC_GARBAGE_ARGS;
+    return readdir_common(s, req, x, 1, &a.dir, a.cookie, a.dircount, a.maxcount);
+}
+
+static int p_fsstat(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
+{
+    struct nfs3_srv *s = SRV(arg);
+    struct nfs3_fh_args a;
+    struct nfs3_fsstat_res r;
+    struct nfsd_obj o;
+    struct statvfs v;
+    int e;
+
+    COUNT(s, req);
+    if (nfs3_dec_fsstat_args(d, &a) != 0)
+        return KRPC_GARBAGE_ARGS;
+    memset(&r, 0, sizeof(r));
+    obj_init(&o);
+    e = nfsd_be_resolve(&s->be, &a.fh, &o);
+    if (e == 0 && fstatvfs(o.fd, &v) != 0)
+        e = -errno;
+    if (e == 0) {
+        r.tbytes = (uint64_t)v.f_blocks * v.f_frsize;
+        r.fbytes = (uint64_t)v.f_bfree * v.f_frsize;
+        r.abytes = (uint64_t)v.f_bavail * v.f_frsize;
+        r.tfiles = v.f_files;
+        r.ffiles = v.f_ffree;
+        r.afiles = v.f_favail;
+        r.invarsec = 0;
+    }
+    r.status = stat_of(s, e);
+    obj_post_attr(s, &o, &r.obj_attr);
+    nfs3_enc_fsstat_res(x, &r);
+    nfsd_obj_close(&o);
+    return done(s, req, x, r.status);
+}
+
+static int p_fsinfo(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
+{
+    struct nfs3_srv *s = SRV(arg);
+    struct nfs3_fh_args a;
+    struct nfs3_fsinfo_res r;
+    struct nfsd_obj o;
+    int e;
+
+    COUNT(s, req);
+    if (nfs3_dec_fsinfo_args(d, &a) != 0)
+        return KRPC_GARBAGE_ARGS;
+    memset(&r, 0, sizeof(r));
+    obj_init(&o);
+    e = nfsd_be_resolve(&s->be, &a.fh, &o);
+    if (e == 0) {
+        r.rtmax = s->be.rtmax;
+        r.rtpref = s->be.rtmax;
+        r.rtmult = MB_PAGE_SIZE;
+        r.wtmax = s->be.wtmax;
+        r.wtpref = s->be.wtmax;
+        r.wtmult = MB_PAGE_SIZE;
+        r.dtpref = 65536;
+        r.maxfilesize = (uint64_t)INT64_MAX;
+        r.time_delta.seconds = 0;
+        r.time_delta.nseconds = 1;
+        r.properties = NFS3_FSF_LINK | NFS3_FSF_SYMLINK | NFS3_FSF_HOMOGENEOUS | NFS3_FSF_CANSETTIME;
+    }
+    r.status = stat_of(s, e);
+    obj_post_attr(s, &o, &r.obj_attr);
+    nfs3_enc_fsinfo_res(x, &r);
+    nfsd_obj_close(&o);
+    return done(s, req, x, r.status);
+}
+
+static int p_pathconf(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
+{
+    struct nfs3_srv *s = SRV(arg);
+    struct nfs3_fh_args a;
+    struct nfs3_pathconf_res r;
+    struct nfsd_obj o;
+    int e;
+
+    COUNT(s, req);
+    if (nfs3_dec_pathconf_args(d, &a) != 0)
+        return KRPC_GARBAGE_ARGS;
+    memset(&r, 0, sizeof(r));
+    obj_init(&o);
+    e = nfsd_be_resolve(&s->be, &a.fh, &o);
+    if (e == 0) {
+        long lm = fpathconf(o.fd, _PC_LINK_MAX);
+        long nm = fpathconf(o.fd, _PC_NAME_MAX);
+        r.linkmax = lm > 0 && lm < (long)UINT32_MAX ? (uint32_t)lm : 1;
+        r.name_max = nm > 0 && nm < NFS3_MAXNAMLEN ? (uint32_t)nm : NFS3_MAXNAMLEN;
+        r.no_trunc = 1;
+        r.chown_restricted = 1;
+        r.case_insensitive = 0;
+        r.case_preserving = 1;
+    }
+    r.status = stat_of(s, e);
+    obj_post_attr(s, &o, &r.obj_attr);
+    nfs3_enc_pathconf_res(x, &r);
+    nfsd_obj_close(&o);
+    return done(s, req, x, r.status);
+}
+
+static int p_commit(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
+{
+    struct nfs3_srv *s = SRV(arg);
+    struct nfs3_commit_args a;
+    struct nfs3_commit_res r;
+    struct nfsd_obj o;
+    struct stat post;
+    int e;
+
+    COUNT(s, req);
+    if (nfs3_dec_commit_args(d, &a) != 0)
+        return KRPC_GARBAGE_ARGS;
+    memset(&r, 0, sizeof(r));
+    obj_init(&o);
+    e = nfsd_be_resolve(&s->be, &a.fh, &o);
+    if (e == 0) {
+        /* The whole file, whatever the range: fdatasync has no range. */
+        e = nfsd_op_commit(&s->be, &o, &post);
+        if (e == 0) {
+            s->st.syncs++;
+            nfsd_pre_attr(&o.st, &r.file_wcc.before);
+            post_attr_st(s, &post, &r.file_wcc.after);
+        }
+    }
+    r.status = stat_of(s, e);
+    if (e != 0)
+        obj_wcc(s, &o, &r.file_wcc);
+    memcpy(r.verf, s->be.write_verf, sizeof(r.verf));
+    nfs3_enc_commit_res(x, &r);
+    nfsd_obj_close(&o);
+    return done(s, req, x, r.status);
+}
+
+/* ---- MOUNT v3 -------------------------------------------------------------- */
+
+static int export_match(const struct nfs3_srv *s, const char *path)
+{
+    size_t n = strlen(path), m = strlen(s->be.export_path);
+
+    while (n > 1 && path[n - 1] == '/')
+        n--; /* "/srv/data/" mounts "/srv/data" */
+    return n == m && memcmp(path, s->be.export_path, n) == 0;
+}
+
+static int m_mnt(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
+{
+    struct nfs3_srv *s = SRV(arg);
+    struct nfs3_mnt_args a;
+    struct nfs3_mnt_res r;
+    char peer[64];
+
+    s->st.mnt_ops[NFS3_MNT_PROC_MNT]++;
+    if (nfs3_mnt_dec_mnt_args(d, &a) != 0)
+        return KRPC_GARBAGE_ARGS;
+    memset(&r, 0, sizeof(r));
+    krpc_format_addr((const struct sockaddr *)&req->peer, peer, sizeof(peer));
+    if (export_match(s, a.dirpath)) {
+        r.status = MNT3_OK;
+        nfs3_srv_root_fh(s, &r.fh);
+        r.nflavors = 2;
+        r.flavors[0] = KRPC_AUTH_SYS;
+        r.flavors[1] = KRPC_AUTH_NONE;
+        krpc_log(KRPC_LOG_INFO, "nfsd: %s mounted %s%s", peer, a.dirpath, req->tls ? " (TLS)" : "");
+    } else {
+        r.status = MNT3ERR_NOENT;
+        krpc_log(KRPC_LOG_INFO, "nfsd: %s: MNT %s: not exported", peer, a.dirpath);
+    }
+    nfs3_mnt_enc_mnt_res(x, &r);
+    return krpc_xdr_enc_error(x) ? KRPC_SYSTEM_ERR : KRPC_SUCCESS;
+}
+
+static int m_dump(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
+{
+    SRV(arg)->st.mnt_ops[NFS3_MNT_PROC_DUMP]++;
+    nfs3_mnt_enc_dump_res(x, NULL, 0);
+    return krpc_xdr_enc_error(x) ? KRPC_SYSTEM_ERR : KRPC_SUCCESS;
+}
+
+static int m_umnt(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
+{
+    struct nfs3_mnt_args a;
+
+    SRV(arg)->st.mnt_ops[NFS3_MNT_PROC_UMNT]++;
+    if (nfs3_mnt_dec_umnt_args(d, &a) != 0)
+        return KRPC_GARBAGE_ARGS;
+    return KRPC_SUCCESS;
+}
+
+static int m_umntall(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
+{
+    SRV(arg)->st.mnt_ops[NFS3_MNT_PROC_UMNTALL]++;
+    return KRPC_SUCCESS;
+}
+
+static int m_export(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
+{
+    struct nfs3_srv *s = SRV(arg);
+    struct nfs3_mnt_export *ex;
+
+    s->st.mnt_ops[NFS3_MNT_PROC_EXPORT]++;
+    ex = calloc(1, sizeof(*ex));
+    if (ex == NULL)
+        return KRPC_SYSTEM_ERR;
+    snprintf(ex->dir, sizeof(ex->dir), "%s", s->be.export_path);
+    ex->ngroups = 0; /* no host restriction */
+    nfs3_mnt_enc_export_res(x, ex, 1);
+    free(ex);
+    return krpc_xdr_enc_error(x) ? KRPC_SYSTEM_ERR : KRPC_SUCCESS;
+}
+
+/* ---- registration ------------------------------------------------------------ */
+
+#define IDEM KRPC_PROC_IDEMPOTENT
+
+static const struct krpc_proc_desc nfs_procs[NFS3_NPROCS] = {
+    [NFS3_PROC_NULL] = {NULL, IDEM, "NULL"},
+    [NFS3_PROC_GETATTR] = {p_getattr, IDEM, "GETATTR"},
+    [NFS3_PROC_SETATTR] = {p_setattr, 0, "SETATTR"},
+    [NFS3_PROC_LOOKUP] = {p_lookup, IDEM, "LOOKUP"},
+    [NFS3_PROC_ACCESS] = {p_access, IDEM, "ACCESS"},
+    [NFS3_PROC_READLINK] = {p_readlink, IDEM, "READLINK"},
+    [NFS3_PROC_READ] = {p_read, IDEM, "READ"},
+    [NFS3_PROC_WRITE] = {p_write, IDEM, "WRITE"},
+    [NFS3_PROC_CREATE] = {p_create, 0, "CREATE"},
+    [NFS3_PROC_MKDIR] = {p_mkdir, 0, "MKDIR"},
+    [NFS3_PROC_SYMLINK] = {p_symlink, 0, "SYMLINK"},
+    [NFS3_PROC_MKNOD] = {p_mknod, 0, "MKNOD"},
+    [NFS3_PROC_REMOVE] = {p_remove, 0, "REMOVE"},
+    [NFS3_PROC_RMDIR] = {p_rmdir, 0, "RMDIR"},
+    [NFS3_PROC_RENAME] = {p_rename, 0, "RENAME"},
+    [NFS3_PROC_LINK] = {p_link, 0, "LINK"},
+    [NFS3_PROC_READDIR] = {p_readdir, IDEM, "READDIR"},
+    [NFS3_PROC_READDIRPLUS] = {p_readdirplus, IDEM, "READDIRPLUS"},
+    [NFS3_PROC_FSSTAT] = {p_fsstat, IDEM, "FSSTAT"},
+    [NFS3_PROC_FSINFO] = {p_fsinfo, IDEM, "FSINFO"},
+    [NFS3_PROC_PATHCONF] = {p_pathconf, IDEM, "PATHCONF"},
+    [NFS3_PROC_COMMIT] = {p_commit, IDEM, "COMMIT"},
+};
+
+static const struct krpc_proc_desc mnt_procs[NFS3_MNT_NPROCS] = {
+    [NFS3_MNT_PROC_NULL] = {NULL, IDEM, "NULL"},
+    [NFS3_MNT_PROC_MNT] = {m_mnt, IDEM, "MNT"},
+    [NFS3_MNT_PROC_DUMP] = {m_dump, IDEM, "DUMP"},
+    [NFS3_MNT_PROC_UMNT] = {m_umnt, IDEM, "UMNT"},
+    [NFS3_MNT_PROC_UMNTALL] = {m_umntall, IDEM, "UMNTALL"},
+    [NFS3_MNT_PROC_EXPORT] = {m_export, IDEM, "EXPORT"},
+};
+
+int nfs3_srv_new(struct krpc_svc *svc, const struct nfs3_srv_config *cfg, struct nfs3_srv **out, char *err,
+                 size_t errlen)
+{
+    struct nfs3_srv *s;
+    uint8_t key[NFSD_FH_KEYLEN];
+    char sdir[PATH_MAX], dummy[8];
+    int ret;
+
+    if (err == NULL || errlen == 0) {
+        err = dummy;
+        errlen = sizeof(dummy);
+    }
+    err[0] = '\0';
+    *out = NULL;
+    if (cfg->state_dir != NULL) {
+        if ((size_t)snprintf(sdir, sizeof(sdir), "%s", cfg->state_dir) >= sizeof(sdir)) {
+            snprintf(err, errlen, "state directory name too long");
+            return -ENAMETOOLONG;
+        }
+    } else if ((ret = nfs3_srv_default_state_dir(sdir, sizeof(sdir))) != 0) {
+        snprintf(err, errlen, "no default state directory (set --state-dir)");
+        return ret;
+    }
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    s->svc = svc;
+    s->state_dir = strdup(sdir);
+    if (s->state_dir == NULL) {
+        free(s);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    ret = nfsd_be_open(&s->be, cfg->export_path, err, errlen);
+    if (ret != 0) {
+        free(s->state_dir);
+        free(s);
+        return ret;
+    }
+    {
+        struct stat st;
+        if (fstat(s->be.rootfd, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            snprintf(err, errlen, "export %s: not a directory", s->be.export_path);
+            ret = -ENOTDIR;
+            goto fail;
+        }
+    }
+    ret = nfsd_fh_key_load(s->state_dir, key, err, errlen);
+    if (ret != 0)
+        goto fail;
+    ret = nfsd_fh_init(&s->be.fh, key, s->be.export_path);
+    memset(key, 0, sizeof(key));
+    if (ret != 0) {
+        snprintf(err, errlen, "handle key: %s", strerror(-ret));
+        goto fail;
+    }
+    s->be.rtmax = cfg->rtmax ? cfg->rtmax : NFS3_SRV_DEFAULT_TMAX;
+    s->be.wtmax = cfg->wtmax ? cfg->wtmax : NFS3_SRV_DEFAULT_TMAX;
+    if (s->be.rtmax > NFS3_MAX_DATA)
+        s->be.rtmax = NFS3_MAX_DATA;
+    if (s->be.wtmax > NFS3_MAX_DATA)
+        s->be.wtmax = NFS3_MAX_DATA;
+    if (cfg->write_verf != NULL) {
+        memcpy(s->be.write_verf, cfg->write_verf, NFS3_WRITEVERFSIZE);
+    } else {
+        /* A new verifier on every start: the start time in nanoseconds. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t v = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+        for (int i = 7; i >= 0; i--, v >>= 8)
+            s->be.write_verf[i] = (uint8_t)v;
+    }
+    {
+        struct krpc_prog_desc p = {NFS3_MNT_PROGRAM, NFS3_MNT_VERSION, NFS3_MNT_NPROCS, mnt_procs, s};
+        ret = krpc_svc_register(svc, &p);
+        if (ret == 0) {
+            struct krpc_prog_desc n = {NFS3_PROGRAM, NFS3_VERSION, NFS3_NPROCS, nfs_procs, s};
+            ret = krpc_svc_register(svc, &n);
+        }
+        if (ret != 0) {
+            snprintf(err, errlen, "registering MOUNT/NFS programs: %s", strerror(-ret));
+            goto fail;
+        }
+    }
+    *out = s;
+    return 0;
+fail:
+    nfsd_be_close(&s->be);
+    free(s->state_dir);
+    free(s);
+    return ret;
+}
+
+void nfs3_srv_free(struct nfs3_srv *s)
+{
+    if (s == NULL)
+        return;
+    nfsd_be_close(&s->be);
+    free(s->state_dir);
+    free(s);
+}
+
+const char *nfs3_srv_export_path(const struct nfs3_srv *s)
+{
+    return s->be.export_path;
+}
+
+const char *nfs3_srv_state_dir(const struct nfs3_srv *s)
+{
+    return s->state_dir;
+}
+
+void nfs3_srv_write_verf(const struct nfs3_srv *s, uint8_t out[NFS3_WRITEVERFSIZE])
+{
+    memcpy(out, s->be.write_verf, NFS3_WRITEVERFSIZE);
+}
+
+void nfs3_srv_root_fh(const struct nfs3_srv *s, struct nfs3_fh *out)
+{
+    nfsd_fh_make(&s->be.fh, s->be.rootino, s->be.rootgen, out);
+}
+
+const struct nfs3_srv_stats *nfs3_srv_stats(const struct nfs3_srv *s)
+{
+    ((struct nfs3_srv *)s)->st.walks = s->be.walks;
+    return &s->st;
+}
