@@ -103,6 +103,7 @@ struct ep {
     int rx_next;      /* index of the next expected data message */
     int rx_step;      /* 0: 1 */
     int count_only;   /* just count messages (raw-peer tests) */
+    int share_rx;     /* take a copy-by-reference of each message (guards its pages) */
     int counted;
     size_t last_len;
     int rx_bad;
@@ -178,6 +179,12 @@ static void ep_on_msg(struct krpc_conn *c, struct mb_chain *msg, void *arg)
         CHECK_EQ(krpc_conn_send(c, &m), -EPIPE);
         CHECK_EQ(m.len, 0);
         return;
+    }
+    if (e->share_rx && msg->len > 0) {
+        struct mb_chain ref = MB_CHAIN_INIT;
+        CHECK(mb_chain_copy_ref(&ref, msg, 0, msg->len) == 0);
+        mb_chain_free(msg);
+        *msg = ref;
     }
     if (!msg_ok(msg, 1 - e->dir, e->rx_next, sizes[e->rx_next % NSIZES])) {
         fprintf(stderr, "%s: message %d (%zu bytes expected) bad: %zu bytes\n", e->name, e->rx_next,
@@ -861,6 +868,45 @@ static void test_send_queue_limit_exact(void)
     check_pool_empty();
 }
 
+/* Guard mode: the receiver shares what it gets, which mprotects those
+ * receive pages; the connection must not read into them again. */
+static void test_guard_mode_receive(void)
+{
+    struct krpc_loop *loop;
+    struct ep a, b;
+    struct krpc_conn_config cfg = {0, 3000, 0};
+    struct ktls_config srv, cli;
+    int fa, fb, n = (int)NSIZES;
+
+    mb_guard_set(1);
+    REQUIRE(tu_tcp_pair(&fa, &fb) == 0);
+    REQUIRE(krpc_loop_new(&loop) == 0);
+    ep_init(&a, "client", 0);
+    ep_init(&b, "server", 1);
+    a.share_rx = b.share_rx = 1;
+    REQUIRE(krpc_conn_new(loop, fa, &cfg, &ep_ops, &a, &a.c) == 0);
+    REQUIRE(krpc_conn_new(loop, fb, &cfg, &ep_ops, &b, &b.c) == 0);
+    CHECK(send_range(&a, 0, n) == 0);
+    CHECK(send_range(&b, 0, n) == 0);
+    CHECK(run_until(loop, got_all, &a, &b, n) == 0);
+    CHECK_EQ(a.rx_next + b.rx_next, 2 * n);
+    tls_configs(&srv, &cli);
+    CHECK(krpc_conn_start_tls(a.c, &cli) == 0);
+    CHECK(krpc_conn_start_tls(b.c, &srv) == 0);
+    CHECK(send_range(&a, n, n) == 0);
+    CHECK(send_range(&b, n, n) == 0);
+    CHECK(run_until(loop, got_all, &a, &b, 2 * n) == 0);
+    CHECK_EQ(a.rx_next + b.rx_next, 4 * n);
+    CHECK_EQ(a.rx_bad + b.rx_bad, 0);
+    if (a.c != NULL)
+        krpc_conn_close(a.c, 0);
+    CHECK(run_until(loop, both_closed, &a, &b, 0) == 0);
+    CHECK_EQ(a.close_err + b.close_err, 0);
+    krpc_loop_free(loop);
+    mb_guard_set(0);
+    check_pool_empty();
+}
+
 /* Non-blocking connect: messages sent before the connection is up; and a
  * refused connect reported through on_close. */
 static void test_connect(void)
@@ -932,6 +978,7 @@ int main(void)
     TEST_RUN(test_partial_writes);
     TEST_RUN(test_send_queue_limit_exact);
     TEST_RUN(test_connect);
+    TEST_RUN(test_guard_mode_receive);
     tu_certs_destroy(&certs);
     return test_summary();
 }
