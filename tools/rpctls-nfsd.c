@@ -1,0 +1,256 @@
+/*
+ * rpctls-nfsd - an NFSv3 + MOUNT v3 server for one directory, on one TCP
+ * port, plain or RPC-with-TLS (RFC 9289). Thin: flags to the library
+ * (include/rpctls/nfs3_srv.h, krpc_svc.h). See docs/nfs3-server.md.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rpctls/krpc.h"
+#include "rpctls/krpc_svc.h"
+#include "rpctls/ktls.h"
+#include "rpctls/mbuf.h"
+#include "rpctls/nfs3_srv.h"
+
+#define PROG "rpctls-nfsd"
+
+static struct krpc_loop *g_loop;
+static volatile sig_atomic_t g_signal;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: " PROG " --export DIR [options]\n"
+            "\n"
+            "Serves DIR over NFSv3 and MOUNT v3 on one TCP port. Clients mount DIR by\n"
+            "its absolute path, e.g. nfs://127.0.0.1:2049/srv/data/FILE for --export /srv/data.\n"
+            "Files are read and written as the user running " PROG ", whatever the\n"
+            "client's AUTH_SYS credential says (AUTH_NONE and AUTH_SYS are accepted).\n"
+            "\n"
+            "  --export DIR          directory to export (required)\n"
+            "  --listen ADDR:PORT    listen address (default 127.0.0.1:2049); \"[::1]:PORT\" for\n"
+            "                        IPv6; port 0 picks a free port (printed at startup)\n"
+            "  --tls MODE            off (default): plain TCP only, the RFC 9289 probe is refused;\n"
+            "                        optional: plain and TLS clients; required: only TLS clients\n"
+            "                        (plain calls other than the probe get AUTH_TOOWEAK)\n"
+            "  --cert FILE           server certificate, PEM (required with --tls optional|required)\n"
+            "  --key FILE            its private key, PEM\n"
+            "  --ca FILE             CA certificate(s), PEM, to verify client certificates; turns\n"
+            "                        --verify-client to optional unless given\n"
+            "  --verify-client M     none: do not ask for a client certificate (default without --ca);\n"
+            "                        optional: ask, verify it when sent (default with --ca);\n"
+            "                        required: refuse clients without a valid certificate (needs --ca)\n"
+            "  --tx-mode M           record-layer TX encryption: auto (default), outofplace, copy,\n"
+            "                        inplace (UNSAFE: corrupts shared pages; for demonstrations)\n"
+            "  --state-dir DIR       where the file-handle key is kept (made 0700, key 0600, on first\n"
+            "                        start; handles stay valid across restarts with the same DIR).\n"
+            "                        Default: $XDG_STATE_HOME/rpctls-nfsd, else /var/lib/rpctls-nfsd\n"
+            "                        for root, else $HOME/.local/state/rpctls-nfsd\n"
+            "  --keylog FILE         append TLS secrets in NSS key-log format (for Wireshark);\n"
+            "                        default: $SSLKEYLOGFILE when set\n"
+            "  --max-io BYTES        largest READ/WRITE advertised in FSINFO (default 1048576,\n"
+            "                        at most 4194304)\n"
+            "  -q, --quiet           log errors only\n"
+            "  -v, --verbose         log connections, mounts and refused calls (twice: debug)\n"
+            "  -h, --help            this text\n"
+            "\n"
+            "Logs go to stderr; the first line is \"" PROG ": listening on ADDR:PORT\".\n"
+            "SIGINT or SIGTERM stops the server cleanly (exit status 0). Exit status 2: bad\n"
+            "usage; 1: could not start or a run-time failure.\n");
+}
+
+static void on_signal(int sig)
+{
+    g_signal = sig;
+    krpc_loop_stop(g_loop); /* an atomic store and an eventfd write: async-signal-safe */
+}
+
+static int parse_verify(const char *s, int *out)
+{
+    if (strcmp(s, "none") == 0)
+        *out = 0;
+    else if (strcmp(s, "optional") == 0)
+        *out = 1;
+    else if (strcmp(s, "required") == 0)
+        *out = 2;
+    else
+        return -1;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"export", required_argument, NULL, 'e'},   {"listen", required_argument, NULL, 'l'},
+        {"tls", required_argument, NULL, 't'},      {"cert", required_argument, NULL, 'c'},
+        {"key", required_argument, NULL, 'k'},      {"ca", required_argument, NULL, 'a'},
+        {"verify-client", required_argument, NULL, 'V'}, {"tx-mode", required_argument, NULL, 'x'},
+        {"state-dir", required_argument, NULL, 's'}, {"keylog", required_argument, NULL, 'K'},
+        {"max-io", required_argument, NULL, 'm'},   {"quiet", no_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'},        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *export_dir = NULL, *listen_addr = "127.0.0.1:2049", *tls = "off", *cert = NULL, *key = NULL,
+               *ca = NULL, *state_dir = NULL, *keylog = NULL;
+    enum ktls_tx_mode txm = KTLS_TX_AUTO;
+    int verify = -1, quiet = 0, verbose = 0, c, rc = 1;
+    unsigned long max_io = 0;
+    struct krpc_svc_config cfg;
+    struct krpc_svc *svc = NULL;
+    struct nfs3_srv *srv = NULL;
+    char err[512], addr[80];
+
+    memset(&cfg, 0, sizeof(cfg));
+    while ((c = getopt_long(argc, argv, "hqv", opts, NULL)) != -1) {
+        switch (c) {
+        case 'e': export_dir = optarg; break;
+        case 'l': listen_addr = optarg; break;
+        case 't': tls = optarg; break;
+        case 'c': cert = optarg; break;
+        case 'k': key = optarg; break;
+        case 'a': ca = optarg; break;
+        case 'V':
+            if (parse_verify(optarg, &verify) != 0) {
+                fprintf(stderr, PROG ": --verify-client: none, optional or required\n");
+                return 2;
+            }
+            break;
+        case 'x':
+            if (ktls_tx_mode_from_name(optarg, &txm) != 0) {
+                fprintf(stderr, PROG ": --tx-mode: auto, outofplace, copy or inplace\n");
+                return 2;
+            }
+            break;
+        case 's': state_dir = optarg; break;
+        case 'K': keylog = optarg; break;
+        case 'm': {
+            char *end;
+            max_io = strtoul(optarg, &end, 0);
+            if (*end != '\0' || max_io < 4096 || max_io > (4ul << 20)) {
+                fprintf(stderr, PROG ": --max-io: 4096 .. 4194304\n");
+                return 2;
+            }
+            break;
+        }
+        case 'q': quiet = 1; break;
+        case 'v': verbose++; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc || export_dir == NULL) {
+        fprintf(stderr, PROG ": %s\n", optind != argc ? "unexpected argument" : "--export DIR is required");
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(tls, "off") == 0)
+        cfg.tls = KRPC_SVC_TLS_OFF;
+    else if (strcmp(tls, "optional") == 0)
+        cfg.tls = KRPC_SVC_TLS_OPTIONAL;
+    else if (strcmp(tls, "required") == 0)
+        cfg.tls = KRPC_SVC_TLS_REQUIRED;
+    else {
+        fprintf(stderr, PROG ": --tls: off, optional or required\n");
+        return 2;
+    }
+    if (cfg.tls != KRPC_SVC_TLS_OFF && (cert == NULL || key == NULL)) {
+        fprintf(stderr, PROG ": --tls %s needs --cert and --key\n", tls);
+        return 2;
+    }
+    if (cfg.tls == KRPC_SVC_TLS_OFF && (cert != NULL || key != NULL || ca != NULL)) {
+        fprintf(stderr, PROG ": --cert/--key/--ca given but --tls is off (use --tls optional or required)\n");
+        return 2;
+    }
+    if (verify < 0)
+        verify = ca != NULL ? 1 : 0;
+    if (verify > 0 && ca == NULL) {
+        fprintf(stderr, PROG ": --verify-client optional|required needs --ca\n");
+        return 2;
+    }
+    if (krpc_parse_addr(listen_addr, &cfg.addr, &cfg.addrlen) != 0) {
+        fprintf(stderr, PROG ": --listen %s: not an ADDR:PORT\n", listen_addr);
+        return 2;
+    }
+    krpc_log_set_level(quiet ? KRPC_LOG_ERROR : verbose >= 2 ? KRPC_LOG_DEBUG : verbose ? KRPC_LOG_INFO : KRPC_LOG_WARN);
+    cfg.tlscfg.role = KTLS_SERVER;
+    cfg.tlscfg.cert_file = cert;
+    cfg.tlscfg.key_file = key;
+    cfg.tlscfg.ca_file = ca;
+    cfg.tlscfg.verify_peer = verify;
+    cfg.tlscfg.keylog_file = keylog;
+    cfg.tlscfg.tx_mode = txm;
+    /* Room for a WRITE of max-io bytes plus its headers. */
+    cfg.max_msg = (max_io ? max_io : NFS3_SRV_DEFAULT_TMAX) + 64 * 1024;
+    if (cfg.max_msg < KRPC_RM_DEFAULT_MAX_MSG)
+        cfg.max_msg = KRPC_RM_DEFAULT_MAX_MSG;
+
+    signal(SIGPIPE, SIG_IGN);
+    if (krpc_loop_new(&g_loop) != 0) {
+        fprintf(stderr, PROG ": cannot create the event loop\n");
+        return 1;
+    }
+    int ret = krpc_svc_new(g_loop, &cfg, &svc);
+    if (ret != 0) {
+        fprintf(stderr, PROG ": cannot listen on %s: %s\n", listen_addr, strerror(-ret));
+        goto out;
+    }
+    struct nfs3_srv_config scfg = {export_dir, state_dir, (uint32_t)max_io, (uint32_t)max_io, NULL};
+    ret = nfs3_srv_new(svc, &scfg, &srv, err, sizeof(err));
+    if (ret != 0) {
+        fprintf(stderr, PROG ": %s\n", err);
+        goto out;
+    }
+    {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        uint8_t v[NFS3_WRITEVERFSIZE];
+        if (krpc_svc_addr(svc, &ss, &sl) != 0 || krpc_format_addr((struct sockaddr *)&ss, addr, sizeof(addr)) == NULL)
+            snprintf(addr, sizeof(addr), "%s", listen_addr);
+        nfs3_srv_write_verf(srv, v);
+        fprintf(stderr, PROG ": listening on %s\n", addr);
+        if (!quiet)
+            fprintf(stderr,
+                    PROG ": export %s, tls %s%s%s, tx-mode %s, state dir %s, write verifier "
+                         "%02x%02x%02x%02x%02x%02x%02x%02x\n",
+                    nfs3_srv_export_path(srv), tls, verify == 2 ? " (client certificates required)" : "",
+                    verify == 1 ? " (client certificates verified when sent)" : "", ktls_tx_mode_name(txm),
+                    nfs3_srv_state_dir(srv), v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    ret = krpc_loop_run(g_loop, NULL, -1);
+    if (ret != 0 && g_signal == 0) {
+        fprintf(stderr, PROG ": event loop: %s\n", strerror(-ret));
+        goto out;
+    }
+    rc = 0;
+    if (!quiet) {
+        const struct nfs3_srv_stats *st = nfs3_srv_stats(srv);
+        const struct krpc_svc_stats *ss = krpc_svc_stats(svc);
+        fprintf(stderr,
+                PROG ": %s: stopping; %" PRIu64 " connections, %" PRIu64 " calls, %" PRIu64 " NFS errors, %" PRIu64
+                     " bytes written, %" PRIu64 " bytes read\n",
+                g_signal == SIGTERM ? "SIGTERM" : g_signal == SIGINT ? "SIGINT" : "stopped", ss->conns_accepted,
+                ss->calls, st->errors, st->bytes_written, st->bytes_read);
+    }
+out:
+    if (svc != NULL)
+        krpc_svc_free(svc);
+    nfs3_srv_free(srv);
+    /* Let closing connections finish their callbacks before the loop goes. */
+    for (int i = 0; i < 10 && krpc_loop_run_once(g_loop, 0) > 0; i++)
+        ;
+    krpc_loop_free(g_loop);
+    return rc;
+}
