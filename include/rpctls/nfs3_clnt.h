@@ -1,0 +1,122 @@
+/*
+ * rpctls/nfs3_clnt.h - an NFSv3 client on the krpc RPC client: MOUNT,
+ * path lookup and create, pipelined READ, WRITE, COMMIT, GETATTR, FSINFO.
+ *
+ * One struct nfs3_clnt is one NFS connection (a struct krpc_clnt for
+ * program 100003 version 3) on a struct krpc_loop, with everything that
+ * implies: retransmission of retained requests, reconnect with a fresh RFC
+ * 9289 probe and TLS handshake. MOUNT calls go to the same address and port
+ * (rpctls-nfsd serves both programs on one port) through a short-lived
+ * second RPC client, because a krpc_clnt speaks one program.
+ *
+ * Status convention for every function and callback here:
+ *     0      success
+ *     < 0    a negative errno from the RPC layer or a decode (-ETIMEDOUT,
+ *            -ECONNREFUSED, -EPROTO, -EBADMSG, -EACCES for AUTH_ERROR ...)
+ *     > 0    an NFS status (enum nfs3_stat) or, for nfs3_mount, a
+ *            mountstat3 (enum nfs3_mnt_stat)
+ * nfs3_clnt_error() has the last failure in words.
+ *
+ * Asynchronous calls run their callback later from the loop, never inside
+ * the call that started them. Blocking helpers run the client's loop until
+ * the answer arrives (bounded by the RPC client's timeouts and retries); do
+ * not call them from inside a loop callback.
+ */
+#ifndef RPCTLS_NFS3_CLNT_H
+#define RPCTLS_NFS3_CLNT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rpctls/krpc_clnt.h"
+#include "rpctls/nfs3.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct nfs3_clnt;
+
+/* cfg: address, TLS policy and configuration, timeouts, credential, name.
+ * prog and vers are ignored (set to NFS v3). A zero credential flavor gives
+ * AUTH_SYS with this process's uid and gid. The connection starts at once. */
+int nfs3_clnt_new(struct krpc_loop *loop, const struct krpc_clnt_config *cfg, struct nfs3_clnt **out);
+/* Fails outstanding calls with -ECANCELED (their callbacks run) and closes. */
+void nfs3_clnt_free(struct nfs3_clnt *nc);
+struct krpc_clnt *nfs3_clnt_rpc(const struct nfs3_clnt *nc);
+struct krpc_loop *nfs3_clnt_loop(const struct nfs3_clnt *nc);
+/* The last failure in words ("" if none). */
+const char *nfs3_clnt_error(const struct nfs3_clnt *nc);
+/* A status in words: "NFS3ERR_NOENT", "Connection refused", ... */
+const char *nfs3_status_str(int status, char *buf, size_t len);
+
+/* ---- asynchronous calls -------------------------------------------------- */
+
+/* WRITE: data (consumed) is linked into the call by reference. */
+typedef void (*nfs3_write_fn)(struct nfs3_clnt *nc, int status, const struct nfs3_write_res *res, void *arg);
+int nfs3_write_async(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint32_t stable,
+                     struct mb_chain *data, nfs3_write_fn fn, void *arg);
+
+/* READ: res->data refers to the reply's storage; take it with
+ * mb_chain_concat inside the callback to keep it. */
+typedef void (*nfs3_read_fn)(struct nfs3_clnt *nc, int status, struct nfs3_read_res *res, void *arg);
+int nfs3_read_async(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint32_t count,
+                    nfs3_read_fn fn, void *arg);
+
+typedef void (*nfs3_commit_fn)(struct nfs3_clnt *nc, int status, const struct nfs3_commit_res *res, void *arg);
+int nfs3_commit_async(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint32_t count,
+                      nfs3_commit_fn fn, void *arg);
+
+typedef void (*nfs3_getattr_fn)(struct nfs3_clnt *nc, int status, const struct nfs3_fattr *attr, void *arg);
+int nfs3_getattr_async(struct nfs3_clnt *nc, const struct nfs3_fh *fh, nfs3_getattr_fn fn, void *arg);
+
+/* ---- blocking helpers ------------------------------------------------------ */
+
+/* MNT of export_path; *root gets the export's root file handle. */
+int nfs3_mount(struct nfs3_clnt *nc, const char *export_path, struct nfs3_fh *root);
+/* Finds the export within path ("/srv/data/dir/file"): MNT of the longest
+ * proper prefix that the server mounts ("/srv/data"). *rest_off gets the
+ * offset in path of the remainder ("dir/file", without the slash). */
+int nfs3_mount_prefix(struct nfs3_clnt *nc, const char *path, struct nfs3_fh *root, size_t *rest_off);
+
+int nfs3_getattr(struct nfs3_clnt *nc, const struct nfs3_fh *fh, struct nfs3_fattr *attr);
+int nfs3_fsinfo(struct nfs3_clnt *nc, const struct nfs3_fh *fh, struct nfs3_fsinfo_res *res);
+int nfs3_lookup(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name, struct nfs3_fh *fh,
+                struct nfs3_fattr *attr);
+/* CREATE UNCHECKED (size 0 when truncate: an existing file is emptied). */
+int nfs3_create(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name, uint32_t mode, int truncate,
+                struct nfs3_fh *fh);
+int nfs3_mkdir(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name, uint32_t mode,
+               struct nfs3_fh *fh);
+
+#define NFS3_OPEN_CREATE 0x1 /* create the last component (CREATE UNCHECKED) if missing */
+#define NFS3_OPEN_TRUNC 0x2  /* create it empty, or empty it when it exists */
+#define NFS3_OPEN_MKDIRS 0x4 /* create missing intermediate directories (MKDIR) */
+/* Walks relpath ("a/b/file"; empty: dir itself) from dir with LOOKUP,
+ * creating as flags say. attr (may be NULL) gets the final object's
+ * attributes. */
+int nfs3_open_path(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *relpath, int flags,
+                   struct nfs3_fh *fh, struct nfs3_fattr *attr);
+
+int nfs3_write(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint32_t stable,
+               struct mb_chain *data, struct nfs3_write_res *res);
+int nfs3_commit(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint32_t count,
+                uint8_t verf[NFS3_WRITEVERFSIZE]);
+
+/* Pipelined READ of [offset, offset + length) with up to depth calls of
+ * rsize bytes in flight. sink receives the data in file order (data is the
+ * sink's: free or keep it); a non-zero return stops the read and is
+ * returned. Ends at length or at the end of the file; *got (may be NULL)
+ * receives the bytes delivered. */
+typedef int (*nfs3_sink_fn)(void *arg, uint64_t offset, struct mb_chain *data);
+int nfs3_read_pipelined(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint64_t length,
+                        uint32_t rsize, unsigned depth, nfs3_sink_fn sink, void *arg, uint64_t *got);
+
+/* Pipelined writing from a file (one or several servers, UNSTABLE + COMMIT,
+ * resends on a verifier change) is nfs3_mirror_write() in nfs3_mirror.h. */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
