@@ -200,7 +200,8 @@ struct krpc_conn_config {
     size_t max_send_queue;   /* krpc_conn_send fails with -ENOBUFS beyond this; 0: no limit */
 };
 
-/* Takes ownership of a connected (or connecting) non-blocking TCP socket. */
+/* Takes ownership of a connected (or connecting) non-blocking TCP socket
+ * on success; on failure the caller still owns fd. */
 int krpc_conn_new(struct krpc_loop *loop, int fd, const struct krpc_conn_config *cfg,
                   const struct krpc_conn_ops *ops, void *arg, struct krpc_conn **out);
 /* Queues one RPC message (consumed) for sending; record marks are added
@@ -213,6 +214,10 @@ int krpc_conn_send(struct krpc_conn *c, struct mb_chain *msg);
 int krpc_conn_start_tls(struct krpc_conn *c, const struct ktls_config *cfg);
 /* Closes now: on_close(err) runs from the loop, not from inside this call. */
 void krpc_conn_close(struct krpc_conn *c, int err);
+/* For an owner going away: closes (a best-effort close_notify in TLS) and
+ * frees at once, with no further callbacks. Called from inside one of the
+ * connection's own callbacks, the freeing finishes from the loop. */
+void krpc_conn_free(struct krpc_conn *c);
 int krpc_conn_is_tls(const struct krpc_conn *c);
 const char *krpc_conn_peer_subject(const struct krpc_conn *c); /* "" when none */
 /* Record-layer counters, NULL when not TLS. */

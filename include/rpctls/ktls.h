@@ -147,7 +147,7 @@ struct ktls_config {
     enum ktls_tx_mode tx_mode;
     size_t max_record;
     uint64_t key_update_bytes;
-    int timeout_ms;            /* blocking handshake; 0: 30000 */
+    int timeout_ms;            /* handshake deadline (ktls_handshake, krpc connections); 0: 30000 */
 };
 
 struct ktls_hs;

@@ -211,6 +211,28 @@ static void conn_close_timer(struct krpc_loop *loop, struct krpc_timer *t, void 
     conn_free(c);
 }
 
+void krpc_conn_free(struct krpc_conn *c)
+{
+    if (c == NULL)
+        return;
+    /* The owner is going away: no callback may reach it any more. */
+    c->ops.on_msg = NULL;
+    c->ops.on_close = NULL;
+    c->ops.on_tls = NULL;
+    c->tls_owed = 0;
+    if (c->depth > 0) {
+        /* Inside one of this connection's callbacks: finish from the loop. */
+        krpc_conn_close(c, 0);
+        return;
+    }
+    if (c->state != CS_CLOSED && c->state == CS_TLS && c->tls != NULL && !c->tls_dead) {
+        (void)ktls_tx_close_notify(c->tls, &c->sendq);
+        if (!c->connecting && c->fd >= 0)
+            (void)conn_flush(c);
+    }
+    conn_free(c);
+}
+
 void krpc_conn_close(struct krpc_conn *c, int err)
 {
     enum conn_state prev;

@@ -967,14 +967,13 @@ void krpc_svc_free(struct krpc_svc *svc)
     }
     if (svc->loop != NULL)
         krpc_timer_cancel(svc->loop, &svc->accept_timer);
-    /* Connections close from the loop; their state is freed in on_close,
-     * which no longer refers to the server. */
+    /* Connections go now, without callbacks, so the loop can be freed next. */
     while (svc->conns != NULL) {
         struct svc_conn *sc = svc->conns;
         svc->conns = sc->next;
         krpc_timer_cancel(svc->loop, &sc->timer);
-        conn_close(sc, 0);
-        sc->svc = NULL;
+        krpc_conn_free(sc->c);
+        free(sc);
     }
     while (svc->deferred != NULL) {
         struct svc_req *r = svc->deferred;
