@@ -100,10 +100,10 @@ static void test_peer_fatal_alert(void)
     CHECK_EQ(ktls_recv(c, cfd, &app), -EPROTO);
     CHECK_EQ(ktls_rx_alert(c), 20); /* bad_record_mac */
     CHECK_EQ(app.len, 0);
+    ktls_conn_free(c);
+    close(cfd); /* the peer lingers until we close */
     tu_peer_join(peer, &res);
     CHECK(!res.ok);
-    ktls_conn_free(c);
-    close(cfd);
 }
 
 int main(void)
