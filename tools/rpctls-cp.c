@@ -1,0 +1,732 @@
+/*
+ * rpctls-cp - copy a local file to one or more NFSv3 servers (mirrors) over
+ * RPC-with-TLS, or read a file back from one. A thin front end for
+ * nfs3_mirror_write() and nfs3_read_pipelined(); see --help and
+ * docs/nfs3-client.md.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "rpctls/nfs3_clnt.h"
+#include "rpctls/nfs3_mirror.h"
+
+#define PROG "rpctls-cp"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: " PROG " [options] SRC DEST...\n"
+            "\n"
+            "Copies the local file SRC to every DEST, each an nfs://HOST[:PORT]/EXPORT/PATH URL\n"
+            "(several DESTs are mirrors: every one receives the whole file), or, with an nfs://\n"
+            "SRC and one local DEST, reads a file back. EXPORT is the server's export path, as\n"
+            "given to rpctls-nfsd --export (nfs://127.0.0.1:2049/srv/data/f for --export /srv/data);\n"
+            "the longest prefix of the URL path that the server mounts is taken as the export.\n"
+            "HOST is an IPv4 or [IPv6] literal or localhost; PORT defaults to 2049. MOUNT and NFS\n"
+            "are both reached on PORT. A DEST file is created or truncated.\n"
+            "\n"
+            "Each chunk of SRC is read once and shared by reference by every mirror; each mirror\n"
+            "has its own connection and thread; writes are UNSTABLE with several in flight, then\n"
+            "COMMIT; data lost by a server restart (changed write verifier) is written again.\n"
+            "\n"
+            "Options:\n"
+            "  --tls              RPC-with-TLS (RFC 9289), required: fail if a server does not offer\n"
+            "                     it (the default when --ca is given; without --ca the server is\n"
+            "                     verified against the system's default CA store)\n"
+            "  --no-tls           plain TCP (the default without --ca)\n"
+            "  --ca FILE          CA certificate(s), PEM, to verify the servers (name checked against\n"
+            "                     HOST)\n"
+            "  --cert FILE        client certificate, PEM, for servers that ask for one\n"
+            "  --key FILE         its private key, PEM\n"
+            "  --tx-mode M        record-layer TX encryption: auto (default), outofplace, copy, or\n"
+            "                     inplace (UNSAFE: encrypts shared pages in place and corrupts the\n"
+            "                     mirrors and retransmissions; exists to demonstrate that bug)\n"
+            "  --wsize BYTES      bytes per WRITE (and READ); suffixes K, M; default 1M, at most 4M,\n"
+            "                     lowered to the server's FSINFO maximum\n"
+            "  --depth N          WRITEs (READs) in flight per server (default 8)\n"
+            "  --verify           read every mirror back and compare its SHA-256 with the source's\n"
+            "                     (a difference fails that mirror); when reading back, re-read the\n"
+            "                     written local file and compare it with the data received\n"
+            "  --progress         a progress bar with rate and ETA on stderr\n"
+            "  --no-progress      none (the default when stderr is not a terminal)\n"
+            "  --stats            print per-mirror RPC and record-layer counters and the throughput\n"
+            "                     on stdout\n"
+            "  --keylog FILE      append TLS secrets in NSS key-log format (for Wireshark); default:\n"
+            "                     $SSLKEYLOGFILE when set\n"
+            "  --timeout MS       wait per RPC attempt before a retransmission (default 5000)\n"
+            "  --retries N        retransmissions per call before it fails (default 5); a server\n"
+            "                     that stays unreachable fails after about 10 reconnect attempts\n"
+            "                     (backoff from 100 ms doubling to 2 s)\n"
+            "  --reconnects N     consecutive failed reconnects before calls fail (default 10)\n"
+            "  -p, --parents      create missing directories on the way to a DEST file\n"
+            "  -h, --help         this text\n"
+            "\n"
+            "Exit status: 0 when every mirror has the whole file committed (and verified with\n"
+            "--verify); 1 when any mirror or the copy failed (each failed mirror is named on\n"
+            "stderr: \"mirror nfs://...: reason\"); 2 for bad usage.\n");
+}
+
+struct opts {
+    int tls;                 /* -1: default */
+    const char *ca, *cert, *key, *keylog;
+    enum ktls_tx_mode tx_mode;
+    uint32_t wsize;
+    unsigned depth;
+    int verify, progress, stats, parents;
+    int timeout_ms, retries;
+    unsigned reconnects;
+};
+
+static void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die_usage(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, PROG ": ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(" PROG " --help for usage)\n");
+    exit(2);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t parse_size(const char *s, const char *what)
+{
+    char *end;
+    unsigned long long v;
+
+    errno = 0;
+    v = strtoull(s, &end, 0);
+    if (errno || end == s)
+        die_usage("%s: not a number: %s", what, s);
+    if (*end == 'k' || *end == 'K')
+        v <<= 10, end++;
+    else if (*end == 'm' || *end == 'M')
+        v <<= 20, end++;
+    if (*end == 'i' && end[-1] != '\0')
+        end++;
+    if (*end == 'b' || *end == 'B')
+        end++;
+    if (*end)
+        die_usage("%s: not a size: %s", what, s);
+    return v;
+}
+
+static long parse_int(const char *s, const char *what, long lo, long hi)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        die_usage("%s: expected %ld..%ld", what, lo, hi);
+    return v;
+}
+
+/* ---- URLs ------------------------------------------------------------------- */
+
+struct url {
+    char label[4200];        /* the URL as given */
+    char host[256];          /* without brackets */
+    char path[NFS3_MAXPATHLEN + 1];
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+};
+
+static int is_url(const char *s)
+{
+    return strncmp(s, "nfs://", 6) == 0;
+}
+
+static void parse_url(const char *s, struct url *u)
+{
+    const char *p = s + 6, *slash, *hend;
+    char hostport[300];
+    int port = 2049;
+
+    memset(u, 0, sizeof *u);
+    snprintf(u->label, sizeof u->label, "%s", s);
+    slash = strchr(p, '/');
+    if (!slash || slash == p)
+        die_usage("%s: expected nfs://HOST[:PORT]/EXPORT/PATH", s);
+    if (*p == '[') {
+        hend = memchr(p, ']', (size_t)(slash - p));
+        if (!hend)
+            die_usage("%s: unterminated [IPv6] host", s);
+        snprintf(u->host, sizeof u->host, "%.*s", (int)(hend - p - 1), p + 1);
+        hend++;
+    } else {
+        hend = memchr(p, ':', (size_t)(slash - p));
+        if (!hend)
+            hend = slash;
+        snprintf(u->host, sizeof u->host, "%.*s", (int)(hend - p), p);
+    }
+    if (hend < slash) {
+        char num[16];
+        if (*hend != ':' || slash - hend - 1 < 1 || slash - hend - 1 > 5)
+            die_usage("%s: bad port", s);
+        snprintf(num, sizeof num, "%.*s", (int)(slash - hend - 1), hend + 1);
+        port = (int)parse_int(num, "port", 1, 65535);
+    }
+    if (strlen(slash) > NFS3_MAXPATHLEN)
+        die_usage("%s: path too long", s);
+    snprintf(u->path, sizeof u->path, "%s", slash);
+    if (strchr(u->host, ':'))
+        snprintf(hostport, sizeof hostport, "[%s]:%d", u->host, port);
+    else
+        snprintf(hostport, sizeof hostport, "%s:%d", u->host, port);
+    if (krpc_parse_addr(hostport, &u->addr, &u->addrlen) < 0)
+        die_usage("%s: HOST must be an IPv4 or [IPv6] address or localhost", s);
+}
+
+static void rpc_config(const struct opts *o, const struct url *u, struct krpc_clnt_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->addr = u->addr;
+    c->addrlen = u->addrlen;
+    c->tls = o->tls ? KRPC_TLS_REQUIRED : KRPC_TLS_OFF;
+    c->tlscfg.ca_file = o->ca;
+    c->tlscfg.cert_file = o->cert;
+    c->tlscfg.key_file = o->key;
+    c->tlscfg.server_name = u->host;
+    c->tlscfg.keylog_file = o->keylog;
+    c->tlscfg.tx_mode = o->tx_mode;
+    c->timeout_ms = o->timeout_ms;
+    c->max_retries = o->retries;
+    c->max_reconnects = o->reconnects;
+    c->name = u->label;
+}
+
+/* ---- progress ------------------------------------------------------------------ */
+
+struct progress {
+    int on;
+    double t0, last;
+    const char *what;
+};
+
+static void fmt_bytes(char *buf, size_t len, double b)
+{
+    if (b >= 1024.0 * 1024 * 1024)
+        snprintf(buf, len, "%.2f GiB", b / (1024.0 * 1024 * 1024));
+    else if (b >= 1024.0 * 1024)
+        snprintf(buf, len, "%.1f MiB", b / (1024.0 * 1024));
+    else if (b >= 1024.0)
+        snprintf(buf, len, "%.1f KiB", b / 1024.0);
+    else
+        snprintf(buf, len, "%.0f B", b);
+}
+
+static void progress_draw(struct progress *p, uint64_t done, uint64_t total, int final)
+{
+    double t = now_s(), el = t - p->t0, rate, frac;
+    char bar[31], a[32], r[32], eta[32];
+    int fill;
+
+    if (!p->on || (!final && t - p->last < 0.1))
+        return;
+    p->last = t;
+    frac = total ? (double)done / (double)total : 1.0;
+    if (frac > 1.0)
+        frac = 1.0;
+    fill = (int)(frac * 30);
+    memset(bar, '#', (size_t)fill);
+    memset(bar + fill, '.', (size_t)(30 - fill));
+    bar[30] = '\0';
+    rate = el > 0 ? (double)done / el : 0;
+    fmt_bytes(a, sizeof a, (double)done);
+    fmt_bytes(r, sizeof r, rate);
+    if (final)
+        snprintf(eta, sizeof eta, "%.1f s", el);
+    else if (rate > 0 && total > done) {
+        unsigned s = (unsigned)((double)(total - done) / rate + 0.5);
+        snprintf(eta, sizeof eta, "ETA %u:%02u", s / 60, s % 60);
+    } else
+        snprintf(eta, sizeof eta, "ETA --:--");
+    fprintf(stderr, "\r%s [%s] %3.0f%% %10s %10s/s %-12s", p->what, bar, frac * 100, a, r, eta);
+    if (final)
+        fputc('\n', stderr);
+    fflush(stderr);
+}
+
+static void progress_cb(void *arg, uint64_t done, uint64_t total)
+{
+    progress_draw(arg, done, total, 0);
+}
+
+/* ---- stats ---------------------------------------------------------------------- */
+
+static void print_stats(const char *label, const struct nfs3_mirror_result *r, uint64_t size)
+{
+    const struct krpc_clnt_stats *c = &r->rpc;
+    const struct ktls_stats *t = &r->tls_stats;
+    char rate[32];
+
+    fmt_bytes(rate, sizeof rate, r->seconds > 0 ? (double)size / r->seconds : 0);
+    printf("mirror %s: %s, %s, wsize %" PRIu32 ", %.3f s to the last COMMIT (%s/s)\n", label,
+           r->status == 0 ? "ok" : "FAILED", r->tls ? "TLS" : "plain TCP", r->wsize, r->seconds, rate);
+    printf("  nfs:  bytes written %" PRIu64 ", resent %" PRIu64 ", commits %u, verifier changes %u\n",
+           r->bytes_written, r->bytes_resent, r->commits, r->verifier_changes);
+    printf("  rpc:  calls %" PRIu64 ", replies %" PRIu64 ", failures %" PRIu64 ", retransmits %" PRIu64
+           ", reconnects %" PRIu64 ", TLS handshakes %" PRIu64 ", wire bytes sent %" PRIu64 ", received %" PRIu64
+           "\n",
+           c->calls, c->replies, c->failures, c->retransmits, c->reconnects, c->tls_handshakes, c->bytes_sent,
+           c->bytes_received);
+    if (r->tls)
+        printf("  tls:  tx records in place %" PRIu64 " (%" PRIu64 " bytes), out of place %" PRIu64 " (%" PRIu64
+               " bytes), copied %" PRIu64 " (%" PRIu64 " bytes), pages allocated %" PRIu64
+               ", control records %" PRIu64 ", key updates %" PRIu64 "; rx records %" PRIu64 " (%" PRIu64
+               " bytes), bad records %" PRIu64 "\n",
+               t->tx_records_inplace, t->tx_bytes_inplace, t->tx_records_outofplace, t->tx_bytes_outofplace,
+               t->tx_records_copied, t->tx_bytes_copied, t->tx_pages_allocated, t->tx_control_records,
+               t->tx_key_updates, t->rx_records, t->rx_bytes, t->rx_bad_records);
+    if (r->verified)
+        printf("  verify: %" PRIu64 " bytes read back, SHA-256 %s\n", r->size,
+               r->status == 0 ? "matches the source" : "DIFFERS");
+}
+
+static void hex(const uint8_t *d, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++)
+        sprintf(out + 2 * i, "%02x", d[i]);
+}
+
+/* ---- write: local file to mirrors ------------------------------------------------ */
+
+static int do_write(const struct opts *o, const char *src, char **dests, int ndest)
+{
+    struct nfs3_mirror_dest *d = calloc((size_t)ndest, sizeof *d);
+    struct nfs3_mirror_result *res = calloc((size_t)ndest, sizeof *res);
+    struct url *u = calloc((size_t)ndest, sizeof *u);
+    struct nfs3_mirror_config cfg;
+    struct progress pr;
+    struct stat stt;
+    uint8_t sha[32];
+    double t0, el;
+    int fd, rc, status = 0;
+
+    if (!d || !res || !u) {
+        fprintf(stderr, PROG ": out of memory\n");
+        return 1;
+    }
+    for (int i = 0; i < ndest; i++) {
+        if (!is_url(dests[i]))
+            die_usage("%s: every DEST of a local SRC must be an nfs:// URL", dests[i]);
+        parse_url(dests[i], &u[i]);
+        rpc_config(o, &u[i], &d[i].rpc);
+        d[i].label = u[i].label;
+        d[i].path = u[i].path;
+    }
+    fd = open(src, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &stt) < 0) {
+        fprintf(stderr, PROG ": %s: %s\n", src, strerror(errno));
+        return 1;
+    }
+    if (!S_ISREG(stt.st_mode)) {
+        fprintf(stderr, PROG ": %s: not a regular file\n", src);
+        close(fd);
+        return 1;
+    }
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.wsize = o->wsize;
+    cfg.depth = o->depth;
+    cfg.mkdirs = o->parents;
+    cfg.verify = o->verify;
+    memset(&pr, 0, sizeof pr);
+    pr.on = o->progress;
+    pr.what = "write";
+    pr.t0 = now_s();
+    if (pr.on) {
+        cfg.progress = progress_cb;
+        cfg.progress_arg = &pr;
+    }
+    t0 = now_s();
+    rc = nfs3_mirror_write(fd, (uint64_t)stt.st_size, d, (unsigned)ndest, &cfg, res, sha);
+    el = now_s() - t0;
+    progress_draw(&pr, (uint64_t)stt.st_size, (uint64_t)stt.st_size, 1);
+    close(fd);
+    if (rc < 0 && rc != -EIO) {
+        fprintf(stderr, PROG ": %s: %s\n", src, strerror(-rc));
+        status = 1;
+    }
+    for (int i = 0; i < ndest; i++) {
+        if (res[i].status != 0) {
+            fprintf(stderr, PROG ": %s\n", res[i].error);
+            status = 1;
+        }
+    }
+    if (o->stats) {
+        char h[65], rate[32];
+        uint64_t wire = 0;
+        for (int i = 0; i < ndest; i++) {
+            print_stats(u[i].label, &res[i], (uint64_t)stt.st_size);
+            wire += res[i].rpc.bytes_sent;
+        }
+        fmt_bytes(rate, sizeof rate, el > 0 ? (double)stt.st_size / el : 0);
+        printf("total: %" PRIu64 " bytes to %d mirror%s in %.3f s%s: %s/s per mirror, %.1f MiB/s sent on the "
+               "wire over all mirrors\n",
+               (uint64_t)stt.st_size, ndest, ndest == 1 ? "" : "s", el, o->verify ? " (including --verify)" : "",
+               rate, el > 0 ? (double)wire / el / (1024.0 * 1024) : 0.0);
+        if (o->verify) {
+            hex(sha, 32, h);
+            printf("source SHA-256 %s\n", h);
+        }
+    }
+    free(d);
+    free(res);
+    free(u);
+    return status;
+}
+
+/* ---- read: one server to a local file ---------------------------------------------- */
+
+struct rd_ctx {
+    int fd;
+    EVP_MD_CTX *sha;
+    struct progress *pr;
+    uint64_t total;
+};
+
+/* iovecs for the bytes of c from skip on (at most max entries). */
+static int fill_iov(const struct mb_chain *c, size_t skip, struct iovec *iov, int max)
+{
+    int n = 0;
+
+    for (const struct mb *l = c->head; l && n < max; l = l->next) {
+        size_t o = l->off, end = l->off + l->len;
+        if (skip >= l->len) {
+            skip -= l->len;
+            continue;
+        }
+        o += skip;
+        skip = 0;
+        while (o < end && n < max) {
+            size_t k = mb_store_contig(l->st, o);
+            if (k > end - o)
+                k = end - o;
+            iov[n].iov_base = mb_store_ptr(l->st, o);
+            iov[n].iov_len = k;
+            n++;
+            o += k;
+        }
+    }
+    return n;
+}
+
+static int write_sink(void *arg, uint64_t off, struct mb_chain *data)
+{
+    struct rd_ctx *c = arg;
+    size_t done = 0;
+
+    while (done < data->len) {
+        struct iovec iov[64];
+        int n = fill_iov(data, done, iov, 64);
+        ssize_t w = pwritev(c->fd, iov, n, (off_t)(off + done));
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (w == 0)
+            return -EIO;
+        done += (size_t)w;
+    }
+    if (c->sha) {
+        size_t o = 0;
+        while (o < data->len) {
+            struct iovec iov[64];
+            int n = fill_iov(data, o, iov, 64);
+            for (int i = 0; i < n; i++) {
+                EVP_DigestUpdate(c->sha, iov[i].iov_base, iov[i].iov_len);
+                o += iov[i].iov_len;
+            }
+        }
+    }
+    progress_draw(c->pr, off + data->len, c->total, 0);
+    return 0;
+}
+
+static int sha_file(const char *path, uint8_t out[32])
+{
+    unsigned char *buf = malloc(1 << 20);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned len = 32;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
+    ssize_t n;
+
+    if (!buf || !ctx || fd < 0 || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+        rc = -1;
+    while (rc == 0 && (n = read(fd, buf, 1 << 20)) != 0) {
+        if (n < 0) {
+            if (errno != EINTR)
+                rc = -1;
+            continue;
+        }
+        EVP_DigestUpdate(ctx, buf, (size_t)n);
+    }
+    if (rc == 0)
+        EVP_DigestFinal_ex(ctx, out, &len);
+    if (fd >= 0)
+        close(fd);
+    EVP_MD_CTX_free(ctx);
+    free(buf);
+    return rc;
+}
+
+static int do_read(const struct opts *o, const char *src, const char *dst)
+{
+    struct krpc_clnt_config rc_cfg;
+    struct krpc_loop *loop = NULL;
+    struct nfs3_clnt *nc = NULL;
+    struct nfs3_fsinfo_res fi;
+    struct nfs3_fattr attr;
+    struct nfs3_fh root, fh;
+    struct progress pr;
+    struct rd_ctx ctx;
+    struct url u;
+    size_t rest = 0;
+    uint64_t got = 0;
+    uint32_t rsize = o->wsize ? o->wsize : (1u << 20);
+    double t0;
+    int rc, status = 1;
+    uint8_t sha_rx[32], sha_f[32];
+
+    if (is_url(dst))
+        die_usage("copying from nfs:// to nfs:// is not supported; read to a local file first");
+    parse_url(src, &u);
+    rpc_config(o, &u, &rc_cfg);
+    memset(&ctx, 0, sizeof ctx);
+    ctx.fd = -1;
+    t0 = now_s();
+    rc = krpc_loop_new(&loop);
+    if (rc == 0)
+        rc = nfs3_clnt_new(loop, &rc_cfg, &nc);
+    if (rc < 0) {
+        fprintf(stderr, PROG ": %s: %s\n", u.label, strerror(-rc));
+        goto out;
+    }
+    rc = nfs3_mount_prefix(nc, u.path, &root, &rest);
+    if (rc == 0)
+        rc = nfs3_open_path(nc, &root, u.path + rest, 0, &fh, &attr);
+    if (rc == 0 && attr.type != NFS3_REG) {
+        fprintf(stderr, PROG ": %s: not a regular file\n", u.label);
+        goto out;
+    }
+    if (rc == 0)
+        rc = nfs3_fsinfo(nc, &fh, &fi);
+    if (rc != 0) {
+        fprintf(stderr, PROG ": %s: %s\n", u.label, nfs3_clnt_error(nc));
+        goto out;
+    }
+    if (rsize > NFS3_MAX_DATA)
+        rsize = NFS3_MAX_DATA;
+    if (fi.rtmax && rsize > fi.rtmax)
+        rsize = fi.rtmax;
+    ctx.fd = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (ctx.fd < 0) {
+        fprintf(stderr, PROG ": %s: %s\n", dst, strerror(errno));
+        goto out;
+    }
+    if (o->verify) {
+        ctx.sha = EVP_MD_CTX_new();
+        if (!ctx.sha || EVP_DigestInit_ex(ctx.sha, EVP_sha256(), NULL) != 1) {
+            fprintf(stderr, PROG ": SHA-256 unavailable\n");
+            goto out;
+        }
+    }
+    memset(&pr, 0, sizeof pr);
+    pr.on = o->progress;
+    pr.what = "read";
+    pr.t0 = now_s();
+    ctx.pr = &pr;
+    ctx.total = attr.size;
+    rc = nfs3_read_pipelined(nc, &fh, 0, UINT64_MAX, rsize, o->depth ? o->depth : 8, write_sink, &ctx, &got);
+    progress_draw(&pr, got, attr.size, 1);
+    if (rc != 0) {
+        if (rc < 0 && !nfs3_clnt_error(nc)[0])
+            fprintf(stderr, PROG ": %s: %s\n", dst, strerror(-rc));
+        else
+            fprintf(stderr, PROG ": %s: %s\n", u.label, nfs3_clnt_error(nc));
+        goto out;
+    }
+    if (ftruncate(ctx.fd, (off_t)got) < 0 || close(ctx.fd) < 0) {
+        ctx.fd = -1;
+        fprintf(stderr, PROG ": %s: %s\n", dst, strerror(errno));
+        goto out;
+    }
+    ctx.fd = -1;
+    if (o->verify) {
+        unsigned l = 32;
+        EVP_DigestFinal_ex(ctx.sha, sha_rx, &l);
+        if (sha_file(dst, sha_f) < 0 || memcmp(sha_rx, sha_f, 32) != 0) {
+            fprintf(stderr, PROG ": %s: verify: the file differs from the data received\n", dst);
+            goto out;
+        }
+    }
+    status = 0;
+    if (o->stats) {
+        struct nfs3_mirror_result r;
+        memset(&r, 0, sizeof r);
+        r.rpc = *krpc_clnt_stats(nfs3_clnt_rpc(nc));
+        krpc_clnt_tls_stats(nfs3_clnt_rpc(nc), &r.tls_stats);
+        r.tls = r.rpc.tls_handshakes > 0;
+        r.wsize = rsize;
+        r.seconds = now_s() - t0;
+        print_stats(u.label, &r, got);
+        printf("total: %" PRIu64 " bytes read in %.3f s\n", got, r.seconds);
+    }
+out:
+    if (ctx.fd >= 0)
+        close(ctx.fd);
+    EVP_MD_CTX_free(ctx.sha);
+    nfs3_clnt_free(nc);
+    if (loop)
+        krpc_loop_free(loop);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    enum {
+        O_TLS = 256, O_NOTLS, O_CA, O_CERT, O_KEY, O_TXMODE, O_WSIZE, O_DEPTH, O_VERIFY, O_PROGRESS, O_NOPROGRESS,
+        O_STATS, O_KEYLOG, O_TIMEOUT, O_RETRIES, O_RECONNECTS,
+    };
+    static const struct option longopts[] = {
+        {"tls", no_argument, NULL, O_TLS},
+        {"no-tls", no_argument, NULL, O_NOTLS},
+        {"ca", required_argument, NULL, O_CA},
+        {"cert", required_argument, NULL, O_CERT},
+        {"key", required_argument, NULL, O_KEY},
+        {"tx-mode", required_argument, NULL, O_TXMODE},
+        {"wsize", required_argument, NULL, O_WSIZE},
+        {"depth", required_argument, NULL, O_DEPTH},
+        {"verify", no_argument, NULL, O_VERIFY},
+        {"progress", no_argument, NULL, O_PROGRESS},
+        {"no-progress", no_argument, NULL, O_NOPROGRESS},
+        {"stats", no_argument, NULL, O_STATS},
+        {"keylog", required_argument, NULL, O_KEYLOG},
+        {"timeout", required_argument, NULL, O_TIMEOUT},
+        {"retries", required_argument, NULL, O_RETRIES},
+        {"reconnects", required_argument, NULL, O_RECONNECTS},
+        {"parents", no_argument, NULL, 'p'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct opts o;
+    int opt;
+
+    memset(&o, 0, sizeof o);
+    o.tls = -1;
+    o.progress = -1;
+    o.tx_mode = KTLS_TX_AUTO;
+    while ((opt = getopt_long(argc, argv, "ph", longopts, NULL)) != -1) {
+        switch (opt) {
+        case O_TLS:
+            o.tls = 1;
+            break;
+        case O_NOTLS:
+            o.tls = 0;
+            break;
+        case O_CA:
+            o.ca = optarg;
+            break;
+        case O_CERT:
+            o.cert = optarg;
+            break;
+        case O_KEY:
+            o.key = optarg;
+            break;
+        case O_TXMODE:
+            if (ktls_tx_mode_from_name(optarg, &o.tx_mode) < 0)
+                die_usage("--tx-mode: auto, outofplace, copy or inplace");
+            break;
+        case O_WSIZE: {
+            uint64_t v = parse_size(optarg, "--wsize");
+            if (v < 512 || v > NFS3_MAX_DATA)
+                die_usage("--wsize: 512 .. %u bytes", NFS3_MAX_DATA);
+            o.wsize = (uint32_t)v;
+            break;
+        }
+        case O_DEPTH:
+            o.depth = (unsigned)parse_int(optarg, "--depth", 1, 256);
+            break;
+        case O_VERIFY:
+            o.verify = 1;
+            break;
+        case O_PROGRESS:
+            o.progress = 1;
+            break;
+        case O_NOPROGRESS:
+            o.progress = 0;
+            break;
+        case O_STATS:
+            o.stats = 1;
+            break;
+        case O_KEYLOG:
+            o.keylog = optarg;
+            break;
+        case O_TIMEOUT:
+            o.timeout_ms = (int)parse_int(optarg, "--timeout", 1, 3600000);
+            break;
+        case O_RETRIES:
+            o.retries = (int)parse_int(optarg, "--retries", 0, 1000);
+            if (o.retries == 0)
+                o.retries = -1; /* the RPC client's "none" */
+            break;
+        case O_RECONNECTS:
+            o.reconnects = (unsigned)parse_int(optarg, "--reconnects", 1, 1000);
+            break;
+        case 'p':
+            o.parents = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            fprintf(stderr, "(" PROG " --help for usage)\n");
+            return 2;
+        }
+    }
+    if (argc - optind < 2)
+        die_usage("need SRC and at least one DEST");
+    if (o.tls < 0)
+        o.tls = o.ca != NULL;
+    if (!o.tls && (o.ca || o.cert || o.key || o.keylog))
+        die_usage("--ca/--cert/--key/--keylog given with --no-tls");
+    if ((o.cert != NULL) != (o.key != NULL))
+        die_usage("--cert and --key go together");
+    if (!o.tls && o.tx_mode != KTLS_TX_AUTO)
+        die_usage("--tx-mode needs TLS");
+    if (o.progress < 0)
+        o.progress = isatty(STDERR_FILENO);
+    if (is_url(argv[optind])) {
+        if (argc - optind != 2)
+            die_usage("reading back takes one nfs:// SRC and one local DEST");
+        return do_read(&o, argv[optind], argv[optind + 1]);
+    }
+    return do_write(&o, argv[optind], argv + optind + 1, argc - optind - 1);
+}
