@@ -1,0 +1,37 @@
+/*
+ * rpctls/pki.h - a throw-away PKI for loopback use, demos, benchmarks and
+ * tests: a CA that signs server and client certificates, made with the
+ * OpenSSL C API (no openssl command needed). Keys are EC P-256, files PEM,
+ * keys written mode 0600.
+ */
+#ifndef RPCTLS_PKI_H
+#define RPCTLS_PKI_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum ktls_pki_kind {
+    KTLS_PKI_CA = 0,     /* self-signed; basicConstraints CA:TRUE */
+    KTLS_PKI_SERVER = 1, /* SAN IP:127.0.0.1, DNS:localhost; serverAuth */
+    KTLS_PKI_CLIENT = 2, /* clientAuth */
+};
+
+/* Makes a key and a certificate of the given kind with common name cn,
+ * signed by the CA in ca_cert/ca_key (both NULL for KTLS_PKI_CA), valid for
+ * days days, and writes them to cert_out and key_out (replacing them).
+ * Returns 0, or -1 with a message in err. */
+int ktls_pki_issue(enum ktls_pki_kind kind, const char *cn, const char *ca_cert, const char *ca_key,
+                   const char *cert_out, const char *key_out, int days, char *err, size_t errlen);
+
+/* The usual set in dir (created if missing): ca.pem ca.key, server.pem
+ * server.key, client.pem client.key. Returns 0, or -1 with a message. */
+int ktls_pki_make_dir(const char *dir, int days, char *err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
