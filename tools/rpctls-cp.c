@@ -279,16 +279,19 @@ static void progress_cb(void *arg, uint64_t done, uint64_t total)
 
 /* ---- stats ---------------------------------------------------------------------- */
 
-static void print_stats(const char *label, const struct nfs3_mirror_result *r, uint64_t size)
+static void print_stats(const char *label, const struct nfs3_mirror_result *r, uint64_t size, const char *what)
 {
     const struct krpc_clnt_stats *c = &r->rpc;
     const struct ktls_stats *t = &r->tls_stats;
     char rate[32];
 
     fmt_bytes(rate, sizeof rate, r->seconds > 0 ? (double)size / r->seconds : 0);
-    printf("mirror %s: %s, %s, wsize %" PRIu32 ", %.3f s to the last COMMIT (%s/s)\n", label,
-           r->status == 0 ? "ok" : "FAILED", r->tls ? "TLS" : "plain TCP", r->wsize, r->seconds, rate);
-    printf("  nfs:  bytes written %" PRIu64 ", resent %" PRIu64 ", commits %u, verifier changes %u\n",
+    printf("%s %s: %s, %s, %s %" PRIu32 ", %.3f s %s (%s/s)\n", what[0] == 'w' ? "mirror" : "source",
+           label, r->status == 0 ? "ok" : "FAILED", r->tls ? "TLS" : "plain TCP",
+           what[0] == 'w' ? "wsize" : "rsize", r->wsize, r->seconds,
+           what[0] == 'w' ? "from the first WRITE to the last COMMIT" : "to read", rate);
+    if (what[0] == 'w')
+        printf("  nfs:  bytes written %" PRIu64 ", resent %" PRIu64 ", commits %u, verifier changes %u\n",
            r->bytes_written, r->bytes_resent, r->commits, r->verifier_changes);
     printf("  rpc:  calls %" PRIu64 ", replies %" PRIu64 ", failures %" PRIu64 ", retransmits %" PRIu64
            ", reconnects %" PRIu64 ", TLS handshakes %" PRIu64 ", wire bytes sent %" PRIu64 ", received %" PRIu64
@@ -383,14 +386,22 @@ static int do_write(const struct opts *o, const char *src, char **dests, int nde
         char h[65], rate[32];
         uint64_t wire = 0;
         for (int i = 0; i < ndest; i++) {
-            print_stats(u[i].label, &res[i], (uint64_t)stt.st_size);
+            print_stats(u[i].label, &res[i], (uint64_t)stt.st_size, "write");
             wire += res[i].rpc.bytes_sent;
         }
+        double wr = 0;
+        for (int i = 0; i < ndest; i++)
+            if (res[i].seconds > wr)
+                wr = res[i].seconds;
+        fmt_bytes(rate, sizeof rate, wr > 0 ? (double)stt.st_size / wr : 0);
+        printf("write: %" PRIu64 " bytes to %d mirror%s, written and committed everywhere in %.3f s: %s/s per "
+               "mirror\n",
+               (uint64_t)stt.st_size, ndest, ndest == 1 ? "" : "s", wr, rate);
         fmt_bytes(rate, sizeof rate, el > 0 ? (double)stt.st_size / el : 0);
-        printf("total: %" PRIu64 " bytes to %d mirror%s in %.3f s%s: %s/s per mirror, %.1f MiB/s sent on the "
-               "wire over all mirrors\n",
-               (uint64_t)stt.st_size, ndest, ndest == 1 ? "" : "s", el, o->verify ? " (including --verify)" : "",
-               rate, el > 0 ? (double)wire / el / (1024.0 * 1024) : 0.0);
+        printf("total: %.3f s (mount, write, commit%s): %s/s per mirror, %.1f MiB/s sent on the wire over all "
+               "mirrors\n",
+               el, o->verify ? ", verify read-back" : "", rate,
+               el > 0 ? (double)wire / el / (1024.0 * 1024) : 0.0);
         if (o->verify) {
             hex(sha, 32, h);
             printf("source SHA-256 %s\n", h);
@@ -596,7 +607,7 @@ static int do_read(const struct opts *o, const char *src, const char *dst)
         r.tls = r.rpc.tls_handshakes > 0;
         r.wsize = rsize;
         r.seconds = now_s() - t0;
-        print_stats(u.label, &r, got);
+        print_stats(u.label, &r, got, "read");
         printf("total: %" PRIu64 " bytes read in %.3f s\n", got, r.seconds);
     }
 out:
