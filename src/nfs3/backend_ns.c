@@ -453,3 +453,56 @@ void nfsd_be_close(struct nfsd_be *be)
     free(be->export_path);
     be->export_path = NULL;
 }
+
+int nfsd_be_lookup_path(struct nfsd_be *be, const char *rel, struct stat *st, uint32_t *gen)
+{
+    char buf[PATH_MAX], *save = NULL, *comp;
+    uint64_t dino = be->rootino;
+    int dfd, ret = 0;
+    size_t n = strlen(rel);
+
+    if (n >= sizeof(buf))
+        return -ENAMETOOLONG;
+    memcpy(buf, rel, n + 1);
+    dfd = openat(be->rootfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -errno;
+    if (fstat(dfd, st) != 0) {
+        ret = -errno;
+        goto out;
+    }
+    *gen = be->rootgen;
+    for (comp = strtok_r(buf, "/", &save); comp != NULL; comp = strtok_r(NULL, "/", &save)) {
+        if (strcmp(comp, ".") == 0)
+            continue;
+        if (strcmp(comp, "..") == 0) {
+            ret = -EACCES; /* never above the export; and no games below it either */
+            goto out;
+        }
+        if (fstatat(dfd, comp, st, AT_SYMLINK_NOFOLLOW) != 0) {
+            ret = -errno;
+            goto out;
+        }
+        if (!S_ISDIR(st->st_mode)) {
+            ret = S_ISLNK(st->st_mode) ? -EACCES : -ENOTDIR;
+            goto out;
+        }
+        if (st->st_dev != be->dev) {
+            ret = -EACCES;
+            goto out;
+        }
+        *gen = nfsd_be_gen_at(dfd, comp, st);
+        nfsd_map_add(be, (uint64_t)st->st_ino, dino, comp);
+        int nfd = openat(dfd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (nfd < 0) {
+            ret = -errno;
+            goto out;
+        }
+        close(dfd);
+        dfd = nfd;
+        dino = (uint64_t)st->st_ino;
+    }
+out:
+    close(dfd);
+    return ret;
+}

@@ -99,6 +99,10 @@ int nfsd_obj_reopen(struct nfsd_be *be, const struct nfsd_obj *o, int flags);
  * flags | O_NOFOLLOW: no symlink anywhere, no escape, no mount crossing. */
 int nfsd_be_open_beneath(struct nfsd_be *be, const char *path, int flags);
 
+/* A directory path beneath the root ("a/b", "" = root) for MNT: every
+ * component a directory of the export's file system, no symlink, no "..";
+ * fills the map on the way. */
+int nfsd_be_lookup_path(struct nfsd_be *be, const char *rel, struct stat *st, uint32_t *gen);
 /* Map maintenance: name (a single component) in directory dirino is ino. */
 void nfsd_map_add(struct nfsd_be *be, uint64_t ino, uint64_t dirino, const char *name);
 void nfsd_map_del(struct nfsd_be *be, uint64_t ino);

@@ -13,7 +13,9 @@
  *     cache's checksum pass over every data byte (our clients never send
  *     overlapping WRITEs whose reordering could matter);
  *   - MOUNT: the export is mounted by its absolute path (with or without a
- *     trailing slash); anything else is MNT3ERR_NOENT. DUMP answers an
+ *     trailing slash), or a directory beneath it by its absolute path (as
+ *     the kernel's mountd allows; libnfs mounts the URL's directory);
+ *     anything else is MNT3ERR_NOENT (ACCES through a symlink or ".."). DUMP answers an
  *     empty list (no mount table is kept); UMNT and UMNTALL do nothing.
  */
 #define _GNU_SOURCE
@@ -715,13 +717,25 @@ static int p_commit(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krp
 
 /* ---- MOUNT v3 -------------------------------------------------------------- */
 
-static int export_match(const struct nfs3_srv *s, const char *path)
+/* 0: dirpath is the export (with or without trailing slashes); 1: it is
+ * beneath the export, *rel points at the rest; -1: neither. */
+static int export_match(const struct nfs3_srv *s, const char *path, const char **rel)
 {
     size_t n = strlen(path), m = strlen(s->be.export_path);
 
     while (n > 1 && path[n - 1] == '/')
         n--; /* "/srv/data/" mounts "/srv/data" */
-    return n == m && memcmp(path, s->be.export_path, n) == 0;
+    if (n == m && memcmp(path, s->be.export_path, n) == 0)
+        return 0;
+    if (m == 1 && path[0] == '/') { /* the export is "/" */
+        *rel = path + 1;
+        return 1;
+    }
+    if (n > m && memcmp(path, s->be.export_path, m) == 0 && path[m] == '/') {
+        *rel = path + m + 1;
+        return 1;
+    }
+    return -1;
 }
 
 static int m_mnt(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
@@ -736,16 +750,33 @@ static int m_mnt(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_x
         return KRPC_GARBAGE_ARGS;
     memset(&r, 0, sizeof(r));
     krpc_format_addr((const struct sockaddr *)&req->peer, peer, sizeof(peer));
-    if (export_match(s, a.dirpath)) {
-        r.status = MNT3_OK;
+    /* The export, or (as the kernel's mountd allows) a directory beneath
+     * it, reached without symlinks or "..". */
+    const char *rel = NULL;
+    int m = export_match(s, a.dirpath, &rel), e = 0;
+    if (m == 1) {
+        struct stat st;
+        uint32_t gen = 0;
+        e = nfsd_be_lookup_path(&s->be, rel, &st, &gen);
+        if (e == 0)
+            nfsd_be_fh(&s->be, &st, gen, &r.fh);
+    }
+    if (m == 0)
         nfs3_srv_root_fh(s, &r.fh);
+    if (m >= 0 && e == 0) {
+        r.status = MNT3_OK;
         r.nflavors = 2;
         r.flavors[0] = KRPC_AUTH_SYS;
         r.flavors[1] = KRPC_AUTH_NONE;
         krpc_log(KRPC_LOG_INFO, "nfsd: %s mounted %s%s", peer, a.dirpath, req->tls ? " (TLS)" : "");
     } else {
-        r.status = MNT3ERR_NOENT;
-        krpc_log(KRPC_LOG_INFO, "nfsd: %s: MNT %s: not exported", peer, a.dirpath);
+        r.status = m < 0 || e == -ENOENT ? MNT3ERR_NOENT
+                   : e == -ENOTDIR       ? MNT3ERR_NOTDIR
+                   : e == -ENAMETOOLONG  ? MNT3ERR_NAMETOOLONG
+                   : e == -EACCES        ? MNT3ERR_ACCES
+                                         : MNT3ERR_IO;
+        memset(&r.fh, 0, sizeof(r.fh));
+        krpc_log(KRPC_LOG_INFO, "nfsd: %s: MNT %s: %s", peer, a.dirpath, nfs3_mnt_stat_name(r.status));
     }
     nfs3_mnt_enc_mnt_res(x, &r);
     return krpc_xdr_enc_error(x) ? KRPC_SYSTEM_ERR : KRPC_SUCCESS;
