@@ -1,0 +1,18 @@
+/*
+ * tools/bench/bench.h - the rpctls-bench commands and their shared helpers.
+ * Timing belongs here, not in tests: rows are printed side by side with the
+ * ratios between them, because absolute speeds on shared machines drift.
+ */
+#ifndef RPCTLS_BENCH_H
+#define RPCTLS_BENCH_H
+
+#include <stdint.h>
+
+int bench_tls(int argc, char **argv);
+int bench_rpc(int argc, char **argv);
+
+double bench_now(void); /* CLOCK_MONOTONIC seconds */
+/* "1048576", "64K", "1M", "1GiB": bytes. 0 or -1 (unparsable). */
+int bench_parse_size(const char *s, uint64_t *out);
+
+#endif

@@ -1,0 +1,480 @@
+/*
+ * tools/bench/tls.c - rpctls-bench tls: the record layer's TX modes against
+ * the raw speed of the AEAD engines, on the same data in one run.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "rpctls/ktls.h"
+
+#include "bench.h"
+
+#define CHUNK_BYTES (256 * 1024) /* plaintext handed to one ktls_tx_seal, as ktls_send does */
+
+struct tls_opts {
+    int modes[4];    /* which enum ktls_tx_mode to run */
+    enum ktls_cipher cipher;
+    const struct ktls_aead_engine *engine;
+    size_t record_size;
+    uint64_t total;
+    size_t working_set;
+    int shared;      /* 1 shared, 0 exclusive, -1 both */
+    int rounds;
+    int json;
+};
+
+struct row {
+    const char *mode;
+    const char *engine;
+    int shared;
+    uint64_t bytes;
+    double seconds;
+    uint64_t records;
+    uint64_t pages_allocated;
+    int64_t arena_allocs;
+    int64_t obj_mallocs;
+};
+
+static double gbps(const struct row *r)
+{
+    return r->seconds > 0 ? (double)r->bytes / r->seconds / 1e9 : 0;
+}
+
+/*
+ * The working set: chunks of CHUNK_BYTES, each its own chain of page
+ * vectors. Chunk size is a multiple of a page-vector store, so a chunk owns
+ * its stores alone (exclusive) until the benchmark adds a reference.
+ */
+struct working_set {
+    struct mb_chain *chunks;
+    size_t nchunks;
+};
+
+static int ws_build(struct working_set *ws, size_t bytes)
+{
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+
+    ws->nchunks = bytes / CHUNK_BYTES;
+    if (ws->nchunks == 0)
+        ws->nchunks = 1;
+    if ((ws->chunks = calloc(ws->nchunks, sizeof(*ws->chunks))) == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < ws->nchunks; i++) {
+        struct iovec iov[CHUNK_BYTES / MB_PAGE_SIZE];
+        int n, ret;
+        if ((ret = mb_append_pages(&ws->chunks[i], 0, CHUNK_BYTES)) != 0)
+            return ret;
+        n = mb_chain_to_iovec(&ws->chunks[i], 0, CHUNK_BYTES, iov, CHUNK_BYTES / MB_PAGE_SIZE);
+        for (int k = 0; k < n; k++) {
+            uint64_t *p = iov[k].iov_base;
+            for (size_t j = 0; j < iov[k].iov_len / 8; j++) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                p[j] = x;
+            }
+        }
+    }
+    return 0;
+}
+
+static void ws_free(struct working_set *ws)
+{
+    for (size_t i = 0; i < ws->nchunks; i++)
+        mb_chain_free(&ws->chunks[i]);
+    free(ws->chunks);
+}
+
+/* After an exclusive in-place or out-of-place seal, the record bodies in
+ * out become the chunk again (so the working set stays exclusively owned
+ * and the same size): header and trailer are dropped. */
+static int ws_take_back(struct mb_chain *chunk, struct mb_chain *out, size_t record_size)
+{
+    size_t off = 0;
+    int ret = 0;
+
+    while (off < out->len && ret == 0) {
+        size_t rec = out->len - off - KTLS_HDR_LEN - 1 - KTLS_AEAD_TAG_LEN;
+        if (rec > record_size)
+            rec = record_size;
+        ret = mb_chain_copy_ref(chunk, out, off + KTLS_HDR_LEN, rec);
+        off += KTLS_HDR_LEN + rec + 1 + KTLS_AEAD_TAG_LEN;
+    }
+    mb_chain_free(out);
+    return ret;
+}
+
+static int run_mode(const struct tls_opts *o, struct working_set *ws, enum ktls_tx_mode mode, int shared,
+                    struct row *r)
+{
+    uint8_t s1[48] = {1}, s2[48] = {2};
+    struct ktls_conn_params prm = {.cipher = o->cipher, .tx_secret = s1, .rx_secret = s2, .engine = o->engine,
+                                   .tx_mode = mode, .max_record = o->record_size};
+    struct mb_pool_stats p0, p1;
+    struct ktls_conn *c;
+    uint64_t done = 0;
+    size_t i = 0;
+    double t0;
+    int ret;
+
+    if ((ret = ktls_conn_new(&prm, &c)) != 0)
+        return ret;
+    /* Warm-up: one pass over a few chunks fills the pool's caches. */
+    for (size_t k = 0; k < 8 && k < ws->nchunks; k++) {
+        struct mb_chain plain = MB_CHAIN_INIT, out = MB_CHAIN_INIT;
+        mb_chain_copy_ref(&plain, &ws->chunks[k], 0, ws->chunks[k].len);
+        ktls_tx_seal(c, &plain, &out);
+        mb_chain_free(&out);
+    }
+    mb_pool_get_stats(&p0);
+    uint64_t pages0 = ktls_conn_stats(c)->tx_pages_allocated;
+    uint64_t recs0 = ktls_conn_stats(c)->tx_records_inplace + ktls_conn_stats(c)->tx_records_outofplace +
+                     ktls_conn_stats(c)->tx_records_copied;
+    t0 = bench_now();
+    while (done < o->total) {
+        struct mb_chain *chunk = &ws->chunks[i], plain = MB_CHAIN_INIT, out = MB_CHAIN_INIT;
+        size_t len = chunk->len;
+
+        if (shared) {
+            if ((ret = mb_chain_copy_ref(&plain, chunk, 0, len)) != 0)
+                break;
+        } else {
+            plain = *chunk;
+            mb_chain_init(chunk);
+        }
+        if ((ret = ktls_tx_seal(c, &plain, &out)) != 0)
+            break;
+        if (shared)
+            mb_chain_free(&out); /* as writev would, then the pages go back */
+        else if ((ret = ws_take_back(chunk, &out, o->record_size)) != 0)
+            break;
+        done += len;
+        i = (i + 1) % ws->nchunks;
+    }
+    r->seconds = bench_now() - t0;
+    mb_pool_get_stats(&p1);
+    r->mode = ktls_tx_mode_name(mode);
+    r->engine = ktls_conn_engine(c)->name;
+    r->shared = shared;
+    r->bytes = done;
+    r->pages_allocated = ktls_conn_stats(c)->tx_pages_allocated - pages0;
+    r->records = ktls_conn_stats(c)->tx_records_inplace + ktls_conn_stats(c)->tx_records_outofplace +
+                 ktls_conn_stats(c)->tx_records_copied - recs0;
+    r->arena_allocs = (int64_t)(p1.arena_allocs - p0.arena_allocs);
+    r->obj_mallocs = (int64_t)(p1.obj_mallocs - p0.obj_mallocs);
+    ktls_conn_free(c);
+    return ret;
+}
+
+/* Raw engine speed on the same working set: seals of record-size pieces,
+ * nothing else; in place, or out of place into one reused set of pool pages
+ * (the warmest destination there can be). The references the record layer
+ * is held to: each mode against the raw row doing the same memory traffic. */
+static int run_raw(const struct tls_opts *o, struct working_set *ws, const struct ktls_aead_engine *e, int oop,
+                   struct row *r)
+{
+    struct mb_chain dstpages = MB_CHAIN_INIT;
+    struct iovec dst[64];
+    int ndst = 0;
+    uint8_t key[KTLS_AEAD_MAX_KEY_LEN] = {7}, nonce[KTLS_AEAD_IV_LEN] = {0}, aad[KTLS_HDR_LEN] = {23, 3, 3, 0, 0},
+            tag[KTLS_AEAD_TAG_LEN];
+    struct ktls_aead_key *k;
+    uint64_t done = 0, records = 0;
+    size_t i = 0;
+    double t0;
+    int ret;
+
+    if ((ret = e->key_new(o->cipher, key, &k)) != 0)
+        return ret;
+    if (oop && ((ret = mb_append_pages(&dstpages, 0, o->record_size)) != 0 ||
+                (ndst = mb_chain_to_iovec(&dstpages, 0, o->record_size, dst, 64)) < 0)) {
+        e->key_free(k);
+        mb_chain_free(&dstpages);
+        return ret != 0 ? ret : ndst;
+    }
+    t0 = bench_now();
+    while (done < o->total) {
+        struct mb_chain *chunk = &ws->chunks[i];
+        for (size_t off = 0; off < chunk->len; off += o->record_size) {
+            struct iovec iov[64];
+            size_t n = chunk->len - off < o->record_size ? chunk->len - off : o->record_size;
+            int niov = mb_chain_to_iovec(chunk, off, n, iov, 64);
+            if (niov < 0) {
+                ret = niov;
+                goto exit;
+            }
+            nonce[11] = (uint8_t)records;
+            if (oop) {
+                /* The last record of a chunk may be short: trim the destination to match. */
+                struct iovec d[64];
+                int nd = 0;
+                for (size_t left = n; left > 0 && nd < ndst; nd++) {
+                    d[nd] = dst[nd];
+                    if (d[nd].iov_len > left)
+                        d[nd].iov_len = left;
+                    left -= d[nd].iov_len;
+                }
+                ret = e->seal(k, nonce, aad, sizeof(aad), iov, niov, d, nd, tag);
+            } else {
+                ret = e->seal(k, nonce, aad, sizeof(aad), iov, niov, iov, niov, tag);
+            }
+            if (ret != 0)
+                goto exit;
+            records++;
+            done += n;
+        }
+        i = (i + 1) % ws->nchunks;
+    }
+exit:
+    r->seconds = bench_now() - t0;
+    r->mode = oop ? "raw-oop" : "raw";
+    r->engine = e->name;
+    r->shared = -1;
+    r->bytes = done;
+    r->records = records;
+    e->key_free(k);
+    mb_chain_free(&dstpages);
+    return ret;
+}
+
+static void print_row(const struct tls_opts *o, const struct row *r)
+{
+    const char *sh = r->shared < 0 ? "-" : (r->shared ? "shared" : "exclusive");
+
+    if (o->json) {
+        printf("{\"bench\":\"tls\",\"mode\":\"%s\",\"engine\":\"%s\",\"cipher\":\"%s\",\"shared\":%s,"
+               "\"record_size\":%zu,\"working_set\":%zu,\"bytes\":%llu,\"seconds\":%.6f,\"gbps\":%.3f,"
+               "\"records\":%llu,\"pages_allocated\":%llu,\"arena_allocs_delta\":%lld,\"obj_mallocs_delta\":%lld}\n",
+               r->mode, r->engine, ktls_cipher_name(o->cipher), r->shared < 0 ? "null" : (r->shared ? "true" : "false"),
+               o->record_size, o->working_set, (unsigned long long)r->bytes, r->seconds, gbps(r),
+               (unsigned long long)r->records, (unsigned long long)r->pages_allocated, (long long)r->arena_allocs,
+               (long long)r->obj_mallocs);
+    } else {
+        printf("%-10s %-8s %-10s %-9s %8.2f GB/s %10llu records %10llu pages  arena+%lld malloc+%lld\n", r->mode,
+               r->engine, ktls_cipher_name(o->cipher), sh, gbps(r), (unsigned long long)r->records,
+               (unsigned long long)r->pages_allocated, (long long)r->arena_allocs, (long long)r->obj_mallocs);
+    }
+}
+
+static void tls_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: rpctls-bench tls [options]\n"
+            "Seals --total bytes in records from a page-vector working set, per TX mode,\n"
+            "and the raw seal speed of every AEAD engine on the same data, in one run.\n"
+            "  --mode M          inplace|outofplace|copy|auto|all (default all)\n"
+            "  --cipher C        aes128gcm|aes256gcm|chacha20 (default aes128gcm)\n"
+            "  --engine E        openssl|ipsecmb|auto: engine for the mode rows (default auto)\n"
+            "  --record-size N   plaintext bytes per record, 1..16384 (default 16384)\n"
+            "  --total BYTES     bytes sealed per row (default 1G; suffixes K M G)\n"
+            "  --working-set B   page-vector working set (default 256M, above the LLC)\n"
+            "  --shared          pages shared (reference count 2), as a mirrored or retained write\n"
+            "  --exclusive       pages owned by the sender alone\n"
+            "                    (default: both)\n"
+            "  --rounds N        repeat all rows N times, report each row's best (default 3)\n"
+            "  --json            one JSON object per row\n");
+}
+
+int bench_tls(int argc, char **argv)
+{
+    static const struct option lopts[] = {
+        {"mode", required_argument, NULL, 'm'},     {"cipher", required_argument, NULL, 'c'},
+        {"engine", required_argument, NULL, 'e'},   {"record-size", required_argument, NULL, 'r'},
+        {"total", required_argument, NULL, 't'},    {"working-set", required_argument, NULL, 'w'},
+        {"shared", no_argument, NULL, 's'},         {"exclusive", no_argument, NULL, 'x'},
+        {"rounds", required_argument, NULL, 'n'},   {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+    };
+    struct tls_opts o = {.modes = {1, 1, 1, 1}, .cipher = KTLS_AES_128_GCM_SHA256, .record_size = 16384,
+                         .total = 1ull << 30, .working_set = 256u << 20, .shared = -1, .rounds = 3};
+    const char *engine_name = "auto";
+    struct working_set ws = {0};
+    uint64_t v;
+    int opt, ret = 0;
+
+    while ((opt = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
+        switch (opt) {
+        case 'm':
+            if (strcmp(optarg, "all") == 0) {
+                o.modes[0] = o.modes[1] = o.modes[2] = o.modes[3] = 1;
+            } else {
+                enum ktls_tx_mode m;
+                if (ktls_tx_mode_from_name(optarg, &m) != 0) {
+                    fprintf(stderr, "rpctls-bench: unknown mode '%s'\n", optarg);
+                    return 2;
+                }
+                memset(o.modes, 0, sizeof(o.modes));
+                o.modes[m] = 1;
+            }
+            break;
+        case 'c':
+            if (ktls_cipher_from_name(optarg, &o.cipher) != 0) {
+                fprintf(stderr, "rpctls-bench: unknown cipher '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'e':
+            engine_name = optarg;
+            break;
+        case 'r':
+            if (bench_parse_size(optarg, &v) != 0 || v == 0 || v > KTLS_MAX_PLAINTEXT) {
+                fprintf(stderr, "rpctls-bench: --record-size must be 1..16384\n");
+                return 2;
+            }
+            o.record_size = (size_t)v;
+            break;
+        case 't':
+            if (bench_parse_size(optarg, &v) != 0 || v == 0) {
+                fprintf(stderr, "rpctls-bench: bad --total '%s'\n", optarg);
+                return 2;
+            }
+            o.total = v;
+            break;
+        case 'w':
+            if (bench_parse_size(optarg, &v) != 0 || v < CHUNK_BYTES) {
+                fprintf(stderr, "rpctls-bench: --working-set must be at least %d bytes\n", CHUNK_BYTES);
+                return 2;
+            }
+            o.working_set = (size_t)v;
+            break;
+        case 's':
+            o.shared = o.shared == 0 ? -1 : 1;
+            break;
+        case 'x':
+            o.shared = o.shared == 1 ? -1 : 0;
+            break;
+        case 'n':
+            o.rounds = atoi(optarg);
+            if (o.rounds < 1) {
+                fprintf(stderr, "rpctls-bench: --rounds must be at least 1\n");
+                return 2;
+            }
+            break;
+        case 'j':
+            o.json = 1;
+            break;
+        case 'h':
+            tls_usage(stdout);
+            return 0;
+        default:
+            tls_usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "rpctls-bench: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if ((o.engine = ktls_aead_find(strcmp(engine_name, "auto") == 0 ? NULL : engine_name)) == NULL ||
+        !o.engine->supports(o.cipher)) {
+        fprintf(stderr, "rpctls-bench: engine '%s' is not available for %s\n", engine_name,
+                ktls_cipher_name(o.cipher));
+        return 2;
+    }
+    if (strcmp(engine_name, "auto") == 0)
+        o.engine = ktls_aead_default(o.cipher);
+
+    if ((ret = ws_build(&ws, o.working_set)) != 0) {
+        fprintf(stderr, "rpctls-bench: cannot build a %zu-byte working set: %s\n", o.working_set, strerror(-ret));
+        return 1;
+    }
+
+    /* Rows: raw engines first, then each mode for each sharing. */
+    const struct ktls_aead_engine *raw_engines[2] = {&ktls_aead_openssl, ktls_aead_ipsecmb};
+    struct row best[4 + 8];
+    int nrows = 0;
+    memset(best, 0, sizeof(best));
+    for (int round = 0; round < o.rounds && ret == 0; round++) {
+        int k = 0;
+        for (int e = 0; e < 4 && ret == 0; e++) {
+            struct row r = {0};
+            const struct ktls_aead_engine *eng = raw_engines[e / 2];
+            if (eng == NULL || !eng->supports(o.cipher))
+                continue;
+            ret = run_raw(&o, &ws, eng, e % 2, &r);
+            if (round == 0 || gbps(&r) > gbps(&best[k]))
+                best[k] = r;
+            k++;
+        }
+        for (int sh = 1; sh >= 0 && ret == 0; sh--) {
+            if (o.shared >= 0 && o.shared != sh)
+                continue;
+            for (int m = 0; m < 4 && ret == 0; m++) {
+                static const enum ktls_tx_mode order[4] = {KTLS_TX_INPLACE, KTLS_TX_OUTOFPLACE, KTLS_TX_COPY,
+                                                           KTLS_TX_AUTO};
+                struct row r = {0};
+                if (!o.modes[order[m]])
+                    continue;
+                ret = run_mode(&o, &ws, order[m], sh, &r);
+                if (round == 0 || gbps(&r) > gbps(&best[k]))
+                    best[k] = r;
+                k++;
+            }
+        }
+        nrows = k;
+    }
+    if (ret != 0) {
+        fprintf(stderr, "rpctls-bench: run failed: %s\n", strerror(-ret));
+        ws_free(&ws);
+        return 1;
+    }
+    if (!o.json)
+        printf("rpctls-bench tls: %s, %zu-byte records, %.2f GiB per row from a %zu MiB working set, best of %d\n",
+               ktls_cipher_name(o.cipher), o.record_size, (double)o.total / (1 << 30), o.working_set >> 20, o.rounds);
+    for (int k = 0; k < nrows; k++)
+        print_row(&o, &best[k]);
+
+    if (!o.json) {
+        /* Ratios named in the targets, where the rows exist. */
+        const struct row *in = NULL, *oop = NULL, *cp = NULL, *raw_used = NULL, *raw_ossl = NULL, *autox = NULL,
+                         *rawoop_used = NULL;
+        for (int k = 0; k < nrows; k++) {
+            const struct row *r = &best[k];
+            int raw = r->shared < 0 && strcmp(r->mode, "raw") == 0, rawoop = r->shared < 0 && !raw;
+            if (raw && strcmp(r->engine, o.engine->name) == 0)
+                raw_used = r;
+            if (rawoop && strcmp(r->engine, o.engine->name) == 0)
+                rawoop_used = r;
+            if (raw && strcmp(r->engine, "openssl") == 0)
+                raw_ossl = r;
+            if (r->shared == 1 && strcmp(r->mode, "inplace") == 0)
+                in = r;
+            if (r->shared == 1 && strcmp(r->mode, "outofplace") == 0)
+                oop = r;
+            if (r->shared == 1 && strcmp(r->mode, "copy") == 0)
+                cp = r;
+            if (r->shared == 0 && strcmp(r->mode, "auto") == 0)
+                autox = r;
+        }
+        printf("ratios (shared pages):\n");
+        if (oop && in)
+            printf("  outofplace / inplace       %.3f   (target >= 0.95)\n", gbps(oop) / gbps(in));
+        if (oop && cp)
+            printf("  outofplace / copy          %.3f   (target >= 1.20)\n", gbps(oop) / gbps(cp));
+        if (in && raw_used)
+            printf("  inplace / raw %-8s     %.3f   (target >= 0.90: record-layer overhead)\n", raw_used->engine,
+                   gbps(in) / gbps(raw_used));
+        if (oop && rawoop_used)
+            printf("  outofplace / raw-oop %-8s %.3f (target >= 0.90: record-layer overhead)\n", rawoop_used->engine,
+                   gbps(oop) / gbps(rawoop_used));
+        if (oop && raw_used)
+            printf("  outofplace / raw %-8s  %.3f\n", raw_used->engine, gbps(oop) / gbps(raw_used));
+        if (rawoop_used && raw_used)
+            printf("  raw-oop / raw (the machine's price of writing elsewhere) %.3f\n",
+                   gbps(rawoop_used) / gbps(raw_used));
+        if (raw_used && raw_ossl)
+            printf("  raw %s / raw openssl  %.3f   (target >= 2.0)\n", raw_used->engine, gbps(raw_used) / gbps(raw_ossl));
+        if (autox && raw_used)
+            printf("  auto (exclusive) / raw     %.3f\n", gbps(autox) / gbps(raw_used));
+    }
+    ws_free(&ws);
+    if (mb_pool_shutdown() != 0) {
+        fprintf(stderr, "rpctls-bench: pool pages still in use at exit\n");
+        return 1;
+    }
+    return 0;
+}
+
