@@ -12,6 +12,9 @@
  *     the export (looked up as NF3LNK, never read, written or entered);
  *     names with '/'; a WRITE whose count disagrees with its data
  *     (GARBAGE_ARGS, per nfs3.h); the server keeps serving after each;
+ *   - RPC-with-TLS required: a TLS client mounts, writes 1 MiB and reads it
+ *     back (READ pages go through the record layer); a plain client is
+ *     refused (AUTH_TOOWEAK);
  *   - a restart with the same state directory: old handles still work
  *     (through the export walk), the write verifier changed; another state
  *     directory's key makes them BADHANDLE.
@@ -34,6 +37,7 @@
 #include "rpctls/nfs3.h"
 #include "rpctls/nfs3_srv.h"
 #include "test.h"
+#include "util/certs.h"
 
 static char g_base[256], g_export[300], g_state[300], g_state2[300];
 
@@ -54,7 +58,9 @@ static void *srv_thread(void *arg)
     return NULL;
 }
 
-static int srv_start(struct srv_inst *si, const char *state)
+static struct tu_certs g_certs;
+
+static int srv_start_tls(struct srv_inst *si, const char *state, int tls)
 {
     struct krpc_svc_config cfg;
     struct nfs3_srv_config scfg;
@@ -64,6 +70,13 @@ static int srv_start(struct srv_inst *si, const char *state)
     memset(&cfg, 0, sizeof(cfg));
     if (krpc_parse_addr("127.0.0.1:0", &cfg.addr, &cfg.addrlen) != 0 || krpc_loop_new(&si->loop) != 0)
         return -1;
+    if (tls) {
+        cfg.tls = KRPC_SVC_TLS_REQUIRED;
+        cfg.tlscfg.cert_file = g_certs.server_cert;
+        cfg.tlscfg.key_file = g_certs.server_key;
+        cfg.tlscfg.ca_file = g_certs.ca_cert;
+        cfg.tlscfg.verify_peer = 2;
+    }
     if (krpc_svc_new(si->loop, &cfg, &si->svc) != 0)
         return -1;
     memset(&scfg, 0, sizeof(scfg));
@@ -75,6 +88,11 @@ static int srv_start(struct srv_inst *si, const char *state)
     }
     si->port = krpc_svc_port(si->svc);
     return pthread_create(&si->thr, NULL, srv_thread, si) == 0 ? 0 : -1;
+}
+
+static int srv_start(struct srv_inst *si, const char *state)
+{
+    return srv_start_tls(si, state, 0);
 }
 
 static void srv_stop(struct srv_inst *si)
@@ -94,7 +112,7 @@ struct cli {
     struct krpc_clnt *mnt, *nfs;
 };
 
-static int cli_open(struct cli *c, uint16_t port)
+static int cli_open_tls(struct cli *c, uint16_t port, int tls)
 {
     struct krpc_clnt_config cc;
     char addr[32];
@@ -110,6 +128,13 @@ static int cli_open(struct cli *c, uint16_t port)
     cc.timeout_ms = 5000;
     cc.max_retries = 2;
     cc.reconnect_delay_ms = 10;
+    if (tls) {
+        cc.tls = KRPC_TLS_REQUIRED;
+        cc.tlscfg.ca_file = g_certs.ca_cert;
+        cc.tlscfg.cert_file = g_certs.client_cert;
+        cc.tlscfg.key_file = g_certs.client_key;
+        cc.tlscfg.server_name = "127.0.0.1";
+    }
     cc.prog = NFS3_MNT_PROGRAM;
     cc.vers = NFS3_MNT_VERSION;
     if (krpc_clnt_new(c->loop, &cc, &c->mnt) != 0)
@@ -118,6 +143,11 @@ static int cli_open(struct cli *c, uint16_t port)
     cc.vers = NFS3_VERSION;
     cc.cred.flavor = KRPC_AUTH_NONE; /* both flavors are accepted */
     return krpc_clnt_new(c->loop, &cc, &c->nfs);
+}
+
+static int cli_open(struct cli *c, uint16_t port)
+{
+    return cli_open_tls(c, port, 0);
 }
 
 static void cli_close(struct cli *c)
@@ -362,6 +392,38 @@ static void test_mount(void)
     CHECK(r.status != MNT3_OK);
     REQUIRE(do_mnt(&c, "/", &r) == 0);
     CHECK(r.status != MNT3_OK);
+    /* A directory beneath the export mounts (as with the kernel's mountd);
+     * through a symlink or ".." it does not. */
+    {
+        char p[400];
+        snprintf(p, sizeof(p), "%s/mdir/inner", g_export);
+        snprintf(path, sizeof(path), "%s/mdir", g_export);
+        CHECK(mkdir(path, 0755) == 0 && mkdir(p, 0755) == 0);
+        REQUIRE(do_mnt(&c, p, &r) == 0);
+        CHECK_EQ(r.status, MNT3_OK);
+        struct nfs3_fh inner = r.fh;
+        struct nfs3_fattr fa;
+        CHECK_EQ(getattr(&c, &inner, &fa), NFS3_OK);
+        CHECK_EQ(fa.type, NFS3_DIR);
+        snprintf(p, sizeof(p), "%s/mlink", g_export);
+        CHECK(symlink("/etc", p) == 0);
+        REQUIRE(do_mnt(&c, p, &r) == 0);
+        CHECK_EQ(r.status, MNT3ERR_ACCES);
+        snprintf(p, sizeof(p), "%s/mlink/ssl", g_export);
+        REQUIRE(do_mnt(&c, p, &r) == 0);
+        CHECK(r.status != MNT3_OK);
+        snprintf(p, sizeof(p), "%s/mdir/../mdir", g_export);
+        REQUIRE(do_mnt(&c, p, &r) == 0);
+        CHECK(r.status != MNT3_OK);
+        snprintf(p, sizeof(p), "%s/nothere", g_export);
+        REQUIRE(do_mnt(&c, p, &r) == 0);
+        CHECK_EQ(r.status, MNT3ERR_NOENT);
+        snprintf(p, sizeof(p), "%s/mlink", g_export);
+        CHECK(unlink(p) == 0);
+        snprintf(p, sizeof(p), "%s/mdir/inner", g_export);
+        CHECK(rmdir(p) == 0 && rmdir(path) == 0);
+        CHECK_EQ(getattr(&c, &inner, &fa), NFS3ERR_STALE);
+    }
 
     /* EXPORT lists the one export. */
     {
@@ -938,6 +1000,53 @@ static void test_restart(void)
     }
 }
 
+static void test_tls(void)
+{
+    struct srv_inst ts;
+    struct cli c;
+    struct nfs3_mnt_res mr;
+    struct nfs3_diropres cr;
+    struct nfs3_write_res wr;
+    static unsigned char buf[1 << 20], back[1 << 20];
+    uint32_t got;
+    int eof;
+
+    REQUIRE(srv_start_tls(&ts, g_state, 1) == 0);
+    REQUIRE(cli_open_tls(&c, ts.port, 1) == 0);
+    REQUIRE(do_mnt(&c, g_export, &mr) == 0);
+    REQUIRE(mr.status == MNT3_OK);
+    CHECK(krpc_clnt_is_tls(c.mnt));
+    REQUIRE(create(&c, &mr.fh, "tls.bin", NFS3_CREATE_UNCHECKED, NULL, &cr) == NFS3_OK);
+    for (size_t i = 0; i < sizeof(buf); i++)
+        buf[i] = (unsigned char)(i * 13 + 5);
+    REQUIRE(write_data(&c, &cr.fh, 0, buf, sizeof(buf), NFS3_UNSTABLE, &wr) == NFS3_OK);
+    CHECK_EQ(wr.count, sizeof(buf));
+    REQUIRE(read_data(&c, &cr.fh, 0, sizeof(back), back, &got, &eof) == NFS3_OK);
+    CHECK_EQ(got, sizeof(back));
+    CHECK(eof);
+    CHECK(memcmp(buf, back, sizeof(buf)) == 0);
+    CHECK(krpc_clnt_is_tls(c.nfs));
+    CHECK_EQ(remove_name(&c, &mr.fh, "tls.bin", 0), NFS3_OK);
+    cli_close(&c);
+    /* Plain calls to a TLS-only server: AUTH_TOOWEAK. */
+    {
+        struct krpc_reply rep;
+        struct nfs3_fh_args a = {mr.fh};
+        struct mb_chain args = MB_CHAIN_INIT;
+        struct krpc_xdr_enc x;
+        REQUIRE(cli_open(&c, ts.port) == 0);
+        krpc_xdr_enc_init(&x, &args);
+        nfs3_enc_getattr_args(&x, &a);
+        memset(&rep, 0, sizeof(rep));
+        CHECK_EQ(krpc_call(c.nfs, NFS3_PROC_GETATTR, &args, &rep), 0);
+        CHECK_EQ(rep.hdr.reply_stat, KRPC_MSG_DENIED);
+        CHECK_EQ(rep.hdr.auth_stat, KRPC_AUTH_TOOWEAK);
+        krpc_reply_free(&rep);
+        cli_close(&c);
+    }
+    srv_stop(&ts);
+}
+
 static void rm_rf(const char *path)
 {
     char cmd[600];
@@ -977,6 +1086,12 @@ int main(void)
     TEST_RUN(test_bad_handles);
     TEST_RUN(test_escapes);
     TEST_RUN(test_write_count_mismatch);
+    if (tu_certs_create(&g_certs) == 0) {
+        TEST_RUN(test_tls);
+        tu_certs_destroy(&g_certs);
+    } else {
+        CHECK(!"test certificates");
+    }
     TEST_RUN(test_restart);
     srv_stop(&g_si);
     CHECK_EQ(mb_pool_shutdown(), 0);
