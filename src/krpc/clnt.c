@@ -11,6 +11,7 @@
  * auto mode) encrypt out of place and leave the retained bytes intact.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -381,7 +382,19 @@ int krpc_clnt_new(struct krpc_loop *loop, const struct krpc_clnt_config *cfg, st
     cl->cfg.tlscfg.cert_file = dup_opt(cfg->tlscfg.cert_file, &err);
     cl->cfg.tlscfg.key_file = dup_opt(cfg->tlscfg.key_file, &err);
     cl->cfg.tlscfg.ca_file = dup_opt(cfg->tlscfg.ca_file, &err);
-    cl->cfg.tlscfg.server_name = dup_opt(cfg->tlscfg.server_name, &err);
+    if (cfg->tlscfg.server_name == NULL && cfg->tls != KRPC_TLS_OFF) {
+        /* No name given: check the certificate against the address we
+         * connect to, never against nothing. */
+        char host[INET6_ADDRSTRLEN] = "";
+        const struct sockaddr *sa = (const struct sockaddr *)&cfg->addr;
+        if (sa->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, host, sizeof host);
+        else if (sa->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, host, sizeof host);
+        cl->cfg.tlscfg.server_name = host[0] ? dup_opt(host, &err) : NULL;
+    } else {
+        cl->cfg.tlscfg.server_name = dup_opt(cfg->tlscfg.server_name, &err);
+    }
     cl->cfg.tlscfg.ciphersuites = dup_opt(cfg->tlscfg.ciphersuites, &err);
     cl->cfg.tlscfg.keylog_file = dup_opt(cfg->tlscfg.keylog_file, &err);
     cl->cfg.tlscfg.role = KTLS_CLIENT;
