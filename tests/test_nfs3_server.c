@@ -1093,6 +1093,18 @@ int main(void)
         CHECK(!"test certificates");
     }
     TEST_RUN(test_restart);
+    /* Again without openat2: one O_NOFOLLOW openat per component. */
+    srv_stop(&g_si);
+    setenv("RPCTLS_NFSD_NO_OPENAT2", "1", 1);
+    if (srv_start(&g_si, g_state) != 0) {
+        fprintf(stderr, "cannot restart the server\n");
+        rm_rf(g_base);
+        return 1;
+    }
+    TEST_RUN(test_happy_paths);
+    TEST_RUN(test_escapes);
+    TEST_RUN(test_bad_handles);
+    unsetenv("RPCTLS_NFSD_NO_OPENAT2");
     srv_stop(&g_si);
     CHECK_EQ(mb_pool_shutdown(), 0);
     rm_rf(g_base);

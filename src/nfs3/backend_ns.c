@@ -427,6 +427,8 @@ int nfsd_be_open(struct nfsd_be *be, const char *export_path, char *err, size_t 
         return -e;
     }
     be->dev = st.st_dev;
+    /* For tests: exercise the component walk used where openat2 is missing. */
+    be->no_openat2 = getenv("RPCTLS_NFSD_NO_OPENAT2") != NULL;
     be->rootino = (uint64_t)st.st_ino;
     be->rootgen = nfsd_be_gen_at(be->rootfd, ".", &st);
     be->export_path = strdup(real);
