@@ -7,7 +7,10 @@
  */
 #include <rpctls/aead.h>
 
+#include "ktls/aead_int.h"
+
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -124,4 +127,50 @@ const struct ktls_aead_engine *ktls_aead_default(enum ktls_cipher cipher)
             return e;
     }
     return auto_engine(cipher);
+}
+
+static int iov_total(const struct iovec *v, int n, size_t *out)
+{
+    size_t t = 0;
+
+    if (n < 0 || (n > 0 && v == NULL))
+        return -EINVAL;
+    for (int i = 0; i < n; i++) {
+        if (v[i].iov_len > SIZE_MAX - t)
+            return -EINVAL;
+        t += v[i].iov_len;
+    }
+    *out = t;
+    return 0;
+}
+
+int ktls_aead_walk(const struct iovec *src, int nsrc, const struct iovec *dst, int ndst, ktls_aead_piece_fn fn,
+                   void *arg)
+{
+    size_t slen, dlen, soff = 0, doff = 0;
+    int si = 0, di = 0, ret;
+
+    if ((ret = iov_total(src, nsrc, &slen)) != 0 || (ret = iov_total(dst, ndst, &dlen)) != 0)
+        return ret;
+    if (slen != dlen)
+        return -EINVAL;
+    for (;;) {
+        while (si < nsrc && soff == src[si].iov_len) {
+            si++;
+            soff = 0;
+        }
+        while (di < ndst && doff == dst[di].iov_len) {
+            di++;
+            doff = 0;
+        }
+        if (si == nsrc || di == ndst)
+            return 0;
+        size_t n = src[si].iov_len - soff;
+        if (dst[di].iov_len - doff < n)
+            n = dst[di].iov_len - doff;
+        if ((ret = fn(arg, (uint8_t *)dst[di].iov_base + doff, (const uint8_t *)src[si].iov_base + soff, n)) != 0)
+            return ret;
+        soff += n;
+        doff += n;
+    }
 }

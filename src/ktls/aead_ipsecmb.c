@@ -16,6 +16,8 @@
  */
 #include <rpctls/aead.h>
 
+#include "ktls/aead_int.h"
+
 #include <stddef.h>
 
 #ifdef RPCTLS_HAVE_IPSECMB
@@ -140,49 +142,43 @@ static int mb_key_new(enum ktls_cipher cipher, const uint8_t *key, struct ktls_a
     return 0;
 }
 
-static int total_len(const struct iovec *v, int n, size_t *out)
-{
-    size_t t = 0;
-
-    if (n < 0 || (n > 0 && !v))
-        return -EINVAL;
-    for (int i = 0; i < n; i++) {
-        if (v[i].iov_len > SIZE_MAX - t)
-            return -EINVAL;
-        t += v[i].iov_len;
-    }
-    *out = t;
-    return 0;
-}
-
 union mb_ctx {
     struct gcm_context_data gcm;
     struct chacha20_poly1305_context_data chacha;
 };
 
-static void mb_update(IMB_MGR *m, struct ktls_aead_key *k, union mb_ctx *c, uint8_t *out, const uint8_t *in,
-                      uint64_t n, int enc)
+struct mb_walk {
+    IMB_MGR *m;
+    struct ktls_aead_key *k;
+    union mb_ctx *c;
+    int enc;
+};
+
+static int mb_piece(void *arg, uint8_t *out, const uint8_t *in, size_t n)
 {
-    switch (k->cipher) {
+    struct mb_walk *w = arg;
+
+    switch (w->k->cipher) {
     case KTLS_AES_128_GCM_SHA256:
-        if (enc)
-            IMB_AES128_GCM_ENC_UPDATE(m, &k->u.gcm, &c->gcm, out, in, n);
+        if (w->enc)
+            IMB_AES128_GCM_ENC_UPDATE(w->m, &w->k->u.gcm, &w->c->gcm, out, in, n);
         else
-            IMB_AES128_GCM_DEC_UPDATE(m, &k->u.gcm, &c->gcm, out, in, n);
+            IMB_AES128_GCM_DEC_UPDATE(w->m, &w->k->u.gcm, &w->c->gcm, out, in, n);
         break;
     case KTLS_AES_256_GCM_SHA384:
-        if (enc)
-            IMB_AES256_GCM_ENC_UPDATE(m, &k->u.gcm, &c->gcm, out, in, n);
+        if (w->enc)
+            IMB_AES256_GCM_ENC_UPDATE(w->m, &w->k->u.gcm, &w->c->gcm, out, in, n);
         else
-            IMB_AES256_GCM_DEC_UPDATE(m, &k->u.gcm, &c->gcm, out, in, n);
+            IMB_AES256_GCM_DEC_UPDATE(w->m, &w->k->u.gcm, &w->c->gcm, out, in, n);
         break;
     case KTLS_CHACHA20_POLY1305_SHA256:
-        if (enc)
-            IMB_CHACHA20_POLY1305_ENC_UPDATE(m, k->u.chacha, &c->chacha, out, in, n);
+        if (w->enc)
+            IMB_CHACHA20_POLY1305_ENC_UPDATE(w->m, w->k->u.chacha, &w->c->chacha, out, in, n);
         else
-            IMB_CHACHA20_POLY1305_DEC_UPDATE(m, k->u.chacha, &c->chacha, out, in, n);
+            IMB_CHACHA20_POLY1305_DEC_UPDATE(w->m, w->k->u.chacha, &w->c->chacha, out, in, n);
         break;
     }
+    return 0;
 }
 
 /* Encrypts or decrypts src into dst and computes the tag. */
@@ -193,14 +189,9 @@ static int mb_crypt(struct ktls_aead_key *k, const uint8_t *nonce, const uint8_t
     static const uint8_t no_aad[1];
     IMB_MGR *m;
     union mb_ctx c;
-    size_t slen, dlen, soff = 0, doff = 0;
-    int si = 0, di = 0, rc;
+    int rc;
 
     if (!k || !tag || !nonce || (aadlen && !aad))
-        return -EINVAL;
-    if ((rc = total_len(src, nsrc, &slen)) < 0 || (rc = total_len(dst, ndst, &dlen)) < 0)
-        return rc;
-    if (slen != dlen)
         return -EINVAL;
     m = get_mgr();
     if (!m)
@@ -222,25 +213,9 @@ static int mb_crypt(struct ktls_aead_key *k, const uint8_t *nonce, const uint8_t
         break;
     }
 
-    for (;;) {
-        while (si < nsrc && soff == src[si].iov_len) {
-            si++;
-            soff = 0;
-        }
-        while (di < ndst && doff == dst[di].iov_len) {
-            di++;
-            doff = 0;
-        }
-        if (si == nsrc || di == ndst)
-            break;
-        size_t n = src[si].iov_len - soff;
-        if (dst[di].iov_len - doff < n)
-            n = dst[di].iov_len - doff;
-        mb_update(m, k, &c, (uint8_t *)dst[di].iov_base + doff, (const uint8_t *)src[si].iov_base + soff, n,
-                  enc);
-        soff += n;
-        doff += n;
-    }
+    struct mb_walk w = {m, k, &c, enc};
+    if ((rc = ktls_aead_walk(src, nsrc, dst, ndst, mb_piece, &w)) != 0)
+        return rc;
 
     switch (k->cipher) {
     case KTLS_AES_128_GCM_SHA256:

@@ -9,6 +9,8 @@
  */
 #include <rpctls/aead.h>
 
+#include "ktls/aead_int.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -77,64 +79,37 @@ fail:
     return -ENOMEM;
 }
 
-static int total_len(const struct iovec *v, int n, size_t *out)
+/* GCM and ChaCha20-Poly1305 are stream modes: EVP emits exactly as many
+ * bytes as it is given, which the piecewise walk relies on. */
+static int ossl_piece(void *arg, uint8_t *out, const uint8_t *in, size_t n)
 {
-    size_t t = 0;
+    EVP_CIPHER_CTX *ctx = arg;
+    int outl;
 
-    if (n < 0 || (n > 0 && !v))
-        return -EINVAL;
-    for (int i = 0; i < n; i++) {
-        if (v[i].iov_len > SIZE_MAX - t)
-            return -EINVAL;
-        t += v[i].iov_len;
+    while (n > 0) {
+        int k = n > (1u << 30) ? 1 << 30 : (int)n;
+        if (EVP_CipherUpdate(ctx, out, &outl, in, k) != 1 || outl != k)
+            return -EIO;
+        out += k;
+        in += k;
+        n -= (size_t)k;
     }
-    *out = t;
     return 0;
 }
 
-/* Runs the cipher over src into dst, walking both lists and updating on the
- * overlapping pieces, so the lists may be split at different places. */
+/* Runs the cipher over src into dst, piece by piece. */
 static int ossl_crypt(struct ktls_aead_key *k, const uint8_t *nonce, const uint8_t *aad, size_t aadlen,
                       const struct iovec *src, int nsrc, const struct iovec *dst, int ndst, int enc)
 {
-    EVP_CIPHER_CTX *ctx = k->ctx;
-    size_t slen, dlen, soff = 0, doff = 0;
-    int si = 0, di = 0, outl, rc;
+    int outl;
 
-    if ((rc = total_len(src, nsrc, &slen)) < 0 || (rc = total_len(dst, ndst, &dlen)) < 0)
-        return rc;
-    if (slen != dlen || !nonce || (aadlen && !aad) || aadlen > INT_MAX)
+    if (!nonce || (aadlen && !aad) || aadlen > INT_MAX)
         return -EINVAL;
-    if (EVP_CipherInit_ex(ctx, NULL, NULL, NULL, nonce, enc) != 1)
+    if (EVP_CipherInit_ex(k->ctx, NULL, NULL, NULL, nonce, enc) != 1)
         return -EIO;
-    if (aadlen && EVP_CipherUpdate(ctx, NULL, &outl, aad, (int)aadlen) != 1)
+    if (aadlen && EVP_CipherUpdate(k->ctx, NULL, &outl, aad, (int)aadlen) != 1)
         return -EIO;
-    for (;;) {
-        while (si < nsrc && soff == src[si].iov_len) {
-            si++;
-            soff = 0;
-        }
-        while (di < ndst && doff == dst[di].iov_len) {
-            di++;
-            doff = 0;
-        }
-        if (si == nsrc || di == ndst)
-            break;
-        size_t n = src[si].iov_len - soff;
-        if (dst[di].iov_len - doff < n)
-            n = dst[di].iov_len - doff;
-        if (n > (1u << 30))
-            n = 1u << 30;
-        const uint8_t *in = (const uint8_t *)src[si].iov_base + soff;
-        uint8_t *out = (uint8_t *)dst[di].iov_base + doff;
-        /* GCM and ChaCha20-Poly1305 are stream modes: EVP emits exactly as
-         * many bytes as it is given, which the piecewise walk relies on. */
-        if (EVP_CipherUpdate(ctx, out, &outl, in, (int)n) != 1 || (size_t)outl != n)
-            return -EIO;
-        soff += n;
-        doff += n;
-    }
-    return 0;
+    return ktls_aead_walk(src, nsrc, dst, ndst, ossl_piece, k->ctx);
 }
 
 static int ossl_seal(struct ktls_aead_key *k, const uint8_t nonce[KTLS_AEAD_IV_LEN], const uint8_t *aad,
