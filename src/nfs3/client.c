@@ -841,8 +841,10 @@ int nfs3_read_pipelined(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t
         st.slots[i].st = &st;
     }
     for (;;) {
+        int moved = 0;
         /* Fill free slots. */
         while (!st.err && !st.eof && st.used < depth && st.next_off < st.end) {
+            moved = 1;
             struct rd_slot *s = &st.slots[(st.head + st.used) % depth];
             uint64_t n = st.end - st.next_off;
             s->off = st.next_off;
@@ -869,9 +871,12 @@ int nfs3_read_pipelined(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t
             s->done = 0;
             st.head = (st.head + 1) % depth;
             st.used--;
+            moved = 1;
         }
         if (st.err || (st.used == 0 && (st.eof || st.next_off >= st.end)))
             break;
+        if (moved)
+            continue; /* freed slots: fill them before waiting */
         rc = krpc_loop_run_once(nc->loop, -1);
         if (rc < 0 && rc != -EINTR) {
             st.err = rc;
