@@ -476,6 +476,16 @@ static int setup(struct mirror *m)
         return rc;
     }
     rc = nfs3_mount_prefix(m->nc, m->dest->path, &root, &rest);
+    if (rc > 0) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", nfs3_clnt_error(m->nc));
+        if (nfs3_mount(m->nc, m->dest->path, &root) == 0) {
+            mfail(m, -EISDIR, "%s is the export itself, not a file in it", m->dest->path);
+            return -EISDIR;
+        }
+        mfail(m, rc, "%s", why);
+        return rc;
+    }
     if (rc == 0 && m->dest->path[rest] == '\0') {
         mfail(m, -EISDIR, "%s is the export itself, not a file in it", m->dest->path);
         return -EISDIR;
