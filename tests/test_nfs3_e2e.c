@@ -113,6 +113,46 @@ static void test_not_multiple_of_wsize(void)
     mirror_case(1000000, 2, 100000, 5, "odd-wsize");
 }
 
+/* The source is read once: pages allocated by the whole copy are the
+ * source's (once, not per mirror) plus what the record layer sealed into
+ * (counted by ktls) plus receive buffers -- no per-mirror copies. */
+static void test_read_once(void)
+{
+    const uint64_t size = 16u << 20, src_pages = size / MB_PAGE_SIZE;
+    struct tu_dest dst[NSRV];
+    struct nfs3_mirror_dest md[NSRV];
+    struct nfs3_mirror_result res[NSRV];
+    struct nfs3_mirror_config cfg;
+    struct mb_pool_stats before, after;
+    char src[PATH_MAX];
+    uint64_t sealed = 0, other;
+    int fd;
+
+    TU_FMT(src, "%s/src-read-once", base);
+    REQUIRE(tu_write_random_file(src, size, 5) == 0);
+    for (unsigned i = 0; i < NSRV; i++) {
+        tu_dest_init(&dst[i], &srv[i], srv[i].port, "read-once.bin", &certs, KTLS_TX_AUTO);
+        md[i] = dst[i].d;
+    }
+    memset(&cfg, 0, sizeof cfg);
+    fd = open(src, O_RDONLY);
+    REQUIRE(fd >= 0);
+    mb_pool_get_stats(&before);
+    CHECK_EQ(nfs3_mirror_write(fd, size, md, NSRV, &cfg, res, NULL), 0);
+    mb_pool_get_stats(&after);
+    close(fd);
+    for (unsigned i = 0; i < NSRV; i++)
+        sealed += res[i].tls_stats.tx_pages_allocated;
+    other = after.page_allocs - before.page_allocs - sealed;
+    fprintf(stderr, "  read once: %" PRIu64 " pages allocated: %" PRIu64 " sealed by the record layer, %" PRIu64
+                    " other (source %" PRIu64 ")\n",
+            after.page_allocs - before.page_allocs, sealed, other, src_pages);
+    CHECK(other >= src_pages);
+    /* One more full copy of the source would be src_pages more per mirror. */
+    CHECK(other < src_pages + src_pages / 2);
+    unlink(src);
+}
+
 static void test_200mib(void)
 {
     mirror_case(200ull << 20, 2, 0, 0, "big-2");
@@ -270,6 +310,7 @@ int main(void)
     TEST_RUN(test_not_multiple_of_wsize);
     TEST_RUN(test_client_library);
     TEST_RUN(test_tool);
+    TEST_RUN(test_read_once);
     TEST_RUN(test_200mib);
     for (int i = 0; i < NSRV; i++)
         CHECK_EQ(tu_nfsd_stop(&srv[i]), 0);
