@@ -113,6 +113,40 @@ static void test_not_multiple_of_wsize(void)
     mirror_case(1000000, 2, 100000, 5, "odd-wsize");
 }
 
+/* The largest WRITE/READ the codecs allow (4 MiB) against a server that
+ * advertises it: READ replies exceed the RPC layer's default message limit. */
+static void test_max_wsize(void)
+{
+    struct tu_nfsd big;
+    struct tu_dest t;
+    struct nfs3_mirror_result res;
+    struct nfs3_mirror_config cfg;
+    char src[PATH_MAX];
+    const uint64_t size = 9 * 1048576 + 3;
+    int fd;
+
+    REQUIRE(tu_nfsd_init(&big, base, "maxio", "required", &certs) == 0);
+    TU_FMT(big.max_io, "%u", NFS3_MAX_DATA);
+    REQUIRE(tu_nfsd_start(&big, 0) == 0);
+    TU_FMT(src, "%s/src-maxio", base);
+    REQUIRE(tu_write_random_file(src, size, 4) == 0);
+    tu_dest_init(&t, &big, big.port, "maxio.bin", &certs, KTLS_TX_AUTO);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.wsize = NFS3_MAX_DATA;
+    cfg.verify = 1;
+    fd = open(src, O_RDONLY);
+    REQUIRE(fd >= 0);
+    CHECK_EQ(nfs3_mirror_write(fd, size, &t.d, 1, &cfg, &res, NULL), 0);
+    close(fd);
+    if (res.status)
+        fprintf(stderr, "  %s\n", res.error);
+    CHECK_EQ(res.wsize, NFS3_MAX_DATA);
+    CHECK(res.verified && res.size == size);
+    CHECK_EQ(res.rpc.calls >= 3 + 3, 1);
+    CHECK_EQ(tu_nfsd_stop(&big), 0);
+    unlink(src);
+}
+
 /* The source is read once: pages allocated by the whole copy are the
  * source's (once, not per mirror) plus what the record layer sealed into
  * (counted by ktls) plus receive buffers -- no per-mirror copies. */
@@ -311,6 +345,7 @@ int main(void)
     TEST_RUN(test_client_library);
     TEST_RUN(test_tool);
     TEST_RUN(test_read_once);
+    TEST_RUN(test_max_wsize);
     TEST_RUN(test_200mib);
     for (int i = 0; i < NSRV; i++)
         CHECK_EQ(tu_nfsd_stop(&srv[i]), 0);

@@ -72,6 +72,10 @@ int nfs3_clnt_new(struct krpc_loop *loop, const struct krpc_clnt_config *cfg, st
     nc->cfg = *cfg;
     nc->cfg.prog = NFS3_PROGRAM;
     nc->cfg.vers = NFS3_VERSION;
+    /* A READ reply carries up to NFS3_MAX_DATA bytes plus headers and
+     * attributes: more than the RPC layer's default message limit. */
+    if (nc->cfg.max_msg == 0)
+        nc->cfg.max_msg = NFS3_MAX_DATA + (64u << 10);
     if (nc->cfg.cred.flavor == KRPC_AUTH_NONE && nc->cfg.cred.machine[0] == '\0') {
         nc->cfg.cred.flavor = KRPC_AUTH_SYS;
         nc->cfg.cred.uid = (uint32_t)getuid();

@@ -116,6 +116,10 @@ int tu_nfsd_start(struct tu_nfsd *d, uint16_t port)
         argv[argc++] = "--ca";
         argv[argc++] = (char *)d->certs->ca_cert;
     }
+    if (d->max_io[0]) {
+        argv[argc++] = "--max-io";
+        argv[argc++] = d->max_io;
+    }
     if (d->tx_mode[0]) {
         argv[argc++] = "--tx-mode";
         argv[argc++] = d->tx_mode;

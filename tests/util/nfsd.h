@@ -32,6 +32,7 @@ struct tu_nfsd {
     char log[PATH_MAX];
     char tls[16];          /* off | optional | required */
     char tx_mode[16];      /* "" : the server's default */
+    char max_io[16];       /* --max-io; "" : the server's default */
     const struct tu_certs *certs;
 };
 
