@@ -55,7 +55,8 @@ static void usage(FILE *f)
             "  --tx-mode M        record-layer TX encryption: auto (default), outofplace, copy, or\n"
             "                     inplace (UNSAFE: encrypts shared pages in place and corrupts the\n"
             "                     mirrors and retransmissions; exists to demonstrate that bug)\n"
-            "  --wsize BYTES      bytes per WRITE (and READ); suffixes K, M; default 1M, at most 4M,\n"
+            "  --wsize BYTES      bytes per WRITE (and READ); suffixes K, M (KiB, MiB); default 1M,\n"
+            "                     at least 512, at most 4M,\n"
             "                     lowered to the server's FSINFO maximum\n"
             "  --depth N          WRITEs (READs) in flight per server (default 8)\n"
             "  --verify           read every mirror back and compare its SHA-256 with the source's\n"
@@ -68,10 +69,10 @@ static void usage(FILE *f)
             "  --keylog FILE      append TLS secrets in NSS key-log format (for Wireshark); default:\n"
             "                     $SSLKEYLOGFILE when set\n"
             "  --timeout MS       wait per RPC attempt before a retransmission (default 5000)\n"
-            "  --retries N        retransmissions per call before it fails (default 5); a server\n"
-            "                     that stays unreachable fails after about 10 reconnect attempts\n"
-            "                     (backoff from 100 ms doubling to 2 s)\n"
-            "  --reconnects N     consecutive failed reconnects before calls fail (default 10)\n"
+            "  --retries N        retransmissions per call before it fails (default 5; 0: none)\n"
+            "  --reconnects N     consecutive failed reconnects before a mirror's calls fail\n"
+            "                     (default 10; the wait between attempts starts at 100 ms and\n"
+            "                     doubles up to 2 s)\n"
             "  -p, --parents      create missing directories on the way to a DEST file\n"
             "  -h, --help         this text\n"
             "\n"
@@ -121,14 +122,14 @@ static uint64_t parse_size(const char *s, const char *what)
     v = strtoull(s, &end, 0);
     if (errno || end == s)
         die_usage("%s: not a number: %s", what, s);
-    if (*end == 'k' || *end == 'K')
-        v <<= 10, end++;
-    else if (*end == 'm' || *end == 'M')
-        v <<= 20, end++;
-    if (*end == 'i' && end[-1] != '\0')
+    if (*end == 'k' || *end == 'K' || *end == 'm' || *end == 'M') {
+        v <<= (*end == 'k' || *end == 'K') ? 10 : 20;
         end++;
-    if (*end == 'b' || *end == 'B')
-        end++;
+        if (*end == 'i') /* KiB, MiB */
+            end++;
+        if (*end == 'B')
+            end++;
+    }
     if (*end)
         die_usage("%s: not a size: %s", what, s);
     return v;
