@@ -24,6 +24,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
+#include "rpctls/nfs3_clnt.h"
 #include "rpctls/nfs3_mirror.h"
 #include "test.h"
 #include "util/certs.h"
@@ -153,6 +156,82 @@ static void test_stalled_replies(void)
         rules[i][1] = (struct tu_px_rule){0, TU_PX_C2S, TU_PX_DELAY, (8u << 20) + rnd() % (8u << 20), 1200};
     }
     proxied_copy("stalled.bin", rules, 2);
+}
+
+/* Reading back through resets and stalls: the pipelined reader gets every
+ * byte in order. */
+static int sha_sink(void *arg, uint64_t off, struct mb_chain *data)
+{
+    EVP_MD_CTX *ctx = arg;
+    (void)off;
+    for (const struct mb *l = data->head; l; l = l->next) {
+        size_t o = l->off, end = l->off + l->len;
+        while (o < end) {
+            size_t k = mb_store_contig(l->st, o);
+            if (k > end - o)
+                k = end - o;
+            EVP_DigestUpdate(ctx, mb_store_ptr(l->st, o), k);
+            o += k;
+        }
+    }
+    return 0;
+}
+
+static void test_read_through_faults(void)
+{
+    struct tu_px_rule rules[3] = {
+        /* Connection 0 is NFS, 1 MOUNT, 2 and 3 NFS reconnections. */
+        {0, TU_PX_S2C, TU_PX_RESET, (4u << 20) + rnd() % (8u << 20), 0}, /* mid-reply */
+        {2, TU_PX_S2C, TU_PX_DELAY, (1u << 20) + rnd() % (2u << 20), 1200}, /* stalled replies */
+        {2, TU_PX_C2S, TU_PX_RESET, 3000 + rnd() % 3000, 0},                /* among READ calls */
+    };
+    struct tu_proxy *px;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    struct tu_dest t;
+    struct krpc_loop *loop;
+    struct nfs3_clnt *nc;
+    struct nfs3_fh root, fh;
+    EVP_MD_CTX *ctx;
+    uint8_t sha[32];
+    unsigned sl = 32;
+    uint64_t got = 0;
+    size_t rest = 0;
+    char addr[32];
+    int rc;
+
+    /* The file written by the stalled-replies test is on mirror 0. */
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)srv[0].port);
+    REQUIRE(krpc_parse_addr(addr, &ss, &len) == 0);
+    REQUIRE(tu_proxy_start((struct sockaddr *)&ss, len, &px) == 0);
+    for (int i = 0; i < 3; i++)
+        tu_proxy_add_rule(px, &rules[i]);
+    tu_dest_init(&t, &srv[0], tu_proxy_port(px), "stalled.bin", &certs, KTLS_TX_AUTO);
+    t.d.rpc.timeout_ms = 400;
+    t.d.rpc.max_retries = 10;
+    t.d.rpc.reconnect_delay_ms = 20;
+    REQUIRE(krpc_loop_new(&loop) == 0);
+    REQUIRE(nfs3_clnt_new(loop, &t.d.rpc, &nc) == 0);
+    ctx = EVP_MD_CTX_new();
+    REQUIRE(ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1);
+    rc = nfs3_mount_prefix(nc, t.path, &root, &rest);
+    if (rc == 0)
+        rc = nfs3_open_path(nc, &root, t.path + rest, 0, &fh, NULL);
+    if (rc == 0)
+        rc = nfs3_read_pipelined(nc, &fh, 0, UINT64_MAX, 256u << 10, 6, sha_sink, ctx, &got);
+    if (rc != 0)
+        fprintf(stderr, "  read: %s\n", nfs3_clnt_error(nc));
+    CHECK_EQ(rc, 0);
+    CHECK_EQ(got, FILE_SIZE);
+    EVP_DigestFinal_ex(ctx, sha, &sl);
+    CHECK(memcmp(sha, src_sha, 32) == 0);
+    fprintf(stderr, "  read: retransmits %" PRIu64 ", reconnects %" PRIu64 "\n",
+            krpc_clnt_stats(nfs3_clnt_rpc(nc))->retransmits, krpc_clnt_stats(nfs3_clnt_rpc(nc))->reconnects);
+    CHECK(krpc_clnt_stats(nfs3_clnt_rpc(nc))->reconnects > 0);
+    EVP_MD_CTX_free(ctx);
+    nfs3_clnt_free(nc);
+    krpc_loop_free(loop);
+    tu_proxy_stop(px);
 }
 
 /* ---- killing a server mid-copy ---------------------------------------------------- */
@@ -312,6 +391,7 @@ int main(void)
     }
     TEST_RUN(test_random_resets);
     TEST_RUN(test_stalled_replies);
+    TEST_RUN(test_read_through_faults);
     TEST_RUN(test_server_restart);
     TEST_RUN(test_server_stays_down);
     for (int i = 0; i < 2; i++)
