@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -136,6 +137,9 @@ int tu_nfsd_start(struct tu_nfsd *d, uint16_t port)
         return -1;
     }
     if (pid == 0) {
+        /* Dies with the test (a killed or timed-out test leaves no server);
+         * the forking thread lives as long as the test's main thread. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(fd, STDERR_FILENO);
         dup2(fd, STDOUT_FILENO);
         execv(tool, argv);
@@ -264,6 +268,7 @@ int tu_run(char *const argv[], const char *out_file, int timeout_s)
     if (pid < 0)
         return -1;
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (out_file) {
             int fd = open(out_file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
             if (fd >= 0) {
