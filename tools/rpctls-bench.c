@@ -3,6 +3,7 @@
  *
  *   rpctls-bench tls [options]   record-layer TX modes against raw AEAD speed
  *   rpctls-bench rpc [options]   RPC call rate and bulk throughput, plain and TLS
+ *   rpctls-bench mirror [options] mirrored NFS write to two servers, per TX mode
  */
 #include <stdio.h>
 #include <string.h>
@@ -14,7 +15,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: rpctls-bench COMMAND [options]\n"
                "commands:\n"
                "  tls     record-layer TX modes against raw AEAD speed (rpctls-bench tls --help)\n"
-               "  rpc     RPC call rate and bulk throughput, plain and TLS (rpctls-bench rpc --help)\n");
+               "  rpc     RPC call rate and bulk throughput, plain and TLS (rpctls-bench rpc --help)\n"
+               "  mirror  mirrored NFS write to two rpctls-nfsd, per TX mode (rpctls-bench mirror --help)\n");
 }
 
 int main(int argc, char **argv)
@@ -27,6 +29,8 @@ int main(int argc, char **argv)
         return bench_tls(argc - 1, argv + 1);
     if (strcmp(argv[1], "rpc") == 0)
         return bench_rpc(argc - 1, argv + 1);
+    if (strcmp(argv[1], "mirror") == 0)
+        return bench_mirror(argc - 1, argv + 1);
     fprintf(stderr, "rpctls-bench: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

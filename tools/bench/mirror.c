@@ -1,0 +1,380 @@
+/*
+ * tools/bench/mirror.c - rpctls-bench mirror: the seed's scenario as a
+ * benchmark. One file is written to two rpctls-nfsd mirrors over loopback
+ * with the mirrored writer (nfs3_mirror_write), once per TX mode and once
+ * over plain TCP, side by side in one run, reporting wall throughput and the
+ * client's CPU seconds per GiB. References measured in the same run: the
+ * AEAD floor (mirrors x bytes / the default engine's raw seal speed) and
+ * libnfs's nfs-cp writing the same file to one rpctls-nfsd over plain TCP.
+ *
+ * The servers are separate processes (rpctls-nfsd next to this program), so
+ * getrusage(RUSAGE_SELF) is the client alone. Exports default to /dev/shm so
+ * that the numbers measure the network stack rather than this machine's disk.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "rpctls/nfs3_mirror.h"
+#include "rpctls/pki.h"
+
+#include "bench.h"
+
+#define NMIRRORS 2
+
+struct mirror_row {
+    const char *name;   /* "plain", "auto", ..., "nfs-cp" */
+    int mirrors;
+    uint64_t bytes;     /* source bytes */
+    double wall;
+    double cpu;         /* client user + system seconds */
+    uint64_t records_inplace, records_outofplace, records_copied;
+};
+
+struct nfsd {
+    pid_t pid;
+    uint16_t port;
+    char export[1024];
+};
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec * 1e-6;
+}
+
+/* Starts rpctls-nfsd (next to our own executable) and reads its port. */
+static int nfsd_start(struct nfsd *d, const char *base, int idx, const char *pki)
+{
+    char self[4096], prog[4200], state[1100], cert[1100], key[1100], line[256];
+    ssize_t n;
+    int pfd[2];
+    FILE *f;
+
+    if ((n = readlink("/proc/self/exe", self, sizeof(self) - 1)) < 0)
+        return -errno;
+    self[n] = '\0';
+    *strrchr(self, '/') = '\0';
+    snprintf(prog, sizeof(prog), "%s/rpctls-nfsd", self);
+    snprintf(d->export, sizeof(d->export), "%s/export%d", base, idx);
+    snprintf(state, sizeof(state), "%s/state%d", base, idx);
+    snprintf(cert, sizeof(cert), "%s/server.pem", pki);
+    snprintf(key, sizeof(key), "%s/server.key", pki);
+    if ((mkdir(d->export, 0755) < 0 && errno != EEXIST) || pipe(pfd) < 0)
+        return -errno;
+    if ((d->pid = fork()) < 0)
+        return -errno;
+    if (d->pid == 0) {
+        dup2(pfd[1], 2);
+        close(pfd[0]);
+        close(pfd[1]);
+        execl(prog, prog, "--export", d->export, "--listen", "127.0.0.1:0", "--tls", "optional", "--cert", cert,
+              "--key", key, "--state-dir", state, "--quiet", (char *)NULL);
+        _exit(127);
+    }
+    close(pfd[1]);
+    f = fdopen(pfd[0], "r");
+    if (f == NULL || fgets(line, sizeof(line), f) == NULL || sscanf(line, "rpctls-nfsd: listening on 127.0.0.1:%hu",
+                                                                      &d->port) != 1) {
+        fprintf(stderr, "rpctls-bench: %s did not start%s%s", prog, f ? ": " : "\n", f ? line : "");
+        if (f)
+            fclose(f);
+        return -EIO;
+    }
+    fclose(f); /* the server logs errors only; a closed pipe just drops them */
+    return 0;
+}
+
+static void nfsd_stop(struct nfsd *d)
+{
+    if (d->pid > 0) {
+        kill(d->pid, SIGTERM);
+        waitpid(d->pid, NULL, 0);
+        d->pid = 0;
+    }
+}
+
+/* The default engine's raw seal speed, in place, 16 KiB records over a
+ * buffer larger than the last-level cache: the AEAD floor's denominator. */
+static double raw_seal_gbps(void)
+{
+    const struct ktls_aead_engine *e = ktls_aead_default(KTLS_AES_128_GCM_SHA256);
+    size_t len = 256u << 20, done = 0;
+    uint8_t key[16] = {1}, nonce[12] = {0}, aad[5] = {23, 3, 3}, tag[16];
+    struct ktls_aead_key *k;
+    uint8_t *buf = malloc(len);
+    double t0;
+
+    if (buf == NULL || e->key_new(KTLS_AES_128_GCM_SHA256, key, &k) != 0) {
+        free(buf);
+        return 0;
+    }
+    memset(buf, 0x5a, len);
+    t0 = bench_now();
+    for (int round = 0; round < 4; round++) {
+        for (size_t off = 0; off < len; off += 16384, done += 16384) {
+            struct iovec iov = {buf + off, 16384};
+            e->seal(k, nonce, aad, sizeof(aad), &iov, 1, &iov, 1, tag);
+        }
+    }
+    t0 = bench_now() - t0;
+    e->key_free(k);
+    free(buf);
+    return (double)done / t0 / 1e9;
+}
+
+static int run_mirror(const char *src, uint64_t size, struct nfsd *d, const char *pki, int tls, enum ktls_tx_mode mode,
+                      struct mirror_row *row)
+{
+    struct nfs3_mirror_dest dests[NMIRRORS];
+    struct nfs3_mirror_result res[NMIRRORS];
+    struct nfs3_mirror_config cfg = {0};
+    char ca[1100], cert[1100], key[1100], path[NMIRRORS][1100], label[NMIRRORS][1200], addr[32];
+    double c0, t0;
+    int fd, ret;
+
+    snprintf(ca, sizeof(ca), "%s/ca.pem", pki);
+    snprintf(cert, sizeof(cert), "%s/client.pem", pki);
+    snprintf(key, sizeof(key), "%s/client.key", pki);
+    memset(dests, 0, sizeof(dests));
+    memset(res, 0, sizeof(res));
+    for (int i = 0; i < NMIRRORS; i++) {
+        snprintf(path[i], sizeof(path[i]), "%.1000s/bench.bin", d[i].export);
+        unlink(path[i]);
+        snprintf(label[i], sizeof(label[i]), "nfs://127.0.0.1:%u%.1100s", d[i].port, path[i]);
+        snprintf(addr, sizeof(addr), "127.0.0.1:%u", d[i].port);
+        krpc_parse_addr(addr, &dests[i].rpc.addr, &dests[i].rpc.addrlen);
+        dests[i].label = label[i];
+        dests[i].path = path[i];
+        dests[i].rpc.tls = tls ? KRPC_TLS_REQUIRED : KRPC_TLS_OFF;
+        dests[i].rpc.tlscfg.ca_file = ca;
+        dests[i].rpc.tlscfg.cert_file = cert;
+        dests[i].rpc.tlscfg.key_file = key;
+        dests[i].rpc.tlscfg.tx_mode = mode;
+        dests[i].rpc.timeout_ms = 60000; /* measure, do not retransmit */
+    }
+    if ((fd = open(src, O_RDONLY)) < 0)
+        return -errno;
+    c0 = cpu_seconds();
+    t0 = bench_now();
+    ret = nfs3_mirror_write(fd, size, dests, NMIRRORS, &cfg, res, NULL);
+    row->wall = bench_now() - t0;
+    row->cpu = cpu_seconds() - c0;
+    close(fd);
+    row->name = tls ? ktls_tx_mode_name(mode) : "plain";
+    row->mirrors = NMIRRORS;
+    row->bytes = size;
+    for (int i = 0; i < NMIRRORS; i++) {
+        row->records_inplace += res[i].tls_stats.tx_records_inplace;
+        row->records_outofplace += res[i].tls_stats.tx_records_outofplace;
+        row->records_copied += res[i].tls_stats.tx_records_copied;
+        if (res[i].status != 0)
+            fprintf(stderr, "rpctls-bench: %s\n", res[i].error);
+    }
+    return ret;
+}
+
+/* libnfs's nfs-cp writing the file to one rpctls-nfsd over plain TCP. */
+static int run_nfscp(const char *src, uint64_t size, struct nfsd *d, struct mirror_row *row)
+{
+    char url[1300], path[1100];
+    struct rusage ru;
+    int status;
+    pid_t pid;
+    double t0;
+
+    snprintf(path, sizeof(path), "%s/bench-nfscp.bin", d->export);
+    unlink(path); /* nfs-cp creates GUARDED */
+    snprintf(url, sizeof(url), "nfs://127.0.0.1%s?nfsport=%u&mountport=%u", path, d->port, d->port);
+    t0 = bench_now();
+    if ((pid = fork()) == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        execlp("nfs-cp", "nfs-cp", src, url, (char *)NULL);
+        _exit(127);
+    }
+    if (pid < 0 || wait4(pid, &status, 0, &ru) != pid)
+        return -errno;
+    row->wall = bench_now() - t0;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "rpctls-bench: nfs-cp %s failed (status %d)%s\n", url, status,
+                WIFEXITED(status) && WEXITSTATUS(status) == 127 ? ": is libnfs-utils installed?" : "");
+        return -EIO;
+    }
+    row->cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
+               ru.ru_stime.tv_usec * 1e-6;
+    row->name = "nfs-cp";
+    row->mirrors = 1;
+    row->bytes = size;
+    unlink(path);
+    return 0;
+}
+
+static void mirror_usage(FILE *f)
+{
+    fprintf(f, "usage: rpctls-bench mirror [options]\n"
+               "Writes one file to two rpctls-nfsd mirrors on loopback with the mirrored writer:\n"
+               "plain TCP and TLS in modes auto, outofplace and copy, side by side in one run;\n"
+               "reports wall throughput and the client's CPU seconds per GiB, against the AEAD\n"
+               "floor (mirrors x bytes / raw seal speed) and libnfs nfs-cp (one mirror, plain).\n"
+               "  --size BYTES      file size (default 1G)\n"
+               "  --dir DIR         where exports and the source go (default /dev/shm, else /tmp)\n"
+               "  --with-inplace    also run the unsafe inplace mode (it corrupts the mirrors)\n"
+               "  --no-nfs-cp       skip the libnfs reference\n"
+               "  --json            one JSON object per row\n");
+}
+
+int bench_mirror(int argc, char **argv)
+{
+    static const struct option lopts[] = {
+        {"size", required_argument, NULL, 's'}, {"dir", required_argument, NULL, 'd'},
+        {"with-inplace", no_argument, NULL, 'i'}, {"no-nfs-cp", no_argument, NULL, 'n'},
+        {"json", no_argument, NULL, 'j'},      {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    uint64_t size = 1ull << 30, v;
+    const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    int with_inplace = 0, nfscp = 1, json = 0, opt, ret = 0, nrows = 0;
+    struct nfsd d[NMIRRORS];
+    struct mirror_row rows[8];
+    char base[600], pki[700], src[700], err[512];
+    double raw;
+
+    while ((opt = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
+        switch (opt) {
+        case 's':
+            if (bench_parse_size(optarg, &v) != 0 || v == 0) {
+                fprintf(stderr, "rpctls-bench: bad --size '%s'\n", optarg);
+                return 2;
+            }
+            size = v;
+            break;
+        case 'd': dir = optarg; break;
+        case 'i': with_inplace = 1; break;
+        case 'n': nfscp = 0; break;
+        case 'j': json = 1; break;
+        case 'h': mirror_usage(stdout); return 0;
+        default: mirror_usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "rpctls-bench: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    memset(d, 0, sizeof(d));
+    memset(rows, 0, sizeof(rows));
+    snprintf(base, sizeof(base), "%s/rpctls-bench-mirror-XXXXXX", dir);
+    if (mkdtemp(base) == NULL) {
+        fprintf(stderr, "rpctls-bench: %s: %s\n", base, strerror(errno));
+        return 1;
+    }
+    snprintf(pki, sizeof(pki), "%s/pki", base);
+    snprintf(src, sizeof(src), "%s/source.bin", base);
+    if (ktls_pki_make_dir(pki, 1, err, sizeof(err)) != 0) {
+        fprintf(stderr, "rpctls-bench: %s\n", err);
+        ret = -EIO;
+        goto exit;
+    }
+    {
+        /* Pseudo-random source data, written once. */
+        int fd = open(src, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        uint64_t x = 0x9e3779b97f4a7c15ull, *buf = malloc(1 << 20);
+        for (uint64_t off = 0; fd >= 0 && buf != NULL && off < size && ret == 0; off += 1 << 20) {
+            size_t n = size - off < (1u << 20) ? (size_t)(size - off) : 1u << 20;
+            for (size_t k = 0; k < (1u << 20) / 8; k++) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                buf[k] = x;
+            }
+            if (write(fd, buf, n) != (ssize_t)n)
+                ret = -EIO;
+        }
+        free(buf);
+        if (fd < 0 || close(fd) != 0 || ret != 0) {
+            fprintf(stderr, "rpctls-bench: cannot write the source %s\n", src);
+            ret = -EIO;
+            goto exit;
+        }
+    }
+    for (int i = 0; i < NMIRRORS && ret == 0; i++)
+        ret = nfsd_start(&d[i], base, i + 1, pki);
+    if (ret != 0)
+        goto exit;
+
+    raw = raw_seal_gbps();
+    ret = run_mirror(src, size, d, pki, 0, KTLS_TX_AUTO, &rows[nrows++]);
+    static const enum ktls_tx_mode modes[] = {KTLS_TX_AUTO, KTLS_TX_OUTOFPLACE, KTLS_TX_COPY, KTLS_TX_INPLACE};
+    for (size_t m = 0; m < 4 && ret == 0; m++) {
+        if (modes[m] == KTLS_TX_INPLACE && !with_inplace)
+            continue;
+        ret = run_mirror(src, size, d, pki, 1, modes[m], &rows[nrows++]);
+        if (modes[m] == KTLS_TX_INPLACE && ret == -EIO)
+            ret = 0; /* corrupted mirrors may fail; the timing still stands */
+    }
+    if (ret == 0 && nfscp)
+        ret = run_nfscp(src, size, &d[0], &rows[nrows++]);
+    if (ret != 0)
+        goto exit;
+
+    double gib = (double)size / (1 << 30), floor_cpu = NMIRRORS * (double)size / (raw * 1e9);
+    if (!json)
+        printf("rpctls-bench mirror: %.2f GiB to %d rpctls-nfsd mirrors on loopback (exports in %s); raw %s "
+               "AES-128-GCM seal %.2f GB/s, AEAD floor %.3f s per GiB\n",
+               gib, NMIRRORS, dir, ktls_aead_default(KTLS_AES_128_GCM_SHA256)->name, raw, floor_cpu / gib);
+    for (int i = 0; i < nrows; i++) {
+        const struct mirror_row *r = &rows[i];
+        double gbps = (double)r->bytes / r->wall / 1e9, cpg = r->cpu / ((double)r->bytes / (1 << 30));
+        if (json)
+            printf("{\"bench\":\"mirror\",\"mode\":\"%s\",\"transport\":\"%s\",\"mirrors\":%d,\"bytes\":%llu,"
+                   "\"seconds\":%.4f,\"gbps\":%.3f,\"client_cpu_seconds\":%.4f,\"cpu_s_per_gib\":%.4f,"
+                   "\"aead_floor_s_per_gib\":%.4f,\"records_inplace\":%llu,\"records_outofplace\":%llu,"
+                   "\"records_copied\":%llu}\n",
+                   r->name, strcmp(r->name, "plain") == 0 || strcmp(r->name, "nfs-cp") == 0 ? "plain" : "tls",
+                   r->mirrors, (unsigned long long)r->bytes, r->wall, gbps, r->cpu, cpg, floor_cpu / gib,
+                   (unsigned long long)r->records_inplace, (unsigned long long)r->records_outofplace,
+                   (unsigned long long)r->records_copied);
+        else
+            printf("%-10s %d mirror%s %6.2f GB/s wall (%.2f s)  client CPU %.3f s per GiB  records in place %llu, "
+                   "out of place %llu, copied %llu\n",
+                   r->name, r->mirrors, r->mirrors > 1 ? "s" : " ", gbps, r->wall, cpg,
+                   (unsigned long long)r->records_inplace, (unsigned long long)r->records_outofplace,
+                   (unsigned long long)r->records_copied);
+    }
+    if (!json) {
+        const struct mirror_row *plain = &rows[0], *au = NULL, *cp = NULL;
+        for (int i = 0; i < nrows; i++) {
+            if (strcmp(rows[i].name, "auto") == 0)
+                au = &rows[i];
+            if (strcmp(rows[i].name, "copy") == 0)
+                cp = &rows[i];
+        }
+        printf("ratios:\n");
+        if (au && cp)
+            printf("  CPU per GiB, auto / copy          %.3f   (target <= 0.85)\n", au->cpu / cp->cpu);
+        if (au)
+            printf("  CPU per GiB, auto / AEAD floor    %.3f   (target <= 1.5)\n", au->cpu / floor_cpu);
+        if (au)
+            printf("  wall, TLS auto / plain TCP        %.3f   (target >= 0.5)\n", plain->wall / au->wall);
+    }
+exit:
+    for (int i = 0; i < NMIRRORS; i++)
+        nfsd_stop(&d[i]);
+    {
+        char cmd[800];
+        /* Everything below base is ours: exports, state, PKI, source. */
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
+        if (system(cmd) != 0)
+            fprintf(stderr, "rpctls-bench: could not remove %s\n", base);
+    }
+    return ret == 0 ? 0 : 1;
+}
