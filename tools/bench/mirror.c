@@ -232,6 +232,7 @@ static void mirror_usage(FILE *f)
                "  --dir DIR         where exports and the source go (default /dev/shm, else /tmp)\n"
                "  --with-inplace    also run the unsafe inplace mode (it corrupts the mirrors)\n"
                "  --no-nfs-cp       skip the libnfs reference\n"
+               "  --rounds N        run every row N times, report each row's fastest (default 2)\n"
                "  --json            one JSON object per row\n");
 }
 
@@ -241,11 +242,12 @@ int bench_mirror(int argc, char **argv)
         {"size", required_argument, NULL, 's'}, {"dir", required_argument, NULL, 'd'},
         {"with-inplace", no_argument, NULL, 'i'}, {"no-nfs-cp", no_argument, NULL, 'n'},
         {"json", no_argument, NULL, 'j'},      {"help", no_argument, NULL, 'h'},
+        {"rounds", required_argument, NULL, 'r'},
         {NULL, 0, NULL, 0},
     };
     uint64_t size = 1ull << 30, v;
     const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    int with_inplace = 0, nfscp = 1, json = 0, opt, ret = 0, nrows = 0;
+    int with_inplace = 0, nfscp = 1, json = 0, rounds = 2, opt, ret = 0, nrows = 0;
     struct nfsd d[NMIRRORS];
     struct mirror_row rows[8];
     char base[600], pki[700], src[700], err[512];
@@ -264,6 +266,12 @@ int bench_mirror(int argc, char **argv)
         case 'i': with_inplace = 1; break;
         case 'n': nfscp = 0; break;
         case 'j': json = 1; break;
+        case 'r':
+            if ((rounds = atoi(optarg)) < 1) {
+                fprintf(stderr, "rpctls-bench: --rounds must be at least 1\n");
+                return 2;
+            }
+            break;
         case 'h': mirror_usage(stdout); return 0;
         default: mirror_usage(stderr); return 2;
         }
@@ -312,17 +320,30 @@ int bench_mirror(int argc, char **argv)
         goto exit;
 
     raw = raw_seal_gbps();
-    ret = run_mirror(src, size, d, pki, 0, KTLS_TX_AUTO, &rows[nrows++]);
     static const enum ktls_tx_mode modes[] = {KTLS_TX_AUTO, KTLS_TX_OUTOFPLACE, KTLS_TX_COPY, KTLS_TX_INPLACE};
-    for (size_t m = 0; m < 4 && ret == 0; m++) {
-        if (modes[m] == KTLS_TX_INPLACE && !with_inplace)
-            continue;
-        ret = run_mirror(src, size, d, pki, 1, modes[m], &rows[nrows++]);
-        if (modes[m] == KTLS_TX_INPLACE && ret == -EIO)
-            ret = 0; /* corrupted mirrors may fail; the timing still stands */
+    for (int round = 0; round < rounds && ret == 0; round++) {
+        int k = 0;
+        for (int m = -1; m < 5 && ret == 0; m++) {
+            struct mirror_row r = {0};
+            if (m == 3 && !with_inplace)
+                continue;
+            if (m == 4 && !nfscp)
+                continue;
+            if (m == -1)
+                ret = run_mirror(src, size, d, pki, 0, KTLS_TX_AUTO, &r);
+            else if (m < 4)
+                ret = run_mirror(src, size, d, pki, 1, modes[m], &r);
+            else
+                ret = run_nfscp(src, size, &d[0], &r);
+            if (m == 3 && ret == -EIO)
+                ret = 0; /* inplace corrupts the mirrors and may fail them; the timing still stands */
+            /* The fastest round of each row: noise on a shared machine only slows runs down. */
+            if (round == 0 || r.wall < rows[k].wall)
+                rows[k] = r;
+            k++;
+        }
+        nrows = k;
     }
-    if (ret == 0 && nfscp)
-        ret = run_nfscp(src, size, &d[0], &rows[nrows++]);
     if (ret != 0)
         goto exit;
 
