@@ -419,6 +419,43 @@ static void test_detached_dispatch(void)
     krpc_svc_free(svc);
 }
 
+/* A client that sends calls and never reads a reply: the server queues at
+ * most twice its send-queue limit, then closes that connection, and serves
+ * others meanwhile. Unsupported procedures are answered by dispatch itself,
+ * so this also covers replies that never reach a handler. */
+static void test_unread_replies(void)
+{
+    struct krpc_svc_config cfg = {.max_outstanding = 1, .max_msg = 65536};
+    struct test_server ts;
+    unsigned char call[256], batch[64 * 1024];
+    size_t n, len = 0, sent = 0;
+    int fd, closed = 0;
+
+    REQUIRE(ts_start(&ts, &cfg) == 0);
+    n = tc_encode_call(call + 4, sizeof(call) - 4, 77, TP_PROG, TP_VERS_LO, 999, KRPC_AUTH_NONE, NULL, 0);
+    REQUIRE(n > 0);
+    krpc_xdr_store_u32(call, KRPC_RM_LAST | (uint32_t)n);
+    while (len + n + 4 <= sizeof(batch)) {
+        memcpy(batch + len, call, n + 4);
+        len += n + 4;
+    }
+    REQUIRE((fd = tc_connect(ts.port)) >= 0);
+    /* Bounded: 2 x 1 MiB of replies queue long before 400 MB of calls. */
+    while (sent < (400u << 20)) {
+        ssize_t w = send(fd, batch, len, MSG_NOSIGNAL);
+        if (w <= 0) {
+            closed = 1;
+            break;
+        }
+        sent += (size_t)w;
+    }
+    CHECK(closed);
+    CHECK(ts_stats(&ts).calls_dropped >= 1);
+    CHECK(tc_ping(ts.port)); /* others are still served */
+    close(fd);
+    ts_stop(&ts);
+}
+
 int main(void)
 {
     if (tu_certs_create(&certs) != 0)
@@ -430,6 +467,7 @@ int main(void)
     TEST_RUN(test_max_conns);
     TEST_RUN(test_idle_timeout);
     TEST_RUN(test_max_outstanding);
+    TEST_RUN(test_unread_replies);
     TEST_RUN(test_ipv6);
     TEST_RUN(test_detached_dispatch);
     tu_certs_destroy(&certs);

@@ -669,6 +669,9 @@ static void test_happy_paths(void)
         memset(&nm, 0, sizeof(nm));
         CHECK_EQ(readdir_call(&c, &dfh, 0, 0, 110, &nm, &eof), NFS3ERR_TOOSMALL);
         CHECK_EQ(readdir_call(&c, &dfh, 1, 0, 120, &nm, &eof), NFS3ERR_TOOSMALL);
+        /* A count of 0 is a reply that holds nothing, never "no limit". */
+        CHECK_EQ(readdir_call(&c, &dfh, 0, 0, 0, &nm, &eof), NFS3ERR_TOOSMALL);
+        CHECK_EQ(readdir_call(&c, &dfh, 1, 0, 0, &nm, &eof), NFS3ERR_TOOSMALL);
         /* READDIR of a file. */
         CHECK_EQ(readdir_call(&c, &fh, 0, 0, 4096, &nm, &eof), NFS3ERR_NOTDIR);
         for (int i = 0; i < 40; i++) {

@@ -535,6 +535,18 @@ static void conn_on_msg(struct krpc_conn *c, struct mb_chain *msg, void *arg)
         mb_chain_free(&m);
         return;
     }
+    /* A client that sends calls but never reads the replies: every reply,
+     * also the ones dispatch answers itself (errors, NULL, the cache), waits
+     * in the send queue. Past twice the limit the connection goes, so one
+     * client cannot make the server queue without bound. */
+    if (krpc_conn_send_queued(c) > 2 * svc->queue_limit) {
+        svc->st.calls_dropped++;
+        krpc_log(KRPC_LOG_WARN, "rpc server: closing %s: %zu reply bytes unread", sc->peerstr,
+                 krpc_conn_send_queued(c));
+        mb_chain_free(&m);
+        conn_close(sc, -ENOBUFS);
+        return;
+    }
     sc->last_active_ms = krpc_now_ms();
     src.sc = sc;
     src.peer = (const struct sockaddr *)&sc->peer;

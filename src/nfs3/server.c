@@ -543,10 +543,14 @@ static int readdir_common(struct nfs3_srv *s, struct krpc_svc_req *req, struct k
     struct nfsd_obj o;
     int e;
 
+    /* The encoder reads 0 as "no limit"; from a client 0 means a reply that
+     * cannot hold anything (NFS3ERR_TOOSMALL), and a dircount of 0 is no hint. */
+    if (maxcount == 0)
+        maxcount = 1;
     if (maxcount > READDIR_MAX_REPLY)
         maxcount = READDIR_MAX_REPLY;
-    if (dircount > READDIR_MAX_REPLY)
-        dircount = READDIR_MAX_REPLY;
+    if (dircount == 0 || dircount > maxcount)
+        dircount = maxcount;
     memset(&r, 0, sizeof(r));
     obj_init(&o);
     nfs3_readdir_enc_begin(&enc, plus, maxcount, dircount);
