@@ -568,6 +568,13 @@ static void test_happy_paths(void)
         CHECK_EQ(r.status, NFS3_OK);
         CHECK_EQ(getattr(&c, &fh, &fa), NFS3_OK);
         CHECK_EQ(fa.mode, 0640);
+        /* Set-user-ID and set-group-ID bits from a client are dropped. */
+        a.guard_check = 0;
+        a.attr.mode = 06755;
+        REQUIRE(CALL(c.nfs, NFS3_PROC_SETATTR, nfs3_enc_setattr_args, &a, nfs3_dec_setattr_res, &r) == 0);
+        CHECK_EQ(r.status, NFS3_OK);
+        CHECK_EQ(getattr(&c, &fh, &fa), NFS3_OK);
+        CHECK_EQ(fa.mode, 0755);
     }
 
     /* CREATE modes: GUARDED on an existing name, EXCLUSIVE retried. */

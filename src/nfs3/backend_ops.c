@@ -25,6 +25,11 @@
 
 #include "nfs3/nfsd_int.h"
 
+/* Modes a client may set: no set-user-ID or set-group-ID bits. The server
+ * writes with its own identity (often root), so honouring those bits would
+ * let any client plant set-ID executables in the export. */
+#define NFSD_CLIENT_MODE_MASK 01777
+
 /* ---- attributes ---------------------------------------------------------- */
 
 static uint32_t ftype(mode_t m)
@@ -181,7 +186,7 @@ static int apply_sattr_fd(int fd, const struct nfs3_sattr *sa, int skip_mode)
         if (fchown(fd, sa->set_uid ? (uid_t)sa->uid : (uid_t)-1, sa->set_gid ? (gid_t)sa->gid : (gid_t)-1) != 0)
             return -errno;
     }
-    if (sa->set_mode && !skip_mode && fchmod(fd, (mode_t)(sa->mode & 07777)) != 0)
+    if (sa->set_mode && !skip_mode && fchmod(fd, (mode_t)(sa->mode & NFSD_CLIENT_MODE_MASK)) != 0)
         return -errno;
     if (sa->set_size && ftruncate(fd, (off_t)sa->size) != 0)
         return -errno;
@@ -239,7 +244,7 @@ int nfsd_op_setattr(struct nfsd_be *be, struct nfsd_obj *o, const struct nfs3_sa
     /* Not a symlink: the /proc magic link names exactly this inode. */
     char p[64];
     proc_fd_path(o->fd, p, sizeof(p));
-    if (sa->set_mode && chmod(p, (mode_t)(sa->mode & 07777)) != 0)
+    if (sa->set_mode && chmod(p, (mode_t)(sa->mode & NFSD_CLIENT_MODE_MASK)) != 0)
         return -errno;
     if (sa->atime_how != NFS3_DONT_CHANGE || sa->mtime_how != NFS3_DONT_CHANGE) {
         struct timespec ts[2];
@@ -510,7 +515,7 @@ int nfsd_op_create(struct nfsd_be *be, struct nfsd_obj *dir, const struct nfs3_c
         return ret;
     }
 
-    mode_t mode = a->attr.set_mode ? (mode_t)(a->attr.mode & 07777) : 0644;
+    mode_t mode = a->attr.set_mode ? (mode_t)(a->attr.mode & NFSD_CLIENT_MODE_MASK) : 0644;
     int flags = O_CREAT | O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
     if (a->mode == NFS3_CREATE_GUARDED)
         flags |= O_EXCL;
@@ -533,7 +538,7 @@ int nfsd_op_create(struct nfsd_be *be, struct nfsd_obj *dir, const struct nfs3_c
 int nfsd_op_mkdir(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, const struct nfs3_sattr *sa,
                   struct nfsd_lookup *out)
 {
-    mode_t mode = sa->set_mode ? (mode_t)(sa->mode & 07777) : 0755;
+    mode_t mode = sa->set_mode ? (mode_t)(sa->mode & NFSD_CLIENT_MODE_MASK) : 0755;
     struct nfs3_sattr rest = *sa;
     int fd, ret;
 
