@@ -15,6 +15,9 @@
  *   - RPC-with-TLS required: a TLS client mounts, writes 1 MiB and reads it
  *     back (READ pages go through the record layer); a plain client is
  *     refused (AUTH_TOOWEAK);
+ *   - handles of removed files (REMOVE, RMDIR, RENAME over, or behind
+ *     the server's back) are STALE on every call without an export walk
+ *     per call; after a restart live handles are found by walking;
  *   - a restart with the same state directory: old handles still work
  *     (through the export walk), the write verifier changed; another state
  *     directory's key makes them BADHANDLE.
@@ -925,6 +928,136 @@ static void test_write_count_mismatch(void)
     cli_close(&c);
 }
 
+static uint64_t srv_walks(void)
+{
+    return nfs3_srv_stats(g_si.srv)->walks;
+}
+
+static uint32_t mkdir_name(struct cli *c, const struct nfs3_fh *dir, const char *name, struct nfs3_diropres *r)
+{
+    struct nfs3_mkdir_args a;
+    memset(&a, 0, sizeof(a));
+    a.where.dir = *dir;
+    snprintf(a.where.name, sizeof(a.where.name), "%s", name);
+    if (CALL(c->nfs, NFS3_PROC_MKDIR, nfs3_enc_mkdir_args, &a, nfs3_dec_mkdir_res, r) != 0)
+        return 0xdead;
+    return r->status;
+}
+
+/* A handle of something gone is STALE on every call without walking the
+ * export each time; a restart still finds live handles by walking. */
+static void test_stale_no_walk(void)
+{
+    struct cli c;
+    struct nfs3_diropres cr, d1, d2;
+    struct nfs3_lookup_res lr;
+    struct nfs3_fh gone, gonedir, ext, ext2, over, moved, f1, f2;
+    char p[400];
+    uint64_t w0;
+
+    REQUIRE(cli_open(&c, g_si.port) == 0);
+    REQUIRE(mkdir_name(&c, &g_root, "sd1", &d1) == NFS3_OK);
+    REQUIRE(mkdir_name(&c, &g_root, "sd2", &d2) == NFS3_OK);
+    REQUIRE(create(&c, &d1.fh, "f1", NFS3_CREATE_UNCHECKED, NULL, &cr) == NFS3_OK);
+    f1 = cr.fh;
+    REQUIRE(create(&c, &d2.fh, "f2", NFS3_CREATE_UNCHECKED, NULL, &cr) == NFS3_OK);
+    f2 = cr.fh;
+
+    /* CREATE, LOOKUP, REMOVE, then GETATTR again and again: REMOVE recorded
+     * the inode as gone, so not a single walk. Same for RMDIR. */
+    REQUIRE(create(&c, &g_root, "gone", NFS3_CREATE_UNCHECKED, NULL, &cr) == NFS3_OK);
+    REQUIRE(lookup(&c, &g_root, "gone", &lr) == NFS3_OK);
+    gone = lr.fh;
+    REQUIRE(mkdir_name(&c, &g_root, "gonedir", &cr) == NFS3_OK);
+    gonedir = cr.fh;
+    CHECK_EQ(remove_name(&c, &g_root, "gone", 0), NFS3_OK);
+    CHECK_EQ(remove_name(&c, &g_root, "gonedir", 1), NFS3_OK);
+    w0 = srv_walks();
+    for (int i = 0; i < 50; i++) {
+        CHECK_EQ(getattr(&c, &gone, NULL), NFS3ERR_STALE);
+        CHECK_EQ(getattr(&c, &gonedir, NULL), NFS3ERR_STALE);
+    }
+    CHECK_EQ(srv_walks(), w0);
+
+    /* RENAME over a file: the replaced file's handle is STALE without a
+     * walk, the moved one follows its new name. */
+    REQUIRE(create(&c, &g_root, "over", NFS3_CREATE_UNCHECKED, NULL, &cr) == NFS3_OK);
+    over = cr.fh;
+    REQUIRE(create(&c, &g_root, "moved", NFS3_CREATE_UNCHECKED, NULL, &cr) == NFS3_OK);
+    moved = cr.fh;
+    {
+        struct nfs3_rename_args a;
+        struct nfs3_rename_res r;
+        memset(&a, 0, sizeof(a));
+        a.from.dir = g_root;
+        snprintf(a.from.name, sizeof(a.from.name), "moved");
+        a.to.dir = d2.fh;
+        snprintf(a.to.name, sizeof(a.to.name), "over");
+        REQUIRE(CALL(c.nfs, NFS3_PROC_RENAME, nfs3_enc_rename_args, &a, nfs3_dec_rename_res, &r) == 0);
+        REQUIRE(r.status == NFS3_OK);
+        snprintf(a.from.name, sizeof(a.from.name), "over");
+        a.from.dir = d2.fh;
+        a.to.dir = g_root;
+        REQUIRE(CALL(c.nfs, NFS3_PROC_RENAME, nfs3_enc_rename_args, &a, nfs3_dec_rename_res, &r) == 0);
+        REQUIRE(r.status == NFS3_OK); /* moved is now "over" in the root, the old "over" is gone */
+    }
+    w0 = srv_walks();
+    for (int i = 0; i < 20; i++) {
+        CHECK_EQ(getattr(&c, &over, NULL), NFS3ERR_STALE);
+        CHECK_EQ(getattr(&c, &moved, NULL), NFS3_OK);
+    }
+    CHECK_EQ(srv_walks(), w0);
+    CHECK_EQ(remove_name(&c, &g_root, "over", 0), NFS3_OK);
+
+    /* Removed behind the server's back: one walk finds it missing, then
+     * the negative cache answers; a second unknown handle right after that
+     * walk does not start another one (at most one fruitless walk a
+     * second while the map learns nothing). */
+    REQUIRE(create(&c, &d1.fh, "ext", NFS3_CREATE_UNCHECKED, NULL, &cr) == NFS3_OK);
+    ext = cr.fh;
+    REQUIRE(create(&c, &d1.fh, "ext2", NFS3_CREATE_UNCHECKED, NULL, &cr) == NFS3_OK);
+    ext2 = cr.fh;
+    snprintf(p, sizeof(p), "%s/sd1/ext", g_export);
+    CHECK(unlink(p) == 0);
+    snprintf(p, sizeof(p), "%s/sd1/ext2", g_export);
+    CHECK(unlink(p) == 0);
+    w0 = srv_walks();
+    for (int i = 0; i < 50; i++)
+        CHECK_EQ(getattr(&c, &ext, NULL), NFS3ERR_STALE);
+    CHECK_EQ(srv_walks(), w0 + 1);
+    for (int i = 0; i < 10; i++)
+        CHECK_EQ(getattr(&c, &ext2, NULL), NFS3ERR_STALE);
+    CHECK_EQ(srv_walks(), w0 + 1);
+    /* Live handles are unaffected. */
+    CHECK_EQ(getattr(&c, &f1, NULL), NFS3_OK);
+    CHECK_EQ(getattr(&c, &f2, NULL), NFS3_OK);
+    cli_close(&c);
+
+    /* Restart: the map is empty, the first use of each live handle walks
+     * and finds it, two in different directories one after the other
+     * (a walk that found its inode does not hold back the next one). */
+    srv_stop(&g_si);
+    REQUIRE(srv_start(&g_si, g_state) == 0);
+    REQUIRE(cli_open(&c, g_si.port) == 0);
+    w0 = srv_walks();
+    CHECK_EQ(getattr(&c, &f2, NULL), NFS3_OK);
+    CHECK_EQ(getattr(&c, &f1, NULL), NFS3_OK);
+    CHECK(srv_walks() > w0);
+    CHECK_EQ(getattr(&c, &d1.fh, NULL), NFS3_OK);
+    /* And the removed ones are still STALE, with one walk at most. */
+    w0 = srv_walks();
+    for (int i = 0; i < 20; i++) {
+        CHECK_EQ(getattr(&c, &gone, NULL), NFS3ERR_STALE);
+        CHECK_EQ(getattr(&c, &ext, NULL), NFS3ERR_STALE);
+    }
+    CHECK(srv_walks() <= w0 + 1);
+    CHECK_EQ(remove_name(&c, &d1.fh, "f1", 0), NFS3_OK);
+    CHECK_EQ(remove_name(&c, &d2.fh, "f2", 0), NFS3_OK);
+    CHECK_EQ(remove_name(&c, &g_root, "sd1", 1), NFS3_OK);
+    CHECK_EQ(remove_name(&c, &g_root, "sd2", 1), NFS3_OK);
+    cli_close(&c);
+}
+
 static void test_restart(void)
 {
     struct cli c;
@@ -1096,6 +1229,7 @@ int main(void)
     TEST_RUN(test_bad_handles);
     TEST_RUN(test_escapes);
     TEST_RUN(test_write_count_mismatch);
+    TEST_RUN(test_stale_no_walk);
     if (tu_certs_create(&g_certs) == 0) {
         TEST_RUN(test_tls);
         tu_certs_destroy(&g_certs);

@@ -13,6 +13,16 @@
  * know the inode (a server restart) or is out of date (a rename behind our
  * back), the export is walked breadth first, bounded, refilling the map; an
  * inode not found is STALE.
+ *
+ * The walk runs on the event loop and can take milliseconds, so it is not
+ * repeated for nothing: an inode the walk did not find, or that REMOVE,
+ * RMDIR or RENAME took its last name from, goes into a small negative cache
+ * (NFSD_NEG_ENTRIES, NEG_TTL_NS each) and is STALE without a walk; and after
+ * a walk that did not find its inode no other walk runs for
+ * WALK_INTERVAL_NS. Both hold only while the map learns nothing new (a
+ * CREATE, LOOKUP, READDIRPLUS or rename that adds a name starts a new epoch),
+ * so a handle that comes back to life is found again. After a restart the
+ * cache is empty and the first lookup of a handle walks as before.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -25,6 +35,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "nfs3/nfsd_int.h"
@@ -32,6 +43,8 @@
 #define MAP_MAX_ENTRIES (1u << 22) /* past this the map is dropped and refilled on demand */
 #define WALK_MAX_ENTRIES (1u << 22)
 #define PATH_MAX_DEPTH 1024
+#define NEG_TTL_NS (10ull * 1000000000ull)       /* a negative entry's life */
+#define WALK_INTERVAL_NS (1ull * 1000000000ull)  /* between walks that found nothing */
 
 struct nfsd_ment {
     struct nfsd_ment *next;
@@ -77,8 +90,51 @@ static void map_grow(struct nfsd_be *be)
     be->nbuckets = nb;
 }
 
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + 1; /* never 0 */
+}
+
+/* The negative cache is good for one map epoch only. */
+static void neg_sync(struct nfsd_be *be)
+{
+    if (be->neg_epoch == be->map_epoch)
+        return;
+    memset(be->neg, 0, sizeof(be->neg));
+    be->neg_next = 0;
+    be->neg_epoch = be->map_epoch;
+}
+
+static void neg_add(struct nfsd_be *be, uint64_t ino, uint32_t gen, int anygen)
+{
+    struct nfsd_neg *n;
+
+    neg_sync(be);
+    n = &be->neg[be->neg_next];
+    be->neg_next = (be->neg_next + 1) % NFSD_NEG_ENTRIES;
+    n->ino = ino;
+    n->gen = gen;
+    n->anygen = anygen;
+    n->when_ns = now_ns();
+}
+
+static int neg_has(struct nfsd_be *be, uint64_t ino, uint32_t gen, uint64_t now)
+{
+    neg_sync(be);
+    for (unsigned i = 0; i < NFSD_NEG_ENTRIES; i++) {
+        const struct nfsd_neg *n = &be->neg[i];
+        if (n->when_ns != 0 && n->ino == ino && (n->anygen || n->gen == gen) && now - n->when_ns < NEG_TTL_NS)
+            return 1;
+    }
+    return 0;
+}
+
 void nfsd_map_clear(struct nfsd_be *be)
 {
+    be->map_epoch++;
     for (size_t i = 0; i < be->nbuckets; i++) {
         struct nfsd_ment *e = be->buckets[i], *next;
         for (; e != NULL; e = next) {
@@ -117,6 +173,8 @@ void nfsd_map_add(struct nfsd_be *be, uint64_t ino, uint64_t dirino, const char 
         return;
     if (e != NULL)
         nfsd_map_del(be, ino);
+    if (!be->in_walk)
+        be->map_epoch++; /* something new: the negative cache may be wrong now */
     if (be->count >= MAP_MAX_ENTRIES)
         nfsd_map_clear(be);
     n = strlen(name);
@@ -132,6 +190,13 @@ void nfsd_map_add(struct nfsd_be *be, uint64_t ino, uint64_t dirino, const char 
     be->count++;
     if (be->count > be->nbuckets * 2)
         map_grow(be);
+}
+
+void nfsd_map_gone(struct nfsd_be *be, const struct stat *st)
+{
+    nfsd_map_del(be, (uint64_t)st->st_ino);
+    if (S_ISDIR(st->st_mode) || st->st_nlink <= 1)
+        neg_add(be, (uint64_t)st->st_ino, 0, 1);
 }
 
 int nfsd_name_ok(const char *name)
@@ -308,11 +373,12 @@ static int walk_for(struct nfsd_be *be, uint64_t ino)
     char path[PATH_MAX];
     int found = 0;
 
-    be->walks++;
     qcap = 256;
     queue = malloc(qcap * sizeof(*queue));
     if (queue == NULL)
         return -ENOMEM;
+    be->walks++;
+    be->in_walk = 1;
     queue[qlen++] = be->rootino;
     while (qhead < qlen && !found && seen < WALK_MAX_ENTRIES) {
         uint64_t dino = queue[qhead++];
@@ -356,6 +422,7 @@ static int walk_for(struct nfsd_be *be, uint64_t ino)
         }
         closedir(d);
     }
+    be->in_walk = 0;
     free(queue);
     return found ? 0 : -ESTALE;
 }
@@ -382,15 +449,34 @@ int nfsd_be_resolve(struct nfsd_be *be, const struct nfs3_fh *fh, struct nfsd_ob
             return ret;
     }
     /* Unknown or moved: look for it. A handle we made whose inode no longer
-     * exists in the export is STALE. */
+     * exists in the export is STALE. Not walking again for an inode known
+     * to be gone, nor right after a walk that found nothing while the map
+     * has learned nothing since (that walk saw the whole export). */
+    uint64_t now = now_ns();
+    if (neg_has(be, ino, gen, now))
+        return -ESTALE;
     nfsd_map_del(be, ino);
+    if (be->failed_walk_ns != 0 && be->failed_walk_epoch == be->map_epoch &&
+        now - be->failed_walk_ns < WALK_INTERVAL_NS) {
+        neg_add(be, ino, gen, 0);
+        return -ESTALE;
+    }
     ret = walk_for(be, ino);
-    if (ret != 0)
-        return ret == -ENOMEM ? -ENOMEM : -ESTALE;
+    if (ret == -ENOMEM)
+        return ret;
+    if (ret != 0) {
+        be->failed_walk_ns = now_ns();
+        be->failed_walk_epoch = be->map_epoch;
+        neg_add(be, ino, gen, 0);
+        return -ESTALE;
+    }
     ret = map_path(be, ino, o->path, sizeof(o->path));
     if (ret != 0)
         return -ESTALE;
-    return try_path(be, o->path, ino, gen, o);
+    ret = try_path(be, o->path, ino, gen, o);
+    if (ret == -ESTALE)
+        neg_add(be, ino, gen, 0); /* found, but another generation (a reused inode number) */
+    return ret;
 }
 
 int nfsd_obj_reopen(struct nfsd_be *be, const struct nfsd_obj *o, int flags)

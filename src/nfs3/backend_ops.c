@@ -630,7 +630,7 @@ int nfsd_op_remove(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, i
         return -EISDIR;
     if (unlinkat(dir->fd, name, rmdir ? AT_REMOVEDIR : 0) != 0)
         return -errno;
-    nfsd_map_del(be, (uint64_t)st.st_ino);
+    nfsd_map_gone(be, &st);
     return 0;
 }
 
@@ -654,9 +654,9 @@ int nfsd_op_rename(struct nfsd_be *be, struct nfsd_obj *from, const char *fname,
     had_target = fstatat(to->fd, tname, &tst, AT_SYMLINK_NOFOLLOW) == 0;
     if (renameat(from->fd, fname, to->fd, tname) != 0)
         return -errno;
-    if (had_target && tst.st_ino != sst.st_ino)
-        nfsd_map_del(be, (uint64_t)tst.st_ino);
     nfsd_map_add(be, (uint64_t)sst.st_ino, (uint64_t)to->st.st_ino, tname);
+    if (had_target && tst.st_ino != sst.st_ino)
+        nfsd_map_gone(be, &tst); /* after the add: learning a name clears the negative cache */
     return 0;
 }
 

@@ -54,6 +54,15 @@ int nfsd_fh_parse(const struct nfsd_fhctx *k, const struct nfs3_fh *fh, uint64_t
 
 struct nfsd_ment;
 
+/* An inode (and generation) recently found absent from the export. */
+#define NFSD_NEG_ENTRIES 256
+struct nfsd_neg {
+    uint64_t ino;
+    uint64_t when_ns; /* CLOCK_MONOTONIC; 0 = free slot */
+    uint32_t gen;
+    int anygen;       /* removed by us: stale whatever the generation */
+};
+
 struct nfsd_be {
     int rootfd;        /* O_PATH | O_DIRECTORY on the export */
     dev_t dev;
@@ -65,6 +74,16 @@ struct nfsd_be {
     size_t nbuckets, count;
     int no_openat2;     /* openat2 missing: component walk instead */
     uint64_t walks;
+    /* Negative cache and walk rate limit: map_epoch counts the times the
+     * map learned an entry outside a walk (or was cleared); the negative
+     * cache is only good for the epoch it was filled in, and a walk that
+     * ended without finding its inode is not repeated within a second in
+     * the same epoch. */
+    struct nfsd_neg neg[NFSD_NEG_ENTRIES];
+    unsigned neg_next;
+    uint64_t map_epoch, neg_epoch;
+    uint64_t failed_walk_ns, failed_walk_epoch; /* failed_walk_ns 0: none */
+    int in_walk;
     uint8_t write_verf[NFS3_WRITEVERFSIZE];
     uint32_t rtmax, wtmax;
 };
@@ -106,6 +125,9 @@ int nfsd_be_lookup_path(struct nfsd_be *be, const char *rel, struct stat *st, ui
 /* Map maintenance: name (a single component) in directory dirino is ino. */
 void nfsd_map_add(struct nfsd_be *be, uint64_t ino, uint64_t dirino, const char *name);
 void nfsd_map_del(struct nfsd_be *be, uint64_t ino);
+/* st (stat'ed before) was unlinked, or replaced by a rename: forgets it and,
+ * when that was its last name, remembers its handles as STALE. */
+void nfsd_map_gone(struct nfsd_be *be, const struct stat *st);
 void nfsd_map_clear(struct nfsd_be *be);
 
 /* 1 when name is usable as a new directory entry: not empty, no '/', not
