@@ -321,9 +321,27 @@ static TU_UNUSED int tc_send_msg(struct tc *t, const void *msg, size_t len)
     return ret;
 }
 
-/* Encodes a call header (rpcvers 2) into buf, then the args; returns the length. */
-static TU_UNUSED size_t tc_encode_call(unsigned char *buf, size_t cap, uint32_t xid, uint32_t prog, uint32_t vers,
-                                       uint32_t proc, uint32_t flavor, const void *args, size_t arglen)
+/* The credential tc_encode_call sends for a flavor: AUTH_SYS is uid 1000,
+ * gid 100, gids {100, 27} on "testhost". */
+static TU_UNUSED void tc_default_cred(struct krpc_cred *cred, uint32_t flavor)
+{
+    memset(cred, 0, sizeof(*cred));
+    cred->flavor = flavor;
+    if (flavor == KRPC_AUTH_SYS) {
+        strcpy(cred->machine, "testhost");
+        cred->uid = 1000;
+        cred->gid = 100;
+        cred->ngids = 2;
+        cred->gids[0] = 100;
+        cred->gids[1] = 27;
+    }
+}
+
+/* Encodes a call header (rpcvers 2) with this credential into buf, then the
+ * args; returns the length. */
+static TU_UNUSED size_t tc_encode_call_cred(unsigned char *buf, size_t cap, uint32_t xid, uint32_t prog,
+                                            uint32_t vers, uint32_t proc, const struct krpc_cred *cred,
+                                            const void *args, size_t arglen)
 {
     struct mb_chain c = MB_CHAIN_INIT;
     struct krpc_xdr_enc x;
@@ -335,15 +353,7 @@ static TU_UNUSED size_t tc_encode_call(unsigned char *buf, size_t cap, uint32_t 
     h.prog = prog;
     h.vers = vers;
     h.proc = proc;
-    h.cred.flavor = flavor;
-    if (flavor == KRPC_AUTH_SYS) {
-        strcpy(h.cred.machine, "testhost");
-        h.cred.uid = 1000;
-        h.cred.gid = 100;
-        h.cred.ngids = 2;
-        h.cred.gids[0] = 100;
-        h.cred.gids[1] = 27;
-    }
+    h.cred = *cred;
     h.verf_flavor = KRPC_AUTH_NONE;
     krpc_xdr_enc_init(&x, &c);
     krpc_encode_call_hdr(&x, &h);
@@ -354,6 +364,16 @@ static TU_UNUSED size_t tc_encode_call(unsigned char *buf, size_t cap, uint32_t 
         n = 0;
     mb_chain_free(&c);
     return n;
+}
+
+/* tc_encode_call_cred with tc_default_cred(flavor). */
+static TU_UNUSED size_t tc_encode_call(unsigned char *buf, size_t cap, uint32_t xid, uint32_t prog, uint32_t vers,
+                                       uint32_t proc, uint32_t flavor, const void *args, size_t arglen)
+{
+    struct krpc_cred cred;
+
+    tc_default_cred(&cred, flavor);
+    return tc_encode_call_cred(buf, cap, xid, prog, vers, proc, &cred, args, arglen);
 }
 
 static TU_UNUSED int tc_call_send(struct tc *t, uint32_t xid, uint32_t prog, uint32_t vers, uint32_t proc,
@@ -462,6 +482,19 @@ static TU_UNUSED int tc_call(struct tc *t, uint32_t xid, uint32_t prog, uint32_t
                              size_t *reslen)
 {
     if (tc_call_send(t, xid, prog, vers, proc, flavor, args, arglen) != 0)
+        return -1;
+    return tc_reply_recv(t, h, res, rescap, reslen);
+}
+
+/* tc_call with an explicit credential. */
+static TU_UNUSED int tc_call_cred(struct tc *t, uint32_t xid, uint32_t prog, uint32_t vers, uint32_t proc,
+                                  const struct krpc_cred *cred, const void *args, size_t arglen,
+                                  struct krpc_reply_hdr *h, void *res, size_t rescap, size_t *reslen)
+{
+    unsigned char buf[2048];
+    size_t n = tc_encode_call_cred(buf, sizeof(buf), xid, prog, vers, proc, cred, args, arglen);
+
+    if (n == 0 || tc_send_msg(t, buf, n) != 0)
         return -1;
     return tc_reply_recv(t, h, res, rescap, reslen);
 }

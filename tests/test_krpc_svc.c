@@ -230,6 +230,98 @@ static void test_drc(void)
     ts_stop(&ts);
 }
 
+/* COUNT with an explicit credential: the value, or 0 on any failure. */
+static uint32_t count_cred(struct tc *t, uint32_t xid, const struct krpc_cred *cred, const uint32_t args[2])
+{
+    struct krpc_reply_hdr h;
+    uint32_t v = 0;
+    size_t rl = 0;
+
+    if (tc_call_cred(t, xid, TP_PROG, TP_VERS_LO, TP_COUNT, cred, args, 8, &h, &v, 4, &rl) != 0 ||
+        !rh_accepted(&h, xid, KRPC_SUCCESS) || rl != 4)
+        return 0;
+    return ntohl(v);
+}
+
+/* The cache tells users apart: the same XID and arguments from one host
+ * under another uid, gid, group list, flavor or TLS client certificate is
+ * another call; the same user retransmitting (on a new connection too) is
+ * the cached one. */
+static void test_drc_cred(void)
+{
+    struct krpc_svc_config cfg;
+    struct test_server ts;
+    struct tc t, t2, tt;
+    struct krpc_cred alice, bob, alice_gid, alice_gids, none;
+    uint32_t a[2] = {4, 2};
+    char err[256];
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.tls = KRPC_SVC_TLS_OPTIONAL;
+    cfg.tlscfg.cert_file = certs.server_cert;
+    cfg.tlscfg.key_file = certs.server_key;
+    cfg.tlscfg.ca_file = certs.ca_cert;
+    cfg.tlscfg.verify_peer = 1;
+    REQUIRE(ts_start(&ts, &cfg) == 0);
+    tc_default_cred(&alice, KRPC_AUTH_SYS);
+    bob = alice;
+    bob.uid = 1001;
+    alice_gid = alice;
+    alice_gid.gid = 0;
+    alice_gids = alice;
+    alice_gids.gids[1] = 0; /* the same uid and gid, another group list */
+    tc_default_cred(&none, KRPC_AUTH_NONE);
+
+    REQUIRE(tc_open(&t, ts.port) == 0);
+    REQUIRE(tc_open(&t2, ts.port) == 0);
+    CHECK_EQ(count_cred(&t, 700, &alice, a), 1);
+    CHECK_EQ(count_cred(&t2, 700, &bob, a), 2);       /* another uid: executed */
+    CHECK_EQ(count_cred(&t2, 700, &alice_gid, a), 3); /* another gid */
+    CHECK_EQ(count_cred(&t2, 700, &alice_gids, a), 4);
+    CHECK_EQ(count_cred(&t2, 700, &none, a), 5);      /* another flavor */
+    /* Each one retransmitting gets its own reply, from the cache. */
+    CHECK_EQ(count_cred(&t, 700, &alice, a), 1);
+    CHECK_EQ(count_cred(&t2, 700, &alice, a), 1); /* another connection, another port: still cached */
+    CHECK_EQ(count_cred(&t, 700, &bob, a), 2);
+    CHECK_EQ(count_cred(&t, 700, &alice_gid, a), 3);
+    CHECK_EQ(count_cred(&t, 700, &alice_gids, a), 4);
+    CHECK_EQ(count_cred(&t, 700, &none, a), 5);
+    CHECK_EQ(ts.count_execs, 5);
+    CHECK_EQ(ts_stats(&ts).drc_hits, 6);
+    /* The AUTH_SYS stamp and machine name do not make another user. */
+    {
+        struct krpc_cred c = alice;
+        c.stamp = 12345;
+        strcpy(c.machine, "renamed");
+        CHECK_EQ(count_cred(&t, 700, &c, a), 1);
+    }
+
+    /* The same credential under TLS with a client certificate: another
+     * peer subject, another call; its retransmission is cached. */
+    {
+        struct tls_opts o;
+        memset(&o, 0, sizeof(o));
+        o.ca_file = certs.ca_cert;
+        o.cert_file = certs.client_cert;
+        o.key_file = certs.client_key;
+        o.alpn = "sunrpc";
+        REQUIRE(tc_open_tls(&tt, ts.port, &o, err, sizeof(err)) == 0);
+        CHECK_EQ(count_cred(&tt, 700, &alice, a), 6);
+        CHECK_EQ(count_cred(&tt, 700, &alice, a), 6);
+        CHECK_EQ(ts.count_execs, 6);
+        tc_close(&tt);
+        /* TLS without a client certificate: no subject, the plain entry. */
+        o.cert_file = o.key_file = NULL;
+        REQUIRE(tc_open_tls(&tt, ts.port, &o, err, sizeof(err)) == 0);
+        CHECK_EQ(count_cred(&tt, 700, &alice, a), 1);
+        CHECK_EQ(ts.count_execs, 6);
+        tc_close(&tt);
+    }
+    tc_close(&t);
+    tc_close(&t2);
+    ts_stop(&ts);
+}
+
 /* The cache's bound: with 4 entries, the oldest completed call is evicted
  * and its retransmission runs again. */
 static void test_drc_lru(void)
@@ -463,6 +555,7 @@ int main(void)
     TEST_RUN(test_errors);
     TEST_RUN(test_tls_policy_plain_side);
     TEST_RUN(test_drc);
+    TEST_RUN(test_drc_cred);
     TEST_RUN(test_drc_lru);
     TEST_RUN(test_max_conns);
     TEST_RUN(test_idle_timeout);

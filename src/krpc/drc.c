@@ -171,6 +171,32 @@ uint64_t krpc_drc_checksum(const struct mb_chain *c, size_t off, size_t len)
     return h;
 }
 
+void krpc_drc_key_set_cred(struct krpc_drc_key *key, const struct krpc_cred *cred, const char *subject)
+{
+    uint64_t h = K1;
+    size_t n = subject != NULL ? strlen(subject) : 0;
+
+    key->flavor = cred->flavor;
+    key->uid = key->gid = 0;
+    if (cred->flavor == KRPC_AUTH_SYS) {
+        uint32_t ngids = cred->ngids < KRPC_AUTH_SYS_MAX_GIDS ? cred->ngids : KRPC_AUTH_SYS_MAX_GIDS;
+        key->uid = cred->uid;
+        key->gid = cred->gid;
+        h = mix_word(h, ngids);
+        for (uint32_t i = 0; i < ngids; i++)
+            h = mix_word(h, cred->gids[i]);
+    }
+    /* The subject, 8 bytes at a time, its length first so that no two
+     * (gids, subject) pairs run together. */
+    h = mix_word(h, (uint64_t)n | (1ull << 63));
+    for (size_t i = 0; i < n; i += 8) {
+        unsigned char w[8] = {0};
+        memcpy(w, subject + i, n - i < 8 ? n - i : 8);
+        h = mix_word(h, load64(w));
+    }
+    key->who = h ^ (h >> 29);
+}
+
 /* ---- table -------------------------------------------------------------- */
 
 static uint64_t key_hash(const struct krpc_drc_key *k)
@@ -184,6 +210,8 @@ static uint64_t key_hash(const struct krpc_drc_key *k)
     h = mix_word(h, ((uint64_t)k->prog << 32) | k->vers);
     h = mix_word(h, ((uint64_t)k->proc << 32) | k->arglen);
     h = mix_word(h, k->csum);
+    h = mix_word(h, ((uint64_t)k->flavor << 32) | k->uid);
+    h = mix_word(h, ((uint64_t)k->gid << 32) ^ k->who);
     return h ^ (h >> 29);
 }
 
@@ -191,7 +219,8 @@ static int key_eq(const struct krpc_drc_key *a, const struct krpc_drc_key *b)
 {
     return a->family == b->family && memcmp(a->addr, b->addr, sizeof(a->addr)) == 0 && a->xid == b->xid &&
            a->prog == b->prog && a->vers == b->vers && a->proc == b->proc && a->arglen == b->arglen &&
-           a->csum == b->csum;
+           a->csum == b->csum && a->flavor == b->flavor && a->uid == b->uid && a->gid == b->gid &&
+           a->who == b->who;
 }
 
 static void lru_unlink(struct krpc_drc *d, struct krpc_drc_entry *e)

@@ -5,7 +5,10 @@
  * that reconnects comes from a new port and must still hit the cache), the
  * XID, program, version and procedure, the argument length and a 64-bit
  * checksum of every argument byte (guards against a client reusing an XID
- * for different arguments).
+ * for different arguments), and who sent it: the credential's flavor, for
+ * AUTH_SYS the uid and gid, and a checksum of the AUTH_SYS group list and
+ * the TLS peer certificate's subject (two users on one host whose XIDs and
+ * arguments happen to match must not get each other's reply).
  *
  * An entry is IN_PROGRESS from the first arrival until the reply exists, then
  * DONE with the whole reply message kept by reference (copy-by-reference of
@@ -27,6 +30,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "rpctls/krpc.h"
 #include "rpctls/mbuf.h"
 
 struct krpc_drc;
@@ -38,6 +42,8 @@ struct krpc_drc_key {
     uint32_t xid, prog, vers, proc;
     uint32_t arglen;
     uint64_t csum;
+    uint32_t flavor, uid, gid; /* uid, gid: AUTH_SYS only, else 0 */
+    uint64_t who;              /* checksum of the AUTH_SYS gids and the TLS peer subject */
 };
 
 enum krpc_drc_result {
@@ -52,6 +58,10 @@ void krpc_drc_free(struct krpc_drc *d);
 
 /* Fills key->addr/family from a socket address (the port is ignored). */
 void krpc_drc_key_set_addr(struct krpc_drc_key *key, const struct sockaddr *sa, socklen_t len);
+/* Fills key->flavor/uid/gid/who from the call's credential and the TLS peer
+ * certificate's subject (NULL or "" when none). The AUTH_SYS stamp and
+ * machine name are left out: they say nothing about the user. */
+void krpc_drc_key_set_cred(struct krpc_drc_key *key, const struct krpc_cred *cred, const char *subject);
 /* Checksum of [off, off + len) of c: a function of the bytes only, not of
  * how they are split into links (a retransmission arrives segmented
  * differently). */

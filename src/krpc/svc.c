@@ -226,6 +226,7 @@ static int run_call(struct krpc_svc *svc, const struct call_src *src, const stru
         key.proc = h->proc;
         key.arglen = (uint32_t)(msg->len - args_off);
         key.csum = krpc_drc_checksum(msg, args_off, msg->len - args_off);
+        krpc_drc_key_set_cred(&key, &h->cred, src->subject); /* who: not the source port */
         switch (krpc_drc_lookup(svc->drc, &key, &entry, reply)) {
         case KRPC_DRC_DONE:
             svc->st.drc_hits++;
