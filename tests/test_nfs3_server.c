@@ -11,7 +11,8 @@
  *     handles of removed files; ".." at the root; a symlink to /etc inside
  *     the export (looked up as NF3LNK, never read, written or entered);
  *     names with '/'; a WRITE whose count disagrees with its data
- *     (GARBAGE_ARGS, per nfs3.h); the server keeps serving after each;
+ *     (GARBAGE_ARGS, per nfs3.h); a WRITE over the advertised wtmax
+ *     (INVAL, nothing written); the server keeps serving after each;
  *   - RPC-with-TLS required: a TLS client mounts, writes 1 MiB and reads it
  *     back (READ pages go through the record layer); a plain client is
  *     refused (AUTH_TOOWEAK);
@@ -62,6 +63,7 @@ static void *srv_thread(void *arg)
 }
 
 static struct tu_certs g_certs;
+static uint32_t g_wtmax; /* the next server's wtmax; 0: the default */
 
 static int srv_start_tls(struct srv_inst *si, const char *state, int tls)
 {
@@ -85,6 +87,7 @@ static int srv_start_tls(struct srv_inst *si, const char *state, int tls)
     memset(&scfg, 0, sizeof(scfg));
     scfg.export_path = g_export;
     scfg.state_dir = state;
+    scfg.wtmax = g_wtmax;
     if (nfs3_srv_new(si->svc, &scfg, &si->srv, err, sizeof(err)) != 0) {
         fprintf(stderr, "nfs3_srv_new: %s\n", err);
         return -1;
@@ -944,6 +947,50 @@ static uint32_t mkdir_name(struct cli *c, const struct nfs3_fh *dir, const char 
     return r->status;
 }
 
+/* A WRITE over the advertised wtmax is INVAL and writes nothing; up to it
+ * is fine. */
+static void test_write_max(void)
+{
+    struct srv_inst si;
+    struct cli c;
+    struct nfs3_diropres cr;
+    struct nfs3_write_res wr;
+    struct nfs3_fattr fa;
+    static char data[8193];
+
+    g_wtmax = 8192;
+    REQUIRE(srv_start(&si, g_state) == 0);
+    g_wtmax = 0;
+    REQUIRE(cli_open(&c, si.port) == 0);
+    {
+        struct nfs3_fh_args a = {g_root};
+        struct nfs3_fsinfo_res i;
+        REQUIRE(CALL(c.nfs, NFS3_PROC_FSINFO, nfs3_enc_fsinfo_args, &a, nfs3_dec_fsinfo_res, &i) == 0);
+        CHECK_EQ(i.status, NFS3_OK);
+        CHECK_EQ(i.wtmax, 8192);
+        CHECK_EQ(i.wtpref, 8192);
+    }
+    REQUIRE(create(&c, &g_root, "wmax", NFS3_CREATE_UNCHECKED, NULL, &cr) == NFS3_OK);
+    memset(data, 'm', sizeof(data));
+    CHECK_EQ(write_data(&c, &cr.fh, 0, data, 8193, NFS3_FILE_SYNC, &wr), NFS3ERR_INVAL);
+    CHECK_EQ(write_data(&c, &cr.fh, 0, data, 8193, NFS3_UNSTABLE, &wr), NFS3ERR_INVAL);
+    CHECK_EQ(getattr(&c, &cr.fh, &fa), NFS3_OK);
+    CHECK_EQ(fa.size, 0);
+    CHECK_EQ(write_data(&c, &cr.fh, 0, data, 8192, NFS3_FILE_SYNC, &wr), NFS3_OK);
+    CHECK_EQ(wr.count, 8192);
+    CHECK_EQ(getattr(&c, &cr.fh, &fa), NFS3_OK);
+    CHECK_EQ(fa.size, 8192);
+    /* A bad handle is still BADHANDLE, whatever the count. */
+    {
+        struct nfs3_fh fh = cr.fh;
+        fh.data[fh.len - 1] ^= 1;
+        CHECK_EQ(write_data(&c, &fh, 0, data, 8193, NFS3_UNSTABLE, &wr), NFS3ERR_BADHANDLE);
+    }
+    CHECK_EQ(remove_name(&c, &g_root, "wmax", 0), NFS3_OK);
+    cli_close(&c);
+    srv_stop(&si);
+}
+
 /* A handle of something gone is STALE on every call without walking the
  * export each time; a restart still finds live handles by walking. */
 static void test_stale_no_walk(void)
@@ -1229,6 +1276,7 @@ int main(void)
     TEST_RUN(test_bad_handles);
     TEST_RUN(test_escapes);
     TEST_RUN(test_write_count_mismatch);
+    TEST_RUN(test_write_max);
     TEST_RUN(test_stale_no_walk);
     if (tu_certs_create(&g_certs) == 0) {
         TEST_RUN(test_tls);

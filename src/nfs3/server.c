@@ -300,6 +300,11 @@ static int p_write(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc
     memset(&r, 0, sizeof(r));
     obj_init(&o);
     e = nfsd_be_resolve(&s->be, &a.fh, &o);
+    /* More than the wtmax FSINFO advertised (--max-io): INVAL, nothing
+     * written. (The decoder takes up to NFS3_MAX_DATA; a short write would
+     * be legal too, but a client that ignores wtmax is broken.) */
+    if (e == 0 && a.count > s->be.wtmax)
+        e = -EINVAL;
     if (e == 0) {
         e = nfsd_op_write(&s->be, &o, a.offset, &a.data, a.stable, &r.committed, &pre, &post);
         if (e == 0) {
