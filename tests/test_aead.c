@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "test.h"
+#include "util/hex.h"
 
 static const enum ktls_cipher all_ciphers[] = {
     KTLS_AES_128_GCM_SHA256,
@@ -21,37 +22,6 @@ static const enum ktls_cipher all_ciphers[] = {
     KTLS_CHACHA20_POLY1305_SHA256,
 };
 #define NCIPHERS (sizeof(all_ciphers) / sizeof(all_ciphers[0]))
-
-static size_t unhex(const char *s, uint8_t *out, size_t cap)
-{
-    size_t n = 0;
-    int hi = -1;
-
-    for (; *s; s++) {
-        int v;
-        if (isspace((unsigned char)*s))
-            continue;
-        if (*s >= '0' && *s <= '9')
-            v = *s - '0';
-        else if (*s >= 'a' && *s <= 'f')
-            v = *s - 'a' + 10;
-        else if (*s >= 'A' && *s <= 'F')
-            v = *s - 'A' + 10;
-        else
-            abort();
-        if (hi < 0) {
-            hi = v;
-        } else {
-            if (n == cap)
-                abort();
-            out[n++] = (uint8_t)(hi << 4 | v);
-            hi = -1;
-        }
-    }
-    if (hi >= 0)
-        abort();
-    return n;
-}
 
 /* xorshift64*: fast, reproducible test data. */
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -169,9 +139,9 @@ static void test_rfc8448_client_record_seal(void)
     const struct ktls_aead_engine *eng[2];
     int ne = engines_for(KTLS_AES_128_GCM_SHA256, eng);
 
-    REQUIRE(unhex(RFC8448_C_AP_KEY, key, 16) == 16);
-    REQUIRE(unhex(RFC8448_C_AP_IV, iv, 12) == 12);
-    REQUIRE(unhex(RFC8448_C_APP_RECORD, rec, sizeof(rec)) == 72);
+    REQUIRE(tu_unhex(RFC8448_C_AP_KEY, key, 16) == 16);
+    REQUIRE(tu_unhex(RFC8448_C_AP_IV, iv, 12) == 12);
+    REQUIRE(tu_unhex(RFC8448_C_APP_RECORD, rec, sizeof(rec)) == 72);
     REQUIRE(rec[0] == 0x17 && rec[4] == 0x43);
     rfc8448_inner(inner);
     nonce_for(iv, 0, nonce);
@@ -212,8 +182,8 @@ static void test_rfc8448_client_record_from_secret(void)
     const struct ktls_aead_engine *eng = ktls_aead_default(KTLS_AES_128_GCM_SHA256);
     struct ktls_aead_key *k = NULL;
 
-    REQUIRE(unhex(RFC8448_C_AP_SECRET, secret, 32) == 32);
-    REQUIRE(unhex(RFC8448_C_APP_RECORD, rec, sizeof(rec)) == 72);
+    REQUIRE(tu_unhex(RFC8448_C_AP_SECRET, secret, 32) == 32);
+    REQUIRE(tu_unhex(RFC8448_C_APP_RECORD, rec, sizeof(rec)) == 72);
     REQUIRE(ktls_derive_key_iv(KTLS_AES_128_GCM_SHA256, secret, key, iv) == 0);
     rfc8448_inner(inner);
     nonce_for(iv, 0, nonce);
@@ -231,9 +201,9 @@ static void test_rfc8448_server_record_open(void)
     const struct ktls_aead_engine *eng[2];
     int ne = engines_for(KTLS_AES_128_GCM_SHA256, eng);
 
-    REQUIRE(unhex(RFC8448_S_AP_KEY, key, 16) == 16);
-    REQUIRE(unhex(RFC8448_S_AP_IV, iv, 12) == 12);
-    REQUIRE(unhex(RFC8448_S_APP_RECORD, rec, sizeof(rec)) == 72);
+    REQUIRE(tu_unhex(RFC8448_S_AP_KEY, key, 16) == 16);
+    REQUIRE(tu_unhex(RFC8448_S_AP_IV, iv, 12) == 12);
+    REQUIRE(tu_unhex(RFC8448_S_APP_RECORD, rec, sizeof(rec)) == 72);
     rfc8448_inner(inner);
     /* The server's application record is its second under this key: the
      * NewSessionTicket went first, at sequence 0. */

@@ -17,38 +17,7 @@
 #include <openssl/params.h>
 
 #include "test.h"
-
-/* Parses hex with optional spaces into out; returns the byte count. */
-static size_t unhex(const char *s, uint8_t *out, size_t cap)
-{
-    size_t n = 0;
-    int hi = -1;
-
-    for (; *s; s++) {
-        int v;
-        if (isspace((unsigned char)*s))
-            continue;
-        if (*s >= '0' && *s <= '9')
-            v = *s - '0';
-        else if (*s >= 'a' && *s <= 'f')
-            v = *s - 'a' + 10;
-        else if (*s >= 'A' && *s <= 'F')
-            v = *s - 'A' + 10;
-        else
-            abort();
-        if (hi < 0) {
-            hi = v;
-        } else {
-            if (n == cap)
-                abort();
-            out[n++] = (uint8_t)(hi << 4 | v);
-            hi = -1;
-        }
-    }
-    if (hi >= 0)
-        abort();
-    return n;
-}
+#include "util/hex.h"
 
 /* RFC 8448 section 3. */
 #define RFC8448_EARLY_SECRET "33 ad 0a 1c 60 7e c0 3b 09 e6 cd 98 93 68 0c e2 10 ad f3 00 aa 1f 26 60 e1 b2 2e 10 f1 70 f9 2a"
@@ -65,9 +34,9 @@ static void check_key_iv(const char *secret_hex, const char *key_hex, const char
 {
     uint8_t secret[32], want_key[16], want_iv[12], key[32], iv[12];
 
-    REQUIRE(unhex(secret_hex, secret, sizeof(secret)) == 32);
-    REQUIRE(unhex(key_hex, want_key, sizeof(want_key)) == 16);
-    REQUIRE(unhex(iv_hex, want_iv, sizeof(want_iv)) == 12);
+    REQUIRE(tu_unhex(secret_hex, secret, sizeof(secret)) == 32);
+    REQUIRE(tu_unhex(key_hex, want_key, sizeof(want_key)) == 16);
+    REQUIRE(tu_unhex(iv_hex, want_iv, sizeof(want_iv)) == 12);
     memset(key, 0xaa, sizeof(key));
     CHECK_EQ(ktls_derive_key_iv(KTLS_AES_128_GCM_SHA256, secret, key, iv), 0);
     CHECK(memcmp(key, want_key, 16) == 0);
@@ -92,9 +61,9 @@ static void test_rfc8448_derived_with_context(void)
 {
     uint8_t early[32], ctx[32], want[32], out[32];
 
-    REQUIRE(unhex(RFC8448_EARLY_SECRET, early, 32) == 32);
-    REQUIRE(unhex(RFC8448_EMPTY_SHA256, ctx, 32) == 32);
-    REQUIRE(unhex(RFC8448_DERIVED, want, 32) == 32);
+    REQUIRE(tu_unhex(RFC8448_EARLY_SECRET, early, 32) == 32);
+    REQUIRE(tu_unhex(RFC8448_EMPTY_SHA256, ctx, 32) == 32);
+    REQUIRE(tu_unhex(RFC8448_DERIVED, want, 32) == 32);
     CHECK_EQ(ktls_hkdf_expand_label(KTLS_AES_128_GCM_SHA256, early, 32, "derived", ctx, 32, out, 32), 0);
     CHECK(memcmp(out, want, 32) == 0);
 }
@@ -198,7 +167,7 @@ static void test_rfc8448_secret_update(void)
 {
     uint8_t secret[32], expect[32];
 
-    REQUIRE(unhex(RFC8448_C_AP_SECRET, secret, 32) == 32);
+    REQUIRE(tu_unhex(RFC8448_C_AP_SECRET, secret, 32) == 32);
     hand_expand_label(EVP_sha256(), secret, 32, "traffic upd", 32, expect);
     CHECK_EQ(ktls_next_secret(KTLS_AES_128_GCM_SHA256, secret), 0);
     CHECK(memcmp(secret, expect, 32) == 0);

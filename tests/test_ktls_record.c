@@ -13,6 +13,7 @@
 #include "ktls/ktls_int.h"
 #include "ktls_pair.h"
 #include "test.h"
+#include "util/hex.h"
 
 static const enum ktls_cipher ciphers[] = {KTLS_AES_128_GCM_SHA256, KTLS_AES_256_GCM_SHA384,
                                            KTLS_CHACHA20_POLY1305_SHA256};
@@ -70,24 +71,6 @@ static int build_chain(struct mb_chain *c, const uint8_t *buf, size_t len, unsig
     "1b 36 e3 0e fa f9 7d 90 e6 df fc 60 2d cb 50 1a 59 a8 fc c4 9c 4b f2 e5 f0 a2 1c 00 47 c2 " \
     "ab f3 32 54 0d d0 32 e1 67 c2 95 5d"
 
-static size_t unhex(const char *hex, uint8_t *out, size_t max)
-{
-    size_t n = 0;
-    unsigned v;
-
-    while (*hex != '\0' && n < max) {
-        if (*hex == ' ') {
-            hex++;
-            continue;
-        }
-        if (sscanf(hex, "%2x", &v) != 1)
-            break;
-        out[n++] = (uint8_t)v;
-        hex += 2;
-    }
-    return n;
-}
-
 /* Our TX, given the client's key at sequence 0, produces the published
  * client record; our RX opens the published server record (sequence 1: the
  * server's NewSessionTicket took sequence 0). Every engine, every TX mode. */
@@ -96,8 +79,8 @@ static void test_rfc8448_known_answer(void)
     uint8_t csec[32], ssec[32], crec[72], srec[72], data[50];
     const struct ktls_aead_engine *engines[] = {&ktls_aead_openssl, ktls_aead_ipsecmb};
 
-    REQUIRE(unhex(RFC8448_C_AP_SECRET, csec, 32) == 32 && unhex(RFC8448_S_AP_SECRET, ssec, 32) == 32);
-    REQUIRE(unhex(RFC8448_C_APP_RECORD, crec, 72) == 72 && unhex(RFC8448_S_APP_RECORD, srec, 72) == 72);
+    REQUIRE(tu_unhex(RFC8448_C_AP_SECRET, csec, 32) == 32 && tu_unhex(RFC8448_S_AP_SECRET, ssec, 32) == 32);
+    REQUIRE(tu_unhex(RFC8448_C_APP_RECORD, crec, 72) == 72 && tu_unhex(RFC8448_S_APP_RECORD, srec, 72) == 72);
     for (int i = 0; i < 50; i++)
         data[i] = (uint8_t)i;
     for (size_t e = 0; e < 2; e++) {

@@ -15,5 +15,8 @@ int bench_mirror(int argc, char **argv);
 double bench_now(void); /* CLOCK_MONOTONIC seconds */
 /* "1048576", "64K", "1M", "1GiB": bytes. 0 or -1 (unparsable). */
 int bench_parse_size(const char *s, uint64_t *out);
+/* --mode: a TX mode name or "all" into modes[enum ktls_tx_mode]; 0, or -1
+ * with a message on stderr. */
+int bench_parse_modes(const char *s, int modes[4]);
 
 #endif

@@ -2,8 +2,12 @@
  * tools/bench/common.c - helpers shared by the rpctls-bench commands.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+
+#include "rpctls/ktls.h"
 
 #include "bench.h"
 
@@ -34,5 +38,22 @@ int bench_parse_size(const char *s, uint64_t *out)
     if (*end != '\0')
         return -1;
     *out = (uint64_t)v;
+    return 0;
+}
+
+int bench_parse_modes(const char *s, int modes[4])
+{
+    enum ktls_tx_mode m;
+
+    if (strcmp(s, "all") == 0) {
+        modes[0] = modes[1] = modes[2] = modes[3] = 1;
+        return 0;
+    }
+    if (ktls_tx_mode_from_name(s, &m) != 0) {
+        fprintf(stderr, "rpctls-bench: unknown mode '%s'\n", s);
+        return -1;
+    }
+    memset(modes, 0, 4 * sizeof(modes[0]));
+    modes[m] = 1;
     return 0;
 }

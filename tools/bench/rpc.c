@@ -310,17 +310,8 @@ int bench_rpc(int argc, char **argv)
         case 'p': o.plain = 1; break;
         case 't': o.tls = 1; break;
         case 'm':
-            if (strcmp(optarg, "all") == 0) {
-                o.modes[0] = o.modes[1] = o.modes[2] = o.modes[3] = 1;
-            } else {
-                enum ktls_tx_mode m;
-                if (ktls_tx_mode_from_name(optarg, &m) != 0) {
-                    fprintf(stderr, "rpctls-bench: unknown mode '%s'\n", optarg);
-                    return 2;
-                }
-                memset(o.modes, 0, sizeof(o.modes));
-                o.modes[m] = 1;
-            }
+            if (bench_parse_modes(optarg, o.modes) != 0)
+                return 2;
             break;
         case 'o':
             o.outstanding = (unsigned)atoi(optarg);

@@ -298,17 +298,8 @@ int bench_tls(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
         switch (opt) {
         case 'm':
-            if (strcmp(optarg, "all") == 0) {
-                o.modes[0] = o.modes[1] = o.modes[2] = o.modes[3] = 1;
-            } else {
-                enum ktls_tx_mode m;
-                if (ktls_tx_mode_from_name(optarg, &m) != 0) {
-                    fprintf(stderr, "rpctls-bench: unknown mode '%s'\n", optarg);
-                    return 2;
-                }
-                memset(o.modes, 0, sizeof(o.modes));
-                o.modes[m] = 1;
-            }
+            if (bench_parse_modes(optarg, o.modes) != 0)
+                return 2;
             break;
         case 'c':
             if (ktls_cipher_from_name(optarg, &o.cipher) != 0) {
