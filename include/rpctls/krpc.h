@@ -227,8 +227,22 @@ int krpc_conn_fd(const struct krpc_conn *c);
 uint64_t krpc_conn_bytes_sent(const struct krpc_conn *c);     /* wire bytes */
 uint64_t krpc_conn_bytes_received(const struct krpc_conn *c);
 
-/* Address helpers: "HOST:PORT", "[V6]:PORT" or "PORT" (127.0.0.1). */
+/* Address helpers: "HOST:PORT", "[V6]:PORT" or "PORT" (127.0.0.1). HOST is
+ * numeric or "localhost"; this never blocks on DNS. */
 int krpc_parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+
+/* Resolves host (a DNS name, an IPv4 literal or an IPv6 literal, with or
+ * without brackets) with getaddrinfo for TCP and fills up to max addresses
+ * with port set, in the resolver's order, duplicates dropped. passive: for a
+ * listener (AI_PASSIVE). Returns the number of addresses (>= 1) or a
+ * negative errno (-ENOENT: the name does not resolve; -EINVAL: bad
+ * arguments); err (may be NULL) receives "host: gai_strerror" on failure. */
+#define KRPC_MAX_ADDRS 8
+int krpc_resolve(const char *host, uint16_t port, int passive, struct sockaddr_storage *out, socklen_t *lens,
+                 unsigned max, char *err, size_t errlen);
+/* Splits "HOST:PORT", "[V6]:PORT" or "HOST" (port = default_port) into its
+ * parts; host receives the name without brackets. Returns 0 or -EINVAL. */
+int krpc_split_hostport(const char *s, uint16_t default_port, char *host, size_t hostlen, uint16_t *port);
 /* "a.b.c.d:port" / "[v6]:port" into buf. */
 const char *krpc_format_addr(const struct sockaddr *sa, char *buf, size_t len);
 

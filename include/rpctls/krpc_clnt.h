@@ -27,6 +27,12 @@ enum krpc_tls_policy {
 struct krpc_clnt_config {
     struct sockaddr_storage addr;
     socklen_t addrlen;
+    /* More addresses of the same server (a host name that resolved to
+     * several, from krpc_resolve): a connection attempt that fails before
+     * any byte came back moves on to the next address, round robin. */
+    struct sockaddr_storage alt_addrs[KRPC_MAX_ADDRS - 1];
+    socklen_t alt_addrlens[KRPC_MAX_ADDRS - 1];
+    unsigned nalt_addrs;
     uint32_t prog, vers;
     struct krpc_cred cred;        /* flavor KRPC_AUTH_NONE (0) or KRPC_AUTH_SYS */
     enum krpc_tls_policy tls;

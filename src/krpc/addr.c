@@ -1,9 +1,12 @@
 /*
  * src/krpc/addr.c - "HOST:PORT", "[V6]:PORT" and "PORT" socket addresses.
- * Hosts are numeric (inet_pton) or "localhost"; nothing here blocks on DNS.
+ * krpc_parse_addr takes numeric hosts (inet_pton) or "localhost" and never
+ * blocks; krpc_resolve asks getaddrinfo (DNS names).
  */
+#define _GNU_SOURCE /* EAI_ADDRFAMILY */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -98,4 +101,106 @@ const char *krpc_format_addr(const struct sockaddr *sa, char *buf, size_t len)
         snprintf(buf, len, "?");
     }
     return buf;
+}
+
+int krpc_split_hostport(const char *s, uint16_t default_port, char *host, size_t hostlen, uint16_t *port)
+{
+    const char *port_s = NULL;
+    size_t n;
+
+    if (!s || !host || hostlen == 0 || !port)
+        return -EINVAL;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || (close[1] != '\0' && close[1] != ':'))
+            return -EINVAL;
+        n = (size_t)(close - s - 1);
+        if (n == 0 || n >= hostlen)
+            return -EINVAL;
+        memcpy(host, s + 1, n);
+        host[n] = '\0';
+        if (close[1] == ':')
+            port_s = close + 2;
+    } else {
+        const char *colon = strchr(s, ':');
+        if (colon && strchr(colon + 1, ':'))
+            return -EINVAL; /* an IPv6 literal needs brackets */
+        n = colon ? (size_t)(colon - s) : strlen(s);
+        if (n == 0 || n >= hostlen)
+            return -EINVAL;
+        memcpy(host, s, n);
+        host[n] = '\0';
+        if (colon)
+            port_s = colon + 1;
+    }
+    if (port_s == NULL) {
+        *port = default_port;
+        return 0;
+    }
+    return parse_port(port_s, port);
+}
+
+int krpc_resolve(const char *host, uint16_t port, int passive, struct sockaddr_storage *out, socklen_t *lens,
+                 unsigned max, char *err, size_t errlen)
+{
+    struct addrinfo hints, *res = NULL, *ai;
+    char name[256];
+    size_t n;
+    unsigned count = 0;
+    int rc;
+
+    if (err && errlen)
+        err[0] = '\0';
+    if (!host || !out || !lens || max == 0)
+        return -EINVAL;
+    n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+        host++;
+        n -= 2;
+    }
+    if (n == 0 || n >= sizeof name)
+        return -EINVAL;
+    memcpy(name, host, n);
+    name[n] = '\0';
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : AI_ADDRCONFIG);
+    {
+        char port_s[8];
+        snprintf(port_s, sizeof port_s, "%u", port);
+        rc = getaddrinfo(name, port_s, &hints, &res);
+        if (rc == EAI_ADDRFAMILY || (rc == EAI_NONAME && !passive)) {
+            /* AI_ADDRCONFIG hides loopback-only families on hosts without
+             * a configured address of that family: ask again without it. */
+            hints.ai_flags &= ~AI_ADDRCONFIG;
+            rc = getaddrinfo(name, port_s, &hints, &res);
+        }
+    }
+    if (rc != 0) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: %s", name, rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+        return rc == EAI_MEMORY ? -ENOMEM : -ENOENT;
+    }
+    for (ai = res; ai && count < max; ai = ai->ai_next) {
+        int dup = 0;
+        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) || ai->ai_addrlen > sizeof(*out))
+            continue;
+        for (unsigned i = 0; i < count && !dup; i++)
+            dup = lens[i] == ai->ai_addrlen && memcmp(&out[i], ai->ai_addr, ai->ai_addrlen) == 0;
+        if (dup)
+            continue;
+        memset(&out[count], 0, sizeof(out[count]));
+        memcpy(&out[count], ai->ai_addr, ai->ai_addrlen);
+        lens[count] = ai->ai_addrlen;
+        count++;
+    }
+    freeaddrinfo(res);
+    if (count == 0) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: no IPv4 or IPv6 address", name);
+        return -ENOENT;
+    }
+    return (int)count;
 }
