@@ -1261,8 +1261,22 @@ static void test_tls(void)
     {
         struct nfs3_mnt_res pm;
         struct krpc_reply rep;
+        struct nfs3_mnt_args ma;
+        struct mb_chain args = MB_CHAIN_INIT;
+        struct krpc_xdr_enc x;
+        char why[128];
         REQUIRE(cli_open(&c, ts.port) == 0);
         CHECK_EQ(do_mnt(&c, g_export, &pm), -EACCES);
+        /* The exact refusal: MNT in the clear is AUTH_TOOWEAK. */
+        memset(&ma, 0, sizeof(ma));
+        snprintf(ma.dirpath, sizeof(ma.dirpath), "%s", g_export);
+        krpc_xdr_enc_init(&x, &args);
+        nfs3_mnt_enc_mnt_args(&x, &ma);
+        memset(&rep, 0, sizeof(rep));
+        CHECK_EQ(krpc_call(c.mnt, NFS3_MNT_PROC_MNT, &args, &rep), 0);
+        CHECK_EQ(krpc_reply_status(&rep.hdr, why, sizeof(why)), -EACCES);
+        CHECK(strcmp(why, "AUTH_ERROR: AUTH_TOOWEAK") == 0);
+        krpc_reply_free(&rep);
         memset(&rep, 0, sizeof(rep));
         CHECK_EQ(krpc_call(c.mnt, NFS3_MNT_PROC_NULL, NULL, &rep), 0);
         CHECK_EQ(krpc_reply_status(&rep.hdr, NULL, 0), 0); /* NULL still answers */
