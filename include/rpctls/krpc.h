@@ -220,6 +220,10 @@ void krpc_conn_close(struct krpc_conn *c, int err);
 void krpc_conn_free(struct krpc_conn *c);
 int krpc_conn_is_tls(const struct krpc_conn *c);
 const char *krpc_conn_peer_subject(const struct krpc_conn *c); /* "" when none */
+/* Why the record layer ended the connection, naming the alert sent or
+ * received by its RFC 8446 name ("a record failed authentication; sent
+ * alert bad_record_mac (20)"); "" when it did not. Valid in on_close. */
+const char *krpc_conn_tls_error(const struct krpc_conn *c);
 /* Record-layer counters, NULL when not TLS. */
 const struct ktls_stats *krpc_conn_tls_stats(const struct krpc_conn *c);
 size_t krpc_conn_send_queued(const struct krpc_conn *c);
