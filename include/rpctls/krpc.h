@@ -230,6 +230,9 @@ size_t krpc_conn_send_queued(const struct krpc_conn *c);
 int krpc_conn_fd(const struct krpc_conn *c);
 uint64_t krpc_conn_bytes_sent(const struct krpc_conn *c);     /* wire bytes */
 uint64_t krpc_conn_bytes_received(const struct krpc_conn *c);
+/* krpc_now_ms() when the last byte was read or written through our own
+ * socket I/O (as the byte counters count), or when the connection was made. */
+uint64_t krpc_conn_last_io_ms(const struct krpc_conn *c);
 
 /* Address helpers: "HOST:PORT", "[V6]:PORT" or "PORT" (127.0.0.1). HOST is
  * numeric or "localhost"; this never blocks on DNS. */

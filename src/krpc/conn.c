@@ -83,6 +83,7 @@ struct krpc_conn {
     char peer_subject[512];
 
     uint64_t bytes_sent, bytes_received;
+    uint64_t last_io_ms; /* krpc_now_ms() of the last byte read or written, or of creation */
 };
 
 static void conn_update_events(struct krpc_conn *c);
@@ -164,6 +165,8 @@ static int conn_flush(struct krpc_conn *c)
             return -errno;
         }
         c->bytes_sent += (uint64_t)w;
+        if (w > 0)
+            c->last_io_ms = krpc_now_ms();
         mb_chain_trim_head(&c->sendq, (size_t)w);
         if ((size_t)w < bytes)
             return 0; /* socket buffer full: wait for EPOLLOUT */
@@ -359,6 +362,7 @@ static void conn_read_plain(struct krpc_conn *c)
             return;
         }
         c->bytes_received += (uint64_t)r;
+        c->last_io_ms = krpc_now_ms();
         if ((size_t)r < c->rxfill.len) {
             if ((ret = mb_chain_split(&c->rxfill, (size_t)r, &rest)) != 0) {
                 krpc_conn_close(c, ret);
@@ -476,6 +480,7 @@ static void conn_read_tls(struct krpc_conn *c)
             return;
         }
         c->bytes_received += (uint64_t)r;
+        c->last_io_ms = krpc_now_ms();
         ktls_rx_commit(c->tls, (size_t)r);
         if (conn_tls_process(c) < 0)
             return;
@@ -687,6 +692,7 @@ int krpc_conn_new(struct krpc_loop *loop, int fd, const struct krpc_conn_config 
         c->cfg.max_msg = KRPC_RM_DEFAULT_MAX_MSG;
     c->ops = *ops;
     c->arg = arg;
+    c->last_io_ms = krpc_now_ms();
     mb_chain_init(&c->sendq);
     mb_chain_init(&c->held);
     mb_chain_init(&c->rxfill);
@@ -796,4 +802,9 @@ uint64_t krpc_conn_bytes_sent(const struct krpc_conn *c)
 uint64_t krpc_conn_bytes_received(const struct krpc_conn *c)
 {
     return c != NULL ? c->bytes_received : 0;
+}
+
+uint64_t krpc_conn_last_io_ms(const struct krpc_conn *c)
+{
+    return c != NULL ? c->last_io_ms : 0;
 }
