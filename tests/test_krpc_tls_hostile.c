@@ -378,7 +378,7 @@ static void test_idle_cut_reports_true_time(void)
     CHECK(said >= IDLE_MS);
     CHECK(said <= real + 20); /* the client's clock started before the bytes reached the server */
     CHECK(said + 150 >= real);
-    CHECK(real < IDLE_MS + 250); /* cut on time, not a whole timeout late */
+    CHECK(real < IDLE_MS + 200); /* cut on time: the sampling check cut at 700 ms */
     CHECK_EQ(ts_stats(&its).closed_idle, 1);
     tc_close(&t);
     ts_stop(&its);

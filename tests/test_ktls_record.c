@@ -569,6 +569,35 @@ static void test_write_to_closed_peer(void)
     close(sv[0]);
 }
 
+/* ktls_recv over data and close_notify that arrive in one read: the data
+ * first, then KTLS_RX_EOF from what was already read, without waiting for
+ * bytes that will not come (the writer stays open, as a peer waiting for
+ * our close_notify does; an alarm ends the test if the read blocks). */
+static void test_recv_data_then_eof_one_read(void)
+{
+    struct ktls_pair p;
+    struct mb_chain plain = MB_CHAIN_INIT, out = MB_CHAIN_INIT, app = MB_CHAIN_INIT;
+    int sv[2];
+
+    REQUIRE(ktls_pair_open(&p, KTLS_AES_128_GCM_SHA256, NULL, KTLS_TX_AUTO, 12) == 0);
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    CHECK_EQ(mb_chain_append_bytes(&plain, "last call", 9), 0);
+    CHECK_EQ(ktls_tx_seal(p.a, &plain, &out), 0);
+    CHECK_EQ(ktls_tx_close_notify(p.a, &out), 0);
+    CHECK_EQ(ktls_write_chain(sv[1], &out), 0);
+    alarm(10);
+    CHECK_EQ(ktls_recv(p.b, sv[0], &app), 0);
+    CHECK(chain_equals(&app, (const uint8_t *)"last call", 9));
+    CHECK_EQ(ktls_rx_eof(p.b), 1);
+    CHECK_EQ(ktls_recv(p.b, sv[0], &app), KTLS_RX_EOF);
+    alarm(0);
+    CHECK_EQ(app.len, 9);
+    mb_chain_free(&app);
+    close(sv[0]);
+    close(sv[1]);
+    ktls_pair_close(&p);
+}
+
 int main(void)
 {
     TEST_RUN(test_rfc8448_known_answer);
@@ -585,6 +614,7 @@ int main(void)
     TEST_RUN(test_padding_bytewise);
     TEST_RUN(test_rx_guard_mode);
     TEST_RUN(test_write_to_closed_peer);
+    TEST_RUN(test_recv_data_then_eof_one_read);
     CHECK_EQ(mb_pool_shutdown(), 0);
     return test_summary();
 }
