@@ -328,6 +328,27 @@ static void test_alert_received(void)
     CHECK(tc_ping(ts.port));
 }
 
+/* The RPC size limit keeps its own words, with the limit, on a plain
+ * connection: a record mark announcing 2^31 - 1 bytes. */
+static void test_rpc_size_limit_named(void)
+{
+    static const uint8_t mark[4] = {0x7f, 0xff, 0xff, 0xff};
+    struct tc t;
+    char me[64], line[1024], limit[128];
+    const char *needles[] = {"rpc server: malformed input from ", NULL, NULL, NULL};
+
+    REQUIRE(tc_open(&t, ts.port) == 0);
+    local_name(t.fd, me, sizeof(me));
+    snprintf(limit, sizeof(limit), ": RPC record mark announces a message over the %u-byte limit",
+             (unsigned)KRPC_RM_DEFAULT_MAX_MSG);
+    needles[1] = me;
+    needles[2] = limit;
+    CHECK_EQ(send(t.fd, mark, sizeof(mark), MSG_NOSIGNAL), 4);
+    CHECK(tc_wait_closed(t.fd, 3000));
+    CHECK(tu_logcap_wait_line(&logcap, 3000, line, sizeof(line), needles));
+    tc_close(&t);
+}
+
 /* No line of the whole run misnames what happened. */
 static void test_no_misnamed_lines(void)
 {
@@ -412,6 +433,7 @@ int main(void)
     TEST_RUN(test_record_overflow);
     TEST_RUN(test_decode_error);
     TEST_RUN(test_alert_received);
+    TEST_RUN(test_rpc_size_limit_named);
     TEST_RUN(test_idle_cut_reports_true_time);
     TEST_RUN(test_no_misnamed_lines);
     ts_stop(&ts);
