@@ -264,9 +264,12 @@ static void test_close_notify(void)
     CHECK_EQ(ktls_tx_close_notify(p.a, &out), 0);
     uint8_t *wire = chain_flatten(&out, &len);
     CHECK_EQ(ktls_rx_feed(p.b, wire, len), 0);
-    /* Data before close_notify first, then end of stream. */
+    /* Data before close_notify first, then end of stream; the end is
+     * already known when the data is handed out (ktls_rx_eof). */
+    CHECK_EQ(ktls_rx_eof(p.b), 0);
     CHECK_EQ(ktls_rx_process(p.b, &app), 0);
     CHECK(chain_equals(&app, data, sizeof(data)));
+    CHECK_EQ(ktls_rx_eof(p.b), 1);
     CHECK_EQ(ktls_rx_process(p.b, &app), KTLS_RX_EOF);
     CHECK_EQ(ktls_rx_alert(p.b), 0);
     /* Sending after close_notify is refused. */
@@ -358,24 +361,33 @@ static void test_bad_headers(void)
 }
 
 /* Authentic records with bad contents: all-zero inner plaintext, unknown
- * inner type, a KeyUpdate not at the end of its record, a long alert. */
+ * inner type, a KeyUpdate not at the end of its record or with a bad
+ * request_update, a long alert, a NewSessionTicket sent to a server. Each
+ * is refused with the alert RFC 8446 names, and that alert reaches the
+ * peer: illegal_parameter for a KeyUpdate that decodes but asks for 2 or 7
+ * (4.6.3), unexpected_message for a ticket from a client (4.6.1). */
 static void test_bad_inner(void)
 {
-    uint8_t zeros[10] = {0}, bad_ku[6] = {24, 0, 0, 1, 0, 0}, ku_bad_value[5] = {24, 0, 0, 1, 7},
-            long_alert[3] = {2, 40, 0}, unknown_hs[4] = {1, 0, 0, 0}, bad_level[2] = {0, 40};
+    uint8_t zeros[10] = {0}, bad_ku[6] = {24, 0, 0, 1, 0, 0}, ku_value7[5] = {24, 0, 0, 1, 7},
+            ku_value2[5] = {24, 0, 0, 1, 2}, ku_long[6] = {24, 0, 0, 2, 0, 0}, long_alert[3] = {2, 40, 0},
+            unknown_hs[4] = {1, 0, 0, 0}, bad_level[2] = {0, 40}, nst[4 + 20] = {4, 0, 0, 20};
     struct {
         uint8_t ct;
         const uint8_t *data;
         size_t len;
+        int alert;
     } cases[] = {
-        {0, zeros, sizeof(zeros)},
-        {99, zeros, 3},
-        {KTLS_CT_HANDSHAKE, bad_ku, sizeof(bad_ku)},
-        {KTLS_CT_HANDSHAKE, ku_bad_value, sizeof(ku_bad_value)},
-        {KTLS_CT_ALERT, long_alert, sizeof(long_alert)},
-        {KTLS_CT_ALERT, bad_level, sizeof(bad_level)},
-        {KTLS_CT_HANDSHAKE, unknown_hs, sizeof(unknown_hs)},
-        {KTLS_CT_CHANGE_CIPHER_SPEC, zeros, 1},
+        {0, zeros, sizeof(zeros), 10},
+        {99, zeros, 3, 10},
+        {KTLS_CT_HANDSHAKE, bad_ku, sizeof(bad_ku), 10},
+        {KTLS_CT_HANDSHAKE, ku_value7, sizeof(ku_value7), 47},
+        {KTLS_CT_HANDSHAKE, ku_value2, sizeof(ku_value2), 47},
+        {KTLS_CT_HANDSHAKE, ku_long, sizeof(ku_long), 50},
+        {KTLS_CT_ALERT, long_alert, sizeof(long_alert), 50},
+        {KTLS_CT_ALERT, bad_level, sizeof(bad_level), 50},
+        {KTLS_CT_HANDSHAKE, unknown_hs, sizeof(unknown_hs), 10},
+        {KTLS_CT_CHANGE_CIPHER_SPEC, zeros, 1, 10},
+        {KTLS_CT_HANDSHAKE, nst, sizeof(nst), 10}, /* a is the client, b the server */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct ktls_pair p;
@@ -390,11 +402,25 @@ static void test_bad_inner(void)
         CHECK(ret == -EPROTO);
         CHECK_EQ(app.len, 0);
         free(wire);
+        CHECK_EQ(ktls_tx_alert(p.b), cases[i].alert);
+        CHECK_EQ(ktls_rx_alert(p.b), -1); /* b received no alert: it sent one */
+        /* The alert b queued is the one a receives. */
+        CHECK_EQ(ktls_tx_flush_control(p.b, &out), 0);
+        wire = chain_flatten(&out, &len);
+        CHECK_EQ(ktls_rx_feed(p.a, wire, len), 0);
+        CHECK_EQ(ktls_rx_process(p.a, &app), -EPROTO);
+        CHECK_EQ(ktls_rx_alert(p.a), cases[i].alert);
+        CHECK_EQ(ktls_tx_alert(p.a), -1); /* a fatal alert is never answered */
+        if (ktls_rx_alert(p.a) != cases[i].alert)
+            fprintf(stderr, "  case %zu: %s, want %s\n", i, ktls_alert_name(ktls_rx_alert(p.a)),
+                    ktls_alert_name(cases[i].alert));
+        free(wire);
         ktls_pair_close(&p);
     }
 }
 
-/* NewSessionTicket after the hand-off is consumed silently. */
+/* NewSessionTicket from the server after the hand-off: the client consumes
+ * it silently (we never resume). */
 static void test_ticket_consumed(void)
 {
     uint8_t nst[4 + 20] = {4, 0, 0, 20};
@@ -403,6 +429,8 @@ static void test_ticket_consumed(void)
     size_t len;
 
     REQUIRE(ktls_pair_open(&p, KTLS_AES_128_GCM_SHA256, NULL, KTLS_TX_AUTO, 4) == 0);
+    /* Two, as FreeBSD's and OpenSSL's servers send by default. */
+    CHECK_EQ(ktls_tx_control_record(p.b, KTLS_CT_HANDSHAKE, nst, sizeof(nst)), 0);
     CHECK_EQ(ktls_tx_control_record(p.b, KTLS_CT_HANDSHAKE, nst, sizeof(nst)), 0);
     CHECK_EQ(mb_chain_append_bytes(&plain, "hello", 5), 0);
     CHECK_EQ(ktls_tx_seal(p.b, &plain, &out), 0);
@@ -410,8 +438,39 @@ static void test_ticket_consumed(void)
     CHECK_EQ(ktls_rx_feed(p.a, wire, len), 0);
     CHECK_EQ(ktls_rx_process(p.a, &app), 0);
     CHECK(chain_equals(&app, (const uint8_t *)"hello", 5));
+    CHECK_EQ(ktls_tx_alert(p.a), -1);
     mb_chain_free(&app);
     free(wire);
+    ktls_pair_close(&p);
+}
+
+/* Alert names are RFC 8446's, from a table covering section 6; the last
+ * alert sent is reported, close_notify included. */
+static void test_alert_names(void)
+{
+    struct ktls_pair p;
+    struct mb_chain out = MB_CHAIN_INIT;
+
+    CHECK(strcmp(ktls_alert_name(0), "close_notify") == 0);
+    CHECK(strcmp(ktls_alert_name(10), "unexpected_message") == 0);
+    CHECK(strcmp(ktls_alert_name(20), "bad_record_mac") == 0);
+    CHECK(strcmp(ktls_alert_name(22), "record_overflow") == 0);
+    CHECK(strcmp(ktls_alert_name(47), "illegal_parameter") == 0);
+    CHECK(strcmp(ktls_alert_name(50), "decode_error") == 0);
+    CHECK(strcmp(ktls_alert_name(80), "internal_error") == 0);
+    CHECK(strcmp(ktls_alert_name(90), "user_canceled") == 0);
+    CHECK(strcmp(ktls_alert_name(109), "missing_extension") == 0);
+    CHECK(strcmp(ktls_alert_name(116), "certificate_required") == 0);
+    CHECK(strcmp(ktls_alert_name(120), "no_application_protocol") == 0);
+    CHECK(strcmp(ktls_alert_name(121), "unknown_alert") == 0);
+    CHECK(strcmp(ktls_alert_name(-1), "unknown_alert") == 0);
+    CHECK(strcmp(ktls_alert_name(255), "unknown_alert") == 0);
+    REQUIRE(ktls_pair_open(&p, KTLS_AES_128_GCM_SHA256, NULL, KTLS_TX_AUTO, 4) == 0);
+    CHECK_EQ(ktls_tx_alert(p.a), -1);
+    CHECK_EQ(ktls_rx_alert(p.a), -1);
+    CHECK_EQ(ktls_tx_close_notify(p.a, &out), 0);
+    CHECK_EQ(ktls_tx_alert(p.a), 0);
+    mb_chain_free(&out);
     ktls_pair_close(&p);
 }
 
@@ -510,6 +569,35 @@ static void test_write_to_closed_peer(void)
     close(sv[0]);
 }
 
+/* ktls_recv over data and close_notify that arrive in one read: the data
+ * first, then KTLS_RX_EOF from what was already read, without waiting for
+ * bytes that will not come (the writer stays open, as a peer waiting for
+ * our close_notify does; an alarm ends the test if the read blocks). */
+static void test_recv_data_then_eof_one_read(void)
+{
+    struct ktls_pair p;
+    struct mb_chain plain = MB_CHAIN_INIT, out = MB_CHAIN_INIT, app = MB_CHAIN_INIT;
+    int sv[2];
+
+    REQUIRE(ktls_pair_open(&p, KTLS_AES_128_GCM_SHA256, NULL, KTLS_TX_AUTO, 12) == 0);
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    CHECK_EQ(mb_chain_append_bytes(&plain, "last call", 9), 0);
+    CHECK_EQ(ktls_tx_seal(p.a, &plain, &out), 0);
+    CHECK_EQ(ktls_tx_close_notify(p.a, &out), 0);
+    CHECK_EQ(ktls_write_chain(sv[1], &out), 0);
+    alarm(10);
+    CHECK_EQ(ktls_recv(p.b, sv[0], &app), 0);
+    CHECK(chain_equals(&app, (const uint8_t *)"last call", 9));
+    CHECK_EQ(ktls_rx_eof(p.b), 1);
+    CHECK_EQ(ktls_recv(p.b, sv[0], &app), KTLS_RX_EOF);
+    alarm(0);
+    CHECK_EQ(app.len, 9);
+    mb_chain_free(&app);
+    close(sv[0]);
+    close(sv[1]);
+    ktls_pair_close(&p);
+}
+
 int main(void)
 {
     TEST_RUN(test_rfc8448_known_answer);
@@ -521,10 +609,12 @@ int main(void)
     TEST_RUN(test_bad_headers);
     TEST_RUN(test_bad_inner);
     TEST_RUN(test_ticket_consumed);
+    TEST_RUN(test_alert_names);
     TEST_RUN(test_auto_self_alias);
     TEST_RUN(test_padding_bytewise);
     TEST_RUN(test_rx_guard_mode);
     TEST_RUN(test_write_to_closed_peer);
+    TEST_RUN(test_recv_data_then_eof_one_read);
     CHECK_EQ(mb_pool_shutdown(), 0);
     return test_summary();
 }

@@ -220,12 +220,19 @@ void krpc_conn_close(struct krpc_conn *c, int err);
 void krpc_conn_free(struct krpc_conn *c);
 int krpc_conn_is_tls(const struct krpc_conn *c);
 const char *krpc_conn_peer_subject(const struct krpc_conn *c); /* "" when none */
+/* Why the record layer ended the connection, naming the alert sent or
+ * received by its RFC 8446 name ("a record failed authentication; sent
+ * alert bad_record_mac (20)"); "" when it did not. Valid in on_close. */
+const char *krpc_conn_tls_error(const struct krpc_conn *c);
 /* Record-layer counters, NULL when not TLS. */
 const struct ktls_stats *krpc_conn_tls_stats(const struct krpc_conn *c);
 size_t krpc_conn_send_queued(const struct krpc_conn *c);
 int krpc_conn_fd(const struct krpc_conn *c);
 uint64_t krpc_conn_bytes_sent(const struct krpc_conn *c);     /* wire bytes */
 uint64_t krpc_conn_bytes_received(const struct krpc_conn *c);
+/* krpc_now_ms() when the last byte was read or written through our own
+ * socket I/O (as the byte counters count), or when the connection was made. */
+uint64_t krpc_conn_last_io_ms(const struct krpc_conn *c);
 
 /* Address helpers: "HOST:PORT", "[V6]:PORT" or "PORT" (127.0.0.1). HOST is
  * numeric or "localhost"; this never blocks on DNS. */

@@ -115,8 +115,19 @@ int ktls_rx_feed(struct ktls_conn *c, const void *data, size_t len);
  * error the connection is dead and every later call fails the same way. */
 #define KTLS_RX_EOF 1
 int ktls_rx_process(struct ktls_conn *c, struct mb_chain *app);
-/* The last alert description received (or 0), for error messages. */
+/* The last alert description received, or -1 if none, for error messages. */
 int ktls_rx_alert(const struct ktls_conn *c);
+/* 1 once close_notify has been received. ktls_rx_process hands out the data
+ * before it first (returning 0) and says KTLS_RX_EOF only on its next call;
+ * an event-driven reader checks this after delivering, since no more bytes
+ * (and no readiness event) will come to prompt that next call. */
+int ktls_rx_eof(const struct ktls_conn *c);
+/* The last alert description this side sent or queued (a fatal alert from
+ * RX, or close_notify), or -1 if none. */
+int ktls_tx_alert(const struct ktls_conn *c);
+/* The RFC 8446 section 6 name of an alert description ("bad_record_mac"),
+ * "unknown_alert" for a number the RFC does not define. */
+const char *ktls_alert_name(int desc);
 
 /* ---- blocking socket helpers -------------------------------------------- */
 

@@ -71,6 +71,7 @@ struct krpc_conn {
     struct ktls_hs *hs;
     struct ktls_conn *tls;
     int tls_dead; /* the record layer failed: no close_notify */
+    char tls_error[256]; /* why the record layer failed, naming the alert; "" if it did not */
     int hs_timeout_ms;
     struct krpc_timer hs_timer;
 
@@ -82,6 +83,7 @@ struct krpc_conn {
     char peer_subject[512];
 
     uint64_t bytes_sent, bytes_received;
+    uint64_t last_io_ms; /* krpc_now_ms() of the last byte read or written, or of creation */
 };
 
 static void conn_update_events(struct krpc_conn *c);
@@ -163,6 +165,8 @@ static int conn_flush(struct krpc_conn *c)
             return -errno;
         }
         c->bytes_sent += (uint64_t)w;
+        if (w > 0)
+            c->last_io_ms = krpc_now_ms();
         mb_chain_trim_head(&c->sendq, (size_t)w);
         if ((size_t)w < bytes)
             return 0; /* socket buffer full: wait for EPOLLOUT */
@@ -358,6 +362,7 @@ static void conn_read_plain(struct krpc_conn *c)
             return;
         }
         c->bytes_received += (uint64_t)r;
+        c->last_io_ms = krpc_now_ms();
         if ((size_t)r < c->rxfill.len) {
             if ((ret = mb_chain_split(&c->rxfill, (size_t)r, &rest)) != 0) {
                 krpc_conn_close(c, ret);
@@ -370,6 +375,33 @@ static void conn_read_plain(struct krpc_conn *c)
         conn_deliver(c);
         if ((size_t)r < space)
             return; /* drained */
+    }
+}
+
+/* Says why the record layer failed, naming the alert by its RFC 8446 name:
+ * "a record failed authentication; sent alert bad_record_mac (20)". A fatal
+ * alert of ours (RX refused something) is what the peer sees; without one,
+ * the failure was the peer's fatal alert (RX never answers those). */
+static void conn_describe_tls_error(struct krpc_conn *c, int err)
+{
+    int sent = ktls_tx_alert(c->tls), rcvd = ktls_rx_alert(c->tls);
+    const char *why;
+
+    if (sent > 0) { /* 0 would be our close_notify: not a reason */
+        if (err == -EBADMSG)
+            why = "a record failed authentication";
+        else if (err == -EMSGSIZE)
+            why = "a record over the TLS size limit";
+        else if (err == -EPROTO)
+            why = "the peer broke the TLS protocol";
+        else
+            why = strerror(-err);
+        snprintf(c->tls_error, sizeof(c->tls_error), "%s; sent alert %s (%d)", why, ktls_alert_name(sent), sent);
+    } else if (err == -EPROTO && rcvd > 0) {
+        snprintf(c->tls_error, sizeof(c->tls_error), "the peer ended the session; received alert %s (%d)",
+                 ktls_alert_name(rcvd), rcvd);
+    } else {
+        snprintf(c->tls_error, sizeof(c->tls_error), "%s", strerror(-err));
     }
 }
 
@@ -387,10 +419,10 @@ static int conn_tls_process(struct krpc_conn *c)
     fret = ktls_tx_flush_control(c->tls, &c->sendq);
     if (ret < 0) {
         c->tls_dead = 1;
+        conn_describe_tls_error(c, ret);
         conn_deliver(c); /* data of the records before the bad one */
         if (c->state == CS_TLS) {
-            krpc_log(KRPC_LOG_INFO, "krpc conn fd %d: TLS receive failed: %s (alert %d)", c->fd, strerror(-ret),
-                     ktls_rx_alert(c->tls));
+            krpc_log(KRPC_LOG_INFO, "krpc conn fd %d: TLS receive failed: %s", c->fd, c->tls_error);
             (void)conn_flush(c); /* our alert */
             krpc_conn_close(c, ret);
         }
@@ -403,7 +435,11 @@ static int conn_tls_process(struct krpc_conn *c)
     conn_deliver(c);
     if (c->state != CS_TLS)
         return -1;
-    if (ret == KTLS_RX_EOF) {
+    /* close_notify that came in the same read as the data before it: the
+     * record layer handed out the data (ret 0) and would say KTLS_RX_EOF
+     * only when called again, but no more bytes and so no EPOLLIN will
+     * come to call it. Answer and close now. */
+    if (ret == KTLS_RX_EOF || ktls_rx_eof(c->tls)) {
         conn_eof(c);
         return -1;
     }
@@ -444,6 +480,7 @@ static void conn_read_tls(struct krpc_conn *c)
             return;
         }
         c->bytes_received += (uint64_t)r;
+        c->last_io_ms = krpc_now_ms();
         ktls_rx_commit(c->tls, (size_t)r);
         if (conn_tls_process(c) < 0)
             return;
@@ -655,6 +692,7 @@ int krpc_conn_new(struct krpc_loop *loop, int fd, const struct krpc_conn_config 
         c->cfg.max_msg = KRPC_RM_DEFAULT_MAX_MSG;
     c->ops = *ops;
     c->arg = arg;
+    c->last_io_ms = krpc_now_ms();
     mb_chain_init(&c->sendq);
     mb_chain_init(&c->held);
     mb_chain_init(&c->rxfill);
@@ -736,6 +774,11 @@ const char *krpc_conn_peer_subject(const struct krpc_conn *c)
     return c != NULL ? c->peer_subject : "";
 }
 
+const char *krpc_conn_tls_error(const struct krpc_conn *c)
+{
+    return c != NULL ? c->tls_error : "";
+}
+
 const struct ktls_stats *krpc_conn_tls_stats(const struct krpc_conn *c)
 {
     return c != NULL && c->tls != NULL ? ktls_conn_stats(c->tls) : NULL;
@@ -759,4 +802,9 @@ uint64_t krpc_conn_bytes_sent(const struct krpc_conn *c)
 uint64_t krpc_conn_bytes_received(const struct krpc_conn *c)
 {
     return c != NULL ? c->bytes_received : 0;
+}
+
+uint64_t krpc_conn_last_io_ms(const struct krpc_conn *c)
+{
+    return c != NULL ? c->last_io_ms : 0;
 }

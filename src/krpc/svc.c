@@ -42,8 +42,7 @@ struct svc_conn {
     int counted;     /* the close is already counted (malformed, idle, TLS failure) */
     unsigned deferred; /* calls of this connection waiting for krpc_svc_reply */
     struct krpc_timer timer; /* idle check, or the handshake deadline */
-    uint64_t last_active_ms;
-    uint64_t seen_rx, seen_tx; /* wire byte counts at the last idle check */
+    uint64_t last_active_ms; /* last activity the idle check knows of */
 };
 
 /* A call handed to a handler. pub comes first: krpc_svc_reply gets &pub. */
@@ -490,33 +489,33 @@ static void conn_timer_fn(struct krpc_loop *loop, struct krpc_timer *t, void *ar
 {
     struct svc_conn *sc = arg;
     struct krpc_svc *svc = sc->svc;
-    uint64_t now, rx, tx, idle;
+    uint64_t now, last_io, idle, timeout;
 
     if (svc == NULL || sc->closing)
         return;
     now = krpc_now_ms();
     if (sc->state == CS_HANDSHAKE || svc->cfg.idle_timeout_ms <= 0)
         return;
-    /* Any wire traffic (also a partial message) or a call in progress is
-     * activity; the timer only samples it, so the timeout is exact for an
-     * idle connection and at most doubled for one that just went quiet. */
-    rx = krpc_conn_bytes_received(sc->c);
-    tx = krpc_conn_bytes_sent(sc->c);
-    if (rx != sc->seen_rx || tx != sc->seen_tx || sc->deferred > 0) {
-        sc->seen_rx = rx;
-        sc->seen_tx = tx;
-        if (now - sc->last_active_ms >= (uint64_t)svc->cfg.idle_timeout_ms)
-            sc->last_active_ms = now;
-    }
-    idle = now - sc->last_active_ms;
-    if (idle >= (uint64_t)svc->cfg.idle_timeout_ms) {
+    timeout = (uint64_t)svc->cfg.idle_timeout_ms;
+    /* A call in progress is activity: its reply is traffic still to come. */
+    if (sc->deferred > 0)
+        sc->last_active_ms = now;
+    /* Any wire traffic, also a partial message, is activity. The connection
+     * notes when its last byte moved, so the idle time is measured from
+     * then, not from when a timer happened to notice: the cut comes one
+     * timeout after the last byte, and the number logged is true. */
+    last_io = krpc_conn_last_io_ms(sc->c);
+    if (last_io > sc->last_active_ms)
+        sc->last_active_ms = last_io;
+    idle = now > sc->last_active_ms ? now - sc->last_active_ms : 0;
+    if (idle >= timeout) {
         svc->st.closed_idle++;
         sc->counted = 1;
         krpc_log(KRPC_LOG_INFO, "rpc server: closing %s: idle for %llu ms", sc->peerstr, (unsigned long long)idle);
         conn_close(sc, -ETIMEDOUT);
         return;
     }
-    krpc_timer_arm(loop, t, (uint64_t)svc->cfg.idle_timeout_ms - idle);
+    krpc_timer_arm(loop, t, timeout - idle);
 }
 
 static void conn_send(struct svc_conn *sc, struct mb_chain *reply)
@@ -623,7 +622,6 @@ static void conn_on_close(struct krpc_conn *c, int err, void *arg)
     struct svc_conn *sc = arg;
     struct krpc_svc *svc = sc->svc;
 
-    (void)c;
     if (svc != NULL) {
         krpc_timer_cancel(svc->loop, &sc->timer);
         if (sc->prev != NULL)
@@ -638,10 +636,21 @@ static void conn_on_close(struct krpc_conn *c, int err, void *arg)
         for (struct svc_req *r = svc->deferred; r != NULL; r = r->next)
             if (r->pub.conn == sc)
                 r->pub.conn = NULL;
-        if (!sc->counted && (err == -EMSGSIZE || err == -EBADMSG)) {
+        if (!sc->counted && *krpc_conn_tls_error(c) != '\0') {
+            /* The record layer failed: say how, naming the alert sent or
+             * received; a bad or oversize record is malformed input. */
+            if (err == -EMSGSIZE || err == -EBADMSG)
+                svc->st.closed_malformed++;
+            krpc_log(KRPC_LOG_WARN, "rpc server: TLS error from %s: %s", sc->peerstr, krpc_conn_tls_error(c));
+        } else if (!sc->counted && (err == -EMSGSIZE || err == -EBADMSG)) {
             svc->st.closed_malformed++;
-            krpc_log(KRPC_LOG_WARN, "rpc server: malformed input from %s: %s", sc->peerstr,
-                     err == -EMSGSIZE ? "record larger than the message size limit" : "bad framing");
+            if (err == -EMSGSIZE)
+                krpc_log(KRPC_LOG_WARN,
+                         "rpc server: malformed input from %s: RPC record mark announces a message over the "
+                         "%zu-byte limit",
+                         sc->peerstr, svc->cfg.max_msg);
+            else
+                krpc_log(KRPC_LOG_WARN, "rpc server: malformed input from %s: bad RPC record marking", sc->peerstr);
         } else if (!sc->counted && err == -EPROTO && sc->state == CS_HANDSHAKE) {
             svc->st.tls_failures++;
         } else {

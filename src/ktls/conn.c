@@ -80,6 +80,8 @@ int ktls_conn_new(const struct ktls_conn_params *p, struct ktls_conn **out)
     c->tx_mode = p->tx_mode;
     c->max_record = p->max_record == 0 || p->max_record > KTLS_MAX_PLAINTEXT ? KTLS_MAX_PLAINTEXT : p->max_record;
     c->key_update_bytes = p->key_update_bytes == 0 ? KTLS_DEFAULT_KEY_UPDATE_BYTES : p->key_update_bytes;
+    c->last_alert = -1;
+    c->last_alert_sent = -1;
     mb_chain_init(&c->ctl);
     mb_chain_init(&c->rxbuf);
     mb_chain_init(&c->rxfill);
@@ -147,4 +149,65 @@ void ktls_conn_set_seq(struct ktls_conn *c, uint64_t tx_seq, uint64_t rx_seq)
 int ktls_rx_alert(const struct ktls_conn *c)
 {
     return c->last_alert;
+}
+
+int ktls_rx_eof(const struct ktls_conn *c)
+{
+    return c->rx_eof;
+}
+
+int ktls_tx_alert(const struct ktls_conn *c)
+{
+    return c->last_alert_sent;
+}
+
+/* Every AlertDescription of RFC 8446 section 6, with the names it gives
+ * (the _RESERVED ones are TLS 1.2 codes a TLS 1.3 peer must not send, but a
+ * log should still name them). */
+static const struct {
+    int desc;
+    const char *name;
+} alert_names[] = {
+    {0, "close_notify"},
+    {10, "unexpected_message"},
+    {20, "bad_record_mac"},
+    {21, "decryption_failed_RESERVED"},
+    {22, "record_overflow"},
+    {30, "decompression_failure_RESERVED"},
+    {40, "handshake_failure"},
+    {41, "no_certificate_RESERVED"},
+    {42, "bad_certificate"},
+    {43, "unsupported_certificate"},
+    {44, "certificate_revoked"},
+    {45, "certificate_expired"},
+    {46, "certificate_unknown"},
+    {47, "illegal_parameter"},
+    {48, "unknown_ca"},
+    {49, "access_denied"},
+    {50, "decode_error"},
+    {51, "decrypt_error"},
+    {60, "export_restriction_RESERVED"},
+    {70, "protocol_version"},
+    {71, "insufficient_security"},
+    {80, "internal_error"},
+    {86, "inappropriate_fallback"},
+    {90, "user_canceled"},
+    {100, "no_renegotiation_RESERVED"},
+    {109, "missing_extension"},
+    {110, "unsupported_extension"},
+    {111, "certificate_unobtainable_RESERVED"},
+    {112, "unrecognized_name"},
+    {113, "bad_certificate_status_response"},
+    {114, "bad_certificate_hash_value_RESERVED"},
+    {115, "unknown_psk_identity"},
+    {116, "certificate_required"},
+    {120, "no_application_protocol"},
+};
+
+const char *ktls_alert_name(int desc)
+{
+    for (size_t i = 0; i < sizeof(alert_names) / sizeof(alert_names[0]); i++)
+        if (alert_names[i].desc == desc)
+            return alert_names[i].name;
+    return "unknown_alert";
 }

@@ -22,6 +22,7 @@
 #define KTLS_ALERT_UNEXPECTED_MESSAGE 10
 #define KTLS_ALERT_BAD_RECORD_MAC 20
 #define KTLS_ALERT_RECORD_OVERFLOW 22
+#define KTLS_ALERT_ILLEGAL_PARAMETER 47
 #define KTLS_ALERT_DECODE_ERROR 50
 #define KTLS_ALERT_INTERNAL_ERROR 80
 
@@ -63,7 +64,8 @@ struct ktls_conn {
 
     int rx_error;  /* sticky: once set every RX call returns it */
     int rx_eof;    /* close_notify received */
-    int last_alert;
+    int last_alert;      /* the last alert description received, or -1 */
+    int last_alert_sent; /* the last alert description we sent (queued), or -1 */
     int tx_closed; /* close_notify or a fatal alert sent */
 
     struct ktls_stats stats;

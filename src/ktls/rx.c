@@ -148,8 +148,12 @@ static int rx_handshake(struct ktls_conn *c, const struct mb_chain *pt, size_t o
         case KTLS_HS_KEY_UPDATE:
             /* A key change must end the record (RFC 8446 5.1): nothing
              * may follow it in this record's handshake bytes. */
-            if (mlen != 1 || c->hsbuf[4] > 1)
+            if (mlen != 1)
                 return rx_fail(c, -EPROTO, KTLS_ALERT_DECODE_ERROR);
+            /* It decodes, but request_update is 0 or 1 only (RFC 8446
+             * 4.6.3: anything else is illegal_parameter). */
+            if (c->hsbuf[4] > 1)
+                return rx_fail(c, -EPROTO, KTLS_ALERT_ILLEGAL_PARAMETER);
             if (c->hslen != 5)
                 return rx_fail(c, -EPROTO, KTLS_ALERT_UNEXPECTED_MESSAGE);
             if ((ret = ktls_next_secret(c->cipher, c->rx.secret)) != 0 ||
@@ -160,7 +164,12 @@ static int rx_handshake(struct ktls_conn *c, const struct mb_chain *pt, size_t o
             c->stats.rx_key_updates++;
             break;
         case KTLS_HS_NEW_SESSION_TICKET:
-            break; /* we never resume: tickets are consumed and dropped */
+            /* Only a server issues tickets (RFC 8446 4.6.1): one from a
+             * client is a message that must not arrive. A client consumes
+             * and drops them: we never resume (FreeBSD's server sends 2). */
+            if (c->role == KTLS_SERVER)
+                return rx_fail(c, -EPROTO, KTLS_ALERT_UNEXPECTED_MESSAGE);
+            break;
         default:
             return rx_fail(c, -EPROTO, KTLS_ALERT_UNEXPECTED_MESSAGE);
         }

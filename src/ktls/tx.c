@@ -263,6 +263,7 @@ void ktls_tx_queue_alert(struct ktls_conn *c, uint8_t desc)
         return;
     /* Best effort: the connection is going down whatever happens here. */
     (void)ktls_tx_control_record(c, KTLS_CT_ALERT, alert, sizeof(alert));
+    c->last_alert_sent = desc;
     c->tx_closed = 1;
 }
 
@@ -326,6 +327,7 @@ int ktls_tx_close_notify(struct ktls_conn *c, struct mb_chain *out)
         (ret = ktls_tx_control_record(c, KTLS_CT_ALERT, alert, sizeof(alert))) != 0)
         return ret;
     mb_chain_concat(out, &c->ctl);
+    c->last_alert_sent = KTLS_ALERT_CLOSE_NOTIFY;
     c->tx_closed = 1;
     return 0;
 }
