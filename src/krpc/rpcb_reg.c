@@ -73,22 +73,18 @@ int krpc_rpcb_uaddr(const struct sockaddr *sa, char *buf, size_t len)
     return n < 0 || (size_t)n >= len ? -EINVAL : 0;
 }
 
-/* The port of a universal address: its last two dot-separated numbers. */
-static int uaddr_port(const char *uaddr, uint32_t *port)
+/* The port of an IPv4 universal address "h1.h2.h3.h4.p1.p2" (the only kind
+ * portmap v2 can register). */
+static int uaddr4_port(const char *uaddr, uint32_t *port)
 {
-    const char *lo = strrchr(uaddr, '.');
-    if (lo == NULL || lo == uaddr)
-        return -EINVAL;
-    const char *hi = lo - 1;
-    while (hi > uaddr && *hi != '.')
-        hi--;
-    if (*hi != '.')
-        return -EINVAL;
-    unsigned h, l;
+    unsigned v[6];
     char end;
-    if (sscanf(hi + 1, "%3u.%3u%c", &h, &l, &end) != 2 || h > 255 || l > 255)
+    if (sscanf(uaddr, "%3u.%3u.%3u.%3u.%3u.%3u%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &end) != 6)
         return -EINVAL;
-    *port = h << 8 | l;
+    for (int i = 0; i < 6; i++)
+        if (v[i] > 255)
+            return -EINVAL;
+    *port = v[4] << 8 | v[5];
     return 0;
 }
 
@@ -393,7 +389,7 @@ static int rpcb_change(const struct krpc_rpcb_config *cfg, uint32_t proc, const 
                    what, m->netid, why_unix, why_unix[0] ? "; " : "", tcp);
             return -EAFNOSUPPORT;
         }
-        if (proc == KRPC_RPCBPROC_SET && uaddr_port(m->uaddr, &port) != 0) {
+        if (proc == KRPC_RPCBPROC_SET && uaddr4_port(m->uaddr, &port) != 0) {
             seterr(err, errlen, "rpcbind: no port in universal address %s", m->uaddr);
             return -EINVAL;
         }
