@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,7 +212,7 @@ out:
 static int rpcb_call(const struct sockaddr *sa, socklen_t salen, const char *where, int timeout_ms, uint32_t vers,
                      uint32_t proc, struct mb_chain *args, int *result, char *err, size_t errlen)
 {
-    static uint32_t xid_seq;
+    static atomic_uint xid_seq; /* calls may come from several threads */
     struct mb_chain msg, framed, reply;
     struct krpc_xdr_enc x;
     struct krpc_call_hdr h;
@@ -225,10 +226,10 @@ static int rpcb_call(const struct sockaddr *sa, socklen_t salen, const char *whe
     mb_chain_init(&msg);
     mb_chain_init(&framed);
     mb_chain_init(&reply);
-    if (xid_seq == 0)
-        xid_seq = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16);
     memset(&h, 0, sizeof h);
-    h.xid = ++xid_seq;
+    /* One connection per call, so any xid matches; they differ anyway so
+     * that a capture tells the calls apart. */
+    h.xid = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16) ^ (uint32_t)atomic_fetch_add(&xid_seq, 1);
     h.prog = KRPC_RPCB_PROG;
     h.vers = vers;
     h.proc = proc;
@@ -237,15 +238,15 @@ static int rpcb_call(const struct sockaddr *sa, socklen_t salen, const char *whe
     krpc_xdr_enc_init(&x, &msg);
     krpc_encode_call_hdr(&x, &h);
     ret = krpc_xdr_enc_error(&x);
-    if (ret != 0)
-        goto out;
-    mb_chain_concat(&msg, args);
-    ret = krpc_rm_frame(&msg, 0, &framed); /* consumes msg */
-    if (ret != 0)
-        goto out;
+    if (ret == 0) {
+        mb_chain_concat(&msg, args);
+        ret = krpc_rm_frame(&msg, 0, &framed); /* consumes msg */
+    }
     outlen = framed.len;
-    if (outlen > sizeof out || mb_chain_copy_out(&framed, 0, outlen, out) != 0) {
+    if (ret == 0 && (outlen > sizeof out || mb_chain_copy_out(&framed, 0, outlen, out) != 0))
         ret = -EINVAL;
+    if (ret != 0) {
+        seterr(err, errlen, "%s: cannot encode the call: %s", where, strerror(-ret));
         goto out;
     }
 
@@ -328,14 +329,76 @@ static int absent(int ret)
     return ret == -ENOENT || ret == -ECONNREFUSED || ret == -ENOTDIR;
 }
 
+/* rpcbind v3 on the AF_UNIX socket at path. */
+static int try_unix(const char *path, int timeout_ms, uint32_t proc, const struct krpc_rpcb_map *m, int *result,
+                    char *why, size_t whylen)
+{
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    struct mb_chain args;
+    struct krpc_xdr_enc x;
+    char owner[24];
+
+    if (strlen(path) >= sizeof un.sun_path) {
+        seterr(why, whylen, "socket path too long: %s", path);
+        return -EINVAL;
+    }
+    memcpy(un.sun_path, path, strlen(path) + 1);
+    /* As libtirpc: the effective uid; rpcbind records what it sees instead. */
+    snprintf(owner, sizeof owner, "%u", (unsigned)geteuid());
+    mb_chain_init(&args);
+    krpc_xdr_enc_init(&x, &args);
+    krpc_rpcb_encode_map(&x, m, m->owner != NULL ? m->owner : owner);
+    if (krpc_xdr_enc_error(&x) != 0) {
+        mb_chain_free(&args);
+        seterr(why, whylen, "out of memory");
+        return -ENOMEM;
+    }
+    return rpcb_call((struct sockaddr *)&un, sizeof un, path, timeout_ms, KRPC_RPCB_VERS, proc, &args, result, why,
+                     whylen);
+}
+
+/* Portmap v2 on TCP at addr ("ADDR:PORT"): netid "tcp" only. */
+static int try_pmap(const char *addr, int timeout_ms, uint32_t proc, const struct krpc_rpcb_map *m, int *result,
+                    char *why, size_t whylen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    struct mb_chain args;
+    struct krpc_xdr_enc x;
+    uint32_t port = 0;
+
+    if (krpc_parse_addr(addr, &ss, &sl) != 0) {
+        seterr(why, whylen, "bad portmapper address %s", addr);
+        return -EINVAL;
+    }
+    if (strcmp(m->netid, "tcp") != 0) {
+        /* Portmap has IPPROTO_TCP/UDP only, which rpcbind maps to "tcp"/"udp". */
+        seterr(why, whylen, "only portmap v2 at %s is reachable, and it knows IPv4 only", addr);
+        return -EAFNOSUPPORT;
+    }
+    if (proc == KRPC_RPCBPROC_SET && uaddr4_port(m->uaddr, &port) != 0) {
+        seterr(why, whylen, "no port in universal address %s", m->uaddr);
+        return -EINVAL;
+    }
+    mb_chain_init(&args);
+    krpc_xdr_enc_init(&x, &args);
+    /* UNSET ignores protocol and port (rpcbind removes tcp and udp). */
+    krpc_pmap_encode_mapping(&x, m->prog, m->vers, KRPC_PMAP_IPPROTO_TCP, port);
+    if (krpc_xdr_enc_error(&x) != 0) {
+        mb_chain_free(&args);
+        seterr(why, whylen, "out of memory");
+        return -ENOMEM;
+    }
+    return rpcb_call((struct sockaddr *)&ss, sl, addr, timeout_ms, KRPC_PMAP_VERS, proc, &args, result, why, whylen);
+}
+
 static int rpcb_change(const struct krpc_rpcb_config *cfg, uint32_t proc, const struct krpc_rpcb_map *m, char *err,
                        size_t errlen)
 {
     static const struct krpc_rpcb_config defaults = {NULL, NULL, 0};
     const char *what = proc == KRPC_RPCBPROC_SET ? "register" : "unregister";
-    char owner[24], why_unix[256] = "", why_tcp[256] = "";
-    struct mb_chain args;
-    struct krpc_xdr_enc x;
+    char why_unix[256] = "", why_tcp[256] = "";
+    const char *where = NULL; /* the place that answered */
     int result = 0, ret = -ENOENT;
 
     if (cfg == NULL)
@@ -346,88 +409,53 @@ static int rpcb_change(const struct krpc_rpcb_config *cfg, uint32_t proc, const 
     if (m == NULL || !check_str(m->netid) || (m->uaddr != NULL && !check_str(m->uaddr)) ||
         (m->owner != NULL && !check_str(m->owner)) || (proc == KRPC_RPCBPROC_SET && m->uaddr == NULL)) {
         seterr(err, errlen, "rpcbind: bad registration arguments");
-        return -EINVAL;
+        ret = -EINVAL;
+        goto out;
     }
-    snprintf(owner, sizeof owner, "%u", (unsigned)geteuid());
 
     if (path[0] != '\0') {
-        struct sockaddr_un un = {.sun_family = AF_UNIX};
-        if (strlen(path) >= sizeof un.sun_path) {
-            seterr(err, errlen, "rpcbind: socket path too long: %s", path);
-            return -EINVAL;
-        }
-        memcpy(un.sun_path, path, strlen(path) + 1);
-        mb_chain_init(&args);
-        krpc_xdr_enc_init(&x, &args);
-        krpc_rpcb_encode_map(&x, m, m->owner != NULL ? m->owner : owner);
-        if (krpc_xdr_enc_error(&x) != 0) {
-            mb_chain_free(&args);
-            seterr(err, errlen, "rpcbind: out of memory");
-            return -ENOMEM;
-        }
-        ret = rpcb_call((struct sockaddr *)&un, sizeof un, path, timeout_ms, KRPC_RPCB_VERS, proc, &args, &result,
-                        why_unix, sizeof why_unix);
+        ret = try_unix(path, timeout_ms, proc, m, &result, why_unix, sizeof why_unix);
         if (ret == 0)
-            goto answered;
-        if (!absent(ret)) {
+            where = path;
+        if (ret != 0 && !absent(ret)) {
             seterr(err, errlen, "rpcbind: %s", why_unix);
-            return ret;
+            goto out;
         }
     }
-
-    if (tcp[0] != '\0') {
-        struct sockaddr_storage ss;
-        socklen_t sl;
-        uint32_t port = 0;
-        if (krpc_parse_addr(tcp, &ss, &sl) != 0) {
-            seterr(err, errlen, "rpcbind: bad portmapper address %s", tcp);
-            return -EINVAL;
+    if (where == NULL && tcp[0] != '\0') {
+        ret = try_pmap(tcp, timeout_ms, proc, m, &result, why_tcp, sizeof why_tcp);
+        if (ret == 0)
+            where = tcp;
+        if (ret == -EAFNOSUPPORT) {
+            seterr(err, errlen, "rpcbind: cannot %s netid %s: %s%s%s", what, m->netid, why_unix,
+                   why_unix[0] ? "; " : "", why_tcp);
+            goto out;
         }
-        if (strcmp(m->netid, "tcp") != 0) {
-            /* Portmap v2 has only IPPROTO_TCP/UDP, which rpcbind maps to "tcp"/"udp". */
-            seterr(err, errlen, "rpcbind: cannot %s netid %s: %s%sonly portmap v2 at %s is reachable, and it knows IPv4 only",
-                   what, m->netid, why_unix, why_unix[0] ? "; " : "", tcp);
-            return -EAFNOSUPPORT;
-        }
-        if (proc == KRPC_RPCBPROC_SET && uaddr4_port(m->uaddr, &port) != 0) {
-            seterr(err, errlen, "rpcbind: no port in universal address %s", m->uaddr);
-            return -EINVAL;
-        }
-        mb_chain_init(&args);
-        krpc_xdr_enc_init(&x, &args);
-        /* UNSET ignores the protocol and port (rpcbind removes tcp and udp). */
-        krpc_pmap_encode_mapping(&x, m->prog, m->vers, KRPC_PMAP_IPPROTO_TCP, port);
-        if (krpc_xdr_enc_error(&x) != 0) {
-            mb_chain_free(&args);
-            seterr(err, errlen, "rpcbind: out of memory");
-            return -ENOMEM;
-        }
-        ret = rpcb_call((struct sockaddr *)&ss, sl, tcp, timeout_ms, KRPC_PMAP_VERS, proc, &args, &result, why_tcp,
-                        sizeof why_tcp);
-        if (ret == 0) {
-            path = tcp;
-            goto answered;
-        }
-        if (!absent(ret)) {
+        if (ret != 0 && !absent(ret)) {
             seterr(err, errlen, "rpcbind: %s", why_tcp);
-            return ret;
+            goto out;
         }
     }
-    seterr(err, errlen, "no rpcbind: %s%s%s", why_unix, why_unix[0] && why_tcp[0] ? "; " : "", why_tcp);
-    return ret;
+    if (where == NULL) {
+        seterr(err, errlen, "no rpcbind: %s%s%s", why_unix, why_unix[0] && why_tcp[0] ? "; " : "", why_tcp);
+        goto out; /* ret: the error of the last place tried */
+    }
 
-answered:
-    if (result)
-        return 0;
-    if (proc == KRPC_RPCBPROC_SET)
+    if (result) {
+        ret = 0;
+    } else if (proc == KRPC_RPCBPROC_SET) {
         seterr(err, errlen,
                "rpcbind (%s) refused to register program %u version %u %s at %s: already registered at another "
                "address, or by another owner",
-               path, m->prog, m->vers, m->netid, m->uaddr);
-    else
+               where, m->prog, m->vers, m->netid, m->uaddr);
+        ret = -EACCES;
+    } else {
         seterr(err, errlen, "rpcbind (%s) refused to unregister program %u version %u %s: registered by another owner",
-               path, m->prog, m->vers, m->netid);
-    return -EACCES;
+               where, m->prog, m->vers, m->netid);
+        ret = -EACCES;
+    }
+out:
+    return ret;
 }
 
 int krpc_rpcb_set(const struct krpc_rpcb_config *cfg, const struct krpc_rpcb_map *m, char *err, size_t errlen)
