@@ -12,9 +12,11 @@
 #include <string.h>
 
 #include "rpctls/krpc.h"
+#include "rpctls/krpc_rpcb.h"
 #include "rpctls/krpc_svc.h"
 #include "rpctls/ktls.h"
 #include "rpctls/mbuf.h"
+#include "rpctls/nfs3.h"
 #include "rpctls/nfs3_srv.h"
 
 #define PROG "rpctls-nfsd"
@@ -66,6 +68,10 @@ static void usage(FILE *f)
             "                        default: $SSLKEYLOGFILE when set\n"
             "  --max-io BYTES        largest READ/WRITE advertised in FSINFO (default 1048576,\n"
             "                        at most 4194304)\n"
+            "  --rpcbind MODE        register NFS v3 and MOUNT v3 (TCP, the bound port) with the\n"
+            "                        local rpcbind so clients find them without a port, and\n"
+            "                        unregister them on exit. auto (default): when rpcbind runs;\n"
+            "                        on: refuse to start without it; off: never talk to it\n"
             "  -q, --quiet           log errors only\n"
             "  -v, --verbose         log connections, mounts and refused calls (twice: debug)\n"
             "  -h, --help            this text\n"
@@ -114,6 +120,121 @@ static int parse_verify(const char *s, int *out)
     return 0;
 }
 
+/* ---- rpcbind registration (--rpcbind) ------------------------------------ */
+
+enum rpcbind_mode { RPCBIND_OFF, RPCBIND_AUTO, RPCBIND_ON };
+
+struct rpcbind_reg {
+    enum rpcbind_mode mode;
+    struct krpc_rpcb_config cfg;
+    struct krpc_rpcb_map maps[4]; /* registered, to unregister at exit */
+    int n;
+    struct krpc_rpcb_bufs bufs[2]; /* the universal addresses maps point to */
+};
+
+static int parse_rpcbind(const char *s, enum rpcbind_mode *out)
+{
+    if (strcmp(s, "auto") == 0)
+        *out = RPCBIND_AUTO;
+    else if (strcmp(s, "on") == 0)
+        *out = RPCBIND_ON;
+    else if (strcmp(s, "off") == 0)
+        *out = RPCBIND_OFF;
+    else
+        return -1;
+    return 0;
+}
+
+/* Whether a socket bound to [::] also takes IPv4. krpc_svc leaves
+ * IPV6_V6ONLY alone, so the kernel default decides. */
+static int ipv6_dual_stack(void)
+{
+    FILE *f = fopen("/proc/sys/net/ipv6/bindv6only", "r");
+    int v6only = 0;
+    if (f != NULL) {
+        if (fscanf(f, "%d", &v6only) != 1)
+            v6only = 0;
+        fclose(f);
+    }
+    return v6only == 0;
+}
+
+static void rpcbind_unregister(struct rpcbind_reg *r, int quiet)
+{
+    char err[512];
+    int failed = 0;
+    for (int i = 0; i < r->n; i++) {
+        if (krpc_rpcb_unset(&r->cfg, &r->maps[i], err, sizeof err) != 0) {
+            fprintf(stderr, PROG ": cannot unregister from rpcbind: %s\n", err);
+            failed = 1;
+        }
+    }
+    if (r->n > 0 && !failed && !quiet)
+        fprintf(stderr, PROG ": unregistered NFS v3 and MOUNT v3 from rpcbind\n");
+    r->n = 0;
+}
+
+/*
+ * Registers NFS v3 and MOUNT v3 at the bound port for every netid the
+ * listener serves. Returns 0 when registered, when off, or (auto) when
+ * rpcbind cannot be used (one line says why); -1 with --rpcbind on.
+ */
+static int rpcbind_register(struct rpcbind_reg *r, const struct krpc_svc *svc, int quiet)
+{
+    static const uint32_t progs[2][2] = {{NFS3_PROGRAM, NFS3_VERSION}, {NFS3_MNT_PROGRAM, NFS3_MNT_VERSION}};
+    struct krpc_rpcb_map all[4];
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char err[512] = "", netids[16] = "";
+    int n = 0, ret = 0;
+
+    if (r->mode == RPCBIND_OFF)
+        return 0;
+    /* Where rpcbind is looked for; for tests (an empty value: not tried). */
+    r->cfg.sock_path = getenv("RPCTLS_RPCBIND_SOCK");
+    r->cfg.tcp_addr = getenv("RPCTLS_RPCBIND_TCP");
+    if (krpc_svc_addr(svc, &ss, &sl) != 0 || krpc_svc_port(svc) == 0) {
+        snprintf(err, sizeof err, "no bound port to register");
+        ret = -EINVAL;
+        goto fail;
+    }
+    for (int p = 0; p < 2; p++) {
+        int k = krpc_rpcb_listener_maps((struct sockaddr *)&ss, ipv6_dual_stack(), progs[p][0], progs[p][1], &all[n],
+                                        &r->bufs[p]);
+        if (k < 0) {
+            snprintf(err, sizeof err, "cannot make a universal address for the listener");
+            ret = k;
+            goto fail;
+        }
+        n += k;
+    }
+    for (int i = 0; i < n; i++) {
+        /* UNSET first: replaces a registration left by an earlier instance
+         * that did not exit cleanly (as the kernel's nfsd does at start). */
+        ret = krpc_rpcb_unset(&r->cfg, &all[i], err, sizeof err);
+        if (ret == 0)
+            ret = krpc_rpcb_set(&r->cfg, &all[i], err, sizeof err);
+        if (ret != 0)
+            goto fail;
+        r->maps[r->n++] = all[i];
+    }
+    for (int i = 0; i < n / 2; i++) /* the netids of one program */
+        snprintf(netids + strlen(netids), sizeof netids - strlen(netids), "%s%s", i ? ", " : "", all[i].netid);
+    if (!quiet)
+        fprintf(stderr, PROG ": registered NFS v3 and MOUNT v3 with rpcbind (%s, port %u)\n", netids,
+                (unsigned)krpc_svc_port(svc));
+    return 0;
+fail:
+    rpcbind_unregister(r, 1); /* what was registered before the failure */
+    if (r->mode == RPCBIND_ON) {
+        fprintf(stderr, PROG ": --rpcbind on: cannot register with rpcbind: %s\n", err);
+        return -1;
+    }
+    if (!quiet)
+        fprintf(stderr, PROG ": not registered with rpcbind (%s): clients must be given the port\n", err);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -125,6 +246,7 @@ int main(int argc, char **argv)
         {"max-io", required_argument, NULL, 'm'},   {"quiet", no_argument, NULL, 'q'},
         {"mount-tls", required_argument, NULL, 'M'}, {"alpn", required_argument, NULL, 'A'},
         {"verbose", no_argument, NULL, 'v'},        {"help", no_argument, NULL, 'h'},
+        {"rpcbind", required_argument, NULL, 'R'},
         {NULL, 0, NULL, 0},
     };
     const char *export_dir = NULL, *listen_addr = "127.0.0.1:2049", *tls = "off", *cert = NULL, *key = NULL,
@@ -139,6 +261,7 @@ int main(int argc, char **argv)
     struct sockaddr_storage laddrs[KRPC_MAX_ADDRS];
     socklen_t llens[KRPC_MAX_ADDRS];
     int nlisten;
+    struct rpcbind_reg rpcb = {.mode = RPCBIND_AUTO};
 
     memset(&cfg, 0, sizeof(cfg));
     while ((c = getopt_long(argc, argv, "hqv", opts, NULL)) != -1) {
@@ -188,6 +311,12 @@ int main(int argc, char **argv)
         }
         case 'q': quiet = 1; break;
         case 'v': verbose++; break;
+        case 'R':
+            if (parse_rpcbind(optarg, &rpcb.mode) != 0) {
+                fprintf(stderr, PROG ": --rpcbind: auto, on or off\n");
+                return 2;
+            }
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -297,6 +426,10 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
+    /* After the handlers: a signal from here on still unregisters. */
+    if (rpcbind_register(&rpcb, svc, quiet) != 0)
+        goto out;
+
     ret = krpc_loop_run(g_loop, NULL, -1);
     if (ret != 0 && g_signal == 0) {
         fprintf(stderr, PROG ": event loop: %s\n", strerror(-ret));
@@ -313,6 +446,7 @@ int main(int argc, char **argv)
                 ss->calls, st->errors, st->bytes_written, st->bytes_read);
     }
 out:
+    rpcbind_unregister(&rpcb, quiet);
     if (svc != NULL)
         krpc_svc_free(svc);
     nfs3_srv_free(srv);

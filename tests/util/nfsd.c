@@ -109,6 +109,9 @@ int tu_nfsd_start(struct tu_nfsd *d, uint16_t port)
     argv[argc++] = d->tls;
     argv[argc++] = "--state-dir";
     argv[argc++] = d->state_dir;
+    /* Parallel tests must not replace each other's rpcbind entries. */
+    argv[argc++] = "--rpcbind";
+    argv[argc++] = "off";
     if (strcmp(d->tls, "off") != 0 && d->certs) {
         argv[argc++] = "--cert";
         argv[argc++] = (char *)d->certs->server_cert;
