@@ -112,6 +112,25 @@ typedef int (*nfs3_sink_fn)(void *arg, uint64_t offset, struct mb_chain *data);
 int nfs3_read_pipelined(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint64_t length,
                         uint32_t rsize, unsigned depth, nfs3_sink_fn sink, void *arg, uint64_t *got);
 
+/* ---- URLs ----------------------------------------------------------------- */
+
+/* nfs://HOST[:PORT]/PATH[?OPTIONS], OPTIONS joined with '&' and spelled as
+ * libnfs spells them: mountport=N (MOUNT's port), nfsport=N (NFS's port;
+ * the same as :PORT), version=3 (any other version is an error). An unknown
+ * option is an error that names it. HOST is a name, an IPv4 literal or an
+ * [IPv6] literal (stored without the brackets). */
+struct nfs3_url {
+    char host[256];
+    uint16_t port;      /* :PORT; 0 when the URL has none */
+    uint16_t nfsport;   /* :PORT or ?nfsport=; 0 when neither is given */
+    uint16_t mountport; /* ?mountport=; 0 when not given */
+    unsigned version;   /* 3 */
+    char path[NFS3_MAXPATHLEN + 1]; /* "/EXPORT/PATH", without the options */
+};
+/* Returns 0, or -EINVAL with the reason in err (without the URL), e.g.
+ * "unknown URL option \"foo\" (known: mountport=N, nfsport=N, version=3)". */
+int nfs3_url_parse(const char *url, struct nfs3_url *u, char *err, size_t errlen);
+
 /* Pipelined writing from a file (one or several servers, UNSTABLE + COMMIT,
  * resends on a verifier change) is nfs3_mirror_write() in nfs3_mirror.h. */
 

@@ -172,8 +172,11 @@ static void schedule_reconnect(struct krpc_clnt *cl)
     }
     if (cl->failures >= cl->cfg.max_reconnects) {
         int err = cl->last_err ? cl->last_err : -ECONNRESET;
-        krpc_log(KRPC_LOG_WARN, "krpc client: %s: giving up after %u failed connection attempts: %s", cl->label,
-                 cl->failures, cl->last_error);
+        /* A client allowed a single attempt (a portmapper query, a port
+         * probe) expects to fail and says so itself: no warning. */
+        krpc_log(cl->cfg.max_reconnects > 1 ? KRPC_LOG_WARN : KRPC_LOG_INFO,
+                 "krpc client: %s: giving up after %u failed connection attempts: %s", cl->label, cl->failures,
+                 cl->last_error);
         cl->failures = 0;
         cl->state = CL_IDLE;
         clnt_fail_all(cl, err);
