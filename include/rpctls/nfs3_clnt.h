@@ -39,8 +39,40 @@ struct nfs3_clnt;
 
 /* cfg: address, TLS policy and configuration, timeouts, credential, name.
  * prog and vers are ignored (set to NFS v3). A zero credential flavor gives
- * AUTH_SYS with this process's uid and gid. The connection starts at once. */
+ * AUTH_SYS with this process's uid and gid. The connection starts at once.
+ * Same as nfs3_clnt_new_opts with opts NULL. */
 int nfs3_clnt_new(struct krpc_loop *loop, const struct krpc_clnt_config *cfg, struct nfs3_clnt **out);
+
+/* Where MOUNT and NFS are found. The order for MOUNT (at the first
+ * nfs3_mount or nfs3_mount_prefix):
+ *   1. mount_port, when given;
+ *   2. else the server's portmapper (port 111: portmap v2 GETPORT over
+ *      IPv4, rpcbind GETADDR tcp6 over IPv6) for 100005 v3 tcp, provided
+ *      the portmapper describes this server: when it registers NFS v3 at a
+ *      port other than the one this client uses, its MOUNT belongs to
+ *      another server on the host and is not used;
+ *   3. else the NFS port (rpctls-nfsd serves both programs on one port).
+ * MOUNT on its own port tries RPC-with-TLS there and falls back to plain
+ * only when the server refuses the probe (KRPC_TLS_OPPORTUNISTIC), whatever
+ * cfg->tls says; NFS keeps cfg->tls. MOUNT on the NFS port keeps cfg->tls.
+ * The NFS port is cfg's; with find_nfs_port (the port in cfg is only the
+ * default, 2049, because the URL gave none), nfs3_clnt_new_opts first sends
+ * a plain NULL call for NFS v3 there, and when nothing answers it or the
+ * answer is PROG_UNAVAIL / PROG_MISMATCH / RPC_MISMATCH, it asks the
+ * portmapper for 100003 v3 tcp (and keeps the default when that fails too).
+ * So nfs3_clnt_new_opts may block for about 2 * pmap_timeout_ms. */
+struct nfs3_clnt_opts {
+    uint16_t mount_port; /* 0: portmapper, then the NFS port */
+    int find_nfs_port;   /* see above */
+    int pmap_timeout_ms; /* each portmapper query and the NULL probe; 0: 3000 */
+};
+int nfs3_clnt_new_opts(struct krpc_loop *loop, const struct krpc_clnt_config *cfg,
+                       const struct nfs3_clnt_opts *opts, struct nfs3_clnt **out);
+/* How a program travelled, for reports: prog NFS3_PROGRAM or
+ * NFS3_MNT_PROGRAM; e.g. "127.0.0.1:2049 TLS (TLS_AES_128_GCM_SHA256)",
+ * "127.0.0.1:20048 plain (server refused the RPC-with-TLS probe)"; "" when
+ * that program has not been reached yet. */
+const char *nfs3_clnt_transport(const struct nfs3_clnt *nc, uint32_t prog);
 /* Fails outstanding calls with -ECANCELED (their callbacks run) and closes. */
 void nfs3_clnt_free(struct nfs3_clnt *nc);
 struct krpc_clnt *nfs3_clnt_rpc(const struct nfs3_clnt *nc);

@@ -193,8 +193,47 @@ static void schedule_reconnect(struct krpc_clnt *cl)
 
 /* The connection can carry calls: plain (OFF or opportunistic fallback) or
  * after the handshake. */
+static const char *suite_name(int cipher)
+{
+    switch (cipher) {
+    case KTLS_AES_128_GCM_SHA256:
+        return "TLS_AES_128_GCM_SHA256";
+    case KTLS_AES_256_GCM_SHA384:
+        return "TLS_AES_256_GCM_SHA384";
+    case KTLS_CHACHA20_POLY1305_SHA256:
+        return "TLS_CHACHA20_POLY1305_SHA256";
+    default:
+        return "?";
+    }
+}
+
+/* Remembers how this connection travels, for krpc_clnt_transport(). Called
+ * while the state still says how we got here: HANDSHAKING after TLS, the
+ * probe's PROBING after an opportunistic fall back (and, transitionally,
+ * for KRPC_TLS_OFF). */
+static void note_transport(struct krpc_clnt *cl)
+{
+    char addr[80];
+    socklen_t len;
+
+    krpc_format_addr(current_addr(cl, &len), addr, sizeof addr);
+    if (cl->state == CL_HANDSHAKING && cl->ctx && krpc_conn_is_tls(cl->ctx->conn))
+        snprintf(cl->transport, sizeof cl->transport, "%s TLS (%s)", addr,
+                 suite_name(krpc_conn_tls_cipher(cl->ctx->conn)));
+    else if (cl->cfg.tls != KRPC_TLS_OFF)
+        snprintf(cl->transport, sizeof cl->transport, "%s plain (server refused the RPC-with-TLS probe)", addr);
+    else
+        snprintf(cl->transport, sizeof cl->transport, "%s plain", addr);
+}
+
+const char *krpc_clnt_transport(const struct krpc_clnt *cl)
+{
+    return cl->transport;
+}
+
 static void connection_ready(struct krpc_clnt *cl, int established)
 {
+    note_transport(cl);
     if (established) {
         krpc_timer_cancel(cl->loop, &cl->conn_timer);
         cl->failures = 0;

@@ -736,6 +736,11 @@ const char *krpc_conn_peer_subject(const struct krpc_conn *c)
     return c != NULL ? c->peer_subject : "";
 }
 
+int krpc_conn_tls_cipher(const struct krpc_conn *c)
+{
+    return c != NULL && c->tls != NULL ? (int)ktls_conn_cipher(c->tls) : 0;
+}
+
 const struct ktls_stats *krpc_conn_tls_stats(const struct krpc_conn *c)
 {
     return c != NULL && c->tls != NULL ? ktls_conn_stats(c->tls) : NULL;
