@@ -5,9 +5,10 @@
  * One struct nfs3_clnt is one NFS connection (a struct krpc_clnt for
  * program 100003 version 3) on a struct krpc_loop, with everything that
  * implies: retransmission of retained requests, reconnect with a fresh RFC
- * 9289 probe and TLS handshake. MOUNT calls go to the same address and port
- * (rpctls-nfsd serves both programs on one port) through a short-lived
- * second RPC client, because a krpc_clnt speaks one program.
+ * 9289 probe and TLS handshake. MOUNT calls go through a short-lived second
+ * RPC client, because a krpc_clnt speaks one program, to the port that
+ * struct nfs3_clnt_opts below describes (given, the portmapper's, or the
+ * NFS port: rpctls-nfsd serves both programs on one port).
  *
  * Status convention for every function and callback here:
  *     0      success
