@@ -36,8 +36,19 @@ static void usage(FILE *f)
             "SRC and one local DEST, reads a file back. EXPORT is the server's export path, as\n"
             "given to rpctls-nfsd --export (nfs://127.0.0.1:2049/srv/data/f for --export /srv/data);\n"
             "the longest prefix of the URL path that the server mounts is taken as the export.\n"
-            "HOST is an IPv4 or [IPv6] literal or localhost; PORT defaults to 2049. MOUNT and NFS\n"
-            "are both reached on PORT. A DEST file is created or truncated.\n"
+            "A DEST file is created or truncated.\n"
+            "\n"
+            "HOST is a DNS name, an IPv4 literal or an [IPv6] literal; a name is resolved with\n"
+            "getaddrinfo and each of its addresses is tried in turn. URL options, as libnfs spells\n"
+            "them, follow a '?' and are joined with '&': mountport=N, nfsport=N (the same as\n"
+            ":PORT), version=3; any other option is an error.\n"
+            "NFS port: PORT (or nfsport); without one, 2049, and when nothing answers NFS v3 there,\n"
+            "the port that the server's portmapper (port 111) gives for NFS v3 over TCP.\n"
+            "MOUNT port: mountport when given; else the portmapper's port for MOUNT v3 over TCP\n"
+            "(when the portmapper's NFS v3 is the NFS port used); else the NFS port (rpctls-nfsd\n"
+            "serves both programs on one port). MOUNT on its own port tries RPC-with-TLS and falls\n"
+            "back to plain TCP only when the server refuses the probe (MOUNT carries paths and the\n"
+            "root file handle); NFS itself follows --tls / --no-tls.\n"
             "\n"
             "Each chunk of SRC is read once and shared by reference by every mirror; each mirror\n"
             "has its own connection and thread; writes are UNSTABLE with several in flight, then\n"
@@ -49,7 +60,11 @@ static void usage(FILE *f)
             "                     verified against the system's default CA store)\n"
             "  --no-tls           plain TCP (the default without --ca)\n"
             "  --ca FILE          CA certificate(s), PEM, to verify the servers (name checked against\n"
-            "                     HOST)\n"
+            "                     HOST: a DNS SAN for a name, an IP SAN for an address literal)\n"
+            "  --server-name NAME check the server certificates against NAME instead of HOST\n"
+            "  --alpn MODE        offer (default): offer ALPN \"sunrpc\" and accept a server that\n"
+            "                     selects none, as the deployed peers do; required: strict RFC 9289,\n"
+            "                     refuse a server that does not select \"sunrpc\"\n"
             "  --cert FILE        client certificate, PEM, for servers that ask for one\n"
             "  --key FILE         its private key, PEM\n"
             "  --tx-mode M        record-layer TX encryption: auto (default), outofplace, copy, or\n"
@@ -65,7 +80,8 @@ static void usage(FILE *f)
             "  --progress         a progress bar with rate and ETA on stderr\n"
             "  --no-progress      none (the default when stderr is not a terminal)\n"
             "  --stats            print per-mirror RPC and record-layer counters and the throughput\n"
-            "                     on stdout\n"
+            "                     on stdout, and how MOUNT and NFS travelled (address, TLS and its\n"
+            "                     cipher suite, or plain and why)\n"
             "  --keylog FILE      append TLS secrets in NSS key-log format (for Wireshark); default:\n"
             "                     $SSLKEYLOGFILE when set\n"
             "  --timeout MS       wait per RPC attempt before a retransmission (default 5000)\n"
@@ -84,6 +100,8 @@ static void usage(FILE *f)
 struct opts {
     int tls;                 /* -1: default */
     const char *ca, *cert, *key, *keylog;
+    const char *server_name; /* NULL: HOST */
+    int alpn_required;
     enum ktls_tx_mode tx_mode;
     uint32_t wsize;
     unsigned depth;
@@ -151,10 +169,10 @@ static long parse_int(const char *s, const char *what, long lo, long hi)
 
 struct url {
     char label[4200];        /* the URL as given */
-    char host[256];          /* without brackets */
-    char path[NFS3_MAXPATHLEN + 1];
-    struct sockaddr_storage addr;
-    socklen_t addrlen;
+    struct nfs3_url u;       /* host, ports, path */
+    struct sockaddr_storage addrs[KRPC_MAX_ADDRS];
+    socklen_t lens[KRPC_MAX_ADDRS];
+    unsigned naddrs;
 };
 
 static int is_url(const char *s)
@@ -162,63 +180,54 @@ static int is_url(const char *s)
     return strncmp(s, "nfs://", 6) == 0;
 }
 
+/* Parses the URL (a bad one is a usage error) and resolves its host (a
+ * name that does not resolve is a failure, exit status 1). */
 static void parse_url(const char *s, struct url *u)
 {
-    const char *p = s + 6, *slash, *hend;
-    char hostport[300];
-    int port = 2049;
+    char err[512];
+    int n;
 
     memset(u, 0, sizeof *u);
     snprintf(u->label, sizeof u->label, "%s", s);
-    slash = strchr(p, '/');
-    if (!slash || slash == p)
-        die_usage("%s: expected nfs://HOST[:PORT]/EXPORT/PATH", s);
-    if (*p == '[') {
-        hend = memchr(p, ']', (size_t)(slash - p));
-        if (!hend)
-            die_usage("%s: unterminated [IPv6] host", s);
-        snprintf(u->host, sizeof u->host, "%.*s", (int)(hend - p - 1), p + 1);
-        hend++;
-    } else {
-        hend = memchr(p, ':', (size_t)(slash - p));
-        if (!hend)
-            hend = slash;
-        snprintf(u->host, sizeof u->host, "%.*s", (int)(hend - p), p);
+    if (nfs3_url_parse(s, &u->u, err, sizeof err) < 0)
+        die_usage("%s: %s", s, err);
+    n = krpc_resolve(u->u.host, u->u.nfsport ? u->u.nfsport : 2049, 0, u->addrs, u->lens, KRPC_MAX_ADDRS, err,
+                     sizeof err);
+    if (n < 0) {
+        fprintf(stderr, PROG ": %s: cannot resolve %s\n", s, err);
+        exit(1);
     }
-    if (hend < slash) {
-        char num[16];
-        if (*hend != ':' || slash - hend - 1 < 1 || slash - hend - 1 > 5)
-            die_usage("%s: bad port", s);
-        snprintf(num, sizeof num, "%.*s", (int)(slash - hend - 1), hend + 1);
-        port = (int)parse_int(num, "port", 1, 65535);
-    }
-    if (strlen(slash) > NFS3_MAXPATHLEN)
-        die_usage("%s: path too long", s);
-    snprintf(u->path, sizeof u->path, "%s", slash);
-    if (strchr(u->host, ':'))
-        snprintf(hostport, sizeof hostport, "[%s]:%d", u->host, port);
-    else
-        snprintf(hostport, sizeof hostport, "%s:%d", u->host, port);
-    if (krpc_parse_addr(hostport, &u->addr, &u->addrlen) < 0)
-        die_usage("%s: HOST must be an IPv4 or [IPv6] address or localhost", s);
+    u->naddrs = (unsigned)n;
 }
 
-static void rpc_config(const struct opts *o, const struct url *u, struct krpc_clnt_config *c)
+static void rpc_config(const struct opts *o, const struct url *u, struct krpc_clnt_config *c,
+                       struct nfs3_clnt_opts *ports)
 {
     memset(c, 0, sizeof *c);
-    c->addr = u->addr;
-    c->addrlen = u->addrlen;
+    c->addr = u->addrs[0];
+    c->addrlen = u->lens[0];
+    for (unsigned i = 1; i < u->naddrs; i++) {
+        c->alt_addrs[i - 1] = u->addrs[i];
+        c->alt_addrlens[i - 1] = u->lens[i];
+    }
+    c->nalt_addrs = u->naddrs - 1;
     c->tls = o->tls ? KRPC_TLS_REQUIRED : KRPC_TLS_OFF;
     c->tlscfg.ca_file = o->ca;
     c->tlscfg.cert_file = o->cert;
     c->tlscfg.key_file = o->key;
-    c->tlscfg.server_name = u->host;
+    /* A name is checked against the certificate's DNS SANs, an address
+     * literal against its IP SANs (the record layer tells them apart). */
+    c->tlscfg.server_name = o->server_name ? o->server_name : u->u.host;
+    c->tlscfg.require_alpn = o->alpn_required;
     c->tlscfg.keylog_file = o->keylog;
     c->tlscfg.tx_mode = o->tx_mode;
     c->timeout_ms = o->timeout_ms;
     c->max_retries = o->retries;
     c->max_reconnects = o->reconnects;
     c->name = u->label;
+    memset(ports, 0, sizeof *ports);
+    ports->mount_port = u->u.mountport;
+    ports->find_nfs_port = u->u.nfsport == 0;
 }
 
 /* ---- progress ------------------------------------------------------------------ */
@@ -291,6 +300,10 @@ static void print_stats(const char *label, const struct nfs3_mirror_result *r, u
            label, r->status == 0 ? "ok" : "FAILED", r->tls ? "TLS" : "plain TCP",
            what[0] == 'w' ? "wsize" : "rsize", r->wsize, r->seconds,
            what[0] == 'w' ? "from the first WRITE to the last COMMIT" : "to read", rate);
+    if (r->mount_transport[0])
+        printf("  MOUNT: %s\n", r->mount_transport);
+    if (r->nfs_transport[0])
+        printf("  NFS: %s\n", r->nfs_transport);
     if (what[0] == 'w')
         printf("  nfs:  bytes written %" PRIu64 ", resent %" PRIu64 ", commits %u, verifier changes %u\n",
            r->bytes_written, r->bytes_resent, r->commits, r->verifier_changes);
@@ -340,9 +353,9 @@ static int do_write(const struct opts *o, const char *src, char **dests, int nde
         if (!is_url(dests[i]))
             die_usage("%s: every DEST of a local SRC must be an nfs:// URL", dests[i]);
         parse_url(dests[i], &u[i]);
-        rpc_config(o, &u[i], &d[i].rpc);
+        rpc_config(o, &u[i], &d[i].rpc, &d[i].ports);
         d[i].label = u[i].label;
-        d[i].path = u[i].path;
+        d[i].path = u[i].u.path;
     }
     fd = open(src, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &stt) < 0) {
@@ -512,6 +525,7 @@ static int sha_file(const char *path, uint8_t out[32])
 static int do_read(const struct opts *o, const char *src, const char *dst)
 {
     struct krpc_clnt_config rc_cfg;
+    struct nfs3_clnt_opts ports;
     struct krpc_loop *loop = NULL;
     struct nfs3_clnt *nc = NULL;
     struct nfs3_fsinfo_res fi;
@@ -530,20 +544,20 @@ static int do_read(const struct opts *o, const char *src, const char *dst)
     if (is_url(dst))
         die_usage("copying from nfs:// to nfs:// is not supported; read to a local file first");
     parse_url(src, &u);
-    rpc_config(o, &u, &rc_cfg);
+    rpc_config(o, &u, &rc_cfg, &ports);
     memset(&ctx, 0, sizeof ctx);
     ctx.fd = -1;
     t0 = now_s();
     rc = krpc_loop_new(&loop);
     if (rc == 0)
-        rc = nfs3_clnt_new(loop, &rc_cfg, &nc);
+        rc = nfs3_clnt_new_opts(loop, &rc_cfg, &ports, &nc);
     if (rc < 0) {
         fprintf(stderr, PROG ": %s: %s\n", u.label, strerror(-rc));
         goto out;
     }
-    rc = nfs3_mount_prefix(nc, u.path, &root, &rest);
+    rc = nfs3_mount_prefix(nc, u.u.path, &root, &rest);
     if (rc == 0)
-        rc = nfs3_open_path(nc, &root, u.path + rest, 0, &fh, &attr);
+        rc = nfs3_open_path(nc, &root, u.u.path + rest, 0, &fh, &attr);
     if (rc == 0 && attr.type != NFS3_REG) {
         fprintf(stderr, PROG ": %s: not a regular file\n", u.label);
         goto out;
@@ -606,6 +620,8 @@ static int do_read(const struct opts *o, const char *src, const char *dst)
         r.rpc = *krpc_clnt_stats(nfs3_clnt_rpc(nc));
         krpc_clnt_tls_stats(nfs3_clnt_rpc(nc), &r.tls_stats);
         r.tls = r.rpc.tls_handshakes > 0;
+        snprintf(r.nfs_transport, sizeof r.nfs_transport, "%s", nfs3_clnt_transport(nc, NFS3_PROGRAM));
+        snprintf(r.mount_transport, sizeof r.mount_transport, "%s", nfs3_clnt_transport(nc, NFS3_MNT_PROGRAM));
         r.wsize = rsize;
         r.seconds = now_s() - t0;
         print_stats(u.label, &r, got, "read");
@@ -625,12 +641,14 @@ int main(int argc, char **argv)
 {
     enum {
         O_TLS = 256, O_NOTLS, O_CA, O_CERT, O_KEY, O_TXMODE, O_WSIZE, O_DEPTH, O_VERIFY, O_PROGRESS, O_NOPROGRESS,
-        O_STATS, O_KEYLOG, O_TIMEOUT, O_RETRIES, O_RECONNECTS,
+        O_STATS, O_KEYLOG, O_TIMEOUT, O_RETRIES, O_RECONNECTS, O_SERVER_NAME, O_ALPN,
     };
     static const struct option longopts[] = {
         {"tls", no_argument, NULL, O_TLS},
         {"no-tls", no_argument, NULL, O_NOTLS},
         {"ca", required_argument, NULL, O_CA},
+        {"server-name", required_argument, NULL, O_SERVER_NAME},
+        {"alpn", required_argument, NULL, O_ALPN},
         {"cert", required_argument, NULL, O_CERT},
         {"key", required_argument, NULL, O_KEY},
         {"tx-mode", required_argument, NULL, O_TXMODE},
@@ -665,6 +683,19 @@ int main(int argc, char **argv)
             break;
         case O_CA:
             o.ca = optarg;
+            break;
+        case O_SERVER_NAME:
+            if (!optarg[0])
+                die_usage("--server-name: empty name");
+            o.server_name = optarg;
+            break;
+        case O_ALPN:
+            if (strcmp(optarg, "offer") == 0)
+                o.alpn_required = 0;
+            else if (strcmp(optarg, "required") == 0)
+                o.alpn_required = 1;
+            else
+                die_usage("--alpn: offer or required");
             break;
         case O_CERT:
             o.cert = optarg;
@@ -727,8 +758,8 @@ int main(int argc, char **argv)
         die_usage("need SRC and at least one DEST");
     if (o.tls < 0)
         o.tls = o.ca != NULL;
-    if (!o.tls && (o.ca || o.cert || o.key || o.keylog))
-        die_usage("--ca/--cert/--key/--keylog given with --no-tls");
+    if (!o.tls && (o.ca || o.cert || o.key || o.keylog || o.server_name))
+        die_usage("--ca/--cert/--key/--keylog/--server-name given with --no-tls");
     if ((o.cert != NULL) != (o.key != NULL))
         die_usage("--cert and --key go together");
     if (!o.tls && o.tx_mode != KTLS_TX_AUTO)

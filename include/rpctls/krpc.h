@@ -226,6 +226,8 @@ const char *krpc_conn_peer_subject(const struct krpc_conn *c); /* "" when none *
 const char *krpc_conn_tls_error(const struct krpc_conn *c);
 /* Record-layer counters, NULL when not TLS. */
 const struct ktls_stats *krpc_conn_tls_stats(const struct krpc_conn *c);
+/* The TLS 1.3 cipher suite (enum ktls_cipher, e.g. 0x1301), 0 when not TLS. */
+int krpc_conn_tls_cipher(const struct krpc_conn *c);
 size_t krpc_conn_send_queued(const struct krpc_conn *c);
 int krpc_conn_fd(const struct krpc_conn *c);
 uint64_t krpc_conn_bytes_sent(const struct krpc_conn *c);     /* wire bytes */

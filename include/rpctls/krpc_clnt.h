@@ -101,6 +101,11 @@ const struct krpc_clnt_stats *krpc_clnt_stats(const struct krpc_clnt *cl);
 /* Record-layer counters summed over every TLS session this client made. */
 void krpc_clnt_tls_stats(const struct krpc_clnt *cl, struct ktls_stats *out);
 int krpc_clnt_is_tls(const struct krpc_clnt *cl); /* current connection */
+/* How the last connection that became usable travelled, for reports:
+ * "127.0.0.1:2049 TLS (TLS_AES_128_GCM_SHA256)", "127.0.0.1:2049 plain",
+ * "127.0.0.1:20048 plain (server refused the RPC-with-TLS probe)"; "" when
+ * no connection has become usable yet. */
+const char *krpc_clnt_transport(const struct krpc_clnt *cl);
 /* The last connection-level error in words ("" if none), for messages. */
 const char *krpc_clnt_last_error(const struct krpc_clnt *cl);
 struct krpc_loop *krpc_clnt_loop(const struct krpc_clnt *cl);

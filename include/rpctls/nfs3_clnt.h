@@ -5,9 +5,10 @@
  * One struct nfs3_clnt is one NFS connection (a struct krpc_clnt for
  * program 100003 version 3) on a struct krpc_loop, with everything that
  * implies: retransmission of retained requests, reconnect with a fresh RFC
- * 9289 probe and TLS handshake. MOUNT calls go to the same address and port
- * (rpctls-nfsd serves both programs on one port) through a short-lived
- * second RPC client, because a krpc_clnt speaks one program.
+ * 9289 probe and TLS handshake. MOUNT calls go through a short-lived second
+ * RPC client, because a krpc_clnt speaks one program, to the port that
+ * struct nfs3_clnt_opts below describes (given, the portmapper's, or the
+ * NFS port: rpctls-nfsd serves both programs on one port).
  *
  * Status convention for every function and callback here:
  *     0      success
@@ -39,8 +40,40 @@ struct nfs3_clnt;
 
 /* cfg: address, TLS policy and configuration, timeouts, credential, name.
  * prog and vers are ignored (set to NFS v3). A zero credential flavor gives
- * AUTH_SYS with this process's uid and gid. The connection starts at once. */
+ * AUTH_SYS with this process's uid and gid. The connection starts at once.
+ * Same as nfs3_clnt_new_opts with opts NULL. */
 int nfs3_clnt_new(struct krpc_loop *loop, const struct krpc_clnt_config *cfg, struct nfs3_clnt **out);
+
+/* Where MOUNT and NFS are found. The order for MOUNT (at the first
+ * nfs3_mount or nfs3_mount_prefix):
+ *   1. mount_port, when given;
+ *   2. else the server's portmapper (port 111: portmap v2 GETPORT over
+ *      IPv4, rpcbind GETADDR tcp6 over IPv6) for 100005 v3 tcp, provided
+ *      the portmapper describes this server: when it registers NFS v3 at a
+ *      port other than the one this client uses, its MOUNT belongs to
+ *      another server on the host and is not used;
+ *   3. else the NFS port (rpctls-nfsd serves both programs on one port).
+ * MOUNT on its own port tries RPC-with-TLS there and falls back to plain
+ * only when the server refuses the probe (KRPC_TLS_OPPORTUNISTIC), whatever
+ * cfg->tls says; NFS keeps cfg->tls. MOUNT on the NFS port keeps cfg->tls.
+ * The NFS port is cfg's; with find_nfs_port (the port in cfg is only the
+ * default, 2049, because the URL gave none), nfs3_clnt_new_opts first sends
+ * a plain NULL call for NFS v3 there, and when nothing answers it or the
+ * answer is PROG_UNAVAIL / PROG_MISMATCH / RPC_MISMATCH, it asks the
+ * portmapper for 100003 v3 tcp (and keeps the default when that fails too).
+ * So nfs3_clnt_new_opts may block for about 2 * pmap_timeout_ms. */
+struct nfs3_clnt_opts {
+    uint16_t mount_port; /* 0: portmapper, then the NFS port */
+    int find_nfs_port;   /* see above */
+    int pmap_timeout_ms; /* each portmapper query and the NULL probe; 0: 3000 */
+};
+int nfs3_clnt_new_opts(struct krpc_loop *loop, const struct krpc_clnt_config *cfg,
+                       const struct nfs3_clnt_opts *opts, struct nfs3_clnt **out);
+/* How a program travelled, for reports: prog NFS3_PROGRAM or
+ * NFS3_MNT_PROGRAM; e.g. "127.0.0.1:2049 TLS (TLS_AES_128_GCM_SHA256)",
+ * "127.0.0.1:20048 plain (server refused the RPC-with-TLS probe)"; "" when
+ * that program has not been reached yet. */
+const char *nfs3_clnt_transport(const struct nfs3_clnt *nc, uint32_t prog);
 /* Fails outstanding calls with -ECANCELED (their callbacks run) and closes. */
 void nfs3_clnt_free(struct nfs3_clnt *nc);
 struct krpc_clnt *nfs3_clnt_rpc(const struct nfs3_clnt *nc);
@@ -111,6 +144,25 @@ int nfs3_commit(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset,
 typedef int (*nfs3_sink_fn)(void *arg, uint64_t offset, struct mb_chain *data);
 int nfs3_read_pipelined(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint64_t length,
                         uint32_t rsize, unsigned depth, nfs3_sink_fn sink, void *arg, uint64_t *got);
+
+/* ---- URLs ----------------------------------------------------------------- */
+
+/* nfs://HOST[:PORT]/PATH[?OPTIONS], OPTIONS joined with '&' and spelled as
+ * libnfs spells them: mountport=N (MOUNT's port), nfsport=N (NFS's port;
+ * the same as :PORT), version=3 (any other version is an error). An unknown
+ * option is an error that names it. HOST is a name, an IPv4 literal or an
+ * [IPv6] literal (stored without the brackets). */
+struct nfs3_url {
+    char host[256];
+    uint16_t port;      /* :PORT; 0 when the URL has none */
+    uint16_t nfsport;   /* :PORT or ?nfsport=; 0 when neither is given */
+    uint16_t mountport; /* ?mountport=; 0 when not given */
+    unsigned version;   /* 3 */
+    char path[NFS3_MAXPATHLEN + 1]; /* "/EXPORT/PATH", without the options */
+};
+/* Returns 0, or -EINVAL with the reason in err (without the URL), e.g.
+ * "unknown URL option \"foo\" (known: mountport=N, nfsport=N, version=3)". */
+int nfs3_url_parse(const char *url, struct nfs3_url *u, char *err, size_t errlen);
 
 /* Pipelined writing from a file (one or several servers, UNSTABLE + COMMIT,
  * resends on a verifier change) is nfs3_mirror_write() in nfs3_mirror.h. */

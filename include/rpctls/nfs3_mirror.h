@@ -37,6 +37,7 @@
 
 #include "rpctls/krpc_clnt.h"
 #include "rpctls/nfs3.h"
+#include "rpctls/nfs3_clnt.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -46,6 +47,7 @@ struct nfs3_mirror_dest {
     const char *label;            /* for messages, e.g. "nfs://127.0.0.1:2049/srv/data/f" */
     struct krpc_clnt_config rpc;  /* address, TLS, timeouts (prog/vers ignored) */
     const char *path;             /* absolute server path: export + file ("/srv/data/f") */
+    struct nfs3_clnt_opts ports;  /* MOUNT's port, NFS port discovery (nfs3_clnt.h); zero: defaults */
 };
 
 struct nfs3_mirror_config {
@@ -69,6 +71,8 @@ struct nfs3_mirror_result {
     unsigned commits;           /* COMMIT calls */
     unsigned verifier_changes;  /* COMMITs that found uncommitted data lost */
     int tls;                    /* the connection used TLS */
+    char nfs_transport[160];    /* nfs3_clnt_transport(): "127.0.0.1:2049 TLS (TLS_AES_128_GCM_SHA256)" */
+    char mount_transport[160];  /* the same for MOUNT; "" when MOUNT was not reached */
     struct krpc_clnt_stats rpc; /* NFS connection counters */
     struct ktls_stats tls_stats;/* record-layer counters, all sessions */
     int verified;               /* verify: sha256 and size hold the read-back */

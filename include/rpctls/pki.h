@@ -26,6 +26,13 @@ enum ktls_pki_kind {
 int ktls_pki_issue(enum ktls_pki_kind kind, const char *cn, const char *ca_cert, const char *ca_key,
                    const char *cert_out, const char *key_out, int days, char *err, size_t errlen);
 
+/* The same with the subject alternative names given in OpenSSL's syntax
+ * ("DNS:server.example,IP:192.0.2.1"; NULL or "": none) instead of the
+ * kind's default. */
+int ktls_pki_issue_san(enum ktls_pki_kind kind, const char *cn, const char *sans, const char *ca_cert,
+                       const char *ca_key, const char *cert_out, const char *key_out, int days, char *err,
+                       size_t errlen);
+
 /* The usual set in dir (created if missing): ca.pem ca.key, server.pem
  * server.key, client.pem client.key. Returns 0, or -1 with a message. */
 int ktls_pki_make_dir(const char *dir, int days, char *err, size_t errlen);

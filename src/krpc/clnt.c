@@ -369,6 +369,7 @@ int krpc_clnt_new(struct krpc_loop *loop, const struct krpc_clnt_config *cfg, st
         return -EINVAL;
     *out = NULL;
     if (!loop || !cfg || cfg->addrlen == 0 || cfg->addrlen > sizeof cfg->addr ||
+        cfg->nalt_addrs > KRPC_MAX_ADDRS - 1 ||
         (cfg->tls != KRPC_TLS_OFF && cfg->tls != KRPC_TLS_OPPORTUNISTIC && cfg->tls != KRPC_TLS_REQUIRED) ||
         (cfg->cred.flavor != KRPC_AUTH_NONE && cfg->cred.flavor != KRPC_AUTH_SYS) ||
         cfg->cred.ngids > KRPC_AUTH_SYS_MAX_GIDS)
@@ -392,6 +393,7 @@ int krpc_clnt_new(struct krpc_loop *loop, const struct krpc_clnt_config *cfg, st
         else if (sa->sa_family == AF_INET6)
             inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, host, sizeof host);
         cl->cfg.tlscfg.server_name = host[0] ? dup_opt(host, &err) : NULL;
+        cl->name_from_addr = 1;
     } else {
         cl->cfg.tlscfg.server_name = dup_opt(cfg->tlscfg.server_name, &err);
     }

@@ -8,6 +8,7 @@
  * is freed while its connection is still closing.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -75,6 +76,55 @@ static void ctx_unlink(struct krpc_clnt *cl, struct clnt_connctx *ctx)
     " (the server accepted the RPC-with-TLS probe with STARTTLS but did not complete the TLS handshake; a "      \
     "server whose TLS handshake agent is not running, such as knfsd without tlshd, does this)"
 
+/* The address of attempt addr_idx: cfg.addr, then the alternates. */
+static const struct sockaddr *current_addr(const struct krpc_clnt *cl, socklen_t *len)
+{
+    if (cl->addr_idx == 0 || cl->addr_idx > cl->cfg.nalt_addrs || cl->cfg.alt_addrlens[cl->addr_idx - 1] == 0 ||
+        cl->cfg.alt_addrlens[cl->addr_idx - 1] > sizeof cl->cfg.alt_addrs[0]) {
+        *len = cl->cfg.addrlen;
+        return (const struct sockaddr *)&cl->cfg.addr;
+    }
+    *len = cl->cfg.alt_addrlens[cl->addr_idx - 1];
+    return (const struct sockaddr *)&cl->cfg.alt_addrs[cl->addr_idx - 1];
+}
+
+/* An attempt that got no byte back from this address (refused,
+ * unreachable, timed out): the next attempt tries the next address. */
+static void next_addr(struct krpc_clnt *cl)
+{
+    if (cl->cfg.nalt_addrs > 0)
+        cl->addr_idx = (cl->addr_idx + 1) % (cl->cfg.nalt_addrs + 1);
+}
+
+/* Points messages and, when the certificate is checked against the
+ * address, the TLS server name at the address about to be tried. */
+static void use_addr(struct krpc_clnt *cl, const struct sockaddr *sa)
+{
+    char addr[80], host[INET6_ADDRSTRLEN] = "";
+    size_t n;
+
+    krpc_format_addr(sa, addr, sizeof addr);
+    n = strlen(addr);
+    /* "server 127.0.0.1:2049" already names it; a cfg.name may not. */
+    if (strlen(cl->label) >= n && strcmp(cl->label + strlen(cl->label) - n, addr) == 0)
+        snprintf(cl->target, sizeof cl->target, "%s", cl->label);
+    else
+        snprintf(cl->target, sizeof cl->target, "%s (%s)", cl->label, addr);
+    if (!cl->name_from_addr || cl->cfg.nalt_addrs == 0)
+        return;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, host, sizeof host);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, host, sizeof host);
+    if (host[0] && strcmp(host, cl->cfg.tlscfg.server_name ? cl->cfg.tlscfg.server_name : "") != 0) {
+        char *d = strdup(host);
+        if (d) {
+            free((char *)cl->cfg.tlscfg.server_name);
+            cl->cfg.tlscfg.server_name = d;
+        }
+    }
+}
+
 /* Errors that say "the transport broke", worth another attempt, as opposed
  * to a definite answer (certificate rejected, no ALPN, ...). */
 static int is_transient(int err)
@@ -126,8 +176,11 @@ static void schedule_reconnect(struct krpc_clnt *cl)
     }
     if (cl->failures >= cl->cfg.max_reconnects) {
         int err = cl->last_err ? cl->last_err : -ECONNRESET;
-        krpc_log(KRPC_LOG_WARN, "krpc client: %s: giving up after %u failed connection attempts: %s", cl->label,
-                 cl->failures, cl->last_error);
+        /* A client allowed a single attempt (a portmapper query, a port
+         * probe) expects to fail and says so itself: no warning. */
+        krpc_log(cl->cfg.max_reconnects > 1 ? KRPC_LOG_WARN : KRPC_LOG_INFO,
+                 "krpc client: %s: giving up after %u failed connection attempts: %s", cl->label, cl->failures,
+                 cl->last_error);
         cl->failures = 0;
         cl->state = CL_IDLE;
         clnt_fail_all(cl, err);
@@ -144,8 +197,47 @@ static void schedule_reconnect(struct krpc_clnt *cl)
 
 /* The connection can carry calls: plain (OFF or opportunistic fallback) or
  * after the handshake. */
+static const char *suite_name(int cipher)
+{
+    switch (cipher) {
+    case KTLS_AES_128_GCM_SHA256:
+        return "TLS_AES_128_GCM_SHA256";
+    case KTLS_AES_256_GCM_SHA384:
+        return "TLS_AES_256_GCM_SHA384";
+    case KTLS_CHACHA20_POLY1305_SHA256:
+        return "TLS_CHACHA20_POLY1305_SHA256";
+    default:
+        return "?";
+    }
+}
+
+/* Remembers how this connection travels, for krpc_clnt_transport(). Called
+ * while the state still says how we got here: HANDSHAKING after TLS, the
+ * probe's PROBING after an opportunistic fall back (and, transitionally,
+ * for KRPC_TLS_OFF). */
+static void note_transport(struct krpc_clnt *cl)
+{
+    char addr[80];
+    socklen_t len;
+
+    krpc_format_addr(current_addr(cl, &len), addr, sizeof addr);
+    if (cl->state == CL_HANDSHAKING && cl->ctx && krpc_conn_is_tls(cl->ctx->conn))
+        snprintf(cl->transport, sizeof cl->transport, "%s TLS (%s)", addr,
+                 suite_name(krpc_conn_tls_cipher(cl->ctx->conn)));
+    else if (cl->cfg.tls != KRPC_TLS_OFF)
+        snprintf(cl->transport, sizeof cl->transport, "%s plain (server refused the RPC-with-TLS probe)", addr);
+    else
+        snprintf(cl->transport, sizeof cl->transport, "%s plain", addr);
+}
+
+const char *krpc_clnt_transport(const struct krpc_clnt *cl)
+{
+    return cl->transport;
+}
+
 static void connection_ready(struct krpc_clnt *cl, int established)
 {
+    note_transport(cl);
     if (established) {
         krpc_timer_cancel(cl->loop, &cl->conn_timer);
         cl->failures = 0;
@@ -281,7 +373,7 @@ static void on_close(struct krpc_conn *c, int err, void *arg)
 {
     struct clnt_connctx *ctx = arg;
     struct krpc_clnt *cl = ctx->cl;
-    int was_ready, established;
+    int was_ready, established, heard;
 
     if (cl) {
         clnt_fold_conn_stats(cl, c);
@@ -299,18 +391,22 @@ static void on_close(struct krpc_conn *c, int err, void *arg)
     if (!ctx->fatal) {
         int e = err ? err : -ECONNRESET;
         if (was_ready && established)
-            clnt_set_error(cl, e, "connection to %s lost: %s", cl->label,
+            clnt_set_error(cl, e, "connection to %s lost: %s", cl->target,
                            err ? strerror(-err) : "closed by the server");
         else
-            clnt_set_error(cl, e, "connection to %s failed: %s", cl->label,
+            clnt_set_error(cl, e, "connection to %s failed: %s", cl->target,
                            err ? strerror(-err) : "closed by the server");
     }
+    heard = ctx->got_msg || krpc_conn_bytes_received(c) > 0;
     free(ctx);
     clnt_disconnected(cl);
-    if (was_ready && established)
+    if (was_ready && established) {
         cl->failures = 0;
-    else
+    } else {
         cl->failures++;
+        if (!heard)
+            next_addr(cl);
+    }
     schedule_reconnect(cl);
     clnt_leave(cl);
 }
@@ -350,18 +446,22 @@ static int send_probe(struct krpc_clnt *cl, struct krpc_conn *conn)
 static void attempt_failed_now(struct krpc_clnt *cl)
 {
     cl->failures++;
+    next_addr(cl);
     schedule_reconnect(cl);
 }
 
 void clnt_start_connect(struct krpc_clnt *cl)
 {
-    const struct sockaddr *sa = (const struct sockaddr *)&cl->cfg.addr;
+    const struct sockaddr *sa;
+    socklen_t salen;
     struct krpc_conn_config ccfg;
     struct clnt_connctx *ctx;
     int fd, one = 1, rc;
 
     if (cl->dying || cl->ctx)
         return;
+    sa = current_addr(cl, &salen);
+    use_addr(cl, sa);
     krpc_timer_cancel(cl->loop, &cl->reconnect_timer);
     cl->gen++;
     if (cl->attempts++ > 0)
@@ -370,13 +470,13 @@ void clnt_start_connect(struct krpc_clnt *cl)
 
     fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        clnt_set_error(cl, -errno, "socket for %s: %s", cl->label, strerror(errno));
+        clnt_set_error(cl, -errno, "socket for %s: %s", cl->target, strerror(errno));
         attempt_failed_now(cl);
         return;
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(fd, sa, cl->cfg.addrlen) < 0 && errno != EINPROGRESS) {
-        clnt_set_error(cl, -errno, "connect to %s: %s", cl->label, strerror(errno));
+    if (connect(fd, sa, salen) < 0 && errno != EINPROGRESS) {
+        clnt_set_error(cl, -errno, "connect to %s: %s", cl->target, strerror(errno));
         close(fd);
         attempt_failed_now(cl);
         return;
@@ -438,7 +538,7 @@ void clnt_conn_timer_fn(struct krpc_loop *loop, struct krpc_timer *t, void *arg)
         (ctx->got_msg || krpc_conn_bytes_sent(ctx->conn) > 0 || krpc_conn_send_queued(ctx->conn) == 0)) {
         /* Plain connection that has carried bytes (or has none to carry): fine. */
     } else {
-        clnt_set_error(cl, -ETIMEDOUT, "%s: %s did not complete within %d ms%s", cl->label, stage[cl->state],
+        clnt_set_error(cl, -ETIMEDOUT, "%s: %s did not complete within %d ms%s", cl->target, stage[cl->state],
                        cl->cfg.connect_timeout_ms, cl->state == CL_HANDSHAKING ? STARTTLS_NO_HANDSHAKE : "");
         ctx->fatal = 1;
         ctx->closing = 1;

@@ -54,6 +54,10 @@ struct krpc_clnt {
     uint64_t gen;                 /* connection generation counter */
     unsigned attempts;            /* connection attempts started */
     unsigned failures;            /* consecutive failed attempts */
+    unsigned addr_idx;            /* address in use: 0 cfg.addr, i cfg.alt_addrs[i - 1] */
+    int name_from_addr;           /* tlscfg.server_name is the address's IP: follows addr_idx */
+    char target[256];             /* label and the address being tried, for messages */
+    char transport[160];          /* krpc_clnt_transport() */
     uint32_t probe_xid;
 
     struct krpc_timer conn_timer;      /* connect + probe + handshake deadline */

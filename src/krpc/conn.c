@@ -779,6 +779,11 @@ const char *krpc_conn_tls_error(const struct krpc_conn *c)
     return c != NULL ? c->tls_error : "";
 }
 
+int krpc_conn_tls_cipher(const struct krpc_conn *c)
+{
+    return c != NULL && c->tls != NULL ? (int)ktls_conn_cipher(c->tls) : 0;
+}
+
 const struct ktls_stats *krpc_conn_tls_stats(const struct krpc_conn *c)
 {
     return c != NULL && c->tls != NULL ? ktls_conn_stats(c->tls) : NULL;

@@ -61,6 +61,8 @@ struct ktls_hs {
     char alpn[256];
     char peer_subject[512];
     char err[512];
+    char checked_name[256]; /* client: the server name or IP checked against the certificate */
+    char cert_names[256];   /* client, after a name mismatch: "DNS:a, IP:b" from the certificate */
 };
 
 static int hs_fail(struct ktls_hs *hs, int error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -105,9 +107,56 @@ static int hs_fail_ssl(struct ktls_hs *hs, int error, const char *what)
     if (used == 0)
         snprintf(reasons, sizeof(reasons), "%s", "unknown error");
     vr = hs->ssl ? SSL_get_verify_result(hs->ssl) : X509_V_OK;
+    if (vr == X509_V_ERR_HOSTNAME_MISMATCH || vr == X509_V_ERR_IP_ADDRESS_MISMATCH)
+        /* Name both sides: what we checked and what the certificate says. */
+        return hs_fail(hs, error, "%s: %s (%s: checked \"%s\", the certificate names %s)", what, reasons,
+                       X509_verify_cert_error_string(vr), hs->checked_name,
+                       hs->cert_names[0] ? hs->cert_names : "no DNS or IP subject alternative name");
     if (vr != X509_V_OK)
         return hs_fail(hs, error, "%s: %s (%s)", what, reasons, X509_verify_cert_error_string(vr));
     return hs_fail(hs, error, "%s: %s", what, reasons);
+}
+
+/* Client verify callback: when the name check fails, keeps the
+ * certificate's DNS and IP subject alternative names for the message. */
+static int name_verify_cb(int ok, X509_STORE_CTX *sctx)
+{
+    int e = X509_STORE_CTX_get_error(sctx);
+    SSL *ssl = X509_STORE_CTX_get_ex_data(sctx, SSL_get_ex_data_X509_STORE_CTX_idx());
+    struct ktls_hs *hs = ssl ? SSL_get_app_data(ssl) : NULL;
+    X509 *cert = X509_STORE_CTX_get_current_cert(sctx);
+    GENERAL_NAMES *gens;
+    size_t used = 0;
+
+    if (ok || !hs || !cert || (e != X509_V_ERR_HOSTNAME_MISMATCH && e != X509_V_ERR_IP_ADDRESS_MISMATCH))
+        return ok;
+    gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+        char one[INET6_ADDRSTRLEN + 8] = "";
+        int n;
+
+        if (g->type == GEN_DNS) {
+            const unsigned char *d = ASN1_STRING_get0_data(g->d.dNSName);
+            int len = ASN1_STRING_length(g->d.dNSName);
+            n = snprintf(hs->cert_names + used, sizeof hs->cert_names - used, "%sDNS:%.*s", used ? ", " : "",
+                         len, (const char *)d);
+        } else if (g->type == GEN_IPADD) {
+            int len = ASN1_STRING_length(g->d.iPAddress);
+            const unsigned char *d = ASN1_STRING_get0_data(g->d.iPAddress);
+            if (len == 4 || len == 16)
+                inet_ntop(len == 4 ? AF_INET : AF_INET6, d, one, sizeof one);
+            n = snprintf(hs->cert_names + used, sizeof hs->cert_names - used, "%sIP:%s", used ? ", " : "",
+                         one[0] ? one : "?");
+        } else {
+            continue;
+        }
+        if (n < 0 || used + (size_t)n >= sizeof hs->cert_names)
+            break; /* truncated: what fits is enough for a message */
+        used += (size_t)n;
+    }
+    GENERAL_NAMES_free(gens);
+    return ok;
 }
 
 /* ---- key log ------------------------------------------------------------- */
@@ -275,7 +324,7 @@ static int hs_setup(struct ktls_hs *hs)
         }
         SSL_CTX_set_verify(hs->ctx,
                            SSL_VERIFY_PEER | (server && cfg->verify_peer >= 2 ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
-                           NULL);
+                           server ? NULL : name_verify_cb);
     } else {
         SSL_CTX_set_verify(hs->ctx, SSL_VERIFY_NONE, NULL);
     }
@@ -305,6 +354,7 @@ static int hs_setup(struct ktls_hs *hs)
         /* SNI carries host names only (RFC 6066 section 3). */
         if (!ip && !SSL_set_tlsext_host_name(hs->ssl, cfg->server_name))
             return hs_fail_ssl(hs, -EINVAL, "TLS setup failed: bad server name");
+        snprintf(hs->checked_name, sizeof hs->checked_name, "%s", cfg->server_name);
         if (verify) {
             X509_VERIFY_PARAM *vp = SSL_get0_param(hs->ssl);
             int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, cfg->server_name)

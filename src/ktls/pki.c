@@ -33,8 +33,8 @@ static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
 }
 
 /* Issues a certificate for key; issuer NULL means self-signed (a CA). */
-static X509 *make_cert(enum ktls_pki_kind kind, const char *cn, EVP_PKEY *key, X509 *issuer, EVP_PKEY *issuer_key,
-                       int days)
+static X509 *make_cert(enum ktls_pki_kind kind, const char *cn, const char *sans, EVP_PKEY *key, X509 *issuer,
+                       EVP_PKEY *issuer_key, int days)
 {
     X509 *x = X509_new();
     X509_NAME *name;
@@ -68,8 +68,8 @@ static X509 *make_cert(enum ktls_pki_kind kind, const char *cn, EVP_PKEY *key, X
         ok &= add_ext(x, issuer, NID_key_usage, "critical,digitalSignature");
         ok &= add_ext(x, issuer, NID_ext_key_usage, kind == KTLS_PKI_SERVER ? "serverAuth" : "clientAuth");
     }
-    if (kind == KTLS_PKI_SERVER)
-        ok &= add_ext(x, issuer, NID_subject_alt_name, "IP:127.0.0.1,DNS:localhost");
+    if (sans != NULL && sans[0] != '\0')
+        ok &= add_ext(x, issuer, NID_subject_alt_name, sans);
     if (ok)
         ok = X509_sign(x, issuer_key, EVP_sha256()) > 0;
     if (!ok) {
@@ -120,6 +120,14 @@ static void *read_pem(const char *path, int want_key, char *err, size_t errlen)
 int ktls_pki_issue(enum ktls_pki_kind kind, const char *cn, const char *ca_cert, const char *ca_key,
                    const char *cert_out, const char *key_out, int days, char *err, size_t errlen)
 {
+    return ktls_pki_issue_san(kind, cn, kind == KTLS_PKI_SERVER ? "IP:127.0.0.1,DNS:localhost" : NULL, ca_cert,
+                              ca_key, cert_out, key_out, days, err, errlen);
+}
+
+int ktls_pki_issue_san(enum ktls_pki_kind kind, const char *cn, const char *sans, const char *ca_cert,
+                       const char *ca_key, const char *cert_out, const char *key_out, int days, char *err,
+                       size_t errlen)
+{
     EVP_PKEY *key = NULL, *issuer_key = NULL;
     X509 *x = NULL, *issuer = NULL;
     int ret = -1;
@@ -132,7 +140,7 @@ int ktls_pki_issue(enum ktls_pki_kind kind, const char *cn, const char *ca_cert,
                             (issuer_key = read_pem(ca_key, 1, err, errlen)) == NULL))
         goto exit;
     if ((key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")) == NULL ||
-        (x = make_cert(kind, cn, key, issuer, issuer_key, days)) == NULL) {
+        (x = make_cert(kind, cn, sans, key, issuer, issuer_key, days)) == NULL) {
         snprintf(err, errlen, "certificate generation failed: %s", ERR_reason_error_string(ERR_peek_last_error()));
         goto exit;
     }

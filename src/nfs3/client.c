@@ -11,6 +11,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "rpctls/krpc_pmap.h"
 #include "rpctls/nfs3_clnt.h"
 
 struct nfs3_clnt {
@@ -20,6 +24,10 @@ struct nfs3_clnt {
     char name[160];
     char ca[4096], cert[4096], key[4096], sni[256], keylog[4096];
     char err[512];
+    struct nfs3_clnt_opts opts;
+    int mount_found;             /* mount_port decided (given, portmapper or the NFS port) */
+    uint16_t mount_port;         /* 0: the NFS port */
+    char mount_transport[160];
 };
 
 /* One asynchronous call: which result to decode and whom to tell. */
@@ -59,7 +67,123 @@ static void copy_str(char *dst, size_t len, const char **field)
     }
 }
 
+/* ---- finding the ports ---------------------------------------------------- */
+
+static uint16_t cfg_port(const struct krpc_clnt_config *c)
+{
+    const struct sockaddr *sa = (const struct sockaddr *)&c->addr;
+
+    if (sa->sa_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+}
+
+static void set_port(struct sockaddr_storage *ss, uint16_t port)
+{
+    if (ss->ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+    else if (ss->ss_family == AF_INET)
+        ((struct sockaddr_in *)ss)->sin_port = htons(port);
+}
+
+/* Every address of the server, on port. */
+static void cfg_set_port(struct krpc_clnt_config *c, uint16_t port)
+{
+    set_port(&c->addr, port);
+    for (unsigned i = 0; i < c->nalt_addrs && i < KRPC_MAX_ADDRS - 1; i++)
+        set_port(&c->alt_addrs[i], port);
+}
+
+/* Asks the portmapper of each of the server's addresses in turn until one
+ * answers (registered or not). */
+static int pmap_query(const struct krpc_clnt_config *c, uint32_t prog, uint32_t vers, int timeout_ms,
+                      uint16_t *port, char *msg, size_t len)
+{
+    int rc = -EINVAL;
+
+    for (unsigned i = 0; i <= c->nalt_addrs && i < KRPC_MAX_ADDRS; i++) {
+        struct sockaddr_storage pm = i == 0 ? c->addr : c->alt_addrs[i - 1];
+        socklen_t pmlen = i == 0 ? c->addrlen : c->alt_addrlens[i - 1];
+        set_port(&pm, 0); /* 0: the portmapper's port, 111 */
+        rc = krpc_pmap_getport((const struct sockaddr *)&pm, pmlen, prog, vers, timeout_ms, port, msg, len);
+        if (rc == 0 || rc == -ENOENT)
+            break;
+    }
+    krpc_log(KRPC_LOG_INFO, "nfs client: %s", msg);
+    return rc;
+}
+
+/* 1 when NFS v3 answers a plain NULL call at c's port (any reply but "not
+ * this program or version" counts: a TLS-only server may refuse plain). */
+static int nfs_answers(const struct krpc_clnt_config *c, int timeout_ms)
+{
+    struct krpc_clnt_config pc = *c;
+    struct krpc_loop *loop = NULL;
+    struct krpc_clnt *cl = NULL;
+    struct mb_chain args = MB_CHAIN_INIT;
+    struct krpc_reply rep;
+    int ret = 0, rc;
+
+    pc.prog = NFS3_PROGRAM;
+    pc.vers = NFS3_VERSION;
+    pc.tls = KRPC_TLS_OFF;
+    memset(&pc.tlscfg, 0, sizeof pc.tlscfg);
+    pc.timeout_ms = timeout_ms;
+    pc.connect_timeout_ms = timeout_ms;
+    pc.max_retries = -1;
+    pc.max_reconnects = c->nalt_addrs + 1; /* each address once */
+    pc.name = NULL;
+    if (krpc_loop_new(&loop) < 0)
+        goto out;
+    if (krpc_clnt_new(loop, &pc, &cl) < 0)
+        goto out;
+    rc = krpc_call(cl, NFS3_PROC_NULL, &args, &rep);
+    if (rc == 0) {
+        rc = krpc_reply_status(&rep.hdr, NULL, 0);
+        ret = rc != -EPFNOSUPPORT && rc != -EPROTONOSUPPORT;
+        krpc_reply_free(&rep);
+    }
+out:
+    krpc_clnt_free(cl);
+    if (loop)
+        krpc_loop_free(loop);
+    return ret;
+}
+
+/* Decides MOUNT's port (see nfs3_clnt.h for the order). */
+static void find_mount_port(struct nfs3_clnt *nc)
+{
+    uint16_t nfs_port = cfg_port(&nc->cfg), mport = 0, pnfs = 0;
+    char msg[256];
+
+    if (nc->mount_found)
+        return;
+    nc->mount_found = 1;
+    if (nc->opts.mount_port) {
+        nc->mount_port = nc->opts.mount_port;
+        return;
+    }
+    if (pmap_query(&nc->cfg, NFS3_MNT_PROGRAM, NFS3_MNT_VERSION, nc->opts.pmap_timeout_ms, &mport, msg,
+                   sizeof msg) != 0)
+        return; /* MOUNT on the NFS port */
+    if (pmap_query(&nc->cfg, NFS3_PROGRAM, NFS3_VERSION, nc->opts.pmap_timeout_ms, &pnfs, msg, sizeof msg) == 0 &&
+        pnfs != nfs_port) {
+        krpc_log(KRPC_LOG_INFO,
+                 "nfs client: the portmapper's NFS v3 is at port %u, not %u: its MOUNT (port %u) belongs to another "
+                 "server; MOUNT goes to port %u",
+                 pnfs, nfs_port, mport, nfs_port);
+        return;
+    }
+    nc->mount_port = mport;
+}
+
 int nfs3_clnt_new(struct krpc_loop *loop, const struct krpc_clnt_config *cfg, struct nfs3_clnt **out)
+{
+    return nfs3_clnt_new_opts(loop, cfg, NULL, out);
+}
+
+int nfs3_clnt_new_opts(struct krpc_loop *loop, const struct krpc_clnt_config *cfg,
+                       const struct nfs3_clnt_opts *opts, struct nfs3_clnt **out)
 {
     struct nfs3_clnt *nc;
     int rc;
@@ -72,6 +196,16 @@ int nfs3_clnt_new(struct krpc_loop *loop, const struct krpc_clnt_config *cfg, st
     nc->cfg = *cfg;
     nc->cfg.prog = NFS3_PROGRAM;
     nc->cfg.vers = NFS3_VERSION;
+    if (opts)
+        nc->opts = *opts;
+    if (nc->opts.pmap_timeout_ms <= 0)
+        nc->opts.pmap_timeout_ms = 3000;
+    if (nc->opts.find_nfs_port && !nfs_answers(&nc->cfg, nc->opts.pmap_timeout_ms)) {
+        uint16_t port;
+        char msg[256];
+        if (pmap_query(&nc->cfg, NFS3_PROGRAM, NFS3_VERSION, nc->opts.pmap_timeout_ms, &port, msg, sizeof msg) == 0)
+            cfg_set_port(&nc->cfg, port);
+    }
     /* A READ reply carries up to NFS3_MAX_DATA bytes plus headers and
      * attributes: more than the RPC layer's default message limit. */
     if (nc->cfg.max_msg == 0)
@@ -122,6 +256,11 @@ struct krpc_loop *nfs3_clnt_loop(const struct nfs3_clnt *nc)
 const char *nfs3_clnt_error(const struct nfs3_clnt *nc)
 {
     return nc->err;
+}
+
+const char *nfs3_clnt_transport(const struct nfs3_clnt *nc, uint32_t prog)
+{
+    return prog == NFS3_MNT_PROGRAM ? nc->mount_transport : krpc_clnt_transport(nc->rpc);
 }
 
 /* ---- asynchronous calls -------------------------------------------------- */
@@ -358,12 +497,28 @@ static int mount_client(struct nfs3_clnt *nc, struct krpc_clnt **out)
 
     cfg.prog = NFS3_MNT_PROGRAM;
     cfg.vers = NFS3_MNT_VERSION;
+    find_mount_port(nc);
+    if (nc->mount_port && nc->mount_port != cfg_port(&nc->cfg)) {
+        /* A separate mountd: TLS when it offers it, plain when it refuses
+         * the probe, as the kernel clients reach mountd. NFS itself keeps
+         * the caller's policy. */
+        cfg_set_port(&cfg, nc->mount_port);
+        if (cfg.tls != KRPC_TLS_OFF)
+            cfg.tls = KRPC_TLS_OPPORTUNISTIC;
+    }
     snprintf(name, sizeof name, "%s (MOUNT)", nc->name[0] ? nc->name : "nfs");
     cfg.name = name;
     rc = krpc_clnt_new(nc->loop, &cfg, out);
     if (rc < 0)
         set_err(nc, "MOUNT client: %s", strerror(-rc));
     return rc;
+}
+
+static void mount_client_free(struct nfs3_clnt *nc, struct krpc_clnt *mc)
+{
+    if (krpc_clnt_transport(mc)[0])
+        snprintf(nc->mount_transport, sizeof nc->mount_transport, "%s", krpc_clnt_transport(mc));
+    krpc_clnt_free(mc);
 }
 
 static int mnt_call(struct nfs3_clnt *nc, struct krpc_clnt *mc, const char *path, struct nfs3_fh *root)
@@ -410,7 +565,7 @@ int nfs3_mount(struct nfs3_clnt *nc, const char *export_path, struct nfs3_fh *ro
     if (rc < 0)
         return rc;
     rc = mnt_call(nc, mc, export_path, root);
-    krpc_clnt_free(mc);
+    mount_client_free(nc, mc);
     return rc;
 }
 
@@ -458,7 +613,7 @@ int nfs3_mount_prefix(struct nfs3_clnt *nc, const char *path, struct nfs3_fh *ro
         if (n == 1)
             break;
     }
-    krpc_clnt_free(mc);
+    mount_client_free(nc, mc);
     if (rc > 0) {
         set_err(nc, "no prefix of %s is exported (%s)", path, first_msg);
         rc = first_err;

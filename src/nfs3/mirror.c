@@ -470,7 +470,7 @@ static int setup(struct mirror *m)
         mfail(m, rc, "event loop: %s", strerror(-rc));
         return rc;
     }
-    rc = nfs3_clnt_new(m->loop, &m->dest->rpc, &m->nc);
+    rc = nfs3_clnt_new_opts(m->loop, &m->dest->rpc, &m->dest->ports, &m->nc);
     if (rc < 0) {
         mfail(m, rc, "RPC client: %s", strerror(-rc));
         return rc;
@@ -546,6 +546,10 @@ static void *mirror_thread(void *arg)
         m->res->rpc = *krpc_clnt_stats(rpc);
         krpc_clnt_tls_stats(rpc, &m->res->tls_stats);
         m->res->tls = m->res->rpc.tls_handshakes > 0;
+        snprintf(m->res->nfs_transport, sizeof m->res->nfs_transport, "%s",
+                 nfs3_clnt_transport(m->nc, NFS3_PROGRAM));
+        snprintf(m->res->mount_transport, sizeof m->res->mount_transport, "%s",
+                 nfs3_clnt_transport(m->nc, NFS3_MNT_PROGRAM));
         nfs3_clnt_free(m->nc);
         m->nc = NULL;
     }
