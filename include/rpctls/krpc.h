@@ -209,8 +209,9 @@ int krpc_conn_new(struct krpc_loop *loop, int fd, const struct krpc_conn_config 
  * messages wait. */
 int krpc_conn_send(struct krpc_conn *c, struct mb_chain *msg);
 /* Stops delivering messages, then runs the TLS handshake (cfg->role says
- * client or server; ALPN "sunrpc" required) on the same socket. Messages
- * already queued before the call go out in the clear first. */
+ * client or server; ALPN "sunrpc", strict only with cfg->require_alpn) on
+ * the same socket. Messages already queued before the call go out in the
+ * clear first. */
 int krpc_conn_start_tls(struct krpc_conn *c, const struct ktls_config *cfg);
 /* Closes now: on_close(err) runs from the loop, not from inside this call. */
 void krpc_conn_close(struct krpc_conn *c, int err);

@@ -36,7 +36,8 @@ struct krpc_clnt_config {
     uint32_t prog, vers;
     struct krpc_cred cred;        /* flavor KRPC_AUTH_NONE (0) or KRPC_AUTH_SYS */
     enum krpc_tls_policy tls;
-    struct ktls_config tlscfg;    /* role, alpn forced to client / "sunrpc"; server_name NULL:
+    struct ktls_config tlscfg;    /* role, alpn forced to client / "sunrpc" (offered; the server
+                                     may select none unless require_alpn); server_name NULL:
                                      the address's IP is checked against the certificate */
     int timeout_ms;               /* per attempt before a retransmission; 0: 5000 */
     int max_retries;              /* retransmissions per call before -ETIMEDOUT; 0: 5, <0: none */

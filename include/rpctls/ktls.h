@@ -139,7 +139,7 @@ struct ktls_config {
                                   server: 0 none, 1 optional, 2 required */
     const char *server_name;   /* client: SNI and host/IP name check; NULL: no name check */
     const char *alpn;          /* e.g. "sunrpc"; NULL: none */
-    int require_alpn;          /* fail when the peer does not agree on alpn */
+    int require_alpn;
     const char *ciphersuites;  /* OpenSSL TLS 1.3 suite list; NULL: KTLS_DEFAULT_CIPHERSUITES */
     const char *keylog_file;   /* NSS key log; NULL: $SSLKEYLOGFILE */
     /* Passed on to ktls_conn_params. */
@@ -175,6 +175,13 @@ void ktls_hs_free(struct ktls_hs *hs);
 /* Blocking convenience: handshake on fd then hand-off. On error, errbuf
  * (if given) receives a message. */
 int ktls_handshake(const struct ktls_config *cfg, int fd, struct ktls_conn **out, char *errbuf, size_t errlen);
+    /* ALPN, as the deployed RPC-with-TLS peers do it (Linux tlshd, FreeBSD
+     * rpc.tls*d and libnfs send and select none). A client offers alpn,
+     * accepts a server that selects none and refuses one that selects
+     * another protocol. A server selects alpn when offered, accepts a
+     * ClientHello without ALPN and refuses (no_application_protocol) one
+     * whose list lacks alpn. require_alpn (strict mode) also refuses a peer
+     * that offers or selects none. */
 
 #ifdef __cplusplus
 }

@@ -398,8 +398,7 @@ int krpc_clnt_new(struct krpc_loop *loop, const struct krpc_clnt_config *cfg, st
     cl->cfg.tlscfg.ciphersuites = dup_opt(cfg->tlscfg.ciphersuites, &err);
     cl->cfg.tlscfg.keylog_file = dup_opt(cfg->tlscfg.keylog_file, &err);
     cl->cfg.tlscfg.role = KTLS_CLIENT;
-    cl->cfg.tlscfg.alpn = KRPC_ALPN;
-    cl->cfg.tlscfg.require_alpn = 1;
+    cl->cfg.tlscfg.alpn = KRPC_ALPN; /* require_alpn: the caller's (strict mode) */
     if (cl->cfg.timeout_ms <= 0)
         cl->cfg.timeout_ms = 5000;
     if (cl->cfg.max_retries == 0)

@@ -522,8 +522,9 @@ int krpc_conn_start_tls(struct krpc_conn *c, const struct ktls_config *cfg)
     if (c->state != CS_OPEN)
         return -EALREADY;
     k = *cfg;
-    k.alpn = KRPC_ALPN; /* RFC 9289: ALPN "sunrpc", required */
-    k.require_alpn = 1;
+    /* RFC 9289's ALPN "sunrpc"; strict only when the caller's require_alpn
+     * says so, since deployed peers negotiate none. */
+    k.alpn = KRPC_ALPN;
     c->hs_timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : CONN_HS_TIMEOUT_MS;
     c->state = CS_HS_FLUSH; /* no more messages delivered */
     mb_chain_free(&c->rxfill);
