@@ -386,6 +386,8 @@ static void exchange(size_t frag_a, size_t frag_b, uint64_t key_update_bytes)
             CHECK(sa->rx_records > 0 && sb->rx_records > 0);
             if (key_update_bytes)
                 CHECK(sa->tx_key_updates > 0 && sb->rx_key_updates > 0);
+            else
+                CHECK(sa->tx_key_updates == 0 && sb->tx_key_updates == 0); /* never by default */
         }
     }
 

@@ -710,6 +710,7 @@ int ktls_hs_finish(struct ktls_hs *hs, struct ktls_conn **out)
     p.tx_mode = hs->cfg.tx_mode;
     p.max_record = hs->cfg.max_record;
     p.key_update_bytes = hs->cfg.key_update_bytes;
+    p.record_limit = hs->cfg.record_limit;
     ret = ktls_conn_new(&p, &c);
     if (ret < 0) {
         ret = hs_fail(hs, ret, "TLS hand-off failed: cannot set up the record layer (%s)", strerror(-ret));
