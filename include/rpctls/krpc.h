@@ -223,6 +223,10 @@ int krpc_conn_is_tls(const struct krpc_conn *c);
 const char *krpc_conn_peer_subject(const struct krpc_conn *c); /* "" when none */
 /* Record-layer counters, NULL when not TLS. */
 const struct ktls_stats *krpc_conn_tls_stats(const struct krpc_conn *c);
+/* Application-data records the TLS key can still protect before the
+ * connection must be replaced (ktls_conn_tx_records_left); UINT64_MAX when
+ * not TLS or when the record layer rekeys itself (KeyUpdate opt-in). */
+uint64_t krpc_conn_tls_records_left(const struct krpc_conn *c);
 size_t krpc_conn_send_queued(const struct krpc_conn *c);
 int krpc_conn_fd(const struct krpc_conn *c);
 uint64_t krpc_conn_bytes_sent(const struct krpc_conn *c);     /* wire bytes */

@@ -708,6 +708,9 @@ int krpc_conn_send(struct krpc_conn *c, struct mb_chain *msg)
         return 0;
     case CS_TLS:
         if ((ret = ktls_tx_seal(c->tls, &framed, &c->sendq)) < 0) {
+            if (ret == -EKEYEXPIRED)
+                krpc_log(KRPC_LOG_INFO, "krpc conn fd %d: the TLS key reached its usage limit; closing so that "
+                         "the peer reconnects with a fresh handshake", c->fd);
             krpc_conn_close(c, ret);
             return ret;
         }
@@ -740,6 +743,11 @@ const char *krpc_conn_peer_subject(const struct krpc_conn *c)
 const struct ktls_stats *krpc_conn_tls_stats(const struct krpc_conn *c)
 {
     return c != NULL && c->tls != NULL ? ktls_conn_stats(c->tls) : NULL;
+}
+
+uint64_t krpc_conn_tls_records_left(const struct krpc_conn *c)
+{
+    return c != NULL && c->tls != NULL ? ktls_conn_tx_records_left(c->tls) : UINT64_MAX;
 }
 
 size_t krpc_conn_send_queued(const struct krpc_conn *c)
