@@ -241,7 +241,8 @@ static int calls_in_flight(const struct krpc_clnt *cl)
 /* Waiting for a fresh TLS key and nothing is in flight any more: reconnect. */
 static void rekey_if_drained(struct krpc_clnt *cl)
 {
-    if (cl->rekey_wait && cl->state == CL_READY && cl->ctx && !calls_in_flight(cl))
+    /* Not for a client freed from the reply's callback. */
+    if (cl->rekey_wait && !cl->dying && cl->state == CL_READY && cl->ctx && !calls_in_flight(cl))
         clnt_rekey_reconnect(cl);
 }
 
