@@ -85,10 +85,14 @@ else
 fi
 
 # ---- free loopback ports --------------------------------------------------------
-# A port is free when nothing listens on it (TCP) and rpcbind has nothing on it.
-listening() { ss -Htlnu 2>/dev/null | awk '{print $5}' | sed 's/.*://' | grep -qx "$1"; }
+# A port is free when no socket uses it, in any state: ganesha binds without
+# SO_REUSEADDR on some sockets, so even a TIME_WAIT left by another test's
+# connection makes its start fail ("Cannot bind MNT tcp6 socket, error 98").
+# Ports come from below the ephemeral range (32768+), which port-0 listeners
+# and client connections use, so such collisions are rare to begin with.
+listening() { ss -Htanu 2>/dev/null | awk '{print $5}' | sed 's/.*://' | grep -qx "$1"; }
 pick_port() {
-    p=$(( ($(od -An -N2 -tu2 /dev/urandom) % 30000) + 20000 ))
+    p=$(( ($(od -An -N2 -tu2 /dev/urandom) % 12000) + 20000 ))
     n=0
     while listening "$p" || [ "$p" = "${1:-}" ]; do
         p=$((p + 1)); n=$((n + 1))

@@ -89,8 +89,7 @@ static void base_client(struct ktls_config *cfg)
     cfg->ca_file = certs.ca_cert;
     cfg->verify_peer = 1;
     cfg->server_name = "localhost";
-    cfg->alpn = "sunrpc";
-    cfg->require_alpn = 1;
+    cfg->alpn = "sunrpc"; /* require_alpn 0: the default, as deployed peers need */
     cfg->timeout_ms = 10000;
 }
 
@@ -102,8 +101,7 @@ static void base_server(struct ktls_config *cfg)
     cfg->key_file = certs.server_key;
     cfg->ca_file = certs.ca_cert;
     cfg->verify_peer = 2;
-    cfg->alpn = "sunrpc";
-    cfg->require_alpn = 1;
+    cfg->alpn = "sunrpc"; /* require_alpn 0: the default, as deployed peers need */
     cfg->timeout_ms = 10000;
 }
 
@@ -439,45 +437,71 @@ static int expect_failure(const struct ktls_config *cfg, const struct tu_peer_cf
     return ret;
 }
 
-static void test_alpn_required_missing(void)
+/* A handshake expected to succeed (our side drives it non-blocking), then a
+ * short exchange; checks the ALPN each side ended with. */
+static void expect_success(const struct ktls_config *cfg, const struct tu_peer_cfg *pc, const char *want_alpn)
+{
+    struct tu_peer_cfg shown = *pc;
+    struct tu_peer_result res;
+    struct tu_peer *peer = NULL;
+    struct our_hs o;
+    int cfd, sfd, ours, theirs;
+
+    REQUIRE(tu_tcp_pair(&cfd, &sfd) == 0);
+    ours = cfg->role == KTLS_CLIENT ? cfd : sfd;
+    theirs = cfg->role == KTLS_CLIENT ? sfd : cfd;
+    run_hs(cfg, ours, &o, pc, theirs, &peer);
+    REQUIRE(peer != NULL);
+    if (o.ret != 0)
+        fprintf(stderr, "  %s\n", o.err);
+    CHECK_EQ(o.ret, 0);
+    CHECK_EQ(strcmp(o.alpn, want_alpn), 0);
+    if (o.conn) {
+        shown.alpn = want_alpn[0] ? want_alpn : NULL; /* what the peer must report */
+        exchange(o.conn, ours, 0, 1, peer, &shown);
+        ktls_conn_free(o.conn);
+    } else {
+        shutdown(ours, SHUT_RDWR);
+        tu_peer_join(peer, &res);
+    }
+    close(ours);
+}
+
+/* Deployed peers (tlshd, FreeBSD rpc.tls*d, libnfs) negotiate no ALPN: by
+ * default our server serves a client without it, and our client accepts a
+ * server that selects none. A client that lists "sunrpc" among others gets it. */
+static void test_alpn_none_accepted(void)
 {
     struct ktls_config cfg;
     struct tu_peer_cfg pc;
-    struct tu_peer_result res;
-    char err[512] = "";
 
     base_server(&cfg);
     peer_client(&pc);
     pc.alpn = NULL;
     script(&pc, 0, 1);
-    CHECK(expect_failure(&cfg, &pc, err, sizeof(err), &res) < 0);
-    CHECK(strstr(err, "ALPN") != NULL && strstr(err, "sunrpc") != NULL);
-    CHECK(!res.handshake_ok);
+    expect_success(&cfg, &pc, "");
 
-    /* Without require_alpn the same client is accepted, without ALPN. */
-    {
-        struct tu_peer *peer = NULL;
-        struct our_hs o;
-        int cfd, sfd;
-        REQUIRE(tu_tcp_pair(&cfd, &sfd) == 0);
-        cfg.require_alpn = 0;
-        run_hs(&cfg, sfd, &o, &pc, cfd, &peer);
-        REQUIRE(peer != NULL);
-        CHECK_EQ(o.ret, 0);
-        CHECK_EQ(strcmp(o.alpn, ""), 0);
-        if (o.conn) {
-            pc.alpn = NULL;
-            exchange(o.conn, sfd, 0, 1, peer, &pc);
-            ktls_conn_free(o.conn);
-        } else {
-            shutdown(sfd, SHUT_RDWR);
-            tu_peer_join(peer, &res);
-        }
-        close(sfd);
-    }
+    base_client(&cfg);
+    peer_server(&pc);
+    pc.alpn = NULL;
+    script(&pc, 0, 1);
+    expect_success(&cfg, &pc, "");
+
+    /* Our client still offers "sunrpc"; a server that does ALPN selects it. */
+    base_client(&cfg);
+    peer_server(&pc);
+    script(&pc, 0, 1);
+    expect_success(&cfg, &pc, "sunrpc");
+
+    base_server(&cfg);
+    peer_client(&pc);
+    pc.alpn = "h2,sunrpc";
+    script(&pc, 0, 1);
+    expect_success(&cfg, &pc, "sunrpc");
 }
 
-static void test_alpn_required_wrong(void)
+/* A peer that negotiates another protocol is refused, in every mode. */
+static void test_alpn_other_refused(void)
 {
     struct ktls_config cfg;
     struct tu_peer_cfg pc;
@@ -488,17 +512,63 @@ static void test_alpn_required_wrong(void)
     peer_client(&pc);
     pc.alpn = "h2";
     script(&pc, 0, 1);
-    CHECK(expect_failure(&cfg, &pc, err, sizeof(err), &res) < 0);
-    CHECK(strstr(err, "ALPN") != NULL);
+    CHECK_EQ(expect_failure(&cfg, &pc, err, sizeof(err), &res), -EPROTO);
+    CHECK_EQ(strcmp(err, "TLS handshake failed: the client offered ALPN \"h2\", not \"sunrpc\""), 0);
     CHECK(!res.handshake_ok);
+    CHECK(strstr(res.err, "no application protocol") != NULL);
 
-    /* Our client requires sunrpc; the stock server does not do ALPN. */
+    pc.alpn = "h2,http/1.1";
+    CHECK_EQ(expect_failure(&cfg, &pc, err, sizeof(err), &res), -EPROTO);
+    CHECK_EQ(strcmp(err, "TLS handshake failed: the client offered ALPN \"h2\", \"http/1.1\", not \"sunrpc\""), 0);
+    CHECK(strstr(res.err, "no application protocol") != NULL);
+
+    /* A server that selects "h2" although we offered only "sunrpc". */
     base_client(&cfg);
+    peer_server(&pc);
+    pc.alpn = "h2";
+    pc.alpn_select_always = 1;
+    script(&pc, 0, 1);
+    CHECK_EQ(expect_failure(&cfg, &pc, err, sizeof(err), &res), -EPROTO);
+    CHECK_EQ(strcmp(err, "TLS handshake failed: the server selected ALPN \"h2\", not \"sunrpc\""), 0);
+}
+
+/* Strict mode (require_alpn) keeps RFC 9289's rule: no ALPN, no session. */
+static void test_alpn_strict(void)
+{
+    struct ktls_config cfg;
+    struct tu_peer_cfg pc;
+    struct tu_peer_result res;
+    char err[512] = "";
+
+    base_server(&cfg);
+    cfg.require_alpn = 1;
+    peer_client(&pc);
+    pc.alpn = NULL;
+    script(&pc, 0, 1);
+    CHECK_EQ(expect_failure(&cfg, &pc, err, sizeof(err), &res), -EPROTO);
+    CHECK_EQ(strcmp(err, "TLS handshake failed: the client offered no ALPN protocol (\"sunrpc\" required)"), 0);
+    CHECK(!res.handshake_ok);
+    CHECK(strstr(res.err, "no application protocol") != NULL);
+
+    base_client(&cfg);
+    cfg.require_alpn = 1;
     peer_server(&pc);
     pc.alpn = NULL;
     script(&pc, 0, 1);
-    CHECK(expect_failure(&cfg, &pc, err, sizeof(err), &res) < 0);
-    CHECK(strstr(err, "peer did not negotiate ALPN sunrpc") != NULL);
+    CHECK_EQ(expect_failure(&cfg, &pc, err, sizeof(err), &res), -EPROTO);
+    CHECK_EQ(strcmp(err, "TLS handshake failed: the server selected no ALPN protocol (\"sunrpc\" required)"), 0);
+
+    /* With ALPN on both sides strict mode changes nothing. */
+    base_server(&cfg);
+    cfg.require_alpn = 1;
+    peer_client(&pc);
+    script(&pc, 0, 1);
+    expect_success(&cfg, &pc, "sunrpc");
+    base_client(&cfg);
+    cfg.require_alpn = 1;
+    peer_server(&pc);
+    script(&pc, 0, 1);
+    expect_success(&cfg, &pc, "sunrpc");
 }
 
 static void test_unknown_ca(void)
@@ -730,8 +800,9 @@ int main(void)
     TEST_RUN(test_server_handoff_buffered);
     TEST_RUN(test_client_data_right_after_handshake);
     TEST_RUN(test_blocking_step);
-    TEST_RUN(test_alpn_required_missing);
-    TEST_RUN(test_alpn_required_wrong);
+    TEST_RUN(test_alpn_none_accepted);
+    TEST_RUN(test_alpn_other_refused);
+    TEST_RUN(test_alpn_strict);
     TEST_RUN(test_unknown_ca);
     TEST_RUN(test_tls12_peer);
     TEST_RUN(test_client_cert_required);

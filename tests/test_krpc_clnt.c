@@ -3,7 +3,9 @@
  * against a hand-made misbehaving server on loopback: many outstanding
  * calls, AUTH_SYS, the blocking wrapper, retransmission and -ETIMEDOUT,
  * connect failures, RPC-with-TLS required / opportunistic, error replies,
- * late duplicates and undecodable replies, freeing with calls outstanding.
+ * late duplicates and undecodable replies, freeing with calls outstanding;
+ * reconnection before the TLS key's usage limit (client side) and after
+ * the server closes at its limit, with no KeyUpdate sent.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -22,7 +24,7 @@
 #define PROG 0x40000123u
 #define VERS 1
 
-enum { P_NULL = 0, P_ECHO = 1, P_WHOAMI = 2, P_BLACKHOLE = 3 };
+enum { P_NULL = 0, P_ECHO = 1, P_WHOAMI = 2, P_BLACKHOLE = 3, P_BLOB = 4 };
 
 static struct tu_certs certs;
 static int have_certs;
@@ -71,15 +73,33 @@ static int h_blackhole(struct krpc_svc_req *req, struct krpc_xdr_dec *args, stru
     return KRPC_SVC_DEFER;
 }
 
+/* BLOB: opaque data<> -> the same opaque, by reference. */
+static int h_blob(struct krpc_svc_req *req, struct krpc_xdr_dec *args, struct krpc_xdr_enc *res, void *arg)
+{
+    struct mb_chain data = MB_CHAIN_INIT;
+
+    (void)req;
+    (void)arg;
+    if (krpc_xdr_get_opaque_ref(args, 1 << 20, &data) < 0 || krpc_xdr_remaining(args) != 0) {
+        mb_chain_free(&data);
+        return KRPC_GARBAGE_ARGS;
+    }
+    krpc_xdr_put_opaque_chain(res, &data);
+    mb_chain_free(&data);
+    return KRPC_SUCCESS;
+}
+
 static const struct krpc_proc_desc procs[] = {
     [P_NULL] = {NULL, KRPC_PROC_IDEMPOTENT, "null"},
     [P_ECHO] = {h_echo, 0, "echo"},
     [P_WHOAMI] = {h_whoami, KRPC_PROC_IDEMPOTENT, "whoami"},
     [P_BLACKHOLE] = {h_blackhole, 0, "blackhole"},
+    [P_BLOB] = {h_blob, 0, "blob"},
 };
-static const struct krpc_prog_desc prog = {PROG, VERS, 4, procs, NULL, 0};
+static const struct krpc_prog_desc prog = {PROG, VERS, 5, procs, NULL, 0};
 
-static struct krpc_svc *start_svc(struct krpc_loop *loop, enum krpc_svc_tls tls)
+/* record_limit: the server's TLS records per key (test hook; 0: real limit). */
+static struct krpc_svc *start_svc_limit(struct krpc_loop *loop, enum krpc_svc_tls tls, uint64_t record_limit)
 {
     struct krpc_svc_config sc;
     struct krpc_svc *svc = NULL;
@@ -92,10 +112,16 @@ static struct krpc_svc *start_svc(struct krpc_loop *loop, enum krpc_svc_tls tls)
         sc.tlscfg.key_file = certs.server_key;
         sc.tlscfg.ca_file = certs.ca_cert;
         sc.tlscfg.verify_peer = 1;
+        sc.tlscfg.record_limit = record_limit;
     }
     if (krpc_svc_new(loop, &sc, &svc) < 0 || krpc_svc_register(svc, &prog) < 0)
         return NULL;
     return svc;
+}
+
+static struct krpc_svc *start_svc(struct krpc_loop *loop, enum krpc_svc_tls tls)
+{
+    return start_svc_limit(loop, tls, 0);
 }
 
 /* The server's connections close from the loop: run it briefly. */
@@ -576,6 +602,181 @@ static void test_tls_ok(void)
     krpc_loop_free(loop);
 }
 
+/* ---- reconnection before the TLS key's usage limit ------------------------------------------ */
+
+#define NBLOB 120
+
+/* Blob i: i * 331 % 40000 bytes of a pattern of i, so 1 to 3 TLS records. */
+static size_t blob_len(int i)
+{
+    return (size_t)i * 331 % 40000;
+}
+
+static void blob_args(struct mb_chain *c, int i)
+{
+    static unsigned char buf[40000];
+    struct krpc_xdr_enc x;
+    size_t n = blob_len(i);
+
+    for (size_t k = 0; k < n; k++)
+        buf[k] = (unsigned char)(i * 7 + k * 13);
+    mb_chain_init(c);
+    krpc_xdr_enc_init(&x, c);
+    krpc_xdr_put_opaque(&x, buf, n);
+}
+
+/* 1 when reply carries exactly blob i. */
+static int blob_reply_ok(struct krpc_reply *reply, int i)
+{
+    static unsigned char got[40000];
+    size_t n = 0;
+
+    if (krpc_reply_status(&reply->hdr, NULL, 0) != 0 ||
+        krpc_xdr_get_opaque(&reply->res, got, sizeof got, &n) < 0 || krpc_xdr_remaining(&reply->res) != 0 ||
+        n != blob_len(i))
+        return 0;
+    for (size_t k = 0; k < n; k++)
+        if (got[k] != (unsigned char)(i * 7 + k * 13))
+            return 0;
+    return 1;
+}
+
+struct blobs {
+    int done, completions, ok;
+};
+static struct blobs B;
+
+static void blob_cb(struct krpc_clnt *cl, int status, struct krpc_reply *reply, void *arg)
+{
+    (void)cl;
+    if (status == 0 && blob_reply_ok(reply, (int)(intptr_t)arg))
+        B.ok++;
+    if (++B.completions == NBLOB)
+        B.done = 1;
+}
+
+/* Sequential calls with the blocking wrapper, then NBLOB calls in flight at
+ * once; every reply must hold exactly what was sent. */
+static void blob_calls(struct krpc_loop *loop, struct krpc_clnt *cl)
+{
+    struct krpc_reply rep;
+    int ok = 0;
+
+    for (int i = 0; i < 60; i++) {
+        struct mb_chain a;
+        blob_args(&a, i);
+        if (krpc_call(cl, P_BLOB, &a, &rep) == 0 && blob_reply_ok(&rep, i))
+            ok++;
+        krpc_reply_free(&rep);
+    }
+    CHECK_EQ(ok, 60);
+    memset(&B, 0, sizeof B);
+    for (int i = 0; i < NBLOB; i++) {
+        struct mb_chain a;
+        blob_args(&a, i + 1000);
+        CHECK(krpc_call_async(cl, P_BLOB, &a, blob_cb, (void *)(intptr_t)(i + 1000), NULL) == 0);
+    }
+    CHECK(krpc_loop_run(loop, &B.done, 30000) == 0);
+    CHECK_EQ(B.ok, NBLOB);
+}
+
+/* The client's key has a low limit (test hook): before a call would take
+ * it near the limit, the client lets the calls in flight be answered, then
+ * reconnects with a fresh probe and handshake. Nothing is resent, nothing
+ * is lost, and no KeyUpdate is ever sent. */
+static void test_tls_rekey_reconnect(void)
+{
+    struct krpc_loop *loop;
+    struct krpc_svc *svc;
+    struct krpc_clnt *cl;
+    struct krpc_clnt_config cc;
+    const struct krpc_clnt_stats *st;
+    struct ktls_stats ts;
+
+    REQUIRE(have_certs);
+    REQUIRE(krpc_loop_new(&loop) == 0);
+    svc = start_svc(loop, KRPC_SVC_TLS_REQUIRED);
+    REQUIRE(svc);
+    base_cfg(&cc, svc);
+    tls_client_cfg(&cc, KRPC_TLS_REQUIRED);
+    cc.tlscfg.record_limit = 60;
+    REQUIRE(krpc_clnt_new(loop, &cc, &cl) == 0);
+    blob_calls(loop, cl);
+    st = krpc_clnt_stats(cl);
+    fprintf(stderr, "  calls %llu, rekey reconnects %llu, reconnects %llu, handshakes %llu\n",
+            (unsigned long long)st->calls, (unsigned long long)st->rekey_reconnects,
+            (unsigned long long)st->reconnects, (unsigned long long)st->tls_handshakes);
+    CHECK(st->rekey_reconnects >= 5);
+    CHECK_EQ(st->reconnects, st->rekey_reconnects);
+    CHECK_EQ(st->tls_handshakes, st->reconnects + 1);
+    CHECK_EQ(st->retransmits, 0);
+    CHECK_EQ(st->failures, 0);
+    /* Each call ran once; the server counts the probes as calls too. */
+    CHECK_EQ(krpc_svc_stats(svc)->tls_probes, st->tls_handshakes);
+    CHECK_EQ(krpc_svc_stats(svc)->calls, st->calls + st->tls_handshakes);
+    krpc_clnt_tls_stats(cl, &ts);
+    CHECK_EQ(ts.tx_key_updates, 0);
+    CHECK_EQ(ts.rx_key_updates, 0);
+    krpc_clnt_free(cl);
+
+    /* The same client with the real limit: no reconnect at all. */
+    base_cfg(&cc, svc);
+    tls_client_cfg(&cc, KRPC_TLS_REQUIRED);
+    REQUIRE(krpc_clnt_new(loop, &cc, &cl) == 0);
+    blob_calls(loop, cl);
+    CHECK_EQ(krpc_clnt_stats(cl)->rekey_reconnects, 0);
+    CHECK_EQ(krpc_clnt_stats(cl)->reconnects, 0);
+    krpc_clnt_free(cl);
+    svc_free_drain(loop, svc);
+    krpc_loop_free(loop);
+}
+
+/* The server's key has a low limit: a reply that does not fit closes the
+ * connection (close_notify); the client reconnects and resends, and the
+ * duplicate-request cache answers. No KeyUpdate either way. */
+static void test_tls_server_limit(void)
+{
+    struct krpc_loop *loop;
+    struct krpc_svc *svc;
+    struct krpc_clnt *cl;
+    struct krpc_clnt_config cc;
+    const struct krpc_clnt_stats *st;
+    struct ktls_stats ts;
+    struct krpc_reply rep;
+    int ok = 0;
+
+    REQUIRE(have_certs);
+    REQUIRE(krpc_loop_new(&loop) == 0);
+    svc = start_svc_limit(loop, KRPC_SVC_TLS_REQUIRED, 40);
+    REQUIRE(svc);
+    base_cfg(&cc, svc);
+    tls_client_cfg(&cc, KRPC_TLS_REQUIRED);
+    REQUIRE(krpc_clnt_new(loop, &cc, &cl) == 0);
+    for (int i = 0; i < 100; i++) {
+        struct mb_chain a;
+        blob_args(&a, i);
+        if (krpc_call(cl, P_BLOB, &a, &rep) == 0 && blob_reply_ok(&rep, i))
+            ok++;
+        krpc_reply_free(&rep);
+    }
+    CHECK_EQ(ok, 100);
+    st = krpc_clnt_stats(cl);
+    fprintf(stderr, "  reconnects %llu, retransmits %llu, server calls %llu, cache hits %llu\n",
+            (unsigned long long)st->reconnects, (unsigned long long)st->retransmits,
+            (unsigned long long)krpc_svc_stats(svc)->calls, (unsigned long long)krpc_svc_stats(svc)->drc_hits);
+    CHECK(st->reconnects >= 3);
+    CHECK_EQ(st->rekey_reconnects, 0); /* the client's own key is far from its limit */
+    CHECK_EQ(st->retransmits, st->reconnects);
+    CHECK_EQ(krpc_svc_stats(svc)->drc_hits, st->retransmits); /* never run twice */
+    CHECK_EQ(st->failures, 0);
+    krpc_clnt_tls_stats(cl, &ts);
+    CHECK_EQ(ts.tx_key_updates, 0);
+    CHECK_EQ(ts.rx_key_updates, 0);
+    krpc_clnt_free(cl);
+    svc_free_drain(loop, svc);
+    krpc_loop_free(loop);
+}
+
 /* ---- freeing with calls outstanding ---------------------------------------------------------- */
 
 static int cancelled;
@@ -809,6 +1010,8 @@ int main(void)
     TEST_RUN(test_tls_required_refused);
     TEST_RUN(test_tls_opportunistic_fallback);
     TEST_RUN(test_tls_ok);
+    TEST_RUN(test_tls_rekey_reconnect);
+    TEST_RUN(test_tls_server_limit);
     TEST_RUN(test_free_outstanding);
     TEST_RUN(test_misbehaving_server);
     if (have_certs)

@@ -23,6 +23,7 @@
 #include "test.h"
 #include "util/certs.h"
 #include "util/net.h"
+#include "util/ossl_peer.h"
 #include "util/stream.h"
 
 #define RUN_MS 60000
@@ -385,6 +386,8 @@ static void exchange(size_t frag_a, size_t frag_b, uint64_t key_update_bytes)
             CHECK(sa->rx_records > 0 && sb->rx_records > 0);
             if (key_update_bytes)
                 CHECK(sa->tx_key_updates > 0 && sb->rx_key_updates > 0);
+            else
+                CHECK(sa->tx_key_updates == 0 && sb->tx_key_updates == 0); /* never by default */
         }
     }
 
@@ -760,6 +763,71 @@ static int wait_rx(struct krpc_loop *loop, const struct ep *a, int wa, const str
     return -EIO;
 }
 
+/* One krpc_conn_start_tls against a stock OpenSSL peer that negotiates no
+ * ALPN (as tlshd, FreeBSD and libnfs do); on_tls's error and message. */
+static void alpn_against_stock(enum ktls_role our_role, int require_alpn, int *err, char *msg, size_t msglen)
+{
+    struct krpc_loop *loop;
+    struct ep e;
+    struct ktls_config srv, cli;
+    struct krpc_conn_config cfg = {0, 0, 0};
+    struct tu_peer_cfg pc;
+    struct tu_peer_result res;
+    struct tu_peer *peer = NULL;
+    int fa, fb, ours, theirs;
+
+    *err = 1;
+    msg[0] = '\0';
+    REQUIRE(tu_tcp_pair(&fa, &fb) == 0);
+    ours = our_role == KTLS_CLIENT ? fa : fb;
+    theirs = our_role == KTLS_CLIENT ? fb : fa;
+    memset(&pc, 0, sizeof(pc));
+    pc.role = our_role == KTLS_CLIENT ? KTLS_SERVER : KTLS_CLIENT;
+    pc.cert_file = pc.role == KTLS_SERVER ? certs.server_cert : certs.client_cert;
+    pc.key_file = pc.role == KTLS_SERVER ? certs.server_key : certs.client_key;
+    pc.ca_file = certs.ca_cert;
+    pc.alpn = NULL;
+    pc.timeout_ms = 10000;
+    pc.ops[0] = (struct tu_op){.kind = TU_OP_CLOSE};
+    REQUIRE(tu_peer_start(&pc, theirs, &peer) == 0);
+    REQUIRE(krpc_loop_new(&loop) == 0);
+    ep_init(&e, our_role == KTLS_CLIENT ? "client" : "server", 0);
+    REQUIRE(krpc_conn_new(loop, ours, &cfg, &ep_ops, &e, &e.c) == 0);
+    tls_configs(&srv, &cli);
+    srv.require_alpn = cli.require_alpn = require_alpn;
+    CHECK(krpc_conn_start_tls(e.c, our_role == KTLS_CLIENT ? &cli : &srv) == 0);
+    /* Success: the peer's close_notify closes us; failure closes at once. */
+    CHECK(run_until(loop, b_closed, NULL, &e, 0) == 0);
+    CHECK_EQ(e.tls_calls, 1);
+    snprintf(msg, msglen, "%s", e.tls_msg);
+    krpc_loop_free(loop);
+    tu_peer_join(peer, &res);
+    if (e.tls_err == 0) {
+        CHECK(res.ok);
+        CHECK_EQ(strcmp(res.alpn, ""), 0);
+    }
+    *err = e.tls_err;
+}
+
+/* The connection offers and selects "sunrpc" but requires it only when the
+ * caller's config says so (require_alpn), not always. */
+static void test_alpn_passthrough(void)
+{
+    char msg[512];
+    int err;
+
+    alpn_against_stock(KTLS_CLIENT, 0, &err, msg, sizeof(msg));
+    CHECK_EQ(err, 0);
+    alpn_against_stock(KTLS_SERVER, 0, &err, msg, sizeof(msg));
+    CHECK_EQ(err, 0);
+    alpn_against_stock(KTLS_CLIENT, 1, &err, msg, sizeof(msg));
+    CHECK_EQ(err, -EPROTO);
+    CHECK_EQ(strcmp(msg, "TLS handshake failed: the server selected no ALPN protocol (\"sunrpc\" required)"), 0);
+    alpn_against_stock(KTLS_SERVER, 1, &err, msg, sizeof(msg));
+    CHECK_EQ(err, -EPROTO);
+    CHECK_EQ(strcmp(msg, "TLS handshake failed: the client offered no ALPN protocol (\"sunrpc\" required)"), 0);
+}
+
 /* Small socket buffers and multi-MiB messages: writev returns short many
  * times; plain and TLS. Also the send-queue limit. */
 static void test_partial_writes(void)
@@ -975,6 +1043,7 @@ int main(void)
     TEST_RUN(test_peer_vanishes_mid_message);
     TEST_RUN(test_tls_truncation);
     TEST_RUN(test_handshake_wrong_ca);
+    TEST_RUN(test_alpn_passthrough);
     TEST_RUN(test_partial_writes);
     TEST_RUN(test_send_queue_limit_exact);
     TEST_RUN(test_connect);

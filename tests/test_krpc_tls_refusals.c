@@ -2,8 +2,9 @@
  * test_krpc_tls_refusals.c - RFC 9289 on the server, against stock OpenSSL
  * clients: a good client (plain AUTH_TLS probe, then SSL_connect with ALPN
  * "sunrpc" and a client certificate, then record-marked calls through
- * SSL_write) is served; a TLS 1.2-only client, a client without ALPN or
- * with another ALPN, a client without a certificate or with one from an
+ * SSL_write) is served, and so is a client without ALPN (as deployed peers
+ * are); a TLS 1.2-only client, a client with another ALPN, a client without
+ * ALPN when the server is strict, a client without a certificate or with one from an
  * unknown CA, plain calls to a TLS-only server, AUTH_TLS on a non-NULL
  * procedure and AUTH_TLS inside TLS are each refused, and after every
  * refusal a good client is still served.
@@ -101,7 +102,7 @@ static int handshake_refused(const struct tls_opts *o, const char *what)
     return refused;
 }
 
-static void start_server(int verify_peer)
+static void start_server(int verify_peer, int require_alpn)
 {
     struct krpc_svc_config cfg;
 
@@ -111,6 +112,7 @@ static void start_server(int verify_peer)
     cfg.tlscfg.key_file = certs.server_key;
     cfg.tlscfg.ca_file = certs.ca_cert;
     cfg.tlscfg.verify_peer = verify_peer;
+    cfg.tlscfg.require_alpn = require_alpn;
     cfg.handshake_timeout_ms = 3000;
     if (ts_start(&ts, &cfg) != 0) {
         fprintf(stderr, "cannot start the server\n");
@@ -143,14 +145,29 @@ static void test_alpn(void)
     struct tls_opts o = good_opts();
     uint64_t f0 = ts_stats(&ts).tls_failures;
 
+    uint64_t hs0 = ts_stats(&ts).tls_handshakes;
+
+    /* No ALPN, as tlshd, FreeBSD and libnfs: served. */
     o.alpn = NULL;
-    CHECK(handshake_refused(&o, "client without ALPN"));
-    CHECK(wait_stats(f0 + 1, 0).tls_failures == f0 + 1);
-    CHECK(good_client());
+    CHECK(!handshake_refused(&o, "client without ALPN"));
+    CHECK(wait_stats(0, hs0 + 1).tls_handshakes == hs0 + 1);
+    CHECK_EQ(ts_stats(&ts).tls_failures, f0);
+    /* Another protocol: refused. */
     o.alpn = "nfs";
     CHECK(handshake_refused(&o, "client with ALPN nfs"));
-    CHECK(wait_stats(f0 + 2, 0).tls_failures == f0 + 2);
+    CHECK(wait_stats(f0 + 1, 0).tls_failures == f0 + 1);
     CHECK(good_client());
+
+    /* Strict mode (tlscfg.require_alpn) reaches the server's handshakes. */
+    ts_stop(&ts);
+    start_server(2, 1);
+    f0 = ts_stats(&ts).tls_failures;
+    o.alpn = NULL;
+    CHECK(handshake_refused(&o, "strict server, client without ALPN"));
+    CHECK(wait_stats(f0 + 1, 0).tls_failures == f0 + 1);
+    CHECK(good_client());
+    ts_stop(&ts);
+    start_server(2, 0);
 }
 
 static void test_client_certs(void)
@@ -240,7 +257,7 @@ static void test_optional_client_cert(void)
     uint64_t f0;
 
     ts_stop(&ts);
-    start_server(1);
+    start_server(1, 0);
     f0 = ts_stats(&ts).tls_failures;
     o.cert_file = o.key_file = NULL;
     {
@@ -263,7 +280,7 @@ int main(void)
 {
     if (tu_certs_create(&certs) != 0)
         return 1;
-    start_server(2);
+    start_server(2, 0);
     TEST_RUN(test_good_client);
     TEST_RUN(test_tls12_client);
     TEST_RUN(test_alpn);

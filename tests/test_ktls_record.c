@@ -1,7 +1,9 @@
 /*
  * test_ktls_record.c - the record layer on its own: framing, every TX mode,
  * any RX segmentation, KeyUpdate both ways, close_notify, and rejection of
- * tampered, oversize and malformed records.
+ * tampered, oversize and malformed records; the AEAD usage limit per key
+ * (no KeyUpdate initiated by default, -EKEYEXPIRED at the limit, KeyUpdate
+ * before the limit when opted in).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -247,6 +249,122 @@ static void test_key_update(void)
     /* 16 KiB records: an update before each of records 2, 3 and 4. */
     CHECK_EQ(ktls_conn_stats(p.a)->tx_key_updates, 3);
     CHECK_EQ(ktls_conn_stats(p.b)->rx_key_updates, 3);
+    ktls_pair_close(&p);
+}
+
+/* Seals n records of len bytes each on tx, one message per record, and
+ * feeds them to rx; the bytes must arrive. Returns ktls_tx_seal's result. */
+static int send_records(struct ktls_conn *tx, struct ktls_conn *rx, int n, size_t len, unsigned *seed)
+{
+    uint8_t buf[100];
+    int ret = 0;
+
+    for (int i = 0; i < n && ret == 0; i++) {
+        struct mb_chain plain = MB_CHAIN_INIT, app = MB_CHAIN_INIT;
+        fill_random(buf, len, seed);
+        CHECK_EQ(mb_chain_append_bytes(&plain, buf, len), 0);
+        ret = ktls_pair_transfer(tx, rx, &plain, 64, seed, &app);
+        if (ret == 0)
+            CHECK(chain_equals(&app, buf, len));
+        mb_chain_free(&app);
+    }
+    return ret;
+}
+
+/* The AEAD usage limits (RFC 8446 5.5) and what TX does at them. */
+static void test_record_limit(void)
+{
+    unsigned seed = 91;
+    struct ktls_pair p;
+    struct mb_chain plain = MB_CHAIN_INIT, out = MB_CHAIN_INIT, app = MB_CHAIN_INIT;
+    uint8_t big[9 * 16384];
+    size_t len;
+    uint8_t *wire;
+
+    CHECK_EQ(ktls_cipher_record_limit(KTLS_AES_128_GCM_SHA256), 23726566);
+    CHECK_EQ(ktls_cipher_record_limit(KTLS_AES_256_GCM_SHA384), 23726566);
+    CHECK(ktls_cipher_record_limit(KTLS_CHACHA20_POLY1305_SHA256) == UINT64_MAX);
+    CHECK_EQ(ktls_cipher_record_limit((enum ktls_cipher)0x1305), 0); /* TLS_AES_128_CCM_8_SHA256 */
+
+    for (size_t ci = 0; ci < 3; ci++) {
+        uint64_t limit = ktls_cipher_record_limit(ciphers[ci]);
+
+        REQUIRE(ktls_pair_open(&p, ciphers[ci], NULL, KTLS_TX_AUTO, 5) == 0);
+        /* By default no KeyUpdate is initiated, and the whole limit is ours
+         * but for the control reserve. */
+        CHECK_EQ(ktls_conn_key_update_enabled(p.a), 0);
+        CHECK(ktls_conn_tx_records_left(p.a) == limit - KTLS_TX_CONTROL_RESERVE);
+
+        /* The real limit: one record left before it. */
+        ktls_conn_set_seq(p.a, limit - KTLS_TX_CONTROL_RESERVE - 1, 0);
+        ktls_conn_set_seq(p.b, 0, limit - KTLS_TX_CONTROL_RESERVE - 1);
+        CHECK_EQ(ktls_conn_tx_records_left(p.a), 1);
+        CHECK_EQ(send_records(p.a, p.b, 1, 100, &seed), 0);
+        CHECK_EQ(ktls_conn_tx_records_left(p.a), 0);
+        CHECK_EQ(mb_chain_append_bytes(&plain, big, 1), 0);
+        CHECK_EQ(ktls_tx_seal(p.a, &plain, &out), -EKEYEXPIRED);
+        CHECK_EQ(plain.len, 0); /* consumed, as on every error */
+        CHECK_EQ(out.len, 0);   /* nothing sealed */
+        /* close_notify still goes out, from the reserve, and is accepted. */
+        CHECK_EQ(ktls_tx_close_notify(p.a, &out), 0);
+        wire = chain_flatten(&out, &len);
+        CHECK_EQ(ktls_feed_pieces(p.b, wire, len, 7, &seed, &app), KTLS_RX_EOF);
+        free(wire);
+        CHECK_EQ(ktls_conn_stats(p.a)->tx_key_updates, 0);
+        ktls_pair_close(&p);
+    }
+
+    /* The test hook: 10 records per key, 8 of them for data. */
+    REQUIRE(ktls_pair_open(&p, KTLS_AES_128_GCM_SHA256, NULL, KTLS_TX_AUTO, 6) == 0);
+    ktls_conn_set_record_limit(p.a, 10);
+    CHECK_EQ(ktls_conn_tx_records_left(p.a), 8);
+    CHECK_EQ(send_records(p.a, p.b, 3, 50, &seed), 0);
+    CHECK_EQ(ktls_conn_tx_records_left(p.a), 5);
+    /* A message that needs 9 records is refused whole. */
+    memset(big, 7, sizeof(big));
+    CHECK_EQ(mb_chain_append_bytes(&plain, big, sizeof(big)), 0);
+    CHECK_EQ(ktls_tx_seal(p.a, &plain, &out), -EKEYEXPIRED);
+    CHECK_EQ(out.len, 0);
+    CHECK_EQ(ktls_conn_tx_records_left(p.a), 5);
+    /* Exactly the records left fit: 5 records of 16 KiB. */
+    CHECK_EQ(mb_chain_append_bytes(&plain, big, 5 * 16384), 0);
+    CHECK_EQ(ktls_pair_transfer(p.a, p.b, &plain, 20000, &seed, &app), 0);
+    CHECK(chain_equals(&app, big, 5 * 16384));
+    mb_chain_free(&app);
+    CHECK_EQ(ktls_conn_tx_records_left(p.a), 0);
+    CHECK_EQ(send_records(p.a, p.b, 1, 1, &seed), -EKEYEXPIRED);
+
+    /* At the limit a's peer asks for a KeyUpdate: a still answers (from the
+     * reserve), and the fresh key has the full limit again. */
+    CHECK_EQ(ktls_tx_key_update(p.b, 1), 0);
+    CHECK_EQ(ktls_tx_flush_control(p.b, &out), 0);
+    wire = chain_flatten(&out, &len);
+    CHECK_EQ(ktls_feed_pieces(p.a, wire, len, 3, &seed, &app), 0);
+    free(wire);
+    CHECK_EQ(send_records(p.a, p.b, 8, 30, &seed), 0);
+    CHECK_EQ(ktls_conn_stats(p.a)->tx_key_updates, 1); /* the answer, nothing of our own */
+    CHECK_EQ(ktls_conn_stats(p.b)->rx_key_updates, 1);
+    CHECK_EQ(ktls_conn_tx_records_left(p.a), 0);
+    /* Out-of-range hook values are clamped. */
+    ktls_conn_set_record_limit(p.a, 0);
+    CHECK_EQ(ktls_conn_tx_records_left(p.a), 0);
+    ktls_conn_set_record_limit(p.a, UINT64_MAX);
+    CHECK_EQ(ktls_conn_tx_records_left(p.a), KTLS_AES_GCM_RECORD_LIMIT - KTLS_TX_CONTROL_RESERVE - 8);
+    ktls_pair_close(&p);
+
+    /* KeyUpdate opted in (a byte count it never reaches): TX rekeys before
+     * the record limit by itself and never refuses. */
+    uint8_t s1[32] = {5}, s2[32] = {6};
+    struct ktls_conn_params pa = {.cipher = KTLS_AES_128_GCM_SHA256, .tx_secret = s1, .rx_secret = s2,
+                                  .key_update_bytes = 1ull << 40, .record_limit = 10};
+    struct ktls_conn_params pb = {.cipher = KTLS_AES_128_GCM_SHA256, .tx_secret = s2, .rx_secret = s1};
+    REQUIRE(ktls_conn_new(&pa, &p.a) == 0 && ktls_conn_new(&pb, &p.b) == 0);
+    CHECK_EQ(ktls_conn_key_update_enabled(p.a), 1);
+    CHECK(ktls_conn_tx_records_left(p.a) == UINT64_MAX);
+    CHECK_EQ(send_records(p.a, p.b, 50, 20, &seed), 0);
+    /* 8 data records per key: updates before records 9, 17, 25, 33, 41, 49. */
+    CHECK_EQ(ktls_conn_stats(p.a)->tx_key_updates, 6);
+    CHECK_EQ(ktls_conn_stats(p.b)->rx_key_updates, 6);
     ktls_pair_close(&p);
 }
 
@@ -604,6 +722,7 @@ int main(void)
     TEST_RUN(test_framing);
     TEST_RUN(test_roundtrip_all);
     TEST_RUN(test_key_update);
+    TEST_RUN(test_record_limit);
     TEST_RUN(test_close_notify);
     TEST_RUN(test_tampered);
     TEST_RUN(test_bad_headers);

@@ -209,8 +209,9 @@ int krpc_conn_new(struct krpc_loop *loop, int fd, const struct krpc_conn_config 
  * messages wait. */
 int krpc_conn_send(struct krpc_conn *c, struct mb_chain *msg);
 /* Stops delivering messages, then runs the TLS handshake (cfg->role says
- * client or server; ALPN "sunrpc" required) on the same socket. Messages
- * already queued before the call go out in the clear first. */
+ * client or server; ALPN "sunrpc", strict only with cfg->require_alpn) on
+ * the same socket. Messages already queued before the call go out in the
+ * clear first. */
 int krpc_conn_start_tls(struct krpc_conn *c, const struct ktls_config *cfg);
 /* Closes now: on_close(err) runs from the loop, not from inside this call. */
 void krpc_conn_close(struct krpc_conn *c, int err);
@@ -228,6 +229,10 @@ const char *krpc_conn_tls_error(const struct krpc_conn *c);
 const struct ktls_stats *krpc_conn_tls_stats(const struct krpc_conn *c);
 /* The TLS 1.3 cipher suite (enum ktls_cipher, e.g. 0x1301), 0 when not TLS. */
 int krpc_conn_tls_cipher(const struct krpc_conn *c);
+/* Application-data records the TLS key can still protect before the
+ * connection must be replaced (ktls_conn_tx_records_left); UINT64_MAX when
+ * not TLS or when the record layer rekeys itself (KeyUpdate opt-in). */
+uint64_t krpc_conn_tls_records_left(const struct krpc_conn *c);
 size_t krpc_conn_send_queued(const struct krpc_conn *c);
 int krpc_conn_fd(const struct krpc_conn *c);
 uint64_t krpc_conn_bytes_sent(const struct krpc_conn *c);     /* wire bytes */

@@ -8,6 +8,12 @@
  * same chain, bit for bit, never a re-encoding. Sending goes through the
  * record layer, which never encrypts the retained pages in place (unless the
  * connection's TX mode is the unsafe KTLS_TX_INPLACE).
+ *
+ * The client never sends a TLS KeyUpdate (unless tlscfg.key_update_bytes
+ * opts in): kernel-TLS servers cannot follow one. Before a call would take
+ * the connection's key near its AEAD usage limit, the client closes the
+ * connection and reconnects with a fresh probe and handshake; calls in
+ * flight are resent from their retained chains (stats.rekey_reconnects).
  */
 #ifndef RPCTLS_KRPC_CLNT_H
 #define RPCTLS_KRPC_CLNT_H
@@ -36,7 +42,8 @@ struct krpc_clnt_config {
     uint32_t prog, vers;
     struct krpc_cred cred;        /* flavor KRPC_AUTH_NONE (0) or KRPC_AUTH_SYS */
     enum krpc_tls_policy tls;
-    struct ktls_config tlscfg;    /* role, alpn forced to client / "sunrpc"; server_name NULL:
+    struct ktls_config tlscfg;    /* role, alpn forced to client / "sunrpc" (offered; the server
+                                     may select none unless require_alpn); server_name NULL:
                                      the address's IP is checked against the certificate */
     int timeout_ms;               /* per attempt before a retransmission; 0: 5000 */
     int max_retries;              /* retransmissions per call before -ETIMEDOUT; 0: 5, <0: none */
@@ -54,6 +61,7 @@ struct krpc_clnt_stats {
     uint64_t failures;     /* calls that ended without a reply */
     uint64_t retransmits;  /* resends after a timeout or a reconnect */
     uint64_t reconnects;   /* connections made after the first */
+    uint64_t rekey_reconnects; /* of those, made because the TLS key neared its usage limit */
     uint64_t tls_handshakes;
     uint64_t bytes_sent;   /* wire bytes, all connections */
     uint64_t bytes_received;

@@ -74,7 +74,8 @@ struct krpc_svc_config {
     struct sockaddr_storage addr;   /* listen address (port 0: any) */
     socklen_t addrlen;
     enum krpc_svc_tls tls;
-    struct ktls_config tlscfg;      /* role forced to server, ALPN "sunrpc" required */
+    struct ktls_config tlscfg;      /* role forced to server, ALPN "sunrpc" selected when offered;
+                                       a client without ALPN is served unless require_alpn */
     size_t max_msg;                 /* 0: KRPC_RM_DEFAULT_MAX_MSG */
     unsigned max_conns;             /* 0: 256 */
     unsigned max_outstanding;       /* calls in progress per connection; 0: 64 */

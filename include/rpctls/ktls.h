@@ -35,9 +35,24 @@ extern "C" {
 #define KTLS_HDR_LEN 5
 /* Largest TLSCiphertext.length we accept: 2^14 + 256 (RFC 8446 5.2). */
 #define KTLS_MAX_CIPHERTEXT (16384 + 256)
-/* RFC 8446 5.5 bounds AES-GCM to 2^24.5 full records per key (about 380 GB);
- * rekeying every 64 GiB stays far inside that for every suite. */
-#define KTLS_DEFAULT_KEY_UPDATE_BYTES (1ull << 36)
+/*
+ * AEAD usage limits per traffic key, in records (RFC 8446 5.5). Every record
+ * counts as a full-size one, whatever its length.
+ *   AES-GCM: 2^24.5 full-size records (floor of 2^24.5 = 23,726,566.4),
+ *            about 388 GB of 16 KiB records.
+ *   ChaCha20-Poly1305: no limit short of the 64-bit sequence number, which
+ *            must never wrap (RFC 8446 5.3); UINT64_MAX records leaves the
+ *            last sequence number unused and still fits a uint64_t.
+ * The record layer never sends a KeyUpdate on its own unless asked to
+ * (key_update_bytes): kernel TLS in Linux and FreeBSD cannot rekey an RPC
+ * socket. Without KeyUpdate, TX refuses data that would take the key past
+ * its limit (-EKEYEXPIRED) and the owner reconnects with a fresh handshake.
+ */
+#define KTLS_AES_GCM_RECORD_LIMIT 23726566ull
+#define KTLS_CHACHA20_POLY1305_RECORD_LIMIT UINT64_MAX
+/* Records of every key kept back from application data for the control
+ * records that may still have to go out: a KeyUpdate, an alert, close_notify. */
+#define KTLS_TX_CONTROL_RESERVE 2
 
 enum ktls_tx_mode {
     KTLS_TX_AUTO = 0,
@@ -73,8 +88,17 @@ struct ktls_conn_params {
     const struct ktls_aead_engine *engine; /* NULL: ktls_aead_default() */
     enum ktls_tx_mode tx_mode;
     size_t max_record;        /* plaintext bytes per record; 0: 16384 */
-    uint64_t key_update_bytes; /* send a KeyUpdate after this many bytes; 0: KTLS_DEFAULT_KEY_UPDATE_BYTES; UINT64_MAX: never */
+    /* Opt-in: send a KeyUpdate after this many bytes under one key, and
+     * before the key reaches its record limit. 0 (the default) or
+     * UINT64_MAX: never initiate one (a peer's request is still answered). */
+    uint64_t key_update_bytes;
+    /* Test hook: records per key, below the cipher's AEAD limit (at least
+     * KTLS_TX_CONTROL_RESERVE + 1). 0: ktls_cipher_record_limit(). */
+    uint64_t record_limit;
 };
+
+/* The AEAD usage limit of cipher's keys, in records (0 for an unknown cipher). */
+uint64_t ktls_cipher_record_limit(enum ktls_cipher cipher);
 
 int ktls_conn_new(const struct ktls_conn_params *p, struct ktls_conn **out);
 void ktls_conn_free(struct ktls_conn *c);
@@ -85,12 +109,25 @@ const struct ktls_aead_engine *ktls_conn_engine(const struct ktls_conn *c);
 enum ktls_cipher ktls_conn_cipher(const struct ktls_conn *c);
 /* Test hook: set the next TX/RX record sequence numbers. */
 void ktls_conn_set_seq(struct ktls_conn *c, uint64_t tx_seq, uint64_t rx_seq);
+/* Test hook: lower the TX record limit per key (see record_limit above);
+ * a value above the cipher's limit or below KTLS_TX_CONTROL_RESERVE + 1 is
+ * clamped. */
+void ktls_conn_set_record_limit(struct ktls_conn *c, uint64_t records);
+/* Application-data records TX can still seal under the current key before
+ * it refuses with -EKEYEXPIRED; UINT64_MAX when KeyUpdate is enabled
+ * (key_update_bytes), since TX then rekeys before the limit by itself. */
+uint64_t ktls_conn_tx_records_left(const struct ktls_conn *c);
+/* 1 when this connection initiates KeyUpdates (key_update_bytes opt-in). */
+int ktls_conn_key_update_enabled(const struct ktls_conn *c);
 
 /* ---- TX ----------------------------------------------------------------- */
 
 /* Consumes plain (the caller's reference is dropped; plain is empty on
  * return, also on error) and appends complete records, ready for writev, to
- * out. Control records queued by RX (KeyUpdate answers, alerts) go first. */
+ * out. Control records queued by RX (KeyUpdate answers, alerts) go first.
+ * -EKEYEXPIRED (nothing of plain sealed): the records plain needs would take
+ * the key past its usage limit and KeyUpdate is not enabled; the connection
+ * can still send close_notify. */
 int ktls_tx_seal(struct ktls_conn *c, struct mb_chain *plain, struct mb_chain *out);
 /* Queues a KeyUpdate (request_update = 1 asks the peer to update too). */
 int ktls_tx_key_update(struct ktls_conn *c, int request_update);
@@ -149,15 +186,23 @@ struct ktls_config {
     int verify_peer;           /* client: 1 default (verify server; 0 also verifies, < 0 disables).
                                   server: 0 none, 1 optional, 2 required */
     const char *server_name;   /* client: SNI and host/IP name check; NULL: no name check */
+    /* ALPN, as the deployed RPC-with-TLS peers do it (Linux tlshd, FreeBSD
+     * rpc.tls*d and libnfs send and select none). A client offers alpn,
+     * accepts a server that selects none and refuses one that selects
+     * another protocol. A server selects alpn when offered, accepts a
+     * ClientHello without ALPN and refuses (no_application_protocol) one
+     * whose list lacks alpn. require_alpn (strict mode) also refuses a peer
+     * that offers or selects none. */
     const char *alpn;          /* e.g. "sunrpc"; NULL: none */
-    int require_alpn;          /* fail when the peer does not agree on alpn */
+    int require_alpn;
     const char *ciphersuites;  /* OpenSSL TLS 1.3 suite list; NULL: KTLS_DEFAULT_CIPHERSUITES */
     const char *keylog_file;   /* NSS key log; NULL: $SSLKEYLOGFILE */
     /* Passed on to ktls_conn_params. */
     const struct ktls_aead_engine *engine;
     enum ktls_tx_mode tx_mode;
     size_t max_record;
-    uint64_t key_update_bytes;
+    uint64_t key_update_bytes; /* opt-in KeyUpdate; 0: never initiate one (see ktls_conn_params) */
+    uint64_t record_limit;     /* test hook; 0: the cipher's AEAD limit (see ktls_conn_params) */
     int timeout_ms;            /* handshake deadline (ktls_handshake, krpc connections); 0: 30000 */
 };
 
@@ -186,6 +231,13 @@ void ktls_hs_free(struct ktls_hs *hs);
 /* Blocking convenience: handshake on fd then hand-off. On error, errbuf
  * (if given) receives a message. */
 int ktls_handshake(const struct ktls_config *cfg, int fd, struct ktls_conn **out, char *errbuf, size_t errlen);
+    /* ALPN, as the deployed RPC-with-TLS peers do it (Linux tlshd, FreeBSD
+     * rpc.tls*d and libnfs send and select none). A client offers alpn,
+     * accepts a server that selects none and refuses one that selects
+     * another protocol. A server selects alpn when offered, accepts a
+     * ClientHello without ALPN and refuses (no_application_protocol) one
+     * whose list lacks alpn. require_alpn (strict mode) also refuses a peer
+     * that offers or selects none. */
 
 #ifdef __cplusplus
 }

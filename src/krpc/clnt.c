@@ -198,7 +198,57 @@ static int retries_allowed(const struct krpc_clnt *cl)
     return cl->cfg.max_retries < 0 ? 0 : cl->cfg.max_retries;
 }
 
-/* Returns -EPIPE when the connection is closing (on_close follows). */
+/* TLS records left under a key, beyond what a call needs, below which the
+ * client reconnects for a fresh key rather than send the call. Costs nothing
+ * against AES-GCM's 2^24.5 records; keeps KeyUpdate answers and close_notify
+ * clear of the limit. */
+#define CLNT_REKEY_MARGIN 16
+
+/* TLS records a call message of len bytes takes: its record marks (one per
+ * fragment) and bytes, cut into records of at most max_record bytes. */
+static uint64_t call_records(const struct krpc_clnt *cl, size_t len)
+{
+    size_t rec = cl->cfg.tlscfg.max_record, nfrag = 1;
+
+    if (rec == 0 || rec > KTLS_MAX_PLAINTEXT)
+        rec = KTLS_MAX_PLAINTEXT;
+    if (cl->cfg.max_frag > 0 && len > cl->cfg.max_frag)
+        nfrag = (len + cl->cfg.max_frag - 1) / cl->cfg.max_frag;
+    return ((uint64_t)len + 4 * (uint64_t)nfrag + rec - 1) / rec;
+}
+
+/* 1 when sending c would take the connection's TLS key within the margin of
+ * its usage limit. A fresh connection is never replaced: another one would
+ * have the same limit. */
+static int rekey_due(const struct krpc_clnt *cl, const struct clnt_call *c)
+{
+    uint64_t left = krpc_conn_tls_records_left(cl->ctx->conn);
+
+    if (left == UINT64_MAX || cl->ctx->calls_sent == 0)
+        return 0;
+    return left < call_records(cl, c->msg.len) + CLNT_REKEY_MARGIN;
+}
+
+/* 1 when some call sent on the current connection awaits its reply. */
+static int calls_in_flight(const struct krpc_clnt *cl)
+{
+    for (const struct clnt_call *c = cl->head; c; c = c->next)
+        if (c->sent_gen == cl->gen)
+            return 1;
+    return 0;
+}
+
+/* Waiting for a fresh TLS key and nothing is in flight any more: reconnect. */
+static void rekey_if_drained(struct krpc_clnt *cl)
+{
+    /* Not for a client freed from the reply's callback. */
+    if (cl->rekey_wait && !cl->dying && cl->state == CL_READY && cl->ctx && !calls_in_flight(cl))
+        clnt_rekey_reconnect(cl);
+}
+
+/* Returns -EPIPE when the connection is closing (on_close follows),
+ * -ENOTCONN when there is no ready connection, -EAGAIN when the call waits
+ * for a connection with a fresh TLS key (it goes out on the new connection). */
 static int send_call(struct krpc_clnt *cl, struct clnt_call *c)
 {
     struct mb_chain m = MB_CHAIN_INIT;
@@ -206,6 +256,20 @@ static int send_call(struct krpc_clnt *cl, struct clnt_call *c)
 
     if (cl->state != CL_READY || !cl->ctx)
         return -ENOTCONN;
+    if (cl->rekey_wait || rekey_due(cl, c)) {
+        /* Replies to the calls in flight come back on this connection;
+         * closing it now would throw them away and make every one of them a
+         * retransmission. So new calls wait until those are answered, then
+         * the client reconnects. A retransmission (the call is in flight
+         * here and got no reply) means the wait is over: reconnect now. */
+        cl->rekey_wait = 1;
+        if (c->sent_gen == cl->gen || !calls_in_flight(cl)) {
+            clnt_rekey_reconnect(cl);
+            return -ENOTCONN;
+        }
+        return -EAGAIN;
+    }
+    cl->ctx->calls_sent++;
     /* Never a re-encode: a reference to the retained message. */
     rc = mb_chain_copy_ref(&m, &c->msg, 0, c->msg.len);
     if (rc == 0)
@@ -224,6 +288,7 @@ void clnt_on_ready(struct krpc_clnt *cl)
 {
     struct clnt_call *c, *next;
     unsigned n = cl->ncalls;
+    int rc;
 
     for (c = cl->head; c && n > 0; c = next, n--) {
         next = c->next;
@@ -240,8 +305,9 @@ void clnt_on_ready(struct krpc_clnt *cl)
             c->tries++;
             cl->stats.retransmits++;
         }
-        if (send_call(cl, c) == -EPIPE)
-            break; /* closing: the rest goes out after the reconnect */
+        rc = send_call(cl, c);
+        if (rc == -EPIPE || rc == -EAGAIN)
+            break; /* closing, or waiting for a fresh TLS key: the rest goes out on the next connection */
     }
 }
 
@@ -264,6 +330,7 @@ static void call_timer_fn(struct krpc_loop *loop, struct krpc_timer *t, void *ar
             krpc_log(KRPC_LOG_INFO, "krpc client: %s: xid %08x proc %u: no reply after %d retransmissions",
                      cl->label, c->xid, c->proc, c->tries);
             complete_call(cl, c, -ETIMEDOUT, NULL);
+            rekey_if_drained(cl);
         } else {
             c->tries++;
             cl->stats.retransmits++;
@@ -316,10 +383,12 @@ void clnt_on_reply(struct krpc_clnt *cl, struct mb_chain *msg, uint32_t xid)
         krpc_log(KRPC_LOG_WARN, "krpc client: %s: undecodable reply for xid %08x", cl->label, xid);
         krpc_reply_free(&rep);
         complete_call(cl, c, -EBADMSG, NULL);
+        rekey_if_drained(cl);
         return;
     }
     complete_call(cl, c, 0, &rep);
     krpc_reply_free(&rep);
+    rekey_if_drained(cl);
 }
 
 /* ---- API -------------------------------------------------------------------- */
@@ -400,8 +469,7 @@ int krpc_clnt_new(struct krpc_loop *loop, const struct krpc_clnt_config *cfg, st
     cl->cfg.tlscfg.ciphersuites = dup_opt(cfg->tlscfg.ciphersuites, &err);
     cl->cfg.tlscfg.keylog_file = dup_opt(cfg->tlscfg.keylog_file, &err);
     cl->cfg.tlscfg.role = KTLS_CLIENT;
-    cl->cfg.tlscfg.alpn = KRPC_ALPN;
-    cl->cfg.tlscfg.require_alpn = 1;
+    cl->cfg.tlscfg.alpn = KRPC_ALPN; /* require_alpn: the caller's (strict mode) */
     if (cl->cfg.timeout_ms <= 0)
         cl->cfg.timeout_ms = 5000;
     if (cl->cfg.max_retries == 0)

@@ -463,6 +463,7 @@ void clnt_start_connect(struct krpc_clnt *cl)
     sa = current_addr(cl, &salen);
     use_addr(cl, sa);
     krpc_timer_cancel(cl->loop, &cl->reconnect_timer);
+    cl->rekey_wait = 0; /* a new connection, a new key */
     cl->gen++;
     if (cl->attempts++ > 0)
         cl->stats.reconnects++;
@@ -557,6 +558,22 @@ void clnt_reconnect_fn(struct krpc_loop *loop, struct krpc_timer *t, void *arg)
     if (cl->state == CL_WAIT && !cl->ctx)
         clnt_start_connect(cl);
     clnt_leave(cl);
+}
+
+/* The current connection's TLS key is near its AEAD usage limit and the
+ * record layer does not rekey (kernel-TLS peers cannot follow a KeyUpdate):
+ * close it cleanly (close_notify) and connect again for a fresh probe,
+ * handshake and key. The calls waiting to be sent go out on the new
+ * connection (clnt_on_ready); any still unanswered on the old one are resent
+ * from their retained chains, as after any reconnect. */
+void clnt_rekey_reconnect(struct krpc_clnt *cl)
+{
+    krpc_log(KRPC_LOG_INFO,
+             "krpc client: %s: TLS key near its usage limit (%llu records left); reconnecting for a fresh key",
+             cl->label, (unsigned long long)(cl->ctx ? krpc_conn_tls_records_left(cl->ctx->conn) : 0));
+    cl->stats.rekey_reconnects++;
+    detach_current(cl, 0);
+    clnt_start_connect(cl);
 }
 
 void clnt_conn_close_all(struct krpc_clnt *cl)

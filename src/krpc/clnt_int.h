@@ -33,6 +33,7 @@ struct clnt_connctx {
     int closing;                  /* we asked it to close; ignore messages */
     int got_msg;                  /* some message arrived: the TCP connection was made */
     int fatal;                    /* on close: fail outstanding calls with this (not retry) */
+    uint64_t calls_sent;          /* call messages handed to this connection */
 };
 
 enum clnt_state {
@@ -59,6 +60,8 @@ struct krpc_clnt {
     char target[256];             /* label and the address being tried, for messages */
     char transport[160];          /* krpc_clnt_transport() */
     uint32_t probe_xid;
+    int rekey_wait;               /* the TLS key is near its limit: new calls wait for the calls in
+                                     flight to be answered, then the client reconnects */
 
     struct krpc_timer conn_timer;      /* connect + probe + handshake deadline */
     struct krpc_timer reconnect_timer; /* backoff */
@@ -96,6 +99,7 @@ uint32_t clnt_alloc_xid(struct krpc_clnt *cl);
 /* clnt_conn.c */
 void clnt_start_connect(struct krpc_clnt *cl);
 void clnt_conn_close_all(struct krpc_clnt *cl);
+void clnt_rekey_reconnect(struct krpc_clnt *cl);
 void clnt_set_error(struct krpc_clnt *cl, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void clnt_fold_conn_stats(struct krpc_clnt *cl, struct krpc_conn *conn);
 void clnt_reconnect_fn(struct krpc_loop *loop, struct krpc_timer *t, void *arg);

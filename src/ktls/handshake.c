@@ -37,6 +37,9 @@
 
 enum hs_state { HS_RUNNING = 0, HS_DONE, HS_FAILED, HS_FINISHED };
 
+/* Why a server refused the client's ALPN. */
+enum { HS_ALPN_OK = 0, HS_ALPN_NONE_OFFERED, HS_ALPN_NOT_OFFERED };
+
 struct ktls_hs {
     enum ktls_role role;
     struct ktls_config cfg; /* shallow copy; strings stay the caller's */
@@ -48,7 +51,7 @@ struct ktls_hs {
     enum hs_state state;
     int error;        /* negative errno of the failure */
     int keylog_fd;    /* -1: none */
-    int alpn_failed;  /* the ALPN callback refused the client's offer */
+    int alpn_failed;  /* server: HS_ALPN_NONE_OFFERED or HS_ALPN_NOT_OFFERED */
     size_t leftover;  /* bytes handed to the record layer by finish */
 
     uint8_t client_secret[HS_MAX_SECRET];
@@ -59,6 +62,8 @@ struct ktls_hs {
     size_t alpn_wire_len;
 
     char alpn[256];
+    char alpn_offered[256]; /* server: the client's list, for the refusal message */
+    char alpn_server[64];   /* client: what the server's EncryptedExtensions selected */
     char peer_subject[512];
     char err[512];
     char checked_name[256]; /* client: the server name or IP checked against the certificate */
@@ -220,6 +225,28 @@ static void keylog_cb(const SSL *ssl, const char *line)
 
 /* ---- ALPN ---------------------------------------------------------------- */
 
+/*
+ * As the deployed peers do it: Linux tlshd, FreeBSD rpc.tlsclntd/tlsservd
+ * and libnfs neither send nor select ALPN, so "none" is accepted unless
+ * require_alpn asks for strict RFC 9289 behaviour. A peer that negotiates a
+ * protocol other than ours wants to speak something else and is refused.
+ */
+
+/* Appends protocol id p (n bytes from the wire) to out as "id", with
+ * anything unprintable shown as '?'. Stops quietly when out is full. */
+static void alpn_append(char *out, size_t outlen, const unsigned char *p, size_t n)
+{
+    size_t used = strlen(out);
+
+    if (used + 3 >= outlen)
+        return;
+    out[used++] = '"';
+    for (size_t i = 0; i < n && used + 2 < outlen; i++)
+        out[used++] = p[i] >= 0x20 && p[i] < 0x7f ? (char)p[i] : '?';
+    out[used++] = '"';
+    out[used] = '\0';
+}
+
 static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
                           unsigned int inlen, void *arg)
 {
@@ -227,6 +254,8 @@ static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *ou
     size_t want = hs->alpn_wire_len - 1;
     unsigned int i = 0;
 
+    (void)ssl;
+    hs->alpn_offered[0] = '\0';
     while (i < inlen) {
         unsigned int n = in[i];
         if (n == 0 || i + 1 + n > inlen)
@@ -236,18 +265,64 @@ static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *ou
             *outlen = (unsigned char)n;
             return SSL_TLSEXT_ERR_OK;
         }
+        if (hs->alpn_offered[0] != '\0' && strlen(hs->alpn_offered) + 2 < sizeof(hs->alpn_offered))
+            strcat(hs->alpn_offered, ", ");
+        alpn_append(hs->alpn_offered, sizeof(hs->alpn_offered), in + i + 1, n);
         i += 1 + n;
     }
-    if (hs->cfg.require_alpn) {
-        hs->alpn_failed = 1;
-        return SSL_TLSEXT_ERR_ALERT_FATAL;
-    }
-    return SSL_TLSEXT_ERR_NOACK;
+    /* The client offered ALPN without ours: it wants another protocol.
+     * OpenSSL answers with a no_application_protocol alert. */
+    hs->alpn_failed = HS_ALPN_NOT_OFFERED;
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
-/* A client that sends no ALPN extension at all never reaches the select
- * callback; refuse it here so that it sees a no_application_protocol alert
- * instead of a handshake that we then abandon. */
+/* Big-endian reads for the EncryptedExtensions walk below. */
+static size_t get_u16(const unsigned char *p)
+{
+    return (size_t)p[0] << 8 | p[1];
+}
+
+/*
+ * Client: OpenSSL aborts the handshake itself (bad extension) when the
+ * server selects a protocol we did not offer, and does not say which. This
+ * message callback sees the decrypted EncryptedExtensions before OpenSSL
+ * checks them and keeps the server's choice for the error message:
+ *   HandshakeType(8) uint24 length, Extension extensions<0..2^16-1>;
+ *   ALPN (16): ProtocolNameList: uint16 length, uint8 length, name.
+ */
+static void alpn_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len, SSL *ssl, void *arg)
+{
+    struct ktls_hs *hs = arg;
+    const unsigned char *p = buf, *end;
+    size_t extlen;
+
+    (void)version;
+    (void)ssl;
+    if (write_p || content_type != SSL3_RT_HANDSHAKE || len < 6 || p[0] != SSL3_MT_ENCRYPTED_EXTENSIONS)
+        return;
+    extlen = get_u16(p + 4);
+    if (6 + extlen > len)
+        return;
+    p += 6;
+    end = p + extlen;
+    while (end - p >= 4) {
+        size_t type = get_u16(p), n = get_u16(p + 2);
+        if ((size_t)(end - p) - 4 < n)
+            return;
+        /* A list of exactly one name, as RFC 7301 section 3.1 requires. */
+        if (type == TLSEXT_TYPE_application_layer_protocol_negotiation && n >= 3 && get_u16(p + 4) == n - 2 &&
+            p[6] == n - 3) {
+            hs->alpn_server[0] = '\0';
+            alpn_append(hs->alpn_server, sizeof(hs->alpn_server), p + 7, n - 3);
+            return;
+        }
+        p += 4 + n;
+    }
+}
+
+/* Strict mode: a client that sends no ALPN extension at all never reaches
+ * the select callback; refuse it here so that it sees a
+ * no_application_protocol alert instead of a handshake that we then abandon. */
 static int client_hello_cb(SSL *ssl, int *al, void *arg)
 {
     struct ktls_hs *hs = arg;
@@ -256,7 +331,7 @@ static int client_hello_cb(SSL *ssl, int *al, void *arg)
 
     if (hs->cfg.require_alpn && hs->alpn_wire_len > 0 &&
         !SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &ext, &extlen)) {
-        hs->alpn_failed = 1;
+        hs->alpn_failed = HS_ALPN_NONE_OFFERED;
         *al = TLS1_AD_NO_APPLICATION_PROTOCOL;
         return SSL_CLIENT_HELLO_ERROR;
     }
@@ -341,6 +416,9 @@ static int hs_setup(struct ktls_hs *hs)
             SSL_CTX_set_client_hello_cb(hs->ctx, client_hello_cb, hs);
         } else if (SSL_CTX_set_alpn_protos(hs->ctx, hs->alpn_wire, (unsigned)hs->alpn_wire_len) != 0) {
             return hs_fail_ssl(hs, -ENOMEM, "TLS setup failed");
+        } else {
+            SSL_CTX_set_msg_callback(hs->ctx, alpn_msg_cb);
+            SSL_CTX_set_msg_callback_arg(hs->ctx, hs);
         }
     }
 
@@ -493,14 +571,26 @@ static int hs_complete(struct ktls_hs *hs)
     uint16_t id;
 
     SSL_get0_alpn_selected(hs->ssl, &sel, &sellen);
-    if (sel != NULL && sellen > 0) {
+    if (sel == NULL)
+        sellen = 0;
+    if (sellen > 0) {
         size_t n = sellen < sizeof(hs->alpn) ? sellen : sizeof(hs->alpn) - 1;
         memcpy(hs->alpn, sel, n);
         hs->alpn[n] = '\0';
     }
-    if (hs->cfg.require_alpn && hs->alpn_wire_len > 0 &&
-        (sellen != hs->alpn_wire_len - 1 || memcmp(sel, hs->alpn_wire + 1, sellen) != 0))
-        return hs_fail(hs, -EPROTO, "TLS handshake failed: peer did not negotiate ALPN %s", hs->cfg.alpn);
+    if (hs->alpn_wire_len > 0 && (sellen != hs->alpn_wire_len - 1 || memcmp(sel, hs->alpn_wire + 1, sellen) != 0)) {
+        char got[64] = "";
+
+        if (sellen > 0) {
+            /* Another protocol: refused in every mode. */
+            alpn_append(got, sizeof(got), sel, sellen);
+            return hs_fail(hs, -EPROTO, "TLS handshake failed: the %s selected ALPN %s, not \"%s\"",
+                           hs->role == KTLS_CLIENT ? "server" : "client", got, hs->cfg.alpn);
+        }
+        if (hs->cfg.require_alpn)
+            return hs_fail(hs, -EPROTO, "TLS handshake failed: the %s selected no ALPN protocol (\"%s\" required)",
+                           hs->role == KTLS_CLIENT ? "server" : "client", hs->cfg.alpn);
+    }
 
     peer = SSL_get1_peer_certificate(hs->ssl);
     if (peer != NULL) {
@@ -594,8 +684,21 @@ int ktls_hs_step(struct ktls_hs *hs, int *want_write)
 
         /* Fatal: let the peer see our alert, then report. */
         hs_flush_best_effort(hs);
-        if (hs->alpn_failed)
-            return hs_fail(hs, -EPROTO, "TLS handshake failed: peer did not offer ALPN %s", hs->cfg.alpn);
+        if (hs->role == KTLS_CLIENT && hs->alpn_server[0] != '\0') {
+            char want[260] = "";
+            alpn_append(want, sizeof(want), hs->alpn_wire + 1, hs->alpn_wire_len - 1);
+            if (strcmp(hs->alpn_server, want) != 0) {
+                ERR_clear_error();
+                return hs_fail(hs, -EPROTO, "TLS handshake failed: the server selected ALPN %s, not %s",
+                               hs->alpn_server, want);
+            }
+        }
+        if (hs->alpn_failed == HS_ALPN_NONE_OFFERED)
+            return hs_fail(hs, -EPROTO, "TLS handshake failed: the client offered no ALPN protocol (\"%s\" required)",
+                           hs->cfg.alpn);
+        if (hs->alpn_failed == HS_ALPN_NOT_OFFERED)
+            return hs_fail(hs, -EPROTO, "TLS handshake failed: the client offered ALPN %s, not \"%s\"",
+                           hs->alpn_offered[0] ? hs->alpn_offered : "(empty list)", hs->cfg.alpn);
         return hs_fail_ssl(hs, -EPROTO, "TLS handshake failed");
     }
 }
@@ -657,6 +760,7 @@ int ktls_hs_finish(struct ktls_hs *hs, struct ktls_conn **out)
     p.tx_mode = hs->cfg.tx_mode;
     p.max_record = hs->cfg.max_record;
     p.key_update_bytes = hs->cfg.key_update_bytes;
+    p.record_limit = hs->cfg.record_limit;
     ret = ktls_conn_new(&p, &c);
     if (ret < 0) {
         ret = hs_fail(hs, ret, "TLS hand-off failed: cannot set up the record layer (%s)", strerror(-ret));

@@ -43,7 +43,8 @@ struct ktls_conn {
     const struct ktls_aead_engine *engine;
     enum ktls_tx_mode tx_mode;
     size_t max_record;
-    uint64_t key_update_bytes;
+    uint64_t key_update_bytes; /* UINT64_MAX: never initiate a KeyUpdate */
+    uint64_t record_limit;     /* TX records per key, KTLS_TX_CONTROL_RESERVE of them for control */
 
     struct ktls_dir tx;
     struct ktls_dir rx;

@@ -118,9 +118,17 @@ static int seal_record(struct ktls_conn *c, uint8_t ct, struct mb_chain *body, s
     size_t n = body->len, reclen = n + 1 + KTLS_AEAD_TAG_LEN;
     uint8_t nonce[KTLS_AEAD_IV_LEN], *hdr, *trl;
     struct mb *link;
+    uint64_t limit;
 
     if (n > KTLS_MAX_PLAINTEXT) {
         ret = -EMSGSIZE;
+        goto exit;
+    }
+    /* Never past the key's AEAD usage limit; its last records are kept for
+     * control records (a KeyUpdate, an alert, close_notify). */
+    limit = ct == KTLS_CT_APPLICATION_DATA ? c->record_limit - KTLS_TX_CONTROL_RESERVE : c->record_limit;
+    if (c->tx.seq >= limit) {
+        ret = -EKEYEXPIRED;
         goto exit;
     }
     if ((link = mb_append_inline(&rec, KTLS_HDR_LEN)) == NULL || (link = mb_append_inline(&trailer, 1 + KTLS_AEAD_TAG_LEN)) == NULL) {
@@ -281,7 +289,7 @@ int ktls_tx_seal(struct ktls_conn *c, struct mb_chain *plain, struct mb_chain *o
 {
     struct mb_chain body, rest;
     struct tx_ownership own = {.nseg = 0};
-    size_t pos = 0;
+    size_t pos = 0, nrec;
     int ret;
 
     if (c->tx_mode == KTLS_TX_AUTO)
@@ -292,10 +300,18 @@ int ktls_tx_seal(struct ktls_conn *c, struct mb_chain *plain, struct mb_chain *o
     }
     if ((ret = ktls_tx_flush_control(c, out)) != 0)
         goto exit;
+    /* Without KeyUpdate a message that does not fit under the key's limit is
+     * refused whole, so the peer never sees half of it. */
+    nrec = (plain->len + c->max_record - 1) / c->max_record;
+    if (!ktls_conn_key_update_enabled(c) && nrec > ktls_conn_tx_records_left(c)) {
+        ret = -EKEYEXPIRED;
+        goto exit;
+    }
     while (plain->len > 0) {
         size_t n = plain->len < c->max_record ? plain->len : c->max_record;
 
-        if (c->key_update_bytes != UINT64_MAX && c->tx_bytes_since_update >= c->key_update_bytes) {
+        if (ktls_conn_key_update_enabled(c) && (c->tx_bytes_since_update >= c->key_update_bytes ||
+                                                c->tx.seq >= c->record_limit - KTLS_TX_CONTROL_RESERVE)) {
             if ((ret = tx_key_update_now(c, 0)) != 0)
                 goto exit;
             mb_chain_concat(out, &c->ctl);

@@ -259,11 +259,20 @@ static int peer_setup(struct tu_peer *p)
                            NULL);
     }
     if (cfg->alpn && !server) {
+        /* "a,b" becomes the wire list 1 'a' 1 'b'. */
         unsigned char wire[256];
-        size_t n = strlen(cfg->alpn);
-        wire[0] = (unsigned char)n;
-        memcpy(wire + 1, cfg->alpn, n);
-        if (SSL_CTX_set_alpn_protos(p->ctx, wire, (unsigned)n + 1) != 0)
+        size_t len = 0;
+        for (const char *s = cfg->alpn; *s;) {
+            const char *e = strchr(s, ',');
+            size_t k = e ? (size_t)(e - s) : strlen(s);
+            if (k == 0 || k > 255 || len + 1 + k > sizeof(wire))
+                return -1;
+            wire[len] = (unsigned char)k;
+            memcpy(wire + len + 1, s, k);
+            len += 1 + k;
+            s += k + (e ? 1 : 0);
+        }
+        if (SSL_CTX_set_alpn_protos(p->ctx, wire, (unsigned)len) != 0)
             return -1;
     }
     p->ssl = SSL_new(p->ctx);
@@ -311,6 +320,20 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen, c
     return SSL_TLSEXT_ERR_NOACK;
 }
 
+/* A misbehaving server: selects its protocol whatever the client offered. */
+static int alpn_always_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+                          unsigned int inlen, void *arg)
+{
+    const char *want = arg;
+
+    (void)ssl;
+    (void)in;
+    (void)inlen;
+    *out = (const unsigned char *)want;
+    *outlen = (unsigned char)strlen(want);
+    return SSL_TLSEXT_ERR_OK;
+}
+
 /* Half-close and wait (bounded) for the other side to close, so that our
  * close never turns into a reset that eats the other side's last bytes. */
 static void peer_linger(struct tu_peer *p)
@@ -343,7 +366,8 @@ static void *peer_main(void *arg)
         goto out;
     }
     if (p->cfg.alpn && p->cfg.role == KTLS_SERVER)
-        SSL_CTX_set_alpn_select_cb(p->ctx, alpn_cb, (void *)p->cfg.alpn);
+        SSL_CTX_set_alpn_select_cb(p->ctx, p->cfg.alpn_select_always ? alpn_always_cb : alpn_cb,
+                                   (void *)p->cfg.alpn);
     if (peer_handshake(p) < 0)
         goto out;
     p->res.handshake_ok = 1;

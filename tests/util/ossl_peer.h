@@ -50,7 +50,9 @@ struct tu_peer_cfg {
     int require_peer_cert;     /* server: fail without a client certificate */
     const char *verify_host;   /* client: name to check ("localhost", "127.0.0.1"); NULL: none */
     const char *ciphersuites;  /* NULL: OpenSSL default */
-    const char *alpn;          /* client: offered; server: accepted if offered. NULL: none */
+    const char *alpn;          /* client: offered (a comma-separated list); server: accepted
+                                  if offered. NULL: none */
+    int alpn_select_always;    /* server: select alpn even when the client did not offer it */
     int tls12_only;            /* min = max = TLS 1.2 */
     int no_tickets;            /* server: send no NewSessionTickets */
     int coalesce_first_write;  /* client: first SEND write goes out with the Finished */
