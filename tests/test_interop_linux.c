@@ -195,7 +195,6 @@ static void knfsd_stop(struct knfsd *k, struct tu_srv_stats *st)
     tu_srv_stop(k->srv, st);
     if (st->err[0])
         fprintf(stderr, "knfsd-like server: %s\n", st->err);
-    tu_mini_nfs_free(&k->nfs);
 }
 
 static void client_cfg(struct krpc_clnt_config *cfg, uint16_t port, uint32_t prog, uint32_t vers)
@@ -292,6 +291,7 @@ static void test_knfsd_server(void)
     }
     CHECK_EQ(k.nfs.size, size);
     CHECK(memcmp(want, got, 32) == 0);
+    tu_mini_nfs_free(&k.nfs);
     free(buf);
 }
 
@@ -338,6 +338,7 @@ static void knfsd_unserved(uint32_t prog, uint32_t vers, int want_status, const 
         CHECK_EQ(st.probes_unavail, 1);
     else
         CHECK_EQ(st.probes_mismatch, 1);
+    tu_mini_nfs_free(&k.nfs);
 }
 
 static void test_knfsd_probe_prog_unavail(void)
