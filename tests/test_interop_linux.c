@@ -78,7 +78,7 @@ static void linux_client(int mtls)
     /* mount.nfs: MOUNT NULL + MNT, plaintext, own connection. */
     tu_cred_sys(&cred, "linux-client");
     memset(&job, 0, sizeof job);
-    rc = tu_mount_plain(d.port, d.export_dir, &cred, &job.root, err, sizeof err);
+    rc = tu_mount_plain(d.port, d.export_dir, NULL, &cred, &job.root, err, sizeof err);
     if (rc != MNT3_OK)
         fprintf(stderr, "plaintext MOUNT: %d: %s\n", rc, err);
     CHECK_EQ(rc, MNT3_OK);

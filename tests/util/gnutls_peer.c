@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <gnutls/gnutls.h>
 
@@ -32,25 +33,29 @@ static void gt_err(struct tu_xprt *x, const char *what, int rc)
     snprintf(x->err, sizeof x->err, "gnutls %s: %s", what, gnutls_strerror(rc));
 }
 
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* GnuTLS returns GNUTLS_E_AGAIN after each post-handshake message it
+ * processed (a NewSessionTicket, a KeyUpdate) and when SO_RCVTIMEO expired:
+ * retried until the transport's timeout has passed, so a read blocks at most
+ * about twice the timeout. */
 static int gt_read(struct tu_xprt *x, void *buf, size_t len)
 {
     struct gt_state *g = x->tls;
+    uint64_t deadline = now_ms() + (uint64_t)g->timeout_ms;
     ssize_t n;
 
-    /* GNUTLS_E_AGAIN after a post-handshake message is retried; after a
-     * socket timeout (SO_RCVTIMEO) it is too, once: the next read times out
-     * again and a read never blocks longer than twice the timeout. */
-    for (int tries = 0; tries < 2; tries++) {
+    do {
         n = gnutls_record_recv(g->s, buf, len);
         if (n >= 0)
             return (int)n;
-        if (n == GNUTLS_E_PREMATURE_TERMINATION) {
-            gt_err(x, "record_recv", (int)n);
-            return -1;
-        }
-        if (n != GNUTLS_E_AGAIN && n != GNUTLS_E_INTERRUPTED)
-            break;
-    }
+    } while ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) && now_ms() < deadline);
     gt_err(x, "record_recv", (int)n);
     return -1;
 }
@@ -58,15 +63,14 @@ static int gt_read(struct tu_xprt *x, void *buf, size_t len)
 static int gt_write(struct tu_xprt *x, const void *buf, size_t len)
 {
     struct gt_state *g = x->tls;
+    uint64_t deadline = now_ms() + (uint64_t)g->timeout_ms;
     ssize_t n;
 
-    for (int tries = 0; tries < 2; tries++) {
+    do {
         n = gnutls_record_send(g->s, buf, len);
         if (n > 0)
             return (int)n;
-        if (n != GNUTLS_E_AGAIN && n != GNUTLS_E_INTERRUPTED)
-            break;
-    }
+    } while ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) && now_ms() < deadline);
     gt_err(x, "record_send", (int)n);
     return -1;
 }

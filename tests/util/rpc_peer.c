@@ -314,8 +314,8 @@ static int reply_ok(const struct krpc_reply *r, const char *what, char *err, siz
     return -1;
 }
 
-int tu_mount_plain(uint16_t port, const char *path, const struct krpc_cred *cred, struct nfs3_fh *root, char *err,
-                   size_t errlen)
+int tu_mount_plain(uint16_t port, const char *path, const struct krpc_cred *ping_cred, const struct krpc_cred *cred,
+                   struct nfs3_fh *root, char *err, size_t errlen)
 {
     struct tu_xprt x;
     struct krpc_reply r;
@@ -332,7 +332,7 @@ int tu_mount_plain(uint16_t port, const char *path, const struct krpc_cred *cred
         return -ECONNREFUSED;
     }
     tu_xprt_plain(&x, fd);
-    ret = tu_rpc_call(&x, 0x4d000001, NFS3_MNT_PROGRAM, NFS3_MNT_VERSION, NFS3_MNT_PROC_NULL, NULL, NULL, &r);
+    ret = tu_rpc_call(&x, 0x4d000001, NFS3_MNT_PROGRAM, NFS3_MNT_VERSION, NFS3_MNT_PROC_NULL, ping_cred, NULL, &r);
     if (ret < 0) {
         snprintf(err, errlen, "MOUNT NULL: %s (%s)", strerror(-ret), x.err);
         goto out;
@@ -544,9 +544,7 @@ int tu_nfs_run(struct tu_xprt *x, uint32_t *xid, const struct tu_nfs_job *job, s
     memset(res, 0, sizeof *res);
     res->first_mismatch = UINT64_MAX;
 
-    /* NULL: the Linux client's rpc_ping() and libnfs's connect both ping
-     * with AUTH_NONE. */
-    if (nfs_call(x, xid, NFS3_PROC_NULL, NULL, NULL, &r, res, "NULL") < 0)
+    if (nfs_call(x, xid, NFS3_PROC_NULL, &job->ping_cred, NULL, &r, res, "NULL") < 0)
         goto out;
     krpc_reply_free(&r);
 

@@ -85,16 +85,19 @@ void tu_cred_sys(struct krpc_cred *c, const char *machine);
 /* ---- client sequences, as the deployed clients send them ----------------- */
 
 /* MOUNT on its own plaintext connection to 127.0.0.1:port, as mount.nfs
- * (libtirpc, to mountd) and libnfs (lib/nfs_v3.c, nfs3_mount: the MOUNT
- * program is never probed for TLS) do it: MOUNT v3 NULL with AUTH_NONE,
- * then MNT of path with cred. Returns the mountstat3 (MNT3_OK: *root is
- * set), or -errno for an RPC failure; err says what happened. */
-int tu_mount_plain(uint16_t port, const char *path, const struct krpc_cred *cred, struct nfs3_fh *root, char *err,
-                   size_t errlen);
+ * (libtirpc, to mountd) and libnfs (lib/libnfs.c, rpc_connect_program_4_cb:
+ * only the NFS program is probed for TLS) do it: MOUNT v3 NULL with
+ * ping_cred (NULL: AUTH_NONE, as libtirpc's clnt_create; libnfs pings with
+ * its AUTH_SYS), then MNT of path with cred. Returns the mountstat3
+ * (MNT3_OK: *root is set), or -errno for an RPC failure; err says what
+ * happened. */
+int tu_mount_plain(uint16_t port, const char *path, const struct krpc_cred *ping_cred, const struct krpc_cred *cred,
+                   struct nfs3_fh *root, char *err, size_t errlen);
 
 /* The NFS part of a mount and a copy, inside whatever x carries:
- *   NULL (AUTH_NONE), FSINFO and GETATTR of the root (what the Linux client
- *   and libnfs do right after connecting), CREATE name (UNCHECKED, size 0),
+ *   NULL with ping_cred (the Linux client's rpc_ping() uses AUTH_NONE),
+ *   FSINFO and GETATTR of the root (what the Linux client and libnfs do
+ *   right after connecting), CREATE name (UNCHECKED, size 0),
  *   WRITE UNSTABLE of size bytes of stream seed in wsize chunks, COMMIT,
  *   READ back in rsize chunks compared byte for byte, GETATTR of the file.
  * wsize and rsize are FSINFO's wtmax / rtmax capped at max_io. */
@@ -104,7 +107,8 @@ struct tu_nfs_job {
     uint64_t size;
     uint32_t seed;
     uint32_t max_io;
-    struct krpc_cred cred; /* for everything but NULL */
+    struct krpc_cred ping_cred; /* for NULL (flavor 0: AUTH_NONE) */
+    struct krpc_cred cred;      /* for everything else */
 };
 
 struct tu_nfs_result {
