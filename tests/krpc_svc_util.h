@@ -191,7 +191,7 @@ static TU_UNUSED struct krpc_svc_stats ts_stats(struct test_server *ts)
 static TU_UNUSED int ts_start(struct test_server *ts, const struct krpc_svc_config *cfg_in)
 {
     struct krpc_svc_config cfg = *cfg_in;
-    struct krpc_prog_desc p = {TP_PROG, TP_VERS_LO, TP_NPROCS, tp_procs, ts};
+    struct krpc_prog_desc p = {TP_PROG, TP_VERS_LO, TP_NPROCS, tp_procs, ts, 0};
     int ret;
 
     memset(ts, 0, sizeof(*ts));

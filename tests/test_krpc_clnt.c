@@ -77,7 +77,7 @@ static const struct krpc_proc_desc procs[] = {
     [P_WHOAMI] = {h_whoami, KRPC_PROC_IDEMPOTENT, "whoami"},
     [P_BLACKHOLE] = {h_blackhole, 0, "blackhole"},
 };
-static const struct krpc_prog_desc prog = {PROG, VERS, 4, procs, NULL};
+static const struct krpc_prog_desc prog = {PROG, VERS, 4, procs, NULL, 0};
 
 static struct krpc_svc *start_svc(struct krpc_loop *loop, enum krpc_svc_tls tls)
 {
@@ -521,6 +521,7 @@ static void test_tls_ok(void)
     struct krpc_clnt_config cc;
     struct krpc_reply rep;
     struct ktls_stats ts;
+    struct mb_chain a;
 
     REQUIRE(have_certs);
     REQUIRE(krpc_loop_new(&loop) == 0);
@@ -549,10 +550,15 @@ static void test_tls_ok(void)
     CHECK_EQ(krpc_svc_stats(svc)->tls_handshakes, 2);
     CHECK_EQ(krpc_svc_stats(svc)->auth_tooweak, 0);
 
-    /* TLS off at the client against a TLS-only server: AUTH_TOOWEAK. */
+    /* TLS off at the client against a TLS-only server: NULL is answered
+     * (a ping), any other procedure gets AUTH_TOOWEAK. */
     base_cfg(&cc, svc);
     REQUIRE(krpc_clnt_new(loop, &cc, &cl) == 0);
     CHECK(krpc_call(cl, P_NULL, NULL, &rep) == 0);
+    CHECK(krpc_reply_status(&rep.hdr, NULL, 0) == 0);
+    krpc_reply_free(&rep);
+    mb_chain_init(&a);
+    CHECK(krpc_call(cl, P_ECHO, &a, &rep) == 0);
     CHECK(krpc_reply_status(&rep.hdr, NULL, 0) == -EACCES);
     CHECK_EQ(rep.hdr.auth_stat, KRPC_AUTH_TOOWEAK);
     krpc_reply_free(&rep);

@@ -60,7 +60,7 @@ static const struct krpc_proc_desc procs[] = {
     {NULL, KRPC_PROC_IDEMPOTENT, "null"},
     {h_append, 0, "append"},
 };
-static const struct krpc_prog_desc prog = {PROG, VERS, 2, procs, NULL};
+static const struct krpc_prog_desc prog = {PROG, VERS, 2, procs, NULL, 0};
 
 static struct {
     int done, completions, ok;

@@ -176,9 +176,9 @@ static void test_rpcinfo(void)
     REQUIRE(krpc_parse_addr("127.0.0.1:111", &pcfg.addr, &pcfg.addrlen) == 0);
     ret = krpc_svc_new(ts.loop, &pcfg, &pmap);
     if (ret == 0) {
-        struct krpc_prog_desc p2 = {PMAP_PROG, 2, 4, pmap_procs, NULL};
-        struct krpc_prog_desc p3 = {PMAP_PROG, 3, 4, rpcb_procs, NULL};
-        struct krpc_prog_desc p4 = {PMAP_PROG, 4, 4, rpcb_procs, NULL};
+        struct krpc_prog_desc p2 = {PMAP_PROG, 2, 4, pmap_procs, NULL, 0};
+        struct krpc_prog_desc p3 = {PMAP_PROG, 3, 4, rpcb_procs, NULL, 0};
+        struct krpc_prog_desc p4 = {PMAP_PROG, 4, 4, rpcb_procs, NULL, 0};
         CHECK(krpc_svc_register(pmap, &p2) == 0 && krpc_svc_register(pmap, &p3) == 0 &&
               krpc_svc_register(pmap, &p4) == 0);
         fprintf(stderr, "serving a minimal portmapper on 127.0.0.1:111 for rpcinfo\n");

@@ -108,7 +108,7 @@ static struct krpc_proc_desc procs[2];
 static int start_server(struct krpc_loop *loop, struct server *s)
 {
     struct krpc_svc_config sc;
-    struct krpc_prog_desc pd = {PROG, VERS, 2, procs, s};
+    struct krpc_prog_desc pd = {PROG, VERS, 2, procs, s, 0};
     struct sockaddr_storage ss;
     socklen_t sl;
 

@@ -94,9 +94,11 @@ static void test_errors(void)
     ts_stop(&ts);
 }
 
-/* Under REQUIRED: plain calls get AUTH_TOOWEAK, the probe gets STARTTLS,
- * AUTH_TLS on non-NULL gets AUTH_BADCRED. (The TLS side is in
- * test_krpc_tls_refusals.) */
+/* Under REQUIRED: plain calls get AUTH_TOOWEAK except NULL (of any
+ * program) and programs registered KRPC_PROG_PLAIN_OK (MOUNT's case); the
+ * probe gets STARTTLS, AUTH_TLS on non-NULL gets AUTH_BADCRED. (The TLS
+ * side is in test_krpc_tls_refusals.) */
+#define TP_PLAIN_PROG 0x20001235u
 static void test_tls_policy_plain_side(void)
 {
     struct krpc_svc_config cfg;
@@ -104,6 +106,8 @@ static void test_tls_policy_plain_side(void)
     struct tc t;
     struct krpc_reply_hdr h;
     struct krpc_svc_stats st;
+    uint32_t execs = 0;
+    size_t rl = 0;
 
     memset(&cfg, 0, sizeof(cfg));
     cfg.tls = KRPC_SVC_TLS_REQUIRED;
@@ -111,13 +115,28 @@ static void test_tls_policy_plain_side(void)
     cfg.tlscfg.key_file = certs.server_key;
     cfg.tlscfg.ca_file = certs.ca_cert;
     REQUIRE(ts_start(&ts, &cfg) == 0);
+    {
+        struct krpc_prog_desc p = {TP_PLAIN_PROG, TP_VERS_LO, TP_NPROCS, tp_procs, &ts, KRPC_PROG_PLAIN_OK};
+        ts_pause(&ts);
+        REQUIRE(krpc_svc_register(ts.svc, &p) == 0);
+        ts_resume(&ts);
+    }
     REQUIRE(tc_open(&t, ts.port) == 0);
+    /* NULL answers in the clear: pings and rpcinfo work. */
     CHECK(tc_call(&t, 1, TP_PROG, TP_VERS_LO, TP_NULL, KRPC_AUTH_NONE, NULL, 0, &h, NULL, 0, NULL) == 0);
-    CHECK(rh_auth_error(&h, 1, KRPC_AUTH_TOOWEAK));
+    CHECK(rh_accepted(&h, 1, KRPC_SUCCESS));
     CHECK(tc_call(&t, 2, TP_PROG, TP_VERS_LO, TP_COUNT, KRPC_AUTH_SYS, NULL, 0, &h, NULL, 0, NULL) == 0);
     CHECK(rh_auth_error(&h, 2, KRPC_AUTH_TOOWEAK));
     CHECK(tc_call(&t, 3, TP_PROG, TP_VERS_LO, TP_ECHO, KRPC_AUTH_TLS, NULL, 0, &h, NULL, 0, NULL) == 0);
     CHECK(rh_auth_error(&h, 3, KRPC_AUTH_BADCRED));
+    /* A PLAIN_OK program runs in the clear. */
+    CHECK(tc_call(&t, 6, TP_PLAIN_PROG, TP_VERS_LO, TP_COUNT, KRPC_AUTH_SYS, NULL, 0, &h, &execs, 4, &rl) == 0);
+    CHECK(rh_accepted(&h, 6, KRPC_SUCCESS));
+    CHECK_EQ(rl, 4);
+    CHECK_EQ(ntohl(execs), 1);
+    /* Unknown programs and versions keep their truthful answers. */
+    CHECK(tc_call(&t, 7, 0x20009999, 1, 1, KRPC_AUTH_NONE, NULL, 0, &h, NULL, 0, NULL) == 0);
+    CHECK(rh_accepted(&h, 7, KRPC_PROG_UNAVAIL));
     /* The probe, for any program number. */
     CHECK(tc_probe(&t, 4));
     tc_close(&t);
@@ -126,10 +145,10 @@ static void test_tls_policy_plain_side(void)
     CHECK(rh_accepted(&h, 5, KRPC_SUCCESS) && h.verf_len == 8 && memcmp(h.verf, "STARTTLS", 8) == 0);
     tc_close(&t);
     st = ts_stats(&ts);
-    CHECK_EQ(st.auth_tooweak, 2);
+    CHECK_EQ(st.auth_tooweak, 1);
     CHECK_EQ(st.auth_badcred, 1);
     CHECK_EQ(st.tls_probes, 2);
-    CHECK_EQ(ts.count_execs, 0);
+    CHECK_EQ(ts.count_execs, 1);
     ts_stop(&ts);
 }
 
@@ -480,7 +499,7 @@ static void test_detached_dispatch(void)
 {
     struct krpc_svc_config cfg;
     struct krpc_svc *svc;
-    struct krpc_prog_desc p = {TP_PROG, TP_VERS_LO, TP_NPROCS, tp_procs, NULL};
+    struct krpc_prog_desc p = {TP_PROG, TP_VERS_LO, TP_NPROCS, tp_procs, NULL, 0};
     struct test_server dummy;
     unsigned char buf[256];
     struct mb_chain msg = MB_CHAIN_INIT, reply = MB_CHAIN_INIT;

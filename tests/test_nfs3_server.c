@@ -64,6 +64,7 @@ static void *srv_thread(void *arg)
 
 static struct tu_certs g_certs;
 static uint32_t g_wtmax; /* the next server's wtmax; 0: the default */
+static int g_mount_requires_tls; /* the next server's nfs3_srv_config.mount_requires_tls */
 
 static int srv_start_tls(struct srv_inst *si, const char *state, int tls)
 {
@@ -88,6 +89,7 @@ static int srv_start_tls(struct srv_inst *si, const char *state, int tls)
     scfg.export_path = g_export;
     scfg.state_dir = state;
     scfg.wtmax = g_wtmax;
+    scfg.mount_requires_tls = g_mount_requires_tls;
     if (nfs3_srv_new(si->svc, &scfg, &si->srv, err, sizeof(err)) != 0) {
         fprintf(stderr, "nfs3_srv_new: %s\n", err);
         return -1;
@@ -1232,6 +1234,57 @@ static void test_tls(void)
         CHECK_EQ(rep.hdr.reply_stat, KRPC_MSG_DENIED);
         CHECK_EQ(rep.hdr.auth_stat, KRPC_AUTH_TOOWEAK);
         krpc_reply_free(&rep);
+        /* The NULL procedure is a ping: answered in the clear. */
+        memset(&rep, 0, sizeof(rep));
+        CHECK_EQ(krpc_call(c.nfs, NFS3_PROC_NULL, NULL, &rep), 0);
+        CHECK_EQ(krpc_reply_status(&rep.hdr, NULL, 0), 0);
+        krpc_reply_free(&rep);
+        cli_close(&c);
+    }
+    /* MOUNT in the clear, as Linux, FreeBSD and libnfs send it: the same
+     * root handle as over TLS. */
+    {
+        struct nfs3_mnt_res pm;
+        REQUIRE(cli_open(&c, ts.port) == 0);
+        CHECK_EQ(do_mnt(&c, g_export, &pm), 0);
+        CHECK_EQ(pm.status, MNT3_OK);
+        CHECK(pm.fh.len == mr.fh.len && memcmp(pm.fh.data, mr.fh.data, mr.fh.len) == 0);
+        CHECK(!krpc_clnt_is_tls(c.mnt));
+        cli_close(&c);
+    }
+    srv_stop(&ts);
+
+    /* mount_requires_tls: MOUNT in the clear is AUTH_TOOWEAK, over TLS fine. */
+    g_mount_requires_tls = 1;
+    REQUIRE(srv_start_tls(&ts, g_state, 1) == 0);
+    g_mount_requires_tls = 0;
+    {
+        struct nfs3_mnt_res pm;
+        struct krpc_reply rep;
+        struct nfs3_mnt_args ma;
+        struct mb_chain args = MB_CHAIN_INIT;
+        struct krpc_xdr_enc x;
+        char why[128];
+        REQUIRE(cli_open(&c, ts.port) == 0);
+        CHECK_EQ(do_mnt(&c, g_export, &pm), -EACCES);
+        /* The exact refusal: MNT in the clear is AUTH_TOOWEAK. */
+        memset(&ma, 0, sizeof(ma));
+        snprintf(ma.dirpath, sizeof(ma.dirpath), "%s", g_export);
+        krpc_xdr_enc_init(&x, &args);
+        nfs3_mnt_enc_mnt_args(&x, &ma);
+        memset(&rep, 0, sizeof(rep));
+        CHECK_EQ(krpc_call(c.mnt, NFS3_MNT_PROC_MNT, &args, &rep), 0);
+        CHECK_EQ(krpc_reply_status(&rep.hdr, why, sizeof(why)), -EACCES);
+        CHECK(strcmp(why, "AUTH_ERROR: AUTH_TOOWEAK") == 0);
+        krpc_reply_free(&rep);
+        memset(&rep, 0, sizeof(rep));
+        CHECK_EQ(krpc_call(c.mnt, NFS3_MNT_PROC_NULL, NULL, &rep), 0);
+        CHECK_EQ(krpc_reply_status(&rep.hdr, NULL, 0), 0); /* NULL still answers */
+        krpc_reply_free(&rep);
+        cli_close(&c);
+        REQUIRE(cli_open_tls(&c, ts.port, 1) == 0);
+        CHECK_EQ(do_mnt(&c, g_export, &pm), 0);
+        CHECK_EQ(pm.status, MNT3_OK);
         cli_close(&c);
     }
     srv_stop(&ts);

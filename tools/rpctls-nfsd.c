@@ -33,11 +33,22 @@ static void usage(FILE *f)
             "client's AUTH_SYS credential says (AUTH_NONE and AUTH_SYS are accepted).\n"
             "\n"
             "  --export DIR          directory to export (required)\n"
-            "  --listen ADDR:PORT    listen address (default 127.0.0.1:2049); \"[::1]:PORT\" for\n"
-            "                        IPv6; port 0 picks a free port (printed at startup)\n"
+            "  --listen HOST:PORT    listen address (default 127.0.0.1:2049). HOST: an IPv4 address,\n"
+            "                        \"[IPv6]\" or a host name (resolved; the first address that\n"
+            "                        binds is used); port 0 picks a free port (printed at startup)\n"
             "  --tls MODE            off (default): plain TCP only, the RFC 9289 probe is refused;\n"
-            "                        optional: plain and TLS clients; required: only TLS clients\n"
-            "                        (plain calls other than the probe get AUTH_TOOWEAK)\n"
+            "                        optional: plain and TLS clients; required: NFS calls need TLS\n"
+            "                        (AUTH_TOOWEAK otherwise); the NULL procedure and MOUNT are\n"
+            "                        answered in the clear too, as knfsd and FreeBSD do (see\n"
+            "                        --mount-tls)\n"
+            "  --mount-tls MODE      with --tls required: optional (default): MOUNT in the clear or\n"
+            "                        in TLS (export paths and the root file handle then travel in\n"
+            "                        the clear); required: MOUNT needs TLS too (clients that mount\n"
+            "                        in the clear, as Linux, FreeBSD and libnfs do, then fail)\n"
+            "  --alpn MODE           offer (default): select ALPN \"sunrpc\" when the client offers\n"
+            "                        it, accept clients that offer none (Linux tlshd, FreeBSD,\n"
+            "                        libnfs), refuse clients offering only other protocols;\n"
+            "                        required: refuse clients that do not offer \"sunrpc\"\n"
             "  --cert FILE           server certificate, PEM (required with --tls optional|required)\n"
             "  --key FILE            its private key, PEM\n"
             "  --ca FILE             CA certificate(s), PEM, to verify client certificates; turns\n"
@@ -70,6 +81,26 @@ static void on_signal(int sig)
     krpc_loop_stop(g_loop); /* an atomic store and an eventfd write: async-signal-safe */
 }
 
+/* --listen HOST:PORT: numeric, [IPv6] or a host name. Returns the number of
+ * addresses, or -1 after printing why. */
+static int resolve_listen(const char *s, struct sockaddr_storage *addrs, socklen_t *lens)
+{
+    char host[256], err[300];
+    uint16_t port;
+    int n;
+
+    if (krpc_split_hostport(s, 2049, host, sizeof(host), &port) != 0) {
+        fprintf(stderr, PROG ": --listen %s: not a HOST:PORT\n", s);
+        return -1;
+    }
+    n = krpc_resolve(host, port, 1, addrs, lens, KRPC_MAX_ADDRS, err, sizeof(err));
+    if (n < 0) {
+        fprintf(stderr, PROG ": --listen %s: cannot resolve %s\n", s, err);
+        return -1;
+    }
+    return n;
+}
+
 static int parse_verify(const char *s, int *out)
 {
     if (strcmp(s, "none") == 0)
@@ -92,18 +123,22 @@ int main(int argc, char **argv)
         {"verify-client", required_argument, NULL, 'V'}, {"tx-mode", required_argument, NULL, 'x'},
         {"state-dir", required_argument, NULL, 's'}, {"keylog", required_argument, NULL, 'K'},
         {"max-io", required_argument, NULL, 'm'},   {"quiet", no_argument, NULL, 'q'},
+        {"mount-tls", required_argument, NULL, 'M'}, {"alpn", required_argument, NULL, 'A'},
         {"verbose", no_argument, NULL, 'v'},        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *export_dir = NULL, *listen_addr = "127.0.0.1:2049", *tls = "off", *cert = NULL, *key = NULL,
                *ca = NULL, *state_dir = NULL, *keylog = NULL;
     enum ktls_tx_mode txm = KTLS_TX_AUTO;
-    int verify = -1, quiet = 0, verbose = 0, c, rc = 1;
+    int verify = -1, quiet = 0, verbose = 0, mount_tls_required = 0, alpn_required = 0, c, rc = 1;
     unsigned long max_io = 0;
     struct krpc_svc_config cfg;
     struct krpc_svc *svc = NULL;
     struct nfs3_srv *srv = NULL;
     char err[512], addr[80];
+    struct sockaddr_storage laddrs[KRPC_MAX_ADDRS];
+    socklen_t llens[KRPC_MAX_ADDRS];
+    int nlisten;
 
     memset(&cfg, 0, sizeof(cfg));
     while ((c = getopt_long(argc, argv, "hqv", opts, NULL)) != -1) {
@@ -125,6 +160,20 @@ int main(int argc, char **argv)
                 fprintf(stderr, PROG ": --tx-mode: auto, outofplace, copy or inplace\n");
                 return 2;
             }
+            break;
+        case 'M':
+            if (strcmp(optarg, "optional") != 0 && strcmp(optarg, "required") != 0) {
+                fprintf(stderr, PROG ": --mount-tls: optional or required\n");
+                return 2;
+            }
+            mount_tls_required = strcmp(optarg, "required") == 0;
+            break;
+        case 'A':
+            if (strcmp(optarg, "offer") != 0 && strcmp(optarg, "required") != 0) {
+                fprintf(stderr, PROG ": --alpn: offer or required\n");
+                return 2;
+            }
+            alpn_required = strcmp(optarg, "required") == 0;
             break;
         case 's': state_dir = optarg; break;
         case 'K': keylog = optarg; break;
@@ -172,10 +221,17 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": --verify-client optional|required needs --ca\n");
         return 2;
     }
-    if (krpc_parse_addr(listen_addr, &cfg.addr, &cfg.addrlen) != 0) {
-        fprintf(stderr, PROG ": --listen %s: not an ADDR:PORT\n", listen_addr);
+    if (mount_tls_required && cfg.tls != KRPC_SVC_TLS_REQUIRED) {
+        fprintf(stderr, PROG ": --mount-tls required needs --tls required\n");
         return 2;
     }
+    if (alpn_required && cfg.tls == KRPC_SVC_TLS_OFF) {
+        fprintf(stderr, PROG ": --alpn required needs --tls optional or required\n");
+        return 2;
+    }
+    nlisten = resolve_listen(listen_addr, laddrs, llens);
+    if (nlisten < 0)
+        return 2;
     krpc_log_set_level(quiet ? KRPC_LOG_ERROR : verbose >= 2 ? KRPC_LOG_DEBUG : verbose ? KRPC_LOG_INFO : KRPC_LOG_WARN);
     cfg.tlscfg.role = KTLS_SERVER;
     cfg.tlscfg.cert_file = cert;
@@ -184,6 +240,7 @@ int main(int argc, char **argv)
     cfg.tlscfg.verify_peer = verify;
     cfg.tlscfg.keylog_file = keylog;
     cfg.tlscfg.tx_mode = txm;
+    cfg.tlscfg.require_alpn = alpn_required;
     /* Room for a WRITE of max-io bytes plus its headers. */
     cfg.max_msg = (max_io ? max_io : NFS3_SRV_DEFAULT_TMAX) + 64 * 1024;
     if (cfg.max_msg < KRPC_RM_DEFAULT_MAX_MSG)
@@ -194,12 +251,19 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": cannot create the event loop\n");
         return 1;
     }
-    int ret = krpc_svc_new(g_loop, &cfg, &svc);
-    if (ret != 0) {
-        fprintf(stderr, PROG ": cannot listen on %s: %s\n", listen_addr, strerror(-ret));
-        goto out;
+    int ret = -EINVAL;
+    for (int i = 0; i < nlisten && svc == NULL; i++) {
+        cfg.addr = laddrs[i];
+        cfg.addrlen = llens[i];
+        ret = krpc_svc_new(g_loop, &cfg, &svc);
+        if (ret != 0)
+            fprintf(stderr, PROG ": cannot listen on %s (%s): %s\n", listen_addr,
+                    krpc_format_addr((struct sockaddr *)&laddrs[i], addr, sizeof(addr)), strerror(-ret));
     }
-    struct nfs3_srv_config scfg = {export_dir, state_dir, (uint32_t)max_io, (uint32_t)max_io, NULL};
+    if (svc == NULL)
+        goto out;
+    struct nfs3_srv_config scfg = {export_dir, state_dir, (uint32_t)max_io, (uint32_t)max_io, NULL,
+                                   mount_tls_required};
     ret = nfs3_srv_new(svc, &scfg, &srv, err, sizeof(err));
     if (ret != 0) {
         fprintf(stderr, PROG ": %s\n", err);
@@ -215,10 +279,14 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": listening on %s\n", addr);
         if (!quiet)
             fprintf(stderr,
-                    PROG ": export %s, tls %s%s%s, tx-mode %s, state dir %s, write verifier "
+                    PROG ": export %s, tls %s%s%s%s, tx-mode %s, state dir %s, write verifier "
                          "%02x%02x%02x%02x%02x%02x%02x%02x\n",
                     nfs3_srv_export_path(srv), tls, verify == 2 ? " (client certificates required)" : "",
-                    verify == 1 ? " (client certificates verified when sent)" : "", ktls_tx_mode_name(txm),
+                    verify == 1 ? " (client certificates verified when sent)" : "",
+                    cfg.tls != KRPC_SVC_TLS_REQUIRED ? ""
+                    : mount_tls_required             ? ", MOUNT needs TLS"
+                                                     : ", MOUNT and NULL also in the clear",
+                    ktls_tx_mode_name(txm),
                     nfs3_srv_state_dir(srv), v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
     }
 

@@ -15,7 +15,10 @@ extern "C" {
 enum krpc_svc_tls {
     KRPC_SVC_TLS_OFF = 0,      /* no TLS: the AUTH_TLS probe is denied with AUTH_BADCRED, like a server that does not know the flavor */
     KRPC_SVC_TLS_OPTIONAL = 1, /* plain and TLS clients are both served */
-    KRPC_SVC_TLS_REQUIRED = 2, /* outside TLS only the probe is served; the rest gets AUTH_TOOWEAK */
+    KRPC_SVC_TLS_REQUIRED = 2, /* outside TLS only the probe, the NULL procedure of every program and
+                                  programs registered with KRPC_PROG_PLAIN_OK are served; the rest
+                                  gets AUTH_TOOWEAK (the kernel servers' policy: NFS needs TLS,
+                                  mountd and pings do not) */
 };
 
 struct krpc_svc;
@@ -39,11 +42,17 @@ struct krpc_proc_desc {
     const char *name;
 };
 
+/* Under KRPC_SVC_TLS_REQUIRED, this program is served outside TLS too (and
+ * inside it): MOUNT, which Linux, FreeBSD and libnfs clients send in the
+ * clear before they start TLS for NFS. */
+#define KRPC_PROG_PLAIN_OK 0x1
+
 struct krpc_prog_desc {
     uint32_t prog, vers;
     uint32_t nprocs;
     const struct krpc_proc_desc *procs; /* indexed by procedure number */
     void *arg;                          /* passed to every handler */
+    unsigned flags;                     /* KRPC_PROG_PLAIN_OK */
 };
 
 /* What a handler may know about the call. */

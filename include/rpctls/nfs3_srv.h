@@ -33,6 +33,11 @@ struct nfs3_srv_config {
     /* Write verifier; NULL: derived from the start time in nanoseconds (a
      * new value on every start, as RFC 1813 wants). For tests. */
     const uint8_t *write_verf;
+    /* With the service's TLS policy REQUIRED, MOUNT is served in the clear
+     * as well as inside TLS (what Linux, FreeBSD and libnfs clients need;
+     * export paths and the root file handle then travel in the clear). Set
+     * this to require TLS for MOUNT too. No effect under OFF / OPTIONAL. */
+    int mount_requires_tls;
 };
 
 struct nfs3_srv_stats {

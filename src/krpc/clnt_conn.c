@@ -71,6 +71,10 @@ static void ctx_unlink(struct krpc_clnt *cl, struct clnt_connctx *ctx)
     }
 }
 
+#define STARTTLS_NO_HANDSHAKE                                                                                  \
+    " (the server accepted the RPC-with-TLS probe with STARTTLS but did not complete the TLS handshake; a "      \
+    "server whose TLS handshake agent is not running, such as knfsd without tlshd, does this)"
+
 /* Errors that say "the transport broke", worth another attempt, as opposed
  * to a definite answer (certificate rejected, no ALPN, ...). */
 static int is_transient(int err)
@@ -173,8 +177,16 @@ static void handle_probe_reply(struct krpc_clnt *cl, struct clnt_connctx *ctx, s
 
     krpc_xdr_dec_init(&d, msg, 0, msg->len);
     rc = krpc_decode_reply_hdr(&d, &h);
-    if (rc == 0 && h.reply_stat == KRPC_MSG_ACCEPTED && h.accept_stat == KRPC_SUCCESS &&
-        h.verf_flavor == KRPC_AUTH_NONE && h.verf_len == 8 && memcmp(h.verf, KRPC_STARTTLS_VERF, 8) == 0) {
+    /* The STARTTLS verifier means "start TLS", whatever the accept status:
+     * knfsd writes the verifier before it looks at the program, so a probe
+     * for a program or version it does not serve comes back as STARTTLS
+     * with PROG_UNAVAIL or PROG_MISMATCH, and knfsd then waits for a
+     * ClientHello (net/sunrpc/svc.c, svc_process_common). */
+    if (rc == 0 && h.reply_stat == KRPC_MSG_ACCEPTED && h.verf_flavor == KRPC_AUTH_NONE && h.verf_len == 8 &&
+        memcmp(h.verf, KRPC_STARTTLS_VERF, 8) == 0) {
+        if (h.accept_stat != KRPC_SUCCESS)
+            krpc_log(KRPC_LOG_INFO, "krpc client: %s answered the RPC-with-TLS probe with STARTTLS and %s; starting TLS",
+                     cl->label, krpc_accept_stat_name(h.accept_stat));
         cl->state = CL_HANDSHAKING;
         rc = krpc_conn_start_tls(ctx->conn, &cl->cfg.tlscfg);
         if (rc < 0) {
@@ -247,8 +259,11 @@ static void on_tls(struct krpc_conn *c, int err, const char *msg, void *arg)
         cl->stats.tls_handshakes++;
         connection_ready(cl, 1);
     } else {
-        clnt_set_error(cl, is_transient(err) ? err : -EPROTO, "TLS handshake with %s failed: %s", cl->label,
-                       msg && *msg ? msg : strerror(-err));
+        /* A server that accepts the probe and then never answers the
+         * handshake, or drops the connection, is usually one whose TLS
+         * handshake agent is not running: knfsd without tlshd. */
+        clnt_set_error(cl, is_transient(err) ? err : -EPROTO, "TLS handshake with %s failed: %s%s", cl->label,
+                       msg && *msg ? msg : strerror(-err), is_transient(err) ? STARTTLS_NO_HANDSHAKE : "");
         if (!is_transient(err)) {
             /* Certificates, versions, ALPN: a new attempt would fail the same way. */
             detach_current(cl, -EPROTO);
@@ -423,8 +438,8 @@ void clnt_conn_timer_fn(struct krpc_loop *loop, struct krpc_timer *t, void *arg)
         (ctx->got_msg || krpc_conn_bytes_sent(ctx->conn) > 0 || krpc_conn_send_queued(ctx->conn) == 0)) {
         /* Plain connection that has carried bytes (or has none to carry): fine. */
     } else {
-        clnt_set_error(cl, -ETIMEDOUT, "%s: %s did not complete within %d ms", cl->label, stage[cl->state],
-                       cl->cfg.connect_timeout_ms);
+        clnt_set_error(cl, -ETIMEDOUT, "%s: %s did not complete within %d ms%s", cl->label, stage[cl->state],
+                       cl->cfg.connect_timeout_ms, cl->state == CL_HANDSHAKING ? STARTTLS_NO_HANDSHAKE : "");
         ctx->fatal = 1;
         ctx->closing = 1;
         krpc_conn_close(ctx->conn, -ETIMEDOUT);

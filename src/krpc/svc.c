@@ -406,15 +406,6 @@ static int dispatch(struct krpc_svc *svc, const struct call_src *src, struct mb_
         ret = put_denied(reply, xid, KRPC_AUTH_ERROR, KRPC_AUTH_BADCRED);
         goto out;
     }
-    if (svc->cfg.tls == KRPC_SVC_TLS_REQUIRED && !src->tls) {
-        svc->st.auth_tooweak++;
-        krpc_log(KRPC_LOG_INFO, "rpc server: %s: xid %08x: call outside TLS on a TLS-only server: AUTH_TOOWEAK",
-                 src->peerstr, xid);
-        mb_chain_free(msg);
-        ret = put_denied(reply, xid, KRPC_AUTH_ERROR, KRPC_AUTH_TOOWEAK);
-        goto out;
-    }
-
     for (size_t i = 0; i < svc->nprogs; i++) {
         if (svc->progs[i].prog != h.prog)
             continue;
@@ -434,6 +425,20 @@ static int dispatch(struct krpc_svc *svc, const struct call_src *src, struct mb_
         svc->st.prog_mismatch++;
         mb_chain_free(msg);
         ret = put_accepted(reply, xid, KRPC_PROG_MISMATCH, NULL, lo, hi, NULL);
+        goto out;
+    }
+    /* TLS policy per program, as knfsd and FreeBSD have it: NULL (pings,
+     * rpcinfo) and programs marked PLAIN_OK (MOUNT) are served in the clear;
+     * everything else needs the TLS session. Checked after the program is
+     * known so that PROG_UNAVAIL / PROG_MISMATCH stay truthful. */
+    if (svc->cfg.tls == KRPC_SVC_TLS_REQUIRED && !src->tls && h.proc != 0 && !(p->flags & KRPC_PROG_PLAIN_OK)) {
+        svc->st.auth_tooweak++;
+        krpc_log(KRPC_LOG_INFO,
+                 "rpc server: %s: xid %08x: program %u version %u procedure %u outside TLS on a TLS-only server: "
+                 "AUTH_TOOWEAK",
+                 src->peerstr, xid, h.prog, h.vers, h.proc);
+        mb_chain_free(msg);
+        ret = put_denied(reply, xid, KRPC_AUTH_ERROR, KRPC_AUTH_TOOWEAK);
         goto out;
     }
     pd = h.proc < p->nprocs && p->procs != NULL ? &p->procs[h.proc] : NULL;

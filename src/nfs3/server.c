@@ -943,10 +943,13 @@ int nfs3_srv_new(struct krpc_svc *svc, const struct nfs3_srv_config *cfg, struct
             s->be.write_verf[i] = (uint8_t)v;
     }
     {
-        struct krpc_prog_desc p = {NFS3_MNT_PROGRAM, NFS3_MNT_VERSION, NFS3_MNT_NPROCS, mnt_procs, s};
+        /* MOUNT in the clear too, unless told otherwise: Linux, FreeBSD and
+         * libnfs clients reach mountd before (or without) TLS. */
+        struct krpc_prog_desc p = {NFS3_MNT_PROGRAM, NFS3_MNT_VERSION, NFS3_MNT_NPROCS, mnt_procs, s,
+                                   cfg->mount_requires_tls ? 0u : KRPC_PROG_PLAIN_OK};
         ret = krpc_svc_register(svc, &p);
         if (ret == 0) {
-            struct krpc_prog_desc n = {NFS3_PROGRAM, NFS3_VERSION, NFS3_NPROCS, nfs_procs, s};
+            struct krpc_prog_desc n = {NFS3_PROGRAM, NFS3_VERSION, NFS3_NPROCS, nfs_procs, s, 0};
             ret = krpc_svc_register(svc, &n);
         }
         if (ret != 0) {

@@ -136,8 +136,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const uint32_t flavors[] = {KRPC_AUTH_NONE, KRPC_AUTH_SYS, KRPC_AUTH_TLS, 6, 0x80000000u};
     struct krpc_svc_config cfg;
     struct krpc_svc *svc;
-    struct krpc_prog_desc p1 = {FP, 2, sizeof(procs) / sizeof(procs[0]), procs, NULL};
-    struct krpc_prog_desc p2 = {FP, 4, 2, procs, NULL};
+    struct krpc_prog_desc p1 = {FP, 2, sizeof(procs) / sizeof(procs[0]), procs, NULL, 0};
+    struct krpc_prog_desc p2 = {FP, 4, 2, procs, NULL, 0};
     struct sockaddr_storage peer;
     socklen_t peerlen = 0;
     struct mb_chain base = MB_CHAIN_INIT;

@@ -85,7 +85,7 @@ static int srv_start(struct bench_srv *s, const char *pkidir, size_t max_msg)
         {NULL, KRPC_PROC_IDEMPOTENT, "null"},
         {proc_sink, KRPC_PROC_IDEMPOTENT, "sink"},
     };
-    struct krpc_prog_desc prog = {BENCH_PROG, BENCH_VERS, 2, procs, NULL};
+    struct krpc_prog_desc prog = {BENCH_PROG, BENCH_VERS, 2, procs, NULL, 0};
     struct krpc_svc_config cfg = {0};
     static char cert[4200], key[4200];
     int ret;
