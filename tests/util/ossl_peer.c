@@ -457,7 +457,10 @@ static int tlsservd_read(struct tu_xprt *x, void *buf, size_t len)
     e = SSL_get_error(t->ssl, n);
     if (e == SSL_ERROR_ZERO_RETURN)
         return 0; /* close_notify */
-    snprintf(x->err, sizeof x->err, "SSL_read: error %d (%s)", e, ERR_reason_error_string(ERR_peek_error()));
+    if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
+        snprintf(x->err, sizeof x->err, "SSL_read: the stream ended without close_notify");
+    else
+        snprintf(x->err, sizeof x->err, "SSL_read: error %d (%s)", e, ERR_reason_error_string(ERR_peek_error()));
     ERR_clear_error();
     return -1;
 }
