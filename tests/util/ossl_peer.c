@@ -19,6 +19,7 @@
 #include <openssl/x509v3.h>
 
 #include "util/net.h"
+#include "util/rpc_peer.h"
 #include "util/stream.h"
 
 #define PEER_BUF (1 << 20)
@@ -459,4 +460,153 @@ void tu_peer_join(struct tu_peer *p, struct tu_peer_result *res)
     close(p->fd);
     free(p->buf);
     free(p);
+}
+
+/* ---- the rpc.tlsservd-like server ---------------------------------------- */
+
+struct tlsservd_state {
+    SSL_CTX *ctx;
+    SSL *ssl;
+    unsigned tickets_sent; /* NewSessionTicket messages written */
+};
+
+static int tlsservd_read(struct tu_xprt *x, void *buf, size_t len)
+{
+    struct tlsservd_state *t = x->tls;
+    int n = SSL_read(t->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+    int e;
+
+    if (n > 0)
+        return n;
+    e = SSL_get_error(t->ssl, n);
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return 0; /* close_notify */
+    if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
+        snprintf(x->err, sizeof x->err, "SSL_read: the stream ended without close_notify");
+    else
+        snprintf(x->err, sizeof x->err, "SSL_read: error %d (%s)", e, ERR_reason_error_string(ERR_peek_error()));
+    ERR_clear_error();
+    return -1;
+}
+
+static int tlsservd_write(struct tu_xprt *x, const void *buf, size_t len)
+{
+    struct tlsservd_state *t = x->tls;
+    int n = SSL_write(t->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+
+    if (n > 0)
+        return n;
+    snprintf(x->err, sizeof x->err, "SSL_write: error %d", SSL_get_error(t->ssl, n));
+    ERR_clear_error();
+    return -1;
+}
+
+static void tlsservd_free(struct tlsservd_state *t)
+{
+    SSL_free(t->ssl);
+    SSL_CTX_free(t->ctx);
+    free(t);
+}
+
+static void tlsservd_end(struct tu_xprt *x)
+{
+    struct tlsservd_state *t = x->tls;
+
+    /* rpctlssd_disconnect_1_svc(): SSL_shutdown unless already sent. */
+    if ((SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN) == 0)
+        SSL_shutdown(t->ssl);
+    ERR_clear_error();
+    tlsservd_free(t);
+    x->tls = NULL;
+}
+
+/* rpctls_verify_callback(): "Allow the handshake to proceed." */
+static int tlsservd_verify(int preverify_ok, X509_STORE_CTX *ctx)
+{
+    (void)preverify_ok;
+    (void)ctx;
+    return 1;
+}
+
+static void tlsservd_msg(int write_p, int version, int content_type, const void *buf, size_t len, SSL *ssl,
+                         void *arg)
+{
+    struct tlsservd_state *t = arg;
+
+    (void)version;
+    (void)ssl;
+    if (write_p && content_type == SSL3_RT_HANDSHAKE && len > 0 &&
+        ((const unsigned char *)buf)[0] == SSL3_MT_NEWSESSION_TICKET)
+        t->tickets_sent++;
+}
+
+int tu_ossl_srv_start_tls(struct tu_xprt *x, int fd, void *arg)
+{
+    const struct tu_ossl_srv_cfg *cfg = arg;
+    struct tlsservd_state *t;
+    int ret = -1;
+
+    tu_xprt_plain(x, fd);
+    t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return -1;
+    t->ctx = SSL_CTX_new(TLS_server_method());
+    if (t->ctx == NULL)
+        goto out;
+    SSL_CTX_set_ecdh_auto(t->ctx, 1);
+    if (SSL_CTX_set_min_proto_version(t->ctx, TLS1_3_VERSION) != 1 ||
+        SSL_CTX_set_max_proto_version(t->ctx, TLS1_3_VERSION) != 1)
+        goto out;
+    if (SSL_CTX_use_certificate_file(t->ctx, cfg->cert_file, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_use_PrivateKey_file(t->ctx, cfg->key_file, SSL_FILETYPE_PEM) != 1)
+        goto out;
+    if (cfg->mutual) {
+        if (cfg->ca_file != NULL) {
+            if (SSL_CTX_load_verify_file(t->ctx, cfg->ca_file) != 1)
+                goto out;
+            SSL_CTX_set_client_CA_list(t->ctx, SSL_load_client_CA_file(cfg->ca_file));
+        }
+        SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, tlsservd_verify);
+    }
+    /* Not in rpc.tlsservd: counting the tickets it sends, for the test. */
+    SSL_CTX_set_msg_callback(t->ctx, tlsservd_msg);
+    SSL_CTX_set_msg_callback_arg(t->ctx, t);
+    t->ssl = SSL_new(t->ctx);
+    if (t->ssl == NULL || SSL_set_fd(t->ssl, fd) != 1)
+        goto out;
+    if (SSL_accept(t->ssl) != 1)
+        goto out;
+    x->tls = t;
+    x->read = tlsservd_read;
+    x->write = tlsservd_write;
+    x->end_tls = tlsservd_end;
+    ret = 0;
+out:
+    if (ret < 0) {
+        unsigned long e = ERR_peek_error();
+        snprintf(x->err, sizeof x->err, "rpc.tlsservd-like SSL_accept failed: %s",
+                 e ? ERR_reason_error_string(e) : "no OpenSSL error");
+        ERR_clear_error();
+        tlsservd_free(t);
+    }
+    return ret;
+}
+
+void tu_ossl_describe(struct tu_xprt *x, char *buf, size_t len)
+{
+    struct tlsservd_state *t = x->tls;
+    const unsigned char *alpn = NULL;
+    unsigned int alpn_len = 0;
+    X509 *peer;
+
+    if (t == NULL) {
+        snprintf(buf, len, "no TLS");
+        return;
+    }
+    SSL_get0_alpn_selected(t->ssl, &alpn, &alpn_len);
+    peer = SSL_get1_peer_certificate(t->ssl);
+    snprintf(buf, len, "%s %s alpn=%.*s tickets=%u client-cert=%d", SSL_get_version(t->ssl),
+             SSL_get_cipher_name(t->ssl), alpn_len ? (int)alpn_len : 4, alpn_len ? (const char *)alpn : "none",
+             t->tickets_sent, peer != NULL);
+    X509_free(peer);
 }

@@ -79,4 +79,30 @@ int tu_peer_start(const struct tu_peer_cfg *cfg, int fd, struct tu_peer **out);
 /* Waits for the peer to finish its script, fills res, frees the peer. */
 void tu_peer_join(struct tu_peer *p, struct tu_peer_result *res);
 
+/* ---- an rpc.tlsservd-like TLS server, as a util/rpc_peer.h transport ------
+ *
+ * FreeBSD's rpc.tlsservd (usr.sbin/rpc.tlsservd/rpc.tlsservd.c,
+ * rpctls_setup_ssl() and rpctls_server()): SSL_CTX_new(TLS_server_method()),
+ * SSL_CTX_set_ecdh_auto(), TLS 1.3 only (rpctls_mintls defaults to
+ * TLS1_3_VERSION, the maximum is TLS1_3_VERSION), the certificate and key,
+ * with -m (mutual) a client certificate asked for with SSL_VERIFY_PEER and a
+ * verify callback that lets every handshake through (the kernel applies
+ * the policy afterwards), no ALPN callback, and the NewSessionTicket count
+ * left at OpenSSL's default: 2 tickets go out right after the handshake.
+ * Then SSL_set_fd() and a blocking SSL_accept() on the socket that the
+ * kernel (sys/rpc/rpcsec_tls/rpctls_impl.c) handed over after its
+ * STARTTLS reply. */
+struct tu_ossl_srv_cfg {
+    const char *cert_file;
+    const char *key_file;
+    const char *ca_file; /* with mutual: the CA list sent to clients */
+    int mutual;          /* rpc.tlsservd -m */
+};
+
+struct tu_xprt;
+/* tu_srv_cfg.start_tls (arg: a struct tu_ossl_srv_cfg) and describe. */
+int tu_ossl_srv_start_tls(struct tu_xprt *x, int fd, void *arg);
+/* "TLSv1.3 TLS_AES_128_GCM_SHA256 alpn=none tickets=2 client-cert=1" */
+void tu_ossl_describe(struct tu_xprt *x, char *buf, size_t len);
+
 #endif
