@@ -20,6 +20,7 @@
 #include "rpctls/krpc_svc.h"
 #include "test.h"
 #include "util/certs.h"
+#include "util/logcap.h"
 #include "util/proxy.h"
 
 #define PROG 0x40000abcu
@@ -275,6 +276,34 @@ static void test_tls_faults(void)
     run_scenario("resets (also mid-handshake) and withheld replies", 1, r, 5, &ex);
 }
 
+/* Tampered TLS records (one bit flipped by the proxy): a reply the client
+ * cannot authenticate, then a call the server cannot. Each side sends
+ * bad_record_mac and closes; the client reconnects, resends, and the
+ * server's cache answers calls that already ran. The client's error names
+ * the alert, sent or received, by its RFC 8446 name. */
+static void test_tls_tampered(void)
+{
+    const struct tu_px_rule r[] = {
+        {0, TU_PX_S2C, TU_PX_FLIP, 8000, 0},  /* inside a reply, past the handshake */
+        {1, TU_PX_C2S, TU_PX_FLIP, 12000, 0}, /* inside a call */
+    };
+    const struct expect ex = {1, 2, 3, 3, 1};
+    const char *sent[] = {"krpc client: connection to ",
+                          " lost: a record failed authentication; sent alert bad_record_mac (20)", NULL};
+    const char *received[] = {"krpc client: connection to ",
+                              " lost: the peer ended the session; received alert bad_record_mac (20)", NULL};
+    struct tu_logcap lc;
+
+    REQUIRE(have_certs);
+    REQUIRE(tu_logcap_start(&lc) == 0);
+    krpc_log_set_level(KRPC_LOG_INFO);
+    run_scenario("tampered records both ways", 1, r, 2, &ex);
+    krpc_log_set_level(KRPC_LOG_WARN);
+    CHECK(tu_logcap_wait_line(&lc, 0, NULL, 0, sent));
+    CHECK(tu_logcap_wait_line(&lc, 0, NULL, 0, received));
+    tu_logcap_stop(&lc);
+}
+
 int main(void)
 {
     have_certs = tu_certs_create(&certs) == 0;
@@ -282,6 +311,7 @@ int main(void)
     TEST_RUN(test_withheld_replies);
     TEST_RUN(test_blackhole);
     TEST_RUN(test_tls_faults);
+    TEST_RUN(test_tls_tampered);
     if (have_certs)
         tu_certs_destroy(&certs);
     CHECK_EQ(mb_pool_shutdown(), 0);

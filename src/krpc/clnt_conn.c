@@ -390,12 +390,13 @@ static void on_close(struct krpc_conn *c, int err, void *arg)
     krpc_timer_cancel(cl->loop, &cl->conn_timer);
     if (!ctx->fatal) {
         int e = err ? err : -ECONNRESET;
-        if (was_ready && established)
-            clnt_set_error(cl, e, "connection to %s lost: %s", cl->target,
-                           err ? strerror(-err) : "closed by the server");
-        else
-            clnt_set_error(cl, e, "connection to %s failed: %s", cl->target,
-                           err ? strerror(-err) : "closed by the server");
+        /* A record-layer failure says more than its errno: which alert was
+         * sent or received ("a record failed authentication; sent alert
+         * bad_record_mac (20)"). */
+        const char *tls_why = krpc_conn_tls_error(c);
+        const char *why = tls_why[0] ? tls_why : err ? strerror(-err) : "closed by the server";
+        clnt_set_error(cl, e, "connection to %s %s: %s", cl->target, was_ready && established ? "lost" : "failed",
+                       why);
     }
     heard = ctx->got_msg || krpc_conn_bytes_received(c) > 0;
     free(ctx);

@@ -119,6 +119,7 @@ static void apply_rules(struct tu_proxy *p, struct px_pair *pp)
             pp->fired |= 1u << i;
             break;
         case TU_PX_DELAY:
+        case TU_PX_FLIP:
             /* Fires when the byte at `after` arrives (see on_read). */
             break;
         }
@@ -168,9 +169,17 @@ static int on_read(struct tu_proxy *p, struct px_pair *pp, int k)
     pthread_mutex_lock(&p->mu);
     for (int i = 0; i < p->nrules; i++) {
         const struct tu_px_rule *r = &p->rules[i];
-        if (r->action != TU_PX_DELAY || (int)r->dir != k || (pp->fired & (1u << i)) ||
-            (r->conn >= 0 && r->conn != pp->index))
+        if ((r->action != TU_PX_DELAY && r->action != TU_PX_FLIP) || (int)r->dir != k ||
+            (pp->fired & (1u << i)) || (r->conn >= 0 && r->conn != pp->index))
             continue;
+        if (r->action == TU_PX_FLIP) {
+            if (r->after >= d->rx && r->after < d->rx + (uint64_t)n) {
+                pp->fired |= 1u << i;
+                buf[r->after - d->rx] ^= 0x01;
+                p->st.flips++;
+            }
+            continue;
+        }
         if (d->rx + (uint64_t)n > r->after) {
             pp->fired |= 1u << i;
             d->hold_from = r->after;

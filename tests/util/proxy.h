@@ -13,7 +13,9 @@
  *                    (later bytes queue behind them: order is kept);
  *   TU_PX_BLACKHOLE  bytes from offset `after` on are discarded; after `ms`
  *                    milliseconds (> 0) the connection is reset, with 0 it
- *                    stays open and silent.
+ *                    stays open and silent;
+ *   TU_PX_FLIP       the byte at stream offset `after` is forwarded with
+ *                    its lowest bit flipped (a tampered TLS record).
  *
  * A rule applies to the accepted connection with index `conn` (0 = the
  * first), or to every connection when conn < 0; it fires at most once per
@@ -27,7 +29,7 @@
 #include <sys/socket.h>
 
 enum tu_px_dir { TU_PX_C2S = 0, TU_PX_S2C = 1 };
-enum tu_px_action { TU_PX_RESET = 1, TU_PX_DELAY = 2, TU_PX_BLACKHOLE = 3 };
+enum tu_px_action { TU_PX_RESET = 1, TU_PX_DELAY = 2, TU_PX_BLACKHOLE = 3, TU_PX_FLIP = 4 };
 
 struct tu_px_rule {
     int conn;
@@ -44,6 +46,7 @@ struct tu_proxy_stats {
     uint64_t resets;         /* connections reset by a rule */
     uint64_t delays;         /* DELAY rules that fired */
     uint64_t blackholed;     /* bytes discarded */
+    uint64_t flips;          /* bytes flipped by FLIP rules */
     uint64_t bytes[2];       /* forwarded, per direction */
 };
 
