@@ -885,7 +885,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     struct rd_req rq;
     struct mb_chain all = MB_CHAIN_INIT;
     unsigned n = 0, i;
-    int err = 0;
+    int err = 0, short_part;
 
     (void)fi;
     set_cred(req);
@@ -941,11 +941,12 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
             if (p->data.len == before)
                 break; /* no progress: treat as the end */
         }
+        if (err)
+            break;
+        short_part = p->data.len < p->len;
         mb_chain_concat(&all, &p->data);
-        if (parts[i].data.len < parts[i].len && !err) {
-            i++;
+        if (short_part)
             break; /* the file ends here */
-        }
     }
     if (err) {
         fuse_reply_err(req, err);
