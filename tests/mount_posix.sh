@@ -71,7 +71,7 @@ while ! grep -q " $MNT fuse" /proc/mounts; do
     sleep 0.1
 done
 grep -q "TLS (" "$T/mount.log" && ok "mounted over TLS" || bad "mount not over TLS: $(cat "$T/mount.log")"
-cd "$MNT" || exit 1
+cd "$MNT" || { echo "FAIL: cannot enter the mount"; cat "$T/mount.log"; exit 1; }
 
 # ---- open flags ----
 check "O_CREAT|O_EXCL creates" sh -c 'set -C; echo one > excl'
