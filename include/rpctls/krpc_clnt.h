@@ -98,8 +98,16 @@ void krpc_clnt_free(struct krpc_clnt *cl);
  * NULL) receives the call's XID. */
 int krpc_call_async(struct krpc_clnt *cl, uint32_t proc, struct mb_chain *args, krpc_call_fn fn, void *arg,
                     uint32_t *xid);
+/* The same with the credential of this one call (NULL: the client's
+ * cfg.cred), for a client that acts for several users (rpctls-mount: the
+ * calling process's uid, gid and groups). -EINVAL for a flavor other than
+ * AUTH_NONE / AUTH_SYS or more than KRPC_AUTH_SYS_MAX_GIDS groups. */
+int krpc_call_async_cred(struct krpc_clnt *cl, uint32_t proc, const struct krpc_cred *cred, struct mb_chain *args,
+                         krpc_call_fn fn, void *arg, uint32_t *xid);
 /* Blocking wrapper: runs the client's loop until the call completes. */
 int krpc_call(struct krpc_clnt *cl, uint32_t proc, struct mb_chain *args, struct krpc_reply *reply);
+int krpc_call_cred(struct krpc_clnt *cl, uint32_t proc, const struct krpc_cred *cred, struct mb_chain *args,
+                   struct krpc_reply *reply);
 /* Maps a reply header to 0 (accepted SUCCESS) or a negative errno-style
  * code, with a message in buf: "PROG_MISMATCH (supported 2..3)",
  * "AUTH_ERROR: AUTH_TOOWEAK" and so on. */

@@ -83,6 +83,29 @@ const char *nfs3_clnt_error(const struct nfs3_clnt *nc);
 /* A status in words: "NFS3ERR_NOENT", "Connection refused", ... */
 const char *nfs3_status_str(int status, char *buf, size_t len);
 
+/* ---- several threads -------------------------------------------------------- */
+
+/* Threaded mode, for callers with many threads (rpctls-mount's FUSE
+ * workers). Once started, one thread (the loop thread) owns the loop, the
+ * RPC client and the connection; any other thread may call every blocking
+ * helper below and every *_async call: the call goes to the loop thread
+ * through a queue and an eventfd, and a blocking helper waits on a condition
+ * variable for its reply, which it then decodes itself. Async callbacks run
+ * on the loop thread (lock what they share). Mount (nfs3_mount,
+ * nfs3_mount_prefix) before starting; nfs3_read_pipelined runs the loop
+ * itself and is for unthreaded clients only. A blocking helper called from
+ * the loop thread (inside a callback) fails with -EDEADLK.
+ * nfs3_clnt_error() is the last failure of any thread. nfs3_clnt_free stops
+ * the thread first; nothing else may still be calling then. */
+int nfs3_clnt_start_thread(struct nfs3_clnt *nc);
+/* Stops the loop thread (outstanding calls stay with the RPC client; queued
+ * ones fail with -ECANCELED). The client is unthreaded again. */
+void nfs3_clnt_stop_thread(struct nfs3_clnt *nc);
+/* The credential of every call this thread starts from now on (NULL: the
+ * client's), e.g. the AUTH_SYS uid, gid and groups of the process a FUSE
+ * request comes from. Per thread: a thread-local copy. */
+void nfs3_clnt_set_thread_cred(const struct krpc_cred *cred);
+
 /* ---- asynchronous calls -------------------------------------------------- */
 
 /* WRITE: data (consumed) is linked into the call by reference. */
@@ -91,7 +114,8 @@ int nfs3_write_async(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t of
                      struct mb_chain *data, nfs3_write_fn fn, void *arg);
 
 /* READ: res->data refers to the reply's storage; take it with
- * mb_chain_concat inside the callback to keep it. */
+ * mb_chain_concat inside the callback to keep it. A reply with more data
+ * than count fails with -EBADMSG (logged). */
 typedef void (*nfs3_read_fn)(struct nfs3_clnt *nc, int status, struct nfs3_read_res *res, void *arg);
 int nfs3_read_async(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint32_t count,
                     nfs3_read_fn fn, void *arg);
@@ -121,6 +145,61 @@ int nfs3_create(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *nam
                 struct nfs3_fh *fh);
 int nfs3_mkdir(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name, uint32_t mode,
                struct nfs3_fh *fh);
+
+/* SETATTR of what sa says (set_* flags; times DONT_CHANGE,
+ * SET_TO_SERVER_TIME or SET_TO_CLIENT_TIME). guard_ctime (may be NULL):
+ * only when the object's ctime is still that (else NFS3ERR_NOT_SYNC). attr
+ * (may be NULL) gets the attributes after. */
+int nfs3_setattr(struct nfs3_clnt *nc, const struct nfs3_fh *fh, const struct nfs3_sattr *sa,
+                 const struct nfs3_time *guard_ctime, struct nfs3_fattr *attr);
+/* ACCESS: *granted gets the bits of want (NFS3_ACCESS_*) that are allowed. */
+int nfs3_access(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint32_t want, uint32_t *granted);
+/* READLINK into buf (NUL-terminated); -ENAMETOOLONG when it does not fit. */
+int nfs3_readlink(struct nfs3_clnt *nc, const struct nfs3_fh *fh, char *buf, size_t len);
+/* One READ of at most count bytes at offset, appended to data by
+ * reference; *eof (may be NULL) gets the server's eof flag. A reply longer
+ * than count is -EBADMSG. */
+int nfs3_read(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint32_t count,
+              struct mb_chain *data, int *eof);
+/* CREATE with how NFS3_CREATE_UNCHECKED, _GUARDED (NFS3ERR_EXIST when the
+ * name exists) or _EXCLUSIVE (verf makes a retransmitted CREATE succeed
+ * once; sa, when given, is applied with a SETATTR afterwards, as RFC 1813
+ * says). fh and attr (may be NULL) get the new file's handle and attributes
+ * (asked for when the reply leaves them out). */
+int nfs3_create_how(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name, uint32_t how,
+                    const struct nfs3_sattr *sa, const uint8_t verf[NFS3_CREATEVERFSIZE], struct nfs3_fh *fh,
+                    struct nfs3_fattr *attr);
+/* MKDIR with attributes sa; fh and attr (may be NULL) as for create. */
+int nfs3_mkdir_attr(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name,
+                    const struct nfs3_sattr *sa, struct nfs3_fh *fh, struct nfs3_fattr *attr);
+/* SYMLINK name -> target (sa may be NULL). */
+int nfs3_symlink(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name, const char *target,
+                 const struct nfs3_sattr *sa, struct nfs3_fh *fh, struct nfs3_fattr *attr);
+/* MKNOD of type NFS3_FIFO, NFS3_SOCK (spec ignored), NFS3_CHR, NFS3_BLK
+ * (spec1/spec2: major/minor). */
+int nfs3_mknod(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name, uint32_t type,
+               const struct nfs3_sattr *sa, uint32_t spec1, uint32_t spec2, struct nfs3_fh *fh,
+               struct nfs3_fattr *attr);
+int nfs3_remove(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name);
+int nfs3_rmdir(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name);
+int nfs3_rename(struct nfs3_clnt *nc, const struct nfs3_fh *fromdir, const char *fromname,
+                const struct nfs3_fh *todir, const char *toname);
+/* LINK: a new name for fh in dir; attr (may be NULL) gets fh's attributes
+ * after (its new link count). */
+int nfs3_link(struct nfs3_clnt *nc, const struct nfs3_fh *fh, const struct nfs3_fh *dir, const char *name,
+              struct nfs3_fattr *attr);
+int nfs3_fsstat(struct nfs3_clnt *nc, const struct nfs3_fh *fh, struct nfs3_fsstat_res *res);
+/* The whole directory with READDIRPLUS, page after page (each page at most
+ * maxcount bytes, dircount of names and cookies; 0: 65536 and 8192), going
+ * on from the last cookie with the server's cookie verifier. fn gets each
+ * entry once, "." and ".." included, in the server's order (its non-zero
+ * return stops the listing and is returned: use a negative errno). Loop
+ * protection: a cookie seen twice in one listing, or cookie 0, fails with
+ * -ELOOP / -EIO, as does a page with no entry and no eof; each is logged.
+ * NFS3ERR_BAD_COOKIE (the directory changed under a stale verifier) is
+ * returned as is. */
+int nfs3_readdirplus(struct nfs3_clnt *nc, const struct nfs3_fh *dir, uint32_t dircount, uint32_t maxcount,
+                     nfs3_dirent_fn fn, void *arg);
 
 #define NFS3_OPEN_CREATE 0x1 /* create the last component (CREATE UNCHECKED) if missing */
 #define NFS3_OPEN_TRUNC 0x2  /* create it empty, or empty it when it exists */

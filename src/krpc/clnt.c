@@ -507,6 +507,12 @@ int krpc_clnt_new(struct krpc_loop *loop, const struct krpc_clnt_config *cfg, st
 int krpc_call_async(struct krpc_clnt *cl, uint32_t proc, struct mb_chain *args, krpc_call_fn fn, void *arg,
                     uint32_t *xid)
 {
+    return krpc_call_async_cred(cl, proc, NULL, args, fn, arg, xid);
+}
+
+int krpc_call_async_cred(struct krpc_clnt *cl, uint32_t proc, const struct krpc_cred *cred, struct mb_chain *args,
+                         krpc_call_fn fn, void *arg, uint32_t *xid)
+{
     struct krpc_call_hdr h;
     struct krpc_xdr_enc x;
     struct clnt_call *c;
@@ -521,6 +527,12 @@ int krpc_call_async(struct krpc_clnt *cl, uint32_t proc, struct mb_chain *args, 
         if (args)
             mb_chain_free(args);
         return -ECANCELED;
+    }
+    if (cred && ((cred->flavor != KRPC_AUTH_NONE && cred->flavor != KRPC_AUTH_SYS) ||
+                 cred->ngids > KRPC_AUTH_SYS_MAX_GIDS)) {
+        if (args)
+            mb_chain_free(args);
+        return -EINVAL;
     }
     c = calloc(1, sizeof *c);
     if (!c) {
@@ -540,7 +552,8 @@ int krpc_call_async(struct krpc_clnt *cl, uint32_t proc, struct mb_chain *args, 
     h.prog = cl->cfg.prog;
     h.vers = cl->cfg.vers;
     h.proc = proc;
-    h.cred = cl->cfg.cred;
+    h.cred = cred ? *cred : cl->cfg.cred;
+    h.cred.machine[KRPC_AUTH_SYS_MAX_MACHINE] = '\0';
     h.verf_flavor = KRPC_AUTH_NONE;
     krpc_xdr_enc_init(&x, &c->msg);
     krpc_encode_call_hdr(&x, &h);
@@ -618,6 +631,12 @@ static void cancel_call(struct krpc_clnt *cl, uint32_t xid, int err)
 
 int krpc_call(struct krpc_clnt *cl, uint32_t proc, struct mb_chain *args, struct krpc_reply *reply)
 {
+    return krpc_call_cred(cl, proc, NULL, args, reply);
+}
+
+int krpc_call_cred(struct krpc_clnt *cl, uint32_t proc, const struct krpc_cred *cred, struct mb_chain *args,
+                   struct krpc_reply *reply)
+{
     struct blocking_call b;
     uint32_t xid;
     int rc;
@@ -632,7 +651,7 @@ int krpc_call(struct krpc_clnt *cl, uint32_t proc, struct mb_chain *args, struct
     krpc_reply_free(reply);
     memset(&b, 0, sizeof b);
     b.out = reply;
-    rc = krpc_call_async(cl, proc, args, blocking_cb, &b, &xid);
+    rc = krpc_call_async_cred(cl, proc, cred, args, blocking_cb, &b, &xid);
     if (rc < 0)
         return rc;
     while (!b.done) {

@@ -1,7 +1,15 @@
 /*
  * src/nfs3/client.c - the NFSv3 client (see rpctls/nfs3_clnt.h): async
  * READ/WRITE/COMMIT/GETATTR on a krpc client, blocking helpers for MOUNT,
- * path walks and creation, and a pipelined reader.
+ * every NFS procedure a file system needs, and a pipelined reader.
+ *
+ * Threaded mode (nfs3_clnt_start_thread): the loop, the krpc client and its
+ * connection stay with one thread, the loop thread. Other threads never
+ * touch them: they put a job (procedure, encoded arguments, credential,
+ * callback) on a queue under a mutex and wake the loop with an eventfd; the
+ * loop thread starts the RPC. A blocking helper's callback moves the reply
+ * into the caller's waiter and signals its condition variable; the caller
+ * decodes in its own thread.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -10,6 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -28,12 +40,36 @@ struct nfs3_clnt {
     int mount_found;             /* mount_port decided (given, portmapper or the NFS port) */
     uint16_t mount_port;         /* 0: the NFS port */
     char mount_transport[160];
+    pthread_mutex_t err_mu;      /* nc->err is written from several threads in threaded mode */
+    /* Threaded mode (nfs3_clnt_start_thread). */
+    int threaded;
+    pthread_t thread;
+    int efd;                     /* wakes the loop thread: jobs queued or stop */
+    pthread_mutex_t q_mu;
+    struct nfs3_job *q_head, *q_tail;
+    int stop;                    /* set under q_mu; the loop thread exits */
 };
+
+/* A call handed to the loop thread. */
+struct nfs3_job {
+    struct nfs3_job *next;
+    uint32_t proc;
+    struct mb_chain args;
+    int has_cred;
+    struct krpc_cred cred;
+    krpc_call_fn fn;
+    void *arg;
+};
+
+/* The credential of the calls this thread starts (nfs3_clnt_set_thread_cred). */
+static __thread int thread_cred_set;
+static __thread struct krpc_cred thread_cred;
 
 /* One asynchronous call: which result to decode and whom to tell. */
 struct nfs3_op {
     struct nfs3_clnt *nc;
     uint32_t proc;
+    uint32_t count; /* READ: bytes asked for; a reply with more is refused */
     void (*fn)(void);
     void *arg;
 };
@@ -43,9 +79,11 @@ static void set_err(struct nfs3_clnt *nc, const char *fmt, ...)
 {
     va_list ap;
 
+    pthread_mutex_lock(&nc->err_mu);
     va_start(ap, fmt);
     vsnprintf(nc->err, sizeof nc->err, fmt, ap);
     va_end(ap);
+    pthread_mutex_unlock(&nc->err_mu);
 }
 
 const char *nfs3_status_str(int status, char *buf, size_t len)
@@ -193,6 +231,9 @@ int nfs3_clnt_new_opts(struct krpc_loop *loop, const struct krpc_clnt_config *cf
     if (!nc)
         return -ENOMEM;
     nc->loop = loop;
+    nc->efd = -1;
+    pthread_mutex_init(&nc->err_mu, NULL);
+    pthread_mutex_init(&nc->q_mu, NULL);
     nc->cfg = *cfg;
     nc->cfg.prog = NFS3_PROGRAM;
     nc->cfg.vers = NFS3_VERSION;
@@ -239,8 +280,230 @@ void nfs3_clnt_free(struct nfs3_clnt *nc)
 {
     if (!nc)
         return;
+    nfs3_clnt_stop_thread(nc);
     krpc_clnt_free(nc->rpc);
+    pthread_mutex_destroy(&nc->err_mu);
+    pthread_mutex_destroy(&nc->q_mu);
     free(nc);
+}
+
+/* ---- threaded mode ---------------------------------------------------------- */
+
+void nfs3_clnt_set_thread_cred(const struct krpc_cred *cred)
+{
+    thread_cred_set = cred != NULL;
+    if (cred)
+        thread_cred = *cred;
+}
+
+static const struct krpc_cred *cur_cred(void)
+{
+    return thread_cred_set ? &thread_cred : NULL;
+}
+
+static int on_loop_thread(const struct nfs3_clnt *nc)
+{
+    return nc->threaded && pthread_equal(pthread_self(), nc->thread);
+}
+
+/* Loop thread: starts every queued job. */
+static void jobs_ready(struct krpc_loop *loop, int fd, uint32_t events, void *arg)
+{
+    struct nfs3_clnt *nc = arg;
+    struct nfs3_job *j;
+    uint64_t v;
+    int stop;
+
+    (void)loop;
+    (void)events;
+    if (read(fd, &v, sizeof v) < 0 && errno != EAGAIN)
+        krpc_log(KRPC_LOG_WARN, "nfs client: eventfd read: %s", strerror(errno));
+    pthread_mutex_lock(&nc->q_mu);
+    j = nc->q_head;
+    nc->q_head = nc->q_tail = NULL;
+    stop = nc->stop;
+    pthread_mutex_unlock(&nc->q_mu);
+    while (j) {
+        struct nfs3_job *next = j->next;
+        int rc = krpc_call_async_cred(nc->rpc, j->proc, j->has_cred ? &j->cred : NULL, &j->args, j->fn, j->arg,
+                                      NULL);
+        if (rc < 0)
+            j->fn(nc->rpc, rc, NULL, j->arg);
+        free(j);
+        j = next;
+    }
+    if (stop)
+        krpc_loop_stop(nc->loop);
+}
+
+static void *loop_main(void *arg)
+{
+    struct nfs3_clnt *nc = arg;
+    int stop = 0;
+
+    while (!stop) {
+        krpc_loop_run(nc->loop, &nc->stop, -1);
+        pthread_mutex_lock(&nc->q_mu);
+        stop = nc->stop;
+        pthread_mutex_unlock(&nc->q_mu);
+    }
+    return NULL;
+}
+
+int nfs3_clnt_start_thread(struct nfs3_clnt *nc)
+{
+    int rc;
+
+    if (nc->threaded)
+        return -EALREADY;
+    nc->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (nc->efd < 0)
+        return -errno;
+    rc = krpc_loop_add_fd(nc->loop, nc->efd, EPOLLIN, jobs_ready, nc);
+    if (rc < 0)
+        goto fail;
+    nc->stop = 0;
+    nc->threaded = 1;
+    rc = -pthread_create(&nc->thread, NULL, loop_main, nc);
+    if (rc < 0) {
+        nc->threaded = 0;
+        krpc_loop_del_fd(nc->loop, nc->efd);
+        goto fail;
+    }
+    return 0;
+fail:
+    close(nc->efd);
+    nc->efd = -1;
+    return rc;
+}
+
+static void wake_loop(struct nfs3_clnt *nc)
+{
+    uint64_t one = 1;
+
+    if (write(nc->efd, &one, sizeof one) < 0 && errno != EAGAIN)
+        krpc_log(KRPC_LOG_WARN, "nfs client: eventfd write: %s", strerror(errno));
+}
+
+void nfs3_clnt_stop_thread(struct nfs3_clnt *nc)
+{
+    struct nfs3_job *j;
+
+    if (!nc->threaded)
+        return;
+    pthread_mutex_lock(&nc->q_mu);
+    nc->stop = 1;
+    pthread_mutex_unlock(&nc->q_mu);
+    wake_loop(nc);
+    pthread_join(nc->thread, NULL);
+    nc->threaded = 0;
+    krpc_loop_del_fd(nc->loop, nc->efd);
+    close(nc->efd);
+    nc->efd = -1;
+    /* Jobs queued after the last drain never started: fail them. */
+    pthread_mutex_lock(&nc->q_mu);
+    j = nc->q_head;
+    nc->q_head = nc->q_tail = NULL;
+    pthread_mutex_unlock(&nc->q_mu);
+    while (j) {
+        struct nfs3_job *next = j->next;
+        mb_chain_free(&j->args);
+        j->fn(nc->rpc, -ECANCELED, NULL, j->arg);
+        free(j);
+        j = next;
+    }
+}
+
+/* Starts an RPC from any thread: directly when this thread owns the loop
+ * (or no loop thread runs), through the job queue otherwise. args is
+ * consumed either way. */
+static int rpc_start(struct nfs3_clnt *nc, uint32_t proc, struct mb_chain *args, krpc_call_fn fn, void *arg)
+{
+    struct nfs3_job *j;
+    int stopped;
+
+    if (!nc->threaded || on_loop_thread(nc))
+        return krpc_call_async_cred(nc->rpc, proc, cur_cred(), args, fn, arg, NULL);
+    j = calloc(1, sizeof *j);
+    if (!j) {
+        mb_chain_free(args);
+        return -ENOMEM;
+    }
+    j->proc = proc;
+    mb_chain_init(&j->args);
+    mb_chain_concat(&j->args, args);
+    if (cur_cred()) {
+        j->has_cred = 1;
+        j->cred = *cur_cred();
+    }
+    j->fn = fn;
+    j->arg = arg;
+    pthread_mutex_lock(&nc->q_mu);
+    stopped = nc->stop;
+    if (!stopped) {
+        if (nc->q_tail)
+            nc->q_tail->next = j;
+        else
+            nc->q_head = j;
+        nc->q_tail = j;
+    }
+    pthread_mutex_unlock(&nc->q_mu);
+    if (stopped) {
+        mb_chain_free(&j->args);
+        free(j);
+        return -ECANCELED;
+    }
+    wake_loop(nc);
+    return 0;
+}
+
+/* A blocking call made from a thread that is not the loop thread. */
+struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done, status;
+    struct krpc_reply *reply;
+};
+
+static void waiter_cb(struct krpc_clnt *cl, int status, struct krpc_reply *reply, void *arg)
+{
+    struct waiter *w = arg;
+
+    (void)cl;
+    pthread_mutex_lock(&w->mu);
+    w->status = status;
+    if (status == 0 && reply)
+        krpc_reply_move(w->reply, reply);
+    w->done = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Waits without a deadline of its own: the RPC client's timeouts, retries
+ * and reconnect budget end every call (with --hard mounts, only the server's
+ * answer does, as with a hard NFS mount). */
+static int call_threaded(struct nfs3_clnt *nc, uint32_t proc, struct mb_chain *args, struct krpc_reply *reply)
+{
+    struct waiter w;
+    int rc;
+
+    memset(reply, 0, sizeof *reply);
+    mb_chain_init(&reply->msg);
+    memset(&w, 0, sizeof w);
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    w.reply = reply;
+    rc = rpc_start(nc, proc, args, waiter_cb, &w);
+    if (rc == 0) {
+        pthread_mutex_lock(&w.mu);
+        while (!w.done)
+            pthread_cond_wait(&w.cv, &w.mu);
+        pthread_mutex_unlock(&w.mu);
+        rc = w.status;
+    }
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    return rc;
 }
 
 struct krpc_clnt *nfs3_clnt_rpc(const struct nfs3_clnt *nc)
@@ -324,6 +587,11 @@ static void op_done(struct krpc_clnt *cl, int status, struct krpc_reply *reply, 
             rc = nfs3_dec_read_res(&reply->res, &r);
             rc = nfs_outcome(nc, op->proc, rc, r.status);
         }
+        if (rc == 0 && r.data.len > op->count) {
+            set_err(nc, "READ: the server returned %zu bytes where %u were asked for", r.data.len, op->count);
+            krpc_log(KRPC_LOG_WARN, "nfs client: %s", nc->err);
+            rc = -EBADMSG;
+        }
         ((nfs3_read_fn)op->fn)(nc, rc, rc == 0 ? &r : NULL, op->arg);
         nfs3_read_res_free(&r);
         break;
@@ -354,7 +622,8 @@ static void op_done(struct krpc_clnt *cl, int status, struct krpc_reply *reply, 
     free(op);
 }
 
-static int start_op(struct nfs3_clnt *nc, uint32_t proc, struct mb_chain *args, void (*fn)(void), void *arg)
+static int start_op(struct nfs3_clnt *nc, uint32_t proc, struct mb_chain *args, void (*fn)(void), void *arg,
+                    uint32_t count)
 {
     struct nfs3_op *op = malloc(sizeof *op);
     int rc;
@@ -367,7 +636,8 @@ static int start_op(struct nfs3_clnt *nc, uint32_t proc, struct mb_chain *args, 
     op->proc = proc;
     op->fn = fn;
     op->arg = arg;
-    rc = krpc_call_async(nc->rpc, proc, args, op_done, op, NULL);
+    op->count = count;
+    rc = rpc_start(nc, proc, args, op_done, op);
     if (rc < 0)
         free(op);
     return rc;
@@ -407,7 +677,7 @@ int nfs3_write_async(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t of
     nfs3_write_args_free(&a);
     if ((rc = enc_done(&x, &c)) < 0)
         return rc;
-    return start_op(nc, NFS3_PROC_WRITE, &c, (void (*)(void))fn, arg);
+    return start_op(nc, NFS3_PROC_WRITE, &c, (void (*)(void))fn, arg, 0);
 }
 
 int nfs3_read_async(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint32_t count,
@@ -426,7 +696,7 @@ int nfs3_read_async(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t off
     nfs3_enc_read_args(&x, &a);
     if ((rc = enc_done(&x, &c)) < 0)
         return rc;
-    return start_op(nc, NFS3_PROC_READ, &c, (void (*)(void))fn, arg);
+    return start_op(nc, NFS3_PROC_READ, &c, (void (*)(void))fn, arg, count);
 }
 
 int nfs3_commit_async(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint32_t count,
@@ -445,7 +715,7 @@ int nfs3_commit_async(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t o
     nfs3_enc_commit_args(&x, &a);
     if ((rc = enc_done(&x, &c)) < 0)
         return rc;
-    return start_op(nc, NFS3_PROC_COMMIT, &c, (void (*)(void))fn, arg);
+    return start_op(nc, NFS3_PROC_COMMIT, &c, (void (*)(void))fn, arg, 0);
 }
 
 int nfs3_getattr_async(struct nfs3_clnt *nc, const struct nfs3_fh *fh, nfs3_getattr_fn fn, void *arg)
@@ -460,7 +730,7 @@ int nfs3_getattr_async(struct nfs3_clnt *nc, const struct nfs3_fh *fh, nfs3_geta
     nfs3_enc_getattr_args(&x, &a);
     if ((rc = enc_done(&x, &c)) < 0)
         return rc;
-    return start_op(nc, NFS3_PROC_GETATTR, &c, (void (*)(void))fn, arg);
+    return start_op(nc, NFS3_PROC_GETATTR, &c, (void (*)(void))fn, arg, 0);
 }
 
 /* ---- blocking helpers ------------------------------------------------------ */
@@ -471,7 +741,16 @@ static int call_sync(struct nfs3_clnt *nc, struct krpc_clnt *rpc, uint32_t proc,
                      struct mb_chain *args, struct krpc_reply *reply)
 {
     char msg[200];
-    int rc = krpc_call(rpc, proc, args, reply);
+    int rc;
+
+    if (rpc != nc->rpc)
+        rc = krpc_call(rpc, proc, args, reply); /* MOUNT: before the loop thread starts */
+    else if (on_loop_thread(nc))
+        rc = -EDEADLK; /* a blocking helper inside a loop callback would wait for itself */
+    else if (nc->threaded)
+        rc = call_threaded(nc, proc, args, reply);
+    else
+        rc = krpc_call_cred(rpc, proc, cur_cred(), args, reply);
 
     if (rc < 0) {
         const char *le = krpc_clnt_last_error(rpc);
@@ -495,6 +774,10 @@ static int mount_client(struct nfs3_clnt *nc, struct krpc_clnt **out)
     char name[200];
     int rc;
 
+    if (nc->threaded) {
+        set_err(nc, "MOUNT: mount before nfs3_clnt_start_thread");
+        return -EBUSY;
+    }
     cfg.prog = NFS3_MNT_PROGRAM;
     cfg.vers = NFS3_MNT_VERSION;
     find_mount_port(nc);
@@ -896,6 +1179,516 @@ int nfs3_commit(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset,
     if (rc == 0 && verf)
         memcpy(verf, r.verf, NFS3_WRITEVERFSIZE);
     return rc;
+}
+
+/* ---- the procedures a file system needs ------------------------------------ */
+
+/* Makes the call whose arguments x encoded into c; 0 leaves accepted results
+ * in rep for the caller to decode (and free). */
+static int nfs_call(struct nfs3_clnt *nc, uint32_t proc, struct krpc_xdr_enc *x, struct mb_chain *c,
+                    struct krpc_reply *rep)
+{
+    int rc = enc_done(x, c);
+
+    if (rc < 0)
+        return rc;
+    return call_sync(nc, nc->rpc, proc, nfs3_proc_name(proc), c, rep);
+}
+
+/* After CREATE, MKDIR, SYMLINK, MKNOD: the new object's handle and
+ * attributes, asked for separately when the reply leaves them out (both are
+ * optional in RFC 1813). */
+static int obj_done(struct nfs3_clnt *nc, uint32_t proc, const char *name, struct krpc_reply *rep,
+                    int (*dec)(struct krpc_xdr_dec *, struct nfs3_diropres *), const struct nfs3_fh *dir,
+                    struct nfs3_fh *fh, struct nfs3_fattr *attr)
+{
+    struct nfs3_diropres r;
+    int rc = dec(&rep->res, &r);
+
+    rc = nfs_outcome(nc, proc, rc, r.status);
+    krpc_reply_free(rep);
+    if (rc > 0)
+        set_err(nc, "%s %s: %s", nfs3_proc_name(proc), name, nfs3_stat_name((uint32_t)rc));
+    if (rc != 0)
+        return rc;
+    if (!r.fh_present)
+        return nfs3_lookup(nc, dir, name, fh, attr);
+    *fh = r.fh;
+    if (!attr)
+        return 0;
+    if (r.obj_attr.present) {
+        *attr = r.obj_attr.attr;
+        return 0;
+    }
+    return nfs3_getattr(nc, fh, attr);
+}
+
+int nfs3_setattr(struct nfs3_clnt *nc, const struct nfs3_fh *fh, const struct nfs3_sattr *sa,
+                 const struct nfs3_time *guard_ctime, struct nfs3_fattr *attr)
+{
+    struct nfs3_setattr_args a;
+    struct nfs3_wcc_res r;
+    struct mb_chain c = MB_CHAIN_INIT;
+    struct krpc_xdr_enc x;
+    struct krpc_reply rep;
+    int rc;
+
+    memset(&a, 0, sizeof a);
+    a.fh = *fh;
+    a.attr = *sa;
+    if (guard_ctime) {
+        a.guard_check = 1;
+        a.guard_ctime = *guard_ctime;
+    }
+    krpc_xdr_enc_init(&x, &c);
+    nfs3_enc_setattr_args(&x, &a);
+    if ((rc = nfs_call(nc, NFS3_PROC_SETATTR, &x, &c, &rep)) < 0)
+        return rc;
+    rc = nfs3_dec_setattr_res(&rep.res, &r);
+    rc = nfs_outcome(nc, NFS3_PROC_SETATTR, rc, r.status);
+    krpc_reply_free(&rep);
+    if (rc == 0 && attr) {
+        if (r.wcc.after.present)
+            *attr = r.wcc.after.attr;
+        else
+            rc = nfs3_getattr(nc, fh, attr);
+    }
+    return rc;
+}
+
+int nfs3_access(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint32_t want, uint32_t *granted)
+{
+    struct nfs3_access_args a;
+    struct nfs3_access_res r;
+    struct mb_chain c = MB_CHAIN_INIT;
+    struct krpc_xdr_enc x;
+    struct krpc_reply rep;
+    int rc;
+
+    memset(&a, 0, sizeof a);
+    a.fh = *fh;
+    a.access = want;
+    krpc_xdr_enc_init(&x, &c);
+    nfs3_enc_access_args(&x, &a);
+    if ((rc = nfs_call(nc, NFS3_PROC_ACCESS, &x, &c, &rep)) < 0)
+        return rc;
+    rc = nfs3_dec_access_res(&rep.res, &r);
+    rc = nfs_outcome(nc, NFS3_PROC_ACCESS, rc, r.status);
+    krpc_reply_free(&rep);
+    if (rc == 0)
+        *granted = r.access & want; /* a server may answer bits nobody asked about */
+    return rc;
+}
+
+int nfs3_readlink(struct nfs3_clnt *nc, const struct nfs3_fh *fh, char *buf, size_t len)
+{
+    struct nfs3_fh_args a;
+    struct nfs3_readlink_res *r;
+    struct mb_chain c = MB_CHAIN_INIT;
+    struct krpc_xdr_enc x;
+    struct krpc_reply rep;
+    int rc;
+
+    a.fh = *fh;
+    krpc_xdr_enc_init(&x, &c);
+    nfs3_enc_readlink_args(&x, &a);
+    if ((rc = nfs_call(nc, NFS3_PROC_READLINK, &x, &c, &rep)) < 0)
+        return rc;
+    r = malloc(sizeof *r); /* over 1 KiB: not on a FUSE thread's stack */
+    if (!r) {
+        krpc_reply_free(&rep);
+        return -ENOMEM;
+    }
+    rc = nfs3_dec_readlink_res(&rep.res, r);
+    rc = nfs_outcome(nc, NFS3_PROC_READLINK, rc, r->status);
+    krpc_reply_free(&rep);
+    if (rc == 0) {
+        if (strlen(r->data) >= len)
+            rc = -ENAMETOOLONG;
+        else
+            memcpy(buf, r->data, strlen(r->data) + 1);
+    }
+    free(r);
+    return rc;
+}
+
+int nfs3_read(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint32_t count,
+              struct mb_chain *data, int *eof)
+{
+    struct nfs3_read_args a;
+    struct nfs3_read_res r;
+    struct mb_chain c = MB_CHAIN_INIT;
+    struct krpc_xdr_enc x;
+    struct krpc_reply rep;
+    int rc;
+
+    memset(&a, 0, sizeof a);
+    a.fh = *fh;
+    a.offset = offset;
+    a.count = count;
+    krpc_xdr_enc_init(&x, &c);
+    nfs3_enc_read_args(&x, &a);
+    if ((rc = nfs_call(nc, NFS3_PROC_READ, &x, &c, &rep)) < 0)
+        return rc;
+    rc = nfs3_dec_read_res(&rep.res, &r);
+    rc = nfs_outcome(nc, NFS3_PROC_READ, rc, r.status);
+    if (rc == 0 && r.data.len > count) {
+        set_err(nc, "READ: the server returned %zu bytes where %u were asked for", r.data.len, count);
+        krpc_log(KRPC_LOG_WARN, "nfs client: %s", nc->err);
+        rc = -EBADMSG;
+    }
+    if (rc == 0) {
+        mb_chain_concat(data, &r.data); /* by reference: the reply's storage */
+        if (eof)
+            *eof = r.eof;
+    }
+    nfs3_read_res_free(&r);
+    krpc_reply_free(&rep);
+    return rc;
+}
+
+int nfs3_create_how(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name, uint32_t how,
+                    const struct nfs3_sattr *sa, const uint8_t verf[NFS3_CREATEVERFSIZE], struct nfs3_fh *fh,
+                    struct nfs3_fattr *attr)
+{
+    struct nfs3_create_args a;
+    struct mb_chain c = MB_CHAIN_INIT;
+    struct krpc_xdr_enc x;
+    struct krpc_reply rep;
+    int rc;
+
+    memset(&a, 0, sizeof a);
+    if ((rc = set_name(nc, &a.where, dir, name)) != 0)
+        return rc;
+    a.mode = how;
+    if (how == NFS3_CREATE_EXCLUSIVE)
+        memcpy(a.verf, verf, NFS3_CREATEVERFSIZE);
+    else if (sa)
+        a.attr = *sa;
+    krpc_xdr_enc_init(&x, &c);
+    nfs3_enc_create_args(&x, &a);
+    if ((rc = nfs_call(nc, NFS3_PROC_CREATE, &x, &c, &rep)) < 0)
+        return rc;
+    rc = obj_done(nc, NFS3_PROC_CREATE, name, &rep, nfs3_dec_create_res, dir, fh, attr);
+    /* EXCLUSIVE stores the verifier in the attributes (RFC 1813 3.3.8): the
+     * mode and the times come with a SETATTR afterwards. */
+    if (rc == 0 && how == NFS3_CREATE_EXCLUSIVE && sa)
+        rc = nfs3_setattr(nc, fh, sa, NULL, attr);
+    return rc;
+}
+
+int nfs3_mkdir_attr(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name,
+                    const struct nfs3_sattr *sa, struct nfs3_fh *fh, struct nfs3_fattr *attr)
+{
+    struct nfs3_mkdir_args a;
+    struct mb_chain c = MB_CHAIN_INIT;
+    struct krpc_xdr_enc x;
+    struct krpc_reply rep;
+    int rc;
+
+    memset(&a, 0, sizeof a);
+    if ((rc = set_name(nc, &a.where, dir, name)) != 0)
+        return rc;
+    a.attr = *sa;
+    krpc_xdr_enc_init(&x, &c);
+    nfs3_enc_mkdir_args(&x, &a);
+    if ((rc = nfs_call(nc, NFS3_PROC_MKDIR, &x, &c, &rep)) < 0)
+        return rc;
+    return obj_done(nc, NFS3_PROC_MKDIR, name, &rep, nfs3_dec_mkdir_res, dir, fh, attr);
+}
+
+int nfs3_symlink(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name, const char *target,
+                 const struct nfs3_sattr *sa, struct nfs3_fh *fh, struct nfs3_fattr *attr)
+{
+    struct nfs3_symlink_args *a;
+    struct mb_chain c = MB_CHAIN_INIT;
+    struct krpc_xdr_enc x;
+    struct krpc_reply rep;
+    int rc;
+
+    if (strlen(target) > NFS3_MAXPATHLEN) {
+        set_err(nc, "SYMLINK %s: target too long", name);
+        return NFS3ERR_NAMETOOLONG;
+    }
+    a = calloc(1, sizeof *a);
+    if (!a)
+        return -ENOMEM;
+    rc = set_name(nc, &a->where, dir, name);
+    if (rc == 0) {
+        if (sa)
+            a->attr = *sa;
+        memcpy(a->data, target, strlen(target) + 1);
+        krpc_xdr_enc_init(&x, &c);
+        nfs3_enc_symlink_args(&x, a);
+        rc = nfs_call(nc, NFS3_PROC_SYMLINK, &x, &c, &rep);
+        if (rc == 0)
+            rc = obj_done(nc, NFS3_PROC_SYMLINK, name, &rep, nfs3_dec_symlink_res, dir, fh, attr);
+    }
+    free(a);
+    return rc;
+}
+
+int nfs3_mknod(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name, uint32_t type,
+               const struct nfs3_sattr *sa, uint32_t spec1, uint32_t spec2, struct nfs3_fh *fh,
+               struct nfs3_fattr *attr)
+{
+    struct nfs3_mknod_args a;
+    struct mb_chain c = MB_CHAIN_INIT;
+    struct krpc_xdr_enc x;
+    struct krpc_reply rep;
+    int rc;
+
+    memset(&a, 0, sizeof a);
+    if ((rc = set_name(nc, &a.where, dir, name)) != 0)
+        return rc;
+    a.type = type;
+    if (sa)
+        a.attr = *sa;
+    a.spec1 = spec1;
+    a.spec2 = spec2;
+    krpc_xdr_enc_init(&x, &c);
+    nfs3_enc_mknod_args(&x, &a);
+    if ((rc = nfs_call(nc, NFS3_PROC_MKNOD, &x, &c, &rep)) < 0)
+        return rc;
+    return obj_done(nc, NFS3_PROC_MKNOD, name, &rep, nfs3_dec_mknod_res, dir, fh, attr);
+}
+
+/* REMOVE and RMDIR: same arguments, same results. */
+static int remove_common(struct nfs3_clnt *nc, uint32_t proc, const struct nfs3_fh *dir, const char *name)
+{
+    struct nfs3_diropargs a;
+    struct nfs3_wcc_res r;
+    struct mb_chain c = MB_CHAIN_INIT;
+    struct krpc_xdr_enc x;
+    struct krpc_reply rep;
+    int rc;
+
+    memset(&a, 0, sizeof a);
+    if ((rc = set_name(nc, &a, dir, name)) != 0)
+        return rc;
+    krpc_xdr_enc_init(&x, &c);
+    if (proc == NFS3_PROC_REMOVE)
+        nfs3_enc_remove_args(&x, &a);
+    else
+        nfs3_enc_rmdir_args(&x, &a);
+    if ((rc = nfs_call(nc, proc, &x, &c, &rep)) < 0)
+        return rc;
+    rc = proc == NFS3_PROC_REMOVE ? nfs3_dec_remove_res(&rep.res, &r) : nfs3_dec_rmdir_res(&rep.res, &r);
+    rc = nfs_outcome(nc, proc, rc, r.status);
+    krpc_reply_free(&rep);
+    if (rc > 0)
+        set_err(nc, "%s %s: %s", nfs3_proc_name(proc), name, nfs3_stat_name((uint32_t)rc));
+    return rc;
+}
+
+int nfs3_remove(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name)
+{
+    return remove_common(nc, NFS3_PROC_REMOVE, dir, name);
+}
+
+int nfs3_rmdir(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name)
+{
+    return remove_common(nc, NFS3_PROC_RMDIR, dir, name);
+}
+
+int nfs3_rename(struct nfs3_clnt *nc, const struct nfs3_fh *fromdir, const char *fromname,
+                const struct nfs3_fh *todir, const char *toname)
+{
+    struct nfs3_rename_args a;
+    struct nfs3_rename_res r;
+    struct mb_chain c = MB_CHAIN_INIT;
+    struct krpc_xdr_enc x;
+    struct krpc_reply rep;
+    int rc;
+
+    memset(&a, 0, sizeof a);
+    if ((rc = set_name(nc, &a.from, fromdir, fromname)) != 0 || (rc = set_name(nc, &a.to, todir, toname)) != 0)
+        return rc;
+    krpc_xdr_enc_init(&x, &c);
+    nfs3_enc_rename_args(&x, &a);
+    if ((rc = nfs_call(nc, NFS3_PROC_RENAME, &x, &c, &rep)) < 0)
+        return rc;
+    rc = nfs3_dec_rename_res(&rep.res, &r);
+    rc = nfs_outcome(nc, NFS3_PROC_RENAME, rc, r.status);
+    krpc_reply_free(&rep);
+    return rc;
+}
+
+int nfs3_link(struct nfs3_clnt *nc, const struct nfs3_fh *fh, const struct nfs3_fh *dir, const char *name,
+              struct nfs3_fattr *attr)
+{
+    struct nfs3_link_args a;
+    struct nfs3_link_res r;
+    struct mb_chain c = MB_CHAIN_INIT;
+    struct krpc_xdr_enc x;
+    struct krpc_reply rep;
+    int rc;
+
+    memset(&a, 0, sizeof a);
+    a.fh = *fh;
+    if ((rc = set_name(nc, &a.link, dir, name)) != 0)
+        return rc;
+    krpc_xdr_enc_init(&x, &c);
+    nfs3_enc_link_args(&x, &a);
+    if ((rc = nfs_call(nc, NFS3_PROC_LINK, &x, &c, &rep)) < 0)
+        return rc;
+    rc = nfs3_dec_link_res(&rep.res, &r);
+    rc = nfs_outcome(nc, NFS3_PROC_LINK, rc, r.status);
+    krpc_reply_free(&rep);
+    if (rc == 0 && attr) {
+        if (r.file_attr.present)
+            *attr = r.file_attr.attr;
+        else
+            rc = nfs3_getattr(nc, fh, attr);
+    }
+    return rc;
+}
+
+int nfs3_fsstat(struct nfs3_clnt *nc, const struct nfs3_fh *fh, struct nfs3_fsstat_res *res)
+{
+    struct nfs3_fh_args a;
+    struct mb_chain c = MB_CHAIN_INIT;
+    struct krpc_xdr_enc x;
+    struct krpc_reply rep;
+    int rc;
+
+    a.fh = *fh;
+    krpc_xdr_enc_init(&x, &c);
+    nfs3_enc_fsstat_args(&x, &a);
+    if ((rc = nfs_call(nc, NFS3_PROC_FSSTAT, &x, &c, &rep)) < 0)
+        return rc;
+    rc = nfs3_dec_fsstat_res(&rep.res, res);
+    rc = nfs_outcome(nc, NFS3_PROC_FSSTAT, rc, res->status);
+    krpc_reply_free(&rep);
+    return rc;
+}
+
+/* ---- READDIRPLUS with paging ------------------------------------------------- */
+
+/* The cookies seen so far in one listing, to catch a server that sends a
+ * cookie twice (it would make the listing go round forever). Open
+ * addressing; 0 marks a free slot (cookie 0 itself is refused: it means
+ * "from the start"). */
+struct cookie_set {
+    uint64_t *slot;
+    size_t cap, used;
+};
+
+static int cookie_add(struct cookie_set *s, uint64_t v)
+{
+    size_t i;
+
+    if (2 * (s->used + 1) > s->cap) {
+        struct cookie_set n = {NULL, s->cap ? 2 * s->cap : 1024, 0};
+        n.slot = calloc(n.cap, sizeof *n.slot);
+        if (!n.slot)
+            return -ENOMEM;
+        for (i = 0; i < s->cap; i++)
+            if (s->slot[i])
+                cookie_add(&n, s->slot[i]);
+        free(s->slot);
+        *s = n;
+    }
+    for (i = (size_t)((v * 0x9E3779B97F4A7C15ull) >> 20) % s->cap;; i = (i + 1) % s->cap) {
+        if (s->slot[i] == v)
+            return 1; /* seen */
+        if (s->slot[i] == 0) {
+            s->slot[i] = v;
+            s->used++;
+            return 0;
+        }
+    }
+}
+
+struct rdp_state {
+    struct nfs3_clnt *nc;
+    struct cookie_set seen;
+    uint64_t last_cookie;
+    nfs3_dirent_fn fn;
+    void *arg;
+    int user_rc;
+};
+
+#define RDP_STOP 1 /* the decoder's callback stopped: see user_rc */
+
+static int rdp_entry(void *arg, const struct nfs3_dirent *e)
+{
+    struct rdp_state *st = arg;
+    int rc;
+
+    if (e->cookie == 0) {
+        set_err(st->nc, "READDIRPLUS: entry \"%s\" with cookie 0", e->name);
+        st->user_rc = -EIO;
+        return RDP_STOP;
+    }
+    rc = cookie_add(&st->seen, e->cookie);
+    if (rc != 0) {
+        if (rc > 0)
+            set_err(st->nc, "READDIRPLUS: cookie %llu sent twice (a directory cookie loop); listing stopped",
+                    (unsigned long long)e->cookie);
+        st->user_rc = rc > 0 ? -ELOOP : rc;
+        return RDP_STOP;
+    }
+    st->last_cookie = e->cookie;
+    rc = st->fn(st->arg, e);
+    if (rc != 0) {
+        st->user_rc = rc;
+        return RDP_STOP;
+    }
+    return 0;
+}
+
+int nfs3_readdirplus(struct nfs3_clnt *nc, const struct nfs3_fh *dir, uint32_t dircount, uint32_t maxcount,
+                     nfs3_dirent_fn fn, void *arg)
+{
+    struct rdp_state st;
+    struct nfs3_readdirplus_args a;
+    struct nfs3_readdir_res r;
+    int ret = 0;
+
+    memset(&st, 0, sizeof st);
+    st.nc = nc;
+    st.fn = fn;
+    st.arg = arg;
+    memset(&a, 0, sizeof a);
+    a.dir = *dir;
+    a.dircount = dircount ? dircount : 8192;
+    a.maxcount = maxcount ? maxcount : 65536;
+    for (;;) {
+        struct mb_chain c = MB_CHAIN_INIT;
+        struct krpc_xdr_enc x;
+        struct krpc_reply rep;
+        int rc;
+
+        krpc_xdr_enc_init(&x, &c);
+        nfs3_enc_readdirplus_args(&x, &a);
+        if ((ret = nfs_call(nc, NFS3_PROC_READDIRPLUS, &x, &c, &rep)) < 0)
+            break;
+        rc = nfs3_dec_readdirplus_res(&rep.res, &r, rdp_entry, &st);
+        krpc_reply_free(&rep);
+        if (rc == RDP_STOP) {
+            ret = st.user_rc;
+            if (ret == -ELOOP || ret == -EIO)
+                krpc_log(KRPC_LOG_WARN, "nfs client: %s", nc->err);
+            break;
+        }
+        if ((ret = nfs_outcome(nc, NFS3_PROC_READDIRPLUS, rc, r.status)) != 0)
+            break;
+        if (r.eof)
+            break;
+        if (r.nentries == 0) {
+            /* Not at the end, yet nothing to go on from: would ask the
+             * same question forever. */
+            set_err(nc, "READDIRPLUS: an empty page without eof");
+            krpc_log(KRPC_LOG_WARN, "nfs client: %s", nc->err);
+            ret = -EIO;
+            break;
+        }
+        a.cookie = st.last_cookie;
+        memcpy(a.cookieverf, r.cookieverf, NFS3_COOKIEVERFSIZE);
+    }
+    free(st.seen.slot);
+    return ret;
 }
 
 /* ---- pipelined READ -------------------------------------------------------- */
