@@ -478,6 +478,7 @@ int main(int argc, char **argv)
         return 1;
     if (krpc_loop_new(&g_loop) != 0) {
         fprintf(stderr, PROG ": cannot create the event loop\n");
+        ktls_ctx_unref(cfg.tls_ctx);
         return 1;
     }
     int ret = -EINVAL;
