@@ -7,19 +7,25 @@
  *                                   extendedKeyUsage serverAuth
  *   DIR/client.pem, DIR/client.key  CN=rpctls-client, extendedKeyUsage clientAuth
  *
+ * With --user NAME@DOMAIN the client certificate also names that user in a
+ * subjectAltName otherName, FreeBSD's form (docs/ktls-handshake.md,
+ * "Certificate identity").
+ *
  * Keys are EC P-256, PEM, unencrypted, mode 0600. Existing files are
  * replaced. The file names are printed on stdout, one per line.
  */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "rpctls/ktls.h"
 #include "rpctls/pki.h"
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: rpctls-certs [--days N] DIR\n"
+            "usage: rpctls-certs [--days N] [--user NAME@DOMAIN] DIR\n"
             "\n"
             "Makes a CA and a server and a client certificate with their keys (PEM, EC P-256)\n"
             "in DIR (created if missing), for rpctls-nfsd and rpctls-cp on loopback:\n"
@@ -28,22 +34,56 @@ static void usage(FILE *f)
             "  client.pem client.key   for rpctls-cp --cert/--key\n"
             "Existing files of these names are replaced. Prints the file names.\n"
             "\n"
-            "  --days N   validity in days (default 30)\n"
-            "  --help     this text\n"
+            "  --days N             validity in days (default 365; servers and clients warn when\n"
+            "                       fewer than 30 days are left)\n"
+            "  --user NAME@DOMAIN   the client certificate names this user in a subjectAltName\n"
+            "                       otherName 1.3.6.1.4.1.2238.1.1.1 (a UTF8String), as FreeBSD's\n"
+            "                       rpc.tlsservd -u and exports -tlscertuser read it\n"
+            "                       (draft-cel-nfsv4-rpc-tls-othername describes it; its own OIDs\n"
+            "                       are not assigned yet). A server with the export option\n"
+            "                       tlscertuser runs that client's calls as NAME.\n"
+            "  --help               this text\n"
             "Exit status: 0 on success, 1 on failure, 2 on bad usage.\n");
+}
+
+/* Replaces DIR/client.pem with one that also names user (the key is new too). */
+static int issue_user_client(const char *dir, const char *user, int days, char *err, size_t errlen)
+{
+    char p[4][4096];
+    static const char *const names[4] = {"ca.pem", "ca.key", "client.pem", "client.key"};
+    struct ktls_pki_req req;
+
+    for (int i = 0; i < 4; i++) {
+        if ((size_t)snprintf(p[i], sizeof p[i], "%s/%s", dir, names[i]) >= sizeof p[i]) {
+            snprintf(err, errlen, "%s: path too long", dir);
+            return -1;
+        }
+    }
+    memset(&req, 0, sizeof req);
+    req.kind = KTLS_PKI_CLIENT;
+    req.cn = user;
+    req.user = user;
+    req.user_forms = KTLS_PKI_USER_FREEBSD;
+    req.ca_cert = p[0];
+    req.ca_key = p[1];
+    req.cert_out = p[2];
+    req.key_out = p[3];
+    req.days = days;
+    return ktls_pki_issue_req(&req, err, errlen);
 }
 
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"days", required_argument, NULL, 'd'},
+        {"user", required_argument, NULL, 'u'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     static const char *const files[] = {"ca.pem", "ca.key", "server.pem", "server.key", "client.pem", "client.key"};
     char err[512];
-    long days = 30;
-    const char *dir;
+    long days = 365;
+    const char *dir, *user = NULL;
     int opt;
 
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -55,6 +95,17 @@ int main(int argc, char **argv)
                 fprintf(stderr, "rpctls-certs: --days: expected 1..36500\n");
                 return 2;
             }
+            break;
+        }
+        case 'u': {
+            const char *at = strchr(optarg, '@');
+            if (at == NULL || at == optarg || at[1] == '\0' || strchr(at + 1, '@') != NULL ||
+                strlen(optarg) > KTLS_MAX_PEER_USER) {
+                fprintf(stderr, "rpctls-certs: --user: expected NAME@DOMAIN (at most %d bytes)\n",
+                        KTLS_MAX_PEER_USER);
+                return 2;
+            }
+            user = optarg;
             break;
         }
         case 'h':
@@ -70,7 +121,8 @@ int main(int argc, char **argv)
         return 2;
     }
     dir = argv[optind];
-    if (ktls_pki_make_dir(dir, (int)days, err, sizeof(err)) != 0) {
+    if (ktls_pki_make_dir(dir, (int)days, err, sizeof(err)) != 0 ||
+        (user != NULL && issue_user_client(dir, user, (int)days, err, sizeof err) != 0)) {
         fprintf(stderr, "rpctls-certs: %s\n", err);
         return 1;
     }

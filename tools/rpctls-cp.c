@@ -92,9 +92,13 @@ static void usage(FILE *f)
             "  -p, --parents      create missing directories on the way to a DEST file\n"
             "  -h, --help         this text\n"
             "\n"
+            "--ca, --cert and --key are loaded before any connection: a missing, unreadable,\n"
+            "non-PEM, mismatched or expired file is named on stderr (exit status 1); a\n"
+            "certificate that expires within 30 days gets a warning.\n"
+            "\n"
             "Exit status: 0 when every mirror has the whole file committed (and verified with\n"
             "--verify); 1 when any mirror or the copy failed (each failed mirror is named on\n"
-            "stderr: \"mirror nfs://...: reason\"); 2 for bad usage.\n");
+            "stderr: \"mirror nfs://...: reason\") or a TLS file is bad; 2 for bad usage.\n");
 }
 
 struct opts {
@@ -109,6 +113,30 @@ struct opts {
     int timeout_ms, retries;
     unsigned reconnects;
 };
+
+/* --ca, --cert and --key are loaded once before any connection, so that a
+ * missing, unreadable, mismatched or expired file is named at once (exit 1)
+ * rather than at the first handshake. Returns 0 or -1 after printing why. */
+static int check_tls_files(const struct opts *o)
+{
+    struct ktls_config k;
+    struct ktls_ctx *ctx;
+    char err[512];
+
+    memset(&k, 0, sizeof k);
+    k.role = KTLS_CLIENT;
+    k.ca_file = o->ca;
+    k.cert_file = o->cert;
+    k.key_file = o->key;
+    if (ktls_ctx_new(&k, &ctx, err, sizeof err) < 0) {
+        fprintf(stderr, PROG ": %s\n", err);
+        return -1;
+    }
+    if (*ktls_ctx_warning(ctx) != '\0')
+        fprintf(stderr, PROG ": warning: %s\n", ktls_ctx_warning(ctx));
+    ktls_ctx_unref(ctx);
+    return 0;
+}
 
 static void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die_usage(const char *fmt, ...)
@@ -766,6 +794,8 @@ int main(int argc, char **argv)
         die_usage("--tx-mode needs TLS");
     if (o.progress < 0)
         o.progress = isatty(STDERR_FILENO);
+    if (o.tls && check_tls_files(&o) < 0)
+        return 1;
     if (is_url(argv[optind])) {
         if (argc - optind != 2)
             die_usage("reading back takes one nfs:// SRC and one local DEST");

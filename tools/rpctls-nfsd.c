@@ -5,11 +5,15 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
 #include "rpctls/krpc.h"
 #include "rpctls/krpc_rpcb.h"
@@ -77,6 +81,12 @@ static void usage(FILE *f)
             "  -h, --help            this text\n"
             "\n"
             "Logs go to stderr; the first line is \"" PROG ": listening on ADDR:PORT\".\n"
+            "--cert, --key and --ca are loaded and checked once, at start: a missing, unreadable,\n"
+            "non-PEM, mismatched, expired or not yet valid file stops the server with a line\n"
+            "naming it (exit status 1); a certificate that expires within 30 days gets a warning.\n"
+            "SIGHUP loads them again from the same paths: new connections get the new ones,\n"
+            "connections already up keep theirs; if a file is bad, the line says which and the\n"
+            "files loaded before stay in use.\n"
             "SIGINT or SIGTERM stops the server cleanly (exit status 0). Exit status 2: bad\n"
             "usage; 1: could not start or a run-time failure.\n");
 }
@@ -85,6 +95,92 @@ static void on_signal(int sig)
 {
     g_signal = sig;
     krpc_loop_stop(g_loop); /* an atomic store and an eventfd write: async-signal-safe */
+}
+
+/* ---- TLS files: loaded at start, again on SIGHUP ----------------------- */
+
+/* Loads --cert/--key/--ca once for the server. 0, or -1 after printing
+ * which file is wrong and how. */
+static int tls_load(const struct ktls_config *tlscfg, struct ktls_ctx **out)
+{
+    struct ktls_config k = *tlscfg;
+    char err[512];
+
+    k.alpn = KRPC_ALPN; /* what krpc_svc selects */
+    if (ktls_ctx_new(&k, out, err, sizeof err) < 0) {
+        fprintf(stderr, PROG ": %s\n", err);
+        return -1;
+    }
+    if (*ktls_ctx_warning(*out) != '\0')
+        fprintf(stderr, PROG ": warning: %s\n", ktls_ctx_warning(*out));
+    return 0;
+}
+
+/* SIGHUP arrives through a signalfd on the event loop, so the reload runs
+ * on the loop thread like everything else (SIGHUP is blocked in every
+ * thread: block_sighup runs before any thread is made). */
+struct hup_watch {
+    int fd;
+    struct krpc_svc *svc;
+    const struct ktls_config *tlscfg; /* NULL: TLS is off */
+};
+
+static void block_sighup(void)
+{
+    sigset_t set;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+static void on_hup(struct krpc_loop *loop, int fd, uint32_t events, void *arg)
+{
+    struct hup_watch *h = arg;
+    struct signalfd_siginfo si;
+    char err[512];
+
+    (void)loop;
+    (void)events;
+    while (read(fd, &si, sizeof si) == (ssize_t)sizeof si) {
+        if (h->tlscfg == NULL) {
+            fprintf(stderr, PROG ": SIGHUP: TLS is off, nothing to reload\n");
+            continue;
+        }
+        if (krpc_svc_reload_tls(h->svc, h->tlscfg, err, sizeof err) < 0)
+            fprintf(stderr, PROG ": SIGHUP: TLS files not reloaded, the ones loaded before stay in use: %s\n", err);
+        else
+            fprintf(stderr, PROG ": SIGHUP: reloaded %s, %s%s%s; new connections use them\n", h->tlscfg->cert_file,
+                    h->tlscfg->key_file, h->tlscfg->ca_file ? ", " : "", h->tlscfg->ca_file ? h->tlscfg->ca_file : "");
+    }
+}
+
+static int hup_watch_start(struct hup_watch *h, struct krpc_svc *svc, const struct ktls_config *tlscfg)
+{
+    sigset_t set;
+
+    h->svc = svc;
+    h->tlscfg = tlscfg;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    h->fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (h->fd < 0 || krpc_loop_add_fd(g_loop, h->fd, EPOLLIN, on_hup, h) < 0) {
+        fprintf(stderr, PROG ": cannot watch for SIGHUP: %s\n", strerror(errno));
+        if (h->fd >= 0)
+            close(h->fd);
+        h->fd = -1;
+        return -1;
+    }
+    return 0;
+}
+
+static void hup_watch_stop(struct hup_watch *h)
+{
+    if (h->fd < 0)
+        return;
+    krpc_loop_del_fd(g_loop, h->fd);
+    close(h->fd);
+    h->fd = -1;
 }
 
 /* --listen HOST:PORT: numeric, [IPv6] or a host name. Returns the number of
@@ -262,6 +358,7 @@ int main(int argc, char **argv)
     socklen_t llens[KRPC_MAX_ADDRS];
     int nlisten;
     struct rpcbind_reg rpcb = {.mode = RPCBIND_AUTO};
+    struct hup_watch hup = {.fd = -1};
 
     memset(&cfg, 0, sizeof(cfg));
     while ((c = getopt_long(argc, argv, "hqv", opts, NULL)) != -1) {
@@ -376,8 +473,12 @@ int main(int argc, char **argv)
         cfg.max_msg = KRPC_RM_DEFAULT_MAX_MSG;
 
     signal(SIGPIPE, SIG_IGN);
+    block_sighup(); /* before any thread: SIGHUP is read from a signalfd */
+    if (cfg.tls != KRPC_SVC_TLS_OFF && tls_load(&cfg.tlscfg, &cfg.tls_ctx) != 0)
+        return 1;
     if (krpc_loop_new(&g_loop) != 0) {
         fprintf(stderr, PROG ": cannot create the event loop\n");
+        ktls_ctx_unref(cfg.tls_ctx);
         return 1;
     }
     int ret = -EINVAL;
@@ -426,6 +527,9 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
+    if (hup_watch_start(&hup, svc, cfg.tls != KRPC_SVC_TLS_OFF ? &cfg.tlscfg : NULL) != 0)
+        goto out;
+
     /* After the handlers: a signal from here on still unregisters. */
     if (rpcbind_register(&rpcb, svc, quiet) != 0)
         goto out;
@@ -446,6 +550,8 @@ int main(int argc, char **argv)
                 ss->calls, st->errors, st->bytes_written, st->bytes_read);
     }
 out:
+    hup_watch_stop(&hup);
+    ktls_ctx_unref(cfg.tls_ctx); /* the server holds its own reference */
     rpcbind_unregister(&rpcb, quiet);
     if (svc != NULL)
         krpc_svc_free(svc);

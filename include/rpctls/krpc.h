@@ -213,6 +213,9 @@ int krpc_conn_send(struct krpc_conn *c, struct mb_chain *msg);
  * the same socket. Messages already queued before the call go out in the
  * clear first. */
 int krpc_conn_start_tls(struct krpc_conn *c, const struct ktls_config *cfg);
+/* The same with a context loaded once (ktls_ctx_new; its ALPN should be
+ * KRPC_ALPN); the handshake takes its own reference. */
+int krpc_conn_start_tls_ctx(struct krpc_conn *c, struct ktls_ctx *ctx);
 /* Closes now: on_close(err) runs from the loop, not from inside this call. */
 void krpc_conn_close(struct krpc_conn *c, int err);
 /* For an owner going away: closes (a best-effort close_notify in TLS) and
@@ -221,6 +224,9 @@ void krpc_conn_close(struct krpc_conn *c, int err);
 void krpc_conn_free(struct krpc_conn *c);
 int krpc_conn_is_tls(const struct krpc_conn *c);
 const char *krpc_conn_peer_subject(const struct krpc_conn *c); /* "" when none */
+/* "user@domain" from the verified client certificate's otherName
+ * subjectAltName (ktls_hs_peer_user), "" when none. */
+const char *krpc_conn_peer_user(const struct krpc_conn *c);
 /* Why the record layer ended the connection, naming the alert sent or
  * received by its RFC 8446 name ("a record failed authentication; sent
  * alert bad_record_mac (20)"); "" when it did not. Valid in on_close. */

@@ -61,6 +61,9 @@ struct krpc_svc_req {
     struct krpc_cred cred;
     int tls;                        /* arrived inside TLS */
     const char *peer_subject;       /* client certificate subject, "" if none */
+    const char *peer_user;          /* "user@domain" from the client certificate's otherName SAN, "" if none
+                                       (only from a certificate verified against the CA; see
+                                       ktls_hs_peer_user for the rules) */
     struct sockaddr_storage peer;
     socklen_t peerlen;
     struct mb_chain msg;            /* the whole call message (args point into it) */
@@ -82,6 +85,11 @@ struct krpc_svc_config {
     int idle_timeout_ms;            /* 0: 300000; <0: never */
     unsigned drc_entries;           /* duplicate-request cache size; 0: 1024 */
     int handshake_timeout_ms;       /* 0: 10000 */
+    /* TLS context from ktls_ctx_new (the server takes a reference; its
+     * config should be tlscfg's with alpn KRPC_ALPN). NULL: krpc_svc_new
+     * loads one from tlscfg, failing with -EINVAL and an error log line
+     * naming the file when it cannot. */
+    struct ktls_ctx *tls_ctx;
 };
 
 struct krpc_svc_stats {
@@ -107,6 +115,13 @@ uint16_t krpc_svc_port(const struct krpc_svc *svc);
  * holds the results for KRPC_SUCCESS. Frees req. */
 void krpc_svc_reply(struct krpc_svc_req *req, int status, struct mb_chain *res);
 const struct krpc_svc_stats *krpc_svc_stats(const struct krpc_svc *svc);
+/* Loads cfg (certificate, key, CA, policy; role, ALPN and the handshake
+ * timeout as krpc_svc_new sets them) into a new TLS context for the
+ * connections accepted from now on; connections already up, and handshakes
+ * already running, keep the context they started with. On failure returns
+ * a negative errno with err naming the file and the problem, and the
+ * current context stays. Safe from any thread. */
+int krpc_svc_reload_tls(struct krpc_svc *svc, const struct ktls_config *cfg, char *err, size_t errlen);
 /* Closes the listener and every connection; deferred calls are dropped. */
 void krpc_svc_free(struct krpc_svc *svc);
 

@@ -209,8 +209,37 @@ struct ktls_config {
 /* AES-128-GCM first: the fastest suite of the record layer's engines. */
 #define KTLS_DEFAULT_CIPHERSUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 
+/*
+ * A TLS context: the certificate, key and CA loaded once, and the policy
+ * (role, verification, ALPN, suites, key log, the ktls_conn parameters),
+ * shared by every handshake made from it. Reference-counted (atomically:
+ * handshakes on several threads may share one); a handshake holds its own
+ * reference, so replacing a server's context (a reload) leaves handshakes
+ * and connections made from the old one as they are.
+ *
+ * ktls_ctx_new checks everything it loads and says what is wrong, naming
+ * the file: "certificate /x/server.pem: expired on 2026-01-01 00:00:00 UTC",
+ * "private key /x/server.key: does not match the certificate /x/server.pem",
+ * "CA file /nonexistent: No such file or directory" (docs/ktls-handshake.md
+ * lists them). The strings of cfg are copied.
+ */
+struct ktls_ctx;
+
+int ktls_ctx_new(const struct ktls_config *cfg, struct ktls_ctx **out, char *err, size_t errlen);
+struct ktls_ctx *ktls_ctx_ref(struct ktls_ctx *ctx); /* returns ctx */
+void ktls_ctx_unref(struct ktls_ctx *ctx);           /* NULL is fine */
+/* The context's own copy of the configuration. */
+const struct ktls_config *ktls_ctx_config(const struct ktls_ctx *ctx);
+/* "" or a warning to log: "certificate FILE expires on DATE, in N days"
+ * when fewer than KTLS_CERT_EXPIRY_WARN_DAYS are left. */
+#define KTLS_CERT_EXPIRY_WARN_DAYS 30
+const char *ktls_ctx_warning(const struct ktls_ctx *ctx);
+
 struct ktls_hs;
 
+/* A handshake from a shared context (takes its own reference). */
+int ktls_hs_new_ctx(struct ktls_ctx *ctx, int fd, struct ktls_hs **out);
+/* The same with a context of its own, made from cfg (files read again). */
 int ktls_hs_new(const struct ktls_config *cfg, int fd, struct ktls_hs **out);
 /* Drives the handshake on a non-blocking or blocking fd. Returns 0 when done,
  * -EAGAIN when it needs the fd readable (*want_write 0) or writable (1),
@@ -223,6 +252,32 @@ int ktls_hs_finish(struct ktls_hs *hs, struct ktls_conn **out);
 /* Negotiated ALPN ("" if none) and peer certificate subject ("" if none). */
 const char *ktls_hs_alpn(const struct ktls_hs *hs);
 const char *ktls_hs_peer_subject(const struct ktls_hs *hs);
+
+/*
+ * Certificate identity (draft-cel-nfsv4-rpc-tls-othername). A server that
+ * verified the client's certificate against its CA (verify_peer >= 1) reads
+ * the user it names in a subjectAltName otherName:
+ *   KTLS_OID_FREEBSD_USER      a UTF8String "user@domain", FreeBSD's form
+ *                              (rpc.tlsservd -u, exports -tlscertuser);
+ *   KTLS_OID_NFSV4_PRINCIPAL   the draft's NFSv4Principal, SEQUENCE { UTF8String
+ *                              "user@domain" }. The draft has no OID assigned
+ *                              yet (id-on TBD under 1.3.6.1.5.5.7.8); until
+ *                              IANA assigns one, rpctls uses this private
+ *                              placeholder (a UUID OID under 2.25, ITU-T X.667).
+ * ktls_hs_peer_user: "user@domain", "" when the certificate names none or was
+ * not verified. A malformed value, text that is not UTF-8 or not
+ * user@domain, or more than one identity (the draft, section 3.1, item 3)
+ * gives "" and a reason in ktls_hs_peer_user_error ("" otherwise).
+ */
+#define KTLS_OID_FREEBSD_USER "1.3.6.1.4.1.2238.1.1.1"
+#define KTLS_OID_NFSV4_PRINCIPAL "2.25.315410351902403645481513457504776185352"
+#define KTLS_MAX_PEER_USER 255
+const char *ktls_hs_peer_user(const struct ktls_hs *hs);
+const char *ktls_hs_peer_user_error(const struct ktls_hs *hs);
+/* The same rules on a PEM certificate file (no verification): 1 with user
+ * filled, 0 when it names no user, -1 with why (a file or format problem,
+ * or one of the refusals above). For tests and tools. */
+int ktls_cert_file_user(const char *pem_file, char *user, size_t userlen, char *why, size_t whylen);
 /* Bytes the peer sent past its last handshake message that ktls_hs_finish()
  * handed to the record layer (for tests and diagnostics). */
 size_t ktls_hs_leftover(const struct ktls_hs *hs);
@@ -231,13 +286,6 @@ void ktls_hs_free(struct ktls_hs *hs);
 /* Blocking convenience: handshake on fd then hand-off. On error, errbuf
  * (if given) receives a message. */
 int ktls_handshake(const struct ktls_config *cfg, int fd, struct ktls_conn **out, char *errbuf, size_t errlen);
-    /* ALPN, as the deployed RPC-with-TLS peers do it (Linux tlshd, FreeBSD
-     * rpc.tls*d and libnfs send and select none). A client offers alpn,
-     * accepts a server that selects none and refuses one that selects
-     * another protocol. A server selects alpn when offered, accepts a
-     * ClientHello without ALPN and refuses (no_application_protocol) one
-     * whose list lacks alpn. require_alpn (strict mode) also refuses a peer
-     * that offers or selects none. */
 
 #ifdef __cplusplus
 }

@@ -81,6 +81,7 @@ struct krpc_conn {
     int tls_err;
     char tls_msg[512];
     char peer_subject[512];
+    char peer_user[KTLS_MAX_PEER_USER + 1]; /* from a verified client certificate, "" if none */
 
     uint64_t bytes_sent, bytes_received;
     uint64_t last_io_ms; /* krpc_now_ms() of the last byte read or written, or of creation */
@@ -509,6 +510,10 @@ static void conn_hs_done(struct krpc_conn *c)
         return;
     }
     snprintf(c->peer_subject, sizeof(c->peer_subject), "%s", ktls_hs_peer_subject(c->hs));
+    snprintf(c->peer_user, sizeof(c->peer_user), "%s", ktls_hs_peer_user(c->hs));
+    if (*ktls_hs_peer_user_error(c->hs) != '\0')
+        krpc_log(KRPC_LOG_WARN, "krpc conn fd %d: client certificate %s names no usable user: %s", c->fd,
+                 c->peer_subject, ktls_hs_peer_user_error(c->hs));
     ktls_hs_free(c->hs);
     c->hs = NULL;
     krpc_timer_cancel(c->loop, &c->hs_timer);
@@ -547,9 +552,46 @@ static void conn_hs_drive(struct krpc_conn *c)
     conn_hs_done(c);
 }
 
+int krpc_conn_start_tls_ctx(struct krpc_conn *c, struct ktls_ctx *ctx)
+{
+    int ret, timeout_ms;
+
+    if (c == NULL || ctx == NULL)
+        return -EINVAL;
+    if (c->state == CS_CLOSED)
+        return -EPIPE;
+    if (c->state != CS_OPEN)
+        return -EALREADY;
+    timeout_ms = ktls_ctx_config(ctx)->timeout_ms;
+    c->hs_timeout_ms = timeout_ms > 0 ? timeout_ms : CONN_HS_TIMEOUT_MS;
+    c->state = CS_HS_FLUSH; /* no more messages delivered */
+    mb_chain_free(&c->rxfill);
+
+    /* The peer must wait for the upgrade before sending TLS; plaintext that
+     * followed the triggering message is a protocol violation. */
+    if (reader_partial(&c->rm)) {
+        conn_tls_fail(c, -EPROTO, "TLS upgrade refused: %zu bytes of plaintext followed the STARTTLS point",
+                      c->rm.in.len + c->rm.msg.len);
+        return 0;
+    }
+    if ((ret = ktls_hs_new_ctx(ctx, c->fd, &c->hs)) < 0) {
+        conn_tls_fail(c, ret, "TLS setup failed: %s", strerror(-ret));
+        return 0;
+    }
+    if ((ret = krpc_timer_arm(c->loop, &c->hs_timer, (uint64_t)c->hs_timeout_ms)) < 0) {
+        conn_tls_fail(c, ret, "TLS setup failed: %s", strerror(-ret));
+        return 0;
+    }
+    /* Flush (and then step the handshake) from the loop, not from here. */
+    conn_set_events(c, EPOLLOUT);
+    return 0;
+}
+
 int krpc_conn_start_tls(struct krpc_conn *c, const struct ktls_config *cfg)
 {
     struct ktls_config k;
+    struct ktls_ctx *ctx;
+    char err[512];
     int ret;
 
     if (c == NULL || cfg == NULL)
@@ -562,28 +604,15 @@ int krpc_conn_start_tls(struct krpc_conn *c, const struct ktls_config *cfg)
     /* RFC 9289's ALPN "sunrpc"; strict only when the caller's require_alpn
      * says so, since deployed peers negotiate none. */
     k.alpn = KRPC_ALPN;
-    c->hs_timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : CONN_HS_TIMEOUT_MS;
-    c->state = CS_HS_FLUSH; /* no more messages delivered */
-    mb_chain_free(&c->rxfill);
-
-    /* The peer must wait for the upgrade before sending TLS; plaintext that
-     * followed the triggering message is a protocol violation. */
-    if (reader_partial(&c->rm)) {
-        conn_tls_fail(c, -EPROTO, "TLS upgrade refused: %zu bytes of plaintext followed the STARTTLS point",
-                      c->rm.in.len + c->rm.msg.len);
+    if ((ret = ktls_ctx_new(&k, &ctx, err, sizeof err)) < 0) {
+        /* Fails like a handshake, with the reason naming the file. */
+        c->state = CS_HS_FLUSH;
+        conn_tls_fail(c, ret, "TLS setup failed: %s", err);
         return 0;
     }
-    if ((ret = ktls_hs_new(&k, c->fd, &c->hs)) < 0) {
-        conn_tls_fail(c, ret, "TLS setup failed (certificate, key or CA file?): %s", strerror(-ret));
-        return 0;
-    }
-    if ((ret = krpc_timer_arm(c->loop, &c->hs_timer, (uint64_t)c->hs_timeout_ms)) < 0) {
-        conn_tls_fail(c, ret, "TLS setup failed: %s", strerror(-ret));
-        return 0;
-    }
-    /* Flush (and then step the handshake) from the loop, not from here. */
-    conn_set_events(c, EPOLLOUT);
-    return 0;
+    ret = krpc_conn_start_tls_ctx(c, ctx);
+    ktls_ctx_unref(ctx); /* the handshake holds its own reference */
+    return ret;
 }
 
 /* ---- events -------------------------------------------------------------- */
@@ -776,6 +805,11 @@ int krpc_conn_is_tls(const struct krpc_conn *c)
 const char *krpc_conn_peer_subject(const struct krpc_conn *c)
 {
     return c != NULL ? c->peer_subject : "";
+}
+
+const char *krpc_conn_peer_user(const struct krpc_conn *c)
+{
+    return c != NULL ? c->peer_user : "";
 }
 
 const char *krpc_conn_tls_error(const struct krpc_conn *c)

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "krpc/drc.h"
@@ -49,7 +50,7 @@ struct svc_conn {
 struct svc_req {
     struct krpc_svc_req pub;
     struct svc_req *prev, *next; /* the server's list of deferred calls */
-    char subject[];
+    char subject[]; /* then the peer's user: pub.peer_user points after the subject's NUL */
 };
 
 struct krpc_svc {
@@ -57,6 +58,10 @@ struct krpc_svc {
     struct krpc_svc_config cfg;
     struct ktls_config tlscfg;
     char *tls_strs[5];
+    /* The TLS context new connections get; a reload replaces it, and
+     * handshakes already made from the old one keep their reference. */
+    pthread_mutex_t tls_lock;
+    struct ktls_ctx *tls_ctx;
     int lfd;
     struct krpc_timer accept_timer; /* re-enables accept after EMFILE */
     struct sockaddr_storage addr;
@@ -162,6 +167,7 @@ struct call_src {
     const char *peerstr;
     int tls;
     const char *subject;
+    const char *user; /* from the client certificate, "" if none */
 };
 
 static const char *req_what(char *buf, size_t len, const struct krpc_call_hdr *h, const char *name)
@@ -210,7 +216,7 @@ static int run_call(struct krpc_svc *svc, const struct call_src *src, const stru
     struct krpc_xdr_dec args;
     struct krpc_xdr_enc res;
     struct mb_chain resc = MB_CHAIN_INIT;
-    size_t sublen = strlen(src->subject);
+    size_t sublen = strlen(src->subject), userlen = strlen(src->user);
     void *parg = p->arg;
     char what[128];
     int status;
@@ -256,7 +262,7 @@ static int run_call(struct krpc_svc *svc, const struct call_src *src, const stru
         return KRPC_SVC_ACT_NONE;
     }
 
-    r = calloc(1, sizeof(*r) + sublen + 1);
+    r = calloc(1, sizeof(*r) + sublen + 1 + userlen + 1);
     if (r == NULL) {
         krpc_drc_forget(svc->drc, entry);
         mb_chain_free(msg);
@@ -264,6 +270,7 @@ static int run_call(struct krpc_svc *svc, const struct call_src *src, const stru
                                                                                        : KRPC_SVC_ACT_NONE;
     }
     memcpy(r->subject, src->subject, sublen + 1);
+    memcpy(r->subject + sublen + 1, src->user, userlen + 1);
     r->pub.xid = h->xid;
     r->pub.prog = h->prog;
     r->pub.vers = h->vers;
@@ -271,6 +278,7 @@ static int run_call(struct krpc_svc *svc, const struct call_src *src, const stru
     r->pub.cred = h->cred;
     r->pub.tls = src->tls;
     r->pub.peer_subject = r->subject;
+    r->pub.peer_user = r->subject + sublen + 1;
     if (src->peer != NULL && src->peerlen <= (socklen_t)sizeof(r->pub.peer)) {
         memcpy(&r->pub.peer, src->peer, src->peerlen);
         r->pub.peerlen = src->peerlen;
@@ -527,6 +535,23 @@ static void conn_send(struct svc_conn *sc, struct mb_chain *reply)
         krpc_log(KRPC_LOG_DEBUG, "rpc server: %s: reply not sent (%d)", sc->peerstr, ret);
 }
 
+/* Starts the handshake with the server's current TLS context (a reload may
+ * replace it from another thread: the reference is taken under the lock). */
+static int svc_start_tls(struct krpc_svc *svc, struct krpc_conn *c)
+{
+    struct ktls_ctx *ctx;
+    int ret;
+
+    pthread_mutex_lock(&svc->tls_lock);
+    ctx = ktls_ctx_ref(svc->tls_ctx);
+    pthread_mutex_unlock(&svc->tls_lock);
+    if (ctx == NULL)
+        return -EINVAL;
+    ret = krpc_conn_start_tls_ctx(c, ctx);
+    ktls_ctx_unref(ctx);
+    return ret;
+}
+
 static void conn_on_msg(struct krpc_conn *c, struct mb_chain *msg, void *arg)
 {
     struct svc_conn *sc = arg;
@@ -561,6 +586,7 @@ static void conn_on_msg(struct krpc_conn *c, struct mb_chain *msg, void *arg)
     src.subject = src.tls ? krpc_conn_peer_subject(c) : "";
     if (src.subject == NULL)
         src.subject = "";
+    src.user = src.tls ? krpc_conn_peer_user(c) : "";
     act = dispatch(svc, &src, &m, &reply);
     switch (act) {
     case KRPC_SVC_ACT_REPLY:
@@ -569,7 +595,7 @@ static void conn_on_msg(struct krpc_conn *c, struct mb_chain *msg, void *arg)
     case KRPC_SVC_ACT_STARTTLS: {
         int ret;
         conn_send(sc, &reply);
-        ret = krpc_conn_start_tls(c, &svc->tlscfg);
+        ret = svc_start_tls(svc, c);
         if (ret < 0) {
             svc->st.tls_failures++;
             sc->counted = 1;
@@ -809,13 +835,35 @@ static int svc_create(struct krpc_loop *loop, const struct krpc_svc_config *cfg,
     svc->tlscfg.server_name = NULL;
     svc->tlscfg.timeout_ms = svc->cfg.handshake_timeout_ms;
     svc->cfg.tlscfg = svc->tlscfg;
+    pthread_mutex_init(&svc->tls_lock, NULL);
+    /* Certificate, key and CA are loaded once, here, for every connection:
+     * a bad file stops the server now rather than failing every handshake.
+     * A detached server (no loop) never makes a connection: nothing to load. */
+    if (cfg->tls != KRPC_SVC_TLS_OFF && loop != NULL) {
+        if (cfg->tls_ctx != NULL) {
+            svc->tls_ctx = ktls_ctx_ref(cfg->tls_ctx);
+        } else {
+            char err[512];
+            ret = ktls_ctx_new(&svc->tlscfg, &svc->tls_ctx, err, sizeof err);
+            if (ret < 0) {
+                krpc_log(KRPC_LOG_ERROR, "rpc server: %s", err);
+                goto fail_ctx;
+            }
+            if (*ktls_ctx_warning(svc->tls_ctx) != '\0')
+                krpc_log(KRPC_LOG_WARN, "rpc server: %s", ktls_ctx_warning(svc->tls_ctx));
+        }
+    }
 
     ret = krpc_drc_new(svc->cfg.drc_entries, &svc->drc);
     if (ret < 0)
-        goto fail;
+        goto fail_drc;
     krpc_timer_init(&svc->accept_timer, accept_timer_fn, svc);
     *out = svc;
     return 0;
+fail_drc:
+    ktls_ctx_unref(svc->tls_ctx);
+fail_ctx:
+    pthread_mutex_destroy(&svc->tls_lock);
 fail:
     for (int i = 0; i < 5; i++)
         free(svc->tls_strs[i]);
@@ -960,6 +1008,37 @@ const struct krpc_svc_stats *krpc_svc_stats(const struct krpc_svc *svc)
     return &svc->st;
 }
 
+int krpc_svc_reload_tls(struct krpc_svc *svc, const struct ktls_config *cfg, char *err, size_t errlen)
+{
+    struct ktls_config k;
+    struct ktls_ctx *ctx, *old;
+    int ret;
+
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    if (svc == NULL || cfg == NULL || svc->cfg.tls == KRPC_SVC_TLS_OFF) {
+        if (err != NULL && errlen > 0)
+            snprintf(err, errlen, "TLS is off on this server");
+        return -EINVAL;
+    }
+    /* The same settings krpc_svc_new forces. */
+    k = *cfg;
+    k.role = KTLS_SERVER;
+    k.alpn = KRPC_ALPN;
+    k.server_name = NULL;
+    k.timeout_ms = svc->cfg.handshake_timeout_ms;
+    if ((ret = ktls_ctx_new(&k, &ctx, err, errlen)) < 0)
+        return ret; /* the current context stays */
+    if (*ktls_ctx_warning(ctx) != '\0')
+        krpc_log(KRPC_LOG_WARN, "rpc server: %s", ktls_ctx_warning(ctx));
+    pthread_mutex_lock(&svc->tls_lock);
+    old = svc->tls_ctx;
+    svc->tls_ctx = ctx;
+    pthread_mutex_unlock(&svc->tls_lock);
+    ktls_ctx_unref(old); /* freed when its last handshake lets go */
+    return 0;
+}
+
 int krpc_svc_dispatch_msg(struct krpc_svc *svc, const struct sockaddr *peer, socklen_t peerlen, int tls,
                           struct mb_chain *msg, struct mb_chain *reply)
 {
@@ -974,6 +1053,7 @@ int krpc_svc_dispatch_msg(struct krpc_svc *svc, const struct sockaddr *peer, soc
     src.peerstr = peerstr;
     src.tls = tls;
     src.subject = "";
+    src.user = "";
     return dispatch(svc, &src, msg, reply);
 }
 
@@ -1007,6 +1087,8 @@ void krpc_svc_free(struct krpc_svc *svc)
         req_free(r);
     }
     krpc_drc_free(svc->drc);
+    ktls_ctx_unref(svc->tls_ctx);
+    pthread_mutex_destroy(&svc->tls_lock);
     for (int i = 0; i < 5; i++)
         free(svc->tls_strs[i]);
     free(svc->progs);

@@ -14,9 +14,11 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -40,17 +43,28 @@ enum hs_state { HS_RUNNING = 0, HS_DONE, HS_FAILED, HS_FINISHED };
 /* Why a server refused the client's ALPN. */
 enum { HS_ALPN_OK = 0, HS_ALPN_NONE_OFFERED, HS_ALPN_NOT_OFFERED };
 
+/* A TLS context, loaded once and shared by many handshakes (see ktls.h). */
+struct ktls_ctx {
+    atomic_uint refs;
+    SSL_CTX *ssl_ctx;
+    struct ktls_config cfg; /* its strings point into strs */
+    char *strs[7];
+    unsigned char alpn_wire[256]; /* cfg.alpn in ALPN wire format */
+    size_t alpn_wire_len;
+    int keylog_fd; /* -1: none */
+    char warning[512];
+};
+
 struct ktls_hs {
     enum ktls_role role;
-    struct ktls_config cfg; /* shallow copy; strings stay the caller's */
+    struct ktls_config cfg; /* shallow copy of kctx->cfg; its strings live as long as kctx */
     int fd;
-    SSL_CTX *ctx;
+    struct ktls_ctx *kctx; /* our reference */
     SSL *ssl;
     BIO *rbio; /* peer -> OpenSSL; we fill it from fd */
     BIO *wbio; /* OpenSSL -> peer; we flush it to fd */
     enum hs_state state;
     int error;        /* negative errno of the failure */
-    int keylog_fd;    /* -1: none */
     int alpn_failed;  /* server: HS_ALPN_NONE_OFFERED or HS_ALPN_NOT_OFFERED */
     size_t leftover;  /* bytes handed to the record layer by finish */
 
@@ -65,6 +79,8 @@ struct ktls_hs {
     char alpn_offered[256]; /* server: the client's list, for the refusal message */
     char alpn_server[64];   /* client: what the server's EncryptedExtensions selected */
     char peer_subject[512];
+    char peer_user[KTLS_MAX_PEER_USER + 1]; /* from a verified client certificate, "" if none */
+    char peer_user_error[160];              /* why a certificate's identity was not taken, "" if none */
     char err[512];
     char checked_name[256]; /* client: the server name or IP checked against the certificate */
     char cert_names[256];   /* client, after a name mismatch: "DNS:a, IP:b" from the certificate */
@@ -199,14 +215,14 @@ static void keylog_cb(const SSL *ssl, const char *line)
 
     if (hs == NULL || line == NULL)
         return;
-    if (hs->keylog_fd >= 0) {
+    if (hs->kctx->keylog_fd >= 0) {
         size_t len = strlen(line);
         char *buf = malloc(len + 1);
         if (buf != NULL) {
             memcpy(buf, line, len);
             buf[len] = '\n';
             /* One write per line: O_APPEND keeps concurrent writers' lines whole. */
-            if (write(hs->keylog_fd, buf, len + 1) < 0) {
+            if (write(hs->kctx->keylog_fd, buf, len + 1) < 0) {
                 /* Best effort: a key log is a debugging aid. */
             }
             OPENSSL_cleanse(buf, len + 1);
@@ -250,11 +266,14 @@ static void alpn_append(char *out, size_t outlen, const unsigned char *p, size_t
 static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
                           unsigned int inlen, void *arg)
 {
-    struct ktls_hs *hs = arg;
-    size_t want = hs->alpn_wire_len - 1;
+    struct ktls_hs *hs = SSL_get_app_data(ssl);
+    size_t want;
     unsigned int i = 0;
 
-    (void)ssl;
+    (void)arg;
+    if (hs == NULL)
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    want = hs->alpn_wire_len - 1;
     hs->alpn_offered[0] = '\0';
     while (i < inlen) {
         unsigned int n = in[i];
@@ -292,13 +311,13 @@ static size_t get_u16(const unsigned char *p)
  */
 static void alpn_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len, SSL *ssl, void *arg)
 {
-    struct ktls_hs *hs = arg;
+    struct ktls_hs *hs = SSL_get_app_data(ssl);
     const unsigned char *p = buf, *end;
     size_t extlen;
 
     (void)version;
-    (void)ssl;
-    if (write_p || content_type != SSL3_RT_HANDSHAKE || len < 6 || p[0] != SSL3_MT_ENCRYPTED_EXTENSIONS)
+    (void)arg;
+    if (hs == NULL || write_p || content_type != SSL3_RT_HANDSHAKE || len < 6 || p[0] != SSL3_MT_ENCRYPTED_EXTENSIONS)
         return;
     extlen = get_u16(p + 4);
     if (6 + extlen > len)
@@ -325,11 +344,12 @@ static void alpn_msg_cb(int write_p, int version, int content_type, const void *
  * no_application_protocol alert instead of a handshake that we then abandon. */
 static int client_hello_cb(SSL *ssl, int *al, void *arg)
 {
-    struct ktls_hs *hs = arg;
+    struct ktls_hs *hs = SSL_get_app_data(ssl);
     const unsigned char *ext;
     size_t extlen;
 
-    if (hs->cfg.require_alpn && hs->alpn_wire_len > 0 &&
+    (void)arg;
+    if (hs != NULL && hs->cfg.require_alpn && hs->alpn_wire_len > 0 &&
         !SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &ext, &extlen)) {
         hs->alpn_failed = HS_ALPN_NONE_OFFERED;
         *al = TLS1_AD_NO_APPLICATION_PROTOCOL;
@@ -338,7 +358,191 @@ static int client_hello_cb(SSL *ssl, int *al, void *arg)
     return SSL_CLIENT_HELLO_SUCCESS;
 }
 
-/* ---- setup --------------------------------------------------------------- */
+/* ---- certificate identity (draft-cel-nfsv4-rpc-tls-othername) ------------ */
+
+/* Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, at most
+ * U+10FFFF) without control characters, so that it can be logged. */
+static int user_text_ok(const unsigned char *p, size_t n)
+{
+    size_t i = 0;
+
+    while (i < n) {
+        unsigned c = p[i], need;
+        uint32_t cp;
+
+        if (c < 0x80) {
+            if (c < 0x20 || c == 0x7f)
+                return 0;
+            i++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf)
+            need = 1, cp = c & 0x1f;
+        else if (c >= 0xe0 && c <= 0xef)
+            need = 2, cp = c & 0x0f;
+        else if (c >= 0xf0 && c <= 0xf4)
+            need = 3, cp = c & 0x07;
+        else
+            return 0;
+        if (n - i - 1 < need)
+            return 0;
+        for (unsigned k = 1; k <= need; k++) {
+            if ((p[i + k] & 0xc0) != 0x80)
+                return 0;
+            cp = cp << 6 | (p[i + k] & 0x3f);
+        }
+        if ((need == 2 && cp < 0x800) || (need == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += need + 1;
+    }
+    return 1;
+}
+
+/* Checks one identity string and copies it to user. 0, or -1 with why. */
+static int take_user(const char *oid, const unsigned char *p, size_t n, char *user, size_t userlen, char *why,
+                     size_t whylen)
+{
+    const unsigned char *at = n > 0 ? memchr(p, '@', n) : NULL;
+
+    if (n == 0 || n > KTLS_MAX_PEER_USER || n >= userlen) {
+        snprintf(why, whylen, "otherName %s: %zu bytes long (1 to %d)", oid, n, KTLS_MAX_PEER_USER);
+        return -1;
+    }
+    if (!user_text_ok(p, n)) {
+        snprintf(why, whylen, "otherName %s: not valid UTF-8 text", oid);
+        return -1;
+    }
+    /* "user@domain": one '@' with something on both sides (the draft,
+     * section 3.9.2: a string without '@' names no one). */
+    if (at == NULL || at == p || at == p + n - 1 || memchr(at + 1, '@', (size_t)(p + n - at - 1)) != NULL) {
+        snprintf(why, whylen, "otherName %s: \"%.*s\" is not user@domain", oid, (int)n, (const char *)p);
+        return -1;
+    }
+    memcpy(user, p, n);
+    user[n] = '\0';
+    return 0;
+}
+
+/* The draft's NFSv4Principal: SEQUENCE { principal UTF8String }, DER, as
+ * the whole otherName value. Finds the string's bytes; 0 or -1. */
+static int nfsv4_principal(const ASN1_STRING *seq, const unsigned char **str, size_t *strlen_out)
+{
+    const unsigned char *p = ASN1_STRING_get0_data(seq), *inner;
+    long total = ASN1_STRING_length(seq), len;
+    int tag, xclass, r;
+
+    r = ASN1_get_object(&p, &len, &tag, &xclass, total);
+    if ((r & 0x80) || !(r & V_ASN1_CONSTRUCTED) || tag != V_ASN1_SEQUENCE || xclass != V_ASN1_UNIVERSAL ||
+        p + len != ASN1_STRING_get0_data(seq) + total)
+        return -1;
+    inner = p;
+    r = ASN1_get_object(&p, &len, &tag, &xclass, total - (inner - ASN1_STRING_get0_data(seq)));
+    if ((r & 0x80) || (r & V_ASN1_CONSTRUCTED) || tag != V_ASN1_UTF8STRING || xclass != V_ASN1_UNIVERSAL ||
+        p + len != ASN1_STRING_get0_data(seq) + total)
+        return -1;
+    *str = p;
+    *strlen_out = (size_t)len;
+    return 0;
+}
+
+/*
+ * The user a certificate names in a subjectAltName otherName: FreeBSD's
+ * (KTLS_OID_FREEBSD_USER, a UTF8String, what rpc.tlsservd -u reads) or the
+ * draft's NFSv4Principal (KTLS_OID_NFSV4_PRINCIPAL). Returns 1 with user
+ * filled, 0 when the certificate names none, -1 with why when it names one
+ * we refuse: a malformed value, or more than one (the draft, section 3.1:
+ * several identities are ambiguous, the certificate is rejected).
+ */
+static int cert_user(X509 *x, char *user, size_t userlen, char *why, size_t whylen)
+{
+    GENERAL_NAMES *gens;
+    int crit = 0, found = 0, ret = 0;
+    char first[KTLS_MAX_PEER_USER + 1] = "";
+
+    user[0] = '\0';
+    why[0] = '\0';
+    gens = X509_get_ext_d2i(x, NID_subject_alt_name, &crit, NULL);
+    if (gens == NULL) {
+        if (crit == -2) {
+            snprintf(why, whylen, "the certificate has more than one subjectAltName extension");
+            return -1;
+        }
+        return 0;
+    }
+    for (int i = 0; i < sk_GENERAL_NAME_num(gens); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+        const OTHERNAME *on;
+        const unsigned char *p = NULL;
+        size_t n = 0;
+        char oid[128];
+
+        if (g->type != GEN_OTHERNAME)
+            continue;
+        on = g->d.otherName;
+        if (OBJ_obj2txt(oid, sizeof oid, on->type_id, 1) <= 0 || (size_t)OBJ_obj2txt(NULL, 0, on->type_id, 1) >= sizeof oid)
+            continue; /* not one of ours: those are short */
+        if (strcmp(oid, KTLS_OID_FREEBSD_USER) == 0) {
+            if (on->value == NULL || on->value->type != V_ASN1_UTF8STRING) {
+                snprintf(why, whylen, "otherName %s is not a UTF8String", oid);
+                ret = -1;
+                goto out;
+            }
+            p = ASN1_STRING_get0_data(on->value->value.utf8string);
+            n = (size_t)ASN1_STRING_length(on->value->value.utf8string);
+        } else if (strcmp(oid, KTLS_OID_NFSV4_PRINCIPAL) == 0) {
+            if (on->value == NULL || on->value->type != V_ASN1_SEQUENCE ||
+                nfsv4_principal(on->value->value.sequence, &p, &n) < 0) {
+                snprintf(why, whylen, "otherName %s is not an NFSv4Principal (a SEQUENCE of one UTF8String)", oid);
+                ret = -1;
+                goto out;
+            }
+        } else {
+            continue; /* other otherNames are not identities (the draft, section 3.1, item 4) */
+        }
+        if (take_user(oid, p, n, user, userlen, why, whylen) < 0) {
+            ret = -1;
+            goto out;
+        }
+        if (found++ > 0) {
+            snprintf(why, whylen, "the certificate names more than one user (\"%s\" and \"%s\")", first, user);
+            ret = -1;
+            goto out;
+        }
+        snprintf(first, sizeof first, "%s", user);
+    }
+    ret = found > 0;
+out:
+    if (ret < 0)
+        user[0] = '\0';
+    GENERAL_NAMES_free(gens);
+    return ret;
+}
+
+int ktls_cert_file_user(const char *pem_file, char *user, size_t userlen, char *why, size_t whylen)
+{
+    FILE *f;
+    X509 *x;
+    int ret;
+
+    user[0] = '\0';
+    if ((f = fopen(pem_file, "r")) == NULL) {
+        snprintf(why, whylen, "%s: %s", pem_file, strerror(errno));
+        return -1;
+    }
+    x = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    if (x == NULL) {
+        snprintf(why, whylen, "%s: not a PEM certificate", pem_file);
+        return -1;
+    }
+    ret = cert_user(x, user, userlen, why, whylen);
+    X509_free(x);
+    ERR_clear_error();
+    return ret;
+}
+
+/* ---- the shared context -------------------------------------------------- */
 
 static int is_ip_literal(const char *name)
 {
@@ -346,83 +550,281 @@ static int is_ip_literal(const char *name)
     return inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
 }
 
-static int hs_setup(struct ktls_hs *hs)
+static int ctx_err(char *err, size_t errlen, int ret, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static int ctx_err(char *err, size_t errlen, int ret, const char *fmt, ...)
 {
-    const struct ktls_config *cfg = &hs->cfg;
+    va_list ap;
+
+    if (err != NULL && errlen > 0) {
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    ERR_clear_error();
+    return ret;
+}
+
+/* "2026-01-01 00:00:00 UTC" */
+static void fmt_time(const ASN1_TIME *t, char *buf, size_t len)
+{
+    struct tm tm;
+
+    if (ASN1_TIME_to_tm(t, &tm) != 1 || strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+        snprintf(buf, len, "(unreadable time)");
+}
+
+/* A file we are about to load must open for reading and not be a
+ * directory; OpenSSL's own errors for those do not name the file. */
+static int check_file(const char *label, const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), e;
+
+    if (fd < 0) {
+        e = errno;
+        return ctx_err(err, errlen, -e, "%s %s: %s", label, path, strerror(e));
+    }
+    if (fstat(fd, &st) < 0) {
+        e = errno;
+        close(fd);
+        return ctx_err(err, errlen, -e, "%s %s: %s", label, path, strerror(e));
+    }
+    close(fd);
+    if (S_ISDIR(st.st_mode))
+        return ctx_err(err, errlen, -EISDIR, "%s %s: %s", label, path, strerror(EISDIR));
+    return 0;
+}
+
+/* Never prompt for a passphrase: an encrypted key is a configuration error. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return -1;
+}
+
+/* Certificate (with its chain) and key: present, readable, PEM, matching,
+ * and the certificate within its validity period. */
+static int ctx_load_cert(struct ktls_ctx *k, char *err, size_t errlen)
+{
+    const struct ktls_config *cfg = &k->cfg;
+    const char *keyf = cfg->key_file != NULL ? cfg->key_file : cfg->cert_file;
+    EVP_PKEY *pkey = NULL;
+    BIO *b = NULL;
+    X509 *x;
+    char when[64];
+    int ret, days = 0, secs = 0;
+
+    if ((ret = check_file("certificate", cfg->cert_file, err, errlen)) < 0)
+        return ret;
+    SSL_CTX_set_default_passwd_cb(k->ssl_ctx, no_passphrase);
+    if (SSL_CTX_use_certificate_chain_file(k->ssl_ctx, cfg->cert_file) != 1 ||
+        (x = SSL_CTX_get0_certificate(k->ssl_ctx)) == NULL)
+        return ctx_err(err, errlen, -EINVAL, "certificate %s: not a PEM certificate", cfg->cert_file);
+    if (X509_cmp_current_time(X509_get0_notBefore(x)) >= 0) {
+        fmt_time(X509_get0_notBefore(x), when, sizeof when);
+        return ctx_err(err, errlen, -EINVAL, "certificate %s: not valid before %s", cfg->cert_file, when);
+    }
+    if (X509_cmp_current_time(X509_get0_notAfter(x)) <= 0) {
+        fmt_time(X509_get0_notAfter(x), when, sizeof when);
+        return ctx_err(err, errlen, -EINVAL, "certificate %s: expired on %s", cfg->cert_file, when);
+    }
+    if (ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(x)) == 1 && days < KTLS_CERT_EXPIRY_WARN_DAYS) {
+        fmt_time(X509_get0_notAfter(x), when, sizeof when);
+        snprintf(k->warning, sizeof k->warning, "certificate %s expires on %s, in %d day%s", cfg->cert_file, when,
+                 days, days == 1 ? "" : "s");
+    }
+
+    if (keyf != cfg->cert_file && (ret = check_file("private key", keyf, err, errlen)) < 0)
+        return ret;
+    if ((b = BIO_new_file(keyf, "r")) != NULL)
+        pkey = PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL);
+    BIO_free(b);
+    if (pkey == NULL)
+        return ctx_err(err, errlen, -EINVAL, "private key %s: not an unencrypted PEM private key", keyf);
+    if (X509_check_private_key(x, pkey) != 1) {
+        EVP_PKEY_free(pkey);
+        return ctx_err(err, errlen, -EINVAL, "private key %s: does not match the certificate %s", keyf,
+                       cfg->cert_file);
+    }
+    ret = SSL_CTX_use_PrivateKey(k->ssl_ctx, pkey) == 1 ? 0 : -EINVAL;
+    EVP_PKEY_free(pkey);
+    if (ret < 0)
+        return ctx_err(err, errlen, ret, "private key %s: cannot be used", keyf);
+    return 0;
+}
+
+/* One SSL_CTX and the policy, for ktls_ctx_new. */
+static int ctx_setup(struct ktls_ctx *k, char *err, size_t errlen)
+{
+    const struct ktls_config *cfg = &k->cfg;
     int server = cfg->role == KTLS_SERVER;
     const char *keylog;
-    int verify;
+    int verify, ret;
 
-    hs->ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
-    if (hs->ctx == NULL)
-        return hs_fail_ssl(hs, -ENOMEM, "TLS setup failed");
-    if (!SSL_CTX_set_min_proto_version(hs->ctx, TLS1_3_VERSION))
-        return hs_fail_ssl(hs, -EINVAL, "TLS setup failed");
+    k->ssl_ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+    if (k->ssl_ctx == NULL)
+        return ctx_err(err, errlen, -ENOMEM, "TLS setup failed: out of memory");
+    if (!SSL_CTX_set_min_proto_version(k->ssl_ctx, TLS1_3_VERSION))
+        return ctx_err(err, errlen, -EINVAL, "TLS setup failed: TLS 1.3 not available");
     /* The record layer takes over after the handshake: no tickets, no
      * resumption, no early data, and OpenSSL must not read ahead. */
-    SSL_CTX_set_options(hs->ctx, SSL_OP_NO_TICKET);
-    SSL_CTX_set_num_tickets(hs->ctx, 0);
-    SSL_CTX_set_session_cache_mode(hs->ctx, SSL_SESS_CACHE_OFF);
-    SSL_CTX_set_max_early_data(hs->ctx, 0);
-    SSL_CTX_set_read_ahead(hs->ctx, 0);
-    SSL_CTX_set_keylog_callback(hs->ctx, keylog_cb);
+    SSL_CTX_set_options(k->ssl_ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_num_tickets(k->ssl_ctx, 0);
+    SSL_CTX_set_session_cache_mode(k->ssl_ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_max_early_data(k->ssl_ctx, 0);
+    SSL_CTX_set_read_ahead(k->ssl_ctx, 0);
+    SSL_CTX_set_keylog_callback(k->ssl_ctx, keylog_cb);
 
     /* OpenSSL prefers AES-256-GCM; AES-128-GCM is as safe for our use and the
      * fastest suite of the record layer's engines, so it goes first. */
-    if (!SSL_CTX_set_ciphersuites(hs->ctx, cfg->ciphersuites != NULL ? cfg->ciphersuites : KTLS_DEFAULT_CIPHERSUITES))
-        return hs_fail_ssl(hs, -EINVAL, "bad TLS 1.3 ciphersuite list");
+    if (!SSL_CTX_set_ciphersuites(k->ssl_ctx, cfg->ciphersuites != NULL ? cfg->ciphersuites : KTLS_DEFAULT_CIPHERSUITES))
+        return ctx_err(err, errlen, -EINVAL, "TLS setup failed: bad TLS 1.3 ciphersuite list \"%s\"",
+                       cfg->ciphersuites);
 
     if (cfg->cert_file != NULL) {
-        if (SSL_CTX_use_certificate_chain_file(hs->ctx, cfg->cert_file) != 1)
-            return hs_fail_ssl(hs, -EINVAL, "cannot load certificate");
-        if (SSL_CTX_use_PrivateKey_file(hs->ctx, cfg->key_file ? cfg->key_file : cfg->cert_file, SSL_FILETYPE_PEM) != 1)
-            return hs_fail_ssl(hs, -EINVAL, "cannot load private key");
-        if (SSL_CTX_check_private_key(hs->ctx) != 1)
-            return hs_fail_ssl(hs, -EINVAL, "private key does not match the certificate");
+        if ((ret = ctx_load_cert(k, err, errlen)) < 0)
+            return ret;
     } else if (server) {
-        return hs_fail(hs, -EINVAL, "TLS setup failed: a server needs a certificate (cert_file)");
+        return ctx_err(err, errlen, -EINVAL, "TLS setup failed: a server needs a certificate (cert_file)");
     }
 
+    /* A CA file that was given must load, whether or not it is used. */
+    if (cfg->ca_file != NULL) {
+        if ((ret = check_file("CA file", cfg->ca_file, err, errlen)) < 0)
+            return ret;
+        if (SSL_CTX_load_verify_locations(k->ssl_ctx, cfg->ca_file, NULL) != 1)
+            return ctx_err(err, errlen, -EINVAL, "CA file %s: no PEM certificate in it", cfg->ca_file);
+    }
     /* Clients verify unless verify_peer < 0; servers follow verify_peer. */
     verify = server ? cfg->verify_peer : (cfg->verify_peer >= 0);
     if (verify) {
         if (cfg->ca_file != NULL) {
-            if (SSL_CTX_load_verify_locations(hs->ctx, cfg->ca_file, NULL) != 1)
-                return hs_fail_ssl(hs, -EINVAL, "cannot load CA file");
             if (server) {
                 STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(cfg->ca_file);
                 if (names != NULL)
-                    SSL_CTX_set_client_CA_list(hs->ctx, names);
+                    SSL_CTX_set_client_CA_list(k->ssl_ctx, names);
             }
-        } else if (SSL_CTX_set_default_verify_paths(hs->ctx) != 1) {
-            return hs_fail_ssl(hs, -EINVAL, "cannot load the default CA store");
+        } else if (SSL_CTX_set_default_verify_paths(k->ssl_ctx) != 1) {
+            return ctx_err(err, errlen, -EINVAL, "TLS setup failed: cannot load the default CA store");
         }
-        SSL_CTX_set_verify(hs->ctx,
+        SSL_CTX_set_verify(k->ssl_ctx,
                            SSL_VERIFY_PEER | (server && cfg->verify_peer >= 2 ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
                            server ? NULL : name_verify_cb);
     } else {
-        SSL_CTX_set_verify(hs->ctx, SSL_VERIFY_NONE, NULL);
+        SSL_CTX_set_verify(k->ssl_ctx, SSL_VERIFY_NONE, NULL);
     }
 
+    /* Callbacks find their handshake through SSL_get_app_data: the
+     * context is shared. */
     if (cfg->alpn != NULL && cfg->alpn[0] != '\0') {
         size_t n = strlen(cfg->alpn);
         if (n > 255)
-            return hs_fail(hs, -EINVAL, "TLS setup failed: ALPN protocol id too long");
-        hs->alpn_wire[0] = (unsigned char)n;
-        memcpy(hs->alpn_wire + 1, cfg->alpn, n);
-        hs->alpn_wire_len = n + 1;
+            return ctx_err(err, errlen, -EINVAL, "TLS setup failed: ALPN protocol id too long");
+        k->alpn_wire[0] = (unsigned char)n;
+        memcpy(k->alpn_wire + 1, cfg->alpn, n);
+        k->alpn_wire_len = n + 1;
         if (server) {
-            SSL_CTX_set_alpn_select_cb(hs->ctx, alpn_select_cb, hs);
-            SSL_CTX_set_client_hello_cb(hs->ctx, client_hello_cb, hs);
-        } else if (SSL_CTX_set_alpn_protos(hs->ctx, hs->alpn_wire, (unsigned)hs->alpn_wire_len) != 0) {
-            return hs_fail_ssl(hs, -ENOMEM, "TLS setup failed");
+            SSL_CTX_set_alpn_select_cb(k->ssl_ctx, alpn_select_cb, NULL);
+            SSL_CTX_set_client_hello_cb(k->ssl_ctx, client_hello_cb, NULL);
+        } else if (SSL_CTX_set_alpn_protos(k->ssl_ctx, k->alpn_wire, (unsigned)k->alpn_wire_len) != 0) {
+            return ctx_err(err, errlen, -ENOMEM, "TLS setup failed: out of memory");
         } else {
-            SSL_CTX_set_msg_callback(hs->ctx, alpn_msg_cb);
-            SSL_CTX_set_msg_callback_arg(hs->ctx, hs);
+            SSL_CTX_set_msg_callback(k->ssl_ctx, alpn_msg_cb);
         }
     }
 
-    hs->ssl = SSL_new(hs->ctx);
+    keylog = cfg->keylog_file ? cfg->keylog_file : getenv("SSLKEYLOGFILE");
+    if (keylog != NULL && keylog[0] != '\0')
+        k->keylog_fd = open(keylog, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    ERR_clear_error();
+    return 0;
+}
+
+int ktls_ctx_new(const struct ktls_config *cfg, struct ktls_ctx **out, char *err, size_t errlen)
+{
+    struct ktls_ctx *k;
+    const char **strs[7];
+    int ret;
+
+    *out = NULL;
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    if (cfg == NULL || (cfg->role != KTLS_CLIENT && cfg->role != KTLS_SERVER))
+        return ctx_err(err, errlen, -EINVAL, "TLS setup failed: bad configuration");
+    if ((k = calloc(1, sizeof(*k))) == NULL)
+        return ctx_err(err, errlen, -ENOMEM, "TLS setup failed: out of memory");
+    atomic_init(&k->refs, 1);
+    k->keylog_fd = -1;
+    /* Our own copy: the caller's strings may go away. */
+    k->cfg = *cfg;
+    strs[0] = &k->cfg.cert_file;
+    strs[1] = &k->cfg.key_file;
+    strs[2] = &k->cfg.ca_file;
+    strs[3] = &k->cfg.server_name;
+    strs[4] = &k->cfg.alpn;
+    strs[5] = &k->cfg.ciphersuites;
+    strs[6] = &k->cfg.keylog_file;
+    for (int i = 0; i < 7; i++) {
+        if (*strs[i] == NULL)
+            continue;
+        if ((k->strs[i] = strdup(*strs[i])) == NULL) {
+            ret = ctx_err(err, errlen, -ENOMEM, "TLS setup failed: out of memory");
+            goto fail;
+        }
+        *strs[i] = k->strs[i];
+    }
+    ERR_clear_error();
+    if ((ret = ctx_setup(k, err, errlen)) < 0)
+        goto fail;
+    *out = k;
+    return 0;
+fail:
+    ktls_ctx_unref(k);
+    return ret;
+}
+
+struct ktls_ctx *ktls_ctx_ref(struct ktls_ctx *ctx)
+{
+    if (ctx != NULL)
+        atomic_fetch_add(&ctx->refs, 1);
+    return ctx;
+}
+
+void ktls_ctx_unref(struct ktls_ctx *ctx)
+{
+    if (ctx == NULL || atomic_fetch_sub(&ctx->refs, 1) != 1)
+        return;
+    SSL_CTX_free(ctx->ssl_ctx);
+    if (ctx->keylog_fd >= 0)
+        close(ctx->keylog_fd);
+    for (int i = 0; i < 7; i++)
+        free(ctx->strs[i]);
+    free(ctx);
+}
+
+const struct ktls_config *ktls_ctx_config(const struct ktls_ctx *ctx)
+{
+    return &ctx->cfg;
+}
+
+const char *ktls_ctx_warning(const struct ktls_ctx *ctx)
+{
+    return ctx != NULL ? ctx->warning : "";
+}
+
+/* ---- one handshake ------------------------------------------------------- */
+
+static int hs_setup(struct ktls_hs *hs)
+{
+    const struct ktls_config *cfg = &hs->cfg;
+    int server = cfg->role == KTLS_SERVER;
+    int verify = server ? cfg->verify_peer : (cfg->verify_peer >= 0);
+
+    hs->ssl = SSL_new(hs->kctx->ssl_ctx);
     if (hs->ssl == NULL)
         return hs_fail_ssl(hs, -ENOMEM, "TLS setup failed");
     SSL_set_app_data(hs->ssl, hs);
@@ -457,42 +859,54 @@ static int hs_setup(struct ktls_hs *hs)
         SSL_set_accept_state(hs->ssl);
     else
         SSL_set_connect_state(hs->ssl);
-
-    keylog = cfg->keylog_file ? cfg->keylog_file : getenv("SSLKEYLOGFILE");
-    if (keylog != NULL && keylog[0] != '\0')
-        hs->keylog_fd = open(keylog, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     return 0;
 }
 
-/* Like ktls_hs_new but also returns the object when the setup fails, so the
- * blocking wrapper can report ktls_hs_error(). */
-static int hs_new(const struct ktls_config *cfg, int fd, struct ktls_hs **out)
+/* Like ktls_hs_new_ctx but also returns the object when the setup fails. */
+static int hs_new(struct ktls_ctx *ctx, int fd, struct ktls_hs **out)
 {
     struct ktls_hs *hs;
 
     *out = NULL;
-    if (cfg == NULL || fd < 0 || (cfg->role != KTLS_CLIENT && cfg->role != KTLS_SERVER))
+    if (ctx == NULL || fd < 0)
         return -EINVAL;
     hs = calloc(1, sizeof(*hs));
     if (hs == NULL)
         return -ENOMEM;
-    hs->cfg = *cfg;
-    hs->role = cfg->role;
+    hs->kctx = ktls_ctx_ref(ctx);
+    hs->cfg = ctx->cfg;
+    hs->role = ctx->cfg.role;
     hs->fd = fd;
-    hs->keylog_fd = -1;
+    memcpy(hs->alpn_wire, ctx->alpn_wire, sizeof hs->alpn_wire);
+    hs->alpn_wire_len = ctx->alpn_wire_len;
     ERR_clear_error();
     *out = hs;
     return hs_setup(hs);
 }
 
-int ktls_hs_new(const struct ktls_config *cfg, int fd, struct ktls_hs **out)
+int ktls_hs_new_ctx(struct ktls_ctx *ctx, int fd, struct ktls_hs **out)
 {
-    int ret = hs_new(cfg, fd, out);
+    int ret = hs_new(ctx, fd, out);
 
     if (ret < 0) {
         ktls_hs_free(*out);
         *out = NULL;
     }
+    return ret;
+}
+
+int ktls_hs_new(const struct ktls_config *cfg, int fd, struct ktls_hs **out)
+{
+    struct ktls_ctx *ctx;
+    int ret;
+
+    *out = NULL;
+    if (fd < 0)
+        return -EINVAL;
+    if ((ret = ktls_ctx_new(cfg, &ctx, NULL, 0)) < 0)
+        return ret;
+    ret = ktls_hs_new_ctx(ctx, fd, out);
+    ktls_ctx_unref(ctx); /* the handshake holds its own reference */
     return ret;
 }
 
@@ -607,6 +1021,11 @@ static int hs_complete(struct ktls_hs *hs)
             }
             BIO_free(m);
         }
+        /* The user a client certificate names, only when it verified
+         * against our CA (a server that asked for and checked it). */
+        if (hs->role == KTLS_SERVER && hs->cfg.verify_peer >= 1 && SSL_get_verify_result(hs->ssl) == X509_V_OK)
+            (void)cert_user(peer, hs->peer_user, sizeof hs->peer_user, hs->peer_user_error,
+                            sizeof hs->peer_user_error);
         X509_free(peer);
     }
 
@@ -718,6 +1137,16 @@ const char *ktls_hs_peer_subject(const struct ktls_hs *hs)
     return hs ? hs->peer_subject : "";
 }
 
+const char *ktls_hs_peer_user(const struct ktls_hs *hs)
+{
+    return hs ? hs->peer_user : "";
+}
+
+const char *ktls_hs_peer_user_error(const struct ktls_hs *hs)
+{
+    return hs ? hs->peer_user_error : "";
+}
+
 size_t ktls_hs_leftover(const struct ktls_hs *hs)
 {
     return hs ? hs->leftover : 0;
@@ -788,8 +1217,6 @@ out:
     SSL_free(hs->ssl);
     hs->ssl = NULL;
     hs->rbio = hs->wbio = NULL;
-    SSL_CTX_free(hs->ctx);
-    hs->ctx = NULL;
     return ret;
 }
 
@@ -799,9 +1226,7 @@ void ktls_hs_free(struct ktls_hs *hs)
         return;
     hs_wipe_secrets(hs);
     SSL_free(hs->ssl); /* frees both BIOs */
-    SSL_CTX_free(hs->ctx);
-    if (hs->keylog_fd >= 0)
-        close(hs->keylog_fd);
+    ktls_ctx_unref(hs->kctx);
     OPENSSL_cleanse(hs, sizeof(*hs));
     free(hs);
 }
@@ -818,6 +1243,7 @@ static int64_t now_ms(void)
 int ktls_handshake(const struct ktls_config *cfg, int fd, struct ktls_conn **out, char *errbuf, size_t errlen)
 {
     struct ktls_hs *hs = NULL;
+    struct ktls_ctx *ctx = NULL;
     int timeout = cfg && cfg->timeout_ms > 0 ? cfg->timeout_ms : HS_DEFAULT_TIMEOUT_MS;
     int64_t deadline = now_ms() + timeout;
     int fl, ret, want_write = 0;
@@ -825,7 +1251,14 @@ int ktls_handshake(const struct ktls_config *cfg, int fd, struct ktls_conn **out
     *out = NULL;
     if (errbuf != NULL && errlen > 0)
         errbuf[0] = '\0';
-    ret = hs_new(cfg, fd, &hs);
+    if (fd < 0)
+        return -EINVAL;
+    /* A bad configuration is reported by the context, naming the file. */
+    ret = ktls_ctx_new(cfg, &ctx, errbuf, errlen);
+    if (ret < 0)
+        return ret;
+    ret = hs_new(ctx, fd, &hs);
+    ktls_ctx_unref(ctx);
     if (ret < 0)
         goto out;
 

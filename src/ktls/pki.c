@@ -2,6 +2,7 @@
  * pki.c - a throw-away PKI for loopback use (see rpctls/pki.h).
  */
 #include "rpctls/pki.h"
+#include "rpctls/ktls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,9 +33,115 @@ static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
     return ok;
 }
 
+/* DER of the draft's NFSv4Principal: SEQUENCE { UTF8String user }. */
+static ASN1_STRING *nfsv4_principal_der(const char *user)
+{
+    size_t n = strlen(user), inner = n < 128 ? 2 + n : 4 + n;
+    unsigned char buf[8 + 2 * 256], *p = buf;
+    ASN1_STRING *s;
+
+    if (n > 255)
+        return NULL;
+    /* Lengths up to 255 fit the short form or the one-byte long form. */
+    *p++ = 0x30;
+    if (inner < 128) {
+        *p++ = (unsigned char)inner;
+    } else {
+        *p++ = 0x81;
+        *p++ = (unsigned char)inner;
+    }
+    *p++ = 0x0c; /* UTF8String */
+    if (n < 128) {
+        *p++ = (unsigned char)n;
+    } else {
+        *p++ = 0x81;
+        *p++ = (unsigned char)n;
+    }
+    memcpy(p, user, n);
+    p += n;
+    if ((s = ASN1_STRING_type_new(V_ASN1_SEQUENCE)) == NULL || !ASN1_STRING_set(s, buf, (int)(p - buf))) {
+        ASN1_STRING_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* Appends an otherName carrying user in one form to gens. */
+static int add_user_name(GENERAL_NAMES *gens, const char *user, int draft)
+{
+    GENERAL_NAME *g = GENERAL_NAME_new();
+    ASN1_OBJECT *oid = OBJ_txt2obj(draft ? KTLS_OID_NFSV4_PRINCIPAL : KTLS_OID_FREEBSD_USER, 1);
+    ASN1_TYPE *v = ASN1_TYPE_new();
+    ASN1_STRING *s = NULL;
+
+    if (g == NULL || oid == NULL || v == NULL)
+        goto fail;
+    if (draft) {
+        if ((s = nfsv4_principal_der(user)) == NULL)
+            goto fail;
+        ASN1_TYPE_set(v, V_ASN1_SEQUENCE, s);
+    } else {
+        if ((s = ASN1_UTF8STRING_new()) == NULL || !ASN1_STRING_set(s, user, -1)) {
+            ASN1_STRING_free(s);
+            goto fail;
+        }
+        ASN1_TYPE_set(v, V_ASN1_UTF8STRING, s);
+    }
+    if (!GENERAL_NAME_set0_othername(g, oid, v))
+        goto fail;
+    if (!sk_GENERAL_NAME_push(gens, g)) {
+        GENERAL_NAME_free(g);
+        return 0;
+    }
+    return 1;
+fail:
+    GENERAL_NAME_free(g);
+    ASN1_OBJECT_free(oid);
+    ASN1_TYPE_free(v);
+    return 0;
+}
+
+/* subjectAltName: the names in OpenSSL syntax, then the user's otherNames.
+ * Not critical: the subject is never empty (the draft, section 3.5). */
+static int add_sans(X509 *x, X509 *issuer, const char *sans, const char *user, unsigned forms)
+{
+    GENERAL_NAMES *gens = NULL;
+    int ok = 1;
+
+    if ((sans == NULL || sans[0] == '\0') && user == NULL)
+        return 1;
+    if (sans != NULL && sans[0] != '\0') {
+        /* Parsed by OpenSSL, then taken back as a stack so that the
+         * user's names can follow. */
+        X509V3_CTX ctx;
+        X509_EXTENSION *ext;
+
+        X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
+        if ((ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, sans)) == NULL)
+            return 0;
+        gens = X509V3_EXT_d2i(ext);
+        X509_EXTENSION_free(ext);
+    } else {
+        gens = sk_GENERAL_NAME_new_null();
+    }
+    if (gens == NULL)
+        return 0;
+    if (user != NULL) {
+        if (forms == 0)
+            forms = KTLS_PKI_USER_FREEBSD;
+        if (forms & KTLS_PKI_USER_FREEBSD)
+            ok &= add_user_name(gens, user, 0);
+        if (forms & KTLS_PKI_USER_DRAFT)
+            ok &= add_user_name(gens, user, 1);
+    }
+    if (ok)
+        ok = X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, X509V3_ADD_REPLACE) == 1;
+    GENERAL_NAMES_free(gens);
+    return ok;
+}
+
 /* Issues a certificate for key; issuer NULL means self-signed (a CA). */
-static X509 *make_cert(enum ktls_pki_kind kind, const char *cn, const char *sans, EVP_PKEY *key, X509 *issuer,
-                       EVP_PKEY *issuer_key, int days)
+static X509 *make_cert(const struct ktls_pki_req *req, EVP_PKEY *key, X509 *issuer, EVP_PKEY *issuer_key)
 {
     X509 *x = X509_new();
     X509_NAME *name;
@@ -47,12 +154,17 @@ static X509 *make_cert(enum ktls_pki_kind kind, const char *cn, const char *sans
     ok &= RAND_bytes((unsigned char *)&serial, sizeof(serial)) == 1;
     ok &= ASN1_INTEGER_set_uint64(X509_get_serialNumber(x), serial >> 1) == 1;
     ok &= X509_set_version(x, 2);
-    ok &= X509_gmtime_adj(X509_getm_notBefore(x), -3600) != NULL;
-    ok &= X509_gmtime_adj(X509_getm_notAfter(x), (long)days * 86400) != NULL;
+    if (req->not_before != 0 && req->not_after != 0) {
+        ok &= ASN1_TIME_set(X509_getm_notBefore(x), req->not_before) != NULL;
+        ok &= ASN1_TIME_set(X509_getm_notAfter(x), req->not_after) != NULL;
+    } else {
+        ok &= X509_gmtime_adj(X509_getm_notBefore(x), -3600) != NULL;
+        ok &= X509_gmtime_adj(X509_getm_notAfter(x), (long)req->days * 86400) != NULL;
+    }
     ok &= X509_set_pubkey(x, key);
     name = X509_get_subject_name(x);
     ok &= X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"rpctls", -1, -1, 0);
-    ok &= X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+    ok &= X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)req->cn, -1, -1, 0);
     ok &= X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name);
     if (issuer == NULL) {
         issuer = x;
@@ -60,16 +172,19 @@ static X509 *make_cert(enum ktls_pki_kind kind, const char *cn, const char *sans
     }
     ok &= add_ext(x, issuer, NID_subject_key_identifier, "hash");
     ok &= add_ext(x, issuer, NID_authority_key_identifier, "keyid:always");
-    if (kind == KTLS_PKI_CA) {
+    if (req->kind == KTLS_PKI_CA) {
         ok &= add_ext(x, issuer, NID_basic_constraints, "critical,CA:TRUE");
         ok &= add_ext(x, issuer, NID_key_usage, "critical,keyCertSign,cRLSign");
     } else {
         ok &= add_ext(x, issuer, NID_basic_constraints, "critical,CA:FALSE");
         ok &= add_ext(x, issuer, NID_key_usage, "critical,digitalSignature");
-        ok &= add_ext(x, issuer, NID_ext_key_usage, kind == KTLS_PKI_SERVER ? "serverAuth" : "clientAuth");
+        ok &= add_ext(x, issuer, NID_ext_key_usage, req->kind == KTLS_PKI_SERVER ? "serverAuth" : "clientAuth");
     }
-    if (sans != NULL && sans[0] != '\0')
-        ok &= add_ext(x, issuer, NID_subject_alt_name, sans);
+    if (ok)
+        ok = add_sans(x, issuer, req->sans != NULL                ? req->sans
+                                 : req->kind == KTLS_PKI_SERVER ? "IP:127.0.0.1,DNS:localhost"
+                                                                : NULL,
+                      req->user, req->user_forms);
     if (ok)
         ok = X509_sign(x, issuer_key, EVP_sha256()) > 0;
     if (!ok) {
@@ -120,31 +235,45 @@ static void *read_pem(const char *path, int want_key, char *err, size_t errlen)
 int ktls_pki_issue(enum ktls_pki_kind kind, const char *cn, const char *ca_cert, const char *ca_key,
                    const char *cert_out, const char *key_out, int days, char *err, size_t errlen)
 {
-    return ktls_pki_issue_san(kind, cn, kind == KTLS_PKI_SERVER ? "IP:127.0.0.1,DNS:localhost" : NULL, ca_cert,
-                              ca_key, cert_out, key_out, days, err, errlen);
+    struct ktls_pki_req req = {.kind = kind, .cn = cn, .ca_cert = ca_cert, .ca_key = ca_key,
+                               .cert_out = cert_out, .key_out = key_out, .days = days};
+    return ktls_pki_issue_req(&req, err, errlen);
 }
 
 int ktls_pki_issue_san(enum ktls_pki_kind kind, const char *cn, const char *sans, const char *ca_cert,
                        const char *ca_key, const char *cert_out, const char *key_out, int days, char *err,
                        size_t errlen)
 {
+    struct ktls_pki_req req = {.kind = kind, .cn = cn, .sans = sans != NULL ? sans : "", .ca_cert = ca_cert,
+                               .ca_key = ca_key, .cert_out = cert_out, .key_out = key_out, .days = days};
+    return ktls_pki_issue_req(&req, err, errlen);
+}
+
+int ktls_pki_issue_req(const struct ktls_pki_req *req, char *err, size_t errlen)
+{
     EVP_PKEY *key = NULL, *issuer_key = NULL;
     X509 *x = NULL, *issuer = NULL;
+    int timed = req->not_before != 0 && req->not_after != 0;
     int ret = -1;
 
-    if ((kind == KTLS_PKI_CA) != (ca_cert == NULL) || (ca_cert == NULL) != (ca_key == NULL) || days < 1) {
+    if ((req->kind == KTLS_PKI_CA) != (req->ca_cert == NULL) || (req->ca_cert == NULL) != (req->ca_key == NULL) ||
+        (!timed && req->days < 1) || req->cn == NULL || req->cert_out == NULL || req->key_out == NULL) {
         snprintf(err, errlen, "ktls_pki_issue: bad arguments");
         return -1;
     }
-    if (ca_cert != NULL && ((issuer = read_pem(ca_cert, 0, err, errlen)) == NULL ||
-                            (issuer_key = read_pem(ca_key, 1, err, errlen)) == NULL))
+    if (req->user != NULL && (strchr(req->user, '@') == NULL || strlen(req->user) > KTLS_MAX_PEER_USER)) {
+        snprintf(err, errlen, "user %s: expected NAME@DOMAIN (at most %d bytes)", req->user, KTLS_MAX_PEER_USER);
+        return -1;
+    }
+    if (req->ca_cert != NULL && ((issuer = read_pem(req->ca_cert, 0, err, errlen)) == NULL ||
+                                 (issuer_key = read_pem(req->ca_key, 1, err, errlen)) == NULL))
         goto exit;
     if ((key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")) == NULL ||
-        (x = make_cert(kind, cn, sans, key, issuer, issuer_key, days)) == NULL) {
+        (x = make_cert(req, key, issuer, issuer_key)) == NULL) {
         snprintf(err, errlen, "certificate generation failed: %s", ERR_reason_error_string(ERR_peek_last_error()));
         goto exit;
     }
-    if (write_pem(cert_out, x, NULL, err, errlen) != 0 || write_pem(key_out, NULL, key, err, errlen) != 0)
+    if (write_pem(req->cert_out, x, NULL, err, errlen) != 0 || write_pem(req->key_out, NULL, key, err, errlen) != 0)
         goto exit;
     ret = 0;
 exit:

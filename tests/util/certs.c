@@ -38,15 +38,15 @@ int tu_certs_create(struct tu_certs *c)
     set_path(c->other_client_cert, c, "other-client.pem");
     set_path(c->other_client_key, c, "other-client.key");
 
-    if (ktls_pki_issue(KTLS_PKI_CA, "rpctls test CA", NULL, NULL, c->ca_cert, c->ca_key, 30, err, sizeof(err)) ||
-        ktls_pki_issue(KTLS_PKI_SERVER, "localhost", c->ca_cert, c->ca_key, c->server_cert, c->server_key, 30, err,
+    if (ktls_pki_issue(KTLS_PKI_CA, "rpctls test CA", NULL, NULL, c->ca_cert, c->ca_key, 365, err, sizeof(err)) ||
+        ktls_pki_issue(KTLS_PKI_SERVER, "localhost", c->ca_cert, c->ca_key, c->server_cert, c->server_key, 365, err,
                        sizeof(err)) ||
         ktls_pki_issue(KTLS_PKI_CLIENT, "rpctls-test-client", c->ca_cert, c->ca_key, c->client_cert, c->client_key,
-                       30, err, sizeof(err)) ||
-        ktls_pki_issue(KTLS_PKI_CA, "rpctls other CA", NULL, NULL, c->other_ca_cert, c->other_ca_key, 30, err,
+                       365, err, sizeof(err)) ||
+        ktls_pki_issue(KTLS_PKI_CA, "rpctls other CA", NULL, NULL, c->other_ca_cert, c->other_ca_key, 365, err,
                        sizeof(err)) ||
         ktls_pki_issue(KTLS_PKI_CLIENT, "rpctls-other-client", c->other_ca_cert, c->other_ca_key,
-                       c->other_client_cert, c->other_client_key, 30, err, sizeof(err))) {
+                       c->other_client_cert, c->other_client_key, 365, err, sizeof(err))) {
         fprintf(stderr, "tu_certs_create: %s\n", err);
         tu_certs_destroy(c);
         return -1;
