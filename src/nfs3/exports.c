@@ -316,8 +316,8 @@ static int read_opts(struct lx *l, int parens, struct popts *p)
     for (;;) {
         char opt[OPT_MAX + 1];
         size_t n = 0;
+        int c = lx_peek(l); /* past a continuation: the option starts on the next line */
         unsigned line = l->line, col = l->col;
-        int c;
         for (;;) {
             c = lx_peek(l);
             if (c == ',' || (parens && c == ')') || (!parens && (is_blank(c) || is_eol(c))))
