@@ -122,6 +122,8 @@ int nfs3_exports_load(struct nfs3_exports *ex, const char *file, char *err, size
 /* One export of path to every client ("*") with opts: what --export DIR
  * means. 0 or -ENOMEM. */
 int nfs3_exports_add_any(struct nfs3_exports *ex, const char *path, const struct nfs3_export_opts *opts);
+/* A deep copy of src into dst (empty on entry). 0 or -ENOMEM. */
+int nfs3_exports_copy(struct nfs3_exports *dst, const struct nfs3_exports *src);
 void nfs3_exports_free(struct nfs3_exports *ex);
 
 /* The client spec of e that applies to peer (IPv4-mapped IPv6 addresses

@@ -704,6 +704,30 @@ int nfs3_exports_add_any(struct nfs3_exports *ex, const char *path, const struct
     return 0;
 }
 
+int nfs3_exports_copy(struct nfs3_exports *dst, const struct nfs3_exports *src)
+{
+    memset(dst, 0, sizeof(*dst));
+    if (src->n == 0)
+        return 0;
+    dst->v = calloc(src->n, sizeof(*dst->v));
+    if (dst->v == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < src->n; i++) {
+        struct nfs3_export_entry *d = &dst->v[i];
+        const struct nfs3_export_entry *s = &src->v[i];
+        *d = *s;
+        d->path = strdup(s->path);
+        d->clients = malloc(s->nclients * sizeof(*d->clients));
+        dst->n = i + 1; /* freed below on failure, this one included */
+        if (d->path == NULL || d->clients == NULL) {
+            nfs3_exports_free(dst);
+            return -ENOMEM;
+        }
+        memcpy(d->clients, s->clients, s->nclients * sizeof(*d->clients));
+    }
+    return 0;
+}
+
 void nfs3_exports_free(struct nfs3_exports *ex)
 {
     for (size_t i = 0; i < ex->n; i++)
