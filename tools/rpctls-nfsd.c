@@ -1,5 +1,6 @@
 /*
- * rpctls-nfsd - an NFSv3 + MOUNT v3 server for one directory, on one TCP
+ * rpctls-nfsd - an NFSv3 + MOUNT v3 server for a directory (--export) or an
+ * exports(5) file (--exports), on one TCP
  * port, plain or RPC-with-TLS (RFC 9289). Thin: flags to the library
  * (include/rpctls/nfs3_srv.h, krpc_svc.h). See docs/nfs3-server.md.
  */

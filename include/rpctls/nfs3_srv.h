@@ -1,7 +1,8 @@
 /*
  * rpctls/nfs3_srv.h - the NFSv3 data server: MOUNT v3 and NFSv3 (RFC 1813)
- * for one exported local directory, registered on a struct krpc_svc, so both
- * programs share one TCP port (and its TLS policy).
+ * for exported local directories (one, or an exports(5) table), registered
+ * on a struct krpc_svc, so both programs share one TCP port (and its TLS
+ * policy).
  *
  * File handles are 40 bytes: version | export id | inode | generation |
  * HMAC-SHA256 tag (16 bytes) keyed by a secret kept in the state directory;
