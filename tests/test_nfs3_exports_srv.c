@@ -504,7 +504,7 @@ static void test_xprtsec(void)
 
 static void test_nfsd_bad_file(void)
 {
-    char tool[PATH_MAX], file[PATH_MAX + 16], out[PATH_MAX + 16], want[PATH_MAX + 64];
+    char tool[PATH_MAX], file[PATH_MAX + 16], out[PATH_MAX + 16], want[PATH_MAX + 128];
     FILE *f;
 
     tu_tool_path("rpctls-nfsd", tool, sizeof(tool));
