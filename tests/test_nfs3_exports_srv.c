@@ -7,7 +7,7 @@
  *     EXPORT lists both exports with their client specs;
  *   - two exports: distinct root handles (export id), a handle with the
  *     other export's id is BADHANDLE (the tag covers it), RENAME and LINK
- *     across exports are XDEV, and after a restart without an export its
+ *     across two rw exports are XDEV, and after a restart without an export its
  *     handles are STALE;
  *   - a client whose address no spec matches: NFS3ERR_ACCES on NFS calls;
  *   - ro: WRITE, CREATE, MKDIR, SETATTR, REMOVE, RENAME, COMMIT are ROFS,
@@ -394,6 +394,19 @@ static void test_mount_and_handles(void)
     REQUIRE(cli_open(&c, si.port, "127.0.0.1", PLAIN) == 0);
     CHECK_EQ(getattr(&c, &rw), NFS3ERR_STALE);
     CHECK_EQ(getattr(&c, &ro), NFS3_OK); /* same path, same export id after a restart */
+    cli_close(&c);
+    srv_stop(&si);
+
+    /* Two rw exports: RENAME and LINK from one into the other are XDEV. */
+    snprintf(g_text, sizeof(g_text), "%s 127.0.0.1(rw,no_root_squash)\n%s 127.0.0.1(rw,no_root_squash)\n", g_rw, g_ro);
+    REQUIRE(srv_start(&si, g_text) == 0);
+    REQUIRE(cli_open(&c, si.port, "127.0.0.1", PLAIN) == 0);
+    CHECK_EQ(mnt(&c, g_rw, &rw), MNT3_OK);
+    CHECK_EQ(mnt(&c, g_ro, &ro), MNT3_OK);
+    CHECK_EQ(create(&c, &rw, "x", &f), NFS3_OK);
+    CHECK_EQ(rename3(&c, &rw, "x", &ro, "x"), NFS3ERR_XDEV);
+    CHECK_EQ(link3(&c, &f, &ro, "x"), NFS3ERR_XDEV);
+    CHECK_EQ(remove3(&c, &rw, "x"), NFS3_OK); /* still where it was */
     cli_close(&c);
     srv_stop(&si);
 
