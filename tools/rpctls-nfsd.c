@@ -1,5 +1,6 @@
 /*
- * rpctls-nfsd - an NFSv3 + MOUNT v3 server for one directory, on one TCP
+ * rpctls-nfsd - an NFSv3 + MOUNT v3 server for a directory (--export) or an
+ * exports(5) file (--exports), on one TCP
  * port, plain or RPC-with-TLS (RFC 9289). Thin: flags to the library
  * (include/rpctls/nfs3_srv.h, krpc_svc.h). See docs/nfs3-server.md.
  */
@@ -21,6 +22,7 @@
 #include "rpctls/ktls.h"
 #include "rpctls/mbuf.h"
 #include "rpctls/nfs3.h"
+#include "rpctls/nfs3_export.h"
 #include "rpctls/nfs3_srv.h"
 
 #define PROG "rpctls-nfsd"
@@ -31,14 +33,22 @@ static volatile sig_atomic_t g_signal;
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: " PROG " --export DIR [options]\n"
+            "usage: " PROG " --export DIR | --exports FILE [options]\n"
             "\n"
             "Serves DIR over NFSv3 and MOUNT v3 on one TCP port. Clients mount DIR by\n"
             "its absolute path, e.g. nfs://127.0.0.1:2049/srv/data/FILE for --export /srv/data.\n"
             "Files are read and written as the user running " PROG ", whatever the\n"
             "client's AUTH_SYS credential says (AUTH_NONE and AUTH_SYS are accepted).\n"
             "\n"
-            "  --export DIR          directory to export (required)\n"
+            "  --export DIR          directory to export to every client that reaches --listen,\n"
+            "                        read-write, root squashed: the exports line \"DIR *(rw)\"\n"
+            "  --exports FILE        exports(5) file (Linux syntax): several directories, each with\n"
+            "                        client specs (IP, CIDR, *, host names resolved at start) and\n"
+            "                        options rw, ro (the default), root_squash, no_root_squash,\n"
+            "                        all_squash, anonuid=, anongid=, sec=sys, xprtsec=none:tls:mtls,\n"
+            "                        tlscertuser. A syntax error names FILE:LINE:COLUMN and the server\n"
+            "                        does not start (see docs/nfs3-server.md). One of --export and\n"
+            "                        --exports is required\n"
             "  --listen HOST:PORT    listen address (default 127.0.0.1:2049). HOST: an IPv4 address,\n"
             "                        \"[IPv6]\" or a host name (resolved; the first address that\n"
             "                        binds is used); port 0 picks a free port (printed at startup)\n"
@@ -343,6 +353,7 @@ int main(int argc, char **argv)
         {"mount-tls", required_argument, NULL, 'M'}, {"alpn", required_argument, NULL, 'A'},
         {"verbose", no_argument, NULL, 'v'},        {"help", no_argument, NULL, 'h'},
         {"rpcbind", required_argument, NULL, 'R'},
+        {"exports", required_argument, NULL, 'E'}, /* exports(5) file */
         {NULL, 0, NULL, 0},
     };
     const char *export_dir = NULL, *listen_addr = "127.0.0.1:2049", *tls = "off", *cert = NULL, *key = NULL,
@@ -359,11 +370,14 @@ int main(int argc, char **argv)
     int nlisten;
     struct rpcbind_reg rpcb = {.mode = RPCBIND_AUTO};
     struct hup_watch hup = {.fd = -1};
+    const char *exports_file = NULL; /* --exports */
+    struct nfs3_exports exports = {NULL, 0};
 
     memset(&cfg, 0, sizeof(cfg));
     while ((c = getopt_long(argc, argv, "hqv", opts, NULL)) != -1) {
         switch (c) {
         case 'e': export_dir = optarg; break;
+        case 'E': exports_file = optarg; break;
         case 'l': listen_addr = optarg; break;
         case 't': tls = optarg; break;
         case 'c': cert = optarg; break;
@@ -418,8 +432,11 @@ int main(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
-    if (optind != argc || export_dir == NULL) {
-        fprintf(stderr, PROG ": %s\n", optind != argc ? "unexpected argument" : "--export DIR is required");
+    if (optind != argc || (export_dir == NULL) == (exports_file == NULL)) {
+        fprintf(stderr, PROG ": %s\n",
+                optind != argc       ? "unexpected argument"
+                : export_dir == NULL ? "--export DIR or --exports FILE is required"
+                                     : "--export and --exports exclude each other");
         usage(stderr);
         return 2;
     }
@@ -472,6 +489,12 @@ int main(int argc, char **argv)
     if (cfg.max_msg < KRPC_RM_DEFAULT_MAX_MSG)
         cfg.max_msg = KRPC_RM_DEFAULT_MAX_MSG;
 
+    /* Before listening: a bad exports file must not leave a server up. */
+    if (exports_file != NULL && nfs3_exports_load(&exports, exports_file, err, sizeof(err)) != 0) {
+        fprintf(stderr, PROG ": %s\n", err);
+        return 1;
+    }
+
     signal(SIGPIPE, SIG_IGN);
     block_sighup(); /* before any thread: SIGHUP is read from a signalfd */
     if (cfg.tls != KRPC_SVC_TLS_OFF && tls_load(&cfg.tlscfg, &cfg.tls_ctx) != 0)
@@ -493,7 +516,7 @@ int main(int argc, char **argv)
     if (svc == NULL)
         goto out;
     struct nfs3_srv_config scfg = {export_dir, state_dir, (uint32_t)max_io, (uint32_t)max_io, NULL,
-                                   mount_tls_required};
+                                   mount_tls_required, exports_file != NULL ? &exports : NULL};
     ret = nfs3_srv_new(svc, &scfg, &srv, err, sizeof(err));
     if (ret != 0) {
         fprintf(stderr, PROG ": %s\n", err);
@@ -509,9 +532,9 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": listening on %s\n", addr);
         if (!quiet)
             fprintf(stderr,
-                    PROG ": export %s, tls %s%s%s%s, tx-mode %s, state dir %s, write verifier "
+                    PROG ": export %s%s, tls %s%s%s%s, tx-mode %s, state dir %s, write verifier "
                          "%02x%02x%02x%02x%02x%02x%02x%02x\n",
-                    nfs3_srv_export_path(srv), tls, verify == 2 ? " (client certificates required)" : "",
+                    nfs3_srv_export_path(srv), nfs3_srv_export_count(srv) > 1 ? " and more (--exports)" : "", tls, verify == 2 ? " (client certificates required)" : "",
                     verify == 1 ? " (client certificates verified when sent)" : "",
                     cfg.tls != KRPC_SVC_TLS_REQUIRED ? ""
                     : mount_tls_required             ? ", MOUNT needs TLS"
@@ -556,6 +579,7 @@ out:
     if (svc != NULL)
         krpc_svc_free(svc);
     nfs3_srv_free(srv);
+    nfs3_exports_free(&exports);
     /* Let closing connections finish their callbacks before the loop goes. */
     for (int i = 0; i < 10 && krpc_loop_run_once(g_loop, 0) > 0; i++)
         ;

@@ -53,6 +53,8 @@ struct krpc_clnt_config {
     size_t max_msg;               /* largest reply; 0: KRPC_RM_DEFAULT_MAX_MSG */
     size_t max_frag;              /* record-marking fragment size when sending; 0: one fragment */
     const char *name;             /* for log and error messages, e.g. "mirror 127.0.0.1:2049" */
+    struct sockaddr_storage src_addr; /* bound before connecting when src_addrlen != 0 (port 0: any) */
+    socklen_t src_addrlen;
 };
 
 struct krpc_clnt_stats {

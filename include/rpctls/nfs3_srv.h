@@ -1,7 +1,8 @@
 /*
  * rpctls/nfs3_srv.h - the NFSv3 data server: MOUNT v3 and NFSv3 (RFC 1813)
- * for one exported local directory, registered on a struct krpc_svc, so both
- * programs share one TCP port (and its TLS policy).
+ * for exported local directories (one, or an exports(5) table), registered
+ * on a struct krpc_svc, so both programs share one TCP port (and its TLS
+ * policy).
  *
  * File handles are 40 bytes: version | export id | inode | generation |
  * HMAC-SHA256 tag (16 bytes) keyed by a secret kept in the state directory;
@@ -19,6 +20,7 @@
 
 #include "rpctls/krpc_svc.h"
 #include "rpctls/nfs3.h"
+#include "rpctls/nfs3_export.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -38,6 +40,11 @@ struct nfs3_srv_config {
      * export paths and the root file handle then travel in the clear). Set
      * this to require TLS for MOUNT too. No effect under OFF / OPTIONAL. */
     int mount_requires_tls;
+    /* Several exports with their client specs and options (exports(5),
+     * rpctls/nfs3_export.h); copied. NULL: export_path alone, to every
+     * client that reaches the listener, as "export_path *(rw)" (rw,
+     * root_squash, any xprtsec). */
+    const struct nfs3_exports *exports;
 };
 
 struct nfs3_srv_stats {
@@ -61,11 +68,14 @@ int nfs3_srv_new(struct krpc_svc *svc, const struct nfs3_srv_config *cfg, struct
                  size_t errlen);
 void nfs3_srv_free(struct nfs3_srv *s);
 
-/* The canonical export path (what MNT expects). */
+/* The canonical path of the first export (what MNT expects). */
 const char *nfs3_srv_export_path(const struct nfs3_srv *s);
+/* The number of exports, and the canonical path of export i (NULL past the end). */
+size_t nfs3_srv_export_count(const struct nfs3_srv *s);
+const char *nfs3_srv_export_path_at(const struct nfs3_srv *s, size_t i);
 const char *nfs3_srv_state_dir(const struct nfs3_srv *s);
 void nfs3_srv_write_verf(const struct nfs3_srv *s, uint8_t out[NFS3_WRITEVERFSIZE]);
-/* The root file handle (what MNT returns). */
+/* The root file handle of the first export (what MNT returns). */
 void nfs3_srv_root_fh(const struct nfs3_srv *s, struct nfs3_fh *out);
 const struct nfs3_srv_stats *nfs3_srv_stats(const struct nfs3_srv *s);
 

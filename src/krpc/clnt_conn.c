@@ -477,6 +477,13 @@ void clnt_start_connect(struct krpc_clnt *cl)
         return;
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* A chosen source address (e.g. 127.0.0.2 for a server's client checks). */
+    if (cl->cfg.src_addrlen != 0 && bind(fd, (const struct sockaddr *)&cl->cfg.src_addr, cl->cfg.src_addrlen) != 0) {
+        clnt_set_error(cl, -errno, "bind for %s: %s", cl->target, strerror(errno));
+        close(fd);
+        attempt_failed_now(cl);
+        return;
+    }
     if (connect(fd, sa, salen) < 0 && errno != EINPROGRESS) {
         clnt_set_error(cl, -errno, "connect to %s: %s", cl->target, strerror(errno));
         close(fd);

@@ -215,6 +215,20 @@ int nfsd_fh_parse(const struct nfsd_fhctx *k, const struct nfs3_fh *fh, uint64_t
     return 0;
 }
 
+int nfsd_fh_export_id(const uint8_t key[NFSD_FH_KEYLEN], const struct nfs3_fh *fh, uint8_t id[8])
+{
+    uint8_t mac[32];
+
+    if (fh->len != NFSD_FH_LEN || fh->data[0] != NFSD_FH_VERSION)
+        return -NFSD_EBADHANDLE;
+    if (fh->data[1] != 0 || fh->data[2] != 0 || fh->data[3] != 0)
+        return -NFSD_EBADHANDLE;
+    if (hmac(key, fh->data, 24, mac) != 0 || CRYPTO_memcmp(mac, fh->data + 24, NFSD_FH_TAGLEN) != 0)
+        return -NFSD_EBADHANDLE;
+    memcpy(id, fh->data + 4, 8);
+    return 0;
+}
+
 int nfs3_srv_default_state_dir(char *buf, size_t len)
 {
     const char *x = getenv("XDG_STATE_HOME");

@@ -23,7 +23,9 @@
 #include <sys/types.h>
 
 #include "rpctls/mbuf.h"
+#include "rpctls/krpc_svc.h"
 #include "rpctls/nfs3.h"
+#include "rpctls/nfs3_export.h"
 #include "rpctls/nfs3_srv.h"
 
 #define NFSD_EBADHANDLE 10001 /* returned negated */
@@ -49,6 +51,9 @@ int nfsd_fh_init(struct nfsd_fhctx *k, const uint8_t key[NFSD_FH_KEYLEN], const 
 void nfsd_fh_make(const struct nfsd_fhctx *k, uint64_t ino, uint32_t gen, struct nfs3_fh *out);
 /* 0 with the inode number and generation, or -NFSD_EBADHANDLE (length, version, export id or tag). */
 int nfsd_fh_parse(const struct nfsd_fhctx *k, const struct nfs3_fh *fh, uint64_t *ino, uint32_t *gen);
+/* The export id of a handle made with key: 0, or -NFSD_EBADHANDLE (length,
+ * version, zero bytes or tag wrong: not a handle of ours). */
+int nfsd_fh_export_id(const uint8_t key[NFSD_FH_KEYLEN], const struct nfs3_fh *fh, uint8_t id[8]);
 
 /* ---- namespace (backend_ns.c) ------------------------------------------- */
 
@@ -133,6 +138,62 @@ void nfsd_map_clear(struct nfsd_be *be);
 /* 1 when name is usable as a new directory entry: not empty, no '/', not
  * "." or "..". */
 int nfsd_name_ok(const char *name);
+
+/* ---- the export table (srv_exports.c) ------------------------------------
+ *
+ * One nfsd_be per exports(5) line: its own root, inode map and handle
+ * namespace (the export id in every handle is HMAC(key, canonical path), so
+ * it is the same after a restart). The table (v, n, table) is immutable
+ * once nfsd_exports_open returned: handlers on several threads may read it
+ * without a lock; each nfsd_be's map is the backend's business.
+ */
+
+struct nfsd_export {
+    struct nfsd_be be;                   /* be.export_path: the canonical path; be.fh: its export id */
+    const struct nfs3_export_entry *ent; /* the line: path as written, client specs and their options */
+};
+
+struct nfsd_exports {
+    struct nfsd_export *v;
+    size_t n;
+    struct nfs3_exports table; /* owned copy of the configuration */
+    uint8_t key[NFSD_FH_KEYLEN];
+};
+
+/* Opens every export of table (copied) with the handle key: each must be a
+ * directory, and no two the same directory. rtmax/wtmax/write_verf go into
+ * every nfsd_be. 0 or -errno with a message. */
+int nfsd_exports_open(struct nfsd_exports *xs, const struct nfs3_exports *table, const uint8_t key[NFSD_FH_KEYLEN],
+                      uint32_t rtmax, uint32_t wtmax, const uint8_t write_verf[NFS3_WRITEVERFSIZE], char *err,
+                      size_t errlen);
+void nfsd_exports_close(struct nfsd_exports *xs);
+
+/*
+ * The export a file handle belongs to, for this caller, with the options
+ * that apply to it (the matching client spec's). The checks knfsd makes
+ * (fh_verify, check_nfsd_access), in its order:
+ *   -NFSD_EBADHANDLE  not a handle of this server (length, version, tag);
+ *   -ESTALE           a genuine handle of an export that is no longer
+ *                     exported (as knfsd: the export is not found);
+ *   -EACCES           the client's address matches no client spec of the
+ *                     export, or its transport is not in the spec's
+ *                     xprtsec= (knfsd answers nfserr_acces to NFSv3 for
+ *                     both; AUTH_TOOWEAK is not used per export).
+ * A refusal is logged (INFO) with the peer, the export and the reason.
+ */
+int nfsd_export_for_fh(const struct nfsd_exports *xs, const struct krpc_svc_req *req, const struct nfs3_fh *fh,
+                       struct nfsd_export **exp, const struct nfs3_export_opts **opts);
+
+/*
+ * The export MNT of path reaches: the export whose path (canonical, or as
+ * written in the exports file) is path or its longest prefix at a '/'.
+ * *rel gets the rest ("" for the export itself). -EACCES when no export
+ * contains path or the client matches none of its specs (MNT3ERR_ACCES, as
+ * mountd); xprtsec= is not checked here: Linux, FreeBSD and libnfs clients
+ * mount in the clear before they start TLS for NFS.
+ */
+int nfsd_export_for_path(const struct nfsd_exports *xs, const struct krpc_svc_req *req, const char *path,
+                         struct nfsd_export **exp, const struct nfs3_export_opts **opts, const char **rel);
 
 /* ---- operations (backend_ops.c) ----------------------------------------- */
 

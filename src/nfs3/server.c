@@ -38,7 +38,8 @@
 
 struct nfs3_srv {
     struct krpc_svc *svc;
-    struct nfsd_be be;
+    struct nfsd_exports ex; /* one namespace per export; immutable after nfs3_srv_new */
+    uint8_t write_verf[NFS3_WRITEVERFSIZE];
     char *state_dir;
     struct nfs3_srv_stats st;
 };
@@ -87,27 +88,53 @@ static int done(struct nfs3_srv *s, struct krpc_svc_req *req, struct krpc_xdr_en
     return krpc_xdr_enc_error(x) ? KRPC_SYSTEM_ERR : KRPC_SUCCESS;
 }
 
-static void post_attr_st(const struct nfs3_srv *s, const struct stat *st, struct nfs3_post_attr *pa)
+static void post_attr_st(const struct nfsd_be *be, const struct stat *st, struct nfs3_post_attr *pa)
 {
     pa->present = 1;
-    nfsd_fattr(&s->be, st, &pa->attr);
+    nfsd_fattr(be, st, &pa->attr);
 }
 
-static void obj_post_attr(const struct nfs3_srv *s, const struct nfsd_obj *o, struct nfs3_post_attr *pa)
+/* be: the object's export (NULL when it was not resolved, o->fd < 0). */
+static void obj_post_attr(const struct nfsd_be *be, const struct nfsd_obj *o, struct nfs3_post_attr *pa)
 {
     memset(pa, 0, sizeof(*pa));
     if (o->fd >= 0)
-        nfsd_post_attr_fd(&s->be, o->fd, pa);
+        nfsd_post_attr_fd(be, o->fd, pa);
 }
 
 /* wcc_data of an object resolved before the operation. */
-static void obj_wcc(const struct nfs3_srv *s, const struct nfsd_obj *o, struct nfs3_wcc *w)
+static void obj_wcc(const struct nfsd_be *be, const struct nfsd_obj *o, struct nfs3_wcc *w)
 {
     memset(w, 0, sizeof(*w));
     if (o->fd < 0)
         return;
     nfsd_pre_attr(&o->st, &w->before);
-    nfsd_post_attr_fd(&s->be, o->fd, &w->after);
+    nfsd_post_attr_fd(be, o->fd, &w->after);
+}
+
+/* Handle -> export (for this caller: client spec, xprtsec) -> object.
+ * write: the procedure changes the export, NFS3ERR_ROFS on a ro export
+ * (after the access checks and the resolution, as knfsd's nfsd_permission
+ * comes after fh_verify). *bep gets the export's namespace once the object
+ * is resolved (so wcc_data can be returned with ROFS), else NULL; *optsp
+ * (may be NULL) the options that apply to this caller. */
+static int resolve(struct nfs3_srv *s, struct krpc_svc_req *req, const struct nfs3_fh *fh, int write,
+                   struct nfsd_obj *o, struct nfsd_be **bep, const struct nfs3_export_opts **optsp)
+{
+    const struct nfs3_export_opts *opts;
+    struct nfsd_export *x;
+    int e;
+
+    *bep = NULL;
+    e = nfsd_export_for_fh(&s->ex, req, fh, &x, &opts);
+    if (e == 0)
+        e = nfsd_be_resolve(&x->be, fh, o);
+    if (e != 0)
+        return e;
+    *bep = &x->be;
+    if (optsp != NULL)
+        *optsp = opts;
+    return write && opts->ro ? -EROFS : 0;
 }
 
 static void obj_init(struct nfsd_obj *o)
@@ -124,6 +151,7 @@ static void obj_init(struct nfsd_obj *o)
 static int p_getattr(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
 {
     struct nfs3_srv *s = SRV(arg);
+    struct nfsd_be *be = NULL;
     struct nfs3_fh_args a;
     struct nfs3_getattr_res r;
     struct nfsd_obj o;
@@ -134,9 +162,9 @@ static int p_getattr(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct kr
         return KRPC_GARBAGE_ARGS;
     memset(&r, 0, sizeof(r));
     obj_init(&o);
-    e = nfsd_be_resolve(&s->be, &a.fh, &o);
+    e = resolve(s, req, &a.fh, 0, &o, &be, NULL);
     if (e == 0)
-        nfsd_fattr(&s->be, &o.st, &r.attr);
+        nfsd_fattr(be, &o.st, &r.attr);
     r.status = stat_of(s, e);
     nfs3_enc_getattr_res(x, &r);
     nfsd_obj_close(&o);
@@ -146,6 +174,7 @@ static int p_getattr(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct kr
 static int p_setattr(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
 {
     struct nfs3_srv *s = SRV(arg);
+    struct nfsd_be *be = NULL;
     struct nfs3_setattr_args a;
     struct nfs3_wcc_res r;
     struct nfsd_obj o;
@@ -156,17 +185,17 @@ static int p_setattr(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct kr
         return KRPC_GARBAGE_ARGS;
     memset(&r, 0, sizeof(r));
     obj_init(&o);
-    e = nfsd_be_resolve(&s->be, &a.fh, &o);
+    e = resolve(s, req, &a.fh, 1, &o, &be, NULL);
     if (e == 0 && a.guard_check &&
         (a.guard_ctime.seconds != (uint32_t)o.st.st_ctim.tv_sec ||
          a.guard_ctime.nseconds != (uint32_t)o.st.st_ctim.tv_nsec))
         r.status = NFS3ERR_NOT_SYNC;
     else {
         if (e == 0)
-            e = nfsd_op_setattr(&s->be, &o, &a.attr);
+            e = nfsd_op_setattr(be, &o, &a.attr);
         r.status = stat_of(s, e);
     }
-    obj_wcc(s, &o, &r.wcc);
+    obj_wcc(be, &o, &r.wcc);
     nfs3_enc_setattr_res(x, &r);
     nfsd_obj_close(&o);
     return done(s, req, x, r.status);
@@ -175,6 +204,7 @@ static int p_setattr(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct kr
 static int p_lookup(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
 {
     struct nfs3_srv *s = SRV(arg);
+    struct nfsd_be *be = NULL;
     struct nfs3_diropargs a;
     struct nfs3_lookup_res r;
     struct nfsd_lookup l;
@@ -186,15 +216,15 @@ static int p_lookup(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krp
         return KRPC_GARBAGE_ARGS;
     memset(&r, 0, sizeof(r));
     obj_init(&o);
-    e = nfsd_be_resolve(&s->be, &a.dir, &o);
+    e = resolve(s, req, &a.dir, 0, &o, &be, NULL);
     if (e == 0)
-        e = nfsd_op_lookup(&s->be, &o, a.name, &l);
+        e = nfsd_op_lookup(be, &o, a.name, &l);
     if (e == 0) {
         r.fh = l.fh;
-        post_attr_st(s, &l.st, &r.obj_attr);
+        post_attr_st(be, &l.st, &r.obj_attr);
     }
     r.status = stat_of(s, e);
-    obj_post_attr(s, &o, &r.dir_attr);
+    obj_post_attr(be, &o, &r.dir_attr);
     nfs3_enc_lookup_res(x, &r);
     nfsd_obj_close(&o);
     return done(s, req, x, r.status);
@@ -203,9 +233,11 @@ static int p_lookup(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krp
 static int p_access(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
 {
     struct nfs3_srv *s = SRV(arg);
+    struct nfsd_be *be = NULL;
     struct nfs3_access_args a;
     struct nfs3_access_res r;
     struct nfsd_obj o;
+    const struct nfs3_export_opts *opts = NULL;
     int e;
 
     COUNT(s, req);
@@ -213,12 +245,14 @@ static int p_access(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krp
         return KRPC_GARBAGE_ARGS;
     memset(&r, 0, sizeof(r));
     obj_init(&o);
-    e = nfsd_be_resolve(&s->be, &a.fh, &o);
+    e = resolve(s, req, &a.fh, 0, &o, &be, &opts);
     if (e == 0)
         r.access = nfsd_op_access(&o.st, a.access);
+    if (e == 0 && opts->ro) /* what nfsd_permission would refuse with EROFS */
+        r.access &= ~(NFS3_ACCESS_MODIFY | NFS3_ACCESS_EXTEND | NFS3_ACCESS_DELETE);
     r.status = stat_of(s, e);
     if (e == 0)
-        post_attr_st(s, &o.st, &r.obj_attr);
+        post_attr_st(be, &o.st, &r.obj_attr);
     nfs3_enc_access_res(x, &r);
     nfsd_obj_close(&o);
     return done(s, req, x, r.status);
@@ -227,6 +261,7 @@ static int p_access(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krp
 static int p_readlink(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
 {
     struct nfs3_srv *s = SRV(arg);
+    struct nfsd_be *be = NULL;
     struct nfs3_fh_args a;
     struct nfs3_readlink_res *r;
     struct nfsd_obj o;
@@ -239,12 +274,12 @@ static int p_readlink(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct k
     if (r == NULL)
         return KRPC_SYSTEM_ERR;
     obj_init(&o);
-    e = nfsd_be_resolve(&s->be, &a.fh, &o);
+    e = resolve(s, req, &a.fh, 0, &o, &be, NULL);
     if (e == 0)
         e = nfsd_op_readlink(&o, r->data, sizeof(r->data));
     r->status = stat_of(s, e);
     if (o.fd >= 0)
-        post_attr_st(s, &o.st, &r->symlink_attr);
+        post_attr_st(be, &o.st, &r->symlink_attr);
     nfs3_enc_readlink_res(x, r);
     nfsd_obj_close(&o);
     ret = done(s, req, x, r->status);
@@ -255,6 +290,7 @@ static int p_readlink(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct k
 static int p_read(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
 {
     struct nfs3_srv *s = SRV(arg);
+    struct nfsd_be *be = NULL;
     struct nfs3_read_args a;
     struct nfs3_read_res r;
     struct nfsd_obj o;
@@ -267,16 +303,16 @@ static int p_read(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_
     memset(&r, 0, sizeof(r));
     mb_chain_init(&r.data);
     obj_init(&o);
-    e = nfsd_be_resolve(&s->be, &a.fh, &o);
+    e = resolve(s, req, &a.fh, 0, &o, &be, NULL);
     if (e == 0)
-        e = nfsd_op_read(&s->be, &o, a.offset, a.count, &r.data, &r.eof, &post);
+        e = nfsd_op_read(be, &o, a.offset, a.count, &r.data, &r.eof, &post);
     r.status = stat_of(s, e);
     if (e == 0) {
         r.count = (uint32_t)r.data.len;
         s->st.bytes_read += r.data.len;
-        post_attr_st(s, &post, &r.file_attr);
+        post_attr_st(be, &post, &r.file_attr);
     } else {
-        obj_post_attr(s, &o, &r.file_attr);
+        obj_post_attr(be, &o, &r.file_attr);
     }
     nfs3_enc_read_res(x, &r); /* links the pages in by reference */
     nfs3_read_res_free(&r);
@@ -287,6 +323,7 @@ static int p_read(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_
 static int p_write(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
 {
     struct nfs3_srv *s = SRV(arg);
+    struct nfsd_be *be = NULL;
     struct nfs3_write_args a;
     struct nfs3_write_res r;
     struct nfsd_obj o;
@@ -299,27 +336,27 @@ static int p_write(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc
         return KRPC_GARBAGE_ARGS;
     memset(&r, 0, sizeof(r));
     obj_init(&o);
-    e = nfsd_be_resolve(&s->be, &a.fh, &o);
+    e = resolve(s, req, &a.fh, 1, &o, &be, NULL);
     /* More than the wtmax FSINFO advertised (--max-io): INVAL, nothing
      * written. (The decoder takes up to NFS3_MAX_DATA; a short write would
      * be legal too, but a client that ignores wtmax is broken.) */
-    if (e == 0 && a.count > s->be.wtmax)
+    if (e == 0 && a.count > be->wtmax)
         e = -EINVAL;
     if (e == 0) {
-        e = nfsd_op_write(&s->be, &o, a.offset, &a.data, a.stable, &r.committed, &pre, &post);
+        e = nfsd_op_write(be, &o, a.offset, &a.data, a.stable, &r.committed, &pre, &post);
         if (e == 0) {
             r.count = (uint32_t)a.data.len;
             s->st.bytes_written += a.data.len;
             if (r.committed != NFS3_UNSTABLE)
                 s->st.syncs++;
             nfsd_pre_attr(&pre, &r.file_wcc.before);
-            post_attr_st(s, &post, &r.file_wcc.after);
+            post_attr_st(be, &post, &r.file_wcc.after);
         }
     }
     r.status = stat_of(s, e);
     if (e != 0)
-        obj_wcc(s, &o, &r.file_wcc);
-    memcpy(r.verf, s->be.write_verf, sizeof(r.verf));
+        obj_wcc(be, &o, &r.file_wcc);
+    memcpy(r.verf, s->write_verf, sizeof(r.verf)); /* server-wide: also when the handle is refused */
     nfs3_enc_write_res(x, &r);
     nfs3_write_args_free(&a);
     nfsd_obj_close(&o);
@@ -327,21 +364,22 @@ static int p_write(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc
 }
 
 /* CREATE, MKDIR, SYMLINK, MKNOD share the result shape. */
-static void diropres_fill(struct nfs3_srv *s, int e, const struct nfsd_lookup *l, const struct nfsd_obj *dir,
-                          struct nfs3_diropres *r)
+static void diropres_fill(struct nfs3_srv *s, const struct nfsd_be *be, int e, const struct nfsd_lookup *l,
+                          const struct nfsd_obj *dir, struct nfs3_diropres *r)
 {
     r->status = stat_of(s, e);
     if (e == 0) {
         r->fh_present = 1;
         r->fh = l->fh;
-        post_attr_st(s, &l->st, &r->obj_attr);
+        post_attr_st(be, &l->st, &r->obj_attr);
     }
-    obj_wcc(s, dir, &r->dir_wcc);
+    obj_wcc(be, dir, &r->dir_wcc);
 }
 
 static int p_create(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
 {
     struct nfs3_srv *s = SRV(arg);
+    struct nfsd_be *be = NULL;
     struct nfs3_create_args a;
     struct nfs3_diropres r;
     struct nfsd_lookup l;
@@ -353,10 +391,10 @@ static int p_create(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krp
         return KRPC_GARBAGE_ARGS;
     memset(&r, 0, sizeof(r));
     obj_init(&o);
-    e = nfsd_be_resolve(&s->be, &a.where.dir, &o);
+    e = resolve(s, req, &a.where.dir, 1, &o, &be, NULL);
     if (e == 0)
-        e = nfsd_op_create(&s->be, &o, &a, &l);
-    diropres_fill(s, e, &l, &o, &r);
+        e = nfsd_op_create(be, &o, &a, &l);
+    diropres_fill(s, be, e, &l, &o, &r);
     nfs3_enc_create_res(x, &r);
     nfsd_obj_close(&o);
     return done(s, req, x, r.status);
@@ -365,6 +403,7 @@ static int p_create(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krp
 static int p_mkdir(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
 {
     struct nfs3_srv *s = SRV(arg);
+    struct nfsd_be *be = NULL;
     struct nfs3_mkdir_args a;
     struct nfs3_diropres r;
     struct nfsd_lookup l;
@@ -376,10 +415,10 @@ static int p_mkdir(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc
         return KRPC_GARBAGE_ARGS;
     memset(&r, 0, sizeof(r));
     obj_init(&o);
-    e = nfsd_be_resolve(&s->be, &a.where.dir, &o);
+    e = resolve(s, req, &a.where.dir, 1, &o, &be, NULL);
     if (e == 0)
-        e = nfsd_op_mkdir(&s->be, &o, a.where.name, &a.attr, &l);
-    diropres_fill(s, e, &l, &o, &r);
+        e = nfsd_op_mkdir(be, &o, a.where.name, &a.attr, &l);
+    diropres_fill(s, be, e, &l, &o, &r);
     nfs3_enc_mkdir_res(x, &r);
     nfsd_obj_close(&o);
     return done(s, req, x, r.status);
@@ -388,6 +427,7 @@ static int p_mkdir(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc
 static int p_symlink(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
 {
     struct nfs3_srv *s = SRV(arg);
+    struct nfsd_be *be = NULL;
     struct nfs3_symlink_args *a;
     struct nfs3_diropres r;
     struct nfsd_lookup l;
@@ -404,10 +444,10 @@ static int p_symlink(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct kr
     }
     memset(&r, 0, sizeof(r));
     obj_init(&o);
-    e = nfsd_be_resolve(&s->be, &a->where.dir, &o);
+    e = resolve(s, req, &a->where.dir, 1, &o, &be, NULL);
     if (e == 0)
-        e = nfsd_op_symlink(&s->be, &o, a->where.name, a->data, &a->attr, &l);
-    diropres_fill(s, e, &l, &o, &r);
+        e = nfsd_op_symlink(be, &o, a->where.name, a->data, &a->attr, &l);
+    diropres_fill(s, be, e, &l, &o, &r);
     nfs3_enc_symlink_res(x, &r);
     nfsd_obj_close(&o);
     ret = done(s, req, x, r.status);
@@ -418,6 +458,7 @@ static int p_symlink(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct kr
 static int p_mknod(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
 {
     struct nfs3_srv *s = SRV(arg);
+    struct nfsd_be *be = NULL;
     struct nfs3_mknod_args a;
     struct nfs3_diropres r;
     struct nfsd_obj o;
@@ -428,10 +469,10 @@ static int p_mknod(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc
         return KRPC_GARBAGE_ARGS;
     memset(&r, 0, sizeof(r));
     obj_init(&o);
-    e = nfsd_be_resolve(&s->be, &a.where.dir, &o);
+    e = resolve(s, req, &a.where.dir, 1, &o, &be, NULL);
     if (e == 0)
         e = -EOPNOTSUPP; /* no device nodes, FIFOs or sockets made for clients */
-    diropres_fill(s, e, NULL, &o, &r);
+    diropres_fill(s, be, e, NULL, &o, &r);
     nfs3_enc_mknod_res(x, &r);
     nfsd_obj_close(&o);
     return done(s, req, x, r.status);
@@ -441,6 +482,7 @@ static int remove_common(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struc
                          int rmdir)
 {
     struct nfs3_srv *s = SRV(arg);
+    struct nfsd_be *be = NULL;
     struct nfs3_diropargs a;
     struct nfs3_wcc_res r;
     struct nfsd_obj o;
@@ -451,11 +493,11 @@ static int remove_common(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struc
         return KRPC_GARBAGE_ARGS;
     memset(&r, 0, sizeof(r));
     obj_init(&o);
-    e = nfsd_be_resolve(&s->be, &a.dir, &o);
+    e = resolve(s, req, &a.dir, 1, &o, &be, NULL);
     if (e == 0)
-        e = nfsd_op_remove(&s->be, &o, a.name, rmdir);
+        e = nfsd_op_remove(be, &o, a.name, rmdir);
     r.status = stat_of(s, e);
-    obj_wcc(s, &o, &r.wcc);
+    obj_wcc(be, &o, &r.wcc);
     if (rmdir)
         nfs3_enc_rmdir_res(x, &r);
     else
@@ -480,6 +522,7 @@ static int p_rename(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krp
     struct nfs3_rename_args a;
     struct nfs3_rename_res r;
     struct nfsd_obj *from, *to;
+    struct nfsd_be *be = NULL, *tbe = NULL;
     int e;
 
     COUNT(s, req);
@@ -492,14 +535,16 @@ static int p_rename(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krp
     memset(&r, 0, sizeof(r));
     obj_init(from);
     obj_init(to);
-    e = nfsd_be_resolve(&s->be, &a.from.dir, from);
+    e = resolve(s, req, &a.from.dir, 1, from, &be, NULL);
     if (e == 0)
-        e = nfsd_be_resolve(&s->be, &a.to.dir, to);
+        e = resolve(s, req, &a.to.dir, 1, to, &tbe, NULL);
+    if (e == 0 && be != tbe)
+        e = -EXDEV; /* across exports (knfsd: nfserr_xdev) */
     if (e == 0)
-        e = nfsd_op_rename(&s->be, from, a.from.name, to, a.to.name);
+        e = nfsd_op_rename(be, from, a.from.name, to, a.to.name);
     r.status = stat_of(s, e);
-    obj_wcc(s, from, &r.fromdir_wcc);
-    obj_wcc(s, to, &r.todir_wcc);
+    obj_wcc(be, from, &r.fromdir_wcc);
+    obj_wcc(tbe, to, &r.todir_wcc);
     nfs3_enc_rename_res(x, &r);
     nfsd_obj_close(from);
     nfsd_obj_close(to);
@@ -513,6 +558,7 @@ static int p_link(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_
     struct nfs3_link_args a;
     struct nfs3_link_res r;
     struct nfsd_obj *file, *dir;
+    struct nfsd_be *be = NULL, *dbe = NULL;
     int e;
 
     COUNT(s, req);
@@ -525,14 +571,16 @@ static int p_link(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_
     memset(&r, 0, sizeof(r));
     obj_init(file);
     obj_init(dir);
-    e = nfsd_be_resolve(&s->be, &a.fh, file);
+    e = resolve(s, req, &a.fh, 1, file, &be, NULL);
     if (e == 0)
-        e = nfsd_be_resolve(&s->be, &a.link.dir, dir);
+        e = resolve(s, req, &a.link.dir, 1, dir, &dbe, NULL);
+    if (e == 0 && be != dbe)
+        e = -EXDEV; /* across exports (knfsd: nfserr_xdev) */
     if (e == 0)
-        e = nfsd_op_link(&s->be, file, dir, a.link.name);
+        e = nfsd_op_link(be, file, dir, a.link.name);
     r.status = stat_of(s, e);
-    obj_post_attr(s, file, &r.file_attr);
-    obj_wcc(s, dir, &r.linkdir_wcc);
+    obj_post_attr(be, file, &r.file_attr);
+    obj_wcc(dbe, dir, &r.linkdir_wcc);
     nfs3_enc_link_res(x, &r);
     nfsd_obj_close(file);
     nfsd_obj_close(dir);
@@ -546,6 +594,7 @@ static int readdir_common(struct nfs3_srv *s, struct krpc_svc_req *req, struct k
     struct nfs3_readdir_enc enc;
     struct nfs3_readdir_res r;
     struct nfsd_obj o;
+    struct nfsd_be *be = NULL;
     int e;
 
     /* The encoder reads 0 as "no limit"; from a client 0 means a reply that
@@ -559,13 +608,13 @@ static int readdir_common(struct nfs3_srv *s, struct krpc_svc_req *req, struct k
     memset(&r, 0, sizeof(r));
     obj_init(&o);
     nfs3_readdir_enc_begin(&enc, plus, maxcount, dircount);
-    e = nfsd_be_resolve(&s->be, fh, &o);
+    e = resolve(s, req, fh, 0, &o, &be, NULL);
     if (e == 0)
-        e = nfsd_op_readdir(&s->be, &o, cookie, plus, &enc, &r.eof);
+        e = nfsd_op_readdir(be, &o, cookie, plus, &enc, &r.eof);
     r.status = stat_of(s, e);
     /* The cookie verifier is always zero: cookies are d_off values, which
      * stay meaningful while the directory changes (as knfsd does). */
-    obj_post_attr(s, &o, &r.dir_attr);
+    obj_post_attr(be, &o, &r.dir_attr);
     nfs3_readdir_enc_end(&enc, x, &r);
     nfsd_obj_close(&o);
     return done(s, req, x, r.status);
@@ -596,6 +645,7 @@ static int p_readdirplus(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struc
 static int p_fsstat(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
 {
     struct nfs3_srv *s = SRV(arg);
+    struct nfsd_be *be = NULL;
     struct nfs3_fh_args a;
     struct nfs3_fsstat_res r;
     struct nfsd_obj o;
@@ -607,7 +657,7 @@ static int p_fsstat(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krp
         return KRPC_GARBAGE_ARGS;
     memset(&r, 0, sizeof(r));
     obj_init(&o);
-    e = nfsd_be_resolve(&s->be, &a.fh, &o);
+    e = resolve(s, req, &a.fh, 0, &o, &be, NULL);
     if (e == 0 && fstatvfs(o.fd, &v) != 0)
         e = -errno;
     if (e == 0) {
@@ -620,7 +670,7 @@ static int p_fsstat(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krp
         r.invarsec = 0;
     }
     r.status = stat_of(s, e);
-    obj_post_attr(s, &o, &r.obj_attr);
+    obj_post_attr(be, &o, &r.obj_attr);
     nfs3_enc_fsstat_res(x, &r);
     nfsd_obj_close(&o);
     return done(s, req, x, r.status);
@@ -629,6 +679,7 @@ static int p_fsstat(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krp
 static int p_fsinfo(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
 {
     struct nfs3_srv *s = SRV(arg);
+    struct nfsd_be *be = NULL;
     struct nfs3_fh_args a;
     struct nfs3_fsinfo_res r;
     struct nfsd_obj o;
@@ -639,13 +690,13 @@ static int p_fsinfo(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krp
         return KRPC_GARBAGE_ARGS;
     memset(&r, 0, sizeof(r));
     obj_init(&o);
-    e = nfsd_be_resolve(&s->be, &a.fh, &o);
+    e = resolve(s, req, &a.fh, 0, &o, &be, NULL);
     if (e == 0) {
-        r.rtmax = s->be.rtmax;
-        r.rtpref = s->be.rtmax;
+        r.rtmax = be->rtmax;
+        r.rtpref = be->rtmax;
         r.rtmult = MB_PAGE_SIZE;
-        r.wtmax = s->be.wtmax;
-        r.wtpref = s->be.wtmax;
+        r.wtmax = be->wtmax;
+        r.wtpref = be->wtmax;
         r.wtmult = MB_PAGE_SIZE;
         r.dtpref = 65536;
         r.maxfilesize = (uint64_t)INT64_MAX;
@@ -654,7 +705,7 @@ static int p_fsinfo(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krp
         r.properties = NFS3_FSF_LINK | NFS3_FSF_SYMLINK | NFS3_FSF_HOMOGENEOUS | NFS3_FSF_CANSETTIME;
     }
     r.status = stat_of(s, e);
-    obj_post_attr(s, &o, &r.obj_attr);
+    obj_post_attr(be, &o, &r.obj_attr);
     nfs3_enc_fsinfo_res(x, &r);
     nfsd_obj_close(&o);
     return done(s, req, x, r.status);
@@ -663,6 +714,7 @@ static int p_fsinfo(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krp
 static int p_pathconf(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
 {
     struct nfs3_srv *s = SRV(arg);
+    struct nfsd_be *be = NULL;
     struct nfs3_fh_args a;
     struct nfs3_pathconf_res r;
     struct nfsd_obj o;
@@ -673,7 +725,7 @@ static int p_pathconf(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct k
         return KRPC_GARBAGE_ARGS;
     memset(&r, 0, sizeof(r));
     obj_init(&o);
-    e = nfsd_be_resolve(&s->be, &a.fh, &o);
+    e = resolve(s, req, &a.fh, 0, &o, &be, NULL);
     if (e == 0) {
         long lm = fpathconf(o.fd, _PC_LINK_MAX);
         long nm = fpathconf(o.fd, _PC_NAME_MAX);
@@ -685,7 +737,7 @@ static int p_pathconf(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct k
         r.case_preserving = 1;
     }
     r.status = stat_of(s, e);
-    obj_post_attr(s, &o, &r.obj_attr);
+    obj_post_attr(be, &o, &r.obj_attr);
     nfs3_enc_pathconf_res(x, &r);
     nfsd_obj_close(&o);
     return done(s, req, x, r.status);
@@ -694,6 +746,7 @@ static int p_pathconf(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct k
 static int p_commit(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
 {
     struct nfs3_srv *s = SRV(arg);
+    struct nfsd_be *be = NULL;
     struct nfs3_commit_args a;
     struct nfs3_commit_res r;
     struct nfsd_obj o;
@@ -705,20 +758,20 @@ static int p_commit(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krp
         return KRPC_GARBAGE_ARGS;
     memset(&r, 0, sizeof(r));
     obj_init(&o);
-    e = nfsd_be_resolve(&s->be, &a.fh, &o);
+    e = resolve(s, req, &a.fh, 1, &o, &be, NULL);
     if (e == 0) {
         /* The whole file, whatever the range: fdatasync has no range. */
-        e = nfsd_op_commit(&s->be, &o, &post);
+        e = nfsd_op_commit(be, &o, &post);
         if (e == 0) {
             s->st.syncs++;
             nfsd_pre_attr(&o.st, &r.file_wcc.before);
-            post_attr_st(s, &post, &r.file_wcc.after);
+            post_attr_st(be, &post, &r.file_wcc.after);
         }
     }
     r.status = stat_of(s, e);
     if (e != 0)
-        obj_wcc(s, &o, &r.file_wcc);
-    memcpy(r.verf, s->be.write_verf, sizeof(r.verf));
+        obj_wcc(be, &o, &r.file_wcc);
+    memcpy(r.verf, s->write_verf, sizeof(r.verf)); /* server-wide: also when the handle is refused */
     nfs3_enc_commit_res(x, &r);
     nfsd_obj_close(&o);
     return done(s, req, x, r.status);
@@ -726,64 +779,48 @@ static int p_commit(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krp
 
 /* ---- MOUNT v3 -------------------------------------------------------------- */
 
-/* 0: dirpath is the export (with or without trailing slashes); 1: it is
- * beneath the export, *rel points at the rest; -1: neither. */
-static int export_match(const struct nfs3_srv *s, const char *path, const char **rel)
-{
-    size_t n = strlen(path), m = strlen(s->be.export_path);
-
-    while (n > 1 && path[n - 1] == '/')
-        n--; /* "/srv/data/" mounts "/srv/data" */
-    if (n == m && memcmp(path, s->be.export_path, n) == 0)
-        return 0;
-    if (m == 1 && path[0] == '/') { /* the export is "/" */
-        *rel = path + 1;
-        return 1;
-    }
-    if (n > m && memcmp(path, s->be.export_path, m) == 0 && path[m] == '/') {
-        *rel = path + m + 1;
-        return 1;
-    }
-    return -1;
-}
-
 static int m_mnt(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
 {
     struct nfs3_srv *s = SRV(arg);
     struct nfs3_mnt_args a;
     struct nfs3_mnt_res r;
+    struct nfsd_export *xp = NULL;
+    const struct nfs3_export_opts *opts = NULL;
+    const char *rel = NULL;
     char peer[64];
+    int e;
 
     s->st.mnt_ops[NFS3_MNT_PROC_MNT]++;
     if (nfs3_mnt_dec_mnt_args(d, &a) != 0)
         return KRPC_GARBAGE_ARGS;
     memset(&r, 0, sizeof(r));
     krpc_format_addr((const struct sockaddr *)&req->peer, peer, sizeof(peer));
-    /* The export, or (as the kernel's mountd allows) a directory beneath
+    /* An export this client may use (else ACCES, as mountd), then the
+     * export itself or (as the kernel's mountd allows) a directory beneath
      * it, reached without symlinks or "..". */
-    const char *rel = NULL;
-    int m = export_match(s, a.dirpath, &rel), e = 0;
-    if (m == 1) {
+    e = nfsd_export_for_path(&s->ex, req, a.dirpath, &xp, &opts, &rel);
+    if (e == 0 && rel[0] == '\0') {
+        nfsd_fh_make(&xp->be.fh, xp->be.rootino, xp->be.rootgen, &r.fh);
+    } else if (e == 0) {
         struct stat st;
         uint32_t gen = 0;
-        e = nfsd_be_lookup_path(&s->be, rel, &st, &gen);
+        e = nfsd_be_lookup_path(&xp->be, rel, &st, &gen);
         if (e == 0)
-            nfsd_be_fh(&s->be, &st, gen, &r.fh);
+            nfsd_be_fh(&xp->be, &st, gen, &r.fh);
     }
-    if (m == 0)
-        nfs3_srv_root_fh(s, &r.fh);
-    if (m >= 0 && e == 0) {
+    if (e == 0) {
         r.status = MNT3_OK;
         r.nflavors = 2;
         r.flavors[0] = KRPC_AUTH_SYS;
         r.flavors[1] = KRPC_AUTH_NONE;
-        krpc_log(KRPC_LOG_INFO, "nfsd: %s mounted %s%s", peer, a.dirpath, req->tls ? " (TLS)" : "");
+        krpc_log(KRPC_LOG_INFO, "nfsd: %s mounted %s%s%s", peer, a.dirpath, opts->ro ? " (ro)" : "",
+                 req->tls ? " (TLS)" : "");
     } else {
-        r.status = m < 0 || e == -ENOENT ? MNT3ERR_NOENT
-                   : e == -ENOTDIR       ? MNT3ERR_NOTDIR
-                   : e == -ENAMETOOLONG  ? MNT3ERR_NAMETOOLONG
-                   : e == -EACCES        ? MNT3ERR_ACCES
-                                         : MNT3ERR_IO;
+        r.status = e == -ENOENT         ? MNT3ERR_NOENT
+                   : e == -ENOTDIR      ? MNT3ERR_NOTDIR
+                   : e == -ENAMETOOLONG ? MNT3ERR_NAMETOOLONG
+                   : e == -EACCES       ? MNT3ERR_ACCES
+                                        : MNT3ERR_IO;
         memset(&r.fh, 0, sizeof(r.fh));
         krpc_log(KRPC_LOG_INFO, "nfsd: %s: MNT %s: %s", peer, a.dirpath, nfs3_mnt_stat_name(r.status));
     }
@@ -820,12 +857,18 @@ static int m_export(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krp
     struct nfs3_mnt_export *ex;
 
     s->st.mnt_ops[NFS3_MNT_PROC_EXPORT]++;
-    ex = calloc(1, sizeof(*ex));
+    ex = calloc(s->ex.n, sizeof(*ex));
     if (ex == NULL)
         return KRPC_SYSTEM_ERR;
-    snprintf(ex->dir, sizeof(ex->dir), "%s", s->be.export_path);
-    ex->ngroups = 0; /* no host restriction */
-    nfs3_mnt_enc_export_res(x, ex, 1);
+    /* Every export with its client specs as written, to every client (as
+     * mountd). The codec carries at most NFS3_MNT_MAXGROUPS per export. */
+    for (size_t i = 0; i < s->ex.n; i++) {
+        const struct nfs3_export_entry *e = s->ex.v[i].ent;
+        snprintf(ex[i].dir, sizeof(ex[i].dir), "%s", s->ex.v[i].be.export_path);
+        for (size_t j = 0; j < e->nclients && ex[i].ngroups < NFS3_MNT_MAXGROUPS; j++)
+            snprintf(ex[i].groups[ex[i].ngroups++], sizeof(ex[i].groups[0]), "%s", e->clients[j].spec);
+    }
+    nfs3_mnt_enc_export_res(x, ex, (uint32_t)s->ex.n);
     free(ex);
     return krpc_xdr_enc_error(x) ? KRPC_SYSTEM_ERR : KRPC_SUCCESS;
 }
@@ -872,7 +915,10 @@ int nfs3_srv_new(struct krpc_svc *svc, const struct nfs3_srv_config *cfg, struct
                  size_t errlen)
 {
     struct nfs3_srv *s;
-    uint8_t key[NFSD_FH_KEYLEN];
+    struct nfs3_exports one = {NULL, 0};
+    const struct nfs3_exports *table = cfg->exports;
+    uint8_t key[NFSD_FH_KEYLEN], verf[NFS3_WRITEVERFSIZE];
+    uint32_t rtmax, wtmax;
     char sdir[PATH_MAX], dummy[8];
     int ret;
 
@@ -891,57 +937,58 @@ int nfs3_srv_new(struct krpc_svc *svc, const struct nfs3_srv_config *cfg, struct
         snprintf(err, errlen, "no default state directory (set --state-dir)");
         return ret;
     }
+    if (table == NULL) {
+        /* One directory for every client that reaches the listener, read
+         * and write, root squashed: the exports line "PATH *(rw)". */
+        struct nfs3_export_opts o;
+        nfs3_export_opts_default(&o);
+        if (cfg->export_path == NULL) {
+            snprintf(err, errlen, "no export");
+            return -EINVAL;
+        }
+        if (nfs3_exports_add_any(&one, cfg->export_path, &o) != 0) {
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+        table = &one;
+    }
     s = calloc(1, sizeof(*s));
     if (s == NULL) {
+        nfs3_exports_free(&one);
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     s->svc = svc;
     s->state_dir = strdup(sdir);
     if (s->state_dir == NULL) {
-        free(s);
         snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    ret = nfsd_be_open(&s->be, cfg->export_path, err, errlen);
-    if (ret != 0) {
-        free(s->state_dir);
-        free(s);
-        return ret;
-    }
-    {
-        struct stat st;
-        if (fstat(s->be.rootfd, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            snprintf(err, errlen, "export %s: not a directory", s->be.export_path);
-            ret = -ENOTDIR;
-            goto fail;
-        }
+        ret = -ENOMEM;
+        goto fail;
     }
     ret = nfsd_fh_key_load(s->state_dir, key, err, errlen);
     if (ret != 0)
         goto fail;
-    ret = nfsd_fh_init(&s->be.fh, key, s->be.export_path);
-    memset(key, 0, sizeof(key));
-    if (ret != 0) {
-        snprintf(err, errlen, "handle key: %s", strerror(-ret));
-        goto fail;
-    }
-    s->be.rtmax = cfg->rtmax ? cfg->rtmax : NFS3_SRV_DEFAULT_TMAX;
-    s->be.wtmax = cfg->wtmax ? cfg->wtmax : NFS3_SRV_DEFAULT_TMAX;
-    if (s->be.rtmax > NFS3_MAX_DATA)
-        s->be.rtmax = NFS3_MAX_DATA;
-    if (s->be.wtmax > NFS3_MAX_DATA)
-        s->be.wtmax = NFS3_MAX_DATA;
+    rtmax = cfg->rtmax ? cfg->rtmax : NFS3_SRV_DEFAULT_TMAX;
+    wtmax = cfg->wtmax ? cfg->wtmax : NFS3_SRV_DEFAULT_TMAX;
+    if (rtmax > NFS3_MAX_DATA)
+        rtmax = NFS3_MAX_DATA;
+    if (wtmax > NFS3_MAX_DATA)
+        wtmax = NFS3_MAX_DATA;
     if (cfg->write_verf != NULL) {
-        memcpy(s->be.write_verf, cfg->write_verf, NFS3_WRITEVERFSIZE);
+        memcpy(verf, cfg->write_verf, NFS3_WRITEVERFSIZE);
     } else {
         /* A new verifier on every start: the start time in nanoseconds. */
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         uint64_t v = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
         for (int i = 7; i >= 0; i--, v >>= 8)
-            s->be.write_verf[i] = (uint8_t)v;
+            verf[i] = (uint8_t)v;
     }
+    memcpy(s->write_verf, verf, sizeof(verf));
+    ret = nfsd_exports_open(&s->ex, table, key, rtmax, wtmax, verf, err, errlen);
+    memset(key, 0, sizeof(key));
+    if (ret != 0)
+        goto fail;
     {
         /* MOUNT in the clear too, unless told otherwise: Linux, FreeBSD and
          * libnfs clients reach mountd before (or without) TLS. */
@@ -957,10 +1004,13 @@ int nfs3_srv_new(struct krpc_svc *svc, const struct nfs3_srv_config *cfg, struct
             goto fail;
         }
     }
+    nfs3_exports_free(&one);
     *out = s;
     return 0;
 fail:
-    nfsd_be_close(&s->be);
+    memset(key, 0, sizeof(key));
+    nfs3_exports_free(&one);
+    nfsd_exports_close(&s->ex);
     free(s->state_dir);
     free(s);
     return ret;
@@ -970,14 +1020,24 @@ void nfs3_srv_free(struct nfs3_srv *s)
 {
     if (s == NULL)
         return;
-    nfsd_be_close(&s->be);
+    nfsd_exports_close(&s->ex);
     free(s->state_dir);
     free(s);
 }
 
 const char *nfs3_srv_export_path(const struct nfs3_srv *s)
 {
-    return s->be.export_path;
+    return s->ex.v[0].be.export_path;
+}
+
+size_t nfs3_srv_export_count(const struct nfs3_srv *s)
+{
+    return s->ex.n;
+}
+
+const char *nfs3_srv_export_path_at(const struct nfs3_srv *s, size_t i)
+{
+    return i < s->ex.n ? s->ex.v[i].be.export_path : NULL;
 }
 
 const char *nfs3_srv_state_dir(const struct nfs3_srv *s)
@@ -987,16 +1047,20 @@ const char *nfs3_srv_state_dir(const struct nfs3_srv *s)
 
 void nfs3_srv_write_verf(const struct nfs3_srv *s, uint8_t out[NFS3_WRITEVERFSIZE])
 {
-    memcpy(out, s->be.write_verf, NFS3_WRITEVERFSIZE);
+    memcpy(out, s->write_verf, NFS3_WRITEVERFSIZE);
 }
 
 void nfs3_srv_root_fh(const struct nfs3_srv *s, struct nfs3_fh *out)
 {
-    nfsd_fh_make(&s->be.fh, s->be.rootino, s->be.rootgen, out);
+    const struct nfsd_be *be = &s->ex.v[0].be;
+    nfsd_fh_make(&be->fh, be->rootino, be->rootgen, out);
 }
 
 const struct nfs3_srv_stats *nfs3_srv_stats(const struct nfs3_srv *s)
 {
-    ((struct nfs3_srv *)s)->st.walks = s->be.walks;
+    uint64_t walks = 0;
+    for (size_t i = 0; i < s->ex.n; i++)
+        walks += s->ex.v[i].be.walks;
+    ((struct nfs3_srv *)s)->st.walks = walks;
     return &s->st;
 }
