@@ -336,10 +336,10 @@ static void print_stats(const char *label, const struct nfs3_mirror_result *r, u
         printf("  nfs:  bytes written %" PRIu64 ", resent %" PRIu64 ", commits %u, verifier changes %u\n",
            r->bytes_written, r->bytes_resent, r->commits, r->verifier_changes);
     printf("  rpc:  calls %" PRIu64 ", replies %" PRIu64 ", failures %" PRIu64 ", retransmits %" PRIu64
-           ", reconnects %" PRIu64 ", TLS handshakes %" PRIu64 ", wire bytes sent %" PRIu64 ", received %" PRIu64
-           "\n",
-           c->calls, c->replies, c->failures, c->retransmits, c->reconnects, c->tls_handshakes, c->bytes_sent,
-           c->bytes_received);
+           ", reconnects %" PRIu64 " (%" PRIu64 " for a fresh TLS key), TLS handshakes %" PRIu64
+           ", wire bytes sent %" PRIu64 ", received %" PRIu64 "\n",
+           c->calls, c->replies, c->failures, c->retransmits, c->reconnects, c->rekey_reconnects, c->tls_handshakes,
+           c->bytes_sent, c->bytes_received);
     if (r->tls)
         printf("  tls:  tx records in place %" PRIu64 " (%" PRIu64 " bytes), out of place %" PRIu64 " (%" PRIu64
                " bytes), copied %" PRIu64 " (%" PRIu64 " bytes), pages allocated %" PRIu64
