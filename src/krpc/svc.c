@@ -813,6 +813,7 @@ static void conn_on_close(struct krpc_conn *c, int err, void *arg)
     struct svc_conn *sc = arg;
     struct krpc_svc *svc = sc->svc;
     struct svc_loop *sl = sc->sl;
+    int pretls = sc->state == CS_PLAIN && sc->unauth && svc != NULL && svc->cfg.tls == KRPC_SVC_TLS_REQUIRED;
 
     if (svc != NULL) {
         krpc_timer_cancel(sl->loop, &sc->timer);
@@ -833,10 +834,9 @@ static void conn_on_close(struct krpc_conn *c, int err, void *arg)
         if (!sc->counted && err == -ENOBUFS) {
             ST_INC(svc, closed_memory);
             conn_log(svc, KRPC_LOG_WARN,
-                     "rpc server: cutting %s: it holds %zu buffer bytes and connections hold %llu, over "
+                     "rpc server: cutting %s: its %zu buffer bytes grew while connections held more than "
                      "max_memory %llu",
-                     sc->peerstr, krpc_conn_mem(c), (unsigned long long)__atomic_load_n(&svc->mem.used, __ATOMIC_RELAXED),
-                     (unsigned long long)svc->mem.limit);
+                     sc->peerstr, krpc_conn_mem(c), (unsigned long long)svc->mem.limit);
         } else if (!sc->counted && *krpc_conn_tls_error(c) != '\0') {
             /* The record layer failed: say how, naming the alert sent or
              * received; a bad or oversize record is malformed input. */
@@ -849,13 +849,10 @@ static void conn_on_close(struct krpc_conn *c, int err, void *arg)
                 conn_log(svc, KRPC_LOG_WARN,
                          "rpc server: malformed input from %s: RPC record mark announces a message over the "
                          "%zu-byte limit%s",
-                         sc->peerstr, sc->state == CS_PLAIN && sc->unauth && svc->cfg.tls == KRPC_SVC_TLS_REQUIRED
-                                          ? (size_t)SVC_PRETLS_MAX_MSG < svc->cfg.max_msg ? (size_t)SVC_PRETLS_MAX_MSG
-                                                                                          : svc->cfg.max_msg
-                                          : svc->cfg.max_msg,
-                         sc->state == CS_PLAIN && sc->unauth && svc->cfg.tls == KRPC_SVC_TLS_REQUIRED
-                             ? " (before TLS on a TLS-only server)"
-                             : "");
+                         sc->peerstr,
+                         pretls && (size_t)SVC_PRETLS_MAX_MSG < svc->cfg.max_msg ? (size_t)SVC_PRETLS_MAX_MSG
+                                                                                 : svc->cfg.max_msg,
+                         pretls ? " (before TLS on a TLS-only server)" : "");
             else
                 conn_log(svc, KRPC_LOG_WARN, "rpc server: malformed input from %s: bad RPC record marking",
                          sc->peerstr);
