@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "rpctls/krpc.h"
@@ -86,6 +87,20 @@ static void usage(FILE *f)
             "                        local rpcbind so clients find them without a port, and\n"
             "                        unregister them on exit. auto (default): when rpcbind runs;\n"
             "                        on: refuse to start without it; off: never talk to it\n"
+            "  --threads N           event loops, one thread each (default: online CPUs); connections\n"
+            "                        are spread over them; TLS and RPC work of different clients\n"
+            "                        runs in parallel\n"
+            "  --handshake-timeout MS  a connection must authenticate within MS of accept (default\n"
+            "                        10000): finish the TLS handshake under --tls required, else send\n"
+            "                        its first complete call; half-open and dripping ones are cut\n"
+            "  --idle-timeout MS     close connections silent for MS (default 300000; 0: never)\n"
+            "  --max-conns N         connections in all (default 4096; also kept under the open-file\n"
+            "                        limit, which is raised to its hard limit at start)\n"
+            "  --max-unauth-conns N  connections not yet authenticated (default 256); a new one\n"
+            "                        pushes out the oldest, so they never take established slots\n"
+            "  --max-memory BYTES    buffer memory of all connections (received messages, queued\n"
+            "                        replies; suffix K, M or G); over it new connections are refused\n"
+            "                        and a growing one is cut, each with a log line (default 1G)\n"
             "  -q, --quiet           log errors only\n"
             "  -v, --verbose         log connections, mounts and refused calls (twice: debug)\n"
             "  -h, --help            this text\n"
@@ -341,6 +356,133 @@ fail:
     return 0;
 }
 
+/* ---- connection limits and threads (--threads, --max-*, timeouts) -------- */
+
+enum {
+    OPT_THREADS = 0x300,
+    OPT_HS_TIMEOUT,
+    OPT_IDLE_TIMEOUT,
+    OPT_MAX_CONNS,
+    OPT_MAX_UNAUTH,
+    OPT_MAX_MEMORY,
+};
+
+/* A number with an optional K, M or G suffix (powers of 1024). */
+static int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+    unsigned shift = 0;
+
+    if (*s == '\0' || *s == '-')
+        return -1;
+    errno = 0;
+    v = strtoull(s, &end, 0);
+    if (errno != 0 || end == s)
+        return -1;
+    if (*end == 'K' || *end == 'k')
+        shift = 10;
+    else if (*end == 'M' || *end == 'm')
+        shift = 20;
+    else if (*end == 'G' || *end == 'g')
+        shift = 30;
+    if (shift != 0)
+        end++;
+    if (*end != '\0' || v > (UINT64_MAX >> shift))
+        return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+/* One of the options above into cfg. 0, or 2 (bad usage) after a message. */
+static int parse_limit_opt(int opt, const char *arg, struct krpc_svc_config *cfg)
+{
+    uint64_t v;
+
+    if (parse_size(arg, &v) != 0) {
+        fprintf(stderr, PROG ": %s: not a number\n", arg);
+        return 2;
+    }
+    switch (opt) {
+    case OPT_THREADS:
+        if (v < 1 || v > 1024) {
+            fprintf(stderr, PROG ": --threads: 1 .. 1024\n");
+            return 2;
+        }
+        cfg->threads = (unsigned)v;
+        break;
+    case OPT_HS_TIMEOUT:
+        if (v < 1 || v > 3600000) {
+            fprintf(stderr, PROG ": --handshake-timeout: 1 .. 3600000 ms\n");
+            return 2;
+        }
+        cfg->handshake_timeout_ms = (int)v;
+        break;
+    case OPT_IDLE_TIMEOUT:
+        if (v > 86400000) {
+            fprintf(stderr, PROG ": --idle-timeout: 0 .. 86400000 ms\n");
+            return 2;
+        }
+        cfg->idle_timeout_ms = v == 0 ? -1 : (int)v;
+        break;
+    case OPT_MAX_CONNS:
+    case OPT_MAX_UNAUTH:
+        if (v < 1 || v > 1000000) {
+            fprintf(stderr, PROG ": --max-conns / --max-unauth-conns: 1 .. 1000000\n");
+            return 2;
+        }
+        if (opt == OPT_MAX_CONNS)
+            cfg->max_conns = (unsigned)v;
+        else
+            cfg->max_unauth_conns = (unsigned)v;
+        break;
+    case OPT_MAX_MEMORY:
+        if (v < (1u << 20)) {
+            fprintf(stderr, PROG ": --max-memory: at least 1M\n");
+            return 2;
+        }
+        cfg->max_memory = v;
+        break;
+    default:
+        return 2;
+    }
+    return 0;
+}
+
+/*
+ * Raises the open-file limit to its hard limit (every connection is a
+ * descriptor: 1,000 idle TLS clients do not fit the usual soft 1024), and
+ * keeps max_conns under it with room for the listener, files the NFS
+ * server opens and the rest. Defaults threads to the online CPUs.
+ */
+static void prepare_limits(struct krpc_svc_config *cfg, int quiet)
+{
+    struct rlimit rl;
+    unsigned max_conns = cfg->max_conns ? cfg->max_conns : 4096, room;
+    long cpus;
+
+    if (cfg->threads == 0) {
+        cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg->threads = cpus > 0 && cpus <= 1024 ? (unsigned)cpus : 1;
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t old = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = old;
+    }
+    room = rl.rlim_cur > 256 + 64 ? (unsigned)(rl.rlim_cur > 1000000 + 256 ? 1000000 : rl.rlim_cur - 256) : 64;
+    if (max_conns > room) {
+        if (!quiet || cfg->max_conns != 0)
+            fprintf(stderr, PROG ": max-conns %u lowered to %u: the open-file limit is %llu\n", max_conns, room,
+                    (unsigned long long)rl.rlim_cur);
+        max_conns = room;
+    }
+    cfg->max_conns = max_conns;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -354,6 +496,12 @@ int main(int argc, char **argv)
         {"verbose", no_argument, NULL, 'v'},        {"help", no_argument, NULL, 'h'},
         {"rpcbind", required_argument, NULL, 'R'},
         {"exports", required_argument, NULL, 'E'}, /* exports(5) file */
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT},
+        {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+        {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
+        {"max-unauth-conns", required_argument, NULL, OPT_MAX_UNAUTH},
+        {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
         {NULL, 0, NULL, 0},
     };
     const char *export_dir = NULL, *listen_addr = "127.0.0.1:2049", *tls = "off", *cert = NULL, *key = NULL,
@@ -428,6 +576,15 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case OPT_THREADS:
+        case OPT_HS_TIMEOUT:
+        case OPT_IDLE_TIMEOUT:
+        case OPT_MAX_CONNS:
+        case OPT_MAX_UNAUTH:
+        case OPT_MAX_MEMORY:
+            if (parse_limit_opt(c, optarg, &cfg) != 0)
+                return 2;
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -499,6 +656,7 @@ int main(int argc, char **argv)
     block_sighup(); /* before any thread: SIGHUP is read from a signalfd */
     if (cfg.tls != KRPC_SVC_TLS_OFF && tls_load(&cfg.tlscfg, &cfg.tls_ctx) != 0)
         return 1;
+    prepare_limits(&cfg, quiet); /* --threads, open files, max-conns */
     if (krpc_loop_new(&g_loop) != 0) {
         fprintf(stderr, PROG ": cannot create the event loop\n");
         ktls_ctx_unref(cfg.tls_ctx);
@@ -557,6 +715,17 @@ int main(int argc, char **argv)
     if (rpcbind_register(&rpcb, svc, quiet) != 0)
         goto out;
 
+    /* The other event loops, now that the programs are registered. */
+    ret = krpc_svc_start(svc);
+    if (ret != 0) {
+        fprintf(stderr, PROG ": cannot start %u event loops: %s\n", cfg.threads, strerror(-ret));
+        goto out;
+    }
+    if (!quiet)
+        fprintf(stderr, PROG ": %u event loops; max-conns %u, max-unauth-conns %u, handshake timeout %d ms\n",
+                krpc_svc_threads(svc), cfg.max_conns, cfg.max_unauth_conns ? cfg.max_unauth_conns : 256,
+                cfg.handshake_timeout_ms ? cfg.handshake_timeout_ms : 10000);
+
     ret = krpc_loop_run(g_loop, NULL, -1);
     if (ret != 0 && g_signal == 0) {
         fprintf(stderr, PROG ": event loop: %s\n", strerror(-ret));
@@ -573,6 +742,7 @@ int main(int argc, char **argv)
                 ss->calls, st->errors, st->bytes_written, st->bytes_read);
     }
 out:
+    krpc_svc_stop(svc); /* before the NFS server goes: no handler may still run */
     hup_watch_stop(&hup);
     ktls_ctx_unref(cfg.tls_ctx); /* the server holds its own reference */
     rpcbind_unregister(&rpcb, quiet);

@@ -247,6 +247,34 @@ uint64_t krpc_conn_bytes_received(const struct krpc_conn *c);
  * socket I/O (as the byte counters count), or when the connection was made. */
 uint64_t krpc_conn_last_io_ms(const struct krpc_conn *c);
 
+/*
+ * Limits a server sets on a connection it does not trust yet, and lifts
+ * later. max_msg: largest message the record-marking reader accepts from now
+ * on (0: the config's); checked at the next record mark. rx_chunk: size of
+ * the plain-mode receive store allocated from now on (0: 64 KiB); a small
+ * store keeps an idle or dripping connection from pinning 64 KiB of pages.
+ */
+void krpc_conn_set_rx_limits(struct krpc_conn *c, size_t max_msg, size_t rx_chunk);
+
+/*
+ * Buffer memory shared by many connections, on any number of threads: each
+ * attached connection charges the bytes it holds (send queue, messages held
+ * for a handshake, incomplete received messages, its unfilled receive store)
+ * and updates the charge after reads and sends. When a read makes a
+ * connection's charge grow while `used` is over `limit`, and the connection
+ * holds more than `floor`, it is closed with -ENOBUFS: the connection that
+ * grows is the one cut, small ones carry on. limit 0: count only.
+ */
+struct krpc_membudget {
+    uint64_t limit;
+    uint64_t used;  /* updated with __atomic builtins; read it with __atomic_load_n */
+    uint64_t floor;
+};
+/* Attaches c to b (NULL detaches), charging what c holds now. b must outlive c. */
+void krpc_conn_set_membudget(struct krpc_conn *c, struct krpc_membudget *b);
+/* Bytes c holds in buffers now (what it charges to its budget). */
+size_t krpc_conn_mem(const struct krpc_conn *c);
+
 /* Address helpers: "HOST:PORT", "[V6]:PORT" or "PORT" (127.0.0.1). HOST is
  * numeric or "localhost"; this never blocks on DNS. */
 int krpc_parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len);

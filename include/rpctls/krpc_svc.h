@@ -46,13 +46,17 @@ struct krpc_proc_desc {
  * inside it): MOUNT, which Linux, FreeBSD and libnfs clients send in the
  * clear before they start TLS for NFS. */
 #define KRPC_PROG_PLAIN_OK 0x1
+/* The program's handlers may run at the same time on several loops (a
+ * server with cfg.threads > 1). Without it they run one at a time, under a
+ * server-wide mutex, whatever loop the call arrived on. */
+#define KRPC_PROG_MT_SAFE 0x2
 
 struct krpc_prog_desc {
     uint32_t prog, vers;
     uint32_t nprocs;
     const struct krpc_proc_desc *procs; /* indexed by procedure number */
     void *arg;                          /* passed to every handler */
-    unsigned flags;                     /* KRPC_PROG_PLAIN_OK */
+    unsigned flags;                     /* KRPC_PROG_PLAIN_OK, KRPC_PROG_MT_SAFE */
 };
 
 /* What a handler may know about the call. */
@@ -71,6 +75,7 @@ struct krpc_svc_req {
     struct krpc_svc *svc;
     void *conn;
     void *drc;
+    void *home; /* the server loop the call arrived on */
 };
 
 struct krpc_svc_config {
@@ -80,11 +85,19 @@ struct krpc_svc_config {
     struct ktls_config tlscfg;      /* role forced to server, ALPN "sunrpc" selected when offered;
                                        a client without ALPN is served unless require_alpn */
     size_t max_msg;                 /* 0: KRPC_RM_DEFAULT_MAX_MSG */
-    unsigned max_conns;             /* 0: 256 */
+    unsigned max_conns;             /* all connections; 0: 4096 */
     unsigned max_outstanding;       /* calls in progress per connection; 0: 64 */
     int idle_timeout_ms;            /* 0: 300000; <0: never */
     unsigned drc_entries;           /* duplicate-request cache size; 0: 1024 */
-    int handshake_timeout_ms;       /* 0: 10000 */
+    int handshake_timeout_ms;       /* a connection not yet authenticated (TLS under _REQUIRED, else its
+                                       first call) this long after accept is cut; also the TLS handshake's
+                                       own deadline. 0: 10000 */
+    unsigned max_unauth_conns;      /* connections not yet authenticated; when full, a new one pushes the
+                                       oldest out. 0: 256 (at most max_conns) */
+    uint64_t max_memory;            /* bytes all connections may hold in buffers (received, queued);
+                                       0: 1 GiB */
+    unsigned threads;               /* event loops; 0 or 1: only the caller's. More: the server makes
+                                       threads - 1 loops of its own, run by krpc_svc_start() */
     /* TLS context from ktls_ctx_new (the server takes a reference; its
      * config should be tlscfg's with alpn KRPC_ALPN). NULL: krpc_svc_new
      * loads one from tlscfg, failing with -EINVAL and an error log line
@@ -103,6 +116,12 @@ struct krpc_svc_stats {
     uint64_t closed_malformed;  /* connections closed for bad framing or undecodable calls */
     uint64_t closed_idle;
     uint64_t calls_dropped;     /* over max_outstanding, or too many unsent reply bytes */
+    uint64_t conns_unauth;      /* gauge: open connections not yet authenticated */
+    uint64_t closed_handshake_timeout; /* not authenticated within handshake_timeout_ms of accept */
+    uint64_t closed_unauth_evicted;    /* pushed out by a newer one over max_unauth_conns */
+    uint64_t closed_memory;     /* cut, or refused at accept, over max_memory */
+    uint64_t log_suppressed;    /* connection log lines over the rate limit */
+    uint64_t mem_used;          /* gauge: buffer bytes connections hold now */
 };
 
 int krpc_svc_new(struct krpc_loop *loop, const struct krpc_svc_config *cfg, struct krpc_svc **out);
@@ -114,6 +133,9 @@ uint16_t krpc_svc_port(const struct krpc_svc *svc);
 /* Answers a deferred call: status as a handler returns it; res (consumed)
  * holds the results for KRPC_SUCCESS. Frees req. */
 void krpc_svc_reply(struct krpc_svc_req *req, int status, struct mb_chain *res);
+/* The counters, refreshed on each call into one snapshot per server: call it
+ * from one thread at a time. Counters are kept with atomic operations, so
+ * krpc_svc_stats_get() copies them from any thread, also while loops run. */
 const struct krpc_svc_stats *krpc_svc_stats(const struct krpc_svc *svc);
 /* Loads cfg (certificate, key, CA, policy; role, ALPN and the handshake
  * timeout as krpc_svc_new sets them) into a new TLS context for the
@@ -122,7 +144,26 @@ const struct krpc_svc_stats *krpc_svc_stats(const struct krpc_svc *svc);
  * a negative errno with err naming the file and the problem, and the
  * current context stays. Safe from any thread. */
 int krpc_svc_reload_tls(struct krpc_svc *svc, const struct ktls_config *cfg, char *err, size_t errlen);
-/* Closes the listener and every connection; deferred calls are dropped. */
+void krpc_svc_stats_get(const struct krpc_svc *svc, struct krpc_svc_stats *out);
+
+/*
+ * Several event loops (cfg.threads > 1). The caller's loop accepts and
+ * serves connections too; krpc_svc_start() runs the server's other loops,
+ * one thread each, and from then on accepted connections are handed to the
+ * loop with the fewest connections. Register every program before. The
+ * caller keeps running its own loop. krpc_svc_stop() stops and joins those
+ * threads (connections on them stay until krpc_svc_free). Both return 0 or
+ * -errno; with one loop they do nothing.
+ */
+int krpc_svc_start(struct krpc_svc *svc);
+void krpc_svc_stop(struct krpc_svc *svc);
+unsigned krpc_svc_threads(const struct krpc_svc *svc);
+/* The loop that owns the request's connection. A deferred call must be
+ * answered with krpc_svc_reply() on that loop's thread. NULL for a detached
+ * server. */
+struct krpc_loop *krpc_svc_req_loop(const struct krpc_svc_req *req);
+/* Stops the server's threads, closes the listener and every connection;
+ * deferred calls are dropped. */
 void krpc_svc_free(struct krpc_svc *svc);
 
 #ifdef __cplusplus

@@ -85,6 +85,10 @@ struct krpc_conn {
 
     uint64_t bytes_sent, bytes_received;
     uint64_t last_io_ms; /* krpc_now_ms() of the last byte read or written, or of creation */
+
+    size_t rx_chunk;                 /* plain-mode receive store size */
+    struct krpc_membudget *budget;   /* NULL: not counted */
+    size_t charged;                  /* what this connection has charged to budget */
 };
 
 static void conn_update_events(struct krpc_conn *c);
@@ -127,6 +131,62 @@ static int chain_iov_prefix(const struct mb_chain *ch, size_t skip, struct iovec
 static int reader_partial(const struct krpc_rm_reader *r)
 {
     return r->in.len > 0 || r->msg.len > 0 || r->in_frag;
+}
+
+size_t krpc_conn_mem(const struct krpc_conn *c)
+{
+    if (c == NULL)
+        return 0;
+    return c->sendq.len + c->held.len + c->rxfill.len + c->rm.in.len + c->rm.msg.len;
+}
+
+/* Brings the connection's charge to its budget up to date. With may_cut,
+ * a connection that grew while the budget is over its limit, and holds more
+ * than the floor, is closed (-ENOBUFS); returns -1 then, else 0. */
+static int conn_charge(struct krpc_conn *c, int may_cut)
+{
+    struct krpc_membudget *b = c->budget;
+    size_t now;
+    uint64_t used;
+
+    if (b == NULL)
+        return 0;
+    now = c->state == CS_CLOSED ? 0 : krpc_conn_mem(c);
+    if (now == c->charged)
+        return 0;
+    if (now > c->charged)
+        used = __atomic_add_fetch(&b->used, (uint64_t)(now - c->charged), __ATOMIC_RELAXED);
+    else
+        used = __atomic_sub_fetch(&b->used, (uint64_t)(c->charged - now), __ATOMIC_RELAXED);
+    if (may_cut && now > c->charged && b->limit > 0 && used > b->limit && now > b->floor) {
+        c->charged = now;
+        krpc_log(KRPC_LOG_INFO, "krpc conn fd %d: holds %zu buffer bytes while the budget is over its %llu-byte "
+                                "limit; closing",
+                 c->fd, now, (unsigned long long)b->limit);
+        krpc_conn_close(c, -ENOBUFS);
+        return -1;
+    }
+    c->charged = now;
+    return 0;
+}
+
+void krpc_conn_set_membudget(struct krpc_conn *c, struct krpc_membudget *b)
+{
+    if (c == NULL)
+        return;
+    if (c->budget != NULL && c->charged > 0)
+        __atomic_sub_fetch(&c->budget->used, (uint64_t)c->charged, __ATOMIC_RELAXED);
+    c->charged = 0;
+    c->budget = b;
+    (void)conn_charge(c, 0);
+}
+
+void krpc_conn_set_rx_limits(struct krpc_conn *c, size_t max_msg, size_t rx_chunk)
+{
+    if (c == NULL)
+        return;
+    c->rm.max_msg = max_msg > 0 ? max_msg : c->cfg.max_msg;
+    c->rx_chunk = rx_chunk > 0 ? rx_chunk : CONN_RX_CHUNK;
 }
 
 static void conn_set_events(struct krpc_conn *c, uint32_t ev)
@@ -179,6 +239,7 @@ static int conn_flush(struct krpc_conn *c)
 
 static void conn_free(struct krpc_conn *c)
 {
+    krpc_conn_set_membudget(c, NULL); /* give back what it charged */
     if (c->fd >= 0) {
         (void)krpc_loop_del_fd(c->loop, c->fd);
         close(c->fd);
@@ -332,7 +393,7 @@ static void conn_eof(struct krpc_conn *c)
     }
 }
 
-static void conn_read_plain(struct krpc_conn *c)
+static void conn_read_plain_batch(struct krpc_conn *c)
 {
     for (int i = 0; i < CONN_READ_BUDGET && c->state == CS_OPEN; i++) {
         struct iovec iov[CONN_RX_IOV];
@@ -345,7 +406,7 @@ static void conn_read_plain(struct krpc_conn *c)
          * of that store must not be written any more. */
         if (c->rxfill.head != NULL && (c->rxfill.head->st->flags & (MB_STF_GUARDED | MB_STF_RDONLY)) != 0)
             mb_chain_free(&c->rxfill);
-        if (c->rxfill.len == 0 && (ret = mb_append_pages(&c->rxfill, 0, CONN_RX_CHUNK)) != 0) {
+        if (c->rxfill.len == 0 && (ret = mb_append_pages(&c->rxfill, 0, c->rx_chunk)) != 0) {
             krpc_conn_close(c, ret);
             return;
         }
@@ -377,6 +438,13 @@ static void conn_read_plain(struct krpc_conn *c)
         if ((size_t)r < space)
             return; /* drained */
     }
+}
+
+static void conn_read_plain(struct krpc_conn *c)
+{
+    conn_read_plain_batch(c);
+    if (c->state != CS_CLOSED)
+        (void)conn_charge(c, 1);
 }
 
 /* Says why the record layer failed, naming the alert by its RFC 8446 name:
@@ -451,7 +519,7 @@ static int conn_tls_process(struct krpc_conn *c)
     return 0;
 }
 
-static void conn_read_tls(struct krpc_conn *c)
+static void conn_read_tls_batch(struct krpc_conn *c)
 {
     for (int i = 0; i < CONN_READ_BUDGET && c->state == CS_TLS; i++) {
         struct iovec iov[CONN_RX_IOV];
@@ -488,6 +556,13 @@ static void conn_read_tls(struct krpc_conn *c)
         if ((size_t)r < space)
             return;
     }
+}
+
+static void conn_read_tls(struct krpc_conn *c)
+{
+    conn_read_tls_batch(c);
+    if (c->state != CS_CLOSED)
+        (void)conn_charge(c, 1);
 }
 
 /* ---- the TLS upgrade ----------------------------------------------------- */
@@ -619,6 +694,7 @@ int krpc_conn_start_tls(struct krpc_conn *c, const struct ktls_config *cfg)
 
 static void conn_update_events(struct krpc_conn *c)
 {
+    (void)conn_charge(c, 0); /* after every send and flush */
     switch (c->state) {
     case CS_OPEN:
     case CS_TLS:
@@ -723,6 +799,7 @@ int krpc_conn_new(struct krpc_loop *loop, int fd, const struct krpc_conn_config 
     c->ops = *ops;
     c->arg = arg;
     c->last_io_ms = krpc_now_ms();
+    c->rx_chunk = CONN_RX_CHUNK;
     mb_chain_init(&c->sendq);
     mb_chain_init(&c->held);
     mb_chain_init(&c->rxfill);
@@ -772,6 +849,7 @@ int krpc_conn_send(struct krpc_conn *c, struct mb_chain *msg)
     case CS_HS_FLUSH:
     case CS_HS:
         mb_chain_concat(&c->held, &framed);
+        (void)conn_charge(c, 0);
         return 0;
     case CS_TLS:
         if ((ret = ktls_tx_seal(c->tls, &framed, &c->sendq)) < 0) {

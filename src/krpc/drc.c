@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,11 @@ struct krpc_drc_entry {
 };
 
 struct krpc_drc {
+    /* One cache for all of a server's loops: a retransmission on a new
+     * connection may land on another loop and must still hit. A single
+     * mutex is enough: a lookup or completion is a hash probe and a few
+     * pointer moves, tiny next to decrypting the call it guards. */
+    pthread_mutex_t lock;
     struct krpc_drc_entry **buckets;
     size_t nbuckets; /* power of two */
     unsigned max_entries;
@@ -49,6 +55,7 @@ int krpc_drc_new(unsigned max_entries, struct krpc_drc **out)
     }
     d->nbuckets = nb;
     d->max_entries = max_entries;
+    pthread_mutex_init(&d->lock, NULL);
     *out = d;
     return 0;
 }
@@ -71,6 +78,7 @@ void krpc_drc_free(struct krpc_drc *d)
         }
     }
     free(d->buckets);
+    pthread_mutex_destroy(&d->lock);
     free(d);
 }
 
@@ -260,8 +268,8 @@ static void entry_remove(struct krpc_drc *d, struct krpc_drc_entry *e)
     entry_free(e);
 }
 
-enum krpc_drc_result krpc_drc_lookup(struct krpc_drc *d, const struct krpc_drc_key *key,
-                                     struct krpc_drc_entry **entry, struct mb_chain *reply)
+static enum krpc_drc_result lookup_locked(struct krpc_drc *d, const struct krpc_drc_key *key,
+                                          struct krpc_drc_entry **entry, struct mb_chain *reply)
 {
     uint64_t h = key_hash(key);
     struct krpc_drc_entry **b = &d->buckets[h & (d->nbuckets - 1)], *e;
@@ -304,9 +312,20 @@ enum krpc_drc_result krpc_drc_lookup(struct krpc_drc *d, const struct krpc_drc_k
     return KRPC_DRC_NEW;
 }
 
-void krpc_drc_complete(struct krpc_drc *d, struct krpc_drc_entry *e, const struct mb_chain *reply)
+enum krpc_drc_result krpc_drc_lookup(struct krpc_drc *d, const struct krpc_drc_key *key,
+                                     struct krpc_drc_entry **entry, struct mb_chain *reply)
 {
-    if (e == NULL || e->state != ST_IN_PROGRESS)
+    enum krpc_drc_result r;
+
+    pthread_mutex_lock(&d->lock);
+    r = lookup_locked(d, key, entry, reply);
+    pthread_mutex_unlock(&d->lock);
+    return r;
+}
+
+static void complete_locked(struct krpc_drc *d, struct krpc_drc_entry *e, const struct mb_chain *reply)
+{
+    if (e->state != ST_IN_PROGRESS)
         return;
     if (mb_chain_copy_ref(&e->reply, reply, 0, reply->len) != 0) {
         entry_remove(d, e);
@@ -322,16 +341,32 @@ void krpc_drc_complete(struct krpc_drc *d, struct krpc_drc_entry *e, const struc
     }
 }
 
+void krpc_drc_complete(struct krpc_drc *d, struct krpc_drc_entry *e, const struct mb_chain *reply)
+{
+    if (e == NULL)
+        return;
+    pthread_mutex_lock(&d->lock);
+    complete_locked(d, e, reply);
+    pthread_mutex_unlock(&d->lock);
+}
+
 void krpc_drc_forget(struct krpc_drc *d, struct krpc_drc_entry *e)
 {
-    if (e != NULL)
-        entry_remove(d, e);
+    if (e == NULL)
+        return;
+    pthread_mutex_lock(&d->lock);
+    entry_remove(d, e);
+    pthread_mutex_unlock(&d->lock);
 }
 
 void krpc_drc_info(const struct krpc_drc *d, struct krpc_drc_info *out)
 {
+    struct krpc_drc *m = (struct krpc_drc *)d; /* the lock only */
+
+    pthread_mutex_lock(&m->lock);
     out->entries = d->entries;
     out->in_progress = d->in_progress;
     out->done = d->entries - d->in_progress;
     out->evictions = d->evictions;
+    pthread_mutex_unlock(&m->lock);
 }

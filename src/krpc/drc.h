@@ -22,6 +22,10 @@
  * refers to its entry) and are never evicted; if every entry is in progress
  * the cache grows past the bound until calls complete (their number is
  * bounded by the server's connection and outstanding-call limits).
+ *
+ * Thread-safe: every function takes the cache's mutex, so the loops of one
+ * server share one cache (a completed entry's reply is handed out by
+ * reference to connections on any loop; chain reference counts are atomic).
  */
 #ifndef RPCTLS_KRPC_DRC_H
 #define RPCTLS_KRPC_DRC_H

@@ -13,6 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <pthread.h>
 #include <unistd.h>
@@ -20,7 +24,9 @@
 #include "krpc/drc.h"
 #include "krpc/svc_int.h"
 
-#define SVC_DEF_MAX_CONNS 256
+#define SVC_DEF_MAX_CONNS 4096
+#define SVC_DEF_MAX_UNAUTH 256
+#define SVC_DEF_MAX_MEMORY (1ull << 30)
 #define SVC_DEF_MAX_OUTSTANDING 64
 #define SVC_DEF_IDLE_MS 300000
 #define SVC_DEF_DRC 1024
@@ -28,33 +34,91 @@
 #define SVC_ACCEPT_BACKOFF_MS 100
 /* Unsent reply bytes per outstanding-call slot before calls are dropped. */
 #define SVC_QUEUE_PER_CALL (1u << 20)
+/* Before TLS under _REQUIRED only the probe (44 bytes with its record mark),
+ * NULL calls and calls of KRPC_PROG_PLAIN_OK programs (MOUNT) are served.
+ * The largest of those is a MNT: a 40-byte header, an AUTH_SYS credential
+ * (at most 400 bytes of body) and verifier (400), and a path of at most
+ * MNTPATHLEN 1024 bytes: under 2 KiB. 8 KiB leaves room and still keeps a
+ * stranger from making the server buffer megabytes. */
+#define SVC_PRETLS_MAX_MSG (8u * 1024)
+/* Receive store of a connection not yet authenticated: one page, so an idle
+ * or dripping stranger pins 4 KiB, not 64 KiB. */
+#define SVC_UNAUTH_RX_CHUNK 4096u
+/* A connection holding no more than this is never cut for max_memory. */
+#define SVC_MEM_FLOOR (64u * 1024)
+/* Connection log lines (refused, cut) per second, then a summary. */
+#define SVC_LOG_PER_SEC 20
+
+#define ST_ADD(svc, f, n) __atomic_add_fetch(&(svc)->st.f, (uint64_t)(n), __ATOMIC_RELAXED)
+#define ST_INC(svc, f) ST_ADD(svc, f, 1)
+#define ST_DEC(svc, f) __atomic_sub_fetch(&(svc)->st.f, 1, __ATOMIC_RELAXED)
 
 enum { CS_PLAIN = 0, CS_HANDSHAKE = 1, CS_TLS = 2 };
 
+struct svc_loop;
+
 struct svc_conn {
     struct krpc_svc *svc; /* NULL once krpc_svc_free has let go of it */
+    struct svc_loop *sl;  /* the loop it lives on */
     struct krpc_conn *c;
-    struct svc_conn *prev, *next;
+    struct svc_conn *prev, *next;   /* sl->conns */
+    struct svc_conn *uprev, *unext; /* sl's not-yet-authenticated list, oldest first */
     struct sockaddr_storage peer;
     socklen_t peerlen;
     char peerstr[64];
     int state;
+    int unauth;      /* not yet authenticated: on the list above, under the handshake deadline */
     int closing;     /* krpc_conn_close was called; on_close is due */
     int counted;     /* the close is already counted (malformed, idle, TLS failure) */
     unsigned deferred; /* calls of this connection waiting for krpc_svc_reply */
-    struct krpc_timer timer; /* idle check, or the handshake deadline */
+    struct krpc_timer timer; /* handshake deadline and idle check */
+    uint64_t accepted_ms;    /* when accepted: the handshake deadline counts from here */
     uint64_t last_active_ms; /* last activity the idle check knows of */
 };
 
 /* A call handed to a handler. pub comes first: krpc_svc_reply gets &pub. */
 struct svc_req {
     struct krpc_svc_req pub;
-    struct svc_req *prev, *next; /* the server's list of deferred calls */
+    struct svc_req *prev, *next; /* the loop's list of deferred calls */
     char subject[]; /* then the peer's user: pub.peer_user points after the subject's NUL */
 };
 
-struct krpc_svc {
+/* An accepted socket on its way to another loop. */
+struct svc_handoff {
+    int fd;
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    struct svc_handoff *next;
+};
+
+/* One event loop of the server and what lives on it. Everything but the
+ * hand-off queue and nconns belongs to that loop's thread. */
+struct svc_loop {
+    struct krpc_svc *svc;
     struct krpc_loop *loop; /* NULL for a detached server */
+    int owned;              /* made (and freed) by the server */
+    pthread_t thread;
+    int thread_running;
+    int efd;                /* eventfd: the hand-off queue has sockets */
+    pthread_mutex_t qlock;
+    struct svc_handoff *qhead, *qtail;
+    struct svc_conn *conns;
+    struct svc_conn *uhead, *utail; /* not yet authenticated, oldest first */
+    unsigned nunauth;
+    unsigned nconns;        /* atomic: the accepting thread balances by it */
+    struct svc_req *deferred;
+    unsigned ndeferred;     /* atomic: krpc_svc_deferred sums it */
+};
+
+/* Rate limit of connection log lines, shared by the loops. */
+struct svc_ratelimit {
+    pthread_mutex_t lock;
+    uint64_t second;
+    unsigned lines;
+    uint64_t suppressed; /* since the last line printed */
+};
+
+struct krpc_svc {
     struct krpc_svc_config cfg;
     struct ktls_config tlscfg;
     char *tls_strs[5];
@@ -66,15 +130,21 @@ struct krpc_svc {
     struct krpc_timer accept_timer; /* re-enables accept after EMFILE */
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    struct krpc_prog_desc *progs;
+    struct krpc_prog_desc *progs; /* fixed once loops run */
     size_t nprogs, progcap;
-    struct krpc_drc *drc;
-    struct svc_conn *conns;
-    unsigned nconns;
-    struct svc_req *deferred;
-    unsigned ndeferred;
+    struct krpc_drc *drc;         /* one cache for every loop (it locks) */
+    struct svc_loop *loops;       /* loops[0]: the caller's loop */
+    unsigned nloops;
+    int started;                  /* atomic: the other loops run; hand connections to them */
+    unsigned rr;                  /* where the next balancing search starts */
+    unsigned nconns;              /* atomic: connections on every loop, reserved at accept */
+    unsigned unauth_share;        /* max_unauth_conns per loop */
+    struct krpc_membudget mem;
+    pthread_mutex_t handler_lock; /* handlers of programs without KRPC_PROG_MT_SAFE */
+    struct svc_ratelimit rl;
     size_t queue_limit;
-    struct krpc_svc_stats st;
+    struct krpc_svc_stats st;     /* atomic counters */
+    struct krpc_svc_stats *snap;  /* what krpc_svc_stats() returns */
 };
 
 /* ---- replies ------------------------------------------------------------ */
@@ -143,14 +213,14 @@ static int put_result(struct krpc_svc *svc, struct mb_chain *out, uint32_t xid, 
     case KRPC_SUCCESS:
         return put_accepted(out, xid, KRPC_SUCCESS, NULL, 0, 0, res);
     case KRPC_GARBAGE_ARGS:
-        svc->st.garbage_args++;
+        ST_INC(svc, garbage_args);
         break;
     default:
         krpc_log(KRPC_LOG_WARN, "rpc server: %s returned %d; answering SYSTEM_ERR", what, status);
         /* fall through */
     case KRPC_SYSTEM_ERR:
         status = KRPC_SYSTEM_ERR;
-        svc->st.system_err++;
+        ST_INC(svc, system_err);
         break;
     }
     if (res != NULL)
@@ -161,6 +231,7 @@ static int put_result(struct krpc_svc *svc, struct mb_chain *out, uint32_t xid, 
 /* ---- dispatch ----------------------------------------------------------- */
 
 struct call_src {
+    struct svc_loop *sl; /* the loop the call arrived on */
     struct svc_conn *sc; /* NULL: detached dispatch */
     const struct sockaddr *peer;
     socklen_t peerlen;
@@ -179,25 +250,25 @@ static const char *req_what(char *buf, size_t len, const struct krpc_call_hdr *h
     return buf;
 }
 
-static void req_link(struct krpc_svc *svc, struct svc_req *r)
+static void req_link(struct svc_loop *sl, struct svc_req *r)
 {
     r->prev = NULL;
-    r->next = svc->deferred;
-    if (svc->deferred != NULL)
-        svc->deferred->prev = r;
-    svc->deferred = r;
-    svc->ndeferred++;
+    r->next = sl->deferred;
+    if (sl->deferred != NULL)
+        sl->deferred->prev = r;
+    sl->deferred = r;
+    __atomic_add_fetch(&sl->ndeferred, 1, __ATOMIC_RELAXED);
 }
 
-static void req_unlink(struct krpc_svc *svc, struct svc_req *r)
+static void req_unlink(struct svc_loop *sl, struct svc_req *r)
 {
     if (r->prev != NULL)
         r->prev->next = r->next;
     else
-        svc->deferred = r->next;
+        sl->deferred = r->next;
     if (r->next != NULL)
         r->next->prev = r->prev;
-    svc->ndeferred--;
+    __atomic_sub_fetch(&sl->ndeferred, 1, __ATOMIC_RELAXED);
 }
 
 static void req_free(struct svc_req *r)
@@ -219,7 +290,7 @@ static int run_call(struct krpc_svc *svc, const struct call_src *src, const stru
     size_t sublen = strlen(src->subject), userlen = strlen(src->user);
     void *parg = p->arg;
     char what[128];
-    int status;
+    int status, serial;
 
     if (!(pd->flags & KRPC_PROC_IDEMPOTENT)) {
         struct krpc_drc_key key;
@@ -234,14 +305,14 @@ static int run_call(struct krpc_svc *svc, const struct call_src *src, const stru
         krpc_drc_key_set_cred(&key, &h->cred, src->subject); /* who: not the source port */
         switch (krpc_drc_lookup(svc->drc, &key, &entry, reply)) {
         case KRPC_DRC_DONE:
-            svc->st.drc_hits++;
-            svc->st.replies++;
+            ST_INC(svc, drc_hits);
+            ST_INC(svc, replies);
             krpc_log(KRPC_LOG_DEBUG, "rpc server: %s: xid %08x answered from the duplicate-request cache",
                      src->peerstr, h->xid);
             mb_chain_free(msg);
             return KRPC_SVC_ACT_REPLY;
         case KRPC_DRC_IN_PROGRESS:
-            svc->st.drc_in_progress++;
+            ST_INC(svc, drc_in_progress);
             krpc_log(KRPC_LOG_DEBUG, "rpc server: %s: xid %08x retransmitted while in progress; dropped",
                      src->peerstr, h->xid);
             mb_chain_free(msg);
@@ -254,7 +325,7 @@ static int run_call(struct krpc_svc *svc, const struct call_src *src, const stru
      * retransmission already answered above from the cache costs nothing. */
     if (src->sc != NULL && (src->sc->deferred >= svc->cfg.max_outstanding ||
                             krpc_conn_send_queued(src->sc->c) > svc->queue_limit)) {
-        svc->st.calls_dropped++;
+        ST_INC(svc, calls_dropped);
         krpc_log(KRPC_LOG_WARN, "rpc server: %s: xid %08x dropped: %u calls in progress, %zu reply bytes unsent",
                  src->peerstr, h->xid, src->sc->deferred, krpc_conn_send_queued(src->sc->c));
         krpc_drc_forget(svc->drc, entry);
@@ -288,13 +359,21 @@ static int run_call(struct krpc_svc *svc, const struct call_src *src, const stru
     r->pub.svc = svc;
     r->pub.conn = src->sc;
     r->pub.drc = entry;
+    r->pub.home = src->sl;
 
     krpc_xdr_dec_init(&args, &r->pub.msg, args_off, r->pub.msg.len - args_off);
     krpc_xdr_enc_init(&res, &resc);
+    /* With several loops, handlers of a program that did not say it is
+     * thread-safe run one at a time. */
+    serial = svc->nloops > 1 && !(p->flags & KRPC_PROG_MT_SAFE);
+    if (serial)
+        pthread_mutex_lock(&svc->handler_lock);
     status = pd->fn(&r->pub, &args, &res, parg);
+    if (serial)
+        pthread_mutex_unlock(&svc->handler_lock);
     if (status == KRPC_SVC_DEFER) {
         mb_chain_free(&resc);
-        req_link(svc, r);
+        req_link(src->sl, r);
         if (src->sc != NULL)
             src->sc->deferred++;
         return KRPC_SVC_ACT_NONE;
@@ -316,7 +395,7 @@ static int run_call(struct krpc_svc *svc, const struct call_src *src, const stru
     if (entry != NULL)
         krpc_drc_complete(svc->drc, entry, reply);
     req_free(r);
-    svc->st.replies++;
+    ST_INC(svc, replies);
     return KRPC_SVC_ACT_REPLY;
 }
 
@@ -340,7 +419,7 @@ static int dispatch(struct krpc_svc *svc, const struct call_src *src, struct mb_
     if (msg->len < 8) {
         /* Not even a message type: nothing to answer to. */
         log_malformed(src, "message of %u bytes is too short for an RPC header", (uint32_t)msg->len);
-        svc->st.closed_malformed++;
+        ST_INC(svc, closed_malformed);
         mb_chain_free(msg);
         return KRPC_SVC_ACT_CLOSE;
     }
@@ -353,15 +432,15 @@ static int dispatch(struct krpc_svc *svc, const struct call_src *src, struct mb_
         log_malformed(src, mtype == KRPC_MSG_REPLY ? "a REPLY message (xid %08x) sent to the server"
                                                    : "not a CALL message (xid %08x)",
                       xid);
-        svc->st.closed_malformed++;
+        ST_INC(svc, closed_malformed);
         mb_chain_free(msg);
         return KRPC_SVC_ACT_CLOSE;
     }
-    svc->st.calls++;
+    ST_INC(svc, calls);
     rpcvers = krpc_xdr_get_u32(&d);
     if (krpc_xdr_dec_error(&d) == 0 && rpcvers != KRPC_RPCVERS) {
         /* The rest of the header is version 2's layout: do not parse it. */
-        svc->st.rpc_mismatch++;
+        ST_INC(svc, rpc_mismatch);
         krpc_log(KRPC_LOG_INFO, "rpc server: %s: xid %08x: RPC version %u, answering RPC_MISMATCH", src->peerstr,
                  xid, rpcvers);
         mb_chain_free(msg);
@@ -371,7 +450,7 @@ static int dispatch(struct krpc_svc *svc, const struct call_src *src, struct mb_
     krpc_xdr_dec_init(&d, msg, 0, msg->len);
     if (krpc_decode_call_hdr(&d, &h) != 0) {
         log_malformed(src, "undecodable call header (xid %08x); answering GARBAGE_ARGS", xid);
-        svc->st.garbage_args++;
+        ST_INC(svc, garbage_args);
         mb_chain_free(msg);
         ret = put_accepted(reply, xid, KRPC_GARBAGE_ARGS, NULL, 0, 0, NULL);
         goto out;
@@ -390,23 +469,23 @@ static int dispatch(struct krpc_svc *svc, const struct call_src *src, struct mb_
         else if (svc->cfg.tls == KRPC_SVC_TLS_OFF)
             why = "AUTH_TLS probe but TLS is off";
         if (why != NULL) {
-            svc->st.auth_badcred++;
+            ST_INC(svc, auth_badcred);
             krpc_log(KRPC_LOG_INFO, "rpc server: %s: xid %08x: %s: AUTH_BADCRED", src->peerstr, xid, why);
             mb_chain_free(msg);
             ret = put_denied(reply, xid, KRPC_AUTH_ERROR, KRPC_AUTH_BADCRED);
             goto out;
         }
-        svc->st.tls_probes++;
+        ST_INC(svc, tls_probes);
         mb_chain_free(msg);
         ret = put_accepted(reply, xid, KRPC_SUCCESS, KRPC_STARTTLS_VERF, 0, 0, NULL);
         if (ret == 0) {
-            svc->st.replies++;
+            ST_INC(svc, replies);
             return KRPC_SVC_ACT_STARTTLS;
         }
         return KRPC_SVC_ACT_NONE;
     }
     if (h.cred.flavor != KRPC_AUTH_NONE && h.cred.flavor != KRPC_AUTH_SYS) {
-        svc->st.auth_badcred++;
+        ST_INC(svc, auth_badcred);
         krpc_log(KRPC_LOG_INFO, "rpc server: %s: xid %08x: unsupported credential flavor %u: AUTH_BADCRED",
                  src->peerstr, xid, h.cred.flavor);
         mb_chain_free(msg);
@@ -423,13 +502,13 @@ static int dispatch(struct krpc_svc *svc, const struct call_src *src, struct mb_
             p = &svc->progs[i];
     }
     if (!found) {
-        svc->st.prog_unavail++;
+        ST_INC(svc, prog_unavail);
         mb_chain_free(msg);
         ret = put_accepted(reply, xid, KRPC_PROG_UNAVAIL, NULL, 0, 0, NULL);
         goto out;
     }
     if (p == NULL) {
-        svc->st.prog_mismatch++;
+        ST_INC(svc, prog_mismatch);
         mb_chain_free(msg);
         ret = put_accepted(reply, xid, KRPC_PROG_MISMATCH, NULL, lo, hi, NULL);
         goto out;
@@ -439,7 +518,7 @@ static int dispatch(struct krpc_svc *svc, const struct call_src *src, struct mb_
      * everything else needs the TLS session. Checked after the program is
      * known so that PROG_UNAVAIL / PROG_MISMATCH stay truthful. */
     if (svc->cfg.tls == KRPC_SVC_TLS_REQUIRED && !src->tls && h.proc != 0 && !(p->flags & KRPC_PROG_PLAIN_OK)) {
-        svc->st.auth_tooweak++;
+        ST_INC(svc, auth_tooweak);
         krpc_log(KRPC_LOG_INFO,
                  "rpc server: %s: xid %08x: program %u version %u procedure %u outside TLS on a TLS-only server: "
                  "AUTH_TOOWEAK",
@@ -455,7 +534,7 @@ static int dispatch(struct krpc_svc *svc, const struct call_src *src, struct mb_
             /* NULL answers without a handler: ping and rpcinfo work for every program. */
             ret = put_accepted(reply, xid, KRPC_SUCCESS, NULL, 0, 0, NULL);
         } else {
-            svc->st.proc_unavail++;
+            ST_INC(svc, proc_unavail);
             ret = put_accepted(reply, xid, KRPC_PROC_UNAVAIL, NULL, 0, 0, NULL);
         }
         goto out;
@@ -465,22 +544,74 @@ static int dispatch(struct krpc_svc *svc, const struct call_src *src, struct mb_
 out:
     if (ret != 0)
         return KRPC_SVC_ACT_NONE;
-    svc->st.replies++;
+    ST_INC(svc, replies);
     return KRPC_SVC_ACT_REPLY;
+}
+
+/* ---- connection log lines, rate-limited ---------------------------------- */
+
+/* A line about a refused or cut connection. A flood of hostile connections
+ * must not become a flood of log lines: at most SVC_LOG_PER_SEC a second;
+ * the next line printed after a pause says how many were left out. */
+static void conn_log(struct krpc_svc *svc, enum krpc_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void conn_log(struct krpc_svc *svc, enum krpc_log_level level, const char *fmt, ...)
+{
+    struct svc_ratelimit *rl = &svc->rl;
+    uint64_t sec = krpc_now_ms() / 1000, suppressed = 0;
+    char line[512];
+    va_list ap;
+    int print;
+
+    pthread_mutex_lock(&rl->lock);
+    if (sec != rl->second) {
+        rl->second = sec;
+        rl->lines = 0;
+    }
+    print = rl->lines < SVC_LOG_PER_SEC;
+    if (print) {
+        rl->lines++;
+        suppressed = rl->suppressed;
+        rl->suppressed = 0;
+    } else {
+        rl->suppressed++;
+    }
+    pthread_mutex_unlock(&rl->lock);
+    if (!print) {
+        ST_INC(svc, log_suppressed);
+        return;
+    }
+    if (suppressed > 0)
+        krpc_log(KRPC_LOG_WARN, "rpc server: %llu connection log lines suppressed (more than %d a second)",
+                 (unsigned long long)suppressed, SVC_LOG_PER_SEC);
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    krpc_log(level, "%s", line);
 }
 
 /* ---- connections -------------------------------------------------------- */
 
-static void conn_arm_timer(struct svc_conn *sc)
+/* Arms the connection's timer for the earlier of its handshake deadline
+ * (while not authenticated, counted from accept) and its idle check (not
+ * during a handshake: the handshake's own deadline runs in the connection). */
+static void conn_schedule(struct svc_conn *sc, uint64_t now)
 {
     struct krpc_svc *svc = sc->svc;
+    uint64_t due = UINT64_MAX;
 
-    /* During the handshake the connection's own deadline runs
-     * (tlscfg.timeout_ms = handshake_timeout_ms); it ends in on_tls. */
-    if (sc->state != CS_HANDSHAKE && svc->cfg.idle_timeout_ms > 0)
-        krpc_timer_arm(svc->loop, &sc->timer, (uint64_t)svc->cfg.idle_timeout_ms);
+    if (sc->unauth)
+        due = sc->accepted_ms + (uint64_t)svc->cfg.handshake_timeout_ms;
+    if (sc->state != CS_HANDSHAKE && svc->cfg.idle_timeout_ms > 0) {
+        uint64_t idle_due = sc->last_active_ms + (uint64_t)svc->cfg.idle_timeout_ms;
+        if (idle_due < due)
+            due = idle_due;
+    }
+    if (due == UINT64_MAX)
+        krpc_timer_cancel(sc->sl->loop, &sc->timer);
     else
-        krpc_timer_cancel(svc->loop, &sc->timer);
+        krpc_timer_arm(sc->sl->loop, &sc->timer, due > now ? due - now : 0);
 }
 
 static void conn_close(struct svc_conn *sc, int err)
@@ -489,41 +620,90 @@ static void conn_close(struct svc_conn *sc, int err)
         return;
     sc->closing = 1;
     if (sc->svc != NULL)
-        krpc_timer_cancel(sc->svc->loop, &sc->timer);
+        krpc_timer_cancel(sc->sl->loop, &sc->timer);
     krpc_conn_close(sc->c, err);
+}
+
+/* Takes sc off its loop's list of connections not yet authenticated. */
+static void conn_unauth_unlink(struct svc_conn *sc)
+{
+    struct svc_loop *sl = sc->sl;
+
+    if (!sc->unauth)
+        return;
+    if (sc->uprev != NULL)
+        sc->uprev->unext = sc->unext;
+    else
+        sl->uhead = sc->unext;
+    if (sc->unext != NULL)
+        sc->unext->uprev = sc->uprev;
+    else
+        sl->utail = sc->uprev;
+    sc->uprev = sc->unext = NULL;
+    sc->unauth = 0;
+    sl->nunauth--;
+    ST_DEC(sc->svc, conns_unauth);
+}
+
+/* The connection proved itself (TLS up, or under _OFF/_OPTIONAL its first
+ * call): from now on it has the limits of an established client. */
+static void conn_authenticated(struct svc_conn *sc)
+{
+    if (!sc->unauth)
+        return;
+    conn_unauth_unlink(sc);
+    krpc_conn_set_rx_limits(sc->c, 0, 0);
+    conn_schedule(sc, krpc_now_ms());
 }
 
 static void conn_timer_fn(struct krpc_loop *loop, struct krpc_timer *t, void *arg)
 {
     struct svc_conn *sc = arg;
     struct krpc_svc *svc = sc->svc;
-    uint64_t now, last_io, idle, timeout;
+    uint64_t now, last_io, idle;
 
+    (void)loop;
+    (void)t;
     if (svc == NULL || sc->closing)
         return;
     now = krpc_now_ms();
-    if (sc->state == CS_HANDSHAKE || svc->cfg.idle_timeout_ms <= 0)
-        return;
-    timeout = (uint64_t)svc->cfg.idle_timeout_ms;
-    /* A call in progress is activity: its reply is traffic still to come. */
-    if (sc->deferred > 0)
-        sc->last_active_ms = now;
-    /* Any wire traffic, also a partial message, is activity. The connection
-     * notes when its last byte moved, so the idle time is measured from
-     * then, not from when a timer happened to notice: the cut comes one
-     * timeout after the last byte, and the number logged is true. */
-    last_io = krpc_conn_last_io_ms(sc->c);
-    if (last_io > sc->last_active_ms)
-        sc->last_active_ms = last_io;
-    idle = now > sc->last_active_ms ? now - sc->last_active_ms : 0;
-    if (idle >= timeout) {
-        svc->st.closed_idle++;
+    /* A stranger gets handshake_timeout_ms from accept to authenticate,
+     * whatever it sends meanwhile: a half probe, or a byte now and then,
+     * does not keep its slot. */
+    if (sc->unauth && now - sc->accepted_ms >= (uint64_t)svc->cfg.handshake_timeout_ms) {
+        ST_INC(svc, closed_handshake_timeout);
         sc->counted = 1;
-        krpc_log(KRPC_LOG_INFO, "rpc server: closing %s: idle for %llu ms", sc->peerstr, (unsigned long long)idle);
+        conn_log(svc, KRPC_LOG_INFO, "rpc server: cutting %s: not authenticated %llu ms after accept (%s)",
+                 sc->peerstr, (unsigned long long)(now - sc->accepted_ms),
+                 sc->state == CS_HANDSHAKE ? "TLS handshake unfinished"
+                 : svc->cfg.tls == KRPC_SVC_TLS_REQUIRED ? "no TLS yet"
+                                                         : "no complete call yet");
         conn_close(sc, -ETIMEDOUT);
         return;
     }
-    krpc_timer_arm(loop, t, timeout - idle);
+    if (sc->state != CS_HANDSHAKE && svc->cfg.idle_timeout_ms > 0) {
+        /* A call in progress is activity: its reply is traffic still to come. */
+        if (sc->deferred > 0)
+            sc->last_active_ms = now;
+        /* Any wire traffic, also a partial message, is activity. The
+         * connection notes when its last byte moved, so the idle time is
+         * measured from then, not from when a timer happened to notice: the
+         * cut comes one timeout after the last byte, and the number logged
+         * is true. */
+        last_io = krpc_conn_last_io_ms(sc->c);
+        if (last_io > sc->last_active_ms)
+            sc->last_active_ms = last_io;
+        idle = now > sc->last_active_ms ? now - sc->last_active_ms : 0;
+        if (idle >= (uint64_t)svc->cfg.idle_timeout_ms) {
+            ST_INC(svc, closed_idle);
+            sc->counted = 1;
+            conn_log(svc, KRPC_LOG_INFO, "rpc server: closing %s: idle for %llu ms", sc->peerstr,
+                     (unsigned long long)idle);
+            conn_close(sc, -ETIMEDOUT);
+            return;
+        }
+    }
+    conn_schedule(sc, now);
 }
 
 static void conn_send(struct svc_conn *sc, struct mb_chain *reply)
@@ -570,14 +750,16 @@ static void conn_on_msg(struct krpc_conn *c, struct mb_chain *msg, void *arg)
      * in the send queue. Past twice the limit the connection goes, so one
      * client cannot make the server queue without bound. */
     if (krpc_conn_send_queued(c) > 2 * svc->queue_limit) {
-        svc->st.calls_dropped++;
-        krpc_log(KRPC_LOG_WARN, "rpc server: closing %s: %zu reply bytes unread", sc->peerstr,
+        ST_INC(svc, calls_dropped);
+        sc->counted = 1;
+        conn_log(svc, KRPC_LOG_WARN, "rpc server: closing %s: %zu reply bytes unread", sc->peerstr,
                  krpc_conn_send_queued(c));
         mb_chain_free(&m);
         conn_close(sc, -ENOBUFS);
         return;
     }
     sc->last_active_ms = krpc_now_ms();
+    src.sl = sc->sl;
     src.sc = sc;
     src.peer = (const struct sockaddr *)&sc->peer;
     src.peerlen = sc->peerlen;
@@ -590,21 +772,27 @@ static void conn_on_msg(struct krpc_conn *c, struct mb_chain *msg, void *arg)
     act = dispatch(svc, &src, &m, &reply);
     switch (act) {
     case KRPC_SVC_ACT_REPLY:
-        conn_send(sc, &reply);
+    case KRPC_SVC_ACT_NONE:
+        /* A complete call: that is what authenticates a connection when TLS
+         * is not required. Under _REQUIRED only TLS does. */
+        if (act == KRPC_SVC_ACT_REPLY)
+            conn_send(sc, &reply);
+        if (sc->unauth && !sc->closing && svc->cfg.tls != KRPC_SVC_TLS_REQUIRED)
+            conn_authenticated(sc);
         break;
     case KRPC_SVC_ACT_STARTTLS: {
         int ret;
         conn_send(sc, &reply);
         ret = svc_start_tls(svc, c);
         if (ret < 0) {
-            svc->st.tls_failures++;
+            ST_INC(svc, tls_failures);
             sc->counted = 1;
-            krpc_log(KRPC_LOG_WARN, "rpc server: %s: cannot start TLS (%d)", sc->peerstr, ret);
+            conn_log(svc, KRPC_LOG_WARN, "rpc server: %s: cannot start TLS (%d)", sc->peerstr, ret);
             conn_close(sc, ret);
             break;
         }
         sc->state = CS_HANDSHAKE;
-        conn_arm_timer(sc);
+        conn_schedule(sc, krpc_now_ms());
         break;
     }
     case KRPC_SVC_ACT_CLOSE:
@@ -627,58 +815,75 @@ static void conn_on_tls(struct krpc_conn *c, int err, const char *msg, void *arg
     if (err == 0) {
         const char *subj = krpc_conn_peer_subject(c);
         sc->state = CS_TLS;
-        svc->st.tls_handshakes++;
+        ST_INC(svc, tls_handshakes);
         krpc_log(KRPC_LOG_INFO, "rpc server: %s: TLS session up%s%s", sc->peerstr, subj && *subj ? ", client " : "",
                  subj && *subj ? subj : "");
         sc->last_active_ms = krpc_now_ms();
-        conn_arm_timer(sc);
+        if (sc->unauth)
+            conn_authenticated(sc); /* also schedules */
+        else
+            conn_schedule(sc, sc->last_active_ms);
         return;
     }
-    svc->st.tls_failures++;
+    ST_INC(svc, tls_failures);
     sc->counted = 1;
-    krpc_log(KRPC_LOG_WARN, "rpc server: TLS handshake with %s failed: %s", sc->peerstr,
+    conn_log(svc, KRPC_LOG_WARN, "rpc server: TLS handshake with %s failed: %s", sc->peerstr,
              msg != NULL && *msg ? msg : "(no message)");
     /* The connection closes itself; on_close follows. */
     sc->closing = 1;
-    krpc_timer_cancel(svc->loop, &sc->timer);
+    krpc_timer_cancel(sc->sl->loop, &sc->timer);
 }
 
 static void conn_on_close(struct krpc_conn *c, int err, void *arg)
 {
     struct svc_conn *sc = arg;
     struct krpc_svc *svc = sc->svc;
+    struct svc_loop *sl = sc->sl;
+    int pretls = sc->state == CS_PLAIN && sc->unauth && svc != NULL && svc->cfg.tls == KRPC_SVC_TLS_REQUIRED;
 
     if (svc != NULL) {
-        krpc_timer_cancel(svc->loop, &sc->timer);
+        krpc_timer_cancel(sl->loop, &sc->timer);
         if (sc->prev != NULL)
             sc->prev->next = sc->next;
         else
-            svc->conns = sc->next;
+            sl->conns = sc->next;
         if (sc->next != NULL)
             sc->next->prev = sc->prev;
-        svc->nconns--;
-        svc->st.conns_open--;
+        conn_unauth_unlink(sc);
+        __atomic_sub_fetch(&sl->nconns, 1, __ATOMIC_RELAXED);
+        __atomic_sub_fetch(&svc->nconns, 1, __ATOMIC_RELAXED);
+        ST_DEC(svc, conns_open);
         /* Deferred calls still complete; their replies go to the cache only. */
-        for (struct svc_req *r = svc->deferred; r != NULL; r = r->next)
+        for (struct svc_req *r = sl->deferred; r != NULL; r = r->next)
             if (r->pub.conn == sc)
                 r->pub.conn = NULL;
-        if (!sc->counted && *krpc_conn_tls_error(c) != '\0') {
+        if (!sc->counted && err == -ENOBUFS) {
+            ST_INC(svc, closed_memory);
+            conn_log(svc, KRPC_LOG_WARN,
+                     "rpc server: cutting %s: its %zu buffer bytes grew while connections held more than "
+                     "max_memory %llu",
+                     sc->peerstr, krpc_conn_mem(c), (unsigned long long)svc->mem.limit);
+        } else if (!sc->counted && *krpc_conn_tls_error(c) != '\0') {
             /* The record layer failed: say how, naming the alert sent or
              * received; a bad or oversize record is malformed input. */
             if (err == -EMSGSIZE || err == -EBADMSG)
-                svc->st.closed_malformed++;
-            krpc_log(KRPC_LOG_WARN, "rpc server: TLS error from %s: %s", sc->peerstr, krpc_conn_tls_error(c));
+                ST_INC(svc, closed_malformed);
+            conn_log(svc, KRPC_LOG_WARN, "rpc server: TLS error from %s: %s", sc->peerstr, krpc_conn_tls_error(c));
         } else if (!sc->counted && (err == -EMSGSIZE || err == -EBADMSG)) {
-            svc->st.closed_malformed++;
+            ST_INC(svc, closed_malformed);
             if (err == -EMSGSIZE)
-                krpc_log(KRPC_LOG_WARN,
+                conn_log(svc, KRPC_LOG_WARN,
                          "rpc server: malformed input from %s: RPC record mark announces a message over the "
-                         "%zu-byte limit",
-                         sc->peerstr, svc->cfg.max_msg);
+                         "%zu-byte limit%s",
+                         sc->peerstr,
+                         pretls && (size_t)SVC_PRETLS_MAX_MSG < svc->cfg.max_msg ? (size_t)SVC_PRETLS_MAX_MSG
+                                                                                 : svc->cfg.max_msg,
+                         pretls ? " (before TLS on a TLS-only server)" : "");
             else
-                krpc_log(KRPC_LOG_WARN, "rpc server: malformed input from %s: bad RPC record marking", sc->peerstr);
+                conn_log(svc, KRPC_LOG_WARN, "rpc server: malformed input from %s: bad RPC record marking",
+                         sc->peerstr);
         } else if (!sc->counted && err == -EPROTO && sc->state == CS_HANDSHAKE) {
-            svc->st.tls_failures++;
+            ST_INC(svc, tls_failures);
         } else {
             krpc_log(KRPC_LOG_DEBUG, "rpc server: %s: connection closed (%d)", sc->peerstr, err);
         }
@@ -688,32 +893,51 @@ static void conn_on_close(struct krpc_conn *c, int err, void *arg)
 
 static const struct krpc_conn_ops conn_ops = {conn_on_msg, conn_on_close, conn_on_tls};
 
-static void svc_add_conn(struct krpc_svc *svc, int fd, const struct sockaddr_storage *ss, socklen_t sslen)
+/* Gives back a connection slot reserved at accept (sl: the loop's too). */
+static void slot_release(struct krpc_svc *svc, struct svc_loop *sl)
 {
+    __atomic_sub_fetch(&sl->nconns, 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&svc->nconns, 1, __ATOMIC_RELAXED);
+}
+
+/* Serves an accepted socket on sl (its thread); the slot is reserved. */
+static void svc_add_conn(struct svc_loop *sl, int fd, const struct sockaddr_storage *ss, socklen_t sslen)
+{
+    struct krpc_svc *svc = sl->svc;
     struct svc_conn *sc;
     struct krpc_conn_config cc;
+    size_t pre_max;
     int one = 1, ret;
     char peer[64];
 
     krpc_format_addr((const struct sockaddr *)ss, peer, sizeof(peer));
-    if (svc->nconns >= svc->cfg.max_conns) {
-        /* Accepted then closed at once: the client sees a reset/EOF instead
-         * of waiting in the backlog. */
-        svc->st.conns_refused++;
-        krpc_log(KRPC_LOG_WARN, "rpc server: connection from %s refused: %u connections open (max_conns)", peer,
-                 svc->nconns);
-        close(fd);
-        return;
+    /* Strangers have their own budget: a new one pushes out the oldest,
+     * which has had the longest time to authenticate. So a flood of
+     * half-open connections never refuses a real client, and never takes
+     * the slots of established ones. */
+    if (sl->nunauth >= svc->unauth_share && sl->uhead != NULL) {
+        struct svc_conn *old = sl->uhead;
+        ST_INC(svc, closed_unauth_evicted);
+        old->counted = 1;
+        conn_log(svc, KRPC_LOG_INFO,
+                 "rpc server: cutting %s: not authenticated after %llu ms, and %u newer connections wait "
+                 "(max_unauth_conns %u)",
+                 old->peerstr, (unsigned long long)(krpc_now_ms() - old->accepted_ms), sl->nunauth,
+                 svc->cfg.max_unauth_conns);
+        conn_unauth_unlink(old);
+        conn_close(old, -ETIMEDOUT);
     }
     sc = calloc(1, sizeof(*sc));
     if (sc == NULL) {
-        svc->st.conns_refused++;
-        krpc_log(KRPC_LOG_WARN, "rpc server: connection from %s refused: out of memory", peer);
+        ST_INC(svc, conns_refused);
+        conn_log(svc, KRPC_LOG_WARN, "rpc server: connection from %s refused: out of memory", peer);
         close(fd);
+        slot_release(svc, sl);
         return;
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     sc->svc = svc;
+    sc->sl = sl;
     memcpy(&sc->peer, ss, sslen <= (socklen_t)sizeof(sc->peer) ? sslen : sizeof(sc->peer));
     sc->peerlen = sslen;
     memcpy(sc->peerstr, peer, sizeof(sc->peerstr));
@@ -721,24 +945,150 @@ static void svc_add_conn(struct krpc_svc *svc, int fd, const struct sockaddr_sto
     krpc_timer_init(&sc->timer, conn_timer_fn, sc);
     memset(&cc, 0, sizeof(cc));
     cc.max_msg = svc->cfg.max_msg;
-    ret = krpc_conn_new(svc->loop, fd, &cc, &conn_ops, sc, &sc->c);
+    ret = krpc_conn_new(sl->loop, fd, &cc, &conn_ops, sc, &sc->c);
     if (ret < 0) {
-        svc->st.conns_refused++;
-        krpc_log(KRPC_LOG_WARN, "rpc server: connection from %s refused: %d", peer, ret);
+        ST_INC(svc, conns_refused);
+        conn_log(svc, KRPC_LOG_WARN, "rpc server: connection from %s refused: %s", peer, strerror(-ret));
         close(fd); /* krpc_conn_new leaves the fd to us on failure */
         free(sc);
+        slot_release(svc, sl);
         return;
     }
-    sc->next = svc->conns;
-    if (svc->conns != NULL)
-        svc->conns->prev = sc;
-    svc->conns = sc;
-    svc->nconns++;
-    svc->st.conns_accepted++;
-    svc->st.conns_open++;
-    sc->last_active_ms = krpc_now_ms();
-    conn_arm_timer(sc);
+    /* Until it authenticates: one-page receive stores, and under _REQUIRED
+     * a small message limit (the probe, NULL and MOUNT fit). */
+    pre_max = 0;
+    if (svc->cfg.tls == KRPC_SVC_TLS_REQUIRED)
+        pre_max = svc->cfg.max_msg < SVC_PRETLS_MAX_MSG ? svc->cfg.max_msg : SVC_PRETLS_MAX_MSG;
+    krpc_conn_set_rx_limits(sc->c, pre_max, SVC_UNAUTH_RX_CHUNK);
+    krpc_conn_set_membudget(sc->c, &svc->mem);
+    sc->next = sl->conns;
+    if (sl->conns != NULL)
+        sl->conns->prev = sc;
+    sl->conns = sc;
+    sc->unauth = 1;
+    sc->uprev = sl->utail;
+    if (sl->utail != NULL)
+        sl->utail->unext = sc;
+    else
+        sl->uhead = sc;
+    sl->utail = sc;
+    sl->nunauth++;
+    ST_INC(svc, conns_unauth);
+    ST_INC(svc, conns_accepted);
+    ST_INC(svc, conns_open);
+    sc->accepted_ms = sc->last_active_ms = krpc_now_ms();
+    conn_schedule(sc, sc->accepted_ms);
     krpc_log(KRPC_LOG_DEBUG, "rpc server: connection from %s", peer);
+}
+
+/* The loop with the fewest connections, when the others run. */
+static struct svc_loop *svc_pick_loop(struct krpc_svc *svc)
+{
+    struct svc_loop *best = &svc->loops[0];
+    unsigned bestn = UINT32_MAX;
+
+    if (svc->nloops <= 1 || !__atomic_load_n(&svc->started, __ATOMIC_ACQUIRE))
+        return best;
+    for (unsigned k = 0; k < svc->nloops; k++) {
+        struct svc_loop *sl = &svc->loops[(svc->rr + k) % svc->nloops];
+        unsigned n = __atomic_load_n(&sl->nconns, __ATOMIC_RELAXED);
+        if (n < bestn) {
+            best = sl;
+            bestn = n;
+        }
+    }
+    svc->rr++; /* ties go round */
+    return best;
+}
+
+/* Queues an accepted socket for another loop and wakes it. */
+static void svc_handoff(struct svc_loop *sl, int fd, const struct sockaddr_storage *ss, socklen_t sslen)
+{
+    struct krpc_svc *svc = sl->svc;
+    struct svc_handoff *h = calloc(1, sizeof(*h));
+    uint64_t one = 1;
+
+    if (h == NULL) {
+        char peer[64];
+        ST_INC(svc, conns_refused);
+        conn_log(svc, KRPC_LOG_WARN, "rpc server: connection from %s refused: out of memory",
+                 krpc_format_addr((const struct sockaddr *)ss, peer, sizeof(peer)));
+        close(fd);
+        slot_release(svc, sl);
+        return;
+    }
+    h->fd = fd;
+    h->ss = *ss;
+    h->sslen = sslen;
+    pthread_mutex_lock(&sl->qlock);
+    if (sl->qtail != NULL)
+        sl->qtail->next = h;
+    else
+        sl->qhead = h;
+    sl->qtail = h;
+    pthread_mutex_unlock(&sl->qlock);
+    /* EAGAIN only when the counter is saturated: it is readable anyway. */
+    if (write(sl->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        krpc_log(KRPC_LOG_WARN, "rpc server: waking loop: %s", strerror(errno));
+}
+
+static void svc_on_handoff(struct krpc_loop *loop, int fd, uint32_t events, void *arg)
+{
+    struct svc_loop *sl = arg;
+    struct svc_handoff *h, *next;
+    uint64_t v;
+
+    (void)loop;
+    (void)events;
+    if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+        krpc_log(KRPC_LOG_WARN, "rpc server: hand-off eventfd: %s", strerror(errno));
+    pthread_mutex_lock(&sl->qlock);
+    h = sl->qhead;
+    sl->qhead = sl->qtail = NULL;
+    pthread_mutex_unlock(&sl->qlock);
+    for (; h != NULL; h = next) {
+        next = h->next;
+        svc_add_conn(sl, h->fd, &h->ss, h->sslen);
+        free(h);
+    }
+}
+
+/* An accepted socket: refused over the limits, else a slot is reserved
+ * and the socket goes to the least busy loop. Runs on the listening loop
+ * (loops[0]), the only thread that reserves slots. */
+static void svc_admit(struct krpc_svc *svc, int fd, const struct sockaddr_storage *ss, socklen_t sslen)
+{
+    struct svc_loop *sl;
+    uint64_t used = __atomic_load_n(&svc->mem.used, __ATOMIC_RELAXED);
+    unsigned n = __atomic_load_n(&svc->nconns, __ATOMIC_RELAXED);
+    char peer[64];
+
+    if (n >= svc->cfg.max_conns) {
+        /* Accepted then closed at once: the client sees a reset/EOF instead
+         * of waiting in the backlog. */
+        ST_INC(svc, conns_refused);
+        conn_log(svc, KRPC_LOG_WARN, "rpc server: connection from %s refused: %u connections open (max_conns)",
+                 krpc_format_addr((const struct sockaddr *)ss, peer, sizeof(peer)), n);
+        close(fd);
+        return;
+    }
+    if (svc->mem.limit > 0 && used >= svc->mem.limit) {
+        ST_INC(svc, conns_refused);
+        ST_INC(svc, closed_memory);
+        conn_log(svc, KRPC_LOG_WARN,
+                 "rpc server: connection from %s refused: connections hold %llu buffer bytes, at max_memory %llu",
+                 krpc_format_addr((const struct sockaddr *)ss, peer, sizeof(peer)), (unsigned long long)used,
+                 (unsigned long long)svc->mem.limit);
+        close(fd);
+        return;
+    }
+    sl = svc_pick_loop(svc);
+    __atomic_add_fetch(&svc->nconns, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&sl->nconns, 1, __ATOMIC_RELAXED);
+    if (sl == &svc->loops[0])
+        svc_add_conn(sl, fd, ss, sslen);
+    else
+        svc_handoff(sl, fd, ss, sslen);
 }
 
 static void accept_timer_fn(struct krpc_loop *loop, struct krpc_timer *t, void *arg)
@@ -766,17 +1116,68 @@ static void svc_on_listen(struct krpc_loop *loop, int fd, uint32_t events, void 
                 return;
             /* Out of descriptors or memory: the listener would stay readable
              * and spin the loop; pause accepting for a moment instead. */
-            krpc_log(KRPC_LOG_WARN, "rpc server: accept: %s; pausing for %d ms", strerror(errno),
+            conn_log(svc, KRPC_LOG_WARN, "rpc server: accept: %s; pausing for %d ms", strerror(errno),
                      SVC_ACCEPT_BACKOFF_MS);
             krpc_loop_mod_fd(loop, fd, 0);
             krpc_timer_arm(loop, &svc->accept_timer, SVC_ACCEPT_BACKOFF_MS);
             return;
         }
-        svc_add_conn(svc, cfd, &ss, len);
+        svc_admit(svc, cfd, &ss, len);
     }
 }
 
 /* ---- setup -------------------------------------------------------------- */
+
+static void *svc_loop_thread(void *arg)
+{
+    struct svc_loop *sl = arg;
+    int ret = krpc_loop_run(sl->loop, NULL, -1);
+
+    if (ret != 0)
+        krpc_log(KRPC_LOG_ERROR, "rpc server: event loop %u stopped: %s", (unsigned)(sl - sl->svc->loops),
+                 strerror(-ret));
+    return NULL;
+}
+
+/* Tears down one loop's state: threads are joined, nothing runs on it. */
+static void svc_loop_free(struct svc_loop *sl)
+{
+    struct svc_handoff *h, *hn;
+
+    for (h = sl->qhead; h != NULL; h = hn) {
+        hn = h->next;
+        close(h->fd);
+        free(h);
+    }
+    sl->qhead = sl->qtail = NULL;
+    /* Connections go now, without callbacks, so the loop can be freed next. */
+    while (sl->conns != NULL) {
+        struct svc_conn *sc = sl->conns;
+        sl->conns = sc->next;
+        krpc_timer_cancel(sl->loop, &sc->timer);
+        krpc_conn_free(sc->c);
+        free(sc);
+    }
+    while (sl->deferred != NULL) {
+        struct svc_req *r = sl->deferred;
+        sl->deferred = r->next;
+        req_free(r);
+    }
+    if (sl->efd >= 0) {
+        if (sl->loop != NULL)
+            krpc_loop_del_fd(sl->loop, sl->efd);
+        close(sl->efd);
+        sl->efd = -1;
+    }
+    if (sl->owned && sl->loop != NULL) {
+        /* Let closing connections finish their callbacks first. */
+        for (int i = 0; i < 10 && krpc_loop_run_once(sl->loop, 0) > 0; i++)
+            ;
+        krpc_loop_free(sl->loop);
+        sl->loop = NULL;
+    }
+    pthread_mutex_destroy(&sl->qlock);
+}
 
 static int svc_create(struct krpc_loop *loop, const struct krpc_svc_config *cfg, struct krpc_svc **out)
 {
@@ -791,16 +1192,27 @@ static int svc_create(struct krpc_loop *loop, const struct krpc_svc_config *cfg,
         krpc_log(KRPC_LOG_ERROR, "rpc server: TLS needs a certificate and a key");
         return -EINVAL;
     }
+    if (cfg->threads > 1024) {
+        krpc_log(KRPC_LOG_ERROR, "rpc server: %u threads: at most 1024", cfg->threads);
+        return -EINVAL;
+    }
     svc = calloc(1, sizeof(*svc));
     if (svc == NULL)
         return -ENOMEM;
-    svc->loop = loop;
     svc->lfd = -1;
     svc->cfg = *cfg;
+    pthread_mutex_init(&svc->handler_lock, NULL);
+    pthread_mutex_init(&svc->rl.lock, NULL);
     if (svc->cfg.max_msg == 0)
         svc->cfg.max_msg = KRPC_RM_DEFAULT_MAX_MSG;
     if (svc->cfg.max_conns == 0)
         svc->cfg.max_conns = SVC_DEF_MAX_CONNS;
+    if (svc->cfg.max_unauth_conns == 0)
+        svc->cfg.max_unauth_conns = SVC_DEF_MAX_UNAUTH;
+    if (svc->cfg.max_unauth_conns > svc->cfg.max_conns)
+        svc->cfg.max_unauth_conns = svc->cfg.max_conns;
+    if (svc->cfg.max_memory == 0)
+        svc->cfg.max_memory = SVC_DEF_MAX_MEMORY;
     if (svc->cfg.max_outstanding == 0)
         svc->cfg.max_outstanding = SVC_DEF_MAX_OUTSTANDING;
     if (svc->cfg.idle_timeout_ms == 0)
@@ -812,6 +1224,8 @@ static int svc_create(struct krpc_loop *loop, const struct krpc_svc_config *cfg,
     svc->queue_limit = (size_t)svc->cfg.max_outstanding * SVC_QUEUE_PER_CALL;
     if (svc->queue_limit < svc->cfg.max_msg)
         svc->queue_limit = svc->cfg.max_msg;
+    svc->mem.limit = svc->cfg.max_memory;
+    svc->mem.floor = SVC_MEM_FLOOR;
 
     /* Our own copy of the TLS settings (the caller's strings may go away). */
     svc->tlscfg = cfg->tlscfg;
@@ -854,6 +1268,37 @@ static int svc_create(struct krpc_loop *loop, const struct krpc_svc_config *cfg,
         }
     }
 
+    svc->snap = calloc(1, sizeof(*svc->snap));
+    svc->nloops = loop != NULL && svc->cfg.threads > 1 ? svc->cfg.threads : 1;
+    svc->loops = calloc(svc->nloops, sizeof(*svc->loops));
+    if (svc->snap == NULL || svc->loops == NULL) {
+        ret = -ENOMEM;
+        goto fail;
+    }
+    /* Each loop keeps its own share of strangers (it evicts only its own). */
+    svc->unauth_share = (svc->cfg.max_unauth_conns + svc->nloops - 1) / svc->nloops;
+    for (unsigned i = 0; i < svc->nloops; i++) {
+        struct svc_loop *sl = &svc->loops[i];
+        sl->svc = svc;
+        sl->efd = -1;
+        pthread_mutex_init(&sl->qlock, NULL);
+    }
+    svc->loops[0].loop = loop;
+    /* The other loops: each wakes on an eventfd when sockets are handed to it. */
+    for (unsigned i = 1; i < svc->nloops; i++) {
+        struct svc_loop *sl = &svc->loops[i];
+        if ((ret = krpc_loop_new(&sl->loop)) < 0)
+            goto fail;
+        sl->owned = 1;
+        sl->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (sl->efd < 0) {
+            ret = -errno;
+            goto fail;
+        }
+        if ((ret = krpc_loop_add_fd(sl->loop, sl->efd, EPOLLIN, svc_on_handoff, sl)) < 0)
+            goto fail;
+    }
+
     ret = krpc_drc_new(svc->cfg.drc_entries, &svc->drc);
     if (ret < 0)
         goto fail_drc;
@@ -865,9 +1310,7 @@ fail_drc:
 fail_ctx:
     pthread_mutex_destroy(&svc->tls_lock);
 fail:
-    for (int i = 0; i < 5; i++)
-        free(svc->tls_strs[i]);
-    free(svc);
+    krpc_svc_free(svc);
     return ret;
 }
 
@@ -930,10 +1373,62 @@ fail:
     return ret;
 }
 
+int krpc_svc_start(struct krpc_svc *svc)
+{
+    int ret;
+
+    if (svc == NULL)
+        return -EINVAL;
+    if (svc->nloops <= 1 || __atomic_load_n(&svc->started, __ATOMIC_ACQUIRE))
+        return 0;
+    for (unsigned i = 1; i < svc->nloops; i++) {
+        struct svc_loop *sl = &svc->loops[i];
+        ret = pthread_create(&sl->thread, NULL, svc_loop_thread, sl);
+        if (ret != 0) {
+            krpc_log(KRPC_LOG_ERROR, "rpc server: cannot start loop thread %u: %s", i, strerror(ret));
+            krpc_svc_stop(svc);
+            return -ret;
+        }
+        sl->thread_running = 1;
+    }
+    __atomic_store_n(&svc->started, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+void krpc_svc_stop(struct krpc_svc *svc)
+{
+    if (svc == NULL)
+        return;
+    __atomic_store_n(&svc->started, 0, __ATOMIC_RELEASE);
+    for (unsigned i = 1; i < svc->nloops; i++) {
+        struct svc_loop *sl = &svc->loops[i];
+        if (!sl->thread_running)
+            continue;
+        krpc_loop_stop(sl->loop);
+        pthread_join(sl->thread, NULL);
+        sl->thread_running = 0;
+    }
+}
+
+unsigned krpc_svc_threads(const struct krpc_svc *svc)
+{
+    return svc != NULL ? svc->nloops : 0;
+}
+
+struct krpc_loop *krpc_svc_req_loop(const struct krpc_svc_req *req)
+{
+    const struct svc_loop *sl = req != NULL ? req->home : NULL;
+
+    return sl != NULL ? sl->loop : NULL;
+}
+
 int krpc_svc_register(struct krpc_svc *svc, const struct krpc_prog_desc *prog)
 {
     if (svc == NULL || prog == NULL || (prog->nprocs > 0 && prog->procs == NULL))
         return -EINVAL;
+    /* The table is read by every loop without a lock: fixed once they run. */
+    if (__atomic_load_n(&svc->started, __ATOMIC_ACQUIRE))
+        return -EBUSY;
     for (size_t i = 0; i < svc->nprogs; i++)
         if (svc->progs[i].prog == prog->prog && svc->progs[i].vers == prog->vers)
             return -EEXIST;
@@ -981,7 +1476,7 @@ void krpc_svc_reply(struct krpc_svc_req *req, int status, struct mb_chain *res)
         return;
     svc = req->svc;
     sc = req->conn;
-    req_unlink(svc, r);
+    req_unlink(req->home, r);
     if (sc != NULL)
         sc->deferred--;
     if (status == KRPC_SVC_DEFER)
@@ -992,7 +1487,7 @@ void krpc_svc_reply(struct krpc_svc_req *req, int status, struct mb_chain *res)
         req_free(r);
         return;
     }
-    svc->st.replies++;
+    ST_INC(svc, replies);
     /* Cached even when the connection is gone: the client's retransmission
      * on its new connection gets this reply. */
     if (req->drc != NULL)
@@ -1003,9 +1498,23 @@ void krpc_svc_reply(struct krpc_svc_req *req, int status, struct mb_chain *res)
     req_free(r);
 }
 
+void krpc_svc_stats_get(const struct krpc_svc *svc, struct krpc_svc_stats *out)
+{
+    /* Every field is a uint64_t counter: copy them one by one with atomic
+     * loads, so a copy taken while loops run has no torn values. */
+    const uint64_t *src = (const uint64_t *)&svc->st;
+    uint64_t *dst = (uint64_t *)out;
+
+    _Static_assert(sizeof(struct krpc_svc_stats) % sizeof(uint64_t) == 0, "stats are uint64_t counters");
+    for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
+        dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+    out->mem_used = __atomic_load_n(&svc->mem.used, __ATOMIC_RELAXED);
+}
+
 const struct krpc_svc_stats *krpc_svc_stats(const struct krpc_svc *svc)
 {
-    return &svc->st;
+    krpc_svc_stats_get(svc, svc->snap);
+    return svc->snap;
 }
 
 int krpc_svc_reload_tls(struct krpc_svc *svc, const struct ktls_config *cfg, char *err, size_t errlen)
@@ -1047,6 +1556,7 @@ int krpc_svc_dispatch_msg(struct krpc_svc *svc, const struct sockaddr *peer, soc
 
     if (peer != NULL)
         krpc_format_addr(peer, peerstr, sizeof(peerstr));
+    src.sl = &svc->loops[0];
     src.sc = NULL;
     src.peer = peer;
     src.peerlen = peerlen;
@@ -1059,38 +1569,39 @@ int krpc_svc_dispatch_msg(struct krpc_svc *svc, const struct sockaddr *peer, soc
 
 unsigned krpc_svc_deferred(const struct krpc_svc *svc)
 {
-    return svc->ndeferred;
+    unsigned n = 0;
+
+    for (unsigned i = 0; i < svc->nloops; i++)
+        n += __atomic_load_n(&svc->loops[i].ndeferred, __ATOMIC_RELAXED);
+    return n;
 }
 
 void krpc_svc_free(struct krpc_svc *svc)
 {
     if (svc == NULL)
         return;
+    krpc_svc_stop(svc);
     if (svc->lfd >= 0) {
-        krpc_loop_del_fd(svc->loop, svc->lfd);
+        krpc_loop_del_fd(svc->loops[0].loop, svc->lfd);
         close(svc->lfd);
         svc->lfd = -1;
     }
-    if (svc->loop != NULL)
-        krpc_timer_cancel(svc->loop, &svc->accept_timer);
-    /* Connections go now, without callbacks, so the loop can be freed next. */
-    while (svc->conns != NULL) {
-        struct svc_conn *sc = svc->conns;
-        svc->conns = sc->next;
-        krpc_timer_cancel(svc->loop, &sc->timer);
-        krpc_conn_free(sc->c);
-        free(sc);
-    }
-    while (svc->deferred != NULL) {
-        struct svc_req *r = svc->deferred;
-        svc->deferred = r->next;
-        req_free(r);
-    }
+    if (svc->loops != NULL && svc->loops[0].loop != NULL)
+        krpc_timer_cancel(svc->loops[0].loop, &svc->accept_timer);
+    for (unsigned i = 0; svc->loops != NULL && i < svc->nloops; i++)
+        svc_loop_free(&svc->loops[i]);
+    if (svc->rl.suppressed > 0)
+        krpc_log(KRPC_LOG_WARN, "rpc server: %llu connection log lines suppressed (more than %d a second)",
+                 (unsigned long long)svc->rl.suppressed, SVC_LOG_PER_SEC);
     krpc_drc_free(svc->drc);
     ktls_ctx_unref(svc->tls_ctx);
     pthread_mutex_destroy(&svc->tls_lock);
     for (int i = 0; i < 5; i++)
         free(svc->tls_strs[i]);
+    pthread_mutex_destroy(&svc->handler_lock);
+    pthread_mutex_destroy(&svc->rl.lock);
+    free(svc->loops);
+    free(svc->snap);
     free(svc->progs);
     free(svc);
 }

@@ -94,7 +94,7 @@ static void sleep_ms(int ms)
 int tu_nfsd_start(struct tu_nfsd *d, uint16_t port)
 {
     char tool[PATH_MAX], listen[64];
-    char *argv[24];
+    char *argv[24 + 16];
     int argc = 0, fd;
     pid_t pid;
 
@@ -128,6 +128,8 @@ int tu_nfsd_start(struct tu_nfsd *d, uint16_t port)
         argv[argc++] = "--tx-mode";
         argv[argc++] = d->tx_mode;
     }
+    for (int i = 0; i < 15 && d->extra[i] != NULL; i++)
+        argv[argc++] = (char *)d->extra[i];
     argv[argc] = NULL;
     fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {

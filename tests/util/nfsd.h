@@ -33,6 +33,7 @@ struct tu_nfsd {
     char tls[16];          /* off | optional | required */
     char tx_mode[16];      /* "" : the server's default */
     char max_io[16];       /* --max-io; "" : the server's default */
+    const char *extra[16]; /* more arguments for rpctls-nfsd, NULL-terminated ({NULL}: none) */
     const struct tu_certs *certs;
 };
 
