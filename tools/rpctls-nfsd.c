@@ -31,8 +31,9 @@ static void usage(FILE *f)
             "\n"
             "Serves DIR over NFSv3 and MOUNT v3 on one TCP port. Clients mount DIR by\n"
             "its absolute path, e.g. nfs://127.0.0.1:2049/srv/data/FILE for --export /srv/data.\n"
-            "Files are read and written as the user running " PROG ", whatever the\n"
-            "client's AUTH_SYS credential says (AUTH_NONE and AUTH_SYS are accepted).\n"
+            "Run as root, every call runs as its caller: the AUTH_SYS uid, gid and groups, with\n"
+            "root squashed to 65534 (as knfsd's root_squash); AUTH_NONE as 65534. Not root: as\n"
+            "the user running " PROG ", whatever the credential says.\n"
             "\n"
             "  --export DIR          directory to export (required)\n"
             "  --listen HOST:PORT    listen address (default 127.0.0.1:2049). HOST: an IPv4 address,\n"
@@ -72,6 +73,13 @@ static void usage(FILE *f)
             "                        local rpcbind so clients find them without a port, and\n"
             "                        unregister them on exit. auto (default): when rpcbind runs;\n"
             "                        on: refuse to start without it; off: never talk to it\n"
+            "  --io-threads N        worker threads for file-system calls (default 8, as knfsd);\n"
+            "                        0: on the event loop (one slow disk call stalls every client)\n"
+            "  --no-root-squash      uid 0 and gid 0 of AUTH_SYS stay root (exports(5)\n"
+            "                        no_root_squash); default: root_squash\n"
+            "  --domain NAME         tlscertuser: the domain client certificates' user@domain must\n"
+            "                        name (default: the host's, from its fully qualified name, else\n"
+            "                        getdomainname())\n"
             "  -q, --quiet           log errors only\n"
             "  -v, --verbose         log connections, mounts and refused calls (twice: debug)\n"
             "  -h, --help            this text\n"
@@ -247,6 +255,8 @@ int main(int argc, char **argv)
         {"mount-tls", required_argument, NULL, 'M'}, {"alpn", required_argument, NULL, 'A'},
         {"verbose", no_argument, NULL, 'v'},        {"help", no_argument, NULL, 'h'},
         {"rpcbind", required_argument, NULL, 'R'},
+        {"io-threads", required_argument, NULL, 'I'}, {"domain", required_argument, NULL, 'D'},
+        {"no-root-squash", no_argument, NULL, 'N'},
         {NULL, 0, NULL, 0},
     };
     const char *export_dir = NULL, *listen_addr = "127.0.0.1:2049", *tls = "off", *cert = NULL, *key = NULL,
@@ -262,6 +272,9 @@ int main(int argc, char **argv)
     socklen_t llens[KRPC_MAX_ADDRS];
     int nlisten;
     struct rpcbind_reg rpcb = {.mode = RPCBIND_AUTO};
+    unsigned long io_threads = NFS3_SRV_DEFAULT_IO_THREADS; /* --io-threads */
+    const char *domain = NULL;                                /* --domain */
+    int no_root_squash = 0;                                   /* --no-root-squash */
 
     memset(&cfg, 0, sizeof(cfg));
     while ((c = getopt_long(argc, argv, "hqv", opts, NULL)) != -1) {
@@ -317,6 +330,17 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'I': {
+            char *end;
+            io_threads = strtoul(optarg, &end, 10);
+            if (*end != '\0' || optarg[0] == '\0' || io_threads > 1024) {
+                fprintf(stderr, PROG ": --io-threads: 0 .. 1024\n");
+                return 2;
+            }
+            break;
+        }
+        case 'D': domain = optarg; break;
+        case 'N': no_root_squash = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -392,7 +416,11 @@ int main(int argc, char **argv)
     if (svc == NULL)
         goto out;
     struct nfs3_srv_config scfg = {export_dir, state_dir, (uint32_t)max_io, (uint32_t)max_io, NULL,
-                                   mount_tls_required};
+                                   mount_tls_required, {0, NFS3_SQUASH_ROOT, 0, 0, 0, 0}, (unsigned)io_threads,
+                                   domain};
+    nfs3_export_opts_default(&scfg.opts);
+    if (no_root_squash)
+        scfg.opts.squash = NFS3_SQUASH_NONE;
     ret = nfs3_srv_new(svc, &scfg, &srv, err, sizeof(err));
     if (ret != 0) {
         fprintf(stderr, PROG ": %s\n", err);

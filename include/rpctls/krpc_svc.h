@@ -107,6 +107,13 @@ uint16_t krpc_svc_port(const struct krpc_svc *svc);
  * holds the results for KRPC_SUCCESS. Frees req. */
 void krpc_svc_reply(struct krpc_svc_req *req, int status, struct mb_chain *res);
 const struct krpc_svc_stats *krpc_svc_stats(const struct krpc_svc *svc);
+/* The loop that owns req: the only thread that may call krpc_svc_reply for
+ * it (a worker thread hands its result back to this loop). */
+struct krpc_loop *krpc_svc_req_loop(const struct krpc_svc_req *req);
+/* fn(arg) runs at the start of krpc_svc_free, before deferred requests are
+ * freed: a holder of deferred requests (a worker pool) stops and forgets
+ * them there. One hook; NULL removes it. */
+void krpc_svc_set_free_hook(struct krpc_svc *svc, void (*fn)(void *arg), void *arg);
 /* Closes the listener and every connection; deferred calls are dropped. */
 void krpc_svc_free(struct krpc_svc *svc);
 
