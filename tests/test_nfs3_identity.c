@@ -279,7 +279,8 @@ static void test_tlscertuser_refused(void)
     REQUIRE(tu_nfscli_open(&m, si.port, NFS3_MNT_PROGRAM, NFS3_MNT_VERSION, &cred) == 0);
     open_nfs(&n, si.port, tu_nfs_cred_sys(UID_A, UID_A));
     memset(&ma, 0, sizeof(ma));
-    snprintf(ma.dirpath, sizeof(ma.dirpath), "%s", g_export);
+    REQUIRE(strlen(g_export) < sizeof(ma.dirpath));
+    memcpy(ma.dirpath, g_export, strlen(g_export) + 1);
     CHECK(TU_CALL(m.cl, NFS3_MNT_PROC_MNT, nfs3_mnt_enc_mnt_args, &ma, nfs3_mnt_dec_mnt_res, &mr) == 0);
     CHECK_EQ(mr.status, MNT3ERR_ACCES);
     CHECK_EQ(getattr_st(&n, &g_root), NFS3ERR_ACCES);
