@@ -300,7 +300,8 @@ static int job_start(struct srv_job *job, struct krpc_xdr_enc *x)
     struct nfs3_srv *s = job->s;
     int status;
 
-    if (s->pool != NULL) {
+    /* A detached service (no loop) has nobody to hand replies back to. */
+    if (s->pool != NULL && krpc_svc_req_loop(job->req) != NULL) {
         job->j.connkey = job->req->conn; /* opaque: calls of one connection share it */
         job->j.run = job_run;
         job->j.finish = job_finish;
