@@ -122,6 +122,13 @@ const struct krpc_svc_stats *krpc_svc_stats(const struct krpc_svc *svc);
  * a negative errno with err naming the file and the problem, and the
  * current context stays. Safe from any thread. */
 int krpc_svc_reload_tls(struct krpc_svc *svc, const struct ktls_config *cfg, char *err, size_t errlen);
+/* The loop that owns req: the only thread that may call krpc_svc_reply for
+ * it (a worker thread hands its result back to this loop). */
+struct krpc_loop *krpc_svc_req_loop(const struct krpc_svc_req *req);
+/* fn(arg) runs at the start of krpc_svc_free, before deferred requests are
+ * freed: a holder of deferred requests (a worker pool) stops and forgets
+ * them there. One hook; NULL removes it. */
+void krpc_svc_set_free_hook(struct krpc_svc *svc, void (*fn)(void *arg), void *arg);
 /* Closes the listener and every connection; deferred calls are dropped. */
 void krpc_svc_free(struct krpc_svc *svc);
 

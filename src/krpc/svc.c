@@ -75,6 +75,8 @@ struct krpc_svc {
     unsigned ndeferred;
     size_t queue_limit;
     struct krpc_svc_stats st;
+    void (*free_hook)(void *arg); /* krpc_svc_set_free_hook */
+    void *free_hook_arg;
 };
 
 /* ---- replies ------------------------------------------------------------ */
@@ -1062,10 +1064,26 @@ unsigned krpc_svc_deferred(const struct krpc_svc *svc)
     return svc->ndeferred;
 }
 
+struct krpc_loop *krpc_svc_req_loop(const struct krpc_svc_req *req)
+{
+    /* One loop per server for now; svcconn makes this the connection's. */
+    return req->svc->loop;
+}
+
+void krpc_svc_set_free_hook(struct krpc_svc *svc, void (*fn)(void *arg), void *arg)
+{
+    svc->free_hook = fn;
+    svc->free_hook_arg = arg;
+}
+
 void krpc_svc_free(struct krpc_svc *svc)
 {
     if (svc == NULL)
         return;
+    /* First: whoever holds deferred requests lets go of them (they are
+     * freed below and must not be answered afterwards). */
+    if (svc->free_hook != NULL)
+        svc->free_hook(svc->free_hook_arg);
     if (svc->lfd >= 0) {
         krpc_loop_del_fd(svc->loop, svc->lfd);
         close(svc->lfd);

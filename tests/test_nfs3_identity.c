@@ -1,0 +1,376 @@
+/*
+ * test_nfs3_identity.c - every call runs as its caller (root needed; the
+ * test users 4242 and 4343 need no passwd entry: fsuid takes any number).
+ *
+ *   - user A cannot read user B's mode-0600 file (NFS3ERR_ACCES), reads its own;
+ *   - a file created by A is owned by A on disk (uid and gid);
+ *   - ACCESS answers differ per caller (A: nothing on B's file; B: read+modify);
+ *   - A cannot give its file away (SETATTR uid: NFS3ERR_PERM from the kernel);
+ *   - root_squash (the default): uid 0 cannot read a root-owned 0600 file,
+ *     creates files owned by 65534; no_root_squash lifts both;
+ *   - all_squash: A's new file is owned by 65534;
+ *   - AUTH_NONE runs as 65534;
+ *   - tlscertuser without a certificate user: MNT gets MNT3ERR_ACCES, NFS calls
+ *     NFS3ERR_ACCES;
+ *   - squashing and the certificate-user mapping as units (user "daemon";
+ *     foreign domain, unknown user, no user, no "@" refused with the reason);
+ *   - the test thread's own fsuid is untouched (switches are per thread).
+ * Each server runs with two I/O threads, and the first one again with none
+ * (identity switching on the loop thread).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "nfs3/nfsd_int.h"
+#include "test.h"
+#include "util/nfsd.h"
+#include "util/nfsrv.h"
+
+#define UID_A 4242u
+#define UID_B 4343u
+
+static char g_base[PATH_MAX], g_export[PATH_MAX + 16], g_state[PATH_MAX + 16];
+static struct nfs3_fh g_root;
+
+static int start(struct tu_nfsrv *si, enum nfs3_squash squash, unsigned io_threads, int tlscertuser)
+{
+    struct nfs3_srv_config scfg;
+
+    memset(&scfg, 0, sizeof(scfg));
+    scfg.export_path = g_export;
+    scfg.state_dir = g_state;
+    nfs3_export_opts_default(&scfg.opts);
+    scfg.opts.squash = squash;
+    scfg.opts.tlscertuser = tlscertuser;
+    scfg.io_threads = io_threads;
+    scfg.domain = "example.org";
+    if (tu_nfsrv_start(si, &scfg) != 0)
+        return -1;
+    nfs3_srv_root_fh(si->srv, &g_root);
+    return 0;
+}
+
+static uint32_t create(struct tu_nfscli *c, const char *name, uint32_t mode, struct nfs3_fh *fh)
+{
+    struct nfs3_create_args a;
+    struct nfs3_diropres r;
+
+    memset(&a, 0, sizeof(a));
+    a.where.dir = g_root;
+    snprintf(a.where.name, sizeof(a.where.name), "%s", name);
+    a.mode = NFS3_CREATE_GUARDED;
+    a.attr.set_mode = 1;
+    a.attr.mode = mode;
+    if (TU_CALL(c->cl, NFS3_PROC_CREATE, nfs3_enc_create_args, &a, nfs3_dec_create_res, &r) != 0)
+        return 0xdead;
+    if (fh != NULL)
+        *fh = r.fh;
+    return r.status;
+}
+
+static uint32_t lookup(struct tu_nfscli *c, const char *name, struct nfs3_fh *fh)
+{
+    struct nfs3_diropargs a;
+    struct nfs3_lookup_res r;
+
+    memset(&a, 0, sizeof(a));
+    a.dir = g_root;
+    snprintf(a.name, sizeof(a.name), "%s", name);
+    if (TU_CALL(c->cl, NFS3_PROC_LOOKUP, nfs3_enc_lookup_args, &a, nfs3_dec_lookup_res, &r) != 0)
+        return 0xdead;
+    *fh = r.fh;
+    return r.status;
+}
+
+static uint32_t read1(struct tu_nfscli *c, const struct nfs3_fh *fh)
+{
+    struct nfs3_read_args a = {*fh, 0, 4096};
+    struct nfs3_read_res r;
+    uint32_t st;
+
+    memset(&r, 0, sizeof(r));
+    if (TU_CALL(c->cl, NFS3_PROC_READ, nfs3_enc_read_args, &a, nfs3_dec_read_res, &r) != 0)
+        return 0xdead;
+    st = r.status;
+    nfs3_read_res_free(&r);
+    return st;
+}
+
+static uint32_t access_bits(struct tu_nfscli *c, const struct nfs3_fh *fh)
+{
+    struct nfs3_access_args a = {*fh, NFS3_ACCESS_READ | NFS3_ACCESS_MODIFY | NFS3_ACCESS_EXTEND |
+                                          NFS3_ACCESS_EXECUTE};
+    struct nfs3_access_res r;
+
+    if (TU_CALL(c->cl, NFS3_PROC_ACCESS, nfs3_enc_access_args, &a, nfs3_dec_access_res, &r) != 0 ||
+        r.status != NFS3_OK)
+        return 0xdead;
+    return r.access;
+}
+
+static uint32_t getattr_st(struct tu_nfscli *c, const struct nfs3_fh *fh)
+{
+    struct nfs3_fh_args a = {*fh};
+    struct nfs3_getattr_res r;
+
+    if (TU_CALL(c->cl, NFS3_PROC_GETATTR, nfs3_enc_getattr_args, &a, nfs3_dec_getattr_res, &r) != 0)
+        return 0xdead;
+    return r.status;
+}
+
+static int owner_of(const char *name, uid_t *uid, gid_t *gid)
+{
+    char p[PATH_MAX + 128];
+    struct stat st;
+
+    snprintf(p, sizeof(p), "%s/%s", g_export, name);
+    if (lstat(p, &st) != 0)
+        return -1;
+    *uid = st.st_uid;
+    *gid = st.st_gid;
+    return 0;
+}
+
+static void open_nfs(struct tu_nfscli *c, uint16_t port, struct krpc_cred cred)
+{
+    if (tu_nfscli_open(c, port, NFS3_PROGRAM, NFS3_VERSION, &cred) != 0)
+        abort();
+}
+
+/* Users A and B, root squashed; with io_threads workers (0: on the loop). */
+static void users(unsigned io_threads)
+{
+    struct tu_nfsrv si;
+    struct tu_nfscli a, b, root, anon;
+    struct nfs3_fh fa, fb, fr, fn;
+    struct krpc_cred none;
+    char name[64], p[PATH_MAX + 128];
+    uid_t u;
+    gid_t g;
+
+    REQUIRE(start(&si, NFS3_SQUASH_ROOT, io_threads, 0) == 0);
+    open_nfs(&a, si.port, tu_nfs_cred_sys(UID_A, UID_A));
+    open_nfs(&b, si.port, tu_nfs_cred_sys(UID_B, UID_B));
+    open_nfs(&root, si.port, tu_nfs_cred_sys(0, 0));
+    memset(&none, 0, sizeof(none)); /* AUTH_NONE */
+    open_nfs(&anon, si.port, none);
+
+    snprintf(name, sizeof(name), "a-%u", io_threads);
+    CHECK_EQ(create(&a, name, 0600, &fa), NFS3_OK);
+    CHECK(owner_of(name, &u, &g) == 0 && u == UID_A && g == UID_A);
+    snprintf(name, sizeof(name), "b-%u", io_threads);
+    CHECK_EQ(create(&b, name, 0600, &fb), NFS3_OK);
+    CHECK(owner_of(name, &u, &g) == 0 && u == UID_B);
+
+    /* Reading: one's own file yes, the other's no. */
+    CHECK_EQ(read1(&a, &fa), NFS3_OK);
+    CHECK_EQ(read1(&a, &fb), NFS3ERR_ACCES);
+    CHECK_EQ(read1(&b, &fb), NFS3_OK);
+    /* ACCESS answers for the caller. */
+    CHECK_EQ(access_bits(&a, &fb), 0u);
+    CHECK_EQ(access_bits(&b, &fb), NFS3_ACCESS_READ | NFS3_ACCESS_MODIFY | NFS3_ACCESS_EXTEND);
+    /* Giving a file away is the kernel's call: EPERM for a non-root fsuid. */
+    {
+        struct nfs3_setattr_args sa;
+        struct nfs3_wcc_res r;
+        memset(&sa, 0, sizeof(sa));
+        sa.fh = fa;
+        sa.attr.set_uid = 1;
+        sa.attr.uid = UID_B;
+        CHECK(TU_CALL(a.cl, NFS3_PROC_SETATTR, nfs3_enc_setattr_args, &sa, nfs3_dec_setattr_res, &r) == 0);
+        CHECK_EQ(r.status, NFS3ERR_PERM);
+    }
+
+    /* Root squashed: a root-owned 0600 file is unreadable; new files are 65534's. */
+    snprintf(name, sizeof(name), "root-%u", io_threads);
+    snprintf(p, sizeof(p), "%s/%s", g_export, name);
+    {
+        int fd = open(p, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+        REQUIRE(fd >= 0);
+        CHECK(write(fd, "secret", 6) == 6);
+        close(fd);
+    }
+    CHECK_EQ(lookup(&root, name, &fr), NFS3_OK);
+    CHECK_EQ(read1(&root, &fr), NFS3ERR_ACCES);
+    CHECK_EQ(getattr_st(&root, &fr), NFS3_OK); /* attributes need no permission */
+    snprintf(name, sizeof(name), "byroot-%u", io_threads);
+    CHECK_EQ(create(&root, name, 0644, NULL), NFS3_OK);
+    CHECK(owner_of(name, &u, &g) == 0 && u == NFS3_ANON_ID && g == NFS3_ANON_ID);
+
+    /* AUTH_NONE: anonymous. */
+    snprintf(name, sizeof(name), "none-%u", io_threads);
+    CHECK_EQ(create(&anon, name, 0644, &fn), NFS3_OK);
+    CHECK(owner_of(name, &u, &g) == 0 && u == NFS3_ANON_ID && g == NFS3_ANON_ID);
+    CHECK_EQ(read1(&anon, &fa), NFS3ERR_ACCES);
+
+    /* The switches were the workers' (or undone on the loop): ours is 0. */
+    CHECK_EQ(syscall(SYS_setfsuid, (uid_t)-1), 0);
+
+    tu_nfscli_close(&a);
+    tu_nfscli_close(&b);
+    tu_nfscli_close(&root);
+    tu_nfscli_close(&anon);
+    tu_nfsrv_stop(&si);
+}
+
+static void test_users_pool(void)
+{
+    users(2);
+}
+
+static void test_users_on_loop(void)
+{
+    users(0);
+}
+
+static void test_no_root_squash(void)
+{
+    struct tu_nfsrv si;
+    struct tu_nfscli root;
+    struct nfs3_fh fr;
+    uid_t u;
+    gid_t g;
+
+    REQUIRE(start(&si, NFS3_SQUASH_NONE, 2, 0) == 0);
+    open_nfs(&root, si.port, tu_nfs_cred_sys(0, 0));
+    CHECK_EQ(lookup(&root, "root-2", &fr), NFS3_OK);
+    CHECK_EQ(read1(&root, &fr), NFS3_OK);
+    CHECK_EQ(create(&root, "byroot-nrs", 0644, NULL), NFS3_OK);
+    CHECK(owner_of("byroot-nrs", &u, &g) == 0 && u == 0 && g == 0);
+    tu_nfscli_close(&root);
+    tu_nfsrv_stop(&si);
+}
+
+static void test_all_squash(void)
+{
+    struct tu_nfsrv si;
+    struct tu_nfscli a;
+    uid_t u;
+    gid_t g;
+
+    REQUIRE(start(&si, NFS3_SQUASH_ALL, 2, 0) == 0);
+    open_nfs(&a, si.port, tu_nfs_cred_sys(UID_A, UID_A));
+    CHECK_EQ(create(&a, "a-allsquash", 0644, NULL), NFS3_OK);
+    CHECK(owner_of("a-allsquash", &u, &g) == 0 && u == NFS3_ANON_ID && g == NFS3_ANON_ID);
+    tu_nfscli_close(&a);
+    tu_nfsrv_stop(&si);
+}
+
+/* tlscertuser: a call without a certificate user is refused, at MNT and
+ * on every NFS call (here: plain TCP, so no certificate at all). */
+static void test_tlscertuser_refused(void)
+{
+    struct tu_nfsrv si;
+    struct tu_nfscli m, n;
+    struct nfs3_mnt_args ma;
+    struct nfs3_mnt_res mr;
+    struct krpc_cred cred = tu_nfs_cred_sys(0, 0);
+
+    REQUIRE(start(&si, NFS3_SQUASH_ROOT, 2, 1) == 0);
+    REQUIRE(tu_nfscli_open(&m, si.port, NFS3_MNT_PROGRAM, NFS3_MNT_VERSION, &cred) == 0);
+    open_nfs(&n, si.port, tu_nfs_cred_sys(UID_A, UID_A));
+    memset(&ma, 0, sizeof(ma));
+    REQUIRE(strlen(g_export) < sizeof(ma.dirpath));
+    memcpy(ma.dirpath, g_export, strlen(g_export) + 1);
+    CHECK(TU_CALL(m.cl, NFS3_MNT_PROC_MNT, nfs3_mnt_enc_mnt_args, &ma, nfs3_mnt_dec_mnt_res, &mr) == 0);
+    CHECK_EQ(mr.status, MNT3ERR_ACCES);
+    CHECK_EQ(getattr_st(&n, &g_root), NFS3ERR_ACCES);
+    CHECK_EQ(create(&n, "certless", 0644, NULL), NFS3ERR_ACCES);
+    tu_nfscli_close(&m);
+    tu_nfscli_close(&n);
+    tu_nfsrv_stop(&si);
+}
+
+static void test_squash_units(void)
+{
+    struct nfs3_export_opts o;
+    struct krpc_cred c = tu_nfs_cred_sys(0, 0);
+    struct nfsd_ident id;
+
+    nfs3_export_opts_default(&o);
+    c.ngids = 2;
+    c.gids[0] = 0;
+    c.gids[1] = 5;
+    nfsd_ident_from_cred(&o, &c, &id);
+    CHECK(id.uid == NFS3_ANON_ID && id.gid == NFS3_ANON_ID && id.ngroups == 2);
+    CHECK(id.groups[0] == NFS3_ANON_ID && id.groups[1] == 5);
+    o.squash = NFS3_SQUASH_NONE;
+    nfsd_ident_from_cred(&o, &c, &id);
+    CHECK(id.uid == 0 && id.gid == 0 && id.groups[0] == 0);
+    o.squash = NFS3_SQUASH_ALL;
+    o.anonuid = 1234;
+    o.anongid = 5678;
+    c.uid = UID_A;
+    nfsd_ident_from_cred(&o, &c, &id);
+    CHECK(id.uid == 1234 && id.gid == 5678 && id.ngroups == 0);
+    o.squash = NFS3_SQUASH_NONE;
+    c.flavor = KRPC_AUTH_NONE;
+    nfsd_ident_from_cred(&o, &c, &id);
+    CHECK(id.uid == 1234 && id.gid == 5678 && id.ngroups == 0);
+}
+
+static void test_cert_user_units(void)
+{
+    struct nfsd_ident id;
+    struct passwd *pw = getpwnam("daemon");
+    char err[256];
+    int has_primary = 0;
+
+    REQUIRE(pw != NULL);
+    CHECK_EQ(nfsd_ident_from_cert_user("daemon@example.org", "example.org", &id, err, sizeof(err)), 0);
+    CHECK_EQ(id.uid, pw->pw_uid);
+    CHECK_EQ(id.gid, pw->pw_gid);
+    for (unsigned i = 0; i < id.ngroups; i++)
+        has_primary |= id.groups[i] == pw->pw_gid;
+    CHECK(has_primary);
+    CHECK_EQ(nfsd_ident_from_cert_user("daemon@EXAMPLE.org", "example.org", &id, err, sizeof(err)), 0);
+    CHECK_EQ(nfsd_ident_from_cert_user("daemon@other.org", "example.org", &id, err, sizeof(err)), -EACCES);
+    CHECK(strstr(err, "foreign domain") != NULL);
+    CHECK_EQ(nfsd_ident_from_cert_user("no-such-user-4242@example.org", "example.org", &id, err, sizeof(err)),
+             -EACCES);
+    CHECK(strstr(err, "no such local user") != NULL);
+    CHECK_EQ(nfsd_ident_from_cert_user("", "example.org", &id, err, sizeof(err)), -EACCES);
+    CHECK(strstr(err, "names no user") != NULL);
+    CHECK_EQ(nfsd_ident_from_cert_user("daemon", "example.org", &id, err, sizeof(err)), -EACCES);
+    CHECK_EQ(nfsd_ident_from_cert_user("daemon@example.org", "", &id, err, sizeof(err)), -EACCES);
+}
+
+int main(void)
+{
+    if (geteuid() != 0) {
+        fprintf(stderr, "test_nfs3_identity: needs root (switches fsuid)\n");
+        return 1;
+    }
+    if (tu_mkdtemp(g_base, sizeof(g_base), "identity") != 0)
+        return 1;
+    snprintf(g_export, sizeof(g_export), "%s/export", g_base);
+    snprintf(g_state, sizeof(g_state), "%s/state", g_base);
+    /* Everybody may create files in the export (the users own what they make). */
+    if (mkdir(g_export, 0777) != 0 || chmod(g_export, 0777) != 0 || chmod(g_base, 0755) != 0) {
+        perror(g_export);
+        return 1;
+    }
+    {
+        char real[PATH_MAX];
+        if (realpath(g_export, real) != NULL && strlen(real) < sizeof(g_export))
+            memcpy(g_export, real, strlen(real) + 1);
+    }
+    TEST_RUN(test_squash_units);
+    TEST_RUN(test_cert_user_units);
+    TEST_RUN(test_users_pool);
+    TEST_RUN(test_users_on_loop);
+    TEST_RUN(test_no_root_squash);
+    TEST_RUN(test_all_squash);
+    TEST_RUN(test_tlscertuser_refused);
+    tu_rmtree(g_base);
+    return test_summary();
+}
