@@ -12,6 +12,9 @@
  *   - AUTH_NONE runs as 65534;
  *   - tlscertuser without a certificate user: MNT gets MNT3ERR_ACCES, NFS calls
  *     NFS3ERR_ACCES;
+ *   - two exports of one server, one no_root_squash, one all_squash
+ *     (anonuid=4343), and a third all_squash with anonuid=0: the same
+ *     clients (root, A) get each export's own policy;
  *   - squashing and the certificate-user mapping as units (user "daemon";
  *     foreign domain, unknown user, no user, no "@" refused with the reason);
  *   - the test thread's own fsuid is untouched (switches are per thread).
@@ -59,18 +62,41 @@ static int start(struct tu_nfsrv *si, enum nfs3_squash squash, unsigned io_threa
     return 0;
 }
 
-static uint32_t create(struct tu_nfscli *c, const char *name, uint32_t mode, struct nfs3_fh *fh)
+static uint32_t create_in(struct tu_nfscli *c, const struct nfs3_fh *dir, const char *name, uint32_t mode,
+                          struct nfs3_fh *fh)
 {
     struct nfs3_create_args a;
     struct nfs3_diropres r;
 
     memset(&a, 0, sizeof(a));
-    a.where.dir = g_root;
+    a.where.dir = *dir;
     snprintf(a.where.name, sizeof(a.where.name), "%s", name);
     a.mode = NFS3_CREATE_GUARDED;
     a.attr.set_mode = 1;
     a.attr.mode = mode;
     if (TU_CALL(c->cl, NFS3_PROC_CREATE, nfs3_enc_create_args, &a, nfs3_dec_create_res, &r) != 0)
+        return 0xdead;
+    if (fh != NULL)
+        *fh = r.fh;
+    return r.status;
+}
+
+static uint32_t create(struct tu_nfscli *c, const char *name, uint32_t mode, struct nfs3_fh *fh)
+{
+    return create_in(c, &g_root, name, mode, fh);
+}
+
+/* MNT of path: the MNT status, *fh the handle when MNT3_OK. */
+static uint32_t mnt(struct tu_nfscli *m, const char *path, struct nfs3_fh *fh)
+{
+    struct nfs3_mnt_args a;
+    struct nfs3_mnt_res r;
+
+    memset(&a, 0, sizeof(a));
+    if (strlen(path) >= sizeof(a.dirpath))
+        return 0xdead;
+    memcpy(a.dirpath, path, strlen(path) + 1);
+    if (TU_CALL(m->cl, NFS3_MNT_PROC_MNT, nfs3_mnt_enc_mnt_args, &a, nfs3_mnt_dec_mnt_res, &r) != 0)
         return 0xdead;
     if (fh != NULL)
         *fh = r.fh;
@@ -127,17 +153,23 @@ static uint32_t getattr_st(struct tu_nfscli *c, const struct nfs3_fh *fh)
     return r.status;
 }
 
-static int owner_of(const char *name, uid_t *uid, gid_t *gid)
+/* Owner of DIR/name on disk. */
+static int owner_in(const char *dir, const char *name, uid_t *uid, gid_t *gid)
 {
     char p[PATH_MAX + 128];
     struct stat st;
 
-    snprintf(p, sizeof(p), "%s/%s", g_export, name);
+    snprintf(p, sizeof(p), "%s/%s", dir, name);
     if (lstat(p, &st) != 0)
         return -1;
     *uid = st.st_uid;
     *gid = st.st_gid;
     return 0;
+}
+
+static int owner_of(const char *name, uid_t *uid, gid_t *gid)
+{
+    return owner_in(g_export, name, uid, gid);
 }
 
 static void open_nfs(struct tu_nfscli *c, uint16_t port, struct krpc_cred cred)
@@ -290,6 +322,94 @@ static void test_tlscertuser_refused(void)
     tu_nfsrv_stop(&si);
 }
 
+/* Makes dir (mode 0777: the test users create files in it). */
+static int mkdir_open(const char *dir)
+{
+    if (mkdir(dir, 0777) != 0 || chmod(dir, 0777) != 0) {
+        perror(dir);
+        return -1;
+    }
+    return 0;
+}
+
+/* The identity policy is per export and client spec, not per server: one
+ * server, three exports, the same two clients (root and A). */
+static void test_policy_per_export(void)
+{
+    char none_dir[PATH_MAX + 32], all_dir[PATH_MAX + 32], zero_dir[PATH_MAX + 32];
+    char text[3 * (PATH_MAX + 32) + 256], err[512];
+    struct krpc_cred cred0 = tu_nfs_cred_sys(0, 0);
+    struct nfs3_srv_config scfg;
+    struct nfs3_exports ex;
+    struct tu_nfsrv si;
+    struct tu_nfscli m, root, a;
+    struct nfs3_fh fnone, fall, fzero, fa;
+    uid_t u;
+    gid_t g;
+
+    snprintf(none_dir, sizeof(none_dir), "%s/sq-none", g_base);
+    snprintf(all_dir, sizeof(all_dir), "%s/sq-all", g_base);
+    snprintf(zero_dir, sizeof(zero_dir), "%s/sq-zero", g_base);
+    REQUIRE(mkdir_open(none_dir) == 0 && mkdir_open(all_dir) == 0 && mkdir_open(zero_dir) == 0);
+    /* anonuid=0 as written: all_squash to root (the parser keeps 0, and so
+     * must the server). */
+    snprintf(text, sizeof(text),
+             "%s 127.0.0.1(rw,no_root_squash)\n"
+             "%s 127.0.0.1(rw,all_squash,anonuid=4343,anongid=4343)\n"
+             "%s 127.0.0.1(rw,all_squash,anonuid=0,anongid=0)\n",
+             none_dir, all_dir, zero_dir);
+    memset(&ex, 0, sizeof(ex));
+    REQUIRE(nfs3_exports_parse(&ex, "policies", text, strlen(text), err, sizeof(err)) == 0);
+    memset(&scfg, 0, sizeof(scfg));
+    scfg.state_dir = g_state;
+    scfg.exports = &ex;
+    scfg.io_threads = 2;
+    REQUIRE(tu_nfsrv_start(&si, &scfg) == 0);
+    nfs3_exports_free(&ex); /* the server keeps a copy */
+
+    REQUIRE(tu_nfscli_open(&m, si.port, NFS3_MNT_PROGRAM, NFS3_MNT_VERSION, &cred0) == 0);
+    CHECK_EQ(mnt(&m, none_dir, &fnone), MNT3_OK);
+    CHECK_EQ(mnt(&m, all_dir, &fall), MNT3_OK);
+    CHECK_EQ(mnt(&m, zero_dir, &fzero), MNT3_OK);
+    open_nfs(&root, si.port, cred0);
+    open_nfs(&a, si.port, tu_nfs_cred_sys(UID_A, UID_A));
+
+    /* Root: root in no_root_squash, 4343 in all_squash. */
+    CHECK_EQ(create_in(&root, &fnone, "by-root", 0600, NULL), NFS3_OK);
+    CHECK(owner_in(none_dir, "by-root", &u, &g) == 0 && u == 0 && g == 0);
+    CHECK_EQ(create_in(&root, &fall, "by-root", 0600, NULL), NFS3_OK);
+    CHECK(owner_in(all_dir, "by-root", &u, &g) == 0 && u == UID_B && g == UID_B);
+    /* A: itself, then 4343, then 0 (anonuid=0). */
+    CHECK_EQ(create_in(&a, &fnone, "by-a", 0600, NULL), NFS3_OK);
+    CHECK(owner_in(none_dir, "by-a", &u, &g) == 0 && u == UID_A && g == UID_A);
+    CHECK_EQ(create_in(&a, &fall, "by-a", 0600, &fa), NFS3_OK);
+    CHECK(owner_in(all_dir, "by-a", &u, &g) == 0 && u == UID_B && g == UID_B);
+    CHECK_EQ(create_in(&a, &fzero, "by-a", 0600, NULL), NFS3_OK);
+    CHECK(owner_in(zero_dir, "by-a", &u, &g) == 0 && u == 0 && g == 0);
+    /* Permissions follow the mapping: under all_squash, A and root are the
+     * same 4343 and read each other's 0600 files; under no_root_squash A
+     * cannot read root's. */
+    CHECK_EQ(read1(&a, &fa), NFS3_OK);
+    {
+        struct nfs3_fh fr;
+        struct nfs3_diropargs la;
+        struct nfs3_lookup_res lr;
+        memset(&la, 0, sizeof(la));
+        la.dir = fnone;
+        snprintf(la.name, sizeof(la.name), "by-root");
+        CHECK(TU_CALL(a.cl, NFS3_PROC_LOOKUP, nfs3_enc_lookup_args, &la, nfs3_dec_lookup_res, &lr) == 0);
+        CHECK_EQ(lr.status, NFS3_OK);
+        fr = lr.fh;
+        CHECK_EQ(read1(&a, &fr), NFS3ERR_ACCES);
+        CHECK_EQ(read1(&root, &fr), NFS3_OK);
+    }
+
+    tu_nfscli_close(&m);
+    tu_nfscli_close(&root);
+    tu_nfscli_close(&a);
+    tu_nfsrv_stop(&si);
+}
+
 static void test_squash_units(void)
 {
     struct nfs3_export_opts o;
@@ -371,6 +491,7 @@ int main(void)
     TEST_RUN(test_no_root_squash);
     TEST_RUN(test_all_squash);
     TEST_RUN(test_tlscertuser_refused);
+    TEST_RUN(test_policy_per_export);
     tu_rmtree(g_base);
     return test_summary();
 }
