@@ -15,6 +15,10 @@
  *   - two exports of one server, one no_root_squash, one all_squash
  *     (anonuid=4343), and a third all_squash with anonuid=0: the same
  *     clients (root, A) get each export's own policy;
+ *   - tlscertuser over TLS: a certificate for daemon@example.org acts as
+ *     daemon though AUTH_SYS says uid 0 (its new file is daemon's); a
+ *     certificate without the field and one of a foreign domain are
+ *     refused at MNT and on NFS calls;
  *   - squashing and the certificate-user mapping as units (user "daemon";
  *     foreign domain, unknown user, no user, no "@" refused with the reason);
  *   - the test thread's own fsuid is untouched (switches are per thread).
@@ -34,7 +38,9 @@
 #include <unistd.h>
 
 #include "nfs3/nfsd_int.h"
+#include "rpctls/pki.h"
 #include "test.h"
+#include "util/certs.h"
 #include "util/nfsd.h"
 #include "util/nfsrv.h"
 
@@ -410,6 +416,81 @@ static void test_policy_per_export(void)
     tu_nfsrv_stop(&si);
 }
 
+/* tlscertuser end to end: the user comes from the client certificate
+ * (subjectAltName otherName, FreeBSD form), over TLS, whatever AUTH_SYS
+ * claims (here uid 0). */
+static void test_tlscertuser_tls(void)
+{
+    struct tu_certs certs;
+    char dcert[PATH_MAX + 32], dkey[PATH_MAX + 32], fcert[PATH_MAX + 32], fkey[PATH_MAX + 32], err[256];
+    struct krpc_cred cred0 = tu_nfs_cred_sys(0, 0);
+    struct passwd *pw = getpwnam("daemon");
+    struct nfs3_srv_config scfg;
+    struct tu_nfsrv si;
+    struct tu_nfscli m, n;
+    struct nfs3_fh root, fh;
+    uid_t u;
+    gid_t g;
+
+    REQUIRE(pw != NULL && pw->pw_uid != 0 && pw->pw_uid != NFS3_ANON_ID);
+    REQUIRE(tu_certs_create(&certs) == 0);
+    snprintf(dcert, sizeof(dcert), "%s/daemon.pem", certs.dir);
+    snprintf(dkey, sizeof(dkey), "%s/daemon.key", certs.dir);
+    snprintf(fcert, sizeof(fcert), "%s/foreign.pem", certs.dir);
+    snprintf(fkey, sizeof(fkey), "%s/foreign.key", certs.dir);
+    {
+        struct ktls_pki_req req = {.kind = KTLS_PKI_CLIENT, .cn = "daemon", .user = "daemon@example.org",
+                                   .user_forms = KTLS_PKI_USER_FREEBSD, .ca_cert = certs.ca_cert,
+                                   .ca_key = certs.ca_key, .cert_out = dcert, .key_out = dkey, .days = 1};
+        REQUIRE(ktls_pki_issue_req(&req, err, sizeof(err)) == 0);
+        req.user = "daemon@other.org";
+        req.cert_out = fcert;
+        req.key_out = fkey;
+        REQUIRE(ktls_pki_issue_req(&req, err, sizeof(err)) == 0);
+    }
+    memset(&scfg, 0, sizeof(scfg));
+    scfg.export_path = g_export;
+    scfg.state_dir = g_state;
+    nfs3_export_opts_default(&scfg.opts);
+    scfg.opts.tlscertuser = 1;
+    scfg.io_threads = 2;
+    scfg.domain = "example.org";
+    REQUIRE(tu_nfsrv_start_tls(&si, &scfg, certs.server_cert, certs.server_key, certs.ca_cert) == 0);
+    nfs3_srv_root_fh(si.srv, &root);
+
+    /* daemon@example.org: MNT works, and a file made with AUTH_SYS uid 0 is daemon's. */
+    REQUIRE(tu_nfscli_open_tls(&m, si.port, NFS3_MNT_PROGRAM, NFS3_MNT_VERSION, &cred0, certs.ca_cert, dcert,
+                               dkey) == 0);
+    REQUIRE(tu_nfscli_open_tls(&n, si.port, NFS3_PROGRAM, NFS3_VERSION, &cred0, certs.ca_cert, dcert, dkey) == 0);
+    CHECK_EQ(mnt(&m, g_export, &fh), MNT3_OK);
+    CHECK(fh.len == root.len && memcmp(fh.data, root.data, root.len) == 0);
+    CHECK_EQ(create_in(&n, &root, "by-cert", 0644, NULL), NFS3_OK);
+    CHECK(owner_of("by-cert", &u, &g) == 0 && u == pw->pw_uid && g == pw->pw_gid);
+    tu_nfscli_close(&m);
+    tu_nfscli_close(&n);
+
+    /* A certificate without the field, one of a foreign domain, and no
+     * certificate at all: refused at MNT and on NFS calls. */
+    const char *certs_refused[][2] = {{certs.client_cert, certs.client_key}, {fcert, fkey}, {NULL, NULL}};
+    for (size_t i = 0; i < sizeof(certs_refused) / sizeof(certs_refused[0]); i++) {
+        const char *c = certs_refused[i][0], *k = certs_refused[i][1];
+        char name[32];
+        REQUIRE(tu_nfscli_open_tls(&m, si.port, NFS3_MNT_PROGRAM, NFS3_MNT_VERSION, &cred0, certs.ca_cert, c, k) ==
+                0);
+        REQUIRE(tu_nfscli_open_tls(&n, si.port, NFS3_PROGRAM, NFS3_VERSION, &cred0, certs.ca_cert, c, k) == 0);
+        CHECK_EQ(mnt(&m, g_export, NULL), MNT3ERR_ACCES);
+        CHECK_EQ(getattr_st(&n, &root), NFS3ERR_ACCES);
+        snprintf(name, sizeof(name), "refused-%zu", i);
+        CHECK_EQ(create_in(&n, &root, name, 0644, NULL), NFS3ERR_ACCES);
+        CHECK(owner_of(name, &u, &g) != 0); /* nothing was made */
+        tu_nfscli_close(&m);
+        tu_nfscli_close(&n);
+    }
+
+    tu_nfsrv_stop(&si);
+    tu_certs_destroy(&certs);
+}
+
 static void test_squash_units(void)
 {
     struct nfs3_export_opts o;
@@ -492,6 +573,7 @@ int main(void)
     TEST_RUN(test_all_squash);
     TEST_RUN(test_tlscertuser_refused);
     TEST_RUN(test_policy_per_export);
+    TEST_RUN(test_tlscertuser_tls);
     tu_rmtree(g_base);
     return test_summary();
 }

@@ -15,7 +15,10 @@ static void *srv_thread(void *arg)
     return NULL;
 }
 
-int tu_nfsrv_start(struct tu_nfsrv *si, const struct nfs3_srv_config *scfg)
+/* cert NULL: plain TCP only; else TLS optional, client certificates
+ * verified against ca when sent. */
+static int start(struct tu_nfsrv *si, const struct nfs3_srv_config *scfg, const char *cert, const char *key,
+                 const char *ca)
 {
     struct krpc_svc_config cfg;
     char err[256];
@@ -25,6 +28,13 @@ int tu_nfsrv_start(struct tu_nfsrv *si, const struct nfs3_srv_config *scfg)
     if (krpc_parse_addr("127.0.0.1:0", &cfg.addr, &cfg.addrlen) != 0 || krpc_loop_new(&si->loop) != 0)
         return -1;
     cfg.max_msg = NFS3_SRV_DEFAULT_TMAX + 64 * 1024;
+    if (cert != NULL) {
+        cfg.tls = KRPC_SVC_TLS_OPTIONAL;
+        cfg.tlscfg.cert_file = cert;
+        cfg.tlscfg.key_file = key;
+        cfg.tlscfg.ca_file = ca;
+        cfg.tlscfg.verify_peer = 1;
+    }
     if (krpc_svc_new(si->loop, &cfg, &si->svc) != 0)
         return -1;
     if (nfs3_srv_new(si->svc, scfg, &si->srv, err, sizeof(err)) != 0) {
@@ -33,6 +43,17 @@ int tu_nfsrv_start(struct tu_nfsrv *si, const struct nfs3_srv_config *scfg)
     }
     si->port = krpc_svc_port(si->svc);
     return pthread_create(&si->thr, NULL, srv_thread, si) == 0 ? 0 : -1;
+}
+
+int tu_nfsrv_start(struct tu_nfsrv *si, const struct nfs3_srv_config *scfg)
+{
+    return start(si, scfg, NULL, NULL, NULL);
+}
+
+int tu_nfsrv_start_tls(struct tu_nfsrv *si, const struct nfs3_srv_config *scfg, const char *cert, const char *key,
+                       const char *ca)
+{
+    return start(si, scfg, cert, key, ca);
 }
 
 void tu_nfsrv_stop(struct tu_nfsrv *si)
@@ -59,6 +80,12 @@ struct krpc_cred tu_nfs_cred_sys(uint32_t uid, uint32_t gid)
 
 int tu_nfscli_open(struct tu_nfscli *c, uint16_t port, uint32_t prog, uint32_t vers, const struct krpc_cred *cred)
 {
+    return tu_nfscli_open_tls(c, port, prog, vers, cred, NULL, NULL, NULL);
+}
+
+int tu_nfscli_open_tls(struct tu_nfscli *c, uint16_t port, uint32_t prog, uint32_t vers,
+                       const struct krpc_cred *cred, const char *ca, const char *cert, const char *key)
+{
     struct krpc_clnt_config cc;
     char addr[32];
 
@@ -74,6 +101,13 @@ int tu_nfscli_open(struct tu_nfscli *c, uint16_t port, uint32_t prog, uint32_t v
     cc.reconnect_delay_ms = 10;
     cc.prog = prog;
     cc.vers = vers;
+    if (ca != NULL) {
+        cc.tls = KRPC_TLS_REQUIRED;
+        cc.tlscfg.ca_file = ca;
+        cc.tlscfg.server_name = "127.0.0.1";
+        cc.tlscfg.cert_file = cert;
+        cc.tlscfg.key_file = key;
+    }
     return krpc_clnt_new(c->loop, &cc, &c->cl);
 }
 

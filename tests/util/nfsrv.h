@@ -26,6 +26,10 @@ struct tu_nfsrv {
 /* Starts a plain-TCP server on 127.0.0.1:0 with scfg; 0 or -1 (message on
  * stderr). */
 int tu_nfsrv_start(struct tu_nfsrv *si, const struct nfs3_srv_config *scfg);
+/* The same with TLS optional: cert and key are the server's, client
+ * certificates are asked for and verified against ca when sent. */
+int tu_nfsrv_start_tls(struct tu_nfsrv *si, const struct nfs3_srv_config *scfg, const char *cert, const char *key,
+                       const char *ca);
 /* Stops the loop, frees the service (work in flight is dropped) and the server. */
 void tu_nfsrv_stop(struct tu_nfsrv *si);
 
@@ -35,6 +39,10 @@ struct tu_nfscli {
     struct krpc_clnt *cl;
 };
 int tu_nfscli_open(struct tu_nfscli *c, uint16_t port, uint32_t prog, uint32_t vers, const struct krpc_cred *cred);
+/* The same over TLS: ca verifies the server (127.0.0.1); cert and key are
+ * the client certificate (both NULL: none). */
+int tu_nfscli_open_tls(struct tu_nfscli *c, uint16_t port, uint32_t prog, uint32_t vers,
+                       const struct krpc_cred *cred, const char *ca, const char *cert, const char *key);
 void tu_nfscli_close(struct tu_nfscli *c);
 /* An AUTH_SYS credential. */
 struct krpc_cred tu_nfs_cred_sys(uint32_t uid, uint32_t gid);
