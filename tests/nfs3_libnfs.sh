@@ -30,7 +30,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$NFSD" --export "$EXP" --listen 127.0.0.1:0 --rpcbind off --state-dir "$TMP/state" -v 2>"$TMP/log" &
+"$NFSD" --export "$EXP" --no-root-squash --listen 127.0.0.1:0 --rpcbind off --state-dir "$TMP/state" -v 2>"$TMP/log" &
 PID=$!
 PORT=
 i=0

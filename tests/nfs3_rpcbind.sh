@@ -100,7 +100,7 @@ start_nfsd() {
     log=$1 listen=$2
     shift 2
     : >"$log"
-    "$NFSD" --export "$EXP" --listen "$listen" --state-dir "$TMP/state" "$@" 2>"$log" &
+    "$NFSD" --export "$EXP" --no-root-squash --listen "$listen" --state-dir "$TMP/state" "$@" 2>"$log" &
     PID=$!
     PORT=
     i=0
@@ -207,7 +207,7 @@ echo "ok   a SIGKILLed server's registration is replaced by the next start"
 
 # ---- [::]: tcp and tcp6 ------------------------------------------------------
 # Only where an IPv6 socket can be had (rpctls-nfsd then says it listens).
-"$NFSD" --export "$EXP" --listen '[::]:0' --state-dir "$TMP/state" --rpcbind off 2>"$TMP/probe6" &
+"$NFSD" --export "$EXP" --no-root-squash --listen '[::]:0' --state-dir "$TMP/state" --rpcbind off 2>"$TMP/probe6" &
 p6=$!
 wait_line "$TMP/probe6" "rpctls-nfsd: listening on [::]:" >/dev/null 2>&1 && have6=1 || have6=0
 kill -TERM $p6 2>/dev/null
@@ -244,7 +244,7 @@ echo "ok   --rpcbind off leaves rpcbind alone"
 # check_absent LABEL EXPECTED_REASON: --rpcbind on fails with the exact
 # error; auto starts, says why, serves.
 check_absent() {
-    "$NFSD" --export "$EXP" --listen 127.0.0.1:0 --state-dir "$TMP/state" --rpcbind on 2>"$TMP/on.log"
+    "$NFSD" --export "$EXP" --no-root-squash --listen 127.0.0.1:0 --state-dir "$TMP/state" --rpcbind on 2>"$TMP/on.log"
     st=$?
     [ $st -eq 1 ] || err "$1: --rpcbind on without rpcbind: exit status $st, want 1"
     line="rpctls-nfsd: --rpcbind on: cannot register with rpcbind: $2"

@@ -40,7 +40,7 @@ cleanup() {
 trap cleanup EXIT
 
 "$CERTS" "$TMP/pki" >/dev/null || fail "rpctls-certs"
-"$NFSD" --export "$EXP" --listen 127.0.0.1:0 --rpcbind off --tls required --cert "$TMP/pki/server.pem" \
+"$NFSD" --export "$EXP" --no-root-squash --listen 127.0.0.1:0 --rpcbind off --tls required --cert "$TMP/pki/server.pem" \
     --key "$TMP/pki/server.key" --ca "$TMP/pki/ca.pem" --state-dir "$TMP/state" 2>"$TMP/log" &
 PID=$!
 PORT=

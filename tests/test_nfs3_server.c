@@ -90,6 +90,11 @@ static int srv_start_tls(struct srv_inst *si, const char *state, int tls)
     scfg.state_dir = state;
     scfg.wtmax = g_wtmax;
     scfg.mount_requires_tls = g_mount_requires_tls;
+    /* The test runs as root and calls as uid 0: keep it root. Calls run on
+     * two workers (the pool's deferred replies), unless
+     * RPCTLS_TEST_IO_THREADS says otherwise (0: on the loop). */
+    scfg.opts.squash = NFS3_SQUASH_NONE;
+    scfg.io_threads = getenv("RPCTLS_TEST_IO_THREADS") ? (unsigned)atoi(getenv("RPCTLS_TEST_IO_THREADS")) : 2;
     if (nfs3_srv_new(si->svc, &scfg, &si->srv, err, sizeof(err)) != 0) {
         fprintf(stderr, "nfs3_srv_new: %s\n", err);
         return -1;
@@ -149,7 +154,8 @@ static int cli_open_tls(struct cli *c, uint16_t port, int tls)
         return -1;
     cc.prog = NFS3_PROGRAM;
     cc.vers = NFS3_VERSION;
-    cc.cred.flavor = KRPC_AUTH_NONE; /* both flavors are accepted */
+    /* AUTH_SYS uid 0 (the default): AUTH_NONE would run as the anonymous
+     * user (test_nfs3_identity.c), which may not write the export. */
     return krpc_clnt_new(c->loop, &cc, &c->nfs);
 }
 

@@ -38,8 +38,11 @@ static void usage(FILE *f)
             "\n"
             "Serves DIR over NFSv3 and MOUNT v3 on one TCP port. Clients mount DIR by\n"
             "its absolute path, e.g. nfs://127.0.0.1:2049/srv/data/FILE for --export /srv/data.\n"
-            "Files are read and written as the user running " PROG ", whatever the\n"
-            "client's AUTH_SYS credential says (AUTH_NONE and AUTH_SYS are accepted).\n"
+            "Run as root, every call runs as its caller: the AUTH_SYS uid, gid and groups, squashed\n"
+            "by the options of the export and client spec it reaches (default root_squash: root\n"
+            "becomes 65534), AUTH_NONE as anonuid, or with tlscertuser the user named in the\n"
+            "client certificate. Not root: as the user running " PROG ", whatever the credential\n"
+            "says.\n"
             "\n"
             "  --export DIR          directory to export to every client that reaches --listen,\n"
             "                        read-write, root squashed: the exports line \"DIR *(rw)\"\n"
@@ -101,6 +104,14 @@ static void usage(FILE *f)
             "  --max-memory BYTES    buffer memory of all connections (received messages, queued\n"
             "                        replies; suffix K, M or G); over it new connections are refused\n"
             "                        and a growing one is cut, each with a log line (default 1G)\n"
+            "  --io-threads N        worker threads for file-system calls (default 8, as knfsd);\n"
+            "                        0: on the event loop (one slow disk call stalls every client)\n"
+            "  --no-root-squash      with --export: uid 0 and gid 0 of AUTH_SYS stay root (exports(5)\n"
+            "                        no_root_squash); default: root_squash. With --exports the file\n"
+            "                        says it per client (no_root_squash): a usage error\n"
+            "  --domain NAME         tlscertuser: the domain client certificates' user@domain must\n"
+            "                        name (default: the host's, from its fully qualified name, else\n"
+            "                        getdomainname())\n"
             "  -q, --quiet           log errors only\n"
             "  -v, --verbose         log connections, mounts and refused calls (twice: debug)\n"
             "  -h, --help            this text\n"
@@ -502,6 +513,8 @@ int main(int argc, char **argv)
         {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
         {"max-unauth-conns", required_argument, NULL, OPT_MAX_UNAUTH},
         {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
+        {"io-threads", required_argument, NULL, 'I'}, {"domain", required_argument, NULL, 'D'},
+        {"no-root-squash", no_argument, NULL, 'N'},
         {NULL, 0, NULL, 0},
     };
     const char *export_dir = NULL, *listen_addr = "127.0.0.1:2049", *tls = "off", *cert = NULL, *key = NULL,
@@ -520,6 +533,10 @@ int main(int argc, char **argv)
     struct hup_watch hup = {.fd = -1};
     const char *exports_file = NULL; /* --exports */
     struct nfs3_exports exports = {NULL, 0};
+    unsigned long io_threads = NFS3_SRV_DEFAULT_IO_THREADS; /* --io-threads */
+    const char *domain = NULL;                                /* --domain */
+    int no_root_squash = 0;                                   /* --no-root-squash */
+    struct nfs3_export_opts export_opts;                      /* --export DIR's policy */
 
     memset(&cfg, 0, sizeof(cfg));
     while ((c = getopt_long(argc, argv, "hqv", opts, NULL)) != -1) {
@@ -585,6 +602,17 @@ int main(int argc, char **argv)
             if (parse_limit_opt(c, optarg, &cfg) != 0)
                 return 2;
             break;
+        case 'I': {
+            char *end;
+            io_threads = strtoul(optarg, &end, 10);
+            if (*end != '\0' || optarg[0] == '\0' || io_threads > 1024) {
+                fprintf(stderr, PROG ": --io-threads: 0 .. 1024\n");
+                return 2;
+            }
+            break;
+        }
+        case 'D': domain = optarg; break;
+        case 'N': no_root_squash = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -594,6 +622,14 @@ int main(int argc, char **argv)
                 optind != argc       ? "unexpected argument"
                 : export_dir == NULL ? "--export DIR or --exports FILE is required"
                                      : "--export and --exports exclude each other");
+        usage(stderr);
+        return 2;
+    }
+    if (no_root_squash && exports_file != NULL) {
+        /* The file says it per client; a flag on top would be a second,
+         * conflicting place for the same policy. */
+        fprintf(stderr, PROG ": --no-root-squash applies to --export DIR; with --exports, write "
+                             "no_root_squash in the file\n");
         usage(stderr);
         return 2;
     }
@@ -673,8 +709,13 @@ int main(int argc, char **argv)
     }
     if (svc == NULL)
         goto out;
+    /* --export DIR is the exports line "DIR *(rw)", or "DIR *(rw,no_root_squash)". */
+    nfs3_export_opts_default(&export_opts);
+    if (no_root_squash)
+        export_opts.squash = NFS3_SQUASH_NONE;
     struct nfs3_srv_config scfg = {export_dir, state_dir, (uint32_t)max_io, (uint32_t)max_io, NULL,
-                                   mount_tls_required, exports_file != NULL ? &exports : NULL};
+                                   mount_tls_required, exports_file != NULL ? &exports : NULL, export_opts,
+                                   (unsigned)io_threads, domain};
     ret = nfs3_srv_new(svc, &scfg, &srv, err, sizeof(err));
     if (ret != 0) {
         fprintf(stderr, PROG ": %s\n", err);

@@ -162,6 +162,10 @@ unsigned krpc_svc_threads(const struct krpc_svc *svc);
  * answered with krpc_svc_reply() on that loop's thread. NULL for a detached
  * server. */
 struct krpc_loop *krpc_svc_req_loop(const struct krpc_svc_req *req);
+/* fn(arg) runs at the start of krpc_svc_free, before deferred requests are
+ * freed: a holder of deferred requests (a worker pool) stops and forgets
+ * them there. One hook; NULL removes it. */
+void krpc_svc_set_free_hook(struct krpc_svc *svc, void (*fn)(void *arg), void *arg);
 /* Stops the server's threads, closes the listener and every connection;
  * deferred calls are dropped. */
 void krpc_svc_free(struct krpc_svc *svc);

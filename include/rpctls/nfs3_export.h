@@ -37,7 +37,7 @@ enum nfs3_squash {
 struct nfs3_export_opts {
     int ro;                   /* ro: writes get NFS3ERR_ROFS */
     enum nfs3_squash squash;
-    uint32_t anonuid, anongid; /* 0 in both with squash set means NFS3_ANON_ID; see nfs3_export_opts_default */
+    uint32_t anonuid, anongid; /* as written: 0 is uid/gid 0 (nfs3_export_opts_default sets NFS3_ANON_ID) */
     unsigned xprtsec;         /* NFS3_XPRTSEC_* mask; 0: NFS3_XPRTSEC_ALL */
     int tlscertuser;          /* calls run as the user named in the client certificate (rpctls extension,
                                  FreeBSD -tlscertuser, draft-cel-nfsv4-rpc-tls-othername) */

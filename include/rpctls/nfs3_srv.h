@@ -7,10 +7,15 @@
  * File handles are 40 bytes: version | export id | inode | generation |
  * HMAC-SHA256 tag (16 bytes) keyed by a secret kept in the state directory;
  * they survive server restarts and cannot be forged (docs/nfs3-server.md).
- * Operations run as the server process, whatever the AUTH_SYS credential
- * says (AUTH_NONE and AUTH_SYS are both accepted).
+ * Every file-system operation runs as the caller: the AUTH_SYS uid, gid and
+ * groups, squashed as knfsd does (root_squash by default), AUTH_NONE as
+ * the anonymous user, or (tlscertuser) the local user the client
+ * certificate names. That needs root or CAP_SETUID + CAP_SETGID; without,
+ * every call runs as the server's user (logged at start).
  *
- * Threading: everything runs on the krpc_svc's loop thread.
+ * Threading: arguments are decoded and replies sent on the request's loop
+ * thread; the file-system work runs on io_threads worker threads (0: on
+ * the loop thread, which then stalls while a disk is slow).
  */
 #ifndef RPCTLS_NFS3_SRV_H
 #define RPCTLS_NFS3_SRV_H
@@ -42,10 +47,24 @@ struct nfs3_srv_config {
     int mount_requires_tls;
     /* Several exports with their client specs and options (exports(5),
      * rpctls/nfs3_export.h); copied. NULL: export_path alone, to every
-     * client that reaches the listener, as "export_path *(rw)" (rw,
-     * root_squash, any xprtsec). */
+     * client that reaches the listener, with opts: the exports line
+     * "export_path *(opts)". */
     const struct nfs3_exports *exports;
+    /* The policy of export_path when exports is NULL (ignored otherwise:
+     * every client spec of the table has its own); all zero:
+     * nfs3_export_opts_default (rw, root_squash, anonuid = anongid = 65534).
+     * Otherwise taken as written (anonuid 0 is uid 0). */
+    struct nfs3_export_opts opts;
+    /* Worker threads for the file-system work; 0: all on the loop thread.
+     * rpctls-nfsd's default is NFS3_SRV_DEFAULT_IO_THREADS. */
+    unsigned io_threads;
+    /* tlscertuser: the domain of the certificates' "user@domain"; NULL:
+     * the host's (the part after the first dot of its fully qualified
+     * name, else getdomainname()). */
+    const char *domain;
 };
+
+#define NFS3_SRV_DEFAULT_IO_THREADS 8 /* as knfsd's default thread count */
 
 struct nfs3_srv_stats {
     uint64_t ops[NFS3_NPROCS];      /* NFSv3 calls per procedure */

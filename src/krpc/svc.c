@@ -145,6 +145,8 @@ struct krpc_svc {
     size_t queue_limit;
     struct krpc_svc_stats st;     /* atomic counters */
     struct krpc_svc_stats *snap;  /* what krpc_svc_stats() returns */
+    void (*free_hook)(void *arg); /* krpc_svc_set_free_hook */
+    void *free_hook_arg;
 };
 
 /* ---- replies ------------------------------------------------------------ */
@@ -1576,11 +1578,21 @@ unsigned krpc_svc_deferred(const struct krpc_svc *svc)
     return n;
 }
 
+void krpc_svc_set_free_hook(struct krpc_svc *svc, void (*fn)(void *arg), void *arg)
+{
+    svc->free_hook = fn;
+    svc->free_hook_arg = arg;
+}
+
 void krpc_svc_free(struct krpc_svc *svc)
 {
     if (svc == NULL)
         return;
     krpc_svc_stop(svc);
+    /* With every loop stopped, whoever holds deferred requests lets go of
+     * them (they are freed below and must not be answered afterwards). */
+    if (svc->free_hook != NULL)
+        svc->free_hook(svc->free_hook_arg);
     if (svc->lfd >= 0) {
         krpc_loop_del_fd(svc->loops[0].loop, svc->lfd);
         close(svc->lfd);

@@ -23,6 +23,15 @@
  * CREATE, LOOKUP, READDIRPLUS or rename that adds a name starts a new epoch),
  * so a handle that comes back to life is found again. After a restart the
  * cache is empty and the first lookup of a handle walks as before.
+ *
+ * Threads: workers resolve handles at the same time. be->lock guards the
+ * map, the negative cache and the walk state; opening and checking a path
+ * runs outside it, a walk inside it (so two workers never walk at once,
+ * and the second finds what the first learned). Resolution runs as the
+ * server's fsuid (nfsd_ident_server_begin): a handle is a capability, as
+ * with knfsd's no_subtree_check, and a walk must see the whole export, or
+ * a caller without search permission would make live handles STALE for
+ * everybody through the negative cache.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -132,7 +141,7 @@ static int neg_has(struct nfsd_be *be, uint64_t ino, uint32_t gen, uint64_t now)
     return 0;
 }
 
-void nfsd_map_clear(struct nfsd_be *be)
+static void map_clear_locked(struct nfsd_be *be)
 {
     be->map_epoch++;
     for (size_t i = 0; i < be->nbuckets; i++) {
@@ -146,7 +155,7 @@ void nfsd_map_clear(struct nfsd_be *be)
     be->count = 0;
 }
 
-void nfsd_map_del(struct nfsd_be *be, uint64_t ino)
+static void map_del_locked(struct nfsd_be *be, uint64_t ino)
 {
     struct nfsd_ment **pp = &be->buckets[hash_ino(ino, be->nbuckets)];
 
@@ -161,7 +170,7 @@ void nfsd_map_del(struct nfsd_be *be, uint64_t ino)
     }
 }
 
-void nfsd_map_add(struct nfsd_be *be, uint64_t ino, uint64_t dirino, const char *name)
+static void map_add_locked(struct nfsd_be *be, uint64_t ino, uint64_t dirino, const char *name)
 {
     struct nfsd_ment *e;
     size_t n;
@@ -172,11 +181,11 @@ void nfsd_map_add(struct nfsd_be *be, uint64_t ino, uint64_t dirino, const char 
     if (e != NULL && e->parent == dirino && strcmp(e->name, name) == 0)
         return;
     if (e != NULL)
-        nfsd_map_del(be, ino);
+        map_del_locked(be, ino);
     if (!be->in_walk)
         be->map_epoch++; /* something new: the negative cache may be wrong now */
     if (be->count >= MAP_MAX_ENTRIES)
-        nfsd_map_clear(be);
+        map_clear_locked(be);
     n = strlen(name);
     e = malloc(sizeof(*e) + n + 1);
     if (e == NULL)
@@ -194,9 +203,32 @@ void nfsd_map_add(struct nfsd_be *be, uint64_t ino, uint64_t dirino, const char 
 
 void nfsd_map_gone(struct nfsd_be *be, const struct stat *st)
 {
-    nfsd_map_del(be, (uint64_t)st->st_ino);
+    pthread_mutex_lock(&be->lock);
+    map_del_locked(be, (uint64_t)st->st_ino);
     if (S_ISDIR(st->st_mode) || st->st_nlink <= 1)
         neg_add(be, (uint64_t)st->st_ino, 0, 1);
+    pthread_mutex_unlock(&be->lock);
+}
+
+void nfsd_map_clear(struct nfsd_be *be)
+{
+    pthread_mutex_lock(&be->lock);
+    map_clear_locked(be);
+    pthread_mutex_unlock(&be->lock);
+}
+
+void nfsd_map_del(struct nfsd_be *be, uint64_t ino)
+{
+    pthread_mutex_lock(&be->lock);
+    map_del_locked(be, ino);
+    pthread_mutex_unlock(&be->lock);
+}
+
+void nfsd_map_add(struct nfsd_be *be, uint64_t ino, uint64_t dirino, const char *name)
+{
+    pthread_mutex_lock(&be->lock);
+    map_add_locked(be, ino, dirino, name);
+    pthread_mutex_unlock(&be->lock);
 }
 
 int nfsd_name_ok(const char *name)
@@ -241,7 +273,7 @@ int nfsd_be_open_beneath(struct nfsd_be *be, const char *path, int flags)
         fd = openat(be->rootfd, ".", flags & ~O_NOFOLLOW);
         return fd < 0 ? -errno : fd;
     }
-    if (!be->no_openat2) {
+    if (!__atomic_load_n(&be->no_openat2, __ATOMIC_RELAXED)) {
         struct open_how how;
         memset(&how, 0, sizeof(how));
         how.flags = (uint64_t)flags;
@@ -251,7 +283,7 @@ int nfsd_be_open_beneath(struct nfsd_be *be, const char *path, int flags)
             return fd;
         if (errno != ENOSYS && errno != EPERM) /* EPERM: seccomp filters that do not know openat2 */
             return -errno;
-        be->no_openat2 = 1;
+        __atomic_store_n(&be->no_openat2, 1, __ATOMIC_RELAXED);
     }
     /* Component by component, never following a symlink. */
     char buf[PATH_MAX];
@@ -299,7 +331,11 @@ uint32_t nfsd_be_gen_at(int dirfd, const char *name, const struct stat *st)
      * could block or have side effects. */
     if (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode))
         return 0;
+    /* As the server: every caller must get the same handle for a file,
+     * whether or not it may read it. */
+    nfsd_ident_server_begin();
     fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    nfsd_ident_server_end();
     if (fd < 0)
         return 0;
     if (ioctl(fd, FS_IOC_GETVERSION, &v) != 0)
@@ -365,7 +401,8 @@ static int try_path(struct nfsd_be *be, const char *path, uint64_t ino, uint32_t
     return 0;
 }
 
-/* Breadth-first walk of the export, refilling the map, until ino is seen. */
+/* Breadth-first walk of the export, refilling the map, until ino is seen.
+ * Called with be->lock held. */
 static int walk_for(struct nfsd_be *be, uint64_t ino)
 {
     uint64_t *queue = NULL;
@@ -406,7 +443,7 @@ static int walk_for(struct nfsd_be *be, uint64_t ino)
                 cino = (uint64_t)st.st_ino;
                 isdir = S_ISDIR(st.st_mode);
             }
-            nfsd_map_add(be, cino, dino, de->d_name);
+            map_add_locked(be, cino, dino, de->d_name);
             if (cino == ino)
                 found = 1;
             if (isdir) {
@@ -427,9 +464,9 @@ static int walk_for(struct nfsd_be *be, uint64_t ino)
     return found ? 0 : -ESTALE;
 }
 
-int nfsd_be_resolve(struct nfsd_be *be, const struct nfs3_fh *fh, struct nfsd_obj *o)
+static int resolve(struct nfsd_be *be, const struct nfs3_fh *fh, struct nfsd_obj *o)
 {
-    uint64_t ino;
+    uint64_t ino, now;
     uint32_t gen;
     int ret;
 
@@ -442,7 +479,9 @@ int nfsd_be_resolve(struct nfsd_be *be, const struct nfs3_fh *fh, struct nfsd_ob
         o->path[0] = '\0';
         return try_path(be, "", ino, gen, o);
     }
+    pthread_mutex_lock(&be->lock);
     ret = map_path(be, ino, o->path, sizeof(o->path));
+    pthread_mutex_unlock(&be->lock);
     if (ret == 0) {
         ret = try_path(be, o->path, ino, gen, o);
         if (ret != -ESTALE)
@@ -452,31 +491,63 @@ int nfsd_be_resolve(struct nfsd_be *be, const struct nfs3_fh *fh, struct nfsd_ob
      * exists in the export is STALE. Not walking again for an inode known
      * to be gone, nor right after a walk that found nothing while the map
      * has learned nothing since (that walk saw the whole export). */
-    uint64_t now = now_ns();
-    if (neg_has(be, ino, gen, now))
-        return -ESTALE;
-    nfsd_map_del(be, ino);
+    pthread_mutex_lock(&be->lock);
+    now = now_ns();
+    if (neg_has(be, ino, gen, now)) {
+        ret = -ESTALE;
+        goto unlock;
+    }
+    map_del_locked(be, ino);
     if (be->failed_walk_ns != 0 && be->failed_walk_epoch == be->map_epoch &&
         now - be->failed_walk_ns < WALK_INTERVAL_NS) {
         neg_add(be, ino, gen, 0);
-        return -ESTALE;
+        ret = -ESTALE;
+        goto unlock;
     }
     ret = walk_for(be, ino);
     if (ret == -ENOMEM)
-        return ret;
+        goto unlock;
     if (ret != 0) {
         be->failed_walk_ns = now_ns();
         be->failed_walk_epoch = be->map_epoch;
         neg_add(be, ino, gen, 0);
-        return -ESTALE;
+        ret = -ESTALE;
+        goto unlock;
     }
     ret = map_path(be, ino, o->path, sizeof(o->path));
+    pthread_mutex_unlock(&be->lock);
     if (ret != 0)
         return -ESTALE;
     ret = try_path(be, o->path, ino, gen, o);
-    if (ret == -ESTALE)
+    if (ret == -ESTALE) {
+        pthread_mutex_lock(&be->lock);
         neg_add(be, ino, gen, 0); /* found, but another generation (a reused inode number) */
+        pthread_mutex_unlock(&be->lock);
+    }
     return ret;
+unlock:
+    pthread_mutex_unlock(&be->lock);
+    return ret;
+}
+
+int nfsd_be_resolve(struct nfsd_be *be, const struct nfs3_fh *fh, struct nfsd_obj *o)
+{
+    int ret;
+
+    nfsd_ident_server_begin();
+    ret = resolve(be, fh, o);
+    nfsd_ident_server_end();
+    return ret;
+}
+
+uint64_t nfsd_be_walks(struct nfsd_be *be)
+{
+    uint64_t n;
+
+    pthread_mutex_lock(&be->lock);
+    n = be->walks;
+    pthread_mutex_unlock(&be->lock);
+    return n;
 }
 
 int nfsd_obj_reopen(struct nfsd_be *be, const struct nfsd_obj *o, int flags)
@@ -499,6 +570,7 @@ int nfsd_be_open(struct nfsd_be *be, const char *export_path, char *err, size_t 
     struct stat st;
 
     memset(be, 0, sizeof(*be));
+    pthread_mutex_init(&be->lock, NULL);
     be->rootfd = -1;
     if (export_path == NULL || realpath(export_path, real) == NULL) {
         int e = export_path == NULL ? EINVAL : errno;
@@ -531,7 +603,7 @@ int nfsd_be_open(struct nfsd_be *be, const char *export_path, char *err, size_t 
 void nfsd_be_close(struct nfsd_be *be)
 {
     if (be->buckets != NULL) {
-        nfsd_map_clear(be);
+        map_clear_locked(be); /* no other thread any more */
         free(be->buckets);
     }
     be->buckets = NULL;

@@ -257,32 +257,28 @@ int nfsd_op_setattr(struct nfsd_be *be, struct nfsd_obj *o, const struct nfs3_sa
 
 /* ---- ACCESS, READLINK ------------------------------------------------------ */
 
-uint32_t nfsd_op_access(const struct stat *st, uint32_t want)
+/* Asks the kernel, as the calling thread's identity (faccessat with
+ * AT_EACCESS checks fsuid, fsgid and the groups; the O_PATH object's inode
+ * itself, AT_EMPTY_PATH). So the answer is the caller's, root's execute rule
+ * (some x bit needed) and read-only mounts included. */
+static int may(const struct nfsd_obj *o, int mode)
 {
-    uid_t uid = geteuid();
-    mode_t m = st->st_mode, bits;
-    uint32_t got = 0;
-    int isdir = S_ISDIR(m);
+    return faccessat(o->fd, "", mode, AT_EMPTY_PATH | AT_EACCESS) == 0;
+}
 
-    if (uid == 0) {
-        bits = 7;
-        if (!isdir && !(m & (S_IXUSR | S_IXGRP | S_IXOTH)))
-            bits &= ~1u; /* root executes only what somebody may execute */
-    } else if (st->st_uid == uid) {
-        bits = (m >> 6) & 7;
-    } else if (st->st_gid == getegid()) {
-        bits = (m >> 3) & 7;
-    } else {
-        bits = m & 7;
-    }
-    if (bits & 4)
+uint32_t nfsd_op_access(const struct nfsd_obj *o, uint32_t want)
+{
+    int isdir = S_ISDIR(o->st.st_mode);
+    uint32_t got = 0;
+
+    if (S_ISLNK(o->st.st_mode))
+        return NFS3_ACCESS_READ & want; /* a symlink is read (READLINK), nothing else */
+    if ((want & NFS3_ACCESS_READ) && may(o, R_OK))
         got |= NFS3_ACCESS_READ;
-    if (bits & 2)
+    if ((want & (NFS3_ACCESS_MODIFY | NFS3_ACCESS_EXTEND | NFS3_ACCESS_DELETE)) && may(o, W_OK))
         got |= NFS3_ACCESS_MODIFY | NFS3_ACCESS_EXTEND | (isdir ? NFS3_ACCESS_DELETE : 0);
-    if (bits & 1)
+    if ((want & (NFS3_ACCESS_LOOKUP | NFS3_ACCESS_EXECUTE)) && may(o, X_OK))
         got |= isdir ? NFS3_ACCESS_LOOKUP : NFS3_ACCESS_EXECUTE;
-    if (S_ISLNK(m))
-        got = NFS3_ACCESS_READ; /* a symlink is read (READLINK), nothing else */
     return got & want;
 }
 

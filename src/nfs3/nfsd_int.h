@@ -9,6 +9,17 @@
  *   backend_ops.c the file operations on resolved objects
  *   server.c      RPC dispatch: decode, call the backend, map errno to
  *                 nfsstat3, encode
+ *   pool.c        the worker pool the file-system work runs on, and the
+ *                 hand-back of replies to the loop that owns each request
+ *   ident.c       the identity (fsuid, fsgid, groups) a call runs with
+ *   srv_exports.c the export table: one namespace (nfsd_be) per export,
+ *                 handle -> export and MNT path -> export for a caller
+ *
+ * Threading: with a worker pool, backend functions run on several threads
+ * at once. Each export's namespace map, negative cache and walk state are
+ * under its own nfsd_be.lock; the export table is read-only after start;
+ * everything else a worker touches is its own (the job's arguments and
+ * results).
  *
  * Backend functions return 0 or a negative errno; two codes of our own
  * stand for NFS3ERR_BADHANDLE and NFS3ERR_TOOSMALL (ESTALE is STALE).
@@ -17,12 +28,14 @@
 #define RPCTLS_NFSD_INT_H
 
 #include <limits.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
 #include "rpctls/mbuf.h"
+#include "rpctls/krpc.h"
 #include "rpctls/krpc_svc.h"
 #include "rpctls/nfs3.h"
 #include "rpctls/nfs3_export.h"
@@ -69,6 +82,10 @@ struct nfsd_neg {
 };
 
 struct nfsd_be {
+    /* Guards the map (buckets, count), the negative cache, the epochs, the
+     * walk state and walks. Taken for map updates and lookups, and held for
+     * a whole walk (bounded); never while the caller holds another lock. */
+    pthread_mutex_t lock;
     int rootfd;        /* O_PATH | O_DIRECTORY on the export */
     dev_t dev;
     uint64_t rootino;
@@ -77,8 +94,8 @@ struct nfsd_be {
     struct nfsd_fhctx fh;
     struct nfsd_ment **buckets;
     size_t nbuckets, count;
-    int no_openat2;     /* openat2 missing: component walk instead */
-    uint64_t walks;
+    int no_openat2;     /* openat2 missing: component walk instead (atomic: any thread may set it) */
+    uint64_t walks;     /* under lock */
     /* Negative cache and walk rate limit: map_epoch counts the times the
      * map learned an entry outside a walk (or was cleared); the negative
      * cache is only good for the epoch it was filled in, and a walk that
@@ -114,6 +131,8 @@ uint32_t nfsd_be_gen_at(int dirfd, const char *name, const struct stat *st);
 /* Handle -> object: -NFSD_EBADHANDLE, -ESTALE, or 0 with o filled (close
  * with nfsd_obj_close). */
 int nfsd_be_resolve(struct nfsd_be *be, const struct nfs3_fh *fh, struct nfsd_obj *o);
+/* Export walks so far (the stats counter). */
+uint64_t nfsd_be_walks(struct nfsd_be *be);
 void nfsd_obj_close(struct nfsd_obj *o);
 /* Opens the resolved object again with real access flags (O_RDONLY,
  * O_WRONLY, O_DIRECTORY...), never following a symlink, and checks it is
@@ -208,7 +227,8 @@ struct nfsd_lookup {
 /* dir must be a directory. "." and ".." handled; ".." at the root is the root. */
 int nfsd_op_lookup(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, struct nfsd_lookup *out);
 int nfsd_op_setattr(struct nfsd_be *be, struct nfsd_obj *o, const struct nfs3_sattr *sa);
-uint32_t nfsd_op_access(const struct stat *st, uint32_t want);
+/* The ACCESS bits of want that the calling thread's identity has on o. */
+uint32_t nfsd_op_access(const struct nfsd_obj *o, uint32_t want);
 int nfsd_op_readlink(struct nfsd_obj *o, char *buf, size_t len);
 /* Appends up to count bytes at offset to data (pool pages); *eof set. */
 int nfsd_op_read(struct nfsd_be *be, struct nfsd_obj *o, uint64_t offset, uint32_t count, struct mb_chain *data,
@@ -231,5 +251,86 @@ int nfsd_op_link(struct nfsd_be *be, struct nfsd_obj *file, struct nfsd_obj *dir
 /* READDIR / READDIRPLUS entries into the builder, from cookie on. */
 int nfsd_op_readdir(struct nfsd_be *be, struct nfsd_obj *dir, uint64_t cookie, int plus,
                     struct nfs3_readdir_enc *enc, int *eof);
+
+/* ---- identity (ident.c) ------------------------------------------------- */
+
+#define NFSD_IDENT_MAX_GROUPS 128
+
+/* Who a call runs as. */
+struct nfsd_ident {
+    uid_t uid;
+    gid_t gid;
+    unsigned ngroups;
+    gid_t groups[NFSD_IDENT_MAX_GROUPS];
+};
+
+/* The server's own identity, and whether it may switch to others. */
+struct nfsd_idctx {
+    int can_switch; /* root, or CAP_SETUID + CAP_SETGID */
+    uid_t uid;
+    gid_t gid;
+    unsigned ngroups;
+    gid_t groups[NFSD_IDENT_MAX_GROUPS];
+};
+
+/* Reads the process's ids and finds out (by trying) whether it can
+ * switch; returns can_switch. */
+int nfsd_idctx_init(struct nfsd_idctx *c);
+/* The identity for an RPC credential under the export's policy: AUTH_SYS
+ * squashed as knfsd does, anything else anonymous. */
+void nfsd_ident_from_cred(const struct nfs3_export_opts *o, const struct krpc_cred *cred, struct nfsd_ident *id);
+/* Squashing alone (root_squash: uid 0, gid 0 and group 0 -> anon;
+ * all_squash: everything -> anon, no groups). */
+void nfsd_ident_squash(const struct nfs3_export_opts *o, struct nfsd_ident *id);
+/* Switches this thread to id (no-op without can_switch): 0, or -errno
+ * when the switch did not take (the call must fail). */
+int nfsd_ident_enter(const struct nfsd_idctx *c, const struct nfsd_ident *id);
+/* Back to the server's ids; 0, or -errno when that did not work. */
+int nfsd_ident_leave(const struct nfsd_idctx *c);
+/* Between enter and leave: runs a stretch as the server's fsuid (handle
+ * resolution and export walks: a handle is a capability, as in knfsd, and
+ * a walk must see the whole export whoever asked). Nests. */
+void nfsd_ident_server_begin(void);
+void nfsd_ident_server_end(void);
+/* tlscertuser: "user@domain" from the client certificate -> that local
+ * user and its groups (getpwnam_r, getgrouplist). The domain must equal
+ * domain (case-insensitive). 0, or -EACCES (no user, foreign domain,
+ * unknown user) / -ENOMEM with the reason in err. */
+int nfsd_ident_from_cert_user(const char *user_at_domain, const char *domain, struct nfsd_ident *out, char *err,
+                              size_t errlen);
+/* The host's domain: the part after the first dot of its fully qualified
+ * name, else getdomainname() unless "(none)". 0 or -ENOENT. */
+int nfsd_default_domain(char *buf, size_t len);
+
+/* ---- worker pool (pool.c) ------------------------------------------------ */
+
+struct nfsd_pool;
+struct nfsd_port;
+
+/* A piece of work: prepared on the request's loop, run on a worker,
+ * finished on the loop again. */
+struct nfsd_job {
+    struct nfsd_job *next;          /* pool-private */
+    struct nfsd_port *port;         /* pool-private: the loop to hand back to */
+    void *connkey;                  /* per-connection limit: jobs with the same key */
+    void (*run)(struct nfsd_job *j);    /* on a worker: the work */
+    void (*finish)(struct nfsd_job *j); /* on the loop: answer, then free the job */
+    void (*drop)(struct nfsd_job *j);   /* at shutdown instead of finish: free, answer nothing */
+};
+
+/* nthreads workers; at most per_conn jobs of one connection queued or
+ * running at a time (the rest wait in order). */
+int nfsd_pool_new(unsigned nthreads, unsigned per_conn, struct nfsd_pool **out);
+/* On the loop thread that owns the request: queues j; its finish runs
+ * later on that same loop. 0 or -errno (j untouched). */
+int nfsd_pool_submit(struct nfsd_pool *p, struct krpc_loop *loop, struct nfsd_job *j);
+/* Stops and joins the workers (each finishes its current job) and drops
+ * every job not finished: their replies are never sent. Idempotent. Call
+ * with the loops stopped. */
+void nfsd_pool_shutdown(struct nfsd_pool *p);
+void nfsd_pool_free(struct nfsd_pool *p);
+/* Sleeps ms, or less when the pool shuts down (test hooks). p NULL: a
+ * plain sleep. */
+void nfsd_pool_sleep_ms(struct nfsd_pool *p, unsigned ms);
 
 #endif

@@ -112,6 +112,9 @@ int tu_nfsd_start(struct tu_nfsd *d, uint16_t port)
     /* Parallel tests must not replace each other's rpcbind entries. */
     argv[argc++] = "--rpcbind";
     argv[argc++] = "off";
+    /* The tests run as root and their clients send uid 0: keep it root
+     * (the default, root_squash, is tested in test_nfs3_identity.c). */
+    argv[argc++] = "--no-root-squash";
     if (strcmp(d->tls, "off") != 0 && d->certs) {
         argv[argc++] = "--cert";
         argv[argc++] = (char *)d->certs->server_cert;
