@@ -8,7 +8,7 @@
  * connection, and the encryption of its records, runs on its own loop
  * thread; the FUSE workers hand calls to them through their queues. Every
  * call carries the AUTH_SYS credential of the process that made the request
- * (fuse_req_ctx and fuse_req_getgroups).
+ * (fuse_req_ctx and /proc/PID/status).
  *
  * Changes (create, mkdir, symlink, mknod, link, rename, remove, rmdir,
  * setattr) go to every healthy server in order; the first healthy one (the
@@ -339,6 +339,42 @@ static void srv_snapshot(unsigned s)
 
 /* ---- credentials ------------------------------------------------------------ */
 
+/* The supplementary groups of process pid, from the "Groups:" line of
+ * /proc/PID/status; at most max. Returns the count kept, or -1. Our own
+ * reader rather than fuse_req_getgroups: libfuse 3.14's runs strstr past
+ * the end of its buffer when the file fills it (found by ASan). */
+static int proc_groups(pid_t pid, gid_t *groups, int max)
+{
+    char path[64], buf[8192], *line, *p, *end;
+    ssize_t len;
+    int fd, n = 0;
+
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    len = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (len <= 0)
+        return -1;
+    buf[len] = '\0';
+    line = strstr(buf, "\nGroups:");
+    if (!line)
+        return -1;
+    p = line + strlen("\nGroups:");
+    end = strchr(p, '\n');
+    if (end)
+        *end = '\0'; /* only this line's numbers */
+    while (n < max) {
+        unsigned long v = strtoul(p, &end, 10);
+        if (end == p)
+            break; /* the end of the line */
+        groups[n++] = (gid_t)v;
+        p = end;
+    }
+    return n;
+}
+
 static void set_cred(fuse_req_t req)
 {
     const struct fuse_ctx *ctx = fuse_req_ctx(req);
@@ -351,11 +387,9 @@ static void set_cred(fuse_req_t req)
     memcpy(cred.machine, g.machine, sizeof cred.machine);
     cred.uid = (uint32_t)ctx->uid;
     cred.gid = (uint32_t)ctx->gid;
-    n = fuse_req_getgroups(req, KRPC_AUTH_SYS_MAX_GIDS, groups);
-    /* n > max: the process has more groups than AUTH_SYS carries; the
-     * first 16 go, as with the kernel client. n < 0: not available. */
-    if (n > KRPC_AUTH_SYS_MAX_GIDS)
-        n = KRPC_AUTH_SYS_MAX_GIDS;
+    /* More groups than AUTH_SYS carries: the first 16 go, as with the
+     * kernel client. n < 0: not available. */
+    n = proc_groups(ctx->pid, groups, KRPC_AUTH_SYS_MAX_GIDS);
     for (int i = 0; i < n; i++)
         cred.gids[i] = (uint32_t)groups[i];
     cred.ngids = n > 0 ? (uint32_t)n : 0;
@@ -2396,7 +2430,9 @@ int main(int argc, char **argv)
             mirrors[nmirrors++] = optarg;
             break;
         case O_STRICT: g.strict = 1; break;
-        case O_STATUS: return show_status(optarg);
+        case O_STATUS:
+            fuse_opt_free_args(&fargs);
+            return show_status(optarg);
         case 'f': foreground = 1; break;
         case 'd': debug = foreground = 1; break;
         case 'o':
