@@ -1,26 +1,36 @@
 /*
  * rpctls-mount - mount an NFSv3 export over RPC-with-TLS (RFC 9289) with
- * FUSE (libfuse3 low-level API, multi-threaded). See --help and
- * docs/mount.md.
+ * FUSE (libfuse3 low-level API, multi-threaded), optionally mirrored to
+ * more servers (--mirror). See --help and docs/mount.md.
  *
- * Threads: FUSE worker threads handle requests; one NFS client in threaded
- * mode (nfs3_clnt_start_thread) owns the connection on its loop thread, and
- * the workers hand it calls through its queue. Every call carries the AUTH_SYS
- * credential of the process that made the request (fuse_req_ctx and
- * fuse_req_getgroups).
+ * Servers: server 0 is the primary (the URL), servers 1.. the mirrors. Each
+ * has its own NFS client in threaded mode (nfs3_clnt_start_thread), so each
+ * connection, and the encryption of its records, runs on its own loop
+ * thread; the FUSE workers hand calls to them through their queues. Every
+ * call carries the AUTH_SYS credential of the process that made the request
+ * (fuse_req_ctx and /proc/PID/status).
+ *
+ * Changes (create, mkdir, symlink, mknod, link, rename, remove, rmdir,
+ * setattr) go to every healthy server in order; the first healthy one (the
+ * leader: the primary unless it has failed) decides the answer, and a
+ * mirror that answers differently or not at all is marked failed for the
+ * rest of the mount. Reads go to the leader.
  *
  * Inodes: a FUSE nodeid is the address of a struct inode, found by file
  * handle in a hash table so that one NFS object has one nodeid; lookup counts
  * follow the FUSE protocol (every entry reply adds one, forget subtracts).
+ * An inode keeps each server's handle once known; a missing one is found
+ * by path (LOOKUP from that server's root along the parent/name links).
  *
  * Writes: each write() is copied once from the FUSE buffer into pool pages,
- * cut into wsize pieces and sent as WRITE UNSTABLE without waiting (at most
- * --depth in flight per inode); the pieces stay referenced until a COMMIT
- * answers with the verifier of their WRITE replies. flush (every close),
- * fsync and release COMMIT; a piece whose verifier changed (a server
- * restart) or that failed or was short is written again FILE_SYNC from the
- * kept pages. getattr, read and truncate wait for the inode's WRITEs in
- * flight first, so this client sees its own writes.
+ * cut into wsize pieces, and each piece goes to every healthy server by
+ * reference (mb_chain_copy_ref) as WRITE UNSTABLE without waiting (at most
+ * --depth in flight per inode and server); the pieces stay referenced until
+ * each server's COMMIT answers with the verifier of its WRITE replies.
+ * flush (every close), fsync and release COMMIT; a piece whose verifier
+ * changed (a server restart) or that failed or was short is written again
+ * FILE_SYNC from the kept pages. getattr, read and truncate wait for the
+ * inode's WRITEs in flight first, so this client sees its own writes.
  */
 #define _GNU_SOURCE
 #define FUSE_USE_VERSION 34
@@ -38,22 +48,28 @@
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <sys/uio.h>
+#include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <fuse_lowlevel.h>
 #include <openssl/rand.h>
 
+#include "rpctls/ktls.h"
 #include "rpctls/nfs3_clnt.h"
 
 #define PROG "rpctls-mount"
 #define MAX_IO (1u << 20)           /* FUSE max_read / max_write */
 #define MAX_DIRTY (64ull << 20)     /* uncommitted bytes per inode before a COMMIT */
 #define HASH_BUCKETS 4096
+#define MAX_SRV 8                   /* the primary and up to 7 mirrors */
+#define STATUS_XATTR "user.rpctls.status"
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: " PROG " [options] nfs://HOST[:PORT]/EXPORT[/SUBDIR] MOUNTPOINT\n"
+            "       " PROG " --status MOUNTPOINT\n"
             "\n"
             "Mounts an NFSv3 export with FUSE, over RPC-with-TLS (RFC 9289) or plain TCP.\n"
             "EXPORT is the server's export path; SUBDIR, when given, is mounted instead of its\n"
@@ -76,6 +92,11 @@ static void usage(FILE *f)
             "  --timeo MS           wait per RPC attempt (default 10000 hard, 3000 soft)\n"
             "  --retrans N          retransmissions before a soft call fails (default 3)\n"
             "  --ro                 read-only mount\n"
+            "  --mirror URL         also make every change and write every byte on this server\n"
+            "                       (nfs://..., repeatable, up to 7); a mirror that fails is\n"
+            "                       given up for the rest of the mount and the others go on\n"
+            "  --mirror-strict      fsync and close return EIO once any server has failed\n"
+            "  --status MOUNTPOINT  print each server's state and counters (exit 3: one failed)\n"
             "  -f                   stay in the foreground\n"
             "  -d                   FUSE debug output (implies -f)\n"
             "  -o OPT[,OPT...]      FUSE mount options (allow_other, ...)\n"
@@ -102,21 +123,37 @@ static void die_usage(const char *fmt, ...)
 
 /* ---- state -------------------------------------------------------------------- */
 
-/* One WRITE piece kept until COMMIT confirms it. */
+struct wpiece;
+
+/* One piece's WRITE to one server. */
+struct wsend {
+    struct wpiece *p;
+    unsigned s;
+    int ok;                 /* the whole piece written; verf valid */
+    uint8_t verf[NFS3_WRITEVERFSIZE];
+};
+
+/* One WRITE piece kept until every server's COMMIT confirms it. */
 struct wpiece {
     struct wpiece *next;
     struct inode *ino;
     uint64_t off;
     uint32_t len;
     struct mb_chain data;   /* a reference to the pages sent */
-    int answered, ok;       /* ok: the whole piece written; verf valid */
-    uint8_t verf[NFS3_WRITEVERFSIZE];
+    uint32_t sent;          /* bit s: sent to server s */
+    struct wsend to[MAX_SRV];
 };
 
 struct inode {
     struct inode *hnext;
-    uint64_t nlookup;
-    struct nfs3_fh fh;
+    uint64_t nlookup;       /* the kernel's lookup references */
+    unsigned pins;          /* inodes whose parent this is */
+    unsigned keysrv;        /* the hash key is fh[keysrv] */
+    /* Under g.tab_mu: */
+    uint32_t have;          /* bit s: fh[s] is known */
+    struct nfs3_fh fh[MAX_SRV];
+    struct inode *parent;   /* where it was last seen, to find it by path */
+    char *name;
     pthread_mutex_t mu;     /* the write-behind state below */
     pthread_cond_t cv;
     unsigned inflight;
@@ -128,9 +165,26 @@ struct inode {
     uint64_t seen_size;
 };
 
-static struct {
-    struct nfs3_clnt *nc;
+struct server {
+    const char *url;
     struct krpc_loop *loop;
+    struct nfs3_clnt *nc;
+    struct nfs3_fh root;
+    char transport[200];
+    /* Under g.srv_mu: */
+    int failed;             /* for the rest of the mount */
+    char why[400];
+    /* Copied on the server's loop thread (which owns the client), for
+     * --status; under g.srv_mu. */
+    struct krpc_clnt_stats rpc;
+    struct ktls_stats tls;
+};
+
+static struct {
+    struct server srv[MAX_SRV];
+    unsigned nsrv;
+    int strict;             /* --mirror-strict */
+    pthread_mutex_t srv_mu;
     struct inode root;
     pthread_mutex_t tab_mu;
     struct inode *tab[HASH_BUCKETS];
@@ -138,7 +192,7 @@ static struct {
     unsigned depth;
     double attr_timeout, entry_timeout;
     char machine[KRPC_AUTH_SYS_MAX_MACHINE + 1];
-} g;
+} g = {.srv_mu = PTHREAD_MUTEX_INITIALIZER, .tab_mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* ---- NFS status -> errno, as a kernel NFS client returns them ----------------- */
 
@@ -182,7 +236,13 @@ static int to_errno(int status)
     }
 }
 
-static int fail(const char *what, int status)
+static const char *srv_role(unsigned s)
+{
+    return s == 0 ? "primary" : "mirror";
+}
+
+/* Logs an unexpected failure of a call to server s; returns its errno. */
+static int fail(const char *what, unsigned s, int status)
 {
     char buf[128];
     int e = to_errno(status);
@@ -190,22 +250,102 @@ static int fail(const char *what, int status)
     /* Expected answers (ENOENT on lookup, EEXIST ...) are not worth a line;
      * what looks like trouble is. */
     if (status < 0 || e == EIO || e == EREMOTEIO || e == ESTALE)
-        fprintf(stderr, PROG ": %s: %s (%s)\n", what, nfs3_status_str(status, buf, sizeof buf),
-                nfs3_clnt_error(g.nc));
+        fprintf(stderr, PROG ": %s %s: %s: %s (%s)\n", srv_role(s), g.srv[s].url, what,
+                nfs3_status_str(status, buf, sizeof buf), nfs3_clnt_error(g.srv[s].nc));
     return e;
+}
+
+/* ---- servers: health and counters ------------------------------------------- */
+
+static int healthy(unsigned s)
+{
+    int h;
+
+    pthread_mutex_lock(&g.srv_mu);
+    h = !g.srv[s].failed;
+    pthread_mutex_unlock(&g.srv_mu);
+    return h;
+}
+
+/* A failure of the server rather than an answer about the call: no reply,
+ * a lost connection, an undecodable reply. Local refusals (a name too
+ * long to encode, AUTH_ERROR for this user) are not the server's fault. */
+static int server_trouble(int status)
+{
+    return status < 0 && status != -EACCES && status != -ENAMETOOLONG && status != -EINVAL &&
+           status != -ENOMEM && status != -EDEADLK;
+}
+
+/* Another server than s is healthy: s may be given up without losing the
+ * file system. */
+static int others_healthy(unsigned s)
+{
+    int n = 0;
+
+    pthread_mutex_lock(&g.srv_mu);
+    for (unsigned i = 0; i < g.nsrv; i++)
+        if (i != s && !g.srv[i].failed)
+            n++;
+    pthread_mutex_unlock(&g.srv_mu);
+    return n > 0;
+}
+
+/* Marks server s failed for the rest of the mount, with one log line. */
+static void srv_fail(unsigned s, const char *what, int status)
+{
+    char buf[128];
+    int first;
+
+    pthread_mutex_lock(&g.srv_mu);
+    first = !g.srv[s].failed;
+    if (first) {
+        g.srv[s].failed = 1;
+        snprintf(g.srv[s].why, sizeof g.srv[s].why, "%s: %s%s%s", what, nfs3_status_str(status, buf, sizeof buf),
+                 nfs3_clnt_error(g.srv[s].nc)[0] ? ": " : "", nfs3_clnt_error(g.srv[s].nc));
+    }
+    pthread_mutex_unlock(&g.srv_mu);
+    if (first)
+        fprintf(stderr, PROG ": %s %s failed (%s); it gets no more calls for the rest of the mount\n", srv_role(s),
+                g.srv[s].url, g.srv[s].why);
+}
+
+/* The server reads go to: the first healthy one. -1 when none is. */
+static int reader(void)
+{
+    int r = -1;
+
+    pthread_mutex_lock(&g.srv_mu);
+    for (unsigned i = 0; i < g.nsrv && r < 0; i++)
+        if (!g.srv[i].failed)
+            r = (int)i;
+    pthread_mutex_unlock(&g.srv_mu);
+    return r;
+}
+
+/* Copies server s's counters; only on s's loop thread (a callback), which
+ * owns its RPC client. */
+static void srv_snapshot(unsigned s)
+{
+    struct krpc_clnt *rpc = nfs3_clnt_rpc(g.srv[s].nc);
+    struct krpc_clnt_stats st = *krpc_clnt_stats(rpc);
+    struct ktls_stats ts;
+
+    krpc_clnt_tls_stats(rpc, &ts);
+    pthread_mutex_lock(&g.srv_mu);
+    g.srv[s].rpc = st;
+    g.srv[s].tls = ts;
+    pthread_mutex_unlock(&g.srv_mu);
 }
 
 /* ---- credentials ------------------------------------------------------------ */
 
 /* The supplementary groups of process pid, from the "Groups:" line of
- * /proc/PID/status, at most max. Returns how many, or -1. libfuse's own
- * fuse_req_getgroups (3.14, Debian 12) searches its read buffer with
- * strstr without terminating it, an over-read that AddressSanitizer
- * reports; this reads the same file safely. */
-static int proc_groups(pid_t pid, gid_t *out, int max)
+ * /proc/PID/status; at most max. Returns the count kept, or -1. Our own
+ * reader rather than fuse_req_getgroups: libfuse 3.14's runs strstr past
+ * the end of its buffer when the file fills it (found by ASan). */
+static int proc_groups(pid_t pid, gid_t *groups, int max)
 {
-    char path[64], buf[8192];
-    const char *p;
+    char path[64], buf[8192], *line, *p, *end;
     ssize_t len;
     int fd, n = 0;
 
@@ -218,19 +358,18 @@ static int proc_groups(pid_t pid, gid_t *out, int max)
     if (len <= 0)
         return -1;
     buf[len] = '\0';
-    p = strstr(buf, "\nGroups:");
-    if (p == NULL)
+    line = strstr(buf, "\nGroups:");
+    if (!line)
         return -1;
-    p += strlen("\nGroups:");
+    p = line + strlen("\nGroups:");
+    end = strchr(p, '\n');
+    if (end)
+        *end = '\0'; /* only this line's numbers */
     while (n < max) {
-        char *end;
-        unsigned long v;
-        while (*p == ' ' || *p == '\t')
-            p++;
-        if (*p < '0' || *p > '9')
-            break;
-        v = strtoul(p, &end, 10);
-        out[n++] = (gid_t)v;
+        unsigned long v = strtoul(p, &end, 10);
+        if (end == p)
+            break; /* the end of the line */
+        groups[n++] = (gid_t)v;
         p = end;
     }
     return n;
@@ -273,10 +412,12 @@ static int fh_eq(const struct nfs3_fh *a, const struct nfs3_fh *b)
     return a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
 }
 
-static void inode_init(struct inode *in, const struct nfs3_fh *fh)
+static void inode_init(struct inode *in, unsigned s, const struct nfs3_fh *fh)
 {
     memset(in, 0, sizeof *in);
-    in->fh = *fh;
+    in->keysrv = s;
+    in->fh[s] = *fh;
+    in->have = 1u << s;
     pthread_mutex_init(&in->mu, NULL);
     pthread_cond_init(&in->cv, NULL);
 }
@@ -291,56 +432,145 @@ static fuse_ino_t nodeid_of(struct inode *in)
     return in == &g.root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)in;
 }
 
-/* The inode of fh, made when new; one more lookup reference. */
-static struct inode *inode_get(const struct nfs3_fh *fh)
+/* Frees in when neither the kernel nor a child refers to it, then its
+ * parent if that was the last thing holding it. Under tab_mu. */
+static void inode_maybe_free_locked(struct inode *in)
+{
+    while (in && in != &g.root && in->nlookup == 0 && in->pins == 0) {
+        struct inode *parent = in->parent;
+        unsigned b = fh_hash(&in->fh[in->keysrv]);
+
+        for (struct inode **pp = &g.tab[b]; *pp; pp = &(*pp)->hnext)
+            if (*pp == in) {
+                *pp = in->hnext;
+                break;
+            }
+        /* The kernel forgets an inode only after its last release, when
+         * nothing is dirty or in flight. */
+        pthread_mutex_destroy(&in->mu);
+        pthread_cond_destroy(&in->cv);
+        free(in->name);
+        free(in);
+        if (parent)
+            parent->pins--;
+        in = parent;
+    }
+}
+
+/* Records where in was seen (parent, name), to find its handle on a
+ * server by path later. parent NULL: nowhere (unlinked). Under tab_mu. */
+static void inode_set_path_locked(struct inode *in, struct inode *parent, const char *name)
+{
+    struct inode *old = in->parent;
+    char *copy = NULL;
+
+    if (in == &g.root)
+        return;
+    if (parent && in->parent == parent && in->name && strcmp(in->name, name) == 0)
+        return;
+    if (parent) {
+        copy = strdup(name);
+        if (!copy)
+            return; /* keeps the old path: resolving by it fails cleanly */
+        parent->pins++;
+    }
+    free(in->name);
+    in->name = copy;
+    in->parent = parent;
+    if (old) {
+        old->pins--;
+        inode_maybe_free_locked(old);
+    }
+}
+
+/* The inode whose handle on server s is fh, made when new; one more lookup
+ * reference; seen as name in parent (may be NULL). */
+static struct inode *inode_get(unsigned s, const struct nfs3_fh *fh, struct inode *parent, const char *name)
 {
     unsigned b = fh_hash(fh);
     struct inode *in;
 
-    if (fh_eq(fh, &g.root.fh))
+    if (fh_eq(fh, &g.root.fh[s]))
         return &g.root;
     pthread_mutex_lock(&g.tab_mu);
     for (in = g.tab[b]; in; in = in->hnext)
-        if (fh_eq(&in->fh, fh))
+        if (in->keysrv == s && fh_eq(&in->fh[s], fh))
             break;
     if (!in) {
         in = malloc(sizeof *in);
         if (in) {
-            inode_init(in, fh);
+            inode_init(in, s, fh);
             in->hnext = g.tab[b];
             g.tab[b] = in;
         }
     }
-    if (in)
+    if (in) {
         in->nlookup++;
+        if (parent)
+            inode_set_path_locked(in, parent, name);
+    }
     pthread_mutex_unlock(&g.tab_mu);
     return in;
 }
 
 static void inode_forget(struct inode *in, uint64_t n)
 {
-    unsigned b;
-
     if (in == &g.root)
         return;
     pthread_mutex_lock(&g.tab_mu);
     in->nlookup = n >= in->nlookup ? 0 : in->nlookup - n;
-    if (in->nlookup > 0) {
-        pthread_mutex_unlock(&g.tab_mu);
-        return;
-    }
-    b = fh_hash(&in->fh);
-    for (struct inode **pp = &g.tab[b]; *pp; pp = &(*pp)->hnext)
-        if (*pp == in) {
-            *pp = in->hnext;
-            break;
-        }
+    inode_maybe_free_locked(in);
     pthread_mutex_unlock(&g.tab_mu);
-    /* The kernel forgets an inode only after its last release, when
-     * nothing is dirty or in flight. */
-    pthread_mutex_destroy(&in->mu);
-    pthread_cond_destroy(&in->cv);
-    free(in);
+}
+
+/* Learns in's handle on server s (from a create or lookup there). */
+static void inode_learn(struct inode *in, unsigned s, const struct nfs3_fh *fh)
+{
+    pthread_mutex_lock(&g.tab_mu);
+    in->fh[s] = *fh;
+    in->have |= 1u << s;
+    pthread_mutex_unlock(&g.tab_mu);
+}
+
+/* The inode last seen as name in parent, without a reference; NULL when
+ * none is known. Under tab_mu. A scan: only rename and remove need it. */
+static struct inode *inode_at_locked(struct inode *parent, const char *name)
+{
+    for (unsigned b = 0; b < HASH_BUCKETS; b++)
+        for (struct inode *in = g.tab[b]; in; in = in->hnext)
+            if (in->parent == parent && in->name && strcmp(in->name, name) == 0)
+                return in;
+    return NULL;
+}
+
+/* in's handle on server s. A missing one (the object was found through
+ * another server) is looked up by path on s, from its root along the
+ * parent/name links, and remembered. */
+static int fh_on(struct inode *in, unsigned s, struct nfs3_fh *out)
+{
+    struct inode *parent;
+    struct nfs3_fh dir;
+    char name[NFS3_MAXNAMLEN + 1];
+    int rc;
+
+    pthread_mutex_lock(&g.tab_mu);
+    if (in->have & (1u << s)) {
+        *out = in->fh[s];
+        pthread_mutex_unlock(&g.tab_mu);
+        return 0;
+    }
+    parent = in->parent; /* pinned by in, which the caller's request holds */
+    if (parent)
+        snprintf(name, sizeof name, "%s", in->name);
+    pthread_mutex_unlock(&g.tab_mu);
+    if (!parent)
+        return NFS3ERR_STALE; /* never seen by name: nothing to resolve by */
+    rc = fh_on(parent, s, &dir);
+    if (rc == 0)
+        rc = nfs3_lookup(g.srv[s].nc, &dir, name, out, NULL);
+    if (rc == 0)
+        inode_learn(in, s, out);
+    return rc;
 }
 
 /* ---- attributes ---------------------------------------------------------------- */
@@ -370,10 +600,80 @@ static void to_stat(const struct nfs3_fattr *a, struct stat *st)
     st->st_ctim.tv_nsec = a->ctime.nseconds % 1000000000u;
 }
 
-static int reply_entry(fuse_req_t req, const struct nfs3_fh *fh, const struct nfs3_fattr *a)
+/* ---- fan-out: changes to every server, reads from one ------------------------ */
+
+/* One call to server s; arg holds the call's arguments and its results for
+ * s. Returns a status (nfs3_clnt.h). */
+typedef int (*srv_fn)(unsigned s, void *arg);
+
+/* A change, made on every healthy server in order. The first server that
+ * answers leads: its status is the answer (*lead), and when it refuses (an
+ * NFS error) nothing changed and the others are not asked. A leader that
+ * does not answer at all is given up when another server is healthy, and
+ * the next one leads. A server after the leader that does not do what the
+ * leader did now differs from it: it is marked failed. *done: bit s for
+ * every server where the change was made. */
+static int on_all(const char *what, srv_fn fn, void *arg, unsigned *lead, uint32_t *done)
+{
+    int lrc = -EIO, led = 0;
+
+    *lead = 0;
+    *done = 0;
+    for (unsigned s = 0; s < g.nsrv; s++) {
+        int rc;
+
+        if (!healthy(s))
+            continue;
+        rc = fn(s, arg);
+        if (!led) {
+            if (server_trouble(rc) && others_healthy(s)) {
+                srv_fail(s, what, rc);
+                continue;
+            }
+            led = 1;
+            *lead = s;
+            lrc = rc;
+            if (rc != 0)
+                break;
+            *done |= 1u << s;
+        } else if (rc != 0) {
+            srv_fail(s, what, rc);
+        } else {
+            *done |= 1u << s;
+        }
+    }
+    return lrc;
+}
+
+/* A read-only call, made on the first healthy server; one that does not
+ * answer is given up when another is healthy, and the next one is asked. */
+static int on_reader(const char *what, srv_fn fn, void *arg, unsigned *srvp)
+{
+    *srvp = 0;
+    for (;;) {
+        int s = reader(), rc;
+
+        if (s < 0)
+            return -EIO; /* every server has failed */
+        rc = fn((unsigned)s, arg);
+        if (server_trouble(rc) && others_healthy((unsigned)s)) {
+            srv_fail((unsigned)s, what, rc);
+            continue;
+        }
+        *srvp = (unsigned)s;
+        return rc;
+    }
+}
+
+/* ---- entries ------------------------------------------------------------------- */
+
+/* An entry reply for the object with handle fh on server s, seen as name
+ * in parent (NULL for none). */
+static int reply_entry(fuse_req_t req, unsigned s, const struct nfs3_fh *fh, const struct nfs3_fattr *a,
+                       struct inode *parent, const char *name)
 {
     struct fuse_entry_param e;
-    struct inode *in = inode_get(fh);
+    struct inode *in = inode_get(s, fh, parent, name);
 
     if (!in)
         return fuse_reply_err(req, ENOMEM);
@@ -409,22 +709,27 @@ static struct nfs3_sattr mode_sattr(fuse_req_t req, mode_t mode)
 
 /* ---- write-behind ------------------------------------------------------------ */
 
-static void wpiece_cb(struct nfs3_clnt *nc, int status, const struct nfs3_write_res *res, void *arg)
+static void wsend_cb(struct nfs3_clnt *nc, int status, const struct nfs3_write_res *res, void *arg)
 {
-    struct wpiece *p = arg;
+    struct wsend *w = arg;
+    struct wpiece *p = w->p;
     struct inode *in = p->ino;
 
     (void)nc;
-    pthread_mutex_lock(&in->mu);
-    p->answered = 1;
-    if (status == 0 && res->count == p->len) {
-        p->ok = 1;
-        memcpy(p->verf, res->verf, sizeof p->verf);
-    } else if (status != 0 && status != -ECANCELED) {
+    srv_snapshot(w->s); /* this is w->s's loop thread */
+    if (status != 0 && status != -ECANCELED) {
         /* Kept for the commit, which writes it again (FILE_SYNC); an error
-         * that persists is reported there. */
-        fprintf(stderr, PROG ": WRITE of %u bytes at %llu: %d (%s)\n", p->len, (unsigned long long)p->off, status,
-                nfs3_clnt_error(g.nc));
+         * that persists is reported there. A mirror that does not answer
+         * is given up now, so that later writes do not wait for it. */
+        fprintf(stderr, PROG ": %s %s: WRITE of %u bytes at %llu: %d (%s)\n", srv_role(w->s), g.srv[w->s].url,
+                p->len, (unsigned long long)p->off, status, nfs3_clnt_error(g.srv[w->s].nc));
+        if (server_trouble(status) && others_healthy(w->s))
+            srv_fail(w->s, "WRITE", status);
+    }
+    pthread_mutex_lock(&in->mu);
+    if (status == 0 && res->count == p->len) {
+        w->ok = 1;
+        memcpy(w->verf, res->verf, sizeof w->verf);
     }
     in->inflight--;
     pthread_cond_broadcast(&in->cv);
@@ -439,14 +744,75 @@ static void wait_writes(struct inode *in)
     pthread_mutex_unlock(&in->mu);
 }
 
-/* Waits for the WRITEs in flight, COMMITs, and writes again (FILE_SYNC)
- * every piece that failed, was short, or whose verifier is not the
- * COMMIT's. Returns 0 or an errno (the first deferred error included). */
+/* The COMMITs of one commit_inode, sent to every server at once. */
+struct cwait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned pending;
+    int rc[MAX_SRV];
+    uint8_t verf[MAX_SRV][NFS3_WRITEVERFSIZE];
+};
+
+struct carg {
+    struct cwait *w;
+    unsigned s;
+};
+
+static void commit_cb(struct nfs3_clnt *nc, int status, const struct nfs3_commit_res *res, void *arg)
+{
+    struct carg *a = arg;
+    struct cwait *w = a->w;
+
+    (void)nc;
+    srv_snapshot(a->s);
+    pthread_mutex_lock(&w->mu);
+    w->rc[a->s] = status;
+    if (status == 0)
+        memcpy(w->verf[a->s], res->verf, NFS3_WRITEVERFSIZE);
+    w->pending--;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* A failed write-behind call to server s: a mirror (or a primary with a
+ * healthy mirror) that does not answer is given up; otherwise the error is
+ * the caller's. Returns the errno for the caller, 0 when given up. */
+static int write_trouble(const char *what, unsigned s, int status)
+{
+    if ((s > 0 || server_trouble(status)) && others_healthy(s)) {
+        srv_fail(s, what, status);
+        return 0;
+    }
+    return fail(what, s, status);
+}
+
+/* --mirror-strict: EIO as soon as any server has failed. */
+static int strict_check(void)
+{
+    int bad = 0;
+
+    if (!g.strict)
+        return 0;
+    pthread_mutex_lock(&g.srv_mu);
+    for (unsigned s = 0; s < g.nsrv; s++)
+        bad |= g.srv[s].failed;
+    pthread_mutex_unlock(&g.srv_mu);
+    return bad ? EIO : 0;
+}
+
+/* Waits for the WRITEs in flight, COMMITs on every healthy server that got
+ * pieces (all at once), and writes again (FILE_SYNC) to a server every
+ * piece that failed there, was short, or whose verifier is not its
+ * COMMIT's. Returns 0 when every healthy server has the data on stable
+ * storage, or an errno (the first deferred error included). */
 static int commit_inode(struct inode *in)
 {
     struct wpiece *list;
-    uint8_t verf[NFS3_WRITEVERFSIZE];
-    int err, rc;
+    struct cwait w;
+    struct carg args[MAX_SRV];
+    struct nfs3_fh fh[MAX_SRV];
+    uint32_t sent = 0, targets = 0;
+    int err;
 
     pthread_mutex_lock(&in->mu);
     while (in->inflight > 0)
@@ -458,27 +824,86 @@ static int commit_inode(struct inode *in)
     in->werr = 0;
     pthread_mutex_unlock(&in->mu);
     if (!list)
-        return err;
-    rc = nfs3_commit(g.nc, &in->fh, 0, 0, verf);
-    if (rc != 0 && !err)
-        err = fail("COMMIT", rc);
-    for (struct wpiece *p = list, *next; p; p = next) {
-        next = p->next;
-        if (rc == 0 && (!p->ok || memcmp(p->verf, verf, sizeof verf) != 0)) {
+        return err ? err : strict_check();
+    for (struct wpiece *p = list; p; p = p->next)
+        sent |= p->sent;
+
+    memset(&w, 0, sizeof w);
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    for (unsigned s = 0; s < g.nsrv; s++) {
+        int rc;
+
+        if (!(sent & (1u << s)) || !healthy(s))
+            continue;
+        rc = fh_on(in, s, &fh[s]);
+        if (rc != 0) {
+            int e = write_trouble("COMMIT", s, rc);
+            if (e && !err)
+                err = e;
+            continue;
+        }
+        targets |= 1u << s;
+        args[s].w = &w;
+        args[s].s = s;
+        pthread_mutex_lock(&w.mu);
+        w.pending++;
+        pthread_mutex_unlock(&w.mu);
+        rc = nfs3_commit_async(g.srv[s].nc, &fh[s], 0, 0, commit_cb, &args[s]);
+        if (rc < 0) {
+            pthread_mutex_lock(&w.mu);
+            w.rc[s] = rc;
+            w.pending--;
+            pthread_mutex_unlock(&w.mu);
+        }
+    }
+    pthread_mutex_lock(&w.mu);
+    while (w.pending > 0)
+        pthread_cond_wait(&w.cv, &w.mu); /* each COMMIT ends: its callback always runs */
+    pthread_mutex_unlock(&w.mu);
+
+    for (unsigned s = 0; s < g.nsrv; s++) {
+        if (!(targets & (1u << s)))
+            continue;
+        if (w.rc[s] != 0) {
+            int e = write_trouble("COMMIT", s, w.rc[s]);
+            if (e && !err)
+                err = e;
+            continue;
+        }
+        for (struct wpiece *p = list; p; p = p->next) {
             struct nfs3_write_res wr;
             struct mb_chain c = MB_CHAIN_INIT;
-            int wrc = mb_chain_copy_ref(&c, &p->data, 0, p->data.len);
+            int wrc;
+
+            if (!(p->sent & (1u << s)) ||
+                (p->to[s].ok && memcmp(p->to[s].verf, w.verf[s], NFS3_WRITEVERFSIZE) == 0))
+                continue;
+            wrc = mb_chain_copy_ref(&c, &p->data, 0, p->data.len);
             if (wrc == 0)
-                wrc = nfs3_write(g.nc, &in->fh, p->off, NFS3_FILE_SYNC, &c, &wr);
+                wrc = nfs3_write(g.srv[s].nc, &fh[s], p->off, NFS3_FILE_SYNC, &c, &wr);
             mb_chain_free(&c);
             if (wrc == 0 && wr.count != p->len)
                 wrc = NFS3ERR_IO;
-            if (wrc != 0 && !err)
-                err = fail("WRITE (resend)", wrc);
+            if (wrc != 0) {
+                int e = write_trouble("WRITE (resend)", s, wrc);
+                if (e && !err)
+                    err = e;
+                break;
+            }
         }
+    }
+    for (struct wpiece *p = list, *next; p; p = next) {
+        next = p->next;
         mb_chain_free(&p->data);
         free(p);
     }
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    if (!err && reader() < 0)
+        err = EIO; /* every server has failed */
+    if (!err)
+        err = strict_check();
     return err;
 }
 
@@ -496,21 +921,37 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
     conn->want &= ~(unsigned)(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS); /* local locks, no NLM */
 }
 
-static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
-{
+struct lookup_a {
+    struct inode *dir;
+    const char *name;
     struct nfs3_fh fh;
     struct nfs3_fattr a;
+};
+
+static int lookup_fn(unsigned s, void *arg)
+{
+    struct lookup_a *x = arg;
+    struct nfs3_fh dir;
+    int rc = fh_on(x->dir, s, &dir);
+
+    return rc ? rc : nfs3_lookup(g.srv[s].nc, &dir, x->name, &x->fh, &x->a);
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct lookup_a x = {.dir = ino_of(parent), .name = name};
+    unsigned s;
     int rc;
 
     if (!name_ok(req, name))
         return;
     set_cred(req);
-    rc = nfs3_lookup(g.nc, &ino_of(parent)->fh, name, &fh, &a);
+    rc = on_reader("LOOKUP", lookup_fn, &x, &s);
     if (rc != 0) {
-        fuse_reply_err(req, fail("LOOKUP", rc));
+        fuse_reply_err(req, fail("LOOKUP", s, rc));
         return;
     }
-    reply_entry(req, &fh, &a);
+    reply_entry(req, s, &x.fh, &x.a, x.dir, name);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t n)
@@ -526,31 +967,56 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
     fuse_reply_none(req);
 }
 
+struct attr_a {
+    struct inode *in;
+    const struct nfs3_sattr *sa; /* setattr */
+    struct nfs3_fattr a[MAX_SRV];
+};
+
+static int getattr_fn(unsigned s, void *arg)
+{
+    struct attr_a *x = arg;
+    struct nfs3_fh fh;
+    int rc = fh_on(x->in, s, &fh);
+
+    return rc ? rc : nfs3_getattr(g.srv[s].nc, &fh, &x->a[s]);
+}
+
+static int setattr_fn(unsigned s, void *arg)
+{
+    struct attr_a *x = arg;
+    struct nfs3_fh fh;
+    int rc = fh_on(x->in, s, &fh);
+
+    return rc ? rc : nfs3_setattr(g.srv[s].nc, &fh, x->sa, NULL, &x->a[s]);
+}
+
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    struct inode *in = ino_of(ino);
-    struct nfs3_fattr a;
+    struct attr_a x = {.in = ino_of(ino)};
     struct stat st;
+    unsigned s;
     int rc;
 
     (void)fi;
     set_cred(req);
-    wait_writes(in); /* the size and mtime include this client's writes */
-    rc = nfs3_getattr(g.nc, &in->fh, &a);
+    wait_writes(x.in); /* the size and mtime include this client's writes */
+    rc = on_reader("GETATTR", getattr_fn, &x, &s);
     if (rc != 0) {
-        fuse_reply_err(req, fail("GETATTR", rc));
+        fuse_reply_err(req, fail("GETATTR", s, rc));
         return;
     }
-    to_stat(&a, &st);
+    to_stat(&x.a[s], &st);
     fuse_reply_attr(req, &st, g.attr_timeout);
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st, int to_set, struct fuse_file_info *fi)
 {
-    struct inode *in = ino_of(ino);
     struct nfs3_sattr sa;
-    struct nfs3_fattr a;
+    struct attr_a x = {.in = ino_of(ino), .sa = &sa};
     struct stat out;
+    unsigned lead;
+    uint32_t done;
     int rc;
 
     (void)fi;
@@ -571,7 +1037,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st, int to_s
     if (to_set & FUSE_SET_ATTR_SIZE) {
         /* Dirty pieces past the new size must not be written again after
          * the truncation: commit them first. */
-        rc = commit_inode(in);
+        rc = commit_inode(x.in);
         if (rc != 0) {
             fuse_reply_err(req, rc);
             return;
@@ -593,117 +1059,235 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st, int to_s
         sa.mtime.seconds = (uint32_t)st->st_mtim.tv_sec;
         sa.mtime.nseconds = (uint32_t)st->st_mtim.tv_nsec;
     }
-    wait_writes(in);
-    rc = nfs3_setattr(g.nc, &in->fh, &sa, NULL, &a);
+    wait_writes(x.in);
+    rc = on_all("SETATTR", setattr_fn, &x, &lead, &done);
     if (rc != 0) {
-        fuse_reply_err(req, fail("SETATTR", rc));
+        fuse_reply_err(req, fail("SETATTR", lead, rc));
         return;
     }
-    to_stat(&a, &out);
+    to_stat(&x.a[lead], &out);
     fuse_reply_attr(req, &out, g.attr_timeout);
+}
+
+struct access_a {
+    struct inode *in;
+    uint32_t want, got;
+};
+
+static int access_fn(unsigned s, void *arg)
+{
+    struct access_a *x = arg;
+    struct nfs3_fh fh;
+    int rc = fh_on(x->in, s, &fh);
+
+    return rc ? rc : nfs3_access(g.srv[s].nc, &fh, x->want, &x->got);
 }
 
 static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
-    uint32_t want = 0, got = 0;
+    struct access_a x = {.in = ino_of(ino)};
+    unsigned s;
     int rc;
 
     set_cred(req);
     if (mask & R_OK)
-        want |= NFS3_ACCESS_READ;
+        x.want |= NFS3_ACCESS_READ;
     if (mask & W_OK)
-        want |= NFS3_ACCESS_MODIFY;
+        x.want |= NFS3_ACCESS_MODIFY;
     if (mask & X_OK)
-        want |= NFS3_ACCESS_EXECUTE | NFS3_ACCESS_LOOKUP;
-    if (want == 0) {
+        x.want |= NFS3_ACCESS_EXECUTE | NFS3_ACCESS_LOOKUP;
+    if (x.want == 0) {
         fuse_reply_err(req, 0);
         return;
     }
-    rc = nfs3_access(g.nc, &ino_of(ino)->fh, want, &got);
+    rc = on_reader("ACCESS", access_fn, &x, &s);
     if (rc != 0) {
-        fuse_reply_err(req, fail("ACCESS", rc));
+        fuse_reply_err(req, fail("ACCESS", s, rc));
         return;
     }
-    if (((mask & R_OK) && !(got & NFS3_ACCESS_READ)) || ((mask & W_OK) && !(got & NFS3_ACCESS_MODIFY)) ||
-        ((mask & X_OK) && !(got & (NFS3_ACCESS_EXECUTE | NFS3_ACCESS_LOOKUP))))
+    if (((mask & R_OK) && !(x.got & NFS3_ACCESS_READ)) || ((mask & W_OK) && !(x.got & NFS3_ACCESS_MODIFY)) ||
+        ((mask & X_OK) && !(x.got & (NFS3_ACCESS_EXECUTE | NFS3_ACCESS_LOOKUP))))
         fuse_reply_err(req, EACCES);
     else
         fuse_reply_err(req, 0);
 }
 
+struct readlink_a {
+    struct inode *in;
+    char buf[NFS3_MAXPATHLEN + 1];
+};
+
+static int readlink_fn(unsigned s, void *arg)
+{
+    struct readlink_a *x = arg;
+    struct nfs3_fh fh;
+    int rc = fh_on(x->in, s, &fh);
+
+    return rc ? rc : nfs3_readlink(g.srv[s].nc, &fh, x->buf, sizeof x->buf);
+}
+
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-    char buf[NFS3_MAXPATHLEN + 1];
+    struct readlink_a x;
+    unsigned s;
     int rc;
 
+    x.in = ino_of(ino);
     set_cred(req);
-    rc = nfs3_readlink(g.nc, &ino_of(ino)->fh, buf, sizeof buf);
+    rc = on_reader("READLINK", readlink_fn, &x, &s);
     if (rc != 0)
-        fuse_reply_err(req, fail("READLINK", rc));
+        fuse_reply_err(req, fail("READLINK", s, rc));
     else
-        fuse_reply_readlink(req, buf);
+        fuse_reply_readlink(req, x.buf);
+}
+
+/* Everything that makes a new name: CREATE, MKDIR, SYMLINK, MKNOD. */
+enum mk_kind { MK_CREATE, MK_MKDIR, MK_SYMLINK, MK_MKNOD };
+
+struct mk_a {
+    enum mk_kind kind;
+    struct inode *dir;
+    const char *name;
+    struct nfs3_sattr sa;
+    uint32_t how;                          /* CREATE */
+    uint8_t verf[NFS3_CREATEVERFSIZE];     /* CREATE EXCLUSIVE: the same on every server */
+    const char *target;                    /* SYMLINK */
+    uint32_t type, spec1, spec2;           /* MKNOD */
+    struct nfs3_fh fh[MAX_SRV];
+    struct nfs3_fattr a[MAX_SRV];
+};
+
+static int mk_fn(unsigned s, void *arg)
+{
+    struct mk_a *x = arg;
+    struct nfs3_clnt *nc = g.srv[s].nc;
+    struct nfs3_fh dir;
+    int rc = fh_on(x->dir, s, &dir);
+
+    if (rc != 0)
+        return rc;
+    switch (x->kind) {
+    case MK_CREATE:
+        return nfs3_create_how(nc, &dir, x->name, x->how, &x->sa, x->how == NFS3_CREATE_EXCLUSIVE ? x->verf : NULL,
+                               &x->fh[s], &x->a[s]);
+    case MK_MKDIR:
+        return nfs3_mkdir_attr(nc, &dir, x->name, &x->sa, &x->fh[s], &x->a[s]);
+    case MK_SYMLINK:
+        return nfs3_symlink(nc, &dir, x->name, x->target, NULL, &x->fh[s], &x->a[s]);
+    case MK_MKNOD:
+        return nfs3_mknod(nc, &dir, x->name, x->type, &x->sa, x->spec1, x->spec2, &x->fh[s], &x->a[s]);
+    }
+    return -EINVAL;
+}
+
+static const char *const mk_what[] = {"CREATE", "MKDIR", "SYMLINK", "MKNOD"};
+
+/* Makes the name on every server; returns the new inode (one lookup
+ * reference, every server's handle learnt) or NULL with *err set. */
+static struct inode *mk_all(struct mk_a *x, unsigned *lead, int *err)
+{
+    uint32_t done;
+    struct inode *in;
+    int rc = on_all(mk_what[x->kind], mk_fn, x, lead, &done);
+
+    if (rc != 0) {
+        *err = fail(mk_what[x->kind], *lead, rc);
+        return NULL;
+    }
+    in = inode_get(*lead, &x->fh[*lead], x->dir, x->name);
+    if (!in) {
+        *err = ENOMEM;
+        return NULL;
+    }
+    for (unsigned s = 0; s < g.nsrv; s++)
+        if (s != *lead && (done & (1u << s)))
+            inode_learn(in, s, &x->fh[s]);
+    return in;
+}
+
+/* The entry reply for a new inode from mk_all. */
+static void reply_new(fuse_req_t req, struct inode *in, const struct nfs3_fattr *a)
+{
+    struct fuse_entry_param e;
+
+    memset(&e, 0, sizeof e);
+    e.ino = nodeid_of(in);
+    e.attr_timeout = g.attr_timeout;
+    e.entry_timeout = g.entry_timeout;
+    to_stat(a, &e.attr);
+    if (fuse_reply_entry(req, &e) != 0)
+        inode_forget(in, 1);
 }
 
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
-    struct nfs3_sattr sa;
-    struct nfs3_fh fh;
-    struct nfs3_fattr a;
-    uint32_t type;
-    int rc;
+    struct mk_a x;
+    struct inode *in;
+    unsigned lead;
+    int err;
 
     if (!name_ok(req, name))
         return;
     set_cred(req);
-    sa = mode_sattr(req, mode);
+    memset(&x, 0, sizeof x);
+    x.dir = ino_of(parent);
+    x.name = name;
+    x.sa = mode_sattr(req, mode);
     if (S_ISREG(mode)) {
-        rc = nfs3_create_how(g.nc, &ino_of(parent)->fh, name, NFS3_CREATE_GUARDED, &sa, NULL, &fh, &a);
+        x.kind = MK_CREATE;
+        x.how = NFS3_CREATE_GUARDED;
     } else {
+        x.kind = MK_MKNOD;
+        x.spec1 = major(rdev);
+        x.spec2 = minor(rdev);
         if (S_ISFIFO(mode))
-            type = NFS3_FIFO;
+            x.type = NFS3_FIFO;
         else if (S_ISSOCK(mode))
-            type = NFS3_SOCK;
+            x.type = NFS3_SOCK;
         else if (S_ISCHR(mode))
-            type = NFS3_CHR;
+            x.type = NFS3_CHR;
         else if (S_ISBLK(mode))
-            type = NFS3_BLK;
+            x.type = NFS3_BLK;
         else {
             fuse_reply_err(req, EINVAL);
             return;
         }
-        rc = nfs3_mknod(g.nc, &ino_of(parent)->fh, name, type, &sa, major(rdev), minor(rdev), &fh, &a);
     }
-    if (rc != 0) {
-        fuse_reply_err(req, fail("MKNOD", rc));
-        return;
-    }
-    reply_entry(req, &fh, &a);
+    in = mk_all(&x, &lead, &err);
+    if (!in)
+        fuse_reply_err(req, err);
+    else
+        reply_new(req, in, &x.a[lead]);
 }
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-    struct nfs3_sattr sa;
-    struct nfs3_fh fh;
-    struct nfs3_fattr a;
-    int rc;
+    struct mk_a x;
+    struct inode *in;
+    unsigned lead;
+    int err;
 
     if (!name_ok(req, name))
         return;
     set_cred(req);
-    sa = mode_sattr(req, mode);
-    rc = nfs3_mkdir_attr(g.nc, &ino_of(parent)->fh, name, &sa, &fh, &a);
-    if (rc != 0) {
-        fuse_reply_err(req, fail("MKDIR", rc));
-        return;
-    }
-    reply_entry(req, &fh, &a);
+    memset(&x, 0, sizeof x);
+    x.kind = MK_MKDIR;
+    x.dir = ino_of(parent);
+    x.name = name;
+    x.sa = mode_sattr(req, mode);
+    in = mk_all(&x, &lead, &err);
+    if (!in)
+        fuse_reply_err(req, err);
+    else
+        reply_new(req, in, &x.a[lead]);
 }
 
 static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name)
 {
-    struct nfs3_fh fh;
-    struct nfs3_fattr a;
-    int rc;
+    struct mk_a x;
+    struct inode *in;
+    unsigned lead;
+    int err;
 
     if (!name_ok(req, name))
         return;
@@ -712,39 +1296,81 @@ static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, co
         return;
     }
     set_cred(req);
-    rc = nfs3_symlink(g.nc, &ino_of(parent)->fh, name, target, NULL, &fh, &a);
-    if (rc != 0) {
-        fuse_reply_err(req, fail("SYMLINK", rc));
+    memset(&x, 0, sizeof x);
+    x.kind = MK_SYMLINK;
+    x.dir = ino_of(parent);
+    x.name = name;
+    x.target = target;
+    in = mk_all(&x, &lead, &err);
+    if (!in)
+        fuse_reply_err(req, err);
+    else
+        reply_new(req, in, &x.a[lead]);
+}
+
+struct rm_a {
+    struct inode *dir, *todir;
+    const char *name, *toname;
+    int kind; /* 0 REMOVE, 1 RMDIR, 2 RENAME */
+};
+
+static int rm_fn(unsigned s, void *arg)
+{
+    struct rm_a *x = arg;
+    struct nfs3_fh dir, todir;
+    int rc = fh_on(x->dir, s, &dir);
+
+    if (rc == 0 && x->kind == 2)
+        rc = fh_on(x->todir, s, &todir);
+    if (rc != 0)
+        return rc;
+    if (x->kind == 0)
+        return nfs3_remove(g.srv[s].nc, &dir, x->name);
+    if (x->kind == 1)
+        return nfs3_rmdir(g.srv[s].nc, &dir, x->name);
+    return nfs3_rename(g.srv[s].nc, &dir, x->name, &todir, x->toname);
+}
+
+static void remove_common(fuse_req_t req, fuse_ino_t parent, const char *name, int kind)
+{
+    static const char *const what[] = {"REMOVE", "RMDIR"};
+    struct rm_a x = {.dir = ino_of(parent), .name = name, .kind = kind};
+    unsigned lead;
+    uint32_t done;
+    int rc;
+
+    if (!name_ok(req, name))
         return;
+    set_cred(req);
+    rc = on_all(what[kind], rm_fn, &x, &lead, &done);
+    if (rc == 0) {
+        /* The name is gone: an open file's handles stay, its path does not. */
+        struct inode *gone;
+        pthread_mutex_lock(&g.tab_mu);
+        gone = inode_at_locked(x.dir, name);
+        if (gone)
+            inode_set_path_locked(gone, NULL, NULL);
+        pthread_mutex_unlock(&g.tab_mu);
     }
-    reply_entry(req, &fh, &a);
+    fuse_reply_err(req, rc ? fail(what[kind], lead, rc) : 0);
 }
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    int rc;
-
-    if (!name_ok(req, name))
-        return;
-    set_cred(req);
-    rc = nfs3_remove(g.nc, &ino_of(parent)->fh, name);
-    fuse_reply_err(req, rc ? fail("REMOVE", rc) : 0);
+    remove_common(req, parent, name, 0);
 }
 
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    int rc;
-
-    if (!name_ok(req, name))
-        return;
-    set_cred(req);
-    rc = nfs3_rmdir(g.nc, &ino_of(parent)->fh, name);
-    fuse_reply_err(req, rc ? fail("RMDIR", rc) : 0);
+    remove_common(req, parent, name, 1);
 }
 
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                       const char *newname, unsigned int flags)
 {
+    struct rm_a x = {.dir = ino_of(parent), .name = name, .todir = ino_of(newparent), .toname = newname, .kind = 2};
+    unsigned lead;
+    uint32_t done;
     int rc;
 
     if (!name_ok(req, name) || !name_ok(req, newname))
@@ -754,44 +1380,81 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
         return;
     }
     set_cred(req);
-    rc = nfs3_rename(g.nc, &ino_of(parent)->fh, name, &ino_of(newparent)->fh, newname);
-    fuse_reply_err(req, rc ? fail("RENAME", rc) : 0);
+    rc = on_all("RENAME", rm_fn, &x, &lead, &done);
+    if (rc == 0) {
+        /* Paths follow: the replaced object has none, the moved one the
+         * new name. */
+        struct inode *moved, *replaced;
+        pthread_mutex_lock(&g.tab_mu);
+        moved = inode_at_locked(x.dir, name);
+        replaced = inode_at_locked(x.todir, newname);
+        if (replaced && replaced != moved)
+            inode_set_path_locked(replaced, NULL, NULL);
+        if (moved)
+            inode_set_path_locked(moved, x.todir, newname);
+        pthread_mutex_unlock(&g.tab_mu);
+    }
+    fuse_reply_err(req, rc ? fail("RENAME", lead, rc) : 0);
+}
+
+struct link_a {
+    struct inode *in, *dir;
+    const char *name;
+    struct nfs3_fattr a[MAX_SRV];
+};
+
+static int link_fn(unsigned s, void *arg)
+{
+    struct link_a *x = arg;
+    struct nfs3_fh fh, dir;
+    int rc = fh_on(x->in, s, &fh);
+
+    if (rc == 0)
+        rc = fh_on(x->dir, s, &dir);
+    return rc ? rc : nfs3_link(g.srv[s].nc, &fh, &dir, x->name, &x->a[s]);
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
-    struct inode *in = ino_of(ino);
-    struct nfs3_fattr a;
+    struct link_a x = {.in = ino_of(ino), .dir = ino_of(newparent), .name = newname};
+    struct nfs3_fh fh;
+    unsigned lead;
+    uint32_t done;
     int rc;
 
     if (!name_ok(req, newname))
         return;
     set_cred(req);
-    rc = nfs3_link(g.nc, &in->fh, &ino_of(newparent)->fh, newname, &a);
+    rc = on_all("LINK", link_fn, &x, &lead, &done);
+    if (rc == 0)
+        rc = fh_on(x.in, lead, &fh);
     if (rc != 0) {
-        fuse_reply_err(req, fail("LINK", rc));
+        fuse_reply_err(req, fail("LINK", lead, rc));
         return;
     }
-    reply_entry(req, &in->fh, &a);
+    reply_entry(req, lead, &fh, &x.a[lead], x.dir, newname);
 }
 
 /* Close-to-open: the attributes are fetched at every open; the kernel's
  * cached pages are kept only when mtime and size did not change. */
 static int revalidate(struct inode *in, struct fuse_file_info *fi)
 {
-    struct nfs3_fattr a;
+    struct attr_a x = {.in = in};
+    struct nfs3_fattr *a;
+    unsigned s;
     int rc;
 
     wait_writes(in);
-    rc = nfs3_getattr(g.nc, &in->fh, &a);
+    rc = on_reader("GETATTR (open)", getattr_fn, &x, &s);
     if (rc != 0)
-        return fail("GETATTR (open)", rc);
+        return fail("GETATTR (open)", s, rc);
+    a = &x.a[s];
     pthread_mutex_lock(&in->mu);
-    fi->keep_cache = in->have_seen && in->seen_size == a.size && in->seen_mtime.seconds == a.mtime.seconds &&
-                     in->seen_mtime.nseconds == a.mtime.nseconds;
+    fi->keep_cache = in->have_seen && in->seen_size == a->size && in->seen_mtime.seconds == a->mtime.seconds &&
+                     in->seen_mtime.nseconds == a->mtime.nseconds;
     in->have_seen = 1;
-    in->seen_size = a.size;
-    in->seen_mtime = a.mtime;
+    in->seen_size = a->size;
+    in->seen_mtime = a->mtime;
     pthread_mutex_unlock(&in->mu);
     return 0;
 }
@@ -804,13 +1467,16 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     set_cred(req);
     if (fi->flags & O_TRUNC) {
         struct nfs3_sattr sa;
+        struct attr_a x = {.in = in, .sa = &sa};
+        unsigned lead;
+        uint32_t done;
         int rc;
         memset(&sa, 0, sizeof sa);
         sa.set_size = 1;
         err = commit_inode(in);
-        rc = err ? 0 : nfs3_setattr(g.nc, &in->fh, &sa, NULL, NULL);
+        rc = err ? 0 : on_all("SETATTR (O_TRUNC)", setattr_fn, &x, &lead, &done);
         if (rc != 0)
-            err = fail("SETATTR (O_TRUNC)", rc);
+            err = fail("SETATTR (O_TRUNC)", lead, rc);
         if (err) {
             fuse_reply_err(req, err);
             return;
@@ -827,52 +1493,50 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi)
 {
-    struct nfs3_sattr sa;
-    struct nfs3_fh fh;
-    struct nfs3_fattr a;
+    struct mk_a x;
     struct fuse_entry_param e;
     struct inode *in;
-    int rc;
+    unsigned lead;
+    int err;
 
     if (!name_ok(req, name))
         return;
     set_cred(req);
-    sa = mode_sattr(req, mode);
+    memset(&x, 0, sizeof x);
+    x.kind = MK_CREATE;
+    x.dir = ino_of(parent);
+    x.name = name;
+    x.sa = mode_sattr(req, mode);
     if (fi->flags & O_EXCL) {
         /* EXCLUSIVE with a fresh verifier: a retransmitted CREATE after a
          * lost reply still succeeds exactly once. */
-        uint8_t verf[NFS3_CREATEVERFSIZE];
-        if (RAND_bytes(verf, sizeof verf) != 1) {
+        x.how = NFS3_CREATE_EXCLUSIVE;
+        if (RAND_bytes(x.verf, sizeof x.verf) != 1) {
             fuse_reply_err(req, EIO);
             return;
         }
-        rc = nfs3_create_how(g.nc, &ino_of(parent)->fh, name, NFS3_CREATE_EXCLUSIVE, &sa, verf, &fh, &a);
     } else {
+        x.how = NFS3_CREATE_UNCHECKED;
         if (fi->flags & O_TRUNC) {
-            sa.set_size = 1;
-            sa.size = 0;
+            x.sa.set_size = 1;
+            x.sa.size = 0;
         }
-        rc = nfs3_create_how(g.nc, &ino_of(parent)->fh, name, NFS3_CREATE_UNCHECKED, &sa, NULL, &fh, &a);
     }
-    if (rc != 0) {
-        fuse_reply_err(req, fail("CREATE", rc));
-        return;
-    }
-    in = inode_get(&fh);
+    in = mk_all(&x, &lead, &err);
     if (!in) {
-        fuse_reply_err(req, ENOMEM);
+        fuse_reply_err(req, err);
         return;
     }
     pthread_mutex_lock(&in->mu);
     in->have_seen = 1;
-    in->seen_size = a.size;
-    in->seen_mtime = a.mtime;
+    in->seen_size = x.a[lead].size;
+    in->seen_mtime = x.a[lead].mtime;
     pthread_mutex_unlock(&in->mu);
     memset(&e, 0, sizeof e);
     e.ino = nodeid_of(in);
     e.attr_timeout = g.attr_timeout;
     e.entry_timeout = g.entry_timeout;
-    to_stat(&a, &e.attr);
+    to_stat(&x.a[lead], &e.attr);
     fi->fh = 0;
     if (fuse_reply_create(req, &e, fi) != 0)
         inode_forget(in, 1);
@@ -914,21 +1578,21 @@ static void rd_cb(struct nfs3_clnt *nc, int status, struct nfs3_read_res *res, v
     pthread_mutex_unlock(&ra->rq->mu);
 }
 
-static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+/* Reads [off, off + size) of in from server s into all (by reference to the
+ * replies' pages). Returns a status; a short result is the end of the file. */
+static int read_from(unsigned s, struct inode *in, size_t size, off_t off, struct mb_chain *all)
 {
-    struct inode *in = ino_of(ino);
     struct rd_part parts[MAX_IO / 4096];
     struct rd_arg args[MAX_IO / 4096];
     struct rd_req rq;
-    struct mb_chain all = MB_CHAIN_INIT;
+    struct nfs3_clnt *nc = g.srv[s].nc;
+    struct nfs3_fh fh;
     unsigned n = 0, i;
-    int err = 0, short_part;
+    int ret;
 
-    (void)fi;
-    set_cred(req);
-    wait_writes(in);
-    if (size > MAX_IO)
-        size = MAX_IO;
+    ret = fh_on(in, s, &fh);
+    if (ret != 0)
+        return ret;
     memset(&rq, 0, sizeof rq);
     pthread_mutex_init(&rq.mu, NULL);
     pthread_cond_init(&rq.cv, NULL);
@@ -947,7 +1611,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
         int rc;
         args[i].rq = &rq;
         args[i].part = &parts[i];
-        rc = nfs3_read_async(g.nc, &in->fh, parts[i].off, parts[i].len, rd_cb, &args[i]);
+        rc = nfs3_read_async(nc, &fh, parts[i].off, parts[i].len, rd_cb, &args[i]);
         if (rc < 0) {
             pthread_mutex_lock(&rq.mu);
             parts[i].done = 1;
@@ -962,31 +1626,60 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     pthread_mutex_unlock(&rq.mu);
     /* In file order; a short part that is not at the end of the file is
      * completed with more READs (bounded: each must make progress). */
-    for (i = 0; i < n && !err; i++) {
+    ret = 0;
+    for (i = 0; i < n && ret == 0; i++) {
         struct rd_part *p = &parts[i];
-        if (p->status != 0) {
-            err = fail("READ", p->status);
-            break;
-        }
-        while (p->data.len < p->len && !p->eof) {
+        int short_part;
+
+        ret = p->status;
+        while (ret == 0 && p->data.len < p->len && !p->eof) {
             size_t before = p->data.len;
-            int rc = nfs3_read(g.nc, &in->fh, p->off + before, p->len - (uint32_t)before, &p->data, &p->eof);
-            if (rc != 0) {
-                err = fail("READ", rc);
-                break;
-            }
-            if (p->data.len == before)
+            ret = nfs3_read(nc, &fh, p->off + before, p->len - (uint32_t)before, &p->data, &p->eof);
+            if (ret == 0 && p->data.len == before)
                 break; /* no progress: treat as the end */
         }
-        if (err)
+        if (ret != 0)
             break;
         short_part = p->data.len < p->len;
-        mb_chain_concat(&all, &p->data);
+        mb_chain_concat(all, &p->data);
         if (short_part)
             break; /* the file ends here */
     }
-    if (err) {
-        fuse_reply_err(req, err);
+    for (i = 0; i < n; i++)
+        mb_chain_free(&parts[i].data);
+    pthread_mutex_destroy(&rq.mu);
+    pthread_cond_destroy(&rq.cv);
+    return ret;
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    struct inode *in = ino_of(ino);
+    struct mb_chain all = MB_CHAIN_INIT;
+    int s, rc;
+
+    (void)fi;
+    set_cred(req);
+    wait_writes(in);
+    if (size > MAX_IO)
+        size = MAX_IO;
+    /* From the first healthy server; one that does not answer is given up
+     * when another is healthy (the primary of a soft mount with mirrors). */
+    for (;;) {
+        s = reader();
+        if (s < 0) {
+            rc = -EIO;
+            s = 0;
+            break;
+        }
+        mb_chain_free(&all);
+        rc = read_from((unsigned)s, in, size, off, &all);
+        if (!(server_trouble(rc) && others_healthy((unsigned)s)))
+            break;
+        srv_fail((unsigned)s, "READ", rc);
+    }
+    if (rc != 0) {
+        fuse_reply_err(req, fail("READ", (unsigned)s, rc));
     } else {
         int niov = mb_chain_iovec_count(&all, 0, all.len);
         struct iovec *iov = calloc((size_t)(niov > 0 ? niov : 1), sizeof *iov);
@@ -998,11 +1691,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
             free(iov);
         }
     }
-    for (i = 0; i < n; i++)
-        mb_chain_free(&parts[i].data);
     mb_chain_free(&all);
-    pthread_mutex_destroy(&rq.mu);
-    pthread_cond_destroy(&rq.cv);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -1010,6 +1699,9 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 {
     struct inode *in = ino_of(ino);
     struct mb_chain all = MB_CHAIN_INIT;
+    struct nfs3_fh fh[MAX_SRV];
+    uint32_t targets = 0;
+    unsigned ntargets = 0;
     uint64_t dirty;
     size_t done = 0;
     int err = 0;
@@ -1022,21 +1714,36 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     pthread_mutex_unlock(&in->mu);
     if (!err && dirty >= MAX_DIRTY)
         err = commit_inode(in); /* bound the pages kept for resending */
+    /* The servers this write goes to: every healthy one whose handle is
+     * known or can be found. */
+    for (unsigned s = 0; s < g.nsrv && !err; s++) {
+        int rc;
+        if (!healthy(s))
+            continue;
+        rc = fh_on(in, s, &fh[s]);
+        if (rc != 0) {
+            err = write_trouble("WRITE", s, rc);
+            continue;
+        }
+        targets |= 1u << s;
+        ntargets++;
+    }
+    if (!err && ntargets == 0)
+        err = EIO; /* every server has failed */
     if (err) {
         fuse_reply_err(req, err);
         return;
     }
     /* The one copy: from the FUSE buffer into pool pages. From here on the
-     * pages go by reference (the WRITE call, the kept piece). */
+     * pages go by reference (each server's WRITE call, the kept piece). */
     if (mb_chain_append_pages_from_buf(&all, buf, size) != 0) {
         fuse_reply_err(req, ENOMEM);
         return;
     }
     while (done < size) {
         struct wpiece *p = calloc(1, sizeof *p);
-        struct mb_chain piece = MB_CHAIN_INIT, rest = MB_CHAIN_INIT;
+        struct mb_chain rest = MB_CHAIN_INIT;
         uint32_t len = (uint32_t)(size - done < g.wsize ? size - done : g.wsize);
-        int rc;
 
         if (!p) {
             err = ENOMEM;
@@ -1047,22 +1754,15 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
             err = ENOMEM;
             break;
         }
-        mb_chain_concat(&piece, &all);
-        mb_chain_concat(&all, &rest);
         p->ino = in;
         p->off = (uint64_t)off + done;
         p->len = len;
         mb_chain_init(&p->data);
-        if (mb_chain_copy_ref(&p->data, &piece, 0, piece.len) != 0) {
-            mb_chain_free(&piece);
-            free(p);
-            err = ENOMEM;
-            break;
-        }
+        mb_chain_concat(&p->data, &all); /* the piece, kept until COMMIT */
+        mb_chain_concat(&all, &rest);
         pthread_mutex_lock(&in->mu);
-        while (in->inflight >= g.depth)
+        while (in->inflight >= g.depth * ntargets)
             pthread_cond_wait(&in->cv, &in->mu);
-        in->inflight++;
         if (in->dirty_tail)
             in->dirty_tail->next = p;
         else
@@ -1070,14 +1770,35 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         in->dirty_tail = p;
         in->dirty_bytes += len;
         pthread_mutex_unlock(&in->mu);
-        rc = nfs3_write_async(g.nc, &in->fh, p->off, NFS3_UNSTABLE, &piece, wpiece_cb, p);
-        if (rc < 0) {
-            /* Never started: the commit writes it from the kept pages. */
+        for (unsigned s = 0; s < g.nsrv; s++) {
+            struct mb_chain ref = MB_CHAIN_INIT;
+            int rc;
+
+            if (!(targets & (1u << s)))
+                continue;
+            p->to[s].p = p;
+            p->to[s].s = s;
+            /* The same pages for every server, by reference: each record
+             * layer seals them out of place, as they are shared. */
+            if (mb_chain_copy_ref(&ref, &p->data, 0, p->data.len) != 0) {
+                err = ENOMEM;
+                break;
+            }
             pthread_mutex_lock(&in->mu);
-            in->inflight--;
-            pthread_cond_broadcast(&in->cv);
+            p->sent |= 1u << s;
+            in->inflight++;
             pthread_mutex_unlock(&in->mu);
+            rc = nfs3_write_async(g.srv[s].nc, &fh[s], p->off, NFS3_UNSTABLE, &ref, wsend_cb, &p->to[s]);
+            if (rc < 0) {
+                /* Never started: the commit writes it from the kept pages. */
+                pthread_mutex_lock(&in->mu);
+                in->inflight--;
+                pthread_cond_broadcast(&in->cv);
+                pthread_mutex_unlock(&in->mu);
+            }
         }
+        if (err)
+            break;
         done += len;
     }
     mb_chain_free(&all);
@@ -1124,6 +1845,8 @@ struct dent {
 };
 
 struct dirlist {
+    struct inode *dir;
+    unsigned srv;   /* the server the handles are from */
     struct dent *v;
     size_t n, cap;
 };
@@ -1153,12 +1876,28 @@ static int collect(void *arg, const struct nfs3_dirent *e)
     return 0;
 }
 
-static void dirlist_free(struct dirlist *d)
+static void dirlist_clear(struct dirlist *d)
 {
     for (size_t i = 0; i < d->n; i++)
         free(d->v[i].name);
+    d->n = 0;
+}
+
+static void dirlist_free(struct dirlist *d)
+{
+    dirlist_clear(d);
     free(d->v);
     free(d);
+}
+
+static int readdir_fn(unsigned s, void *arg)
+{
+    struct dirlist *d = arg;
+    struct nfs3_fh fh;
+    int rc = fh_on(d->dir, s, &fh);
+
+    dirlist_clear(d); /* a server given up half way may have left entries */
+    return rc ? rc : nfs3_readdirplus(g.srv[s].nc, &fh, 32768, 262144, collect, d);
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1171,10 +1910,11 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         return;
     }
     set_cred(req);
-    rc = nfs3_readdirplus(g.nc, &ino_of(ino)->fh, 32768, 262144, collect, d);
+    d->dir = ino_of(ino);
+    rc = on_reader("READDIRPLUS", readdir_fn, d, &d->srv);
     if (rc != 0) {
+        fuse_reply_err(req, fail("READDIRPLUS", d->srv, rc));
         dirlist_free(d);
-        fuse_reply_err(req, fail("READDIRPLUS", rc));
         return;
     }
     fi->fh = (uint64_t)(uintptr_t)d;
@@ -1202,7 +1942,7 @@ static void readdir_common(fuse_req_t req, size_t size, off_t off, struct fuse_f
             memset(&ep, 0, sizeof ep);
             to_stat(&e->attr, &ep.attr);
             if (e->has_obj && !dot) {
-                in = inode_get(&e->fh);
+                in = inode_get(d->srv, &e->fh, d->dir, e->name);
                 if (in) {
                     ep.ino = nodeid_of(in);
                     ep.attr_timeout = g.attr_timeout;
@@ -1247,30 +1987,172 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
     fuse_reply_err(req, 0);
 }
 
+struct fsstat_a {
+    struct nfs3_fsstat_res r;
+};
+
+static int fsstat_fn(unsigned s, void *arg)
+{
+    struct fsstat_a *x = arg;
+
+    return nfs3_fsstat(g.srv[s].nc, &g.srv[s].root, &x->r);
+}
+
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
-    struct nfs3_fsstat_res r;
+    struct fsstat_a x;
     struct statvfs sv;
+    unsigned s;
     int rc;
 
     (void)ino;
     set_cred(req);
-    rc = nfs3_fsstat(g.nc, &g.root.fh, &r);
+    rc = on_reader("FSSTAT", fsstat_fn, &x, &s);
     if (rc != 0) {
-        fuse_reply_err(req, fail("FSSTAT", rc));
+        fuse_reply_err(req, fail("FSSTAT", s, rc));
         return;
     }
     memset(&sv, 0, sizeof sv);
     sv.f_bsize = 4096;
     sv.f_frsize = 4096;
-    sv.f_blocks = r.tbytes / 4096;
-    sv.f_bfree = r.fbytes / 4096;
-    sv.f_bavail = r.abytes / 4096;
-    sv.f_files = r.tfiles;
-    sv.f_ffree = r.ffiles;
-    sv.f_favail = r.afiles;
+    sv.f_blocks = x.r.tbytes / 4096;
+    sv.f_bfree = x.r.fbytes / 4096;
+    sv.f_bavail = x.r.abytes / 4096;
+    sv.f_files = x.r.tfiles;
+    sv.f_ffree = x.r.ffiles;
+    sv.f_favail = x.r.afiles;
     sv.f_namemax = NFS3_MAXNAMLEN;
     fuse_reply_statfs(req, &sv);
+}
+
+/* ---- status: the extended attribute user.rpctls.status of the root ------------ */
+
+/* A GETATTR of each healthy server's root, so that the counters are fresh
+ * (they are copied on the server's loop thread, in the callback). Waited
+ * for at most 2 s; the object is freed by whoever finishes last. */
+struct probe;
+struct probe_arg {
+    struct probe *p;
+    unsigned s;
+};
+
+struct probe {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned refs, pending;
+    struct probe_arg a[MAX_SRV];
+};
+
+static void probe_put_locked(struct probe *p)
+{
+    if (--p->refs > 0) {
+        pthread_mutex_unlock(&p->mu);
+        return;
+    }
+    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p);
+}
+
+static void probe_cb(struct nfs3_clnt *nc, int status, const struct nfs3_fattr *attr, void *arg)
+{
+    struct probe_arg *a = arg;
+    struct probe *p = a->p;
+
+    (void)nc;
+    (void)status;
+    (void)attr;
+    srv_snapshot(a->s);
+    pthread_mutex_lock(&p->mu);
+    p->pending--;
+    pthread_cond_broadcast(&p->cv);
+    probe_put_locked(p);
+}
+
+static void refresh_counters(void)
+{
+    struct probe *p = calloc(1, sizeof *p);
+    struct timespec until;
+
+    if (!p)
+        return;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->refs = 1;
+    for (unsigned s = 0; s < g.nsrv; s++) {
+        p->a[s].p = p;
+        p->a[s].s = s;
+        if (!healthy(s))
+            continue;
+        pthread_mutex_lock(&p->mu);
+        p->refs++;
+        p->pending++;
+        pthread_mutex_unlock(&p->mu);
+        if (nfs3_getattr_async(g.srv[s].nc, &g.srv[s].root, probe_cb, &p->a[s]) < 0) {
+            pthread_mutex_lock(&p->mu);
+            p->pending--;
+            p->refs--;
+            pthread_mutex_unlock(&p->mu);
+        }
+    }
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 2;
+    pthread_mutex_lock(&p->mu);
+    while (p->pending > 0)
+        if (pthread_cond_timedwait(&p->cv, &p->mu, &until) != 0)
+            break; /* a server slow to answer: its last counters will do */
+    probe_put_locked(p);
+}
+
+/* One server's lines of the status text. */
+static size_t status_lines(char *buf, size_t len, unsigned s)
+{
+    const struct server *sv = &g.srv[s];
+    int n;
+
+    /* Under srv_mu (the caller's). */
+    n = snprintf(buf, len,
+                 "%s %u %s %s%s\n"
+                 "  transport %s\n"
+                 "  rpc calls=%llu replies=%llu failures=%llu retransmits=%llu reconnects=%llu "
+                 "tls_handshakes=%llu bytes_sent=%llu\n"
+                 "  tls tx_records_outofplace=%llu tx_bytes_outofplace=%llu tx_records_inplace=%llu "
+                 "tx_bytes_inplace=%llu tx_records_copied=%llu tx_bytes_copied=%llu rx_records=%llu\n",
+                 srv_role(s), s, sv->url, sv->failed ? "failed: " : "ok", sv->failed ? sv->why : "",
+                 sv->transport, (unsigned long long)sv->rpc.calls,
+                 (unsigned long long)sv->rpc.replies, (unsigned long long)sv->rpc.failures,
+                 (unsigned long long)sv->rpc.retransmits, (unsigned long long)sv->rpc.reconnects,
+                 (unsigned long long)sv->rpc.tls_handshakes, (unsigned long long)sv->rpc.bytes_sent,
+                 (unsigned long long)sv->tls.tx_records_outofplace, (unsigned long long)sv->tls.tx_bytes_outofplace,
+                 (unsigned long long)sv->tls.tx_records_inplace, (unsigned long long)sv->tls.tx_bytes_inplace,
+                 (unsigned long long)sv->tls.tx_records_copied, (unsigned long long)sv->tls.tx_bytes_copied,
+                 (unsigned long long)sv->tls.rx_records);
+    return n < 0 ? 0 : (size_t)n >= len ? len - 1 : (size_t)n;
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+    char buf[8192];
+    size_t used = 0;
+
+    /* Only the status, only on the root; everything else has no extended
+     * attributes (NFSv3 has none). */
+    if (ino != FUSE_ROOT_ID || strcmp(name, STATUS_XATTR) != 0) {
+        fuse_reply_err(req, ENODATA);
+        return;
+    }
+    refresh_counters();
+    pthread_mutex_lock(&g.srv_mu);
+    for (unsigned s = 0; s < g.nsrv; s++)
+        used += status_lines(buf + used, sizeof buf - used, s);
+    pthread_mutex_unlock(&g.srv_mu);
+    if (size == 0)
+        fuse_reply_xattr(req, used);
+    else if (size < used)
+        fuse_reply_err(req, ERANGE);
+    else
+        fuse_reply_buf(req, buf, used);
 }
 
 static const struct fuse_lowlevel_ops ops = {
@@ -1301,9 +2183,8 @@ static const struct fuse_lowlevel_ops ops = {
     .readdirplus = op_readdirplus,
     .releasedir = op_releasedir,
     .statfs = op_statfs,
+    .getxattr = op_getxattr,
 };
-
-/* ---- main --------------------------------------------------------------------- */
 
 static uint32_t parse_size(const char *s, const char *what)
 {
@@ -1347,9 +2228,150 @@ static double parse_seconds(const char *s, const char *what)
     return v;
 }
 
+/* How every server is reached: the TLS flags and the hard/soft policy. */
+struct conn_opts {
+    int tls, soft;
+    const char *ca, *cert, *key, *sni, *keylog;
+    long timeo, retrans;
+};
+
+/* Connects server s to url (nfs://HOST[:PORT]/EXPORT[/SUBDIR]), MNTs it and
+ * finds the directory; lowers g.rsize/g.wsize to its FSINFO. A mirror is
+ * always bounded (timeo x (retrans + 1), retrans + 1 reconnects): a mirror
+ * that does not answer is given up rather than waited for, whatever
+ * --hard says. Returns 0 or -1 with a message on stderr. */
+static int srv_open(unsigned s, const char *url, const struct conn_opts *o)
+{
+    struct server *sv = &g.srv[s];
+    struct krpc_clnt_config cfg;
+    struct nfs3_clnt_opts ports;
+    struct nfs3_url u;
+    struct nfs3_fsinfo_res fi;
+    struct nfs3_fattr a;
+    struct sockaddr_storage addrs[KRPC_MAX_ADDRS];
+    socklen_t lens[KRPC_MAX_ADDRS];
+    char err[512];
+    size_t rest = 0;
+    int n, rc;
+
+    sv->url = url;
+    if (strncmp(url, "nfs://", 6) != 0)
+        die_usage("%s: not an nfs:// URL", url);
+    if (nfs3_url_parse(url, &u, err, sizeof err) < 0)
+        die_usage("%s: %s", url, err);
+    n = krpc_resolve(u.host, u.nfsport ? u.nfsport : 2049, 0, addrs, lens, KRPC_MAX_ADDRS, err, sizeof err);
+    if (n < 0) {
+        fprintf(stderr, PROG ": %s: cannot resolve %s\n", url, err);
+        return -1;
+    }
+    memset(&cfg, 0, sizeof cfg);
+    cfg.addr = addrs[0];
+    cfg.addrlen = lens[0];
+    for (int i = 1; i < n; i++) {
+        cfg.alt_addrs[i - 1] = addrs[i];
+        cfg.alt_addrlens[i - 1] = lens[i];
+    }
+    cfg.nalt_addrs = (unsigned)n - 1;
+    cfg.tls = o->tls ? KRPC_TLS_REQUIRED : KRPC_TLS_OFF;
+    cfg.tlscfg.ca_file = o->ca;
+    cfg.tlscfg.cert_file = o->cert;
+    cfg.tlscfg.key_file = o->key;
+    cfg.tlscfg.server_name = o->sni ? o->sni : u.host;
+    cfg.tlscfg.keylog_file = o->keylog;
+    if (o->soft || s > 0) {
+        /* Soft: a call fails after timeo x (retrans + 1), as do reconnects
+         * that keep failing. */
+        cfg.timeout_ms = (int)(o->timeo ? o->timeo : o->soft ? 3000 : 10000);
+        cfg.max_retries = o->retrans ? (int)o->retrans : -1;
+        cfg.max_reconnects = (unsigned)o->retrans + 1;
+        cfg.connect_timeout_ms = cfg.timeout_ms;
+    } else {
+        /* Hard: retry and reconnect for ever; a restarted server is
+         * invisible (its duplicate-request cache and the write verifiers
+         * cover what it lost). */
+        cfg.timeout_ms = (int)(o->timeo ? o->timeo : 10000);
+        cfg.max_retries = INT_MAX;
+        cfg.max_reconnects = UINT_MAX;
+    }
+    cfg.name = url;
+    memset(&ports, 0, sizeof ports);
+    ports.mount_port = u.mountport;
+    ports.find_nfs_port = u.nfsport == 0;
+    if (krpc_loop_new(&sv->loop) < 0 || nfs3_clnt_new_opts(sv->loop, &cfg, &ports, &sv->nc) < 0) {
+        fprintf(stderr, PROG ": %s: cannot make the NFS client\n", url);
+        return -1;
+    }
+    /* The URL path is the export, or the export and a directory in it. */
+    rc = nfs3_mount(sv->nc, u.path, &sv->root);
+    if (rc > 0)
+        rc = nfs3_mount_prefix(sv->nc, u.path, &sv->root, &rest);
+    if (rc == 0 && u.path[rest] != '\0' && rest > 0)
+        rc = nfs3_open_path(sv->nc, &sv->root, u.path + rest, 0, &sv->root, NULL);
+    if (rc == 0)
+        rc = nfs3_getattr(sv->nc, &sv->root, &a);
+    if (rc == 0 && a.type != NFS3_DIR)
+        rc = NFS3ERR_NOTDIR;
+    if (rc != 0) {
+        fprintf(stderr, PROG ": %s: %s\n", url, nfs3_clnt_error(sv->nc)[0] ? nfs3_clnt_error(sv->nc) : "not a directory");
+        return -1;
+    }
+    if (nfs3_fsinfo(sv->nc, &sv->root, &fi) == 0) {
+        if (fi.rtmax >= 4096 && fi.rtmax < g.rsize)
+            g.rsize = fi.rtmax;
+        if (fi.wtmax >= 4096 && fi.wtmax < g.wsize)
+            g.wsize = fi.wtmax;
+    }
+    snprintf(sv->transport, sizeof sv->transport, "%s", nfs3_clnt_transport(sv->nc, NFS3_PROGRAM));
+    return 0;
+}
+
+/* rpctls-mount --status MOUNTPOINT: prints the mount's status attribute.
+ * Exit 0 when every server is healthy, 3 when one has failed, 1 when the
+ * status cannot be read. */
+static int show_status(const char *mnt)
+{
+    char buf[8192];
+    ssize_t n = getxattr(mnt, STATUS_XATTR, buf, sizeof buf - 1);
+
+    if (n < 0) {
+        fprintf(stderr, PROG ": %s: cannot read %s: %s (not an rpctls mount?)\n", mnt, STATUS_XATTR,
+                strerror(errno));
+        return 1;
+    }
+    buf[n] = '\0';
+    fputs(buf, stdout);
+    return strstr(buf, " failed: ") ? 3 : 0;
+}
+
+/* At unmount: one line per server with the counters that show how its
+ * data travelled (out-of-place sealing, copies). The loop threads have
+ * stopped, so the clients can be read here. */
+static void log_counters(void)
+{
+    for (unsigned s = 0; s < g.nsrv; s++) {
+        struct krpc_clnt *rpc;
+        struct ktls_stats ts;
+        const struct krpc_clnt_stats *st;
+
+        if (!g.srv[s].nc)
+            continue;
+        rpc = nfs3_clnt_rpc(g.srv[s].nc);
+        st = krpc_clnt_stats(rpc);
+        krpc_clnt_tls_stats(rpc, &ts);
+        fprintf(stderr,
+                PROG ": %s %s%s: calls %llu, retransmits %llu, reconnects %llu; TLS records sealed out of "
+                "place %llu (%llu bytes), in place %llu, copied %llu (%llu bytes)\n",
+                srv_role(s), g.srv[s].url, g.srv[s].failed ? " (failed)" : "", (unsigned long long)st->calls,
+                (unsigned long long)st->retransmits, (unsigned long long)st->reconnects,
+                (unsigned long long)ts.tx_records_outofplace, (unsigned long long)ts.tx_bytes_outofplace,
+                (unsigned long long)ts.tx_records_inplace, (unsigned long long)ts.tx_records_copied,
+                (unsigned long long)ts.tx_bytes_copied);
+    }
+}
+
 enum {
     O_TLS = 256, O_NOTLS, O_CA, O_CERT, O_KEY, O_SNI, O_KEYLOG, O_RSIZE, O_WSIZE, O_DEPTH, O_ATTR, O_ENTRY,
-    O_HARD, O_SOFT, O_TIMEO, O_RETRANS, O_RO,
+    O_HARD, O_SOFT, O_TIMEO, O_RETRANS, O_RO, O_MIRROR, O_STRICT, O_STATUS,
 };
 
 int main(int argc, char **argv)
@@ -1363,24 +2385,21 @@ int main(int argc, char **argv)
         {"attr-timeout", required_argument, NULL, O_ATTR}, {"entry-timeout", required_argument, NULL, O_ENTRY},
         {"hard", no_argument, NULL, O_HARD},        {"soft", no_argument, NULL, O_SOFT},
         {"timeo", required_argument, NULL, O_TIMEO}, {"retrans", required_argument, NULL, O_RETRANS},
-        {"ro", no_argument, NULL, O_RO},            {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"ro", no_argument, NULL, O_RO},            {"mirror", required_argument, NULL, O_MIRROR},
+        {"mirror-strict", no_argument, NULL, O_STRICT}, {"status", required_argument, NULL, O_STATUS},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     struct fuse_args fargs = FUSE_ARGS_INIT(0, NULL);
     struct fuse_session *se = NULL;
     struct fuse_loop_config lc;
-    struct krpc_clnt_config cfg;
-    struct nfs3_clnt_opts ports;
-    struct nfs3_url u;
-    struct nfs3_fsinfo_res fi;
-    struct sockaddr_storage addrs[KRPC_MAX_ADDRS];
-    socklen_t lens[KRPC_MAX_ADDRS];
-    const char *ca = NULL, *cert = NULL, *key = NULL, *sni = NULL, *keylog = NULL, *url, *mnt;
-    int tls = -1, soft = 0, ro = 0, foreground = 0, debug = 0, c, n, ret = 1;
-    long timeo = 0, retrans = 3;
-    char err[512], label[4200];
-    size_t rest = 0;
+    struct conn_opts co;
+    const char *mirrors[MAX_SRV - 1], *url, *mnt;
+    unsigned nmirrors = 0;
+    int ro = 0, foreground = 0, debug = 0, c, ret = 1;
 
+    memset(&co, 0, sizeof co);
+    co.tls = -1;
+    co.retrans = 3;
     g.rsize = g.wsize = MAX_IO;
     g.depth = 8;
     g.attr_timeout = g.entry_timeout = 1.0;
@@ -1388,23 +2407,32 @@ int main(int argc, char **argv)
         return 1;
     while ((c = getopt_long(argc, argv, "fdo:h", longopts, NULL)) != -1) {
         switch (c) {
-        case O_TLS: tls = 1; break;
-        case O_NOTLS: tls = 0; break;
-        case O_CA: ca = optarg; break;
-        case O_CERT: cert = optarg; break;
-        case O_KEY: key = optarg; break;
-        case O_SNI: sni = optarg; break;
-        case O_KEYLOG: keylog = optarg; break;
+        case O_TLS: co.tls = 1; break;
+        case O_NOTLS: co.tls = 0; break;
+        case O_CA: co.ca = optarg; break;
+        case O_CERT: co.cert = optarg; break;
+        case O_KEY: co.key = optarg; break;
+        case O_SNI: co.sni = optarg; break;
+        case O_KEYLOG: co.keylog = optarg; break;
         case O_RSIZE: g.rsize = parse_size(optarg, "--rsize"); break;
         case O_WSIZE: g.wsize = parse_size(optarg, "--wsize"); break;
         case O_DEPTH: g.depth = (unsigned)parse_long(optarg, "--depth", 1, 64); break;
         case O_ATTR: g.attr_timeout = parse_seconds(optarg, "--attr-timeout"); break;
         case O_ENTRY: g.entry_timeout = parse_seconds(optarg, "--entry-timeout"); break;
-        case O_HARD: soft = 0; break;
-        case O_SOFT: soft = 1; break;
-        case O_TIMEO: timeo = parse_long(optarg, "--timeo", 100, 600000); break;
-        case O_RETRANS: retrans = parse_long(optarg, "--retrans", 0, 100); break;
+        case O_HARD: co.soft = 0; break;
+        case O_SOFT: co.soft = 1; break;
+        case O_TIMEO: co.timeo = parse_long(optarg, "--timeo", 100, 600000); break;
+        case O_RETRANS: co.retrans = parse_long(optarg, "--retrans", 0, 100); break;
         case O_RO: ro = 1; break;
+        case O_MIRROR:
+            if (nmirrors == MAX_SRV - 1)
+                die_usage("at most %d --mirror", MAX_SRV - 1);
+            mirrors[nmirrors++] = optarg;
+            break;
+        case O_STRICT: g.strict = 1; break;
+        case O_STATUS:
+            fuse_opt_free_args(&fargs);
+            return show_status(optarg);
         case 'f': foreground = 1; break;
         case 'd': debug = foreground = 1; break;
         case 'o':
@@ -1419,94 +2447,33 @@ int main(int argc, char **argv)
         die_usage("need an nfs:// URL and a mount point");
     url = argv[optind];
     mnt = argv[optind + 1];
-    if (tls < 0)
-        tls = ca != NULL;
-    if (!tls && (ca || cert || key || keylog || sni))
+    if (co.tls < 0)
+        co.tls = co.ca != NULL;
+    if (!co.tls && (co.ca || co.cert || co.key || co.keylog || co.sni))
         die_usage("--ca/--cert/--key/--keylog/--server-name given with --no-tls");
-    if (!!cert != !!key)
+    if (!!co.cert != !!co.key)
         die_usage("--cert and --key go together");
-    if (strncmp(url, "nfs://", 6) != 0)
-        die_usage("%s: not an nfs:// URL", url);
-    if (nfs3_url_parse(url, &u, err, sizeof err) < 0)
-        die_usage("%s: %s", url, err);
+    if (ro && nmirrors > 0)
+        die_usage("--mirror with --ro: a read-only mount writes nothing to mirror");
     /* Kernel permission checks from the attributes: this mount serves
      * several users (allow_other) and rpctls-nfsd does not check per caller
      * yet; the server still decides with each call's credential. */
     if (fuse_opt_add_arg(&fargs, "-odefault_permissions,max_read=1048576,fsname=rpctls,subtype=nfs") != 0 ||
         (ro && fuse_opt_add_arg(&fargs, "-oro") != 0) || (debug && fuse_opt_add_arg(&fargs, "-d") != 0))
         return 1;
-
-    n = krpc_resolve(u.host, u.nfsport ? u.nfsport : 2049, 0, addrs, lens, KRPC_MAX_ADDRS, err, sizeof err);
-    if (n < 0) {
-        fprintf(stderr, PROG ": %s: cannot resolve %s\n", url, err);
-        return 1;
-    }
-    snprintf(label, sizeof label, "%s", url);
-    memset(&cfg, 0, sizeof cfg);
-    cfg.addr = addrs[0];
-    cfg.addrlen = lens[0];
-    for (int i = 1; i < n; i++) {
-        cfg.alt_addrs[i - 1] = addrs[i];
-        cfg.alt_addrlens[i - 1] = lens[i];
-    }
-    cfg.nalt_addrs = (unsigned)n - 1;
-    cfg.tls = tls ? KRPC_TLS_REQUIRED : KRPC_TLS_OFF;
-    cfg.tlscfg.ca_file = ca;
-    cfg.tlscfg.cert_file = cert;
-    cfg.tlscfg.key_file = key;
-    cfg.tlscfg.server_name = sni ? sni : u.host;
-    cfg.tlscfg.keylog_file = keylog;
-    if (soft) {
-        /* A soft mount: a call fails after timeo x (retrans + 1), as do
-         * reconnects that keep failing. */
-        cfg.timeout_ms = (int)(timeo ? timeo : 3000);
-        cfg.max_retries = retrans ? (int)retrans : -1;
-        cfg.max_reconnects = (unsigned)retrans + 1;
-        cfg.connect_timeout_ms = cfg.timeout_ms;
-    } else {
-        /* A hard mount: retry and reconnect for ever; a restarted server
-         * is invisible (its duplicate-request cache and the write
-         * verifiers cover what it lost). */
-        cfg.timeout_ms = (int)(timeo ? timeo : 10000);
-        cfg.max_retries = INT_MAX;
-        cfg.max_reconnects = UINT_MAX;
-    }
-    cfg.name = label;
     if (gethostname(g.machine, sizeof g.machine - 1) < 0)
         snprintf(g.machine, sizeof g.machine, "rpctls-mount");
-    memset(&ports, 0, sizeof ports);
-    ports.mount_port = u.mountport;
-    ports.find_nfs_port = u.nfsport == 0;
-    if (krpc_loop_new(&g.loop) < 0 || nfs3_clnt_new_opts(g.loop, &cfg, &ports, &g.nc) < 0) {
-        fprintf(stderr, PROG ": %s: cannot make the NFS client\n", url);
-        goto out;
-    }
-    /* The URL path is the export, or the export and a directory in it. */
-    {
-        struct nfs3_fh fh;
-        struct nfs3_fattr a;
-        int rc = nfs3_mount(g.nc, u.path, &fh);
-        if (rc > 0)
-            rc = nfs3_mount_prefix(g.nc, u.path, &fh, &rest);
-        if (rc == 0 && u.path[rest] != '\0' && rest > 0)
-            rc = nfs3_open_path(g.nc, &fh, u.path + rest, 0, &fh, NULL);
-        if (rc == 0)
-            rc = nfs3_getattr(g.nc, &fh, &a);
-        if (rc == 0 && a.type != NFS3_DIR)
-            rc = NFS3ERR_NOTDIR;
-        if (rc != 0) {
-            fprintf(stderr, PROG ": %s: %s\n", url, nfs3_clnt_error(g.nc)[0] ? nfs3_clnt_error(g.nc) : "not a directory");
+
+    /* Every server is reached before the mount exists: a mirror that is
+     * not there at the start is a mistake in the command, not a failure
+     * to ride out. */
+    g.nsrv = 1 + nmirrors;
+    for (unsigned s = 0; s < g.nsrv; s++)
+        if (srv_open(s, s == 0 ? url : mirrors[s - 1], &co) != 0)
             goto out;
-        }
-        inode_init(&g.root, &fh);
-    }
-    if (nfs3_fsinfo(g.nc, &g.root.fh, &fi) == 0) {
-        if (fi.rtmax >= 4096 && fi.rtmax < g.rsize)
-            g.rsize = fi.rtmax;
-        if (fi.wtmax >= 4096 && fi.wtmax < g.wsize)
-            g.wsize = fi.wtmax;
-    }
-    pthread_mutex_init(&g.tab_mu, NULL);
+    inode_init(&g.root, 0, &g.srv[0].root);
+    for (unsigned s = 1; s < g.nsrv; s++)
+        inode_learn(&g.root, s, &g.srv[s].root);
 
     se = fuse_session_new(&fargs, &ops, sizeof ops, NULL);
     if (!se)
@@ -1515,16 +2482,19 @@ int main(int argc, char **argv)
         goto out;
     if (fuse_session_mount(se, mnt) != 0)
         goto out_handlers;
-    fprintf(stderr, PROG ": %s on %s (%s, rsize %u, wsize %u, %s)\n", url, mnt,
-            nfs3_clnt_transport(g.nc, NFS3_PROGRAM), g.rsize, g.wsize, soft ? "soft" : "hard");
-    /* The loop thread starts after the fork of fuse_daemonize: threads do
+    fprintf(stderr, PROG ": %s on %s (%s, rsize %u, wsize %u, %s)\n", url, mnt, g.srv[0].transport, g.rsize,
+            g.wsize, co.soft ? "soft" : "hard");
+    for (unsigned s = 1; s < g.nsrv; s++)
+        fprintf(stderr, PROG ": mirror %u: %s (%s)\n", s, g.srv[s].url, g.srv[s].transport);
+    /* The loop threads start after the fork of fuse_daemonize: threads do
      * not survive a fork. */
     if (fuse_daemonize(foreground) != 0)
         goto out_unmount;
-    if (nfs3_clnt_start_thread(g.nc) != 0) {
-        fprintf(stderr, PROG ": cannot start the NFS client thread\n");
-        goto out_unmount;
-    }
+    for (unsigned s = 0; s < g.nsrv; s++)
+        if (nfs3_clnt_start_thread(g.srv[s].nc) != 0) {
+            fprintf(stderr, PROG ": cannot start the NFS client thread of %s\n", g.srv[s].url);
+            goto out_unmount;
+        }
     memset(&lc, 0, sizeof lc);
     lc.clone_fd = 0;
     lc.max_idle_threads = 16;
@@ -1536,9 +2506,16 @@ out_handlers:
 out:
     if (se)
         fuse_session_destroy(se);
-    nfs3_clnt_free(g.nc);
-    if (g.loop)
-        krpc_loop_free(g.loop);
+    for (unsigned s = 0; s < g.nsrv; s++)
+        if (g.srv[s].nc)
+            nfs3_clnt_stop_thread(g.srv[s].nc);
+    if (se)
+        log_counters();
+    for (unsigned s = 0; s < g.nsrv; s++) {
+        nfs3_clnt_free(g.srv[s].nc);
+        if (g.srv[s].loop)
+            krpc_loop_free(g.srv[s].loop);
+    }
     fuse_opt_free_args(&fargs);
     return ret;
 }

@@ -1,0 +1,102 @@
+#!/bin/sh
+# tests/mount_progs.sh NFSD MOUNT CERTS - real programs through rpctls-mount
+# over RPC-with-TLS to rpctls-nfsd (rsync -a into and out of the mount; fio
+# sequential and random writes and reads with --verify=crc32c, several
+# jobs), then a --soft mount with the server gone: EIO, and the mount works
+# again once the server is back.
+# Needs root, /dev/fuse, fio and rsync (exit 77: skipped otherwise).
+# Sizes: RPCTLS_TEST_FIO_MB (per job, default 8).
+set -u
+NFSD=$1 MOUNT=$2 CERTS=$3
+FIO_MB=${RPCTLS_TEST_FIO_MB:-8}
+
+[ "$(id -u)" = 0 ] || { echo "skipped: needs root"; exit 77; }
+[ -c /dev/fuse ] || { echo "skipped: no /dev/fuse"; exit 77; }
+for p in fusermount3 fio rsync; do
+    command -v $p >/dev/null || { echo "skipped: $p missing (scripts/deps test)"; exit 77; }
+done
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/mount-progs.XXXXXX")
+T=$(cd "$T" && pwd -P)
+EXP=$T/export MNT=$T/mnt
+mkdir -p "$EXP" "$T/state" "$MNT"
+NFSD_PID= MOUNT_PID=
+fails=0
+
+cleanup() {
+    cd /
+    if [ -n "$MOUNT_PID" ]; then
+        fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT" 2>/dev/null
+        i=0; while kill -0 "$MOUNT_PID" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+        kill -9 "$MOUNT_PID" 2>/dev/null
+    fi
+    [ -n "$NFSD_PID" ] && kill "$NFSD_PID" 2>/dev/null && wait "$NFSD_PID" 2>/dev/null
+    rm -rf "$T"
+}
+trap cleanup EXIT INT TERM
+
+ok() { echo "ok   $1"; }
+bad() { echo "FAIL $1"; fails=$((fails+1)); }
+check() { # check NAME CMD...: CMD must succeed
+    name=$1; shift
+    if "$@" >"$T/out" 2>&1; then ok "$name"; else bad "$name: $(tail -c 800 "$T/out")"; fi
+}
+
+"$CERTS" "$T/pki" >/dev/null || exit 1
+start_nfsd() { # start_nfsd PORT
+    rm -f "$T/nfsd.log"
+    "$NFSD" --export "$EXP" --no-root-squash --state-dir "$T/state" --listen "127.0.0.1:$1" --tls required \
+        --cert "$T/pki/server.pem" --key "$T/pki/server.key" --ca "$T/pki/ca.pem" >"$T/nfsd.log" 2>&1 &
+    NFSD_PID=$!
+    i=0
+    while ! grep -q "listening on" "$T/nfsd.log" 2>/dev/null; do
+        i=$((i+1)); [ $i -gt 100 ] && { echo "FAIL: rpctls-nfsd did not start"; cat "$T/nfsd.log"; exit 1; }
+        sleep 0.1
+    done
+    PORT=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$T/nfsd.log" | head -1)
+}
+start_nfsd 0
+# --soft: a call fails after timeo x (retrans + 1) = 1 s without an answer.
+"$MOUNT" -f --ca "$T/pki/ca.pem" --cert "$T/pki/client.pem" --key "$T/pki/client.key" \
+    --attr-timeout 0 --entry-timeout 0 --soft --timeo 500 --retrans 1 \
+    "nfs://127.0.0.1:$PORT$EXP" "$MNT" >"$T/mount.log" 2>&1 &
+MOUNT_PID=$!
+i=0
+while ! grep -q " $MNT fuse" /proc/mounts; do
+    i=$((i+1)); [ $i -gt 100 ] && { echo "FAIL: not mounted"; cat "$T/mount.log"; exit 1; }
+    kill -0 $MOUNT_PID 2>/dev/null || { echo "FAIL: rpctls-mount exited"; cat "$T/mount.log"; exit 1; }
+    sleep 0.1
+done
+
+# ---- rsync -a into and out of the mount ----
+mkdir -p "$T/src/d1/d2" && for i in $(seq 1 200); do echo "rsync $i" > "$T/src/d1/f$i"; done
+head -c 3M /dev/urandom > "$T/src/d1/d2/bin" && ln -s d1/f1 "$T/src/link" && chmod 640 "$T/src/d1/f7"
+touch -d @1234567890 "$T/src/d1/f9"
+check "rsync -a into the mount" rsync -a "$T/src/" "$MNT/rs/"
+check "  the server's disk has the tree (contents, modes, mtimes, symlink)" sh -c '
+    diff -r "'"$T"'/src" "'"$EXP"'/rs" && [ $(stat -c %a "'"$EXP"'/rs/d1/f7") = 640 ] &&
+    [ $(stat -c %Y "'"$EXP"'/rs/d1/f9") = 1234567890 ] && [ "$(readlink "'"$EXP"'/rs/link")" = d1/f1 ]'
+check "rsync -a again: nothing to send (attributes compare equal)" sh -c '
+    [ "$(rsync -ai "'"$T"'/src/" "'"$MNT"'/rs/" | wc -l)" = 0 ]'
+check "rsync -a out of the mount" sh -c 'rsync -a "'"$MNT"'/rs/" "'"$T"'/back/" && diff -r "'"$T"'/src" "'"$T"'/back" &&
+    [ $(stat -c %Y "'"$T"'/back/d1/f9") = 1234567890 ]'
+
+# ---- fio with verify: zero errors ----
+FIO="fio --directory=$MNT --size=${FIO_MB}M --numjobs=3 --group_reporting --verify=crc32c --ioengine=psync"
+check "fio sequential write + verify (3 jobs, 1M blocks)" sh -c "$FIO --name=seq --rw=write --bs=1M --do_verify=1 --output=$T/fio1 && grep -q 'err= 0' $T/fio1"
+check "fio random write + verify (3 jobs, 4k..128k blocks)" sh -c "$FIO --name=rnd --rw=randwrite --bsrange=4k-128k --do_verify=1 --output=$T/fio2 && grep -q 'err= 0' $T/fio2"
+check "fio read-back of the randomly written files (verify_only, 3 jobs)" sh -c "$FIO --name=rnd --rw=randwrite --bsrange=4k-128k --verify_only --output=$T/fio3 && grep -q 'err= 0' $T/fio3"
+check "fio random read + write mix with verify (3 jobs)" sh -c "$FIO --name=mix --rw=randrw --bs=16k --verify=crc32c --do_verify=1 --output=$T/fio4 && grep -q 'err= 0' $T/fio4"
+
+# ---- --soft: the server gone ----
+echo kept > "$MNT/kept"
+kill -9 "$NFSD_PID"; wait "$NFSD_PID" 2>/dev/null
+check "--soft, server gone: stat fails with EIO" sh -c '! stat "'"$MNT"'/kept" 2>"'"$T"'/e1" && grep -q "Input/output error" "'"$T"'/e1"'
+check "--soft, server gone: a write fails with EIO at close" sh -c '! sh -c "echo x > \"'"$MNT"'/new\"" 2>"'"$T"'/e2" && grep -q "Input/output error" "'"$T"'/e2"'
+check "the failures are logged" grep -q "GETATTR\|LOOKUP" "$T/mount.log"
+start_nfsd "$PORT"
+check "--soft, server back: the mount works again" sh -c '
+    [ "$(cat "'"$MNT"'/kept")" = kept ] && echo again > "'"$MNT"'/again" && [ "$(cat "'"$EXP"'/again")" = again ]'
+
+echo "$fails failure(s)"
+[ $fails = 0 ]
