@@ -110,8 +110,9 @@ check "non-owner cannot write a 0644 file" sh -c 'echo keep > ro && chmod 644 ro
 # The server runs each call as its AUTH_SYS caller: the new file is 4242's.
 check "a non-owner creates files in a 1777 directory" sh -c 'mkdir -m 1777 pub && setpriv --reuid=4242 --regid=4243 --clear-groups sh -c "echo mine > pub/mine" && [ "$(cat "'"$EXP"'/pub/mine")" = mine ] && [ "$(stat -c %u:%g "'"$EXP"'/pub/mine")" = 4242:4243 ]'
 
-# ---- mkfifo: rpctls-nfsd makes no FIFOs for clients (MKNOD: NFS3ERR_NOTSUPP) ----
-check_errno "mkfifo: the server's NOTSUPP as EOPNOTSUPP" "not supported" mkfifo fifo
+# ---- mkfifo (MKNOD NF3FIFO); device nodes are refused by the server ----
+check "mkfifo: a FIFO on the server's disk, mode kept" sh -c 'mkfifo -m 640 fifo && [ -p fifo ] && [ -p "'"$EXP"'/fifo" ] && [ "$(stat -c %a "'"$EXP"'/fifo")" = 640 ]'
+check_errno "mknod of a device: the server's NOTSUPP as EOPNOTSUPP" "not supported" mknod dev c 1 3
 
 # ---- data ----
 check "sparse file: holes read as zeros" sh -c 'dd if=/dev/zero of=sp bs=1 count=0 seek=10M status=none && printf end | dd of=sp bs=1 seek=20971520 conv=notrunc status=none && [ $(stat -c %s sp) = 20971523 ] && [ "$(dd if=sp bs=1M count=20 status=none | tr -d "\\0" | wc -c)" = 0 ] && [ "$(tail -c 3 sp)" = end ]'

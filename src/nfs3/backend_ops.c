@@ -578,6 +578,41 @@ int nfsd_op_symlink(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, 
     return created(be, dir, name, -1, out);
 }
 
+int nfsd_op_mknod(struct nfsd_be *be, struct nfsd_obj *dir, const struct nfs3_mknod_args *a, struct nfsd_lookup *out)
+{
+    const struct nfs3_sattr *sa = &a->attr;
+    mode_t mode = sa->set_mode ? (mode_t)(sa->mode & NFSD_CLIENT_MODE_MASK) : 0644;
+    mode_t type;
+    int ret;
+
+    /* FIFOs and sockets only: a device node made by a client would give
+     * whoever can open it the device, whatever the export says. */
+    if (a->type == NFS3_FIFO)
+        type = S_IFIFO;
+    else if (a->type == NFS3_SOCK)
+        type = S_IFSOCK;
+    else if (a->type == NFS3_CHR || a->type == NFS3_BLK)
+        return -EOPNOTSUPP;
+    else
+        return -NFSD_EBADTYPE;
+    if (!S_ISDIR(dir->st.st_mode))
+        return -ENOTDIR;
+    ret = new_name_check(a->where.name);
+    if (ret != 0)
+        return ret;
+    if (mknodat(dir->fd, a->where.name, type | mode, 0) != 0)
+        return -errno;
+    /* The mode again (mknodat's is filtered by the umask), and owners;
+     * neither may be opened to use the fd calls (a FIFO would block). */
+    if (fchmodat(dir->fd, a->where.name, mode, 0) != 0)
+        return -errno;
+    if ((sa->set_uid || sa->set_gid) &&
+        fchownat(dir->fd, a->where.name, sa->set_uid ? (uid_t)sa->uid : (uid_t)-1,
+                 sa->set_gid ? (gid_t)sa->gid : (gid_t)-1, AT_SYMLINK_NOFOLLOW) != 0)
+        return -errno;
+    return created(be, dir, a->where.name, -1, out);
+}
+
 int nfsd_op_link(struct nfsd_be *be, struct nfsd_obj *file, struct nfsd_obj *dir, const char *name)
 {
     const char *base;

@@ -43,6 +43,7 @@
 
 #define NFSD_EBADHANDLE 10001 /* returned negated */
 #define NFSD_ETOOSMALL 10005
+#define NFSD_EBADTYPE 10007 /* MKNOD of a type that is no special file: NFS3ERR_BADTYPE */
 
 /* ---- file handles (fh.c) ------------------------------------------------ */
 
@@ -242,6 +243,8 @@ int nfsd_op_create(struct nfsd_be *be, struct nfsd_obj *dir, const struct nfs3_c
                    struct nfsd_lookup *out);
 int nfsd_op_mkdir(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, const struct nfs3_sattr *sa,
                   struct nfsd_lookup *out);
+/* MKNOD: FIFOs and sockets; device nodes are refused (-EOPNOTSUPP). */
+int nfsd_op_mknod(struct nfsd_be *be, struct nfsd_obj *dir, const struct nfs3_mknod_args *a, struct nfsd_lookup *out);
 int nfsd_op_symlink(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, const char *target,
                     const struct nfs3_sattr *sa, struct nfsd_lookup *out);
 int nfsd_op_remove(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, int rmdir);

@@ -5,7 +5,9 @@
  * attributes (post_op_attr, wcc_data) in both arms.
  *
  * Procedures (DECISIONS, see docs/nfs3-server.md):
- *   - all of RFC 1813 except MKNOD, which answers NFS3ERR_NOTSUPP;
+ *   - all of RFC 1813; MKNOD makes FIFOs and sockets, and answers
+ *     NFS3ERR_NOTSUPP for device nodes (a client's device node would hand
+ *     out the device);
  *   - the duplicate-request cache holds the non-idempotent ones: SETATTR,
  *     CREATE, MKDIR, SYMLINK, MKNOD, REMOVE, RMDIR, RENAME, LINK. WRITE is
  *     flagged idempotent: a retransmitted WRITE writes the same bytes at
@@ -141,6 +143,7 @@ static uint32_t stat_of(struct nfs3_srv *s, int e)
     case EOPNOTSUPP: r = NFS3ERR_NOTSUPP; break;
     case NFSD_EBADHANDLE: r = NFS3ERR_BADHANDLE; STAT_ADD(s->st.badhandle, 1); break;
     case NFSD_ETOOSMALL: r = NFS3ERR_TOOSMALL; break;
+    case NFSD_EBADTYPE: r = NFS3ERR_BADTYPE; break;
     case ENOMEM: case EAGAIN: r = NFS3ERR_JUKEBOX; break;
     case EIO: default: r = NFS3ERR_IO; break;
     }
@@ -700,6 +703,7 @@ static int x_mknod(struct srv_job *job, struct krpc_xdr_enc *x)
     struct nfs3_mknod_args *a = &job->a.mknod;
     struct nfsd_be *be = NULL;
     struct nfs3_diropres r;
+    struct nfsd_lookup l;
     struct nfsd_obj o;
     int e;
 
@@ -707,8 +711,8 @@ static int x_mknod(struct srv_job *job, struct krpc_xdr_enc *x)
     obj_init(&o);
     e = job_resolve(job, &a->where.dir, 1, &o, &be, NULL);
     if (e == 0)
-        e = -EOPNOTSUPP; /* no device nodes, FIFOs or sockets made for clients */
-    diropres_fill(s, be, e, NULL, &o, &r);
+        e = nfsd_op_mknod(be, &o, a, &l); /* FIFOs and sockets; device nodes NOTSUPP */
+    diropres_fill(s, be, e, &l, &o, &r);
     nfs3_enc_mknod_res(x, &r);
     nfsd_obj_close(&o);
     return done(job, x, r.status);
