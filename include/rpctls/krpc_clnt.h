@@ -55,6 +55,12 @@ struct krpc_clnt_config {
     const char *name;             /* for log and error messages, e.g. "mirror 127.0.0.1:2049" */
     struct sockaddr_storage src_addr; /* bound before connecting when src_addrlen != 0 (port 0: any) */
     socklen_t src_addrlen;
+    /* A TLS context loaded once (ktls_ctx_new: role KTLS_CLIENT, alpn
+     * KRPC_ALPN, server_name set) for every handshake of this client, and
+     * possibly of other clients (each takes its own reference). NULL: each
+     * connection makes a context from tlscfg, reading its files again (an
+     * SSL_CTX and a CA file cost about 0.7 ms per connection on OpenSSL 3.0). */
+    struct ktls_ctx *tls_ctx;
 };
 
 struct krpc_clnt_stats {

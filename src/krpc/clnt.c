@@ -414,6 +414,7 @@ static void free_cfg_strings(struct krpc_clnt *cl)
     free((char *)cl->cfg.tlscfg.server_name);
     free((char *)cl->cfg.tlscfg.ciphersuites);
     free((char *)cl->cfg.tlscfg.keylog_file);
+    ktls_ctx_unref(cl->cfg.tls_ctx);
 }
 
 static uint32_t random_xid(void)
@@ -448,6 +449,8 @@ int krpc_clnt_new(struct krpc_loop *loop, const struct krpc_clnt_config *cfg, st
         return -ENOMEM;
     cl->loop = loop;
     cl->cfg = *cfg;
+    if (cfg->tls_ctx != NULL)
+        ktls_ctx_ref(cfg->tls_ctx);
     cl->cfg.name = dup_opt(cfg->name, &err);
     cl->cfg.tlscfg.cert_file = dup_opt(cfg->tlscfg.cert_file, &err);
     cl->cfg.tlscfg.key_file = dup_opt(cfg->tlscfg.key_file, &err);

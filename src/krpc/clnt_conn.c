@@ -280,7 +280,8 @@ static void handle_probe_reply(struct krpc_clnt *cl, struct clnt_connctx *ctx, s
             krpc_log(KRPC_LOG_INFO, "krpc client: %s answered the RPC-with-TLS probe with STARTTLS and %s; starting TLS",
                      cl->label, krpc_accept_stat_name(h.accept_stat));
         cl->state = CL_HANDSHAKING;
-        rc = krpc_conn_start_tls(ctx->conn, &cl->cfg.tlscfg);
+        rc = cl->cfg.tls_ctx != NULL ? krpc_conn_start_tls_ctx(ctx->conn, cl->cfg.tls_ctx)
+                                     : krpc_conn_start_tls(ctx->conn, &cl->cfg.tlscfg);
         if (rc < 0) {
             clnt_set_error(cl, -EPROTO, "%s: cannot start TLS: %s", cl->label, strerror(-rc));
             detach_current(cl, -EPROTO);

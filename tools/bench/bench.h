@@ -11,6 +11,7 @@
 int bench_tls(int argc, char **argv);
 int bench_rpc(int argc, char **argv);
 int bench_mirror(int argc, char **argv);
+int bench_server(int argc, char **argv);
 
 double bench_now(void); /* CLOCK_MONOTONIC seconds */
 /* "1048576", "64K", "1M", "1GiB": bytes. 0 or -1 (unparsable). */

@@ -289,7 +289,7 @@ int bench_mirror(int argc, char **argv)
     }
     snprintf(pki, sizeof(pki), "%s/pki", base);
     snprintf(src, sizeof(src), "%s/source.bin", base);
-    if (ktls_pki_make_dir(pki, 1, err, sizeof(err)) != 0) {
+    if (ktls_pki_make_dir(pki, 365, err, sizeof(err)) != 0) {
         fprintf(stderr, "rpctls-bench: %s\n", err);
         ret = -EIO;
         goto exit;
