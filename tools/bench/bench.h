@@ -13,6 +13,11 @@ int bench_rpc(int argc, char **argv);
 int bench_mirror(int argc, char **argv);
 
 double bench_now(void); /* CLOCK_MONOTONIC seconds */
+/* CPU seconds of the calling thread / of the whole process (user + system).
+ * On a shared machine wall time includes the time other tenants held the
+ * CPU; CPU time is what this process spent, which is what we compare. */
+double bench_thread_cpu(void);
+double bench_process_cpu(void);
 /* "1048576", "64K", "1M", "1GiB": bytes. 0 or -1 (unparsable). */
 int bench_parse_size(const char *s, uint64_t *out);
 /* --mode: a TX mode name or "all" into modes[enum ktls_tx_mode]; 0, or -1
