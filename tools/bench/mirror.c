@@ -86,8 +86,11 @@ static int nfsd_start(struct nfsd *d, const char *base, int idx, const char *pki
     }
     close(pfd[1]);
     f = fdopen(pfd[0], "r");
-    if (f == NULL || fgets(line, sizeof(line), f) == NULL || sscanf(line, "rpctls-nfsd: listening on 127.0.0.1:%hu",
-                                                                      &d->port) != 1) {
+    /* Warnings (a certificate close to expiry) may come before the line we want. */
+    int got = 0;
+    for (int i = 0; f != NULL && !got && i < 16 && fgets(line, sizeof(line), f) != NULL; i++)
+        got = sscanf(line, "rpctls-nfsd: listening on 127.0.0.1:%hu", &d->port) == 1;
+    if (!got) {
         fprintf(stderr, "rpctls-bench: %s did not start%s%s", prog, f ? ": " : "\n", f ? line : "");
         if (f)
             fclose(f);
