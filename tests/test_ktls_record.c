@@ -148,7 +148,7 @@ static void test_roundtrip_all(void)
             if (modes[mi] == KTLS_TX_INPLACE)
                 CHECK(st->tx_bytes_inplace == total);
             if (modes[mi] == KTLS_TX_OUTOFPLACE)
-                CHECK(st->tx_bytes_outofplace == total && st->tx_pages_allocated > 0);
+                CHECK(st->tx_bytes_outofplace == total && st->tx_record_buffers > 0 && st->tx_pages_allocated == 0);
             /* Exclusively owned fresh chains: auto seals in place. */
             if (modes[mi] == KTLS_TX_AUTO)
                 CHECK(st->tx_bytes_inplace == total);
@@ -619,6 +619,47 @@ static void test_auto_self_alias(void)
     ktls_pair_close(&p);
 }
 
+/* One message of owned, shared, owned pages in auto mode: the owned
+ * records go in place, the shared ones out of place into record buffers,
+ * in one ktls_tx_seal, and the shared pages are left untouched. Record
+ * boundaries fall inside pages (max_record 5000) so both paths cut links. */
+static void test_auto_mixed(void)
+{
+    unsigned seed = 37;
+    enum { A = 3 * 4096, B = 5 * 4096 + 100, C = 2 * 4096 };
+    static uint8_t buf[A + B + C], keep[B];
+    struct ktls_pair p;
+    struct mb_chain plain = MB_CHAIN_INIT, shared = MB_CHAIN_INIT, tail = MB_CHAIN_INIT, app = MB_CHAIN_INIT;
+    struct mb_pool_stats s0, s1;
+
+    fill_random(buf, sizeof(buf), &seed);
+    memcpy(keep, buf + A, B);
+    struct ktls_conn_params prm = {.cipher = KTLS_AES_128_GCM_SHA256, .max_record = 5000};
+    uint8_t s1k[32] = {11}, s2k[32] = {12};
+    struct ktls_conn_params pb = prm;
+    prm.tx_secret = s1k, prm.rx_secret = s2k, pb.tx_secret = s2k, pb.rx_secret = s1k;
+    REQUIRE(ktls_conn_new(&prm, &p.a) == 0 && ktls_conn_new(&pb, &p.b) == 0);
+    mb_pool_get_stats(&s0);
+    CHECK_EQ(mb_chain_append_pages_from_buf(&plain, buf, A), 0);
+    CHECK_EQ(mb_chain_append_pages_from_buf(&shared, buf + A, B), 0);
+    CHECK_EQ(mb_chain_copy_ref(&plain, &shared, 0, B), 0); /* shared keeps a reference */
+    CHECK_EQ(mb_chain_append_pages_from_buf(&tail, buf + A + B, C), 0);
+    mb_chain_concat(&plain, &tail);
+    CHECK_EQ(ktls_pair_transfer(p.a, p.b, &plain, 700, &seed, &app), 0);
+    CHECK(chain_equals(&app, buf, sizeof(buf)));
+    CHECK(chain_equals(&shared, keep, B));
+    const struct ktls_stats *st = ktls_conn_stats(p.a);
+    CHECK(st->tx_bytes_inplace > 0 && st->tx_bytes_outofplace > 0);
+    CHECK_EQ(st->tx_bytes_inplace + st->tx_bytes_outofplace, sizeof(buf));
+    CHECK_EQ(st->tx_record_buffers, st->tx_records_outofplace);
+    mb_chain_free(&app);
+    mb_chain_free(&shared);
+    ktls_pair_close(&p);
+    mb_pool_get_stats(&s1);
+    CHECK_EQ(s1.recs_in_use, s0.recs_in_use);
+    CHECK_EQ(s1.pages_in_use, s0.pages_in_use);
+}
+
 /* 16 KiB of zero padding arriving one byte at a time: processed, and the
  * receive buffer stays one link per store (no quadratic walk). */
 static void test_padding_bytewise(void)
@@ -730,6 +771,7 @@ int main(void)
     TEST_RUN(test_ticket_consumed);
     TEST_RUN(test_alert_names);
     TEST_RUN(test_auto_self_alias);
+    TEST_RUN(test_auto_mixed);
     TEST_RUN(test_padding_bytewise);
     TEST_RUN(test_rx_guard_mode);
     TEST_RUN(test_write_to_closed_peer);

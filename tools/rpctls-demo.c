@@ -492,6 +492,7 @@ static void stats_add(struct ktls_stats *a, const struct ktls_stats *b)
     a->tx_records_copied += b->tx_records_copied;
     a->tx_bytes_copied += b->tx_bytes_copied;
     a->tx_pages_allocated += b->tx_pages_allocated;
+    a->tx_record_buffers += b->tx_record_buffers;
 }
 
 static void run_mode(const struct opts *o, SSL_CTX *peer_ctx, const struct ktls_aead_engine *engine,

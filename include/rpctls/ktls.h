@@ -76,6 +76,7 @@ struct ktls_stats {
     uint64_t rx_records, rx_bytes;
     uint64_t rx_key_updates;
     uint64_t rx_bad_records;
+    uint64_t tx_record_buffers; /* pooled record buffers (mb_append_rec) used out of place */
 };
 
 struct ktls_conn;

@@ -48,6 +48,9 @@ extern "C" {
 #define MB_PAGE_SIZE 4096
 #define MB_INLINE_SIZE 256
 #define MB_PV_MAXPAGES 32 /* 128 KiB per page-vector store */
+/* One pooled record buffer: a full TLS record (16 KiB of payload, header,
+ * inner type and tag) contiguous, with room to align the payload. */
+#define MB_REC_SIZE (16384 + 128)
 
 enum mb_store_kind {
     MB_ST_INLINE = 1,
@@ -107,6 +110,8 @@ struct mb_pool_stats {
     uint64_t stores_in_use;  /* store objects live (all kinds) */
     uint64_t links_in_use;   /* struct mb links live */
     uint64_t obj_mallocs;    /* malloc calls for link/store slabs and clusters */
+    uint64_t recs_in_use;    /* record buffers handed out and not yet returned */
+    uint64_t recs_total;     /* record buffers carved from arenas */
 };
 
 void mb_pool_get_stats(struct mb_pool_stats *out);
@@ -118,6 +123,15 @@ int mb_pool_shutdown(void);
 
 void *mb_page_alloc(void);           /* one 4 KiB page, page aligned, or NULL */
 void mb_page_free(void *page);
+/* Record buffers: MB_REC_SIZE contiguous bytes, 128-byte aligned, pooled like
+ * pages (per-thread LIFO stash, so the buffer freed last is reused first,
+ * still in cache). Counted in recs_in_use; arena_allocs counts their arenas. */
+void *mb_rec_alloc(void);
+void mb_rec_free(void *rec);
+/* Appends one link over [off, off + len) of a fresh record buffer (a
+ * writable MB_ST_EXT store, one reference; the buffer returns to the pool
+ * with the last reference) and returns it, or NULL. */
+struct mb *mb_append_rec(struct mb_chain *c, size_t off, size_t len);
 
 /* Guard mode: while on, a page-vector store that becomes shared (reference
  * count above one) or read-only is mprotect()ed PROT_READ, so a write to it

@@ -764,6 +764,7 @@ void krpc_clnt_tls_stats(const struct krpc_clnt *cl, struct ktls_stats *out)
         out->tx_records_copied += s->tx_records_copied;
         out->tx_bytes_copied += s->tx_bytes_copied;
         out->tx_pages_allocated += s->tx_pages_allocated;
+        out->tx_record_buffers += s->tx_record_buffers;
         out->tx_control_records += s->tx_control_records;
         out->tx_key_updates += s->tx_key_updates;
         out->rx_records += s->rx_records;

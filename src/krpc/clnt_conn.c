@@ -41,6 +41,7 @@ static void add_tls_stats(struct ktls_stats *d, const struct ktls_stats *s)
     d->tx_records_copied += s->tx_records_copied;
     d->tx_bytes_copied += s->tx_bytes_copied;
     d->tx_pages_allocated += s->tx_pages_allocated;
+    d->tx_record_buffers += s->tx_record_buffers;
     d->tx_control_records += s->tx_control_records;
     d->tx_key_updates += s->tx_key_updates;
     d->rx_records += s->rx_records;

@@ -14,10 +14,18 @@
 #include "ktls/ktls_int.h"
 
 #define TX_STACK_IOV 64
+#define TX_MSG_STACK_IOV 256 /* the whole message's source iovecs, out of place */
+
+/* Out of place, a record is one pooled record buffer (mb_append_rec):
+ * header, ciphertext, inner type and tag contiguous, the ciphertext 64-byte
+ * aligned. */
+#define TX_REC_LEAD (64 - KTLS_HDR_LEN)
+_Static_assert(TX_REC_LEAD + KTLS_HDR_LEN + KTLS_MAX_PLAINTEXT + 1 + KTLS_AEAD_TAG_LEN <= MB_REC_SIZE,
+               "a full record fits one record buffer");
 
 /* iovecs for all of chain c plus one extra entry; heap-allocated when the
- * chain has more pieces than fit on the stack. */
-static int tx_iov(const struct mb_chain *c, struct iovec *stack, struct iovec **iov, int *niov)
+ * chain has more pieces than fit in stack (nstack entries). */
+static int tx_iov_n(const struct mb_chain *c, struct iovec *stack, int nstack, struct iovec **iov, int *niov)
 {
     int need = c->len == 0 ? 0 : mb_chain_iovec_count(c, 0, c->len);
     int n;
@@ -25,7 +33,7 @@ static int tx_iov(const struct mb_chain *c, struct iovec *stack, struct iovec **
     if (need < 0)
         return need;
     *iov = stack;
-    if (need + 1 > TX_STACK_IOV && (*iov = malloc((size_t)(need + 1) * sizeof(**iov))) == NULL)
+    if (need + 1 > nstack && (*iov = malloc((size_t)(need + 1) * sizeof(**iov))) == NULL)
         return -ENOMEM;
     n = c->len == 0 ? 0 : mb_chain_to_iovec(c, 0, c->len, *iov, need);
     if (n < 0) {
@@ -35,6 +43,11 @@ static int tx_iov(const struct mb_chain *c, struct iovec *stack, struct iovec **
     }
     *niov = n;
     return 0;
+}
+
+static int tx_iov(const struct mb_chain *c, struct iovec *stack, struct iovec **iov, int *niov)
+{
+    return tx_iov_n(c, stack, TX_STACK_IOV, iov, niov);
 }
 
 /*
@@ -227,6 +240,110 @@ exit:
     return ret;
 }
 
+/*
+ * Seals n plaintext bytes described by src[0..nsrc) out of place as one
+ * application-data record into a fresh record buffer appended to out. src
+ * must have room for one more entry (the inner content type); the bytes it
+ * names are only read.
+ */
+static int seal_record_rec(struct ktls_conn *c, struct iovec *src, int nsrc, size_t n, struct mb_chain *out)
+{
+    static const uint8_t ct = KTLS_CT_APPLICATION_DATA;
+    struct mb_chain rec = MB_CHAIN_INIT;
+    uint8_t nonce[KTLS_AEAD_IV_LEN], *hdr;
+    size_t reclen = n + 1 + KTLS_AEAD_TAG_LEN;
+    struct iovec dst;
+    struct mb *m;
+    int ret;
+
+    if (c->tx.seq >= c->record_limit - KTLS_TX_CONTROL_RESERVE)
+        return -EKEYEXPIRED;
+    if ((m = mb_append_rec(&rec, TX_REC_LEAD, KTLS_HDR_LEN + reclen)) == NULL)
+        return -ENOMEM;
+    hdr = mb_store_ptr(m->st, m->off);
+    hdr[0] = KTLS_CT_APPLICATION_DATA;
+    hdr[1] = 0x03;
+    hdr[2] = 0x03;
+    hdr[3] = (uint8_t)(reclen >> 8);
+    hdr[4] = (uint8_t)reclen;
+    src[nsrc].iov_base = (void *)&ct;
+    src[nsrc].iov_len = 1;
+    dst.iov_base = hdr + KTLS_HDR_LEN;
+    dst.iov_len = n + 1;
+    ktls_nonce(&c->tx, nonce);
+    ret = c->engine->seal(c->tx.key, nonce, hdr, KTLS_HDR_LEN, src, nsrc + 1, &dst, 1, hdr + KTLS_HDR_LEN + n + 1);
+    if (ret != 0) {
+        mb_chain_free(&rec);
+        return ret;
+    }
+    c->tx.seq++;
+    c->stats.tx_records_outofplace++;
+    c->stats.tx_bytes_outofplace += n;
+    c->stats.tx_record_buffers++;
+    mb_chain_concat(out, &rec);
+    return 0;
+}
+
+/*
+ * The whole message's source iovecs, built once per ktls_tx_seal, and a
+ * cursor into them: each out-of-place record borrows a slice in place (the
+ * first and last entries trimmed, the entry after it lent to the inner type)
+ * and gives it back afterwards, so no record builds iovecs of its own.
+ */
+struct tx_src {
+    struct iovec *iov; /* niov entries + 1 spare */
+    int niov;
+    int idx;       /* entry holding the cursor */
+    size_t skip;   /* bytes of iov[idx] before the cursor */
+};
+
+static int tx_src_seal(struct ktls_conn *c, struct tx_src *s, size_t n, struct mb_chain *out)
+{
+    struct iovec *v = s->iov, save_first, save_last, save_next;
+    int first = s->idx, last = first, ret;
+    size_t left = n, last_len;
+
+    /* Find the entry holding the record's last byte. */
+    while (v[last].iov_len - (last == first ? s->skip : 0) < left) {
+        left -= v[last].iov_len - (last == first ? s->skip : 0);
+        last++;
+    }
+    last_len = left + (last == first ? s->skip : 0); /* bytes of v[last] up to the record's end */
+    save_first = v[first];
+    v[first].iov_base = (uint8_t *)v[first].iov_base + s->skip;
+    v[first].iov_len -= s->skip;
+    save_last = v[last];
+    v[last].iov_len = left;
+    save_next = v[last + 1];
+    ret = seal_record_rec(c, &v[first], last - first + 1, n, out);
+    v[last + 1] = save_next;
+    v[last] = save_last;
+    v[first] = save_first;
+    if (last_len == v[last].iov_len) {
+        s->idx = last + 1;
+        s->skip = 0;
+    } else {
+        s->idx = last;
+        s->skip = last_len;
+    }
+    return ret;
+}
+
+/* Moves the cursor n bytes on without sealing (the bytes went in place). */
+static void tx_src_skip(struct tx_src *s, size_t n)
+{
+    while (n > 0 && s->idx < s->niov) {
+        size_t avail = s->iov[s->idx].iov_len - s->skip;
+        if (n < avail) {
+            s->skip += n;
+            return;
+        }
+        n -= avail;
+        s->idx++;
+        s->skip = 0;
+    }
+}
+
 int ktls_tx_control_record(struct ktls_conn *c, uint8_t ct, const uint8_t *data, size_t len)
 {
     struct mb_chain body = MB_CHAIN_INIT;
@@ -289,7 +406,9 @@ int ktls_tx_seal(struct ktls_conn *c, struct mb_chain *plain, struct mb_chain *o
 {
     struct mb_chain body, rest;
     struct tx_ownership own = {.nseg = 0};
-    size_t pos = 0, nrec;
+    struct iovec src_stack[TX_MSG_STACK_IOV];
+    struct tx_src src = {.iov = NULL};
+    size_t pos = 0, nrec, behind = 0;
     int ret;
 
     if (c->tx_mode == KTLS_TX_AUTO)
@@ -307,8 +426,15 @@ int ktls_tx_seal(struct ktls_conn *c, struct mb_chain *plain, struct mb_chain *o
         ret = -EKEYEXPIRED;
         goto exit;
     }
-    while (plain->len > 0) {
-        size_t n = plain->len < c->max_record ? plain->len : c->max_record;
+    /* Out of place, the message's iovecs are built once, here. */
+    if (plain->len > 0 && (c->tx_mode == KTLS_TX_OUTOFPLACE ||
+                           (c->tx_mode == KTLS_TX_AUTO && !tx_ownership_covers(&own, 0, plain->len)))) {
+        if ((ret = tx_iov_n(plain, src_stack, TX_MSG_STACK_IOV, &src.iov, &src.niov)) != 0)
+            goto exit;
+    }
+    while (plain->len > behind) {
+        size_t left = plain->len - behind, n = left < c->max_record ? left : c->max_record;
+        int owned = c->tx_mode == KTLS_TX_AUTO && tx_ownership_covers(&own, pos, n);
 
         if (ktls_conn_key_update_enabled(c) && (c->tx_bytes_since_update >= c->key_update_bytes ||
                                                 c->tx.seq >= c->record_limit - KTLS_TX_CONTROL_RESERVE)) {
@@ -316,18 +442,33 @@ int ktls_tx_seal(struct ktls_conn *c, struct mb_chain *plain, struct mb_chain *o
                 goto exit;
             mb_chain_concat(out, &c->ctl);
         }
-        mb_chain_init(&rest);
-        if (n < plain->len && (ret = mb_chain_split(plain, n, &rest)) != 0)
-            goto exit;
-        body = *plain;
-        *plain = rest;
-        if ((ret = seal_record(c, KTLS_CT_APPLICATION_DATA, &body, out, c->tx_mode,
-                               c->tx_mode == KTLS_TX_AUTO && tx_ownership_covers(&own, pos, n))) != 0)
-            goto exit;
+        if (src.iov != NULL && (c->tx_mode == KTLS_TX_OUTOFPLACE || (c->tx_mode == KTLS_TX_AUTO && !owned))) {
+            /* The plaintext is only read: its references stay at the head
+             * of plain (behind) and go with it at the end. */
+            if ((ret = tx_src_seal(c, &src, n, out)) != 0)
+                goto exit;
+            behind += n;
+        } else {
+            if (behind > 0) {
+                mb_chain_trim_head(plain, behind);
+                behind = 0;
+            }
+            mb_chain_init(&rest);
+            if (n < plain->len && (ret = mb_chain_split(plain, n, &rest)) != 0)
+                goto exit;
+            body = *plain;
+            *plain = rest;
+            if ((ret = seal_record(c, KTLS_CT_APPLICATION_DATA, &body, out, c->tx_mode, owned)) != 0)
+                goto exit;
+            if (src.iov != NULL)
+                tx_src_skip(&src, n);
+        }
         c->tx_bytes_since_update += n;
         pos += n;
     }
 exit:
+    if (src.iov != NULL && src.iov != src_stack)
+        free(src.iov);
     mb_chain_free(plain);
     return ret;
 }

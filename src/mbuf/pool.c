@@ -48,9 +48,15 @@
 #define TC_BATCH 32
 #define SLAB_BYTES (64 * 1024)
 
-enum { K_PAGE, K_STORE, K_LINK, K_N };
+enum { K_PAGE, K_STORE, K_LINK, K_REC, K_N };
 
-static const size_t obj_size[K_N] = {MB_PAGE_SIZE, sizeof(struct mb_store), sizeof(struct mb)};
+static const size_t obj_size[K_N] = {MB_PAGE_SIZE, sizeof(struct mb_store), sizeof(struct mb), MB_REC_SIZE};
+
+/* Record buffers (K_REC) are carved from arenas of the same size as page
+ * arenas, REC_PER_ARENA to an arena, so every buffer is 128-byte aligned. */
+#define REC_PER_ARENA (ARENA_PAGES * MB_PAGE_SIZE / MB_REC_SIZE)
+_Static_assert(MB_REC_SIZE % 128 == 0, "record buffers stay 128-byte aligned");
+_Static_assert(REC_PER_ARENA >= TC_BATCH, "a record arena fills at least one stash batch");
 
 struct gstack {
     void **v;
@@ -117,8 +123,8 @@ static int gstack_grow(int k, size_t more)
     return 0;
 }
 
-/* Under g_lock. */
-static int add_arena(int populate)
+/* Maps one arena of pages (K_PAGE) or record buffers (K_REC). Under g_lock. */
+static int add_arena_kind(int k, int populate)
 {
     if (g_narenas == g_arenas_cap) {
         size_t ncap = g_arenas_cap ? 2 * g_arenas_cap : 16;
@@ -128,7 +134,8 @@ static int add_arena(int populate)
         g_arenas = na;
         g_arenas_cap = ncap;
     }
-    if (gstack_grow(K_PAGE, ARENA_PAGES) < 0)
+    size_t nobj = k == K_REC ? REC_PER_ARENA : ARENA_PAGES;
+    if (gstack_grow(k, nobj) < 0)
         return -ENOMEM;
     size_t bytes = (size_t)ARENA_PAGES * MB_PAGE_SIZE;
     unsigned char *a =
@@ -138,14 +145,19 @@ static int add_arena(int populate)
     MB_POISON(a, bytes);
     g_arenas[g_narenas++] = a;
     g_arena_allocs++;
-    struct gstack *g = &g_free[K_PAGE];
+    struct gstack *g = &g_free[k];
     /* Pushed highest first so that pages pop in ascending address order:
      * consecutive allocations are then often adjacent in memory, and
      * mb_chain_to_iovec merges them. */
-    for (size_t i = ARENA_PAGES; i-- > 0;)
-        g->v[g->n++] = a + i * MB_PAGE_SIZE;
-    g->cap += ARENA_PAGES;
+    for (size_t i = nobj; i-- > 0;)
+        g->v[g->n++] = a + i * obj_size[k];
+    g->cap += nobj;
     return 0;
+}
+
+static int add_arena(int populate)
+{
+    return add_arena_kind(K_PAGE, populate);
 }
 
 /* Under g_lock. */
@@ -270,7 +282,7 @@ static int tc_refill(struct tcache *t, int k)
     tc_fold_locked(t);
     struct gstack *g = &g_free[k];
     if (g->n == 0) {
-        int r = k == K_PAGE ? add_arena(0) : add_slab(k);
+        int r = k == K_PAGE || k == K_REC ? add_arena_kind(k, 0) : add_slab(k);
         if (r < 0) {
             pthread_mutex_unlock(&g_lock);
             return r;
@@ -351,6 +363,40 @@ void mb__link_free(struct mb *m)
     obj_put(K_LINK, m);
 }
 
+void *mb_rec_alloc(void)
+{
+    return obj_get(K_REC);
+}
+
+void mb_rec_free(void *rec)
+{
+    if (!rec)
+        return;
+    assert(((uintptr_t)rec & 127) == 0 && "mb_rec_free: not a record buffer");
+    obj_put(K_REC, rec);
+}
+
+static void rec_ext_free(void *base, void *arg)
+{
+    (void)base;
+    mb_rec_free(arg);
+}
+
+struct mb *mb_append_rec(struct mb_chain *c, size_t off, size_t len)
+{
+    if (len == 0 || off > MB_REC_SIZE || len > MB_REC_SIZE - off)
+        return NULL;
+    unsigned char *rec = mb_rec_alloc();
+    if (!rec)
+        return NULL;
+    /* A writable external store over [off, off + len) of the buffer; the
+     * buffer goes back to this thread's stash with the last reference. */
+    struct mb *m = mb_append_ext(c, rec + off, len, 0, rec_ext_free, rec);
+    if (!m)
+        mb_rec_free(rec);
+    return m;
+}
+
 void mb__note_malloc(void)
 {
     atomic_fetch_add_explicit(&g_obj_mallocs, 1, memory_order_relaxed);
@@ -385,6 +431,8 @@ void mb_pool_get_stats(struct mb_pool_stats *out)
     out->page_allocs = allocs;
     out->stores_in_use = nonneg(in_use[K_STORE]);
     out->links_in_use = nonneg(in_use[K_LINK]);
+    out->recs_in_use = nonneg(in_use[K_REC]);
+    out->recs_total = g_free[K_REC].cap;
     pthread_mutex_unlock(&g_lock);
     out->obj_mallocs = atomic_load_explicit(&g_obj_mallocs, memory_order_relaxed);
 }
@@ -410,7 +458,7 @@ int mb_pool_shutdown(void)
     for (struct tcache *t = g_reg; t; t = t->reg_next)
         tc_fold_locked(t);
     tc_flush_all_locked(self);
-    if (g_in_use[K_PAGE] || g_in_use[K_STORE] || g_in_use[K_LINK]) {
+    if (g_in_use[K_PAGE] || g_in_use[K_STORE] || g_in_use[K_LINK] || g_in_use[K_REC]) {
         pthread_mutex_unlock(&g_lock);
         return -EBUSY;
     }

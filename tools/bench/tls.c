@@ -33,14 +33,22 @@ struct row {
     const char *engine;
     int shared;
     uint64_t bytes;
-    double seconds;
+    double seconds; /* wall */
+    double cpu;     /* this thread's CPU seconds: what the row cost */
     uint64_t records;
     uint64_t pages_allocated;
+    uint64_t record_buffers;
     int64_t arena_allocs;
     int64_t obj_mallocs;
 };
 
+/* GB per CPU second of the sealing thread. */
 static double gbps(const struct row *r)
+{
+    return r->cpu > 0 ? (double)r->bytes / r->cpu / 1e9 : 0;
+}
+
+static double wall_gbps(const struct row *r)
 {
     return r->seconds > 0 ? (double)r->bytes / r->seconds / 1e9 : 0;
 }
@@ -130,7 +138,8 @@ static int run_mode(const struct tls_opts *o, struct working_set *ws, enum ktls_
         mb_chain_free(&out);
     }
     mb_pool_get_stats(&p0);
-    uint64_t pages0 = ktls_conn_stats(c)->tx_pages_allocated;
+    uint64_t pages0 = ktls_conn_stats(c)->tx_pages_allocated, recbufs0 = ktls_conn_stats(c)->tx_record_buffers;
+    double c0 = bench_thread_cpu();
     uint64_t recs0 = ktls_conn_stats(c)->tx_records_inplace + ktls_conn_stats(c)->tx_records_outofplace +
                      ktls_conn_stats(c)->tx_records_copied;
     t0 = bench_now();
@@ -155,12 +164,14 @@ static int run_mode(const struct tls_opts *o, struct working_set *ws, enum ktls_
         i = (i + 1) % ws->nchunks;
     }
     r->seconds = bench_now() - t0;
+    r->cpu = bench_thread_cpu() - c0;
     mb_pool_get_stats(&p1);
     r->mode = ktls_tx_mode_name(mode);
     r->engine = ktls_conn_engine(c)->name;
     r->shared = shared;
     r->bytes = done;
     r->pages_allocated = ktls_conn_stats(c)->tx_pages_allocated - pages0;
+    r->record_buffers = ktls_conn_stats(c)->tx_record_buffers - recbufs0;
     r->records = ktls_conn_stats(c)->tx_records_inplace + ktls_conn_stats(c)->tx_records_outofplace +
                  ktls_conn_stats(c)->tx_records_copied - recs0;
     r->arena_allocs = (int64_t)(p1.arena_allocs - p0.arena_allocs);
@@ -195,6 +206,7 @@ static int run_raw(const struct tls_opts *o, struct working_set *ws, const struc
         mb_chain_free(&dstpages);
         return ret != 0 ? ret : ndst;
     }
+    double c0 = bench_thread_cpu();
     t0 = bench_now();
     while (done < o->total) {
         struct mb_chain *chunk = &ws->chunks[i];
@@ -230,6 +242,7 @@ static int run_raw(const struct tls_opts *o, struct working_set *ws, const struc
     }
 exit:
     r->seconds = bench_now() - t0;
+    r->cpu = bench_thread_cpu() - c0;
     r->mode = oop ? "raw-oop" : "raw";
     r->engine = e->name;
     r->shared = -1;
@@ -240,23 +253,72 @@ exit:
     return ret;
 }
 
-static void print_row(const struct tls_opts *o, const struct row *r)
+#define MAX_ROWS 12
+#define MAX_ROUNDS 32
+
+/* One row over the rounds: the best (highest GB per CPU second) and the
+ * lowest, so that every figure comes with its spread. */
+struct rowset {
+    struct row best, worst;
+    double sum;
+    int n;
+};
+
+static void rowset_add(struct rowset *rs, const struct row *r)
 {
+    if (rs->n == 0 || gbps(r) > gbps(&rs->best))
+        rs->best = *r;
+    if (rs->n == 0 || gbps(r) < gbps(&rs->worst))
+        rs->worst = *r;
+    rs->sum += gbps(r);
+    rs->n++;
+}
+
+static void print_row(const struct tls_opts *o, const struct rowset *rs)
+{
+    const struct row *r = &rs->best;
     const char *sh = r->shared < 0 ? "-" : (r->shared ? "shared" : "exclusive");
 
     if (o->json) {
         printf("{\"bench\":\"tls\",\"mode\":\"%s\",\"engine\":\"%s\",\"cipher\":\"%s\",\"shared\":%s,"
-               "\"record_size\":%zu,\"working_set\":%zu,\"bytes\":%llu,\"seconds\":%.6f,\"gbps\":%.3f,"
-               "\"records\":%llu,\"pages_allocated\":%llu,\"arena_allocs_delta\":%lld,\"obj_mallocs_delta\":%lld}\n",
+               "\"record_size\":%zu,\"working_set\":%zu,\"bytes\":%llu,\"seconds\":%.6f,\"cpu_seconds\":%.6f,"
+               "\"gbps\":%.3f,\"gbps_worst\":%.3f,\"wall_gbps\":%.3f,\"rounds\":%d,"
+               "\"records\":%llu,\"pages_allocated\":%llu,\"record_buffers\":%llu,\"arena_allocs_delta\":%lld,"
+               "\"obj_mallocs_delta\":%lld}\n",
                r->mode, r->engine, ktls_cipher_name(o->cipher), r->shared < 0 ? "null" : (r->shared ? "true" : "false"),
-               o->record_size, o->working_set, (unsigned long long)r->bytes, r->seconds, gbps(r),
-               (unsigned long long)r->records, (unsigned long long)r->pages_allocated, (long long)r->arena_allocs,
-               (long long)r->obj_mallocs);
+               o->record_size, o->working_set, (unsigned long long)r->bytes, r->seconds, r->cpu, gbps(r),
+               gbps(&rs->worst), wall_gbps(r), rs->n, (unsigned long long)r->records,
+               (unsigned long long)r->pages_allocated, (unsigned long long)r->record_buffers,
+               (long long)r->arena_allocs, (long long)r->obj_mallocs);
     } else {
-        printf("%-10s %-8s %-10s %-9s %8.2f GB/s %10llu records %10llu pages  arena+%lld malloc+%lld\n", r->mode,
-               r->engine, ktls_cipher_name(o->cipher), sh, gbps(r), (unsigned long long)r->records,
-               (unsigned long long)r->pages_allocated, (long long)r->arena_allocs, (long long)r->obj_mallocs);
+        printf("%-10s %-8s %-9s %6.2f GB/s (worst %5.2f, wall %5.2f) %7llu records %7llu pages %7llu recbufs  "
+               "arena+%lld malloc+%lld\n",
+               r->mode, r->engine, sh, gbps(r), gbps(&rs->worst), wall_gbps(r), (unsigned long long)r->records,
+               (unsigned long long)r->pages_allocated, (unsigned long long)r->record_buffers,
+               (long long)r->arena_allocs, (long long)r->obj_mallocs);
     }
+}
+
+/* A ratio of two rows: of their best figures, and its range over the rounds
+ * (each round's pair, run back to back). */
+static void print_ratio(const char *name, const struct rowset *a, const struct rowset *b, int a_k, int b_k,
+                        const struct row rounds[][MAX_ROWS], int nrounds, const char *target, double goal, int at_least)
+{
+    double best = gbps(&a->best) / gbps(&b->best), lo = 0, hi = 0;
+
+    for (int i = 0; i < nrounds; i++) {
+        double v = gbps(&rounds[i][a_k]) / gbps(&rounds[i][b_k]);
+        if (i == 0 || v < lo)
+            lo = v;
+        if (i == 0 || v > hi)
+            hi = v;
+    }
+    printf("  %-28s %.3f  (per round %.3f..%.3f)", name, best, lo, hi);
+    if (target != NULL)
+        printf("   target %s %.2f: %s", at_least ? ">=" : "<=", goal,
+               (at_least ? best >= goal : best <= goal) ? "met" : "NOT met");
+    (void)target;
+    printf("\n");
 }
 
 static void tls_usage(FILE *f)
@@ -267,14 +329,16 @@ static void tls_usage(FILE *f)
             "and the raw seal speed of every AEAD engine on the same data, in one run.\n"
             "  --mode M          inplace|outofplace|copy|auto|all (default all)\n"
             "  --cipher C        aes128gcm|aes256gcm|chacha20 (default aes128gcm)\n"
-            "  --engine E        openssl|ipsecmb|auto: engine for the mode rows (default auto)\n"
+            "  --engine E        openssl|ipsecmb|auto: engine for the raw and mode rows (default auto)\n"
             "  --record-size N   plaintext bytes per record, 1..16384 (default 16384)\n"
             "  --total BYTES     bytes sealed per row (default 1G; suffixes K M G)\n"
             "  --working-set B   page-vector working set (default 256M, above the LLC)\n"
             "  --shared          pages shared (reference count 2), as a mirrored or retained write\n"
             "  --exclusive       pages owned by the sender alone\n"
             "                    (default: both)\n"
-            "  --rounds N        repeat all rows N times, report each row's best (default 3)\n"
+            "  --rounds N        repeat all rows N times, report each row's best and worst (default 3)\n"
+            "Speeds are GB per CPU second of the sealing thread (wall speed shown too):\n"
+            "on a shared machine that leaves out the time other tenants held the CPU.\n"
             "  --json            one JSON object per row\n");
 }
 
@@ -373,22 +437,21 @@ int bench_tls(int argc, char **argv)
         return 1;
     }
 
-    /* Rows: raw engines first, then each mode for each sharing. */
-    const struct ktls_aead_engine *raw_engines[2] = {&ktls_aead_openssl, ktls_aead_ipsecmb};
-    struct row best[4 + 8];
+    if (o.rounds > MAX_ROUNDS)
+        o.rounds = MAX_ROUNDS;
+    /* Rows: the raw engine (in place, out of place), then each mode for each
+     * sharing; every round runs them all back to back. */
+    static struct row rounds[MAX_ROUNDS][MAX_ROWS];
+    struct rowset rs[MAX_ROWS];
     int nrows = 0;
-    memset(best, 0, sizeof(best));
+    memset(rs, 0, sizeof(rs));
     for (int round = 0; round < o.rounds && ret == 0; round++) {
         int k = 0;
-        for (int e = 0; e < 4 && ret == 0; e++) {
+        for (int oop = 0; oop < 2 && ret == 0; oop++) {
             struct row r = {0};
-            const struct ktls_aead_engine *eng = raw_engines[e / 2];
-            if (eng == NULL || !eng->supports(o.cipher))
-                continue;
-            ret = run_raw(&o, &ws, eng, e % 2, &r);
-            if (round == 0 || gbps(&r) > gbps(&best[k]))
-                best[k] = r;
-            k++;
+            ret = run_raw(&o, &ws, o.engine, oop, &r);
+            rounds[round][k] = r;
+            rowset_add(&rs[k++], &r);
         }
         for (int sh = 1; sh >= 0 && ret == 0; sh--) {
             if (o.shared >= 0 && o.shared != sh)
@@ -408,9 +471,8 @@ int bench_tls(int argc, char **argv)
                         break;
                 }
                 ret = run_mode(&o, &ws, order[m], sh, &r);
-                if (round == 0 || gbps(&r) > gbps(&best[k]))
-                    best[k] = r;
-                k++;
+                rounds[round][k] = r;
+                rowset_add(&rs[k++], &r);
             }
         }
         nrows = k;
@@ -421,53 +483,46 @@ int bench_tls(int argc, char **argv)
         return 1;
     }
     if (!o.json)
-        printf("rpctls-bench tls: %s, %zu-byte records, %.2f GiB per row from a %zu MiB working set, best of %d\n",
+        printf("rpctls-bench tls: %s, %zu-byte records, %.2f GiB per row from a %zu MiB working set, %d rounds;\n"
+               "GB per CPU second of the sealing thread, best round (worst round, best round's wall speed)\n",
                ktls_cipher_name(o.cipher), o.record_size, (double)o.total / (1 << 30), o.working_set >> 20, o.rounds);
     for (int k = 0; k < nrows; k++)
-        print_row(&o, &best[k]);
+        print_row(&o, &rs[k]);
 
     if (!o.json) {
         /* Ratios named in the targets, where the rows exist. */
-        const struct row *in = NULL, *oop = NULL, *cp = NULL, *raw_used = NULL, *raw_ossl = NULL, *autox = NULL,
-                         *rawoop_used = NULL;
+        int raw = -1, rawoop = -1, in = -1, oop = -1, cp = -1, au = -1, autox = -1;
         for (int k = 0; k < nrows; k++) {
-            const struct row *r = &best[k];
-            int raw = r->shared < 0 && strcmp(r->mode, "raw") == 0, rawoop = r->shared < 0 && !raw;
-            if (raw && strcmp(r->engine, o.engine->name) == 0)
-                raw_used = r;
-            if (rawoop && strcmp(r->engine, o.engine->name) == 0)
-                rawoop_used = r;
-            if (raw && strcmp(r->engine, "openssl") == 0)
-                raw_ossl = r;
-            if (r->shared == 1 && strcmp(r->mode, "inplace") == 0)
-                in = r;
-            if (r->shared == 1 && strcmp(r->mode, "outofplace") == 0)
-                oop = r;
-            if (r->shared == 1 && strcmp(r->mode, "copy") == 0)
-                cp = r;
-            if (r->shared == 0 && strcmp(r->mode, "auto") == 0)
-                autox = r;
+            const struct row *r = &rs[k].best;
+            if (r->shared < 0)
+                *(strcmp(r->mode, "raw") == 0 ? &raw : &rawoop) = k;
+            else if (r->shared == 1 && strcmp(r->mode, "inplace") == 0)
+                in = k;
+            else if (r->shared == 1 && strcmp(r->mode, "outofplace") == 0)
+                oop = k;
+            else if (r->shared == 1 && strcmp(r->mode, "copy") == 0)
+                cp = k;
+            else if (r->shared == 1 && strcmp(r->mode, "auto") == 0)
+                au = k;
+            else if (r->shared == 0 && strcmp(r->mode, "auto") == 0)
+                autox = k;
         }
-        printf("ratios (shared pages):\n");
-        if (oop && in)
-            printf("  outofplace / inplace       %.3f   (target >= 0.95)\n", gbps(oop) / gbps(in));
-        if (oop && cp)
-            printf("  outofplace / copy          %.3f   (target >= 1.20)\n", gbps(oop) / gbps(cp));
-        if (in && raw_used)
-            printf("  inplace / raw %-8s     %.3f   (target >= 0.90: record-layer overhead)\n", raw_used->engine,
-                   gbps(in) / gbps(raw_used));
-        if (oop && rawoop_used)
-            printf("  outofplace / raw-oop %-8s %.3f (target >= 0.90: record-layer overhead)\n", rawoop_used->engine,
-                   gbps(oop) / gbps(rawoop_used));
-        if (oop && raw_used)
-            printf("  outofplace / raw %-8s  %.3f\n", raw_used->engine, gbps(oop) / gbps(raw_used));
-        if (rawoop_used && raw_used)
-            printf("  raw-oop / raw (the machine's price of writing elsewhere) %.3f\n",
-                   gbps(rawoop_used) / gbps(raw_used));
-        if (raw_used && raw_ossl)
-            printf("  raw %s / raw openssl  %.3f   (target >= 2.0)\n", raw_used->engine, gbps(raw_used) / gbps(raw_ossl));
-        if (autox && raw_used)
-            printf("  auto (exclusive) / raw     %.3f\n", gbps(autox) / gbps(raw_used));
+        printf("ratios (shared pages, %s; the record layer against the raw cipher doing the same memory traffic):\n",
+               o.engine->name);
+        if (oop >= 0 && rawoop >= 0)
+            print_ratio("outofplace / raw-oop", &rs[oop], &rs[rawoop], oop, rawoop, rounds, o.rounds, "", 0.95, 1);
+        if (in >= 0 && raw >= 0)
+            print_ratio("inplace / raw", &rs[in], &rs[raw], in, raw, rounds, o.rounds, "", 0.95, 1);
+        if (oop >= 0 && cp >= 0)
+            print_ratio("outofplace / copy", &rs[oop], &rs[cp], oop, cp, rounds, o.rounds, "", 1.20, 1);
+        if (au >= 0 && cp >= 0)
+            print_ratio("auto / copy", &rs[au], &rs[cp], au, cp, rounds, o.rounds, NULL, 0, 1);
+        if (oop >= 0 && in >= 0)
+            print_ratio("outofplace / inplace", &rs[oop], &rs[in], oop, in, rounds, o.rounds, NULL, 0, 1);
+        if (rawoop >= 0 && raw >= 0)
+            print_ratio("raw-oop / raw (the machine)", &rs[rawoop], &rs[raw], rawoop, raw, rounds, o.rounds, NULL, 0, 1);
+        if (autox >= 0 && raw >= 0)
+            print_ratio("auto (exclusive) / raw", &rs[autox], &rs[raw], autox, raw, rounds, o.rounds, NULL, 0, 1);
     }
     ws_free(&ws);
     if (mb_pool_shutdown() != 0) {
