@@ -30,7 +30,7 @@ __attribute__((noreturn, cold)) void rpctls__check_fail(const char *file, int li
  * links are walked whole (mb_chain_check); longer ones get the O(1) checks
  * only (head, tail, emptiness), so that building a long chain piece by
  * piece (a send queue of 70,000 small replies) does not become quadratic. */
-#define MB_INV_FULL_LINKS 1024
+#define MB_INV_FULL_LINKS 128
 int mb__chain_invariant(const struct mb_chain *c);
 
 /* The postcondition, run when the guard variable goes out of scope. */
