@@ -59,6 +59,7 @@ struct krpc_xdr_dec {
     /* Cursor cache: the link holding off and the chain offset it starts at. */
     const struct mb *link;
     size_t link_start;
+    unsigned link_idx; /* its index in c (a view from it on has c->nlinks - link_idx links) */
 };
 
 void krpc_xdr_dec_init(struct krpc_xdr_dec *d, const struct mb_chain *c, size_t off, size_t len);

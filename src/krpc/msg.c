@@ -58,6 +58,7 @@ static int decode_auth_sys(struct krpc_xdr_dec *d, size_t len, struct krpc_cred 
     d->off = b.off;
     d->link = b.link;
     d->link_start = b.link_start;
+    d->link_idx = b.link_idx;
     return 0;
 }
 

@@ -10,6 +10,9 @@
 #include "rpctls/krpc.h"
 
 #define RM_MAX_FRAG 0x7fffffffu
+_Static_assert(RM_MAX_FRAG == (uint32_t)~KRPC_RM_LAST,
+               "a record-marking header is the last-fragment bit plus a 31-bit length (RFC 5531 11)");
+_Static_assert(KRPC_RM_DEFAULT_MAX_MSG <= RM_MAX_FRAG, "the default message limit fits one fragment's length");
 
 int krpc_rm_frame(struct mb_chain *msg, size_t max_frag, struct mb_chain *out)
 {

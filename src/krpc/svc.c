@@ -1205,6 +1205,7 @@ static int svc_create(struct krpc_loop *loop, const struct krpc_svc_config *cfg,
     svc->cfg = *cfg;
     pthread_mutex_init(&svc->handler_lock, NULL);
     pthread_mutex_init(&svc->rl.lock, NULL);
+    pthread_mutex_init(&svc->tls_lock, NULL);
     if (svc->cfg.max_msg == 0)
         svc->cfg.max_msg = KRPC_RM_DEFAULT_MAX_MSG;
     if (svc->cfg.max_conns == 0)
@@ -1251,7 +1252,6 @@ static int svc_create(struct krpc_loop *loop, const struct krpc_svc_config *cfg,
     svc->tlscfg.server_name = NULL;
     svc->tlscfg.timeout_ms = svc->cfg.handshake_timeout_ms;
     svc->cfg.tlscfg = svc->tlscfg;
-    pthread_mutex_init(&svc->tls_lock, NULL);
     /* Certificate, key and CA are loaded once, here, for every connection:
      * a bad file stops the server now rather than failing every handshake.
      * A detached server (no loop) never makes a connection: nothing to load. */
@@ -1263,7 +1263,7 @@ static int svc_create(struct krpc_loop *loop, const struct krpc_svc_config *cfg,
             ret = ktls_ctx_new(&svc->tlscfg, &svc->tls_ctx, err, sizeof err);
             if (ret < 0) {
                 krpc_log(KRPC_LOG_ERROR, "rpc server: %s", err);
-                goto fail_ctx;
+                goto fail;
             }
             if (*ktls_ctx_warning(svc->tls_ctx) != '\0')
                 krpc_log(KRPC_LOG_WARN, "rpc server: %s", ktls_ctx_warning(svc->tls_ctx));
@@ -1303,15 +1303,12 @@ static int svc_create(struct krpc_loop *loop, const struct krpc_svc_config *cfg,
 
     ret = krpc_drc_new(svc->cfg.drc_entries, &svc->drc);
     if (ret < 0)
-        goto fail_drc;
+        goto fail;
     krpc_timer_init(&svc->accept_timer, accept_timer_fn, svc);
     *out = svc;
     return 0;
-fail_drc:
-    ktls_ctx_unref(svc->tls_ctx);
-fail_ctx:
-    pthread_mutex_destroy(&svc->tls_lock);
 fail:
+    /* krpc_svc_free releases whatever was made (the TLS context, locks). */
     krpc_svc_free(svc);
     return ret;
 }

@@ -19,6 +19,9 @@
 #include "mbuf/store.h"
 
 static const unsigned char zeros[4];
+_Static_assert(KRPC_XDR_PAD(1) == 3 && KRPC_XDR_PAD(2) == 2 && KRPC_XDR_PAD(3) == 1 && KRPC_XDR_PAD(4) == 0 &&
+                   sizeof(zeros) >= 3,
+               "XDR pads every opaque to a multiple of 4 bytes with zeros (RFC 4506 4.10) taken from zeros[]");
 
 /* ---- encoding ------------------------------------------------------------ */
 
@@ -194,6 +197,7 @@ void krpc_xdr_dec_init(struct krpc_xdr_dec *d, const struct mb_chain *c, size_t 
     d->err = 0;
     d->link = NULL;
     d->link_start = 0;
+    d->link_idx = 0;
     if (off > c->len || len > c->len - off) {
         d->off = d->end = 0;
         d->err = -EBADMSG;
@@ -208,16 +212,20 @@ static inline void dec_seek(struct krpc_xdr_dec *d)
 {
     const struct mb *m = d->link;
     size_t start = d->link_start;
+    unsigned idx = d->link_idx;
     if (!m || d->off < start) {
         m = d->c->head;
         start = 0;
+        idx = 0;
     }
     while (d->off - start >= m->len) {
         start += m->len;
         m = m->next;
+        idx++;
     }
     d->link = m;
     d->link_start = start;
+    d->link_idx = idx;
 }
 
 /* Copies n bytes (n <= end - off, checked by the caller) and advances. */
@@ -392,7 +400,8 @@ int krpc_xdr_get_opaque_ref(struct krpc_xdr_dec *d, size_t max, struct mb_chain 
         dec_seek(d);
         /* A view of the chain from the cached link on, so that copy_ref
          * starts there instead of walking from the head. */
-        struct mb_chain view = {(struct mb *)d->link, d->c->tail, d->c->len - d->link_start, 0};
+        struct mb_chain view = {(struct mb *)d->link, d->c->tail, d->c->len - d->link_start,
+                                d->c->nlinks - d->link_idx};
         int r = mb_chain_copy_ref(out, &view, d->off - d->link_start, n);
         if (r < 0) {
             dec_fail(d, r);

@@ -37,6 +37,7 @@ int ktls_tx_mode_from_name(const char *name, enum ktls_tx_mode *out)
 
 void ktls_nonce(const struct ktls_dir *d, uint8_t nonce[KTLS_AEAD_IV_LEN])
 {
+    _Static_assert(KTLS_AEAD_IV_LEN >= 8, "the 64-bit sequence number is XORed into the IV's last 8 bytes (RFC 8446 5.3)");
     memcpy(nonce, d->iv, KTLS_AEAD_IV_LEN);
     for (int i = 0; i < 8; i++)
         nonce[KTLS_AEAD_IV_LEN - 1 - i] ^= (uint8_t)(d->seq >> (8 * i));

@@ -36,6 +36,8 @@ struct ktls_dir {
     uint64_t seq;
     struct ktls_aead_key *key;
 };
+_Static_assert(sizeof(((struct ktls_dir *)0)->secret) == 48,
+               "a traffic secret is as long as the suite's hash; SHA-384 (48 bytes) is the longest we support");
 
 struct ktls_conn {
     enum ktls_role role;

@@ -16,9 +16,14 @@
 #include <string.h>
 
 #include "ktls/ktls_int.h"
+#include "mbuf/check.h"
 
 #define RX_STORE_BYTES (16 * MB_PAGE_SIZE)
 #define RX_STACK_IOV 64
+
+_Static_assert(RX_STORE_BYTES <= (size_t)MB_PV_MAXPAGES * MB_PAGE_SIZE,
+               "ktls_rx_space fills rxfill's first link only: one receive store must be one page vector");
+_Static_assert(KTLS_MAX_CIPHERTEXT <= 0xffff, "a record's length is a 16-bit field");
 
 static int rx_fail(struct ktls_conn *c, int err, int alert)
 {
@@ -194,6 +199,7 @@ static int rx_record(struct ktls_conn *c, size_t clen, struct mb_chain *app, int
         return rx_fail(c, ret, KTLS_ALERT_INTERNAL_ERROR);
     rec = c->rxbuf;
     c->rxbuf = rest;
+    RPCTLS_CHECK(rec.len == KTLS_HDR_LEN + clen);
     mb_chain_copy_out(&rec, 0, KTLS_HDR_LEN, hdr);
     mb_chain_copy_out(&rec, KTLS_HDR_LEN + ctlen, KTLS_AEAD_TAG_LEN, tag);
 

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "ktls/ktls_int.h"
+#include "mbuf/check.h"
 
 #define TX_STACK_IOV 64
 #define TX_MSG_STACK_IOV 256 /* the whole message's source iovecs, out of place */
@@ -22,6 +23,14 @@
 #define TX_REC_LEAD (64 - KTLS_HDR_LEN)
 _Static_assert(TX_REC_LEAD + KTLS_HDR_LEN + KTLS_MAX_PLAINTEXT + 1 + KTLS_AEAD_TAG_LEN <= MB_REC_SIZE,
                "a full record fits one record buffer");
+
+_Static_assert(KTLS_HDR_LEN == 5, "TLS record header: type, legacy version (2 bytes), length (2 bytes) (RFC 8446 5.1)");
+_Static_assert(KTLS_HDR_LEN <= MB_INLINE_SIZE && 1 + KTLS_AEAD_TAG_LEN <= MB_INLINE_SIZE,
+               "the record header and the trailer (inner type + tag) are each written into one inline store");
+_Static_assert(KTLS_MAX_PLAINTEXT + 1 + KTLS_AEAD_TAG_LEN <= 0xffff,
+               "a record's length must fit the 16-bit length field of its header");
+_Static_assert(KTLS_MAX_PLAINTEXT + 1 + KTLS_AEAD_TAG_LEN <= KTLS_MAX_CIPHERTEXT,
+               "our largest record must be one our own RX (and any TLS 1.3 peer) accepts");
 
 /* iovecs for all of chain c plus one extra entry; heap-allocated when the
  * chain has more pieces than fit in stack (nstack entries). */
@@ -201,6 +210,10 @@ static int seal_record(struct ktls_conn *c, uint8_t ct, struct mb_chain *body, s
         dst[ndst].iov_base = trl;
         dst[ndst].iov_len = 1;
     }
+    /* Invariants: a nonce is never reused (the sequence number is below the
+     * key's limit, checked above), and in place means the mode allows it. */
+    RPCTLS_CHECK(c->tx.seq < c->record_limit);
+    RPCTLS_CHECK(!in_place || mode == KTLS_TX_INPLACE || mode == KTLS_TX_COPY || owned);
     ktls_nonce(&c->tx, nonce);
     ret = c->engine->seal(c->tx.key, nonce, hdr, KTLS_HDR_LEN, src, nsrc + 1, dst, ndst + 1, trl + 1);
     if (ret != 0)
@@ -226,6 +239,8 @@ static int seal_record(struct ktls_conn *c, uint8_t ct, struct mb_chain *body, s
         mb_chain_concat(&rec, &ctext);
     }
     mb_chain_concat(&rec, &trailer);
+    /* The record is exactly what its header says. */
+    RPCTLS_CHECK(rec.len == KTLS_HDR_LEN + reclen);
     mb_chain_concat(out, &rec);
 
 exit:

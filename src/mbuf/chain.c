@@ -9,8 +9,13 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+_Static_assert(MB_INLINE_SIZE < MB_PAGE_SIZE,
+               "pullup copies len <= MB_PAGE_SIZE bytes into one inline store or one page: both must be contiguous");
 
 /* [off, off + len) lies inside [0, total). */
 static inline int range_ok(size_t total, size_t off, size_t len)
@@ -51,7 +56,7 @@ static size_t segw_next(struct segw *w, unsigned char **p)
     while (w->lo == w->m->len) {
         w->m = w->m->next;
         w->lo = 0;
-        assert(w->m && "segw_next: chain shorter than its len");
+        RPCTLS_CHECK(w->m && "segw_next: chain shorter than its len");
     }
     size_t soff = w->m->off + w->lo;
     size_t n = mb_store_contig(w->m->st, soff);
@@ -75,7 +80,7 @@ static void seg_copy(struct segw *d, struct segw *s)
         if (!dn) {
             dn = segw_next(d, &dp);
             if (dn)
-                assert(mb__store_writable(d->m->st) && "mb chain copy: destination store is shared or read-only");
+                RPCTLS_CHECK(mb__store_writable(d->m->st) && "mb chain copy: destination store is shared or read-only");
         }
         if (!sn)
             sn = segw_next(s, &sp);
@@ -93,7 +98,7 @@ static void seg_copy(struct segw *d, struct segw *s)
 /* Writes n bytes into store st at soff (st exclusively owned, writable). */
 static void store_write(struct mb_store *st, size_t soff, const unsigned char *src, size_t n)
 {
-    assert(mb__store_writable(st) && "mb store write: store is shared or read-only");
+    RPCTLS_CHECK(mb__store_writable(st) && "mb store write: store is shared or read-only");
     while (n) {
         size_t k = mb_store_contig(st, soff);
         if (k > n)
@@ -112,7 +117,7 @@ static void chain_write(struct mb_chain *c, const unsigned char *src, size_t len
     size_t n;
     segw_init(&w, c, 0, len);
     while ((n = segw_next(&w, &p)) > 0) {
-        assert(mb__store_writable(w.m->st) && "mb chain write: store is shared or read-only");
+        RPCTLS_CHECK(mb__store_writable(w.m->st) && "mb chain write: store is shared or read-only");
         memcpy(p, src, n);
         src += n;
     }
@@ -137,6 +142,7 @@ void mb_chain_init(struct mb_chain *c)
 
 void mb_chain_free(struct mb_chain *c)
 {
+    MB_CHAIN_INVARIANT(c);
     struct mb *m = c->head;
     while (m) {
         struct mb *next = m->next;
@@ -149,7 +155,9 @@ void mb_chain_free(struct mb_chain *c)
 
 void mb_chain_concat(struct mb_chain *dst, struct mb_chain *src)
 {
-    assert(dst != src && "mb_chain_concat: dst == src");
+    MB_CHAIN_INVARIANT(dst);
+    MB_CHAIN_INVARIANT(src);
+    RPCTLS_CHECK(dst != src && "mb_chain_concat: dst == src");
     if (!src->head)
         return;
     /* The two ends are adjacent bytes of one store (a chain split and joined
@@ -181,6 +189,31 @@ void mb_chain_concat(struct mb_chain *dst, struct mb_chain *src)
     mb_chain_init(src);
 }
 
+#ifdef RPCTLS_INVARIANTS
+void rpctls__check_fail(const char *file, int line, const char *func, const char *cond)
+{
+    fprintf(stderr, "%s:%d: %s: invariant violated: %s\n", file, line, func, cond);
+    fflush(stderr);
+    abort();
+}
+
+int mb__chain_invariant(const struct mb_chain *c)
+{
+    if (c->nlinks <= MB_INV_FULL_LINKS)
+        return mb_chain_check(c);
+    if (!c->head || !c->tail || c->tail->next || c->head->len == 0 || c->tail->len == 0 ||
+        c->len < c->head->len + c->tail->len)
+        return -EINVAL;
+    return 0;
+}
+
+void mb__chain_invariant_post(const struct mb__inv *v)
+{
+    if (mb__chain_invariant(v->c) != 0)
+        rpctls__check_fail(v->file, v->line, v->func, "postcondition: chain invariant");
+}
+#endif
+
 int mb_chain_check(const struct mb_chain *c)
 {
     size_t len = 0;
@@ -190,6 +223,12 @@ int mb_chain_check(const struct mb_chain *c)
         if (m->len == 0 || !m->st || m->off > m->st->size || m->len > m->st->size - m->off)
             return -EINVAL;
         if (atomic_load(&((struct mb_store *)m->st)->refs) == 0)
+            return -EINVAL;
+        /* A page vector's pages cover its size. */
+        if (m->st->kind == MB_ST_PAGES &&
+            (m->st->npages > MB_PV_MAXPAGES || (size_t)m->st->npages * MB_PAGE_SIZE < m->st->size))
+            return -EINVAL;
+        if (m->st->kind < MB_ST_INLINE || m->st->kind > MB_ST_PAGES)
             return -EINVAL;
         len += m->len;
         n++;
@@ -202,6 +241,7 @@ int mb_chain_check(const struct mb_chain *c)
 
 int mb_chain_byte(const struct mb_chain *c, size_t off)
 {
+    MB_CHAIN_INVARIANT(c);
     if (off >= c->len)
         return -ERANGE;
     size_t lo;
@@ -213,6 +253,8 @@ int mb_chain_byte(const struct mb_chain *c, size_t off)
 
 int mb_chain_copy_ref(struct mb_chain *dst, const struct mb_chain *src, size_t off, size_t len)
 {
+    MB_CHAIN_INVARIANT(dst);
+    MB_CHAIN_INVARIANT(src);
     if (!range_ok(src->len, off, len))
         return -ERANGE;
     struct mb_chain t = MB_CHAIN_INIT;
@@ -242,6 +284,8 @@ int mb_chain_copy_ref(struct mb_chain *dst, const struct mb_chain *src, size_t o
 
 static int copy_fresh(struct mb_chain *dst, const struct mb_chain *src, size_t off, size_t len, int pages_only)
 {
+    MB_CHAIN_INVARIANT(dst);
+    MB_CHAIN_INVARIANT(src);
     if (!range_ok(src->len, off, len))
         return -ERANGE;
     if (len == 0)
@@ -270,6 +314,7 @@ int mb_chain_copy_to_pages(struct mb_chain *dst, const struct mb_chain *src, siz
 
 int mb_chain_copy_out(const struct mb_chain *c, size_t off, size_t len, void *out)
 {
+    MB_CHAIN_INVARIANT(c);
     if (!range_ok(c->len, off, len))
         return -ERANGE;
     unsigned char *o = out, *p;
@@ -287,6 +332,7 @@ int mb_chain_copy_out(const struct mb_chain *c, size_t off, size_t len, void *ou
 
 int mb_chain_append_bytes(struct mb_chain *c, const void *data, size_t len)
 {
+    MB_CHAIN_INVARIANT(c);
     if (len == 0)
         return 0;
     if (!data)
@@ -315,6 +361,7 @@ int mb_chain_append_bytes(struct mb_chain *c, const void *data, size_t len)
 
 int mb_chain_append_pages_from_buf(struct mb_chain *c, const void *buf, size_t len)
 {
+    MB_CHAIN_INVARIANT(c);
     if (len == 0)
         return 0;
     if (!buf)
@@ -332,6 +379,7 @@ int mb_chain_append_pages_from_buf(struct mb_chain *c, const void *buf, size_t l
 
 int mb_chain_append_pages_from_fd(struct mb_chain *c, int fd, off_t pos, size_t len)
 {
+    MB_CHAIN_INVARIANT(c);
     if (len == 0)
         return 0;
     struct mb_chain t = MB_CHAIN_INIT;
@@ -381,7 +429,9 @@ fail:
 
 int mb_chain_split(struct mb_chain *c, size_t off, struct mb_chain *tail)
 {
-    assert(c != tail && "mb_chain_split: c == tail");
+    MB_CHAIN_INVARIANT(c);
+    MB_CHAIN_INVARIANT(tail);
+    RPCTLS_CHECK(c != tail && "mb_chain_split: c == tail");
     if (off > c->len)
         return -ERANGE;
     if (off == c->len)
@@ -434,6 +484,7 @@ int mb_chain_split(struct mb_chain *c, size_t off, struct mb_chain *tail)
 
 void mb_chain_trim_head(struct mb_chain *c, size_t n)
 {
+    MB_CHAIN_INVARIANT(c);
     if (n > c->len)
         n = c->len;
     c->len -= n;
@@ -456,6 +507,7 @@ void mb_chain_trim_head(struct mb_chain *c, size_t n)
 
 void mb_chain_trim_tail(struct mb_chain *c, size_t n)
 {
+    MB_CHAIN_INVARIANT(c);
     if (n >= c->len) {
         mb_chain_free(c);
         return;
@@ -488,6 +540,7 @@ void mb_chain_trim_tail(struct mb_chain *c, size_t n)
 
 void *mb_chain_pullup(struct mb_chain *c, size_t len)
 {
+    MB_CHAIN_INVARIANT(c);
     if (len > c->len || len > MB_PAGE_SIZE || !c->head)
         return NULL;
     struct mb *h = c->head;
@@ -546,6 +599,7 @@ void *mb_chain_pullup(struct mb_chain *c, size_t len)
 
 int mb_chain_to_iovec(const struct mb_chain *c, size_t off, size_t len, struct iovec *iov, int maxiov)
 {
+    MB_CHAIN_INVARIANT(c);
     if (!range_ok(c->len, off, len) || maxiov < 0)
         return -EINVAL;
     struct segw w;
@@ -569,6 +623,7 @@ int mb_chain_to_iovec(const struct mb_chain *c, size_t off, size_t len, struct i
 
 int mb_chain_iovec_count(const struct mb_chain *c, size_t off, size_t len)
 {
+    MB_CHAIN_INVARIANT(c);
     if (!range_ok(c->len, off, len))
         return -EINVAL;
     struct segw w;
@@ -589,6 +644,7 @@ int mb_chain_iovec_count(const struct mb_chain *c, size_t off, size_t len)
 
 int mb_chain_is_writable(const struct mb_chain *c, size_t off, size_t len)
 {
+    MB_CHAIN_INVARIANT(c);
     if (!range_ok(c->len, off, len))
         return 0;
     if (len == 0)

@@ -16,6 +16,7 @@
  * in-use counts are exact whenever no other thread is mid-operation.
  */
 #include "mbuf/pool.h"
+#include "mbuf/check.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -48,6 +49,12 @@
 #define TC_BATCH 32
 #define SLAB_BYTES (64 * 1024)
 
+_Static_assert((MB_PAGE_SIZE & (MB_PAGE_SIZE - 1)) == 0,
+               "MB_PAGE_SIZE must be a power of two: mb_page_free and the guard code test alignment with a mask");
+_Static_assert(TC_BATCH >= 1 && TC_BATCH <= TC_MAX,
+               "a refill moves TC_BATCH objects into an empty stash, a flush moves TC_BATCH out of a full one");
+_Static_assert(ARENA_PAGES >= TC_BATCH, "one new arena must be enough for a refill");
+
 enum { K_PAGE, K_STORE, K_LINK, K_REC, K_N };
 
 static const size_t obj_size[K_N] = {MB_PAGE_SIZE, sizeof(struct mb_store), sizeof(struct mb), MB_REC_SIZE};
@@ -70,6 +77,8 @@ struct slab {
     size_t bytes;
 };
 #define SLAB_HDR ((sizeof(struct slab) + 63) & ~(size_t)63)
+_Static_assert(sizeof(struct mb_store) <= SLAB_BYTES - SLAB_HDR && sizeof(struct mb) <= SLAB_BYTES - SLAB_HDR,
+               "a slab must hold at least one store and one link object");
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct gstack g_free[K_N];
@@ -204,10 +213,10 @@ static void tc_fold_locked(struct tcache *t)
 static void tc_flush_locked(struct tcache *t, int k, unsigned count)
 {
     struct gstack *g = &g_free[k];
-    assert(count <= t->n[k]);
+    RPCTLS_CHECK(count <= t->n[k]);
     /* The oldest entries (bottom of the stash) go back; the most recently
      * freed, cache-warm ones stay. */
-    assert(g->n + count <= g->cap && "mb pool: free stack overflow (double free?)");
+    RPCTLS_CHECK(g->n + count <= g->cap && "mb pool: free stack overflow (double free?)");
     memcpy(&g->v[g->n], &t->v[k][0], count * sizeof(void *));
     g->n += count;
     t->n[k] -= count;
@@ -289,7 +298,7 @@ static int tc_refill(struct tcache *t, int k)
         }
     }
     unsigned take = g->n < TC_BATCH ? (unsigned)g->n : TC_BATCH;
-    assert(t->n[k] + take <= TC_MAX);
+    RPCTLS_CHECK(t->n[k] + take <= TC_MAX);
     memcpy(&t->v[k][t->n[k]], &g->v[g->n - take], take * sizeof(void *));
     g->n -= take;
     t->n[k] += take;
@@ -314,9 +323,25 @@ static inline void *obj_get(int k)
     return p;
 }
 
+#ifdef RPCTLS_INVARIANTS
+/* A free of an object that is still in this thread's stash is a double free
+ * (one that has moved on to the global stack is caught at shutdown by the
+ * accounting check). */
+static void stash_check(const struct tcache *t, int k, const void *p)
+{
+    RPCTLS_CHECK(t->n[k] <= TC_MAX && "mb pool: stash overflow");
+    for (unsigned i = 0; i < t->n[k]; i++)
+        RPCTLS_CHECK(t->v[k][i] != p && "mb pool: object freed twice");
+}
+#define POOL_STASH_CHECK(t, k, p) stash_check((t), (k), (p))
+#else
+#define POOL_STASH_CHECK(t, k, p) ((void)0)
+#endif
+
 static inline void obj_put(int k, void *p)
 {
     struct tcache *t = tc_get();
+    POOL_STASH_CHECK(t, k, p);
     MB_POISON(p, obj_size[k]);
     d_add(&t->d_in_use[k], -1);
     if (__builtin_expect(t->n[k] == TC_MAX, 0)) {
@@ -339,7 +364,7 @@ void mb_page_free(void *page)
 {
     if (!page)
         return;
-    assert(((uintptr_t)page & (MB_PAGE_SIZE - 1)) == 0 && "mb_page_free: not a page");
+    RPCTLS_CHECK(((uintptr_t)page & (MB_PAGE_SIZE - 1)) == 0 && "mb_page_free: not a page");
     obj_put(K_PAGE, page);
 }
 
@@ -450,6 +475,32 @@ int mb_pool_reserve(size_t npages)
     return r;
 }
 
+#ifdef RPCTLS_INVARIANTS
+/* The pool's accounting, under g_lock with every counter folded and every
+ * other thread idle: no kind has more frees than allocations, and every
+ * object created is either in use, on the global stack, or in the stash of a
+ * live thread of this generation. */
+static void pool_check_locked(void)
+{
+    unsigned gen = atomic_load_explicit(&g_gen, memory_order_relaxed);
+    for (int k = 0; k < K_N; k++) {
+        int64_t stashed = 0;
+        RPCTLS_CHECK(g_in_use[k] >= 0 && "mb pool: more frees than allocations");
+        RPCTLS_CHECK(g_free[k].n <= g_free[k].cap && "mb pool: free stack overflow");
+        for (const struct tcache *t = g_reg; t; t = t->reg_next) {
+            RPCTLS_CHECK(t->n[k] <= TC_MAX && "mb pool: stash overflow");
+            if (t->gen == gen)
+                stashed += t->n[k];
+        }
+        RPCTLS_CHECK((int64_t)g_free[k].n + stashed + g_in_use[k] == (int64_t)g_free[k].cap &&
+                     "mb pool: objects lost or counted twice (free + stashed + in use != created)");
+    }
+}
+#define POOL_CHECK_LOCKED() pool_check_locked()
+#else
+#define POOL_CHECK_LOCKED() ((void)0)
+#endif
+
 int mb_pool_shutdown(void)
 {
     struct tcache *self = tc_get();
@@ -458,6 +509,7 @@ int mb_pool_shutdown(void)
     for (struct tcache *t = g_reg; t; t = t->reg_next)
         tc_fold_locked(t);
     tc_flush_all_locked(self);
+    POOL_CHECK_LOCKED();
     if (g_in_use[K_PAGE] || g_in_use[K_STORE] || g_in_use[K_LINK] || g_in_use[K_REC]) {
         pthread_mutex_unlock(&g_lock);
         return -EBUSY;
@@ -525,7 +577,7 @@ static void protect_pages(struct mb_store *st, int prot)
 
 void mb__guard_store(struct mb_store *st)
 {
-    assert(st->kind == MB_ST_PAGES && "mb__guard_store: not a page vector");
+    RPCTLS_CHECK(st->kind == MB_ST_PAGES && "mb__guard_store: not a page vector");
     if (st->flags & MB_STF_GUARDED)
         return;
     protect_pages(st, PROT_READ);

@@ -7,6 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+_Static_assert((uint64_t)MB_PV_MAXPAGES * MB_PAGE_SIZE <= UINT32_MAX,
+               "a page vector's capacity (npages * MB_PAGE_SIZE) is kept in the uint32_t st->size");
+_Static_assert(MB_INLINE_SIZE <= UINT32_MAX, "an inline store's capacity is kept in the uint32_t st->size");
+
 static void store_init(struct mb_store *st, uint16_t kind, uint16_t flags, uint32_t size)
 {
     atomic_init(&st->refs, 1u);
@@ -20,7 +24,7 @@ static void store_init(struct mb_store *st, uint16_t kind, uint16_t flags, uint3
 void mb__store_ref(struct mb_store *st)
 {
     unsigned old = atomic_fetch_add_explicit(&st->refs, 1, memory_order_relaxed);
-    assert(old > 0 && "mb__store_ref: reference to a freed store");
+    RPCTLS_CHECK(old > 0 && "mb__store_ref: reference to a freed store");
     (void)old;
 }
 
@@ -38,7 +42,7 @@ void mb__store_share(struct mb_store *st)
 void mb__store_unref(struct mb_store *st)
 {
     unsigned old = atomic_fetch_sub_explicit(&st->refs, 1, memory_order_acq_rel);
-    assert(old > 0 && "mb__store_unref: store freed twice");
+    RPCTLS_CHECK(old > 0 && "mb__store_unref: store freed twice");
     if (old != 1)
         return;
     switch (st->kind) {
@@ -62,7 +66,7 @@ void mb__store_unref(struct mb_store *st)
 
 struct mb_store *mb__pages_store_new(uint32_t npages)
 {
-    assert(npages > 0 && npages <= MB_PV_MAXPAGES && "mb__pages_store_new: bad page count");
+    RPCTLS_CHECK(npages > 0 && npages <= MB_PV_MAXPAGES && "mb__pages_store_new: bad page count");
     struct mb_store *st = mb__store_alloc();
     if (!st)
         return NULL;
@@ -98,6 +102,7 @@ static struct mb *append_new_store(struct mb_chain *c, struct mb_store *st, size
 
 struct mb *mb_append_inline(struct mb_chain *c, size_t len)
 {
+    MB_CHAIN_INVARIANT(c);
     if (len == 0 || len > MB_INLINE_SIZE)
         return NULL;
     struct mb_store *st = mb__store_alloc();
@@ -109,6 +114,7 @@ struct mb *mb_append_inline(struct mb_chain *c, size_t len)
 
 struct mb *mb_append_cluster(struct mb_chain *c, size_t len)
 {
+    MB_CHAIN_INVARIANT(c);
     if (len == 0 || len > UINT32_MAX)
         return NULL;
     struct mb_store *st = mb__store_alloc();
@@ -130,6 +136,7 @@ struct mb *mb_append_cluster(struct mb_chain *c, size_t len)
 struct mb *mb_append_ext(struct mb_chain *c, void *base, size_t len, uint16_t flags, mb_ext_free_fn free_fn,
                          void *arg)
 {
+    MB_CHAIN_INVARIANT(c);
     if (!base || len == 0 || len > UINT32_MAX)
         return NULL;
     struct mb_store *st = mb__store_alloc();
@@ -147,6 +154,7 @@ struct mb *mb_append_ext(struct mb_chain *c, void *base, size_t len, uint16_t fl
 
 int mb_append_pages(struct mb_chain *c, size_t first_off, size_t len)
 {
+    MB_CHAIN_INVARIANT(c);
     if (first_off >= MB_PAGE_SIZE)
         return -EINVAL;
     struct mb_chain t = MB_CHAIN_INIT;
@@ -170,7 +178,7 @@ int mb_append_pages(struct mb_chain *c, size_t first_off, size_t len)
 
 unsigned char *mb_store_ptr(const struct mb_store *st, size_t off)
 {
-    assert(off < st->size && "mb_store_ptr: offset past the end of the store");
+    RPCTLS_CHECK(off < st->size && "mb_store_ptr: offset past the end of the store");
     switch (st->kind) {
     case MB_ST_INLINE:
         return (unsigned char *)st->u.data + off;
@@ -180,7 +188,7 @@ unsigned char *mb_store_ptr(const struct mb_store *st, size_t off)
     case MB_ST_PAGES:
         return (unsigned char *)st->u.pages[off / MB_PAGE_SIZE] + off % MB_PAGE_SIZE;
     default:
-        assert(!"mb_store_ptr: bad store kind");
+        RPCTLS_CHECK(!"mb_store_ptr: bad store kind");
         return NULL;
     }
 }

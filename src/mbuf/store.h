@@ -6,6 +6,7 @@
 
 #include <assert.h>
 
+#include "mbuf/check.h"
 #include "mbuf/pool.h"
 
 /* Takes one more reference on st (a new link will point at it). */
@@ -26,8 +27,8 @@ static inline int mb__store_writable(const struct mb_store *st)
 /* Appends link m (already filled in) to c. */
 static inline void mb__link_append(struct mb_chain *c, struct mb *m)
 {
-    assert(m->len > 0 && "mb__link_append: empty link");
-    assert(m->off + m->len <= m->st->size && "mb__link_append: link past the end of its store");
+    RPCTLS_CHECK(m->len > 0 && "mb__link_append: empty link");
+    RPCTLS_CHECK(m->off + m->len <= m->st->size && "mb__link_append: link past the end of its store");
     m->next = NULL;
     if (c->tail)
         c->tail->next = m;

@@ -184,6 +184,11 @@ int nfsd_fh_init(struct nfsd_fhctx *k, const uint8_t key[NFSD_FH_KEYLEN], const 
 
 void nfsd_fh_make(const struct nfsd_fhctx *k, uint64_t ino, uint32_t gen, struct nfs3_fh *out)
 {
+    _Static_assert(NFSD_FH_LEN == 24 + NFSD_FH_TAGLEN,
+                   "handle layout: 1 version + 3 zero + 8 export id + 8 inode + 4 generation, then the tag");
+    _Static_assert(NFSD_FH_LEN <= NFS3_FHSIZE, "our handles must fit an NFSv3 nfs_fh3 (64 bytes, RFC 1813)");
+    _Static_assert(NFSD_FH_TAGLEN <= 32, "the tag is a prefix of an HMAC-SHA-256 (32 bytes)");
+    _Static_assert(sizeof(k->export_id) == 8, "the export id fills bytes 4..11 of the handle");
     uint8_t mac[32];
 
     memset(out, 0, sizeof(*out));

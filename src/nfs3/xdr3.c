@@ -137,6 +137,9 @@ int nfs3_dec_fh(struct krpc_xdr_dec *d, struct nfs3_fh *fh)
 
 void nfs3_enc_fattr(struct krpc_xdr_enc *x, const struct nfs3_fattr *a)
 {
+    _Static_assert(NFS3_FATTR_XDR_SIZE == 5 * 4 + 2 * 8 + 2 * 4 + 2 * 8 + 3 * 8,
+                   "fattr3 on the wire (RFC 1813 2.6): 5 u32, size and used, specdata3, fsid and fileid, 3 nfstime3; "
+                   "reply size accounting relies on it");
     krpc_xdr_put_u32(x, a->type);
     krpc_xdr_put_u32(x, a->mode);
     krpc_xdr_put_u32(x, a->nlink);
