@@ -201,12 +201,26 @@ static void map_add_locked(struct nfsd_be *be, uint64_t ino, uint64_t dirino, co
         map_grow(be);
 }
 
-void nfsd_map_gone(struct nfsd_be *be, const struct stat *st)
+void nfsd_map_gone(struct nfsd_be *be, int dirfd, uint64_t dirino, const char *name, const struct stat *st)
 {
+    const struct nfsd_ment *e;
+    struct stat now;
+
     pthread_mutex_lock(&be->lock);
+    /* Calls run in parallel: between our unlink and this line another call
+     * may have made a new object that got the same inode number, and told
+     * the map already (under another name), or made it under this very
+     * name. Forgetting that inode now would make the new object's handle
+     * STALE; only forget what still describes the object we removed. */
+    e = map_find(be, (uint64_t)st->st_ino);
+    if (e != NULL && (e->parent != dirino || strcmp(e->name, name) != 0))
+        goto out;
+    if (fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 && now.st_ino == st->st_ino)
+        goto out;
     map_del_locked(be, (uint64_t)st->st_ino);
     if (S_ISDIR(st->st_mode) || st->st_nlink <= 1)
         neg_add(be, (uint64_t)st->st_ino, 0, 1);
+out:
     pthread_mutex_unlock(&be->lock);
 }
 

@@ -661,7 +661,7 @@ int nfsd_op_remove(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, i
         return -EISDIR;
     if (unlinkat(dir->fd, name, rmdir ? AT_REMOVEDIR : 0) != 0)
         return -errno;
-    nfsd_map_gone(be, &st);
+    nfsd_map_gone(be, dir->fd, (uint64_t)dir->st.st_ino, name, &st);
     return 0;
 }
 
@@ -687,7 +687,8 @@ int nfsd_op_rename(struct nfsd_be *be, struct nfsd_obj *from, const char *fname,
         return -errno;
     nfsd_map_add(be, (uint64_t)sst.st_ino, (uint64_t)to->st.st_ino, tname);
     if (had_target && tst.st_ino != sst.st_ino)
-        nfsd_map_gone(be, &tst); /* after the add: learning a name clears the negative cache */
+        nfsd_map_gone(be, to->fd, (uint64_t)to->st.st_ino, tname,
+                      &tst); /* after the add: learning a name clears the negative cache */
     return 0;
 }
 

@@ -152,7 +152,9 @@ void nfsd_map_add(struct nfsd_be *be, uint64_t ino, uint64_t dirino, const char 
 void nfsd_map_del(struct nfsd_be *be, uint64_t ino);
 /* st (stat'ed before) was unlinked, or replaced by a rename: forgets it and,
  * when that was its last name, remembers its handles as STALE. */
-void nfsd_map_gone(struct nfsd_be *be, const struct stat *st);
+/* After dirfd/name (directory inode dirino) was unlinked: forget st's inode
+ * unless it already names a newer object (parallel calls reuse inodes). */
+void nfsd_map_gone(struct nfsd_be *be, int dirfd, uint64_t dirino, const char *name, const struct stat *st);
 void nfsd_map_clear(struct nfsd_be *be);
 
 /* 1 when name is usable as a new directory entry: not empty, no '/', not
