@@ -228,8 +228,9 @@ static int to_errno(int status)
     switch (-status) {
     case EACCES:       /* AUTH_ERROR */
     case ENOMEM:
-    case ENAMETOOLONG:
+    case ENAMETOOLONG: /* also a name over 255 bytes in a READDIRPLUS reply */
     case EINVAL:
+    case ELOOP:        /* a READDIRPLUS cookie loop (as the Linux client) */
         return -status;
     default:
         return EIO;    /* timeouts (soft), lost server, undecodable replies */
