@@ -768,6 +768,10 @@ static void wsend_cb(struct nfs3_clnt *nc, int status, const struct nfs3_write_r
         if (server_trouble(status) && others_healthy(w->s))
             srv_fail(w->s, "WRITE", status);
     }
+    if (status == 0 && res->count > p->len)
+        /* Not trusted: the piece is written again at the commit. */
+        fprintf(stderr, PROG ": %s %s: WRITE of %u bytes at %llu: the server claims %u bytes written, more than "
+                "were sent\n", srv_role(w->s), g.srv[w->s].url, p->len, (unsigned long long)p->off, res->count);
     pthread_mutex_lock(&in->mu);
     if (status == 0 && res->count == p->len) {
         w->ok = 1;
@@ -925,8 +929,20 @@ static int commit_inode(struct inode *in)
             if (wrc == 0)
                 wrc = nfs3_write(g.srv[s].nc, &fh[s], p->off, NFS3_FILE_SYNC, &c, &wr);
             mb_chain_free(&c);
-            if (wrc == 0 && wr.count != p->len)
-                wrc = NFS3ERR_IO;
+            if (wrc == 0 && wr.count != p->len) {
+                /* Short (the FILE_SYNC resend was the last chance), or more
+                 * than was sent (a server not to be believed): EIO, with
+                 * this line rather than fail()'s (the client's last error
+                 * is about some other call). */
+                fprintf(stderr, PROG ": %s %s: WRITE (resend) of %u bytes at %llu: the server claims %u bytes "
+                        "written, %s than were sent\n", srv_role(s), g.srv[s].url, p->len,
+                        (unsigned long long)p->off, wr.count, wr.count > p->len ? "more" : "fewer");
+                if (s > 0 && others_healthy(s))
+                    srv_fail(s, "WRITE (resend): wrong count", NFS3ERR_IO);
+                else if (!err)
+                    err = EIO;
+                break;
+            }
             if (wrc != 0) {
                 int e = write_trouble("WRITE (resend)", s, wrc);
                 if (e && !err)
