@@ -228,8 +228,9 @@ static int to_errno(int status)
     switch (-status) {
     case EACCES:       /* AUTH_ERROR */
     case ENOMEM:
-    case ENAMETOOLONG:
+    case ENAMETOOLONG: /* also a name over 255 bytes in a READDIRPLUS reply */
     case EINVAL:
+    case ELOOP:        /* a READDIRPLUS cookie loop (as the Linux client) */
         return -status;
     default:
         return EIO;    /* timeouts (soft), lost server, undecodable replies */
@@ -600,6 +601,43 @@ static void to_stat(const struct nfs3_fattr *a, struct stat *st)
     st->st_ctim.tv_nsec = a->ctime.nseconds % 1000000000u;
 }
 
+/* Attributes no server can mean are refused (EIO, one log line naming the
+ * server, the call and the field) rather than handed to the kernel, which
+ * would cache them: a type outside NF3REG..NF3FIFO, a size past 2^63 - 1
+ * (no off_t holds it), and nlink 0 for an object that has a name (reached
+ * by LOOKUP or READDIRPLUS, or not unlinked through this mount). 0 when the
+ * attributes are usable. */
+static int attr_bad(unsigned s, const char *what, const char *name, const struct nfs3_fattr *a, int named)
+{
+    char why[128];
+
+    if (a->type < NFS3_REG || a->type > NFS3_FIFO)
+        snprintf(why, sizeof why, "type %u is not an NFSv3 file type", a->type);
+    else if (a->size > (uint64_t)INT64_MAX)
+        snprintf(why, sizeof why, "size %llu is past 2^63 - 1", (unsigned long long)a->size);
+    else if (named && a->nlink == 0)
+        snprintf(why, sizeof why, "nlink 0 for an object that has a name");
+    else
+        return 0;
+    fprintf(stderr, PROG ": %s %s: %s%s%s: garbage attributes refused (%s)\n", srv_role(s), g.srv[s].url, what,
+            name ? " " : "", name ? name : "", why);
+    return EIO;
+}
+
+/* attr_bad for the attributes of a known inode: it still has a name as far
+ * as this mount knows (the root always does). */
+static int inode_attr_bad(unsigned s, const char *what, struct inode *in, const struct nfs3_fattr *a)
+{
+    char name[NFS3_MAXNAMLEN + 1];
+    int named;
+
+    pthread_mutex_lock(&g.tab_mu);
+    named = in == &g.root || in->parent != NULL;
+    snprintf(name, sizeof name, "%s", in == &g.root ? "/" : in->name ? in->name : "(unlinked)");
+    pthread_mutex_unlock(&g.tab_mu);
+    return attr_bad(s, what, name, a, named);
+}
+
 /* ---- fan-out: changes to every server, reads from one ------------------------ */
 
 /* One call to server s; arg holds the call's arguments and its results for
@@ -673,8 +711,12 @@ static int reply_entry(fuse_req_t req, unsigned s, const struct nfs3_fh *fh, con
                        struct inode *parent, const char *name)
 {
     struct fuse_entry_param e;
-    struct inode *in = inode_get(s, fh, parent, name);
+    struct inode *in;
+    int err = attr_bad(s, "LOOKUP", name, a, 1);
 
+    if (err)
+        return fuse_reply_err(req, err); /* no inode, nothing cached */
+    in = inode_get(s, fh, parent, name);
     if (!in)
         return fuse_reply_err(req, ENOMEM);
     memset(&e, 0, sizeof e);
@@ -726,6 +768,10 @@ static void wsend_cb(struct nfs3_clnt *nc, int status, const struct nfs3_write_r
         if (server_trouble(status) && others_healthy(w->s))
             srv_fail(w->s, "WRITE", status);
     }
+    if (status == 0 && res->count > p->len)
+        /* Not trusted: the piece is written again at the commit. */
+        fprintf(stderr, PROG ": %s %s: WRITE of %u bytes at %llu: the server claims %u bytes written, more than "
+                "were sent\n", srv_role(w->s), g.srv[w->s].url, p->len, (unsigned long long)p->off, res->count);
     pthread_mutex_lock(&in->mu);
     if (status == 0 && res->count == p->len) {
         w->ok = 1;
@@ -883,8 +929,20 @@ static int commit_inode(struct inode *in)
             if (wrc == 0)
                 wrc = nfs3_write(g.srv[s].nc, &fh[s], p->off, NFS3_FILE_SYNC, &c, &wr);
             mb_chain_free(&c);
-            if (wrc == 0 && wr.count != p->len)
-                wrc = NFS3ERR_IO;
+            if (wrc == 0 && wr.count != p->len) {
+                /* Short (the FILE_SYNC resend was the last chance), or more
+                 * than was sent (a server not to be believed): EIO, with
+                 * this line rather than fail()'s (the client's last error
+                 * is about some other call). */
+                fprintf(stderr, PROG ": %s %s: WRITE (resend) of %u bytes at %llu: the server claims %u bytes "
+                        "written, %s than were sent\n", srv_role(s), g.srv[s].url, p->len,
+                        (unsigned long long)p->off, wr.count, wr.count > p->len ? "more" : "fewer");
+                if (s > 0 && others_healthy(s))
+                    srv_fail(s, "WRITE (resend): wrong count", NFS3ERR_IO);
+                else if (!err)
+                    err = EIO;
+                break;
+            }
             if (wrc != 0) {
                 int e = write_trouble("WRITE (resend)", s, wrc);
                 if (e && !err)
@@ -1006,6 +1064,10 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         fuse_reply_err(req, fail("GETATTR", s, rc));
         return;
     }
+    if ((rc = inode_attr_bad(s, "GETATTR", x.in, &x.a[s])) != 0) {
+        fuse_reply_err(req, rc);
+        return;
+    }
     to_stat(&x.a[s], &st);
     fuse_reply_attr(req, &st, g.attr_timeout);
 }
@@ -1063,6 +1125,10 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st, int to_s
     rc = on_all("SETATTR", setattr_fn, &x, &lead, &done);
     if (rc != 0) {
         fuse_reply_err(req, fail("SETATTR", lead, rc));
+        return;
+    }
+    if ((rc = inode_attr_bad(lead, "SETATTR", x.in, &x.a[lead])) != 0) {
+        fuse_reply_err(req, rc);
         return;
     }
     to_stat(&x.a[lead], &out);
@@ -1449,6 +1515,8 @@ static int revalidate(struct inode *in, struct fuse_file_info *fi)
     if (rc != 0)
         return fail("GETATTR (open)", s, rc);
     a = &x.a[s];
+    if ((rc = inode_attr_bad(s, "GETATTR (open)", in, a)) != 0)
+        return rc;
     pthread_mutex_lock(&in->mu);
     fi->keep_cache = in->have_seen && in->seen_size == a->size && in->seen_mtime.seconds == a->mtime.seconds &&
                      in->seen_mtime.nseconds == a->mtime.nseconds;
@@ -1870,7 +1938,13 @@ static int collect(void *arg, const struct nfs3_dirent *e)
     d->v[d->n].has_obj = e->fh_present && e->attr.present;
     d->v[d->n].fh = e->fh;
     d->v[d->n].attr = e->attr.attr;
-    if (!e->attr.present) /* the type at least, for d_type */
+    if (e->attr.present && strcmp(e->name, ".") != 0 && strcmp(e->name, "..") != 0 &&
+        attr_bad(d->srv, "READDIRPLUS entry", e->name, &e->attr.attr, 1)) {
+        /* The name only: the kernel LOOKUPs it when it needs it. */
+        d->v[d->n].has_obj = 0;
+        memset(&d->v[d->n].attr, 0, sizeof d->v[d->n].attr);
+    }
+    if (!d->v[d->n].has_obj) /* the file id at least, for d_ino */
         d->v[d->n].attr.fileid = e->fileid;
     d->n++;
     return 0;
@@ -1896,6 +1970,7 @@ static int readdir_fn(unsigned s, void *arg)
     struct nfs3_fh fh;
     int rc = fh_on(d->dir, s, &fh);
 
+    d->srv = s; /* for collect's log lines */
     dirlist_clear(d); /* a server given up half way may have left entries */
     return rc ? rc : nfs3_readdirplus(g.srv[s].nc, &fh, 32768, 262144, collect, d);
 }

@@ -196,7 +196,9 @@ int nfs3_fsstat(struct nfs3_clnt *nc, const struct nfs3_fh *fh, struct nfs3_fsst
  * return stops the listing and is returned: use a negative errno). Loop
  * protection: a cookie seen twice in one listing, or cookie 0, fails with
  * -ELOOP / -EIO, as does a page with no entry and no eof; each is logged.
- * NFS3ERR_BAD_COOKIE (the directory changed under a stale verifier) is
+ * Names: one longer than NFS3_MAXNAMLEN fails the listing with
+ * -ENAMETOOLONG; an empty one, or one with a '/' or a NUL byte, with -EIO
+ * (logged). NFS3ERR_BAD_COOKIE (the directory changed under a stale verifier) is
  * returned as is. */
 int nfs3_readdirplus(struct nfs3_clnt *nc, const struct nfs3_fh *dir, uint32_t dircount, uint32_t maxcount,
                      nfs3_dirent_fn fn, void *arg);

@@ -1621,6 +1621,15 @@ static int rdp_entry(void *arg, const struct nfs3_dirent *e)
         st->user_rc = -EIO;
         return RDP_STOP;
     }
+    /* A name is one path component: never empty, never with a '/' (the
+     * kernel's getdents refuses such a name with EIO, fs/readdir.c
+     * verify_dirent_name()). */
+    if (e->name[0] == '\0' || strchr(e->name, '/')) {
+        set_err(st->nc, "READDIRPLUS: the server sent the name \"%s\" (%s); listing refused", e->name,
+                e->name[0] ? "a '/' in a file name" : "an empty file name");
+        st->user_rc = -EIO;
+        return RDP_STOP;
+    }
     rc = cookie_add(&st->seen, e->cookie);
     if (rc != 0) {
         if (rc > 0)
@@ -1666,6 +1675,17 @@ int nfs3_readdirplus(struct nfs3_clnt *nc, const struct nfs3_fh *dir, uint32_t d
             break;
         rc = nfs3_dec_readdirplus_res(&rep.res, &r, rdp_entry, &st);
         krpc_reply_free(&rep);
+        if (rc == -ENAMETOOLONG || rc == -EILSEQ) {
+            /* A name the decoder refused (dec_dir_res): the listing fails,
+             * ENAMETOOLONG as the Linux client's decode_inline_filename3(),
+             * EIO for a NUL byte inside a name. */
+            set_err(nc, "READDIRPLUS: the server sent %s; listing refused",
+                    rc == -ENAMETOOLONG ? "a file name longer than 255 bytes (NFS3_MAXNAMLEN)"
+                                        : "a file name containing a NUL byte");
+            krpc_log(KRPC_LOG_WARN, "nfs client: %s", nc->err);
+            ret = rc == -ENAMETOOLONG ? -ENAMETOOLONG : -EIO;
+            break;
+        }
         if (rc == RDP_STOP) {
             ret = st.user_rc;
             if (ret == -ELOOP || ret == -EIO)

@@ -160,6 +160,34 @@ void nfs3_enc_readdirplus_res(struct krpc_xdr_enc *x, const struct nfs3_readdir_
 
 /* ---- decoder ------------------------------------------------------------- */
 
+/* An entry's name (filename3): a length over NFS3_MAXNAMLEN fails the
+ * decoder with -ENAMETOOLONG and a NUL inside the name with -EILSEQ, so
+ * that the client can say which rule the server broke (any other failure
+ * is the usual -EBADMSG / -EMSGSIZE). */
+static void get_entry_name(struct krpc_xdr_dec *d, char *buf)
+{
+    uint32_t n = krpc_xdr_get_u32(d);
+
+    buf[0] = '\0';
+    if (d->err)
+        return;
+    if (n > NFS3_MAXNAMLEN) {
+        nfs3x_dec_fail(d, -ENAMETOOLONG);
+        return;
+    }
+    krpc_xdr_get_fixed(d, buf, n);
+    if (d->err) {
+        buf[0] = '\0';
+        return;
+    }
+    if (memchr(buf, '\0', n)) {
+        buf[0] = '\0';
+        nfs3x_dec_fail(d, -EILSEQ);
+        return;
+    }
+    buf[n] = '\0';
+}
+
 /* Every entry takes at least 24 bytes of the message, so the loop is
  * bounded by the decoder's bound. */
 static int dec_dir_res(struct krpc_xdr_dec *d, struct nfs3_readdir_res *r, nfs3_dirent_fn fn, void *arg, int plus)
@@ -175,7 +203,7 @@ static int dec_dir_res(struct krpc_xdr_dec *d, struct nfs3_readdir_res *r, nfs3_
     while (krpc_xdr_get_bool(d) == 1) {
         memset(&ent, 0, sizeof ent);
         ent.fileid = krpc_xdr_get_u64(d);
-        nfs3x_get_str(d, ent.name, NFS3_MAXNAMLEN);
+        get_entry_name(d, ent.name);
         ent.cookie = krpc_xdr_get_u64(d);
         if (plus) {
             nfs3_dec_post_attr(d, &ent.attr);
