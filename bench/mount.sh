@@ -21,7 +21,7 @@ trap cleanup EXIT INT TERM
 TLS="--ca $T/pki/ca.pem --cert $T/pki/client.pem --key $T/pki/client.key"
 for n in 0 1 2; do
     mkdir -p "$T/exp$n" "$T/st$n"
-    "$B/rpctls-nfsd" --export "$T/exp$n" --no-root-squash --state-dir "$T/st$n" --listen 127.0.0.1:0 --tls required \
+    "$B/rpctls-nfsd" --export "$T/exp$n" --no-root-squash --rpcbind off --state-dir "$T/st$n" --listen 127.0.0.1:0 --tls required \
         --cert "$T/pki/server.pem" --key "$T/pki/server.key" --ca "$T/pki/ca.pem" >"$T/nfsd$n.log" 2>&1 &
     PIDS="$PIDS $!"
 done

@@ -48,7 +48,7 @@ TLS="--ca $T/pki/ca.pem --cert $T/pki/client.pem --key $T/pki/client.key"
 start_nfsd() {
     mkdir -p "$T/exp$1" "$T/state$1"
     rm -f "$T/nfsd$1.log" # a restart must not find the last run's "listening on"
-    "$NFSD" --export "$T/exp$1" --no-root-squash --state-dir "$T/state$1" --listen 127.0.0.1:0 --tls required \
+    "$NFSD" --export "$T/exp$1" --no-root-squash --rpcbind off --state-dir "$T/state$1" --listen 127.0.0.1:0 --tls required \
         --cert "$T/pki/server.pem" --key "$T/pki/server.key" --ca "$T/pki/ca.pem" >"$T/nfsd$1.log" 2>&1 &
     eval NFSD$1=$!
     PIDS="$PIDS $!"

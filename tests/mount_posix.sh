@@ -51,7 +51,7 @@ check_errno() { # check_errno NAME ERRNO-TEXT CMD...: CMD must fail with that me
 start_nfsd() { # start_nfsd PORT
     # --no-root-squash: this battery runs as root (uid 0 reaches the server
     # as uid 0, as from a kernel client of a no_root_squash export).
-    "$NFSD" --export "$EXP" --no-root-squash --state-dir "$T/state" --listen "127.0.0.1:$1" --tls required \
+    "$NFSD" --export "$EXP" --no-root-squash --rpcbind off --state-dir "$T/state" --listen "127.0.0.1:$1" --tls required \
         --cert "$T/pki/server.pem" --key "$T/pki/server.key" --ca "$T/pki/ca.pem" >"$T/nfsd.log" 2>&1 &
     NFSD_PID=$!
     i=0
@@ -157,7 +157,7 @@ check "cp ${FILE_MB} MiB + cmp + sha256 on the server's disk" sh -c '
 check "hard mount: server restart during cp; cp completes, file identical" sh -c '
     cp "'"$T"'/big.src" "'"$MNT"'/hard.bin" & CP=$!
     sleep 0.3; kill -9 '"$NFSD_PID"'; sleep 1
-    "'"$NFSD"'" --export "'"$EXP"'" --no-root-squash --state-dir "'"$T"'/state" --listen 127.0.0.1:'"$PORT"' --tls required \
+    "'"$NFSD"'" --export "'"$EXP"'" --no-root-squash --rpcbind off --state-dir "'"$T"'/state" --listen 127.0.0.1:'"$PORT"' --tls required \
         --cert "'"$T"'/pki/server.pem" --key "'"$T"'/pki/server.key" --ca "'"$T"'/pki/ca.pem" >"'"$T"'/nfsd2.log" 2>&1 &
     echo $! > "'"$T"'/nfsd2.pid"
     i=0; while kill -0 $CP 2>/dev/null && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done

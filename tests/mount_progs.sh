@@ -45,7 +45,7 @@ check() { # check NAME CMD...: CMD must succeed
 "$CERTS" "$T/pki" >/dev/null || exit 1
 start_nfsd() { # start_nfsd PORT
     rm -f "$T/nfsd.log"
-    "$NFSD" --export "$EXP" --no-root-squash --state-dir "$T/state" --listen "127.0.0.1:$1" --tls required \
+    "$NFSD" --export "$EXP" --no-root-squash --rpcbind off --state-dir "$T/state" --listen "127.0.0.1:$1" --tls required \
         --cert "$T/pki/server.pem" --key "$T/pki/server.key" --ca "$T/pki/ca.pem" >"$T/nfsd.log" 2>&1 &
     NFSD_PID=$!
     i=0

@@ -80,7 +80,7 @@ static int nfsd_start(struct nfsd *d, const char *base, int idx, const char *pki
         dup2(pfd[1], 2);
         close(pfd[0]);
         close(pfd[1]);
-        execl(prog, prog, "--export", d->export, "--no-root-squash", "--listen", "127.0.0.1:0", "--tls", "optional", "--cert", cert,
+        execl(prog, prog, "--export", d->export, "--no-root-squash", "--rpcbind", "off", "--listen", "127.0.0.1:0", "--tls", "optional", "--cert", cert,
               "--key", key, "--state-dir", state, "--quiet", (char *)NULL);
         _exit(127);
     }
