@@ -25,6 +25,10 @@ fails=0
 
 cleanup() {
     cd /
+    if [ "$fails" != 0 ]; then # what the mount and the server said, for the failures above
+        echo "---- rpctls-mount log"; tail -n 40 "$T/mount.log" 2>/dev/null
+        echo "---- rpctls-nfsd log"; tail -n 40 "$T/nfsd.log" 2>/dev/null
+    fi
     if [ -n "$MOUNT_PID" ]; then
         fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT" 2>/dev/null
         i=0; while kill -0 "$MOUNT_PID" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
