@@ -904,25 +904,82 @@ int nfs3_mount_prefix(struct nfs3_clnt *nc, const char *path, struct nfs3_fh *ro
     return rc;
 }
 
-int nfs3_getattr(struct nfs3_clnt *nc, const struct nfs3_fh *fh, struct nfs3_fattr *attr)
+
+/* ---- one synchronous call per procedure, table-driven ---------------------- */
+
+/* How one procedure's arguments are encoded and its results decoded: the
+ * blocking wrappers below differ only in these and in what they copy out. */
+struct nfs_xdr_io {
+    uint32_t proc;
+    void (*enc)(struct krpc_xdr_enc *x, const void *args);
+    int (*dec)(struct krpc_xdr_dec *d, void *res);
+    size_t res_size;
+    size_t status_off; /* where the results keep their nfsstat3 */
+};
+
+/* Typed adapters, so that each call goes through its own function type. */
+#define NFS_XDR_IO(p, P, argtype, restype)                                                                     \
+    static void enc_##p(struct krpc_xdr_enc *x, const void *a)                                                 \
+    {                                                                                                          \
+        nfs3_enc_##p##_args(x, (const argtype *)a);                                                            \
+    }                                                                                                          \
+    static int dec_##p(struct krpc_xdr_dec *d, void *r)                                                        \
+    {                                                                                                          \
+        return nfs3_dec_##p##_res(d, (restype *)r);                                                            \
+    }                                                                                                          \
+    static const struct nfs_xdr_io io_##p = {NFS3_PROC_##P, enc_##p, dec_##p, sizeof(restype),                 \
+                                             offsetof(restype, status)};
+
+NFS_XDR_IO(getattr, GETATTR, struct nfs3_fh_args, struct nfs3_getattr_res)
+NFS_XDR_IO(setattr, SETATTR, struct nfs3_setattr_args, struct nfs3_wcc_res)
+NFS_XDR_IO(lookup, LOOKUP, struct nfs3_diropargs, struct nfs3_lookup_res)
+NFS_XDR_IO(access, ACCESS, struct nfs3_access_args, struct nfs3_access_res)
+NFS_XDR_IO(readlink, READLINK, struct nfs3_fh_args, struct nfs3_readlink_res)
+NFS_XDR_IO(read, READ, struct nfs3_read_args, struct nfs3_read_res)
+NFS_XDR_IO(create, CREATE, struct nfs3_create_args, struct nfs3_diropres)
+NFS_XDR_IO(mkdir, MKDIR, struct nfs3_mkdir_args, struct nfs3_diropres)
+NFS_XDR_IO(symlink, SYMLINK, struct nfs3_symlink_args, struct nfs3_diropres)
+NFS_XDR_IO(mknod, MKNOD, struct nfs3_mknod_args, struct nfs3_diropres)
+NFS_XDR_IO(remove, REMOVE, struct nfs3_diropargs, struct nfs3_wcc_res)
+NFS_XDR_IO(rmdir, RMDIR, struct nfs3_diropargs, struct nfs3_wcc_res)
+NFS_XDR_IO(rename, RENAME, struct nfs3_rename_args, struct nfs3_rename_res)
+NFS_XDR_IO(link, LINK, struct nfs3_link_args, struct nfs3_link_res)
+NFS_XDR_IO(fsstat, FSSTAT, struct nfs3_fh_args, struct nfs3_fsstat_res)
+NFS_XDR_IO(fsinfo, FSINFO, struct nfs3_fh_args, struct nfs3_fsinfo_res)
+NFS_XDR_IO(commit, COMMIT, struct nfs3_commit_args, struct nfs3_commit_res)
+
+/* One blocking NFS call: encodes args, calls, decodes into res (zeroed
+ * first) and maps the outcome: 0, an NFS3ERR_* status, or a negative errno.
+ * The reply's storage is released; results that keep data (READ) hold it by
+ * reference. */
+static int nfs_sync(struct nfs3_clnt *nc, const struct nfs_xdr_io *io, const void *args, void *res)
 {
-    struct nfs3_fh_args a;
-    struct nfs3_getattr_res r;
     struct mb_chain c = MB_CHAIN_INIT;
     struct krpc_xdr_enc x;
     struct krpc_reply rep;
+    uint32_t stat;
     int rc;
 
-    a.fh = *fh;
     krpc_xdr_enc_init(&x, &c);
-    nfs3_enc_getattr_args(&x, &a);
+    io->enc(&x, args);
     if ((rc = enc_done(&x, &c)) < 0)
         return rc;
-    if ((rc = call_sync(nc, nc->rpc, NFS3_PROC_GETATTR, "GETATTR", &c, &rep)) < 0)
+    if ((rc = call_sync(nc, nc->rpc, io->proc, nfs3_proc_name(io->proc), &c, &rep)) < 0)
         return rc;
-    rc = nfs3_dec_getattr_res(&rep.res, &r);
-    rc = nfs_outcome(nc, NFS3_PROC_GETATTR, rc, r.status);
+    memset(res, 0, io->res_size);
+    rc = io->dec(&rep.res, res);
+    memcpy(&stat, (const char *)res + io->status_off, sizeof stat);
+    rc = nfs_outcome(nc, io->proc, rc, stat);
     krpc_reply_free(&rep);
+    return rc;
+}
+
+int nfs3_getattr(struct nfs3_clnt *nc, const struct nfs3_fh *fh, struct nfs3_fattr *attr)
+{
+    struct nfs3_fh_args a = {.fh = *fh};
+    struct nfs3_getattr_res r;
+    int rc = nfs_sync(nc, &io_getattr, &a, &r);
+
     if (rc == 0 && attr)
         *attr = r.attr;
     return rc;
@@ -930,23 +987,9 @@ int nfs3_getattr(struct nfs3_clnt *nc, const struct nfs3_fh *fh, struct nfs3_fat
 
 int nfs3_fsinfo(struct nfs3_clnt *nc, const struct nfs3_fh *fh, struct nfs3_fsinfo_res *res)
 {
-    struct nfs3_fh_args a;
-    struct mb_chain c = MB_CHAIN_INIT;
-    struct krpc_xdr_enc x;
-    struct krpc_reply rep;
-    int rc;
+    struct nfs3_fh_args a = {.fh = *fh};
 
-    a.fh = *fh;
-    krpc_xdr_enc_init(&x, &c);
-    nfs3_enc_fsinfo_args(&x, &a);
-    if ((rc = enc_done(&x, &c)) < 0)
-        return rc;
-    if ((rc = call_sync(nc, nc->rpc, NFS3_PROC_FSINFO, "FSINFO", &c, &rep)) < 0)
-        return rc;
-    rc = nfs3_dec_fsinfo_res(&rep.res, res);
-    rc = nfs_outcome(nc, NFS3_PROC_FSINFO, rc, res->status);
-    krpc_reply_free(&rep);
-    return rc;
+    return nfs_sync(nc, &io_fsinfo, &a, res);
 }
 
 static int set_name(struct nfs3_clnt *nc, struct nfs3_diropargs *w, const struct nfs3_fh *dir, const char *name)
@@ -965,106 +1008,51 @@ int nfs3_lookup(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *nam
 {
     struct nfs3_diropargs a;
     struct nfs3_lookup_res r;
-    struct mb_chain c = MB_CHAIN_INIT;
-    struct krpc_xdr_enc x;
-    struct krpc_reply rep;
     int rc;
 
     memset(&a, 0, sizeof a);
     if ((rc = set_name(nc, &a, dir, name)) != 0)
         return rc;
-    krpc_xdr_enc_init(&x, &c);
-    nfs3_enc_lookup_args(&x, &a);
-    if ((rc = enc_done(&x, &c)) < 0)
-        return rc;
-    if ((rc = call_sync(nc, nc->rpc, NFS3_PROC_LOOKUP, "LOOKUP", &c, &rep)) < 0)
-        return rc;
-    rc = nfs3_dec_lookup_res(&rep.res, &r);
-    rc = nfs_outcome(nc, NFS3_PROC_LOOKUP, rc, r.status);
-    krpc_reply_free(&rep);
-    if (rc == 0) {
-        *fh = r.fh;
-        if (attr) {
-            if (r.obj_attr.present)
-                *attr = r.obj_attr.attr;
-            else
-                rc = nfs3_getattr(nc, fh, attr);
-        }
-    } else if (rc > 0) {
-        set_err(nc, "LOOKUP %s: %s", name, nfs3_stat_name((uint32_t)rc));
-    }
-    return rc;
-}
-
-static int diropres_done(struct nfs3_clnt *nc, uint32_t proc, const char *name, struct krpc_reply *rep,
-                         int (*dec)(struct krpc_xdr_dec *, struct nfs3_diropres *), const struct nfs3_fh *dir,
-                         struct nfs3_fh *fh)
-{
-    struct nfs3_diropres r;
-    int rc = dec(&rep->res, &r);
-
-    rc = nfs_outcome(nc, proc, rc, r.status);
-    krpc_reply_free(rep);
+    rc = nfs_sync(nc, &io_lookup, &a, &r);
     if (rc > 0)
-        set_err(nc, "%s %s: %s", nfs3_proc_name(proc), name, nfs3_stat_name((uint32_t)rc));
+        set_err(nc, "LOOKUP %s: %s", name, nfs3_stat_name((uint32_t)rc));
     if (rc != 0)
         return rc;
-    if (r.fh_present) {
-        *fh = r.fh;
+    *fh = r.fh;
+    if (!attr)
+        return 0;
+    if (r.obj_attr.present) {
+        *attr = r.obj_attr.attr;
         return 0;
     }
-    return nfs3_lookup(nc, dir, name, fh, NULL); /* post_op_fh3 is optional */
+    return nfs3_getattr(nc, fh, attr);
 }
+
 
 int nfs3_create(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name, uint32_t mode, int truncate,
                 struct nfs3_fh *fh)
 {
-    struct nfs3_create_args a;
-    struct mb_chain c = MB_CHAIN_INIT;
-    struct krpc_xdr_enc x;
-    struct krpc_reply rep;
-    int rc;
+    struct nfs3_sattr sa;
 
-    memset(&a, 0, sizeof a);
-    if ((rc = set_name(nc, &a.where, dir, name)) != 0)
-        return rc;
-    a.mode = NFS3_CREATE_UNCHECKED;
-    a.attr.set_mode = 1;
-    a.attr.mode = mode;
+    memset(&sa, 0, sizeof sa);
+    sa.set_mode = 1;
+    sa.mode = mode;
     if (truncate) {
-        a.attr.set_size = 1;
-        a.attr.size = 0;
+        sa.set_size = 1;
+        sa.size = 0;
     }
-    krpc_xdr_enc_init(&x, &c);
-    nfs3_enc_create_args(&x, &a);
-    if ((rc = enc_done(&x, &c)) < 0)
-        return rc;
-    if ((rc = call_sync(nc, nc->rpc, NFS3_PROC_CREATE, "CREATE", &c, &rep)) < 0)
-        return rc;
-    return diropres_done(nc, NFS3_PROC_CREATE, name, &rep, nfs3_dec_create_res, dir, fh);
+    return nfs3_create_how(nc, dir, name, NFS3_CREATE_UNCHECKED, &sa, NULL, fh, NULL);
 }
 
 int nfs3_mkdir(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name, uint32_t mode,
                struct nfs3_fh *fh)
 {
-    struct nfs3_mkdir_args a;
-    struct mb_chain c = MB_CHAIN_INIT;
-    struct krpc_xdr_enc x;
-    struct krpc_reply rep;
-    int rc;
+    struct nfs3_sattr sa;
 
-    memset(&a, 0, sizeof a);
-    if ((rc = set_name(nc, &a.where, dir, name)) != 0)
-        return rc;
-    a.attr.set_mode = 1;
-    a.attr.mode = mode;
-    krpc_xdr_enc_init(&x, &c);
-    nfs3_enc_mkdir_args(&x, &a);
-    if ((rc = enc_done(&x, &c)) < 0)
-        return rc;
-    if ((rc = call_sync(nc, nc->rpc, NFS3_PROC_MKDIR, "MKDIR", &c, &rep)) < 0)
-        return rc;
-    return diropres_done(nc, NFS3_PROC_MKDIR, name, &rep, nfs3_dec_mkdir_res, dir, fh);
+    memset(&sa, 0, sizeof sa);
+    sa.set_mode = 1;
+    sa.mode = mode;
+    return nfs3_mkdir_attr(nc, dir, name, &sa, fh, NULL);
 }
 
 int nfs3_open_path(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *relpath, int flags,
@@ -1156,26 +1144,10 @@ int nfs3_write(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, 
 int nfs3_commit(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint32_t count,
                 uint8_t verf[NFS3_WRITEVERFSIZE])
 {
-    struct nfs3_commit_args a;
+    struct nfs3_commit_args a = {.fh = *fh, .offset = offset, .count = count};
     struct nfs3_commit_res r;
-    struct mb_chain c = MB_CHAIN_INIT;
-    struct krpc_xdr_enc x;
-    struct krpc_reply rep;
-    int rc;
+    int rc = nfs_sync(nc, &io_commit, &a, &r);
 
-    memset(&a, 0, sizeof a);
-    a.fh = *fh;
-    a.offset = offset;
-    a.count = count;
-    krpc_xdr_enc_init(&x, &c);
-    nfs3_enc_commit_args(&x, &a);
-    if ((rc = enc_done(&x, &c)) < 0)
-        return rc;
-    if ((rc = call_sync(nc, nc->rpc, NFS3_PROC_COMMIT, "COMMIT", &c, &rep)) < 0)
-        return rc;
-    rc = nfs3_dec_commit_res(&rep.res, &r);
-    rc = nfs_outcome(nc, NFS3_PROC_COMMIT, rc, r.status);
-    krpc_reply_free(&rep);
     if (rc == 0 && verf)
         memcpy(verf, r.verf, NFS3_WRITEVERFSIZE);
     return rc;
@@ -1198,26 +1170,23 @@ static int nfs_call(struct nfs3_clnt *nc, uint32_t proc, struct krpc_xdr_enc *x,
 /* After CREATE, MKDIR, SYMLINK, MKNOD: the new object's handle and
  * attributes, asked for separately when the reply leaves them out (both are
  * optional in RFC 1813). */
-static int obj_done(struct nfs3_clnt *nc, uint32_t proc, const char *name, struct krpc_reply *rep,
-                    int (*dec)(struct krpc_xdr_dec *, struct nfs3_diropres *), const struct nfs3_fh *dir,
-                    struct nfs3_fh *fh, struct nfs3_fattr *attr)
+/* After CREATE, MKDIR, SYMLINK, MKNOD (rc from nfs_sync, r its results): the
+ * new object's handle and attributes, asked for separately when the reply
+ * leaves them out (both are optional in RFC 1813). */
+static int obj_result(struct nfs3_clnt *nc, uint32_t proc, const char *name, int rc, const struct nfs3_diropres *r,
+                      const struct nfs3_fh *dir, struct nfs3_fh *fh, struct nfs3_fattr *attr)
 {
-    struct nfs3_diropres r;
-    int rc = dec(&rep->res, &r);
-
-    rc = nfs_outcome(nc, proc, rc, r.status);
-    krpc_reply_free(rep);
     if (rc > 0)
         set_err(nc, "%s %s: %s", nfs3_proc_name(proc), name, nfs3_stat_name((uint32_t)rc));
     if (rc != 0)
         return rc;
-    if (!r.fh_present)
+    if (!r->fh_present)
         return nfs3_lookup(nc, dir, name, fh, attr);
-    *fh = r.fh;
+    *fh = r->fh;
     if (!attr)
         return 0;
-    if (r.obj_attr.present) {
-        *attr = r.obj_attr.attr;
+    if (r->obj_attr.present) {
+        *attr = r->obj_attr.attr;
         return 0;
     }
     return nfs3_getattr(nc, fh, attr);
@@ -1228,9 +1197,6 @@ int nfs3_setattr(struct nfs3_clnt *nc, const struct nfs3_fh *fh, const struct nf
 {
     struct nfs3_setattr_args a;
     struct nfs3_wcc_res r;
-    struct mb_chain c = MB_CHAIN_INIT;
-    struct krpc_xdr_enc x;
-    struct krpc_reply rep;
     int rc;
 
     memset(&a, 0, sizeof a);
@@ -1240,41 +1206,22 @@ int nfs3_setattr(struct nfs3_clnt *nc, const struct nfs3_fh *fh, const struct nf
         a.guard_check = 1;
         a.guard_ctime = *guard_ctime;
     }
-    krpc_xdr_enc_init(&x, &c);
-    nfs3_enc_setattr_args(&x, &a);
-    if ((rc = nfs_call(nc, NFS3_PROC_SETATTR, &x, &c, &rep)) < 0)
+    rc = nfs_sync(nc, &io_setattr, &a, &r);
+    if (rc != 0 || !attr)
         return rc;
-    rc = nfs3_dec_setattr_res(&rep.res, &r);
-    rc = nfs_outcome(nc, NFS3_PROC_SETATTR, rc, r.status);
-    krpc_reply_free(&rep);
-    if (rc == 0 && attr) {
-        if (r.wcc.after.present)
-            *attr = r.wcc.after.attr;
-        else
-            rc = nfs3_getattr(nc, fh, attr);
+    if (r.wcc.after.present) {
+        *attr = r.wcc.after.attr;
+        return 0;
     }
-    return rc;
+    return nfs3_getattr(nc, fh, attr);
 }
 
 int nfs3_access(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint32_t want, uint32_t *granted)
 {
-    struct nfs3_access_args a;
+    struct nfs3_access_args a = {.fh = *fh, .access = want};
     struct nfs3_access_res r;
-    struct mb_chain c = MB_CHAIN_INIT;
-    struct krpc_xdr_enc x;
-    struct krpc_reply rep;
-    int rc;
+    int rc = nfs_sync(nc, &io_access, &a, &r);
 
-    memset(&a, 0, sizeof a);
-    a.fh = *fh;
-    a.access = want;
-    krpc_xdr_enc_init(&x, &c);
-    nfs3_enc_access_args(&x, &a);
-    if ((rc = nfs_call(nc, NFS3_PROC_ACCESS, &x, &c, &rep)) < 0)
-        return rc;
-    rc = nfs3_dec_access_res(&rep.res, &r);
-    rc = nfs_outcome(nc, NFS3_PROC_ACCESS, rc, r.status);
-    krpc_reply_free(&rep);
     if (rc == 0)
         *granted = r.access & want; /* a server may answer bits nobody asked about */
     return rc;
@@ -1282,26 +1229,13 @@ int nfs3_access(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint32_t want, u
 
 int nfs3_readlink(struct nfs3_clnt *nc, const struct nfs3_fh *fh, char *buf, size_t len)
 {
-    struct nfs3_fh_args a;
-    struct nfs3_readlink_res *r;
-    struct mb_chain c = MB_CHAIN_INIT;
-    struct krpc_xdr_enc x;
-    struct krpc_reply rep;
+    struct nfs3_fh_args a = {.fh = *fh};
+    struct nfs3_readlink_res *r = malloc(sizeof *r); /* over 1 KiB: not on a FUSE thread's stack */
     int rc;
 
-    a.fh = *fh;
-    krpc_xdr_enc_init(&x, &c);
-    nfs3_enc_readlink_args(&x, &a);
-    if ((rc = nfs_call(nc, NFS3_PROC_READLINK, &x, &c, &rep)) < 0)
-        return rc;
-    r = malloc(sizeof *r); /* over 1 KiB: not on a FUSE thread's stack */
-    if (!r) {
-        krpc_reply_free(&rep);
+    if (!r)
         return -ENOMEM;
-    }
-    rc = nfs3_dec_readlink_res(&rep.res, r);
-    rc = nfs_outcome(nc, NFS3_PROC_READLINK, rc, r->status);
-    krpc_reply_free(&rep);
+    rc = nfs_sync(nc, &io_readlink, &a, r);
     if (rc == 0) {
         if (strlen(r->data) >= len)
             rc = -ENAMETOOLONG;
@@ -1315,23 +1249,10 @@ int nfs3_readlink(struct nfs3_clnt *nc, const struct nfs3_fh *fh, char *buf, siz
 int nfs3_read(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint32_t count,
               struct mb_chain *data, int *eof)
 {
-    struct nfs3_read_args a;
+    struct nfs3_read_args a = {.fh = *fh, .offset = offset, .count = count};
     struct nfs3_read_res r;
-    struct mb_chain c = MB_CHAIN_INIT;
-    struct krpc_xdr_enc x;
-    struct krpc_reply rep;
-    int rc;
+    int rc = nfs_sync(nc, &io_read, &a, &r);
 
-    memset(&a, 0, sizeof a);
-    a.fh = *fh;
-    a.offset = offset;
-    a.count = count;
-    krpc_xdr_enc_init(&x, &c);
-    nfs3_enc_read_args(&x, &a);
-    if ((rc = nfs_call(nc, NFS3_PROC_READ, &x, &c, &rep)) < 0)
-        return rc;
-    rc = nfs3_dec_read_res(&rep.res, &r);
-    rc = nfs_outcome(nc, NFS3_PROC_READ, rc, r.status);
     if (rc == 0 && r.data.len > count) {
         set_err(nc, "READ: the server returned %zu bytes where %u were asked for", r.data.len, count);
         krpc_log(KRPC_LOG_WARN, "nfs client: %s", nc->err);
@@ -1343,7 +1264,6 @@ int nfs3_read(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, u
             *eof = r.eof;
     }
     nfs3_read_res_free(&r);
-    krpc_reply_free(&rep);
     return rc;
 }
 
@@ -1352,9 +1272,7 @@ int nfs3_create_how(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char 
                     struct nfs3_fattr *attr)
 {
     struct nfs3_create_args a;
-    struct mb_chain c = MB_CHAIN_INIT;
-    struct krpc_xdr_enc x;
-    struct krpc_reply rep;
+    struct nfs3_diropres r;
     int rc;
 
     memset(&a, 0, sizeof a);
@@ -1365,11 +1283,8 @@ int nfs3_create_how(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char 
         memcpy(a.verf, verf, NFS3_CREATEVERFSIZE);
     else if (sa)
         a.attr = *sa;
-    krpc_xdr_enc_init(&x, &c);
-    nfs3_enc_create_args(&x, &a);
-    if ((rc = nfs_call(nc, NFS3_PROC_CREATE, &x, &c, &rep)) < 0)
-        return rc;
-    rc = obj_done(nc, NFS3_PROC_CREATE, name, &rep, nfs3_dec_create_res, dir, fh, attr);
+    rc = nfs_sync(nc, &io_create, &a, &r);
+    rc = obj_result(nc, NFS3_PROC_CREATE, name, rc, &r, dir, fh, attr);
     /* EXCLUSIVE stores the verifier in the attributes (RFC 1813 3.3.8): the
      * mode and the times come with a SETATTR afterwards. */
     if (rc == 0 && how == NFS3_CREATE_EXCLUSIVE && sa)
@@ -1381,36 +1296,29 @@ int nfs3_mkdir_attr(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char 
                     const struct nfs3_sattr *sa, struct nfs3_fh *fh, struct nfs3_fattr *attr)
 {
     struct nfs3_mkdir_args a;
-    struct mb_chain c = MB_CHAIN_INIT;
-    struct krpc_xdr_enc x;
-    struct krpc_reply rep;
+    struct nfs3_diropres r;
     int rc;
 
     memset(&a, 0, sizeof a);
     if ((rc = set_name(nc, &a.where, dir, name)) != 0)
         return rc;
     a.attr = *sa;
-    krpc_xdr_enc_init(&x, &c);
-    nfs3_enc_mkdir_args(&x, &a);
-    if ((rc = nfs_call(nc, NFS3_PROC_MKDIR, &x, &c, &rep)) < 0)
-        return rc;
-    return obj_done(nc, NFS3_PROC_MKDIR, name, &rep, nfs3_dec_mkdir_res, dir, fh, attr);
+    rc = nfs_sync(nc, &io_mkdir, &a, &r);
+    return obj_result(nc, NFS3_PROC_MKDIR, name, rc, &r, dir, fh, attr);
 }
 
 int nfs3_symlink(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name, const char *target,
                  const struct nfs3_sattr *sa, struct nfs3_fh *fh, struct nfs3_fattr *attr)
 {
     struct nfs3_symlink_args *a;
-    struct mb_chain c = MB_CHAIN_INIT;
-    struct krpc_xdr_enc x;
-    struct krpc_reply rep;
+    struct nfs3_diropres r;
     int rc;
 
     if (strlen(target) > NFS3_MAXPATHLEN) {
         set_err(nc, "SYMLINK %s: target too long", name);
         return NFS3ERR_NAMETOOLONG;
     }
-    a = calloc(1, sizeof *a);
+    a = calloc(1, sizeof *a); /* over 1 KiB: not on a FUSE thread's stack */
     if (!a)
         return -ENOMEM;
     rc = set_name(nc, &a->where, dir, name);
@@ -1418,11 +1326,8 @@ int nfs3_symlink(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *na
         if (sa)
             a->attr = *sa;
         memcpy(a->data, target, strlen(target) + 1);
-        krpc_xdr_enc_init(&x, &c);
-        nfs3_enc_symlink_args(&x, a);
-        rc = nfs_call(nc, NFS3_PROC_SYMLINK, &x, &c, &rep);
-        if (rc == 0)
-            rc = obj_done(nc, NFS3_PROC_SYMLINK, name, &rep, nfs3_dec_symlink_res, dir, fh, attr);
+        rc = nfs_sync(nc, &io_symlink, a, &r);
+        rc = obj_result(nc, NFS3_PROC_SYMLINK, name, rc, &r, dir, fh, attr);
     }
     free(a);
     return rc;
@@ -1433,9 +1338,7 @@ int nfs3_mknod(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name
                struct nfs3_fattr *attr)
 {
     struct nfs3_mknod_args a;
-    struct mb_chain c = MB_CHAIN_INIT;
-    struct krpc_xdr_enc x;
-    struct krpc_reply rep;
+    struct nfs3_diropres r;
     int rc;
 
     memset(&a, 0, sizeof a);
@@ -1446,49 +1349,35 @@ int nfs3_mknod(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name
         a.attr = *sa;
     a.spec1 = spec1;
     a.spec2 = spec2;
-    krpc_xdr_enc_init(&x, &c);
-    nfs3_enc_mknod_args(&x, &a);
-    if ((rc = nfs_call(nc, NFS3_PROC_MKNOD, &x, &c, &rep)) < 0)
-        return rc;
-    return obj_done(nc, NFS3_PROC_MKNOD, name, &rep, nfs3_dec_mknod_res, dir, fh, attr);
+    rc = nfs_sync(nc, &io_mknod, &a, &r);
+    return obj_result(nc, NFS3_PROC_MKNOD, name, rc, &r, dir, fh, attr);
 }
 
 /* REMOVE and RMDIR: same arguments, same results. */
-static int remove_common(struct nfs3_clnt *nc, uint32_t proc, const struct nfs3_fh *dir, const char *name)
+static int remove_common(struct nfs3_clnt *nc, const struct nfs_xdr_io *io, const struct nfs3_fh *dir,
+                         const char *name)
 {
     struct nfs3_diropargs a;
     struct nfs3_wcc_res r;
-    struct mb_chain c = MB_CHAIN_INIT;
-    struct krpc_xdr_enc x;
-    struct krpc_reply rep;
     int rc;
 
     memset(&a, 0, sizeof a);
     if ((rc = set_name(nc, &a, dir, name)) != 0)
         return rc;
-    krpc_xdr_enc_init(&x, &c);
-    if (proc == NFS3_PROC_REMOVE)
-        nfs3_enc_remove_args(&x, &a);
-    else
-        nfs3_enc_rmdir_args(&x, &a);
-    if ((rc = nfs_call(nc, proc, &x, &c, &rep)) < 0)
-        return rc;
-    rc = proc == NFS3_PROC_REMOVE ? nfs3_dec_remove_res(&rep.res, &r) : nfs3_dec_rmdir_res(&rep.res, &r);
-    rc = nfs_outcome(nc, proc, rc, r.status);
-    krpc_reply_free(&rep);
+    rc = nfs_sync(nc, io, &a, &r);
     if (rc > 0)
-        set_err(nc, "%s %s: %s", nfs3_proc_name(proc), name, nfs3_stat_name((uint32_t)rc));
+        set_err(nc, "%s %s: %s", nfs3_proc_name(io->proc), name, nfs3_stat_name((uint32_t)rc));
     return rc;
 }
 
 int nfs3_remove(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name)
 {
-    return remove_common(nc, NFS3_PROC_REMOVE, dir, name);
+    return remove_common(nc, &io_remove, dir, name);
 }
 
 int nfs3_rmdir(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name)
 {
-    return remove_common(nc, NFS3_PROC_RMDIR, dir, name);
+    return remove_common(nc, &io_rmdir, dir, name);
 }
 
 int nfs3_rename(struct nfs3_clnt *nc, const struct nfs3_fh *fromdir, const char *fromname,
@@ -1496,22 +1385,12 @@ int nfs3_rename(struct nfs3_clnt *nc, const struct nfs3_fh *fromdir, const char 
 {
     struct nfs3_rename_args a;
     struct nfs3_rename_res r;
-    struct mb_chain c = MB_CHAIN_INIT;
-    struct krpc_xdr_enc x;
-    struct krpc_reply rep;
     int rc;
 
     memset(&a, 0, sizeof a);
     if ((rc = set_name(nc, &a.from, fromdir, fromname)) != 0 || (rc = set_name(nc, &a.to, todir, toname)) != 0)
         return rc;
-    krpc_xdr_enc_init(&x, &c);
-    nfs3_enc_rename_args(&x, &a);
-    if ((rc = nfs_call(nc, NFS3_PROC_RENAME, &x, &c, &rep)) < 0)
-        return rc;
-    rc = nfs3_dec_rename_res(&rep.res, &r);
-    rc = nfs_outcome(nc, NFS3_PROC_RENAME, rc, r.status);
-    krpc_reply_free(&rep);
-    return rc;
+    return nfs_sync(nc, &io_rename, &a, &r);
 }
 
 int nfs3_link(struct nfs3_clnt *nc, const struct nfs3_fh *fh, const struct nfs3_fh *dir, const char *name,
@@ -1519,48 +1398,27 @@ int nfs3_link(struct nfs3_clnt *nc, const struct nfs3_fh *fh, const struct nfs3_
 {
     struct nfs3_link_args a;
     struct nfs3_link_res r;
-    struct mb_chain c = MB_CHAIN_INIT;
-    struct krpc_xdr_enc x;
-    struct krpc_reply rep;
     int rc;
 
     memset(&a, 0, sizeof a);
     a.fh = *fh;
     if ((rc = set_name(nc, &a.link, dir, name)) != 0)
         return rc;
-    krpc_xdr_enc_init(&x, &c);
-    nfs3_enc_link_args(&x, &a);
-    if ((rc = nfs_call(nc, NFS3_PROC_LINK, &x, &c, &rep)) < 0)
+    rc = nfs_sync(nc, &io_link, &a, &r);
+    if (rc != 0 || !attr)
         return rc;
-    rc = nfs3_dec_link_res(&rep.res, &r);
-    rc = nfs_outcome(nc, NFS3_PROC_LINK, rc, r.status);
-    krpc_reply_free(&rep);
-    if (rc == 0 && attr) {
-        if (r.file_attr.present)
-            *attr = r.file_attr.attr;
-        else
-            rc = nfs3_getattr(nc, fh, attr);
+    if (r.file_attr.present) {
+        *attr = r.file_attr.attr;
+        return 0;
     }
-    return rc;
+    return nfs3_getattr(nc, fh, attr);
 }
 
 int nfs3_fsstat(struct nfs3_clnt *nc, const struct nfs3_fh *fh, struct nfs3_fsstat_res *res)
 {
-    struct nfs3_fh_args a;
-    struct mb_chain c = MB_CHAIN_INIT;
-    struct krpc_xdr_enc x;
-    struct krpc_reply rep;
-    int rc;
+    struct nfs3_fh_args a = {.fh = *fh};
 
-    a.fh = *fh;
-    krpc_xdr_enc_init(&x, &c);
-    nfs3_enc_fsstat_args(&x, &a);
-    if ((rc = nfs_call(nc, NFS3_PROC_FSSTAT, &x, &c, &rep)) < 0)
-        return rc;
-    rc = nfs3_dec_fsstat_res(&rep.res, res);
-    rc = nfs_outcome(nc, NFS3_PROC_FSSTAT, rc, res->status);
-    krpc_reply_free(&rep);
-    return rc;
+    return nfs_sync(nc, &io_fsstat, &a, res);
 }
 
 /* ---- READDIRPLUS with paging ------------------------------------------------- */
