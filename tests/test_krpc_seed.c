@@ -27,6 +27,7 @@
 
 #include "rpctls/krpc_clnt.h"
 #include "rpctls/krpc_svc.h"
+#include "mbuf/mbuf_test.h"
 #include "test.h"
 #include "util/certs.h"
 #include "util/proxy.h"

@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "ktls/ktls_int.h"
+#include "ktls/ktls_test.h"
+#include "mbuf/mbuf_test.h"
 #include "ktls_pair.h"
 #include "test.h"
 #include "util/hex.h"

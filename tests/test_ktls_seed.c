@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "ktls_pair.h"
+#include "mbuf/mbuf_test.h"
 #include "test.h"
 
 #define SEED_BYTES (1024 * 1024 + 123) /* not a multiple of a record or a page */

@@ -94,11 +94,6 @@ struct krpc_rpcb_bufs {
 int krpc_rpcb_listener_maps(const struct sockaddr *sa, int dual_stack, uint32_t prog, uint32_t vers,
                             struct krpc_rpcb_map out[2], struct krpc_rpcb_bufs *bufs);
 
-/* Wire encodings, exposed for tests: the arguments of rpcbind v3 SET/UNSET
- * (struct rpcb) and of portmap v2 SET/UNSET (struct mapping). */
-void krpc_rpcb_encode_map(struct krpc_xdr_enc *x, const struct krpc_rpcb_map *m, const char *owner);
-void krpc_pmap_encode_mapping(struct krpc_xdr_enc *x, uint32_t prog, uint32_t vers, uint32_t prot, uint32_t port);
-
 #ifdef __cplusplus
 }
 #endif

@@ -108,12 +108,6 @@ enum ktls_tx_mode ktls_conn_tx_mode(const struct ktls_conn *c);
 const struct ktls_stats *ktls_conn_stats(const struct ktls_conn *c);
 const struct ktls_aead_engine *ktls_conn_engine(const struct ktls_conn *c);
 enum ktls_cipher ktls_conn_cipher(const struct ktls_conn *c);
-/* Test hook: set the next TX/RX record sequence numbers. */
-void ktls_conn_set_seq(struct ktls_conn *c, uint64_t tx_seq, uint64_t rx_seq);
-/* Test hook: lower the TX record limit per key (see record_limit above);
- * a value above the cipher's limit or below KTLS_TX_CONTROL_RESERVE + 1 is
- * clamped. */
-void ktls_conn_set_record_limit(struct ktls_conn *c, uint64_t records);
 /* Application-data records TX can still seal under the current key before
  * it refuses with -EKEYEXPIRED; UINT64_MAX when KeyUpdate is enabled
  * (key_update_bytes), since TX then rekeys before the limit by itself. */

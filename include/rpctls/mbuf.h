@@ -133,12 +133,6 @@ void mb_rec_free(void *rec);
  * with the last reference) and returns it, or NULL. */
 struct mb *mb_append_rec(struct mb_chain *c, size_t off, size_t len);
 
-/* Guard mode: while on, a page-vector store that becomes shared (reference
- * count above one) or read-only is mprotect()ed PROT_READ, so a write to it
- * faults at the writing instruction. Meant for tests. */
-void mb_guard_set(int on);
-int mb_guard_get(void);
-
 /* ---- storage ------------------------------------------------------------ */
 
 /* Each constructor appends one link of length len (0 < len <= capacity)

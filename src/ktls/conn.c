@@ -9,6 +9,7 @@
 #include <openssl/crypto.h>
 
 #include "ktls/ktls_int.h"
+#include "ktls/ktls_test.h"
 
 static const char *const tx_mode_names[] = {
     [KTLS_TX_AUTO] = "auto",
