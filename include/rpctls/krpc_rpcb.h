@@ -31,7 +31,7 @@ extern "C" {
 
 #define KRPC_RPCB_PROG 100000
 #define KRPC_RPCB_VERS 3 /* rpcbind v3: SET/UNSET take a struct rpcb */
-#define KRPC_PMAP_VERS 2 /* portmap v2: SET/UNSET take a struct mapping */
+#define KRPC_PMAP_VERS 2u /* portmap v2: SET/UNSET take a struct mapping (as in krpc_pmap.h: the two must match) */
 #define KRPC_RPCBPROC_SET 1   /* same number as PMAPPROC_SET */
 #define KRPC_RPCBPROC_UNSET 2 /* same number as PMAPPROC_UNSET */
 #define KRPC_PMAP_IPPROTO_TCP 6
