@@ -39,6 +39,8 @@
 #include "rpctls/nfs3.h"
 #include "rpctls/nfs3_clnt.h"
 
+#include "rpctls/visibility.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -86,9 +88,9 @@ struct nfs3_mirror_result {
  * source's SHA-256 when cfg->verify. Returns 0 when every mirror succeeded,
  * -EIO when any failed (see results), another negative errno on a local
  * failure (reading the source). */
-int nfs3_mirror_write(int src_fd, uint64_t size, const struct nfs3_mirror_dest *dests, unsigned n,
-                      const struct nfs3_mirror_config *cfg, struct nfs3_mirror_result *results,
-                      uint8_t src_sha256[32]);
+RPCTLS_API int nfs3_mirror_write(int src_fd, uint64_t size, const struct nfs3_mirror_dest *dests, unsigned n,
+                                 const struct nfs3_mirror_config *cfg, struct nfs3_mirror_result *results,
+                                 uint8_t src_sha256[32]);
 
 #ifdef __cplusplus
 }
