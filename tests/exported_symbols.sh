@@ -1,0 +1,50 @@
+#!/bin/sh
+# tests/exported_symbols.sh LIB ALLOWLIST - the shared library exports
+# exactly the symbols in ALLOWLIST (tests/exported_symbols.txt).
+#
+# Exported: what `nm -D --defined-only LIB` lists as a function or data
+# (types T, D, B, R, V, W, i, u), less the symbols the linker itself adds.
+# Every RPCTLS_API declaration in include/rpctls/ is one line of the
+# allowlist; anything else (internal layer__ names, test hooks, a function
+# whose header forgot RPCTLS_API, or a stray public one) is a difference,
+# printed with the side it is on. After adding or removing a public function,
+# regenerate the allowlist:
+#   nm -D --defined-only build/librpctls.so | awk '$2 ~ /^[TDBRVWiu]$/ {print $3}' | sort > tests/exported_symbols.txt
+# (and put the header comment back).
+set -u
+
+LIB=${1:?usage: exported_symbols.sh PATH/TO/librpctls.so ALLOWLIST}
+ALLOW=${2:?usage: exported_symbols.sh PATH/TO/librpctls.so ALLOWLIST}
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+command -v nm >/dev/null 2>&1 || fail "nm not found (apt-get install binutils)"
+[ -f "$LIB" ] || fail "$LIB: no such file"
+[ -f "$ALLOW" ] || fail "$ALLOW: no such file"
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/rpctls-syms-XXXXXX") || fail "mktemp"
+trap 'rm -rf "$TMP"' EXIT
+
+nm -D --defined-only "$LIB" >"$TMP/nm" || fail "nm -D $LIB"
+# The linker's own symbols (some linkers export them from every library).
+awk '$2 ~ /^[TDBRVWiu]$/ {print $3}' "$TMP/nm" |
+    grep -v -x -e _init -e _fini -e _edata -e _end -e __bss_start -e _etext -e __end__ |
+    sort -u >"$TMP/exported"
+grep -v -e '^#' -e '^[[:space:]]*$' "$ALLOW" | sort -u >"$TMP/allowed"
+
+n=$(wc -l <"$TMP/exported")
+[ "$n" -gt 0 ] || fail "$LIB exports no functions or data: is this the shared library?"
+
+comm -23 "$TMP/exported" "$TMP/allowed" >"$TMP/extra"
+comm -13 "$TMP/exported" "$TMP/allowed" >"$TMP/missing"
+if [ -s "$TMP/extra" ] || [ -s "$TMP/missing" ]; then
+    if [ -s "$TMP/extra" ]; then
+        echo "exported by $LIB but not in $ALLOW:" >&2
+        sed 's/^/  + /' "$TMP/extra" >&2
+    fi
+    if [ -s "$TMP/missing" ]; then
+        echo "in $ALLOW but not exported by $LIB:" >&2
+        sed 's/^/  - /' "$TMP/missing" >&2
+    fi
+    fail "the exported symbols differ from the allowlist (public functions carry RPCTLS_API; internal ones are named layer__ and stay hidden)"
+fi
+echo "ok: $n exported symbols, all in $ALLOW"
