@@ -7,7 +7,7 @@
  * reference until its reply arrives; timeouts and reconnects resend that
  * same chain, bit for bit, never a re-encoding. Sending goes through the
  * record layer, which never encrypts the retained pages in place (unless the
- * connection's TX mode is the unsafe KTLS_TX_INPLACE).
+ * connection's TX mode is the unsafe KTLS_TX_UNSAFE_INPLACE).
  *
  * The client never sends a TLS KeyUpdate (unless tlscfg.key_update_bytes
  * opts in): kernel-TLS servers cannot follow one. Before a call would take

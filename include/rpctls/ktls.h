@@ -7,12 +7,16 @@
  * the byte stream (RX). OpenSSL is no longer involved after the hand-off.
  *
  * TX modes (DESIGN.md section 4):
- *   KTLS_TX_AUTO        in place if the record's plaintext is exclusively
- *                       owned and writable, out of place otherwise (default);
- *   KTLS_TX_OUTOFPLACE  always encrypt into fresh pool pages;
- *   KTLS_TX_COPY        copy into fresh pages, then encrypt those in place;
- *   KTLS_TX_INPLACE     encrypt in place regardless of sharing. UNSAFE: it
- *                       corrupts shared pages. Exists to demonstrate the bug.
+ *   KTLS_TX_AUTO        ("auto") in place if the record's plaintext is
+ *                       exclusively owned and writable, out of place
+ *                       otherwise (default);
+ *   KTLS_TX_OUTOFPLACE  ("outofplace") always encrypt into fresh pool pages;
+ *   KTLS_TX_COPY        ("copy") copy into fresh pages, then encrypt those in
+ *                       place;
+ *   KTLS_TX_UNSAFE_INPLACE ("unsafe-inplace") encrypt in place regardless of
+ *                       sharing. UNSAFE: it corrupts shared pages (mirrors,
+ *                       retained retransmissions). Exists to demonstrate the
+ *                       bug and for benchmarks; never for real data.
  *
  * Threading: a struct ktls_conn is used by one thread at a time, for both
  * directions -- RX changes TX state (it queues alerts and KeyUpdate answers,
@@ -60,8 +64,11 @@ enum ktls_tx_mode {
     KTLS_TX_AUTO = 0,
     KTLS_TX_OUTOFPLACE = 1,
     KTLS_TX_COPY = 2,
-    KTLS_TX_INPLACE = 3,
+    KTLS_TX_UNSAFE_INPLACE = 3,
 };
+/* The names in the list above ("?" for a value outside it); from_name takes
+ * exactly those names, -EINVAL for any other (the unsafe mode is spelled
+ * "unsafe-inplace" only, so that no command line asks for it unawares). */
 RPCTLS_API const char *ktls_tx_mode_name(enum ktls_tx_mode m);
 RPCTLS_API int ktls_tx_mode_from_name(const char *name, enum ktls_tx_mode *out);
 

@@ -9,7 +9,7 @@
  * data of an UNSTABLE WRITE; the RPC client retains the call by reference
  * for retransmission. Pages are therefore shared while in flight and the
  * record layer encrypts them out of place (unless the unsafe tx mode
- * "inplace" is asked for, which corrupts them: the seed's bug).
+ * "unsafe-inplace" is asked for, which corrupts them: the seed's bug).
  *
  * Threads. Every mirror has its own thread, krpc_loop, NFS client and
  * connection, so the encryption for different mirrors runs in parallel.

@@ -114,6 +114,10 @@ static void names(void)
     CHECK(strcmp(ktls_cipher_name(KTLS_AES_128_GCM_SHA256), "aes128gcm") == 0);
     CHECK(ktls_tx_mode_from_name("outofplace", &m) == 0 && m == KTLS_TX_OUTOFPLACE);
     CHECK(strcmp(ktls_tx_mode_name(KTLS_TX_COPY), "copy") == 0);
+    /* The unsafe mode is asked for by its full name only. */
+    CHECK(ktls_tx_mode_from_name("unsafe-inplace", &m) == 0 && m == KTLS_TX_UNSAFE_INPLACE);
+    CHECK(ktls_tx_mode_from_name("inplace", &m) < 0);
+    CHECK(strcmp(ktls_tx_mode_name(KTLS_TX_UNSAFE_INPLACE), "unsafe-inplace") == 0);
     CHECK(ktls_aead_find("openssl") == &ktls_aead_openssl);
 }
 
