@@ -156,30 +156,73 @@ case ${1:-} in
     ;;
 esac
 
-# Tracked text files that mention any old name (-I: no binary files).
-alternation=$(table | awk '{print $1}' | paste -sd'|')
-mapfile -t files < <(git grep -I -l -w -E "$alternation" -- src tools tests docs README.md || true)
-if [ ${#files[@]} -eq 0 ]; then
-    echo "rename-internal: nothing to rename"
-    exit 0
-fi
-
-# One perl pass per file: each whole-word old name, not after "struct ",
-# "enum " or "union " (a tag that shares a function's name keeps it).
-table | RENAME_TABLE=$(cat) perl -pi -e '
+# The renaming, in perl: each whole-word old name, not after "struct ",
+# "enum " or "union " (a tag that shares a function's name keeps it). A line
+# that leaves a parenthesis open (a declaration or call continued on the next
+# lines) and whose open parenthesis moved: the continuation lines aligned
+# under it move with it.
+# RENAME_MODE=list prints FILE:LINE: TEXT for every line still to rename;
+# RENAME_MODE=apply renames in place.
+perl_rename='
     BEGIN {
         for (split /\n/, $ENV{RENAME_TABLE}) { my ($o, $n) = split; $map{$o} = $n; }
         my $alt = join "|", sort { length($b) <=> length($a) } keys %map;
         $re = qr/(?<!struct )(?<!enum )(?<!union )\b($alt)\b/;
+        $list = $ENV{RENAME_MODE} eq "list";
     }
+    # For one line: the parentheses it leaves open, the column of the
+    # outermost of them (-1 when none), and opened minus closed (a
+    # continuation line may close what an earlier line opened). String and
+    # character literals are blanked first: their parentheses do not count.
+    sub parens {
+        my ($t) = @_;
+        $t =~ s/"(?:\\.|[^"\\])*"/"\x01" x length($&)/ge;
+        $t =~ s/\x27(?:\\.|[^\x27\\])*\x27/"\x01" x length($&)/ge;
+        my ($net, @cols) = (0);
+        for my $i (0 .. length($t) - 1) {
+            my $c = substr($t, $i, 1);
+            if ($c eq "(") { push @cols, $i; $net++; }
+            elsif ($c eq ")") { pop @cols; $net--; }
+        }
+        return (scalar @cols, @cols ? $cols[0] : -1, $net);
+    }
+    if ($list) { print "$ARGV:$.: $_" if /$re/; close ARGV if eof; next; }
+    my $orig = $_;
     s/$re/$map{$1}/g;
-' "${files[@]}"
+    if ($depth > 0) {
+        # A continuation line of a renamed line above, until the parenthesis
+        # closes.
+        s/^ {$old_ind}(?=\S)/" " x $new_ind/e;
+        $depth += (parens($_))[2];
+        $depth = 0 if $depth < 0;
+    }
+    if ($_ ne $orig) {
+        my ($d0, $c0) = parens($orig);
+        my ($d1, $c1) = parens($_);
+        if ($d0 > 0 && $d1 == $d0 && $c0 != $c1) {
+            ($depth, $old_ind, $new_ind) = ($d1, $c0 + 1, $c1 + 1);
+        }
+    }
+    $depth = 0 if eof;
+'
+RENAME_TABLE=$(table)
+export RENAME_TABLE
+
+# Tracked text files that mention any old name at all (-I: no binary files).
+alternation=$(table | awk '{print $1}' | paste -sd'|')
+mapfile -t candidates < <(git grep -I -l -w -E "$alternation" -- src tools tests docs README.md || true)
+pending() { [ ${#candidates[@]} -eq 0 ] || RENAME_MODE=list perl -n -e "$perl_rename" "${candidates[@]}"; }
+
+mapfile -t files < <(pending | cut -d: -f1 | uniq)
+if [ ${#files[@]} -eq 0 ]; then
+    echo "rename-internal: nothing to rename"
+    exit 0
+fi
+RENAME_MODE=apply perl -pi -e "$perl_rename" "${files[@]}"
 echo "rename-internal: renamed in ${#files[@]} files:"
 printf '  %s\n' "${files[@]}"
 
-# What is left: only the tags that share a name with a renamed function.
-left=$(git grep -I -n -w -E "$alternation" -- src tools tests docs README.md |
-    grep -v -E '(struct|enum|union) ('"$alternation"')\b' || true)
+left=$(pending)
 if [ -n "$left" ]; then
     echo "rename-internal: old names still present:" >&2
     echo "$left" >&2
