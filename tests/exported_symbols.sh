@@ -3,7 +3,9 @@
 # exactly the symbols in ALLOWLIST (tests/exported_symbols.txt).
 #
 # Exported: what `nm -D --defined-only LIB` lists as a function or data
-# (types T, D, B, R, V, W, i, u), less the symbols the linker itself adds.
+# (types T, D, B, R, V, W, i, u), less the symbols the linker itself adds and
+# the sanitizers' instrumentation (ASan's __odr_asan.NAME indicator next to
+# each exported object, in the ASan build).
 # Every RPCTLS_API declaration in include/rpctls/ is one line of the
 # allowlist; anything else (internal layer__ names, test hooks, a function
 # whose header forgot RPCTLS_API, or a stray public one) is a difference,
@@ -25,9 +27,11 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/rpctls-syms-XXXXXX") || fail "mktemp"
 trap 'rm -rf "$TMP"' EXIT
 
 nm -D --defined-only "$LIB" >"$TMP/nm" || fail "nm -D $LIB"
-# The linker's own symbols (some linkers export them from every library).
+# The linker's own symbols (some linkers export them from every library) and
+# the sanitizers'.
 awk '$2 ~ /^[TDBRVWiu]$/ {print $3}' "$TMP/nm" |
     grep -v -x -e _init -e _fini -e _edata -e _end -e __bss_start -e _etext -e __end__ |
+    grep -v -E '^__(odr_asan|asan|ubsan|sanitizer|sancov)' |
     sort -u >"$TMP/exported"
 grep -v -e '^#' -e '^[[:space:]]*$' "$ALLOW" | sort -u >"$TMP/allowed"
 
