@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # scripts/rename-internal.sh - give the library's internal functions their
-# layer__ names (docs/api.md, "Naming").
+# layer__ names (docs/api.md, "Names").
 #
 # usage: scripts/rename-internal.sh            rename, in the work tree
 #        scripts/rename-internal.sh --list     print the OLD NEW table
