@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "rpctls/krpc.h"
+#include "mbuf/mbuf_test.h"
 #include "test.h"
 #include "util/certs.h"
 #include "util/net.h"

@@ -28,6 +28,7 @@
 #include "rpctls/krpc.h"
 #include "rpctls/krpc_rpcb.h"
 #include "rpctls/mbuf.h"
+#include "krpc/krpc_test.h"
 #include "test.h"
 #include "util/hex.h"
 

@@ -17,7 +17,7 @@
  *
  * auto, outofplace, copy: every received argument matches the source, the
  * replies carry the source's SHA-256, and P is unchanged afterwards.
- * inplace (the old, unsafe behaviour): the first client to seal encrypts P
+ * unsafe-inplace (the old, unsafe behaviour): the first client to seal encrypts P
  * in place, so the other client encrypts ciphertext and its server receives
  * corrupted arguments; P itself no longer holds the source bytes.
  */
@@ -27,6 +27,7 @@
 
 #include "rpctls/krpc_clnt.h"
 #include "rpctls/krpc_svc.h"
+#include "mbuf/mbuf_test.h"
 #include "test.h"
 #include "util/certs.h"
 #include "util/proxy.h"
@@ -170,7 +171,7 @@ static void sha_of_chain(const struct mb_chain *c, uint8_t out[32])
 
 static void run_mode(enum ktls_tx_mode mode)
 {
-    int unsafe = mode == KTLS_TX_INPLACE;
+    int unsafe = mode == KTLS_TX_UNSAFE_INPLACE;
     struct krpc_loop *loop;
     struct server srv[2];
     struct krpc_clnt *cl[2] = {NULL, NULL};
@@ -300,7 +301,7 @@ static void test_copy(void)
 }
 static void test_inplace_corrupts(void)
 {
-    run_mode(KTLS_TX_INPLACE);
+    run_mode(KTLS_TX_UNSAFE_INPLACE);
 }
 
 int main(void)

@@ -13,13 +13,15 @@
 #include <unistd.h>
 
 #include "ktls/ktls_int.h"
+#include "ktls/ktls_test.h"
+#include "mbuf/mbuf_test.h"
 #include "ktls_pair.h"
 #include "test.h"
 #include "util/hex.h"
 
 static const enum ktls_cipher ciphers[] = {KTLS_AES_128_GCM_SHA256, KTLS_AES_256_GCM_SHA384,
                                            KTLS_CHACHA20_POLY1305_SHA256};
-static const enum ktls_tx_mode modes[] = {KTLS_TX_AUTO, KTLS_TX_OUTOFPLACE, KTLS_TX_COPY, KTLS_TX_INPLACE};
+static const enum ktls_tx_mode modes[] = {KTLS_TX_AUTO, KTLS_TX_OUTOFPLACE, KTLS_TX_COPY, KTLS_TX_UNSAFE_INPLACE};
 
 static void fill_random(uint8_t *buf, size_t len, unsigned *seed)
 {
@@ -145,7 +147,7 @@ static void test_roundtrip_all(void)
             CHECK(total == 1 + 17 + 4095 + 4096 + 16383 + 16384 + 16385 + 100000 + 300001);
             if (modes[mi] == KTLS_TX_COPY)
                 CHECK(st->tx_bytes_copied == total);
-            if (modes[mi] == KTLS_TX_INPLACE)
+            if (modes[mi] == KTLS_TX_UNSAFE_INPLACE)
                 CHECK(st->tx_bytes_inplace == total);
             if (modes[mi] == KTLS_TX_OUTOFPLACE)
                 CHECK(st->tx_bytes_outofplace == total && st->tx_record_buffers > 0 && st->tx_pages_allocated == 0);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "ktls_pair.h"
+#include "mbuf/mbuf_test.h"
 #include "test.h"
 
 #define SEED_BYTES (1024 * 1024 + 123) /* not a multiple of a record or a page */
@@ -115,7 +116,7 @@ static void test_inplace_corrupts(void)
 {
     struct seed_result r;
 
-    run_scenario(KTLS_TX_INPLACE, &r);
+    run_scenario(KTLS_TX_UNSAFE_INPLACE, &r);
     /* The first send sees the true bytes: its records were sealed from them. */
     CHECK(r.first_ok);
     /* The second mirror gets ciphertext encrypted twice, decrypted once. */
@@ -206,7 +207,7 @@ static int run_guard_child(enum ktls_tx_mode mode)
 static void test_guard_catches_inplace(void)
 {
     /* In place on guarded shared pages faults at the write, in those pages. */
-    CHECK_EQ(run_guard_child(KTLS_TX_INPLACE), SIGSEGV);
+    CHECK_EQ(run_guard_child(KTLS_TX_UNSAFE_INPLACE), SIGSEGV);
     /* The safe modes run to the end under guard mode. */
     CHECK_EQ(run_guard_child(KTLS_TX_AUTO), 0);
     CHECK_EQ(run_guard_child(KTLS_TX_OUTOFPLACE), 0);

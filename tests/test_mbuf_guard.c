@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "rpctls/mbuf.h"
+#include "mbuf/mbuf_test.h"
 #include "test.h"
 
 #define FAULTED 77

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 
 #include "rpctls/mbuf.h"
+#include "mbuf/mbuf_test.h"
 #include "test.h"
 
 #define NCH 6

@@ -319,6 +319,27 @@ static void test_tool(void)
         char *argv3[] = {cp, "--help", NULL};
         CHECK_EQ(tu_run(argv3, out, 30), 0);
         CHECK(tu_file_contains(out, "--verify"));
+        /* The unsafe TX mode says so in its name and in --help; the old
+         * spelling is refused with the new one in the message. */
+        CHECK(tu_file_contains(out, "unsafe-inplace (UNSAFE"));
+        char *argv4[] = {cp, "--tx-mode", "inplace", src, d2, NULL};
+        CHECK_EQ(tu_run(argv4, out, 30), 2);
+        CHECK(tu_file_contains(out, "--tx-mode inplace is now spelled unsafe-inplace"));
+        /* Accepted (the parse passes; plain TCP then refuses any TX mode). */
+        char *argv5[] = {cp, "--no-tls", "--tx-mode", "unsafe-inplace", src, d2, NULL};
+        CHECK_EQ(tu_run(argv5, out, 30), 2);
+        CHECK(tu_file_contains(out, "--tx-mode needs TLS"));
+    }
+    /* rpctls-nfsd: the same spelling of the unsafe TX mode. */
+    {
+        char nfsd[PATH_MAX];
+        tu_tool_path("rpctls-nfsd", nfsd, sizeof nfsd);
+        char *argv[] = {nfsd, "--help", NULL};
+        CHECK_EQ(tu_run(argv, out, 30), 0);
+        CHECK(tu_file_contains(out, "unsafe-inplace (UNSAFE"));
+        char *argv2[] = {nfsd, "--rpcbind", "off", "--export", base, "--tx-mode", "inplace", NULL};
+        CHECK_EQ(tu_run(argv2, out, 30), 2);
+        CHECK(tu_file_contains(out, "--tx-mode inplace is now spelled unsafe-inplace"));
     }
 }
 

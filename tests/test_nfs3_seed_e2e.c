@@ -6,9 +6,9 @@
  * same TLS session (requests withheld past the RPC timeout) and on a new one
  * (a connection reset mid-copy).
  *
- *   --tx-mode inplace: shared pages are encrypted in place, so a mirror gets
- *     doubly encrypted data and retransmissions are garbage: the mirrors
- *     differ from the source (the bug the seed reports);
+ *   --tx-mode unsafe-inplace: shared pages are encrypted in place, so a
+ *     mirror gets doubly encrypted data and retransmissions are garbage: the
+ *     mirrors differ from the source (the bug the seed reports);
  *   auto, outofplace, copy: under the same schedule every mirror is
  *     byte-identical to the source, and the schedule did force
  *     retransmissions and a reconnect.
@@ -108,7 +108,7 @@ static void test_inplace_corrupts(void)
 {
     struct outcome o;
 
-    REQUIRE(run(KTLS_TX_INPLACE, &o) == 0);
+    REQUIRE(run(KTLS_TX_UNSAFE_INPLACE, &o) == 0);
     /* The mirrors differ from the source; the copy cannot be reported good. */
     CHECK(!o.identical[0] || !o.identical[1]);
     CHECK(o.rc != 0);

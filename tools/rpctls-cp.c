@@ -68,8 +68,8 @@ static void usage(FILE *f)
             "  --cert FILE        client certificate, PEM, for servers that ask for one\n"
             "  --key FILE         its private key, PEM\n"
             "  --tx-mode M        record-layer TX encryption: auto (default), outofplace, copy, or\n"
-            "                     inplace (UNSAFE: encrypts shared pages in place and corrupts the\n"
-            "                     mirrors and retransmissions; exists to demonstrate that bug)\n"
+            "                     unsafe-inplace (UNSAFE: encrypts shared pages in place, corrupting\n"
+            "                     the mirrors and retransmissions; benchmarks and demonstrations only)\n"
             "  --wsize BYTES      bytes per WRITE (and READ); suffixes K, M (KiB, MiB); default 1M,\n"
             "                     at least 512, at most 4M,\n"
             "                     lowered to the server's FSINFO maximum\n"
@@ -732,8 +732,10 @@ int main(int argc, char **argv)
             o.key = optarg;
             break;
         case O_TXMODE:
+            if (strcmp(optarg, "inplace") == 0)
+                die_usage("--tx-mode inplace is now spelled unsafe-inplace (it encrypts shared pages in place)");
             if (ktls_tx_mode_from_name(optarg, &o.tx_mode) < 0)
-                die_usage("--tx-mode: auto, outofplace, copy or inplace");
+                die_usage("--tx-mode: auto, outofplace, copy or unsafe-inplace");
             break;
         case O_WSIZE: {
             uint64_t v = parse_size(optarg, "--wsize");

@@ -1,10 +1,10 @@
 /*
  * rpctls-demo - the seed's scenario on loopback, against stock OpenSSL peers.
  *
- * For each TX mode (auto, outofplace, copy, inplace) one page-vector chain of
- * pseudo-random data is copied by reference to two mirrors (each its own TLS
- * 1.3 session, our record layer on the client side, a plain OpenSSL server in
- * a thread on the other) and a third reference is retained for a
+ * For each TX mode (auto, outofplace, copy, unsafe-inplace) one page-vector
+ * chain of pseudo-random data is copied by reference to two mirrors (each its
+ * own TLS 1.3 session, our record layer on the client side, a plain OpenSSL
+ * server in a thread on the other) and a third reference is retained for a
  * retransmission. The chain goes to mirror 1, then mirror 2, then the retained
  * copy is retransmitted to mirror 1. The OpenSSL peers hash every delivery;
  * the demo compares the hashes with the source and checks that the retained
@@ -14,9 +14,9 @@
  * chain (its own ktls_send, so its own record), then that many data bytes.
  * The client ends a connection with close_notify and waits for the peer's.
  *
- * Expected: inplace corrupts the second delivery and the retransmission (and
- * the retained pages); the other modes deliver intact every time. The exit
- * status is 0 only when exactly that happens.
+ * Expected: unsafe-inplace corrupts the second delivery and the retransmission
+ * (and the retained pages); the other modes deliver intact every time. The
+ * exit status is 0 only when exactly that happens.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -608,14 +608,14 @@ out:
  * exclusively owned 8-byte length headers (auto). Shared data must never be. */
 #define DEMO_INPLACE_SLACK 64
 
-/* What the demo asserts: inplace corrupts exactly the second delivery, the
- * retransmission and the retained pages; the safe modes deliver intact and
- * never seal shared data in place. */
+/* What the demo asserts: unsafe-inplace corrupts exactly the second delivery,
+ * the retransmission and the retained pages; the safe modes deliver intact
+ * and never seal shared data in place. */
 static int as_expected(const struct mode_result *r, size_t size)
 {
     if (!r->ran)
         return 0;
-    if (r->mode == KTLS_TX_INPLACE)
+    if (r->mode == KTLS_TX_UNSAFE_INPLACE)
         return r->delivered[0] && !r->delivered[1] && !r->delivered[2] && !r->retained_ok;
     if (!r->delivered[0] || !r->delivered[1] || !r->delivered[2] || !r->retained_ok)
         return 0;
@@ -634,15 +634,15 @@ static void usage(FILE *f)
             "usage: %s --cert FILE --key FILE --ca FILE [options]\n"
             "\n"
             "The seed scenario on loopback: for each TX mode (auto, outofplace, copy,\n"
-            "inplace) one page-vector chain of pseudo-random data is copied by reference\n"
-            "to two mirrors (two TLS 1.3 sessions: the rpctls record layer as client,\n"
-            "a stock OpenSSL server in a thread of this program as each peer) and a\n"
-            "third reference is retained. It is sent to mirror 1, to mirror 2, then the\n"
+            "unsafe-inplace) one page-vector chain of pseudo-random data is copied by\n"
+            "reference to two mirrors (two TLS 1.3 sessions: the rpctls record layer as\n"
+            "client, a stock OpenSSL server in a thread of this program as each peer) and\n"
+            "a third reference is retained. It is sent to mirror 1, to mirror 2, then the\n"
             "retained copy is retransmitted to mirror 1. The peers hash every delivery\n"
             "(SHA-256), which is compared with the source; the retained pages are\n"
             "checked too. A table shows the results and the record-layer counters.\n"
             "\n"
-            "Exit status 0 only when: inplace corrupts the second delivery, the\n"
+            "Exit status 0 only when: unsafe-inplace corrupts the second delivery, the\n"
             "retransmission and the retained pages (the first delivery is intact);\n"
             "auto, outofplace and copy deliver intact every time without sealing shared\n"
             "pages in place; and every pool page is returned at the end.\n"
@@ -803,7 +803,7 @@ static void fmt_rb(char *buf, size_t len, uint64_t recs, uint64_t bytes)
 
 int main(int argc, char **argv)
 {
-    static const enum ktls_tx_mode modes[] = {KTLS_TX_AUTO, KTLS_TX_OUTOFPLACE, KTLS_TX_COPY, KTLS_TX_INPLACE};
+    static const enum ktls_tx_mode modes[] = {KTLS_TX_AUTO, KTLS_TX_OUTOFPLACE, KTLS_TX_COPY, KTLS_TX_UNSAFE_INPLACE};
     struct mode_result res[4];
     struct opts o;
     const struct ktls_aead_engine *engine;
@@ -865,7 +865,7 @@ int main(int argc, char **argv)
     free(src);
     SSL_CTX_free(peer_ctx);
 
-    printf("%-10s  %-9s  %-9s  %-10s  %-9s  %-15s  %-18s  %-18s  %-8s  %-6s  %s\n", "mode", "mirror1", "mirror2",
+    printf("%-14s  %-9s  %-9s  %-10s  %-9s  %-15s  %-18s  %-18s  %-8s  %-6s  %s\n", "mode", "mirror1", "mirror2",
            "retransmit", "retained", "in place r/B", "out of place r/B", "copied r/B", "pages", "secs", "expected");
     for (size_t i = 0; i < 4; i++) {
         const struct mode_result *r = &res[i];
@@ -875,13 +875,13 @@ int main(int argc, char **argv)
         if (!exp)
             all_expected = 0;
         if (!r->ran) {
-            printf("%-10s  (failed or not run: see the errors above)\n", ktls_tx_mode_name(r->mode));
+            printf("%-14s  (failed or not run: see the errors above)\n", ktls_tx_mode_name(r->mode));
             continue;
         }
         fmt_rb(a, sizeof(a), r->st.tx_records_inplace, r->st.tx_bytes_inplace);
         fmt_rb(b, sizeof(b), r->st.tx_records_outofplace, r->st.tx_bytes_outofplace);
         fmt_rb(c, sizeof(c), r->st.tx_records_copied, r->st.tx_bytes_copied);
-        printf("%-10s  %-9s  %-9s  %-10s  %-9s  %-15s  %-18s  %-18s  %-8" PRIu64 "  %-6.2f  %s\n",
+        printf("%-14s  %-9s  %-9s  %-10s  %-9s  %-15s  %-18s  %-18s  %-8" PRIu64 "  %-6.2f  %s\n",
                ktls_tx_mode_name(r->mode), r->delivered[0] ? "intact" : "CORRUPTED",
                r->delivered[1] ? "intact" : "CORRUPTED", r->delivered[2] ? "intact" : "CORRUPTED",
                r->retained_ok ? "intact" : "CORRUPTED", a, b, c, r->st.tx_pages_allocated, r->secs,
@@ -906,8 +906,8 @@ int main(int argc, char **argv)
         printf("result: FAILED (errors above)\n");
         return 2;
     }
-    printf("result: %s\n", all_expected ? "as expected: inplace corrupts shared pages; auto, outofplace and copy "
-                                          "deliver intact"
+    printf("result: %s\n", all_expected ? "as expected: unsafe-inplace corrupts shared pages; auto, outofplace and "
+                                          "copy deliver intact"
                                         : "UNEXPECTED outcome (see the table)");
     return all_expected ? 0 : 1;
 }

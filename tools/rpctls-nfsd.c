@@ -77,7 +77,8 @@ static void usage(FILE *f)
             "                        optional: ask, verify it when sent (default with --ca);\n"
             "                        required: refuse clients without a valid certificate (needs --ca)\n"
             "  --tx-mode M           record-layer TX encryption: auto (default), outofplace, copy,\n"
-            "                        inplace (UNSAFE: corrupts shared pages; for demonstrations)\n"
+            "                        unsafe-inplace (UNSAFE: encrypts shared pages in place;\n"
+            "                        benchmarks and demonstrations only)\n"
             "  --state-dir DIR       where the file-handle key is kept (made 0700, key 0600, on first\n"
             "                        start; handles stay valid across restarts with the same DIR).\n"
             "                        Default: $XDG_STATE_HOME/rpctls-nfsd, else /var/lib/rpctls-nfsd\n"
@@ -555,8 +556,13 @@ int main(int argc, char **argv)
             }
             break;
         case 'x':
+            if (strcmp(optarg, "inplace") == 0) {
+                fprintf(stderr, PROG ": --tx-mode inplace is now spelled unsafe-inplace (it encrypts shared "
+                                "pages in place)\n");
+                return 2;
+            }
             if (ktls_tx_mode_from_name(optarg, &txm) != 0) {
-                fprintf(stderr, PROG ": --tx-mode: auto, outofplace, copy or inplace\n");
+                fprintf(stderr, PROG ": --tx-mode: auto, outofplace, copy or unsafe-inplace\n");
                 return 2;
             }
             break;

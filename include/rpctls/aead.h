@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "rpctls/visibility.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -49,32 +51,34 @@ struct ktls_aead_engine {
                 const uint8_t tag[KTLS_AEAD_TAG_LEN]);
 };
 
-extern const struct ktls_aead_engine ktls_aead_openssl;
+RPCTLS_API extern const struct ktls_aead_engine ktls_aead_openssl;
 /* NULL when built without libIPSec_MB. */
-extern const struct ktls_aead_engine *const ktls_aead_ipsecmb;
+RPCTLS_API extern const struct ktls_aead_engine *const ktls_aead_ipsecmb;
 
 /* Engine by name ("openssl", "ipsecmb", "auto" or NULL for the default);
  * NULL when that engine is not available. */
-const struct ktls_aead_engine *ktls_aead_find(const char *name);
+RPCTLS_API const struct ktls_aead_engine *ktls_aead_find(const char *name);
 /* The fastest available engine for cipher, honouring RPCTLS_AEAD_ENGINE. */
-const struct ktls_aead_engine *ktls_aead_default(enum ktls_cipher cipher);
+RPCTLS_API const struct ktls_aead_engine *ktls_aead_default(enum ktls_cipher cipher);
 
-size_t ktls_cipher_key_len(enum ktls_cipher cipher);
+RPCTLS_API size_t ktls_cipher_key_len(enum ktls_cipher cipher);
 /* Hash output length of the suite (32 or 48). */
-size_t ktls_cipher_hash_len(enum ktls_cipher cipher);
-const char *ktls_cipher_name(enum ktls_cipher cipher); /* "aes128gcm", "aes256gcm", "chacha20" */
+RPCTLS_API size_t ktls_cipher_hash_len(enum ktls_cipher cipher);
+RPCTLS_API const char *ktls_cipher_name(enum ktls_cipher cipher); /* "aes128gcm", "aes256gcm", "chacha20" */
 /* Parses "aes128gcm", "aes256gcm", "chacha20" or an OpenSSL TLS 1.3 suite name. */
-int ktls_cipher_from_name(const char *name, enum ktls_cipher *out);
+RPCTLS_API int ktls_cipher_from_name(const char *name, enum ktls_cipher *out);
 
 /* ---- TLS 1.3 key schedule (RFC 8446 section 7) --------------------------- */
 
 /* HKDF-Expand-Label(secret, label, context, outlen) with the suite's hash. */
-int ktls_hkdf_expand_label(enum ktls_cipher cipher, const uint8_t *secret, size_t secretlen, const char *label,
-                           const uint8_t *ctx, size_t ctxlen, uint8_t *out, size_t outlen);
+RPCTLS_API int ktls_hkdf_expand_label(enum ktls_cipher cipher, const uint8_t *secret, size_t secretlen,
+                                      const char *label, const uint8_t *ctx, size_t ctxlen, uint8_t *out,
+                                      size_t outlen);
 /* Traffic key and IV from a traffic secret. */
-int ktls_derive_key_iv(enum ktls_cipher cipher, const uint8_t *secret, uint8_t *key, uint8_t iv[KTLS_AEAD_IV_LEN]);
+RPCTLS_API int ktls_derive_key_iv(enum ktls_cipher cipher, const uint8_t *secret, uint8_t *key,
+                                  uint8_t iv[KTLS_AEAD_IV_LEN]);
 /* secret <- HKDF-Expand-Label(secret, "traffic upd", "", hashlen), in place. */
-int ktls_next_secret(enum ktls_cipher cipher, uint8_t *secret);
+RPCTLS_API int ktls_next_secret(enum ktls_cipher cipher, uint8_t *secret);
 
 #ifdef __cplusplus
 }

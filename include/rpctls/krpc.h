@@ -19,6 +19,8 @@
 #include "rpctls/mbuf.h"
 #include "rpctls/xdr.h"
 
+#include "rpctls/visibility.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -86,18 +88,18 @@ struct krpc_reply_hdr {
     uint8_t verf[KRPC_MAX_AUTH_BYTES];
 };
 
-void krpc_encode_call_hdr(struct krpc_xdr_enc *x, const struct krpc_call_hdr *h);
+RPCTLS_API void krpc_encode_call_hdr(struct krpc_xdr_enc *x, const struct krpc_call_hdr *h);
 /* Decodes a call header up to the start of the arguments. Returns 0, or
  * -EBADMSG for a malformed header (credential over 400 bytes, AUTH_SYS body
  * inconsistent, not a call). An RPC version other than 2 decodes fine (the
  * caller answers RPC_MISMATCH). */
-int krpc_decode_call_hdr(struct krpc_xdr_dec *d, struct krpc_call_hdr *h);
+RPCTLS_API int krpc_decode_call_hdr(struct krpc_xdr_dec *d, struct krpc_call_hdr *h);
 /* Encodes an accepted reply header up to the results (or the mismatch
  * range for PROG_MISMATCH), or a denied reply in full. */
-void krpc_encode_reply_hdr(struct krpc_xdr_enc *x, const struct krpc_reply_hdr *h);
-int krpc_decode_reply_hdr(struct krpc_xdr_dec *d, struct krpc_reply_hdr *h);
-const char *krpc_accept_stat_name(uint32_t s);
-const char *krpc_auth_stat_name(uint32_t s);
+RPCTLS_API void krpc_encode_reply_hdr(struct krpc_xdr_enc *x, const struct krpc_reply_hdr *h);
+RPCTLS_API int krpc_decode_reply_hdr(struct krpc_xdr_dec *d, struct krpc_reply_hdr *h);
+RPCTLS_API const char *krpc_accept_stat_name(uint32_t s);
+RPCTLS_API const char *krpc_auth_stat_name(uint32_t s);
 
 /* ---- record marking (RFC 5531 section 11) -------------------------------- */
 
@@ -108,7 +110,7 @@ const char *krpc_auth_stat_name(uint32_t s);
  * at most max_frag bytes (0: one fragment), and appends the result to out.
  * An empty msg gives one empty last fragment. On failure (-ENOMEM) msg is
  * freed and out is unchanged. */
-int krpc_rm_frame(struct mb_chain *msg, size_t max_frag, struct mb_chain *out);
+RPCTLS_API int krpc_rm_frame(struct mb_chain *msg, size_t max_frag, struct mb_chain *out);
 
 /* Reassembles messages from stream bytes in any segmentation. */
 struct krpc_rm_reader {
@@ -122,39 +124,39 @@ struct krpc_rm_reader {
 };
 
 /* max_msg 0: KRPC_RM_DEFAULT_MAX_MSG. */
-void krpc_rm_reader_init(struct krpc_rm_reader *r, size_t max_msg);
-void krpc_rm_reader_free(struct krpc_rm_reader *r);
+RPCTLS_API void krpc_rm_reader_init(struct krpc_rm_reader *r, size_t max_msg);
+RPCTLS_API void krpc_rm_reader_free(struct krpc_rm_reader *r);
 /* Appends stream bytes (consumed). */
-void krpc_rm_reader_feed(struct krpc_rm_reader *r, struct mb_chain *data);
+RPCTLS_API void krpc_rm_reader_feed(struct krpc_rm_reader *r, struct mb_chain *data);
 /* Moves the next complete message to msg (empty on entry). Returns 1 when a
  * message was produced, 0 when more bytes are needed, -EMSGSIZE when the
  * message being assembled exceeds max_msg (checked as soon as a fragment
  * header announces it). After an error the reader is unusable. */
-int krpc_rm_reader_next(struct krpc_rm_reader *r, struct mb_chain *msg);
+RPCTLS_API int krpc_rm_reader_next(struct krpc_rm_reader *r, struct mb_chain *msg);
 
 /* ---- logging ------------------------------------------------------------- */
 
 enum krpc_log_level { KRPC_LOG_ERROR = 0, KRPC_LOG_WARN = 1, KRPC_LOG_INFO = 2, KRPC_LOG_DEBUG = 3 };
 /* Messages at or below the level go to stderr (default: WARN; env
  * RPCTLS_LOG=error|warn|info|debug). */
-void krpc_log_set_level(enum krpc_log_level level);
-void krpc_log(enum krpc_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+RPCTLS_API void krpc_log_set_level(enum krpc_log_level level);
+RPCTLS_API void krpc_log(enum krpc_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- event loop ---------------------------------------------------------- */
 
 struct krpc_loop;
 
-uint64_t krpc_now_ms(void); /* CLOCK_MONOTONIC */
+RPCTLS_API uint64_t krpc_now_ms(void); /* CLOCK_MONOTONIC */
 
-int krpc_loop_new(struct krpc_loop **out);
+RPCTLS_API int krpc_loop_new(struct krpc_loop **out);
 /* Every fd must have been removed and every timer cancelled. */
-void krpc_loop_free(struct krpc_loop *loop);
+RPCTLS_API void krpc_loop_free(struct krpc_loop *loop);
 
 /* epoll events: EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP. */
 typedef void (*krpc_fd_fn)(struct krpc_loop *loop, int fd, uint32_t events, void *arg);
-int krpc_loop_add_fd(struct krpc_loop *loop, int fd, uint32_t events, krpc_fd_fn fn, void *arg);
-int krpc_loop_mod_fd(struct krpc_loop *loop, int fd, uint32_t events);
-int krpc_loop_del_fd(struct krpc_loop *loop, int fd);
+RPCTLS_API int krpc_loop_add_fd(struct krpc_loop *loop, int fd, uint32_t events, krpc_fd_fn fn, void *arg);
+RPCTLS_API int krpc_loop_mod_fd(struct krpc_loop *loop, int fd, uint32_t events);
+RPCTLS_API int krpc_loop_del_fd(struct krpc_loop *loop, int fd);
 
 struct krpc_timer;
 typedef void (*krpc_timer_fn)(struct krpc_loop *loop, struct krpc_timer *t, void *arg);
@@ -165,19 +167,19 @@ struct krpc_timer {
     int armed;
     size_t heap_index; /* loop-private */
 };
-void krpc_timer_init(struct krpc_timer *t, krpc_timer_fn fn, void *arg);
+RPCTLS_API void krpc_timer_init(struct krpc_timer *t, krpc_timer_fn fn, void *arg);
 /* (Re)arms t to fire once, after_ms from now. */
-int krpc_timer_arm(struct krpc_loop *loop, struct krpc_timer *t, uint64_t after_ms);
-void krpc_timer_cancel(struct krpc_loop *loop, struct krpc_timer *t);
+RPCTLS_API int krpc_timer_arm(struct krpc_loop *loop, struct krpc_timer *t, uint64_t after_ms);
+RPCTLS_API void krpc_timer_cancel(struct krpc_loop *loop, struct krpc_timer *t);
 
 /* Waits at most timeout_ms (-1: until something happens) and dispatches
  * ready fds and due timers once. Returns the number dispatched or -errno. */
-int krpc_loop_run_once(struct krpc_loop *loop, int timeout_ms);
+RPCTLS_API int krpc_loop_run_once(struct krpc_loop *loop, int timeout_ms);
 /* Runs until *done becomes non-zero, krpc_loop_stop() is called, or
  * timeout_ms passes (-1: no limit). Returns 0, -ETIMEDOUT or -errno. */
-int krpc_loop_run(struct krpc_loop *loop, const int *done, int timeout_ms);
+RPCTLS_API int krpc_loop_run(struct krpc_loop *loop, const int *done, int timeout_ms);
 /* Makes krpc_loop_run return; safe from another thread (eventfd). */
-void krpc_loop_stop(struct krpc_loop *loop);
+RPCTLS_API void krpc_loop_stop(struct krpc_loop *loop);
 
 /* ---- stream connections -------------------------------------------------- */
 
@@ -202,50 +204,50 @@ struct krpc_conn_config {
 
 /* Takes ownership of a connected (or connecting) non-blocking TCP socket
  * on success; on failure the caller still owns fd. */
-int krpc_conn_new(struct krpc_loop *loop, int fd, const struct krpc_conn_config *cfg,
-                  const struct krpc_conn_ops *ops, void *arg, struct krpc_conn **out);
+RPCTLS_API int krpc_conn_new(struct krpc_loop *loop, int fd, const struct krpc_conn_config *cfg,
+                             const struct krpc_conn_ops *ops, void *arg, struct krpc_conn **out);
 /* Queues one RPC message (consumed) for sending; record marks are added
  * here and the bytes go through TLS when it is on. While a handshake runs,
  * messages wait. */
-int krpc_conn_send(struct krpc_conn *c, struct mb_chain *msg);
+RPCTLS_API int krpc_conn_send(struct krpc_conn *c, struct mb_chain *msg);
 /* Stops delivering messages, then runs the TLS handshake (cfg->role says
  * client or server; ALPN "sunrpc", strict only with cfg->require_alpn) on
  * the same socket. Messages already queued before the call go out in the
  * clear first. */
-int krpc_conn_start_tls(struct krpc_conn *c, const struct ktls_config *cfg);
+RPCTLS_API int krpc_conn_start_tls(struct krpc_conn *c, const struct ktls_config *cfg);
 /* The same with a context loaded once (ktls_ctx_new; its ALPN should be
  * KRPC_ALPN); the handshake takes its own reference. */
-int krpc_conn_start_tls_ctx(struct krpc_conn *c, struct ktls_ctx *ctx);
+RPCTLS_API int krpc_conn_start_tls_ctx(struct krpc_conn *c, struct ktls_ctx *ctx);
 /* Closes now: on_close(err) runs from the loop, not from inside this call. */
-void krpc_conn_close(struct krpc_conn *c, int err);
+RPCTLS_API void krpc_conn_close(struct krpc_conn *c, int err);
 /* For an owner going away: closes (a best-effort close_notify in TLS) and
  * frees at once, with no further callbacks. Called from inside one of the
  * connection's own callbacks, the freeing finishes from the loop. */
-void krpc_conn_free(struct krpc_conn *c);
-int krpc_conn_is_tls(const struct krpc_conn *c);
-const char *krpc_conn_peer_subject(const struct krpc_conn *c); /* "" when none */
+RPCTLS_API void krpc_conn_free(struct krpc_conn *c);
+RPCTLS_API int krpc_conn_is_tls(const struct krpc_conn *c);
+RPCTLS_API const char *krpc_conn_peer_subject(const struct krpc_conn *c); /* "" when none */
 /* "user@domain" from the verified client certificate's otherName
  * subjectAltName (ktls_hs_peer_user), "" when none. */
-const char *krpc_conn_peer_user(const struct krpc_conn *c);
+RPCTLS_API const char *krpc_conn_peer_user(const struct krpc_conn *c);
 /* Why the record layer ended the connection, naming the alert sent or
  * received by its RFC 8446 name ("a record failed authentication; sent
  * alert bad_record_mac (20)"); "" when it did not. Valid in on_close. */
-const char *krpc_conn_tls_error(const struct krpc_conn *c);
+RPCTLS_API const char *krpc_conn_tls_error(const struct krpc_conn *c);
 /* Record-layer counters, NULL when not TLS. */
-const struct ktls_stats *krpc_conn_tls_stats(const struct krpc_conn *c);
+RPCTLS_API const struct ktls_stats *krpc_conn_tls_stats(const struct krpc_conn *c);
 /* The TLS 1.3 cipher suite (enum ktls_cipher, e.g. 0x1301), 0 when not TLS. */
-int krpc_conn_tls_cipher(const struct krpc_conn *c);
+RPCTLS_API int krpc_conn_tls_cipher(const struct krpc_conn *c);
 /* Application-data records the TLS key can still protect before the
  * connection must be replaced (ktls_conn_tx_records_left); UINT64_MAX when
  * not TLS or when the record layer rekeys itself (KeyUpdate opt-in). */
-uint64_t krpc_conn_tls_records_left(const struct krpc_conn *c);
-size_t krpc_conn_send_queued(const struct krpc_conn *c);
-int krpc_conn_fd(const struct krpc_conn *c);
-uint64_t krpc_conn_bytes_sent(const struct krpc_conn *c);     /* wire bytes */
-uint64_t krpc_conn_bytes_received(const struct krpc_conn *c);
+RPCTLS_API uint64_t krpc_conn_tls_records_left(const struct krpc_conn *c);
+RPCTLS_API size_t krpc_conn_send_queued(const struct krpc_conn *c);
+RPCTLS_API int krpc_conn_fd(const struct krpc_conn *c);
+RPCTLS_API uint64_t krpc_conn_bytes_sent(const struct krpc_conn *c);     /* wire bytes */
+RPCTLS_API uint64_t krpc_conn_bytes_received(const struct krpc_conn *c);
 /* krpc_now_ms() when the last byte was read or written through our own
  * socket I/O (as the byte counters count), or when the connection was made. */
-uint64_t krpc_conn_last_io_ms(const struct krpc_conn *c);
+RPCTLS_API uint64_t krpc_conn_last_io_ms(const struct krpc_conn *c);
 
 /*
  * Limits a server sets on a connection it does not trust yet, and lifts
@@ -254,7 +256,7 @@ uint64_t krpc_conn_last_io_ms(const struct krpc_conn *c);
  * the plain-mode receive store allocated from now on (0: 64 KiB); a small
  * store keeps an idle or dripping connection from pinning 64 KiB of pages.
  */
-void krpc_conn_set_rx_limits(struct krpc_conn *c, size_t max_msg, size_t rx_chunk);
+RPCTLS_API void krpc_conn_set_rx_limits(struct krpc_conn *c, size_t max_msg, size_t rx_chunk);
 
 /*
  * Buffer memory shared by many connections, on any number of threads: each
@@ -271,13 +273,13 @@ struct krpc_membudget {
     uint64_t floor;
 };
 /* Attaches c to b (NULL detaches), charging what c holds now. b must outlive c. */
-void krpc_conn_set_membudget(struct krpc_conn *c, struct krpc_membudget *b);
+RPCTLS_API void krpc_conn_set_membudget(struct krpc_conn *c, struct krpc_membudget *b);
 /* Bytes c holds in buffers now (what it charges to its budget). */
-size_t krpc_conn_mem(const struct krpc_conn *c);
+RPCTLS_API size_t krpc_conn_mem(const struct krpc_conn *c);
 
 /* Address helpers: "HOST:PORT", "[V6]:PORT" or "PORT" (127.0.0.1). HOST is
  * numeric or "localhost"; this never blocks on DNS. */
-int krpc_parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+RPCTLS_API int krpc_parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len);
 
 /* Resolves host (a DNS name, an IPv4 literal or an IPv6 literal, with or
  * without brackets) with getaddrinfo for TCP and fills up to max addresses
@@ -286,13 +288,13 @@ int krpc_parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len);
  * negative errno (-ENOENT: the name does not resolve; -EINVAL: bad
  * arguments); err (may be NULL) receives "host: gai_strerror" on failure. */
 #define KRPC_MAX_ADDRS 8
-int krpc_resolve(const char *host, uint16_t port, int passive, struct sockaddr_storage *out, socklen_t *lens,
-                 unsigned max, char *err, size_t errlen);
+RPCTLS_API int krpc_resolve(const char *host, uint16_t port, int passive, struct sockaddr_storage *out, socklen_t *lens,
+                            unsigned max, char *err, size_t errlen);
 /* Splits "HOST:PORT", "[V6]:PORT" or "HOST" (port = default_port) into its
  * parts; host receives the name without brackets. Returns 0 or -EINVAL. */
-int krpc_split_hostport(const char *s, uint16_t default_port, char *host, size_t hostlen, uint16_t *port);
+RPCTLS_API int krpc_split_hostport(const char *s, uint16_t default_port, char *host, size_t hostlen, uint16_t *port);
 /* "a.b.c.d:port" / "[v6]:port" into buf. */
-const char *krpc_format_addr(const struct sockaddr *sa, char *buf, size_t len);
+RPCTLS_API const char *krpc_format_addr(const struct sockaddr *sa, char *buf, size_t len);
 
 #ifdef __cplusplus
 }

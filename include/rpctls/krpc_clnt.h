@@ -7,7 +7,7 @@
  * reference until its reply arrives; timeouts and reconnects resend that
  * same chain, bit for bit, never a re-encoding. Sending goes through the
  * record layer, which never encrypts the retained pages in place (unless the
- * connection's TX mode is the unsafe KTLS_TX_INPLACE).
+ * connection's TX mode is the unsafe KTLS_TX_UNSAFE_INPLACE).
  *
  * The client never sends a TLS KeyUpdate (unless tlscfg.key_update_bytes
  * opts in): kernel-TLS servers cannot follow one. Before a call would take
@@ -19,6 +19,8 @@
 #define RPCTLS_KRPC_CLNT_H
 
 #include "rpctls/krpc.h"
+
+#include "rpctls/visibility.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -82,11 +84,11 @@ struct krpc_reply {
     struct mb_chain msg;
     struct krpc_xdr_dec res;
 };
-void krpc_reply_free(struct krpc_reply *r);
+RPCTLS_API void krpc_reply_free(struct krpc_reply *r);
 /* Moves a reply to dst (header, message and a decoder repointed at dst's
  * message); src is left empty. A callback's reply lives only until the
  * callback returns: keep it with krpc_reply_move. */
-void krpc_reply_move(struct krpc_reply *dst, struct krpc_reply *src);
+RPCTLS_API void krpc_reply_move(struct krpc_reply *dst, struct krpc_reply *src);
 
 struct krpc_clnt;
 
@@ -98,41 +100,41 @@ struct krpc_clnt;
  * (handshake or protocol failure), -ECANCELED (client freed). */
 typedef void (*krpc_call_fn)(struct krpc_clnt *cl, int status, struct krpc_reply *reply, void *arg);
 
-int krpc_clnt_new(struct krpc_loop *loop, const struct krpc_clnt_config *cfg, struct krpc_clnt **out);
+RPCTLS_API int krpc_clnt_new(struct krpc_loop *loop, const struct krpc_clnt_config *cfg, struct krpc_clnt **out);
 /* Fails every outstanding call with -ECANCELED, closes the connection. */
-void krpc_clnt_free(struct krpc_clnt *cl);
+RPCTLS_API void krpc_clnt_free(struct krpc_clnt *cl);
 /* Starts a call; args (consumed) are the encoded arguments. The callback
  * always runs later from the loop, never from inside this call. *xid (if not
  * NULL) receives the call's XID. */
-int krpc_call_async(struct krpc_clnt *cl, uint32_t proc, struct mb_chain *args, krpc_call_fn fn, void *arg,
-                    uint32_t *xid);
+RPCTLS_API int krpc_call_async(struct krpc_clnt *cl, uint32_t proc, struct mb_chain *args, krpc_call_fn fn, void *arg,
+                               uint32_t *xid);
 /* The same with the credential of this one call (NULL: the client's
  * cfg.cred), for a client that acts for several users (rpctls-mount: the
  * calling process's uid, gid and groups). -EINVAL for a flavor other than
  * AUTH_NONE / AUTH_SYS or more than KRPC_AUTH_SYS_MAX_GIDS groups. */
-int krpc_call_async_cred(struct krpc_clnt *cl, uint32_t proc, const struct krpc_cred *cred, struct mb_chain *args,
-                         krpc_call_fn fn, void *arg, uint32_t *xid);
+RPCTLS_API int krpc_call_async_cred(struct krpc_clnt *cl, uint32_t proc, const struct krpc_cred *cred,
+                                    struct mb_chain *args, krpc_call_fn fn, void *arg, uint32_t *xid);
 /* Blocking wrapper: runs the client's loop until the call completes. */
-int krpc_call(struct krpc_clnt *cl, uint32_t proc, struct mb_chain *args, struct krpc_reply *reply);
-int krpc_call_cred(struct krpc_clnt *cl, uint32_t proc, const struct krpc_cred *cred, struct mb_chain *args,
-                   struct krpc_reply *reply);
+RPCTLS_API int krpc_call(struct krpc_clnt *cl, uint32_t proc, struct mb_chain *args, struct krpc_reply *reply);
+RPCTLS_API int krpc_call_cred(struct krpc_clnt *cl, uint32_t proc, const struct krpc_cred *cred, struct mb_chain *args,
+                              struct krpc_reply *reply);
 /* Maps a reply header to 0 (accepted SUCCESS) or a negative errno-style
  * code, with a message in buf: "PROG_MISMATCH (supported 2..3)",
  * "AUTH_ERROR: AUTH_TOOWEAK" and so on. */
-int krpc_reply_status(const struct krpc_reply_hdr *h, char *buf, size_t len);
-unsigned krpc_clnt_outstanding(const struct krpc_clnt *cl);
-const struct krpc_clnt_stats *krpc_clnt_stats(const struct krpc_clnt *cl);
+RPCTLS_API int krpc_reply_status(const struct krpc_reply_hdr *h, char *buf, size_t len);
+RPCTLS_API unsigned krpc_clnt_outstanding(const struct krpc_clnt *cl);
+RPCTLS_API const struct krpc_clnt_stats *krpc_clnt_stats(const struct krpc_clnt *cl);
 /* Record-layer counters summed over every TLS session this client made. */
-void krpc_clnt_tls_stats(const struct krpc_clnt *cl, struct ktls_stats *out);
-int krpc_clnt_is_tls(const struct krpc_clnt *cl); /* current connection */
+RPCTLS_API void krpc_clnt_tls_stats(const struct krpc_clnt *cl, struct ktls_stats *out);
+RPCTLS_API int krpc_clnt_is_tls(const struct krpc_clnt *cl); /* current connection */
 /* How the last connection that became usable travelled, for reports:
  * "127.0.0.1:2049 TLS (TLS_AES_128_GCM_SHA256)", "127.0.0.1:2049 plain",
  * "127.0.0.1:20048 plain (server refused the RPC-with-TLS probe)"; "" when
  * no connection has become usable yet. */
-const char *krpc_clnt_transport(const struct krpc_clnt *cl);
+RPCTLS_API const char *krpc_clnt_transport(const struct krpc_clnt *cl);
 /* The last connection-level error in words ("" if none), for messages. */
-const char *krpc_clnt_last_error(const struct krpc_clnt *cl);
-struct krpc_loop *krpc_clnt_loop(const struct krpc_clnt *cl);
+RPCTLS_API const char *krpc_clnt_last_error(const struct krpc_clnt *cl);
+RPCTLS_API struct krpc_loop *krpc_clnt_loop(const struct krpc_clnt *cl);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "rpctls/visibility.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -39,13 +41,13 @@ extern "C" {
  *   other < 0        an RPC error reply (-EPFNOSUPPORT PROG_UNAVAIL ...)
  * err (may be NULL) receives the outcome in words either way, e.g.
  * "portmapper 127.0.0.1:111: 100005 v3 tcp not registered". */
-int krpc_pmap_getport(const struct sockaddr *server, socklen_t len, uint32_t prog, uint32_t vers, int timeout_ms,
-                      uint16_t *port, char *err, size_t errlen);
+RPCTLS_API int krpc_pmap_getport(const struct sockaddr *server, socklen_t len, uint32_t prog, uint32_t vers,
+                                 int timeout_ms, uint16_t *port, char *err, size_t errlen);
 
 /* Parses a universal address for TCP over IPv4 ("h1.h2.h3.h4.p1.p2") or
  * IPv6 ("x:x:...:x.p1.p2", RFC 5665 section 5.2.3.4) into *port (p1 * 256 +
  * p2) and, when sa is not NULL, a socket address. Returns 0, or -EINVAL. */
-int krpc_uaddr_parse(const char *uaddr, struct sockaddr_storage *sa, socklen_t *salen, uint16_t *port);
+RPCTLS_API int krpc_uaddr_parse(const char *uaddr, struct sockaddr_storage *sa, socklen_t *salen, uint16_t *port);
 
 #ifdef __cplusplus
 }

@@ -25,13 +25,15 @@
 
 #include "rpctls/xdr.h"
 
+#include "rpctls/visibility.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 #define KRPC_RPCB_PROG 100000
 #define KRPC_RPCB_VERS 3 /* rpcbind v3: SET/UNSET take a struct rpcb */
-#define KRPC_PMAP_VERS 2 /* portmap v2: SET/UNSET take a struct mapping */
+#define KRPC_PMAP_VERS 2u /* portmap v2: SET/UNSET take a struct mapping (as in krpc_pmap.h: the two must match) */
 #define KRPC_RPCBPROC_SET 1   /* same number as PMAPPROC_SET */
 #define KRPC_RPCBPROC_UNSET 2 /* same number as PMAPPROC_UNSET */
 #define KRPC_PMAP_IPPROTO_TCP 6
@@ -71,15 +73,17 @@ struct krpc_rpcb_map {
  *   -EINVAL                  bad arguments (a string longer than KRPC_RPCB_MAX_STR,
  *                            a uaddr without a port)
  */
-int krpc_rpcb_set(const struct krpc_rpcb_config *cfg, const struct krpc_rpcb_map *m, char *err, size_t errlen);
+RPCTLS_API int krpc_rpcb_set(const struct krpc_rpcb_config *cfg, const struct krpc_rpcb_map *m, char *err,
+                             size_t errlen);
 /* Removes every registration of (prog, vers, netid), whatever its address;
  * 0 also when there was none. Same errors; -EACCES: owned by another user. */
-int krpc_rpcb_unset(const struct krpc_rpcb_config *cfg, const struct krpc_rpcb_map *m, char *err, size_t errlen);
+RPCTLS_API int krpc_rpcb_unset(const struct krpc_rpcb_config *cfg, const struct krpc_rpcb_map *m, char *err,
+                               size_t errlen);
 
 /* The universal address of an IPv4 or IPv6 socket address (RFC 5665 §5.2.3):
  * "h1.h2.h3.h4.p1.p2" or "v6addr.p1.p2". Returns 0, or -EINVAL (another
  * family, buffer too small). */
-int krpc_rpcb_uaddr(const struct sockaddr *sa, char *buf, size_t len);
+RPCTLS_API int krpc_rpcb_uaddr(const struct sockaddr *sa, char *buf, size_t len);
 
 /*
  * The registrations a TCP listener bound to sa needs, for one program
@@ -91,13 +95,8 @@ int krpc_rpcb_uaddr(const struct sockaddr *sa, char *buf, size_t len);
 struct krpc_rpcb_bufs {
     char uaddr[2][64];
 };
-int krpc_rpcb_listener_maps(const struct sockaddr *sa, int dual_stack, uint32_t prog, uint32_t vers,
-                            struct krpc_rpcb_map out[2], struct krpc_rpcb_bufs *bufs);
-
-/* Wire encodings, exposed for tests: the arguments of rpcbind v3 SET/UNSET
- * (struct rpcb) and of portmap v2 SET/UNSET (struct mapping). */
-void krpc_rpcb_encode_map(struct krpc_xdr_enc *x, const struct krpc_rpcb_map *m, const char *owner);
-void krpc_pmap_encode_mapping(struct krpc_xdr_enc *x, uint32_t prog, uint32_t vers, uint32_t prot, uint32_t port);
+RPCTLS_API int krpc_rpcb_listener_maps(const struct sockaddr *sa, int dual_stack, uint32_t prog, uint32_t vers,
+                                       struct krpc_rpcb_map out[2], struct krpc_rpcb_bufs *bufs);
 
 #ifdef __cplusplus
 }

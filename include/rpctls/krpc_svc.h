@@ -8,6 +8,8 @@
 
 #include "rpctls/krpc.h"
 
+#include "rpctls/visibility.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -124,27 +126,27 @@ struct krpc_svc_stats {
     uint64_t mem_used;          /* gauge: buffer bytes connections hold now */
 };
 
-int krpc_svc_new(struct krpc_loop *loop, const struct krpc_svc_config *cfg, struct krpc_svc **out);
+RPCTLS_API int krpc_svc_new(struct krpc_loop *loop, const struct krpc_svc_config *cfg, struct krpc_svc **out);
 /* Registers one program version (several versions: several calls). */
-int krpc_svc_register(struct krpc_svc *svc, const struct krpc_prog_desc *prog);
+RPCTLS_API int krpc_svc_register(struct krpc_svc *svc, const struct krpc_prog_desc *prog);
 /* The bound address (useful with port 0). */
-int krpc_svc_addr(const struct krpc_svc *svc, struct sockaddr_storage *ss, socklen_t *len);
-uint16_t krpc_svc_port(const struct krpc_svc *svc);
+RPCTLS_API int krpc_svc_addr(const struct krpc_svc *svc, struct sockaddr_storage *ss, socklen_t *len);
+RPCTLS_API uint16_t krpc_svc_port(const struct krpc_svc *svc);
 /* Answers a deferred call: status as a handler returns it; res (consumed)
  * holds the results for KRPC_SUCCESS. Frees req. */
-void krpc_svc_reply(struct krpc_svc_req *req, int status, struct mb_chain *res);
+RPCTLS_API void krpc_svc_reply(struct krpc_svc_req *req, int status, struct mb_chain *res);
 /* The counters, refreshed on each call into one snapshot per server: call it
  * from one thread at a time. Counters are kept with atomic operations, so
  * krpc_svc_stats_get() copies them from any thread, also while loops run. */
-const struct krpc_svc_stats *krpc_svc_stats(const struct krpc_svc *svc);
+RPCTLS_API const struct krpc_svc_stats *krpc_svc_stats(const struct krpc_svc *svc);
 /* Loads cfg (certificate, key, CA, policy; role, ALPN and the handshake
  * timeout as krpc_svc_new sets them) into a new TLS context for the
  * connections accepted from now on; connections already up, and handshakes
  * already running, keep the context they started with. On failure returns
  * a negative errno with err naming the file and the problem, and the
  * current context stays. Safe from any thread. */
-int krpc_svc_reload_tls(struct krpc_svc *svc, const struct ktls_config *cfg, char *err, size_t errlen);
-void krpc_svc_stats_get(const struct krpc_svc *svc, struct krpc_svc_stats *out);
+RPCTLS_API int krpc_svc_reload_tls(struct krpc_svc *svc, const struct ktls_config *cfg, char *err, size_t errlen);
+RPCTLS_API void krpc_svc_stats_get(const struct krpc_svc *svc, struct krpc_svc_stats *out);
 
 /*
  * Several event loops (cfg.threads > 1). The caller's loop accepts and
@@ -155,20 +157,20 @@ void krpc_svc_stats_get(const struct krpc_svc *svc, struct krpc_svc_stats *out);
  * threads (connections on them stay until krpc_svc_free). Both return 0 or
  * -errno; with one loop they do nothing.
  */
-int krpc_svc_start(struct krpc_svc *svc);
-void krpc_svc_stop(struct krpc_svc *svc);
-unsigned krpc_svc_threads(const struct krpc_svc *svc);
+RPCTLS_API int krpc_svc_start(struct krpc_svc *svc);
+RPCTLS_API void krpc_svc_stop(struct krpc_svc *svc);
+RPCTLS_API unsigned krpc_svc_threads(const struct krpc_svc *svc);
 /* The loop that owns the request's connection. A deferred call must be
  * answered with krpc_svc_reply() on that loop's thread. NULL for a detached
  * server. */
-struct krpc_loop *krpc_svc_req_loop(const struct krpc_svc_req *req);
+RPCTLS_API struct krpc_loop *krpc_svc_req_loop(const struct krpc_svc_req *req);
 /* fn(arg) runs at the start of krpc_svc_free, before deferred requests are
  * freed: a holder of deferred requests (a worker pool) stops and forgets
  * them there. One hook; NULL removes it. */
-void krpc_svc_set_free_hook(struct krpc_svc *svc, void (*fn)(void *arg), void *arg);
+RPCTLS_API void krpc_svc_set_free_hook(struct krpc_svc *svc, void (*fn)(void *arg), void *arg);
 /* Stops the server's threads, closes the listener and every connection;
  * deferred calls are dropped. */
-void krpc_svc_free(struct krpc_svc *svc);
+RPCTLS_API void krpc_svc_free(struct krpc_svc *svc);
 
 #ifdef __cplusplus
 }

@@ -7,12 +7,16 @@
  * the byte stream (RX). OpenSSL is no longer involved after the hand-off.
  *
  * TX modes (DESIGN.md section 4):
- *   KTLS_TX_AUTO        in place if the record's plaintext is exclusively
- *                       owned and writable, out of place otherwise (default);
- *   KTLS_TX_OUTOFPLACE  always encrypt into fresh pool pages;
- *   KTLS_TX_COPY        copy into fresh pages, then encrypt those in place;
- *   KTLS_TX_INPLACE     encrypt in place regardless of sharing. UNSAFE: it
- *                       corrupts shared pages. Exists to demonstrate the bug.
+ *   KTLS_TX_AUTO        ("auto") in place if the record's plaintext is
+ *                       exclusively owned and writable, out of place
+ *                       otherwise (default);
+ *   KTLS_TX_OUTOFPLACE  ("outofplace") always encrypt into fresh pool pages;
+ *   KTLS_TX_COPY        ("copy") copy into fresh pages, then encrypt those in
+ *                       place;
+ *   KTLS_TX_UNSAFE_INPLACE ("unsafe-inplace") encrypt in place regardless of
+ *                       sharing. UNSAFE: it corrupts shared pages (mirrors,
+ *                       retained retransmissions). Exists to demonstrate the
+ *                       bug and for benchmarks; never for real data.
  *
  * Threading: a struct ktls_conn is used by one thread at a time, for both
  * directions -- RX changes TX state (it queues alerts and KeyUpdate answers,
@@ -26,6 +30,8 @@
 
 #include "rpctls/aead.h"
 #include "rpctls/mbuf.h"
+
+#include "rpctls/visibility.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -58,10 +64,13 @@ enum ktls_tx_mode {
     KTLS_TX_AUTO = 0,
     KTLS_TX_OUTOFPLACE = 1,
     KTLS_TX_COPY = 2,
-    KTLS_TX_INPLACE = 3,
+    KTLS_TX_UNSAFE_INPLACE = 3,
 };
-const char *ktls_tx_mode_name(enum ktls_tx_mode m);
-int ktls_tx_mode_from_name(const char *name, enum ktls_tx_mode *out);
+/* The names in the list above ("?" for a value outside it); from_name takes
+ * exactly those names, -EINVAL for any other (the unsafe mode is spelled
+ * "unsafe-inplace" only, so that no command line asks for it unawares). */
+RPCTLS_API const char *ktls_tx_mode_name(enum ktls_tx_mode m);
+RPCTLS_API int ktls_tx_mode_from_name(const char *name, enum ktls_tx_mode *out);
 
 enum ktls_role { KTLS_CLIENT = 0, KTLS_SERVER = 1 };
 
@@ -99,27 +108,21 @@ struct ktls_conn_params {
 };
 
 /* The AEAD usage limit of cipher's keys, in records (0 for an unknown cipher). */
-uint64_t ktls_cipher_record_limit(enum ktls_cipher cipher);
+RPCTLS_API uint64_t ktls_cipher_record_limit(enum ktls_cipher cipher);
 
-int ktls_conn_new(const struct ktls_conn_params *p, struct ktls_conn **out);
-void ktls_conn_free(struct ktls_conn *c);
-void ktls_conn_set_tx_mode(struct ktls_conn *c, enum ktls_tx_mode m);
-enum ktls_tx_mode ktls_conn_tx_mode(const struct ktls_conn *c);
-const struct ktls_stats *ktls_conn_stats(const struct ktls_conn *c);
-const struct ktls_aead_engine *ktls_conn_engine(const struct ktls_conn *c);
-enum ktls_cipher ktls_conn_cipher(const struct ktls_conn *c);
-/* Test hook: set the next TX/RX record sequence numbers. */
-void ktls_conn_set_seq(struct ktls_conn *c, uint64_t tx_seq, uint64_t rx_seq);
-/* Test hook: lower the TX record limit per key (see record_limit above);
- * a value above the cipher's limit or below KTLS_TX_CONTROL_RESERVE + 1 is
- * clamped. */
-void ktls_conn_set_record_limit(struct ktls_conn *c, uint64_t records);
+RPCTLS_API int ktls_conn_new(const struct ktls_conn_params *p, struct ktls_conn **out);
+RPCTLS_API void ktls_conn_free(struct ktls_conn *c);
+RPCTLS_API void ktls_conn_set_tx_mode(struct ktls_conn *c, enum ktls_tx_mode m);
+RPCTLS_API enum ktls_tx_mode ktls_conn_tx_mode(const struct ktls_conn *c);
+RPCTLS_API const struct ktls_stats *ktls_conn_stats(const struct ktls_conn *c);
+RPCTLS_API const struct ktls_aead_engine *ktls_conn_engine(const struct ktls_conn *c);
+RPCTLS_API enum ktls_cipher ktls_conn_cipher(const struct ktls_conn *c);
 /* Application-data records TX can still seal under the current key before
  * it refuses with -EKEYEXPIRED; UINT64_MAX when KeyUpdate is enabled
  * (key_update_bytes), since TX then rekeys before the limit by itself. */
-uint64_t ktls_conn_tx_records_left(const struct ktls_conn *c);
+RPCTLS_API uint64_t ktls_conn_tx_records_left(const struct ktls_conn *c);
 /* 1 when this connection initiates KeyUpdates (key_update_bytes opt-in). */
-int ktls_conn_key_update_enabled(const struct ktls_conn *c);
+RPCTLS_API int ktls_conn_key_update_enabled(const struct ktls_conn *c);
 
 /* ---- TX ----------------------------------------------------------------- */
 
@@ -129,22 +132,22 @@ int ktls_conn_key_update_enabled(const struct ktls_conn *c);
  * -EKEYEXPIRED (nothing of plain sealed): the records plain needs would take
  * the key past its usage limit and KeyUpdate is not enabled; the connection
  * can still send close_notify. */
-int ktls_tx_seal(struct ktls_conn *c, struct mb_chain *plain, struct mb_chain *out);
+RPCTLS_API int ktls_tx_seal(struct ktls_conn *c, struct mb_chain *plain, struct mb_chain *out);
 /* Queues a KeyUpdate (request_update = 1 asks the peer to update too). */
-int ktls_tx_key_update(struct ktls_conn *c, int request_update);
+RPCTLS_API int ktls_tx_key_update(struct ktls_conn *c, int request_update);
 /* Appends a close_notify alert record to out. */
-int ktls_tx_close_notify(struct ktls_conn *c, struct mb_chain *out);
+RPCTLS_API int ktls_tx_close_notify(struct ktls_conn *c, struct mb_chain *out);
 /* Appends queued control records (KeyUpdate answers, alerts) to out. */
-int ktls_tx_flush_control(struct ktls_conn *c, struct mb_chain *out);
+RPCTLS_API int ktls_tx_flush_control(struct ktls_conn *c, struct mb_chain *out);
 
 /* ---- RX ----------------------------------------------------------------- */
 
 /* Receive buffers are pool pages owned by the connection. To read from a
  * socket without an extra copy: ktls_rx_space() gives iovecs to read into,
  * ktls_rx_commit() says how many bytes arrived. ktls_rx_feed() copies. */
-int ktls_rx_space(struct ktls_conn *c, struct iovec *iov, int maxiov);
-void ktls_rx_commit(struct ktls_conn *c, size_t n);
-int ktls_rx_feed(struct ktls_conn *c, const void *data, size_t len);
+RPCTLS_API int ktls_rx_space(struct ktls_conn *c, struct iovec *iov, int maxiov);
+RPCTLS_API void ktls_rx_commit(struct ktls_conn *c, size_t n);
+RPCTLS_API int ktls_rx_feed(struct ktls_conn *c, const void *data, size_t len);
 /* Decrypts every complete record buffered and appends application data to
  * app. Returns 0 (need more bytes), KTLS_RX_EOF after close_notify, or a
  * negative error: -EBADMSG (bad tag: a bad_record_mac alert is queued and
@@ -152,30 +155,30 @@ int ktls_rx_feed(struct ktls_conn *c, const void *data, size_t len);
  * -EPROTO (unknown content type, bad message, fatal alert received). After an
  * error the connection is dead and every later call fails the same way. */
 #define KTLS_RX_EOF 1
-int ktls_rx_process(struct ktls_conn *c, struct mb_chain *app);
+RPCTLS_API int ktls_rx_process(struct ktls_conn *c, struct mb_chain *app);
 /* The last alert description received, or -1 if none, for error messages. */
-int ktls_rx_alert(const struct ktls_conn *c);
+RPCTLS_API int ktls_rx_alert(const struct ktls_conn *c);
 /* 1 once close_notify has been received. ktls_rx_process hands out the data
  * before it first (returning 0) and says KTLS_RX_EOF only on its next call;
  * an event-driven reader checks this after delivering, since no more bytes
  * (and no readiness event) will come to prompt that next call. */
-int ktls_rx_eof(const struct ktls_conn *c);
+RPCTLS_API int ktls_rx_eof(const struct ktls_conn *c);
 /* The last alert description this side sent or queued (a fatal alert from
  * RX, or close_notify), or -1 if none. */
-int ktls_tx_alert(const struct ktls_conn *c);
+RPCTLS_API int ktls_tx_alert(const struct ktls_conn *c);
 /* The RFC 8446 section 6 name of an alert description ("bad_record_mac"),
  * "unknown_alert" for a number the RFC does not define. */
-const char *ktls_alert_name(int desc);
+RPCTLS_API const char *ktls_alert_name(int desc);
 
 /* ---- blocking socket helpers -------------------------------------------- */
 
 /* Seals all of plain and writes it (plus control records) to fd. */
-int ktls_send(struct ktls_conn *c, int fd, struct mb_chain *plain);
+RPCTLS_API int ktls_send(struct ktls_conn *c, int fd, struct mb_chain *plain);
 /* Reads until at least one byte of application data is available (appended
  * to app), EOF (returns KTLS_RX_EOF) or an error. */
-int ktls_recv(struct ktls_conn *c, int fd, struct mb_chain *app);
+RPCTLS_API int ktls_recv(struct ktls_conn *c, int fd, struct mb_chain *app);
 /* Writes all of chain to fd (blocking; handles partial writes). Consumes it. */
-int ktls_write_chain(int fd, struct mb_chain *chain);
+RPCTLS_API int ktls_write_chain(int fd, struct mb_chain *chain);
 
 /* ---- handshake and hand-off --------------------------------------------- */
 
@@ -226,33 +229,33 @@ struct ktls_config {
  */
 struct ktls_ctx;
 
-int ktls_ctx_new(const struct ktls_config *cfg, struct ktls_ctx **out, char *err, size_t errlen);
-struct ktls_ctx *ktls_ctx_ref(struct ktls_ctx *ctx); /* returns ctx */
-void ktls_ctx_unref(struct ktls_ctx *ctx);           /* NULL is fine */
+RPCTLS_API int ktls_ctx_new(const struct ktls_config *cfg, struct ktls_ctx **out, char *err, size_t errlen);
+RPCTLS_API struct ktls_ctx *ktls_ctx_ref(struct ktls_ctx *ctx); /* returns ctx */
+RPCTLS_API void ktls_ctx_unref(struct ktls_ctx *ctx);           /* NULL is fine */
 /* The context's own copy of the configuration. */
-const struct ktls_config *ktls_ctx_config(const struct ktls_ctx *ctx);
+RPCTLS_API const struct ktls_config *ktls_ctx_config(const struct ktls_ctx *ctx);
 /* "" or a warning to log: "certificate FILE expires on DATE, in N days"
  * when fewer than KTLS_CERT_EXPIRY_WARN_DAYS are left. */
 #define KTLS_CERT_EXPIRY_WARN_DAYS 30
-const char *ktls_ctx_warning(const struct ktls_ctx *ctx);
+RPCTLS_API const char *ktls_ctx_warning(const struct ktls_ctx *ctx);
 
 struct ktls_hs;
 
 /* A handshake from a shared context (takes its own reference). */
-int ktls_hs_new_ctx(struct ktls_ctx *ctx, int fd, struct ktls_hs **out);
+RPCTLS_API int ktls_hs_new_ctx(struct ktls_ctx *ctx, int fd, struct ktls_hs **out);
 /* The same with a context of its own, made from cfg (files read again). */
-int ktls_hs_new(const struct ktls_config *cfg, int fd, struct ktls_hs **out);
+RPCTLS_API int ktls_hs_new(const struct ktls_config *cfg, int fd, struct ktls_hs **out);
 /* Drives the handshake on a non-blocking or blocking fd. Returns 0 when done,
  * -EAGAIN when it needs the fd readable (*want_write 0) or writable (1),
  * other negative values on failure (ktls_hs_error() explains). */
-int ktls_hs_step(struct ktls_hs *hs, int *want_write);
-const char *ktls_hs_error(const struct ktls_hs *hs);
+RPCTLS_API int ktls_hs_step(struct ktls_hs *hs, int *want_write);
+RPCTLS_API const char *ktls_hs_error(const struct ktls_hs *hs);
 /* After ktls_hs_step returned 0: builds the record-layer connection, handing
  * over any bytes OpenSSL read past the handshake. */
-int ktls_hs_finish(struct ktls_hs *hs, struct ktls_conn **out);
+RPCTLS_API int ktls_hs_finish(struct ktls_hs *hs, struct ktls_conn **out);
 /* Negotiated ALPN ("" if none) and peer certificate subject ("" if none). */
-const char *ktls_hs_alpn(const struct ktls_hs *hs);
-const char *ktls_hs_peer_subject(const struct ktls_hs *hs);
+RPCTLS_API const char *ktls_hs_alpn(const struct ktls_hs *hs);
+RPCTLS_API const char *ktls_hs_peer_subject(const struct ktls_hs *hs);
 
 /*
  * Certificate identity (draft-cel-nfsv4-rpc-tls-othername). A server that
@@ -273,20 +276,21 @@ const char *ktls_hs_peer_subject(const struct ktls_hs *hs);
 #define KTLS_OID_FREEBSD_USER "1.3.6.1.4.1.2238.1.1.1"
 #define KTLS_OID_NFSV4_PRINCIPAL "2.25.315410351902403645481513457504776185352"
 #define KTLS_MAX_PEER_USER 255
-const char *ktls_hs_peer_user(const struct ktls_hs *hs);
-const char *ktls_hs_peer_user_error(const struct ktls_hs *hs);
+RPCTLS_API const char *ktls_hs_peer_user(const struct ktls_hs *hs);
+RPCTLS_API const char *ktls_hs_peer_user_error(const struct ktls_hs *hs);
 /* The same rules on a PEM certificate file (no verification): 1 with user
  * filled, 0 when it names no user, -1 with why (a file or format problem,
  * or one of the refusals above). For tests and tools. */
-int ktls_cert_file_user(const char *pem_file, char *user, size_t userlen, char *why, size_t whylen);
+RPCTLS_API int ktls_cert_file_user(const char *pem_file, char *user, size_t userlen, char *why, size_t whylen);
 /* Bytes the peer sent past its last handshake message that ktls_hs_finish()
  * handed to the record layer (for tests and diagnostics). */
-size_t ktls_hs_leftover(const struct ktls_hs *hs);
-void ktls_hs_free(struct ktls_hs *hs);
+RPCTLS_API size_t ktls_hs_leftover(const struct ktls_hs *hs);
+RPCTLS_API void ktls_hs_free(struct ktls_hs *hs);
 
 /* Blocking convenience: handshake on fd then hand-off. On error, errbuf
  * (if given) receives a message. */
-int ktls_handshake(const struct ktls_config *cfg, int fd, struct ktls_conn **out, char *errbuf, size_t errlen);
+RPCTLS_API int ktls_handshake(const struct ktls_config *cfg, int fd, struct ktls_conn **out, char *errbuf,
+                              size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -41,6 +41,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "rpctls/visibility.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -114,100 +116,94 @@ struct mb_pool_stats {
     uint64_t recs_total;     /* record buffers carved from arenas */
 };
 
-void mb_pool_get_stats(struct mb_pool_stats *out);
+RPCTLS_API void mb_pool_get_stats(struct mb_pool_stats *out);
 /* Pre-fault arenas so that at least npages pages exist. */
-int mb_pool_reserve(size_t npages);
+RPCTLS_API int mb_pool_reserve(size_t npages);
 /* Returns 0 when every page, store and link has been returned, else -EBUSY.
  * On 0 the arenas are unmapped; the pool starts afresh on next use. */
-int mb_pool_shutdown(void);
+RPCTLS_API int mb_pool_shutdown(void);
 
-void *mb_page_alloc(void);           /* one 4 KiB page, page aligned, or NULL */
-void mb_page_free(void *page);
+RPCTLS_API void *mb_page_alloc(void);           /* one 4 KiB page, page aligned, or NULL */
+RPCTLS_API void mb_page_free(void *page);
 /* Record buffers: MB_REC_SIZE contiguous bytes, 128-byte aligned, pooled like
  * pages (per-thread LIFO stash, so the buffer freed last is reused first,
  * still in cache). Counted in recs_in_use; arena_allocs counts their arenas. */
-void *mb_rec_alloc(void);
-void mb_rec_free(void *rec);
+RPCTLS_API void *mb_rec_alloc(void);
+RPCTLS_API void mb_rec_free(void *rec);
 /* Appends one link over [off, off + len) of a fresh record buffer (a
  * writable MB_ST_EXT store, one reference; the buffer returns to the pool
  * with the last reference) and returns it, or NULL. */
-struct mb *mb_append_rec(struct mb_chain *c, size_t off, size_t len);
-
-/* Guard mode: while on, a page-vector store that becomes shared (reference
- * count above one) or read-only is mprotect()ed PROT_READ, so a write to it
- * faults at the writing instruction. Meant for tests. */
-void mb_guard_set(int on);
-int mb_guard_get(void);
+RPCTLS_API struct mb *mb_append_rec(struct mb_chain *c, size_t off, size_t len);
 
 /* ---- storage ------------------------------------------------------------ */
 
 /* Each constructor appends one link of length len (0 < len <= capacity)
  * over a fresh store to chain c, and returns the link. */
-struct mb *mb_append_inline(struct mb_chain *c, size_t len);
-struct mb *mb_append_cluster(struct mb_chain *c, size_t len);
+RPCTLS_API struct mb *mb_append_inline(struct mb_chain *c, size_t len);
+RPCTLS_API struct mb *mb_append_cluster(struct mb_chain *c, size_t len);
 /* Caller memory: free_fn(base, arg) runs when the last reference goes.
  * flags is usually MB_STF_RDONLY. */
-struct mb *mb_append_ext(struct mb_chain *c, void *base, size_t len, uint16_t flags, mb_ext_free_fn free_fn,
-                         void *arg);
+RPCTLS_API struct mb *mb_append_ext(struct mb_chain *c, void *base, size_t len, uint16_t flags, mb_ext_free_fn free_fn,
+                                    void *arg);
 /* Page vectors: appends links covering len bytes of fresh pool pages, starting
  * at first_off (< MB_PAGE_SIZE) in the first page. Contents uninitialised. */
-int mb_append_pages(struct mb_chain *c, size_t first_off, size_t len);
+RPCTLS_API int mb_append_pages(struct mb_chain *c, size_t first_off, size_t len);
 
 /* Pointer to byte off of store st (off < st->size). */
-unsigned char *mb_store_ptr(const struct mb_store *st, size_t off);
+RPCTLS_API unsigned char *mb_store_ptr(const struct mb_store *st, size_t off);
 /* Contiguous bytes available at off within st (to the end of its page or buffer). */
-size_t mb_store_contig(const struct mb_store *st, size_t off);
+RPCTLS_API size_t mb_store_contig(const struct mb_store *st, size_t off);
 /* Marks st read-only (MB_STF_RDONLY); in guard mode a page-vector store is
  * also mprotect()ed. Call before the store is shared. */
-void mb_store_set_rdonly(struct mb_store *st);
+RPCTLS_API void mb_store_set_rdonly(struct mb_store *st);
 
 /* ---- chain operations --------------------------------------------------- */
 
-void mb_chain_init(struct mb_chain *c);
+RPCTLS_API void mb_chain_init(struct mb_chain *c);
 /* Drops every reference; c is empty afterwards. */
-void mb_chain_free(struct mb_chain *c);
+RPCTLS_API void mb_chain_free(struct mb_chain *c);
 /* Moves src to the end of dst; src is empty afterwards. */
-void mb_chain_concat(struct mb_chain *dst, struct mb_chain *src);
+RPCTLS_API void mb_chain_concat(struct mb_chain *dst, struct mb_chain *src);
 /* Appends a copy-by-reference of [off, off + len) of src to dst. */
-int mb_chain_copy_ref(struct mb_chain *dst, const struct mb_chain *src, size_t off, size_t len);
+RPCTLS_API int mb_chain_copy_ref(struct mb_chain *dst, const struct mb_chain *src, size_t off, size_t len);
 /* Appends a deep copy (fresh writable storage; page vectors when len is large). */
-int mb_chain_copy_deep(struct mb_chain *dst, const struct mb_chain *src, size_t off, size_t len);
+RPCTLS_API int mb_chain_copy_deep(struct mb_chain *dst, const struct mb_chain *src, size_t off, size_t len);
 /* The mb_mapped_to_unmapped analogue: appends [off, off+len) of src copied
  * into fresh page vectors starting at page offset 0. */
-int mb_chain_copy_to_pages(struct mb_chain *dst, const struct mb_chain *src, size_t off, size_t len);
+RPCTLS_API int mb_chain_copy_to_pages(struct mb_chain *dst, const struct mb_chain *src, size_t off, size_t len);
 /* Copies [off, off + len) of c to out. */
-int mb_chain_copy_out(const struct mb_chain *c, size_t off, size_t len, void *out);
+RPCTLS_API int mb_chain_copy_out(const struct mb_chain *c, size_t off, size_t len, void *out);
 /* Appends bytes (copied) to the chain, filling free room in a writable,
  * exclusively owned tail first. */
-int mb_chain_append_bytes(struct mb_chain *c, const void *data, size_t len);
+RPCTLS_API int mb_chain_append_bytes(struct mb_chain *c, const void *data, size_t len);
 /* Fills fresh page vectors with len bytes from buf / from fd at offset pos
  * (pos < 0: read from the current position). Short files give -EIO. */
-int mb_chain_append_pages_from_buf(struct mb_chain *c, const void *buf, size_t len);
-int mb_chain_append_pages_from_fd(struct mb_chain *c, int fd, off_t pos, size_t len);
+RPCTLS_API int mb_chain_append_pages_from_buf(struct mb_chain *c, const void *buf, size_t len);
+RPCTLS_API int mb_chain_append_pages_from_fd(struct mb_chain *c, int fd, off_t pos, size_t len);
 /* Splits c at byte off: c keeps [0, off), tail receives the rest (appended
  * to tail, which must be initialised; normally it is empty). */
-int mb_chain_split(struct mb_chain *c, size_t off, struct mb_chain *tail);
-void mb_chain_trim_head(struct mb_chain *c, size_t n);
-void mb_chain_trim_tail(struct mb_chain *c, size_t n);
+RPCTLS_API int mb_chain_split(struct mb_chain *c, size_t off, struct mb_chain *tail);
+RPCTLS_API void mb_chain_trim_head(struct mb_chain *c, size_t n);
+RPCTLS_API void mb_chain_trim_tail(struct mb_chain *c, size_t n);
 /* Makes the first len bytes contiguous (copying into a fresh store if they
  * span links or are not writable-safe) and returns a pointer to them, or NULL
  * (len > c->len, len > MB_PAGE_SIZE, or no memory). The bytes must not be
  * written through the pointer unless mb_chain_is_writable says so. */
-void *mb_chain_pullup(struct mb_chain *c, size_t len);
+RPCTLS_API void *mb_chain_pullup(struct mb_chain *c, size_t len);
 /* Fills at most maxiov entries for [off, off + len) of c; returns the number
  * used, or -ERANGE if more would be needed. */
-int mb_chain_to_iovec(const struct mb_chain *c, size_t off, size_t len, struct iovec *iov, int maxiov);
+RPCTLS_API int mb_chain_to_iovec(const struct mb_chain *c, size_t off, size_t len, struct iovec *iov, int maxiov);
 /* Number of iovec entries [off, off+len) needs. */
-int mb_chain_iovec_count(const struct mb_chain *c, size_t off, size_t len);
+RPCTLS_API int mb_chain_iovec_count(const struct mb_chain *c, size_t off, size_t len);
 /* 1 when every store under [off, off + len) has one reference, is not
  * read-only and is not guarded: the range may be written in place. */
-int mb_chain_is_writable(const struct mb_chain *c, size_t off, size_t len);
+RPCTLS_API int mb_chain_is_writable(const struct mb_chain *c, size_t off, size_t len);
 /* Byte at position off (off < c->len). For tests and small parsers. */
-int mb_chain_byte(const struct mb_chain *c, size_t off);
+RPCTLS_API int mb_chain_byte(const struct mb_chain *c, size_t off);
 /* Consistency check for tests and debugging: 0 when len and nlinks are exact,
  * tail is the last link and every link has 0 < len and lies inside its store;
  * else -EINVAL. */
-int mb_chain_check(const struct mb_chain *c);
+RPCTLS_API int mb_chain_check(const struct mb_chain *c);
 
 #ifdef __cplusplus
 }

@@ -61,6 +61,8 @@
 #include "rpctls/mbuf.h"
 #include "rpctls/xdr.h"
 
+#include "rpctls/visibility.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -176,11 +178,11 @@ enum nfs3_mnt_stat {
 };
 
 /* "NFS3ERR_NOENT", ...; "NFS3ERR_?" for unknown values. Never NULL. */
-const char *nfs3_stat_name(uint32_t stat);
-const char *nfs3_mnt_stat_name(uint32_t stat);
+RPCTLS_API const char *nfs3_stat_name(uint32_t stat);
+RPCTLS_API const char *nfs3_mnt_stat_name(uint32_t stat);
 /* "GETATTR", ...; "?" for unknown. */
-const char *nfs3_proc_name(uint32_t proc);
-const char *nfs3_mnt_proc_name(uint32_t proc);
+RPCTLS_API const char *nfs3_proc_name(uint32_t proc);
+RPCTLS_API const char *nfs3_mnt_proc_name(uint32_t proc);
 
 /* ---- other enumerations and bits ----------------------------------------- */
 
@@ -498,100 +500,100 @@ struct nfs3_commit_res {
 
 /* ---- NFSv3 codecs ------------------------------------------------------- */
 
-void nfs3_enc_getattr_args(struct krpc_xdr_enc *x, const struct nfs3_fh_args *a);
-int nfs3_dec_getattr_args(struct krpc_xdr_dec *d, struct nfs3_fh_args *a);
-void nfs3_enc_getattr_res(struct krpc_xdr_enc *x, const struct nfs3_getattr_res *r);
-int nfs3_dec_getattr_res(struct krpc_xdr_dec *d, struct nfs3_getattr_res *r);
+RPCTLS_API void nfs3_enc_getattr_args(struct krpc_xdr_enc *x, const struct nfs3_fh_args *a);
+RPCTLS_API int nfs3_dec_getattr_args(struct krpc_xdr_dec *d, struct nfs3_fh_args *a);
+RPCTLS_API void nfs3_enc_getattr_res(struct krpc_xdr_enc *x, const struct nfs3_getattr_res *r);
+RPCTLS_API int nfs3_dec_getattr_res(struct krpc_xdr_dec *d, struct nfs3_getattr_res *r);
 
-void nfs3_enc_setattr_args(struct krpc_xdr_enc *x, const struct nfs3_setattr_args *a);
-int nfs3_dec_setattr_args(struct krpc_xdr_dec *d, struct nfs3_setattr_args *a);
-void nfs3_enc_setattr_res(struct krpc_xdr_enc *x, const struct nfs3_wcc_res *r);
-int nfs3_dec_setattr_res(struct krpc_xdr_dec *d, struct nfs3_wcc_res *r);
+RPCTLS_API void nfs3_enc_setattr_args(struct krpc_xdr_enc *x, const struct nfs3_setattr_args *a);
+RPCTLS_API int nfs3_dec_setattr_args(struct krpc_xdr_dec *d, struct nfs3_setattr_args *a);
+RPCTLS_API void nfs3_enc_setattr_res(struct krpc_xdr_enc *x, const struct nfs3_wcc_res *r);
+RPCTLS_API int nfs3_dec_setattr_res(struct krpc_xdr_dec *d, struct nfs3_wcc_res *r);
 
-void nfs3_enc_lookup_args(struct krpc_xdr_enc *x, const struct nfs3_diropargs *a);
-int nfs3_dec_lookup_args(struct krpc_xdr_dec *d, struct nfs3_diropargs *a);
-void nfs3_enc_lookup_res(struct krpc_xdr_enc *x, const struct nfs3_lookup_res *r);
-int nfs3_dec_lookup_res(struct krpc_xdr_dec *d, struct nfs3_lookup_res *r);
+RPCTLS_API void nfs3_enc_lookup_args(struct krpc_xdr_enc *x, const struct nfs3_diropargs *a);
+RPCTLS_API int nfs3_dec_lookup_args(struct krpc_xdr_dec *d, struct nfs3_diropargs *a);
+RPCTLS_API void nfs3_enc_lookup_res(struct krpc_xdr_enc *x, const struct nfs3_lookup_res *r);
+RPCTLS_API int nfs3_dec_lookup_res(struct krpc_xdr_dec *d, struct nfs3_lookup_res *r);
 
-void nfs3_enc_access_args(struct krpc_xdr_enc *x, const struct nfs3_access_args *a);
-int nfs3_dec_access_args(struct krpc_xdr_dec *d, struct nfs3_access_args *a);
-void nfs3_enc_access_res(struct krpc_xdr_enc *x, const struct nfs3_access_res *r);
-int nfs3_dec_access_res(struct krpc_xdr_dec *d, struct nfs3_access_res *r);
+RPCTLS_API void nfs3_enc_access_args(struct krpc_xdr_enc *x, const struct nfs3_access_args *a);
+RPCTLS_API int nfs3_dec_access_args(struct krpc_xdr_dec *d, struct nfs3_access_args *a);
+RPCTLS_API void nfs3_enc_access_res(struct krpc_xdr_enc *x, const struct nfs3_access_res *r);
+RPCTLS_API int nfs3_dec_access_res(struct krpc_xdr_dec *d, struct nfs3_access_res *r);
 
-void nfs3_enc_readlink_args(struct krpc_xdr_enc *x, const struct nfs3_fh_args *a);
-int nfs3_dec_readlink_args(struct krpc_xdr_dec *d, struct nfs3_fh_args *a);
-void nfs3_enc_readlink_res(struct krpc_xdr_enc *x, const struct nfs3_readlink_res *r);
-int nfs3_dec_readlink_res(struct krpc_xdr_dec *d, struct nfs3_readlink_res *r);
+RPCTLS_API void nfs3_enc_readlink_args(struct krpc_xdr_enc *x, const struct nfs3_fh_args *a);
+RPCTLS_API int nfs3_dec_readlink_args(struct krpc_xdr_dec *d, struct nfs3_fh_args *a);
+RPCTLS_API void nfs3_enc_readlink_res(struct krpc_xdr_enc *x, const struct nfs3_readlink_res *r);
+RPCTLS_API int nfs3_dec_readlink_res(struct krpc_xdr_dec *d, struct nfs3_readlink_res *r);
 
-void nfs3_enc_read_args(struct krpc_xdr_enc *x, const struct nfs3_read_args *a);
-int nfs3_dec_read_args(struct krpc_xdr_dec *d, struct nfs3_read_args *a);
+RPCTLS_API void nfs3_enc_read_args(struct krpc_xdr_enc *x, const struct nfs3_read_args *a);
+RPCTLS_API int nfs3_dec_read_args(struct krpc_xdr_dec *d, struct nfs3_read_args *a);
 /* Consumes r->data (empty afterwards), also when status is not NFS3_OK. */
-void nfs3_enc_read_res(struct krpc_xdr_enc *x, struct nfs3_read_res *r);
+RPCTLS_API void nfs3_enc_read_res(struct krpc_xdr_enc *x, struct nfs3_read_res *r);
 /* r->data refers to the message's storage (no copy); -EBADMSG when count
  * differs from the data length. */
-int nfs3_dec_read_res(struct krpc_xdr_dec *d, struct nfs3_read_res *r);
-void nfs3_read_res_free(struct nfs3_read_res *r);
+RPCTLS_API int nfs3_dec_read_res(struct krpc_xdr_dec *d, struct nfs3_read_res *r);
+RPCTLS_API void nfs3_read_res_free(struct nfs3_read_res *r);
 
-void nfs3_enc_write_args(struct krpc_xdr_enc *x, struct nfs3_write_args *a); /* consumes a->data */
+RPCTLS_API void nfs3_enc_write_args(struct krpc_xdr_enc *x, struct nfs3_write_args *a); /* consumes a->data */
 /* a->data refers to the message's storage (no copy); -EBADMSG when count
  * differs from the data length (the server answers GARBAGE_ARGS). */
-int nfs3_dec_write_args(struct krpc_xdr_dec *d, struct nfs3_write_args *a);
-void nfs3_write_args_free(struct nfs3_write_args *a);
-void nfs3_enc_write_res(struct krpc_xdr_enc *x, const struct nfs3_write_res *r);
-int nfs3_dec_write_res(struct krpc_xdr_dec *d, struct nfs3_write_res *r);
+RPCTLS_API int nfs3_dec_write_args(struct krpc_xdr_dec *d, struct nfs3_write_args *a);
+RPCTLS_API void nfs3_write_args_free(struct nfs3_write_args *a);
+RPCTLS_API void nfs3_enc_write_res(struct krpc_xdr_enc *x, const struct nfs3_write_res *r);
+RPCTLS_API int nfs3_dec_write_res(struct krpc_xdr_dec *d, struct nfs3_write_res *r);
 
-void nfs3_enc_create_args(struct krpc_xdr_enc *x, const struct nfs3_create_args *a);
-int nfs3_dec_create_args(struct krpc_xdr_dec *d, struct nfs3_create_args *a);
-void nfs3_enc_create_res(struct krpc_xdr_enc *x, const struct nfs3_diropres *r);
-int nfs3_dec_create_res(struct krpc_xdr_dec *d, struct nfs3_diropres *r);
+RPCTLS_API void nfs3_enc_create_args(struct krpc_xdr_enc *x, const struct nfs3_create_args *a);
+RPCTLS_API int nfs3_dec_create_args(struct krpc_xdr_dec *d, struct nfs3_create_args *a);
+RPCTLS_API void nfs3_enc_create_res(struct krpc_xdr_enc *x, const struct nfs3_diropres *r);
+RPCTLS_API int nfs3_dec_create_res(struct krpc_xdr_dec *d, struct nfs3_diropres *r);
 
-void nfs3_enc_mkdir_args(struct krpc_xdr_enc *x, const struct nfs3_mkdir_args *a);
-int nfs3_dec_mkdir_args(struct krpc_xdr_dec *d, struct nfs3_mkdir_args *a);
-void nfs3_enc_mkdir_res(struct krpc_xdr_enc *x, const struct nfs3_diropres *r);
-int nfs3_dec_mkdir_res(struct krpc_xdr_dec *d, struct nfs3_diropres *r);
+RPCTLS_API void nfs3_enc_mkdir_args(struct krpc_xdr_enc *x, const struct nfs3_mkdir_args *a);
+RPCTLS_API int nfs3_dec_mkdir_args(struct krpc_xdr_dec *d, struct nfs3_mkdir_args *a);
+RPCTLS_API void nfs3_enc_mkdir_res(struct krpc_xdr_enc *x, const struct nfs3_diropres *r);
+RPCTLS_API int nfs3_dec_mkdir_res(struct krpc_xdr_dec *d, struct nfs3_diropres *r);
 
-void nfs3_enc_symlink_args(struct krpc_xdr_enc *x, const struct nfs3_symlink_args *a);
-int nfs3_dec_symlink_args(struct krpc_xdr_dec *d, struct nfs3_symlink_args *a);
-void nfs3_enc_symlink_res(struct krpc_xdr_enc *x, const struct nfs3_diropres *r);
-int nfs3_dec_symlink_res(struct krpc_xdr_dec *d, struct nfs3_diropres *r);
+RPCTLS_API void nfs3_enc_symlink_args(struct krpc_xdr_enc *x, const struct nfs3_symlink_args *a);
+RPCTLS_API int nfs3_dec_symlink_args(struct krpc_xdr_dec *d, struct nfs3_symlink_args *a);
+RPCTLS_API void nfs3_enc_symlink_res(struct krpc_xdr_enc *x, const struct nfs3_diropres *r);
+RPCTLS_API int nfs3_dec_symlink_res(struct krpc_xdr_dec *d, struct nfs3_diropres *r);
 
-void nfs3_enc_mknod_args(struct krpc_xdr_enc *x, const struct nfs3_mknod_args *a);
-int nfs3_dec_mknod_args(struct krpc_xdr_dec *d, struct nfs3_mknod_args *a);
-void nfs3_enc_mknod_res(struct krpc_xdr_enc *x, const struct nfs3_diropres *r);
-int nfs3_dec_mknod_res(struct krpc_xdr_dec *d, struct nfs3_diropres *r);
+RPCTLS_API void nfs3_enc_mknod_args(struct krpc_xdr_enc *x, const struct nfs3_mknod_args *a);
+RPCTLS_API int nfs3_dec_mknod_args(struct krpc_xdr_dec *d, struct nfs3_mknod_args *a);
+RPCTLS_API void nfs3_enc_mknod_res(struct krpc_xdr_enc *x, const struct nfs3_diropres *r);
+RPCTLS_API int nfs3_dec_mknod_res(struct krpc_xdr_dec *d, struct nfs3_diropres *r);
 
-void nfs3_enc_remove_args(struct krpc_xdr_enc *x, const struct nfs3_diropargs *a);
-int nfs3_dec_remove_args(struct krpc_xdr_dec *d, struct nfs3_diropargs *a);
-void nfs3_enc_remove_res(struct krpc_xdr_enc *x, const struct nfs3_wcc_res *r);
-int nfs3_dec_remove_res(struct krpc_xdr_dec *d, struct nfs3_wcc_res *r);
+RPCTLS_API void nfs3_enc_remove_args(struct krpc_xdr_enc *x, const struct nfs3_diropargs *a);
+RPCTLS_API int nfs3_dec_remove_args(struct krpc_xdr_dec *d, struct nfs3_diropargs *a);
+RPCTLS_API void nfs3_enc_remove_res(struct krpc_xdr_enc *x, const struct nfs3_wcc_res *r);
+RPCTLS_API int nfs3_dec_remove_res(struct krpc_xdr_dec *d, struct nfs3_wcc_res *r);
 
-void nfs3_enc_rmdir_args(struct krpc_xdr_enc *x, const struct nfs3_diropargs *a);
-int nfs3_dec_rmdir_args(struct krpc_xdr_dec *d, struct nfs3_diropargs *a);
-void nfs3_enc_rmdir_res(struct krpc_xdr_enc *x, const struct nfs3_wcc_res *r);
-int nfs3_dec_rmdir_res(struct krpc_xdr_dec *d, struct nfs3_wcc_res *r);
+RPCTLS_API void nfs3_enc_rmdir_args(struct krpc_xdr_enc *x, const struct nfs3_diropargs *a);
+RPCTLS_API int nfs3_dec_rmdir_args(struct krpc_xdr_dec *d, struct nfs3_diropargs *a);
+RPCTLS_API void nfs3_enc_rmdir_res(struct krpc_xdr_enc *x, const struct nfs3_wcc_res *r);
+RPCTLS_API int nfs3_dec_rmdir_res(struct krpc_xdr_dec *d, struct nfs3_wcc_res *r);
 
-void nfs3_enc_rename_args(struct krpc_xdr_enc *x, const struct nfs3_rename_args *a);
-int nfs3_dec_rename_args(struct krpc_xdr_dec *d, struct nfs3_rename_args *a);
-void nfs3_enc_rename_res(struct krpc_xdr_enc *x, const struct nfs3_rename_res *r);
-int nfs3_dec_rename_res(struct krpc_xdr_dec *d, struct nfs3_rename_res *r);
+RPCTLS_API void nfs3_enc_rename_args(struct krpc_xdr_enc *x, const struct nfs3_rename_args *a);
+RPCTLS_API int nfs3_dec_rename_args(struct krpc_xdr_dec *d, struct nfs3_rename_args *a);
+RPCTLS_API void nfs3_enc_rename_res(struct krpc_xdr_enc *x, const struct nfs3_rename_res *r);
+RPCTLS_API int nfs3_dec_rename_res(struct krpc_xdr_dec *d, struct nfs3_rename_res *r);
 
-void nfs3_enc_link_args(struct krpc_xdr_enc *x, const struct nfs3_link_args *a);
-int nfs3_dec_link_args(struct krpc_xdr_dec *d, struct nfs3_link_args *a);
-void nfs3_enc_link_res(struct krpc_xdr_enc *x, const struct nfs3_link_res *r);
-int nfs3_dec_link_res(struct krpc_xdr_dec *d, struct nfs3_link_res *r);
+RPCTLS_API void nfs3_enc_link_args(struct krpc_xdr_enc *x, const struct nfs3_link_args *a);
+RPCTLS_API int nfs3_dec_link_args(struct krpc_xdr_dec *d, struct nfs3_link_args *a);
+RPCTLS_API void nfs3_enc_link_res(struct krpc_xdr_enc *x, const struct nfs3_link_res *r);
+RPCTLS_API int nfs3_dec_link_res(struct krpc_xdr_dec *d, struct nfs3_link_res *r);
 
-void nfs3_enc_readdir_args(struct krpc_xdr_enc *x, const struct nfs3_readdir_args *a);
-int nfs3_dec_readdir_args(struct krpc_xdr_dec *d, struct nfs3_readdir_args *a);
-void nfs3_enc_readdirplus_args(struct krpc_xdr_enc *x, const struct nfs3_readdirplus_args *a);
-int nfs3_dec_readdirplus_args(struct krpc_xdr_dec *d, struct nfs3_readdirplus_args *a);
+RPCTLS_API void nfs3_enc_readdir_args(struct krpc_xdr_enc *x, const struct nfs3_readdir_args *a);
+RPCTLS_API int nfs3_dec_readdir_args(struct krpc_xdr_dec *d, struct nfs3_readdir_args *a);
+RPCTLS_API void nfs3_enc_readdirplus_args(struct krpc_xdr_enc *x, const struct nfs3_readdirplus_args *a);
+RPCTLS_API int nfs3_dec_readdirplus_args(struct krpc_xdr_dec *d, struct nfs3_readdirplus_args *a);
 
 /* Encodes a whole READDIR / READDIRPLUS result with the n entries given
  * (no size limit; the server uses the builder below). With status other
  * than NFS3_OK only dir_attr is encoded and ents is ignored. */
-void nfs3_enc_readdir_res(struct krpc_xdr_enc *x, const struct nfs3_readdir_res *r, const struct nfs3_dirent *ents,
-                          uint32_t n);
-void nfs3_enc_readdirplus_res(struct krpc_xdr_enc *x, const struct nfs3_readdir_res *r,
-                              const struct nfs3_dirent *ents, uint32_t n);
+RPCTLS_API void nfs3_enc_readdir_res(struct krpc_xdr_enc *x, const struct nfs3_readdir_res *r,
+                                     const struct nfs3_dirent *ents, uint32_t n);
+RPCTLS_API void nfs3_enc_readdirplus_res(struct krpc_xdr_enc *x, const struct nfs3_readdir_res *r,
+                                         const struct nfs3_dirent *ents, uint32_t n);
 
 /* Called once per decoded entry, in order; the entry is valid only during
  * the call. A non-zero return stops decoding and is returned by the
@@ -599,8 +601,9 @@ void nfs3_enc_readdirplus_res(struct krpc_xdr_enc *x, const struct nfs3_readdir_
 typedef int (*nfs3_dirent_fn)(void *arg, const struct nfs3_dirent *e);
 /* fn may be NULL (entries are checked and counted only). r->nentries
  * counts the entries. */
-int nfs3_dec_readdir_res(struct krpc_xdr_dec *d, struct nfs3_readdir_res *r, nfs3_dirent_fn fn, void *arg);
-int nfs3_dec_readdirplus_res(struct krpc_xdr_dec *d, struct nfs3_readdir_res *r, nfs3_dirent_fn fn, void *arg);
+RPCTLS_API int nfs3_dec_readdir_res(struct krpc_xdr_dec *d, struct nfs3_readdir_res *r, nfs3_dirent_fn fn, void *arg);
+RPCTLS_API int nfs3_dec_readdirplus_res(struct krpc_xdr_dec *d, struct nfs3_readdir_res *r, nfs3_dirent_fn fn,
+                                        void *arg);
 
 /*
  * Reply builder for READDIR / READDIRPLUS. Entries are encoded into a
@@ -625,50 +628,51 @@ struct nfs3_readdir_enc {
     struct krpc_xdr_enc x;
 };
 
-void nfs3_readdir_enc_begin(struct nfs3_readdir_enc *e, int plus, uint32_t maxcount, uint32_t dircount);
+RPCTLS_API void nfs3_readdir_enc_begin(struct nfs3_readdir_enc *e, int plus, uint32_t maxcount, uint32_t dircount);
 /* attr and fh are for READDIRPLUS (NULL: not present); ignored for READDIR.
  * Returns 0, -ENOSPC (would not fit; nothing appended), -ENAMETOOLONG
  * (name over NFS3_MAXNAMLEN), -EINVAL (fh->len over NFS3_FHSIZE), -ENOMEM. */
-int nfs3_readdir_enc_entry(struct nfs3_readdir_enc *e, uint64_t fileid, const char *name, uint64_t cookie,
-                           const struct nfs3_post_attr *attr, const struct nfs3_fh *fh);
+RPCTLS_API int nfs3_readdir_enc_entry(struct nfs3_readdir_enc *e, uint64_t fileid, const char *name, uint64_t cookie,
+                                      const struct nfs3_post_attr *attr, const struct nfs3_fh *fh);
 /* Writes the whole result to x: with r->status NFS3_OK status, r->dir_attr,
  * r->cookieverf, the entries and r->eof; otherwise the failure arm and the
  * entries are dropped. Releases the builder either way. */
-void nfs3_readdir_enc_end(struct nfs3_readdir_enc *e, struct krpc_xdr_enc *x, const struct nfs3_readdir_res *r);
+RPCTLS_API void nfs3_readdir_enc_end(struct nfs3_readdir_enc *e, struct krpc_xdr_enc *x,
+                                     const struct nfs3_readdir_res *r);
 /* Releases the builder without writing anything. */
-void nfs3_readdir_enc_abort(struct nfs3_readdir_enc *e);
+RPCTLS_API void nfs3_readdir_enc_abort(struct nfs3_readdir_enc *e);
 
-void nfs3_enc_fsstat_args(struct krpc_xdr_enc *x, const struct nfs3_fh_args *a);
-int nfs3_dec_fsstat_args(struct krpc_xdr_dec *d, struct nfs3_fh_args *a);
-void nfs3_enc_fsstat_res(struct krpc_xdr_enc *x, const struct nfs3_fsstat_res *r);
-int nfs3_dec_fsstat_res(struct krpc_xdr_dec *d, struct nfs3_fsstat_res *r);
+RPCTLS_API void nfs3_enc_fsstat_args(struct krpc_xdr_enc *x, const struct nfs3_fh_args *a);
+RPCTLS_API int nfs3_dec_fsstat_args(struct krpc_xdr_dec *d, struct nfs3_fh_args *a);
+RPCTLS_API void nfs3_enc_fsstat_res(struct krpc_xdr_enc *x, const struct nfs3_fsstat_res *r);
+RPCTLS_API int nfs3_dec_fsstat_res(struct krpc_xdr_dec *d, struct nfs3_fsstat_res *r);
 
-void nfs3_enc_fsinfo_args(struct krpc_xdr_enc *x, const struct nfs3_fh_args *a);
-int nfs3_dec_fsinfo_args(struct krpc_xdr_dec *d, struct nfs3_fh_args *a);
-void nfs3_enc_fsinfo_res(struct krpc_xdr_enc *x, const struct nfs3_fsinfo_res *r);
-int nfs3_dec_fsinfo_res(struct krpc_xdr_dec *d, struct nfs3_fsinfo_res *r);
+RPCTLS_API void nfs3_enc_fsinfo_args(struct krpc_xdr_enc *x, const struct nfs3_fh_args *a);
+RPCTLS_API int nfs3_dec_fsinfo_args(struct krpc_xdr_dec *d, struct nfs3_fh_args *a);
+RPCTLS_API void nfs3_enc_fsinfo_res(struct krpc_xdr_enc *x, const struct nfs3_fsinfo_res *r);
+RPCTLS_API int nfs3_dec_fsinfo_res(struct krpc_xdr_dec *d, struct nfs3_fsinfo_res *r);
 
-void nfs3_enc_pathconf_args(struct krpc_xdr_enc *x, const struct nfs3_fh_args *a);
-int nfs3_dec_pathconf_args(struct krpc_xdr_dec *d, struct nfs3_fh_args *a);
-void nfs3_enc_pathconf_res(struct krpc_xdr_enc *x, const struct nfs3_pathconf_res *r);
-int nfs3_dec_pathconf_res(struct krpc_xdr_dec *d, struct nfs3_pathconf_res *r);
+RPCTLS_API void nfs3_enc_pathconf_args(struct krpc_xdr_enc *x, const struct nfs3_fh_args *a);
+RPCTLS_API int nfs3_dec_pathconf_args(struct krpc_xdr_dec *d, struct nfs3_fh_args *a);
+RPCTLS_API void nfs3_enc_pathconf_res(struct krpc_xdr_enc *x, const struct nfs3_pathconf_res *r);
+RPCTLS_API int nfs3_dec_pathconf_res(struct krpc_xdr_dec *d, struct nfs3_pathconf_res *r);
 
-void nfs3_enc_commit_args(struct krpc_xdr_enc *x, const struct nfs3_commit_args *a);
-int nfs3_dec_commit_args(struct krpc_xdr_dec *d, struct nfs3_commit_args *a);
-void nfs3_enc_commit_res(struct krpc_xdr_enc *x, const struct nfs3_commit_res *r);
-int nfs3_dec_commit_res(struct krpc_xdr_dec *d, struct nfs3_commit_res *r);
+RPCTLS_API void nfs3_enc_commit_args(struct krpc_xdr_enc *x, const struct nfs3_commit_args *a);
+RPCTLS_API int nfs3_dec_commit_args(struct krpc_xdr_dec *d, struct nfs3_commit_args *a);
+RPCTLS_API void nfs3_enc_commit_res(struct krpc_xdr_enc *x, const struct nfs3_commit_res *r);
+RPCTLS_API int nfs3_dec_commit_res(struct krpc_xdr_dec *d, struct nfs3_commit_res *r);
 
 /* Building blocks, for callers that compose their own messages. */
-void nfs3_enc_fh(struct krpc_xdr_enc *x, const struct nfs3_fh *fh);
-int nfs3_dec_fh(struct krpc_xdr_dec *d, struct nfs3_fh *fh);
-void nfs3_enc_fattr(struct krpc_xdr_enc *x, const struct nfs3_fattr *a);
-int nfs3_dec_fattr(struct krpc_xdr_dec *d, struct nfs3_fattr *a);
-void nfs3_enc_post_attr(struct krpc_xdr_enc *x, const struct nfs3_post_attr *a);
-int nfs3_dec_post_attr(struct krpc_xdr_dec *d, struct nfs3_post_attr *a);
-void nfs3_enc_wcc(struct krpc_xdr_enc *x, const struct nfs3_wcc *w);
-int nfs3_dec_wcc(struct krpc_xdr_dec *d, struct nfs3_wcc *w);
-void nfs3_enc_sattr(struct krpc_xdr_enc *x, const struct nfs3_sattr *s);
-int nfs3_dec_sattr(struct krpc_xdr_dec *d, struct nfs3_sattr *s);
+RPCTLS_API void nfs3_enc_fh(struct krpc_xdr_enc *x, const struct nfs3_fh *fh);
+RPCTLS_API int nfs3_dec_fh(struct krpc_xdr_dec *d, struct nfs3_fh *fh);
+RPCTLS_API void nfs3_enc_fattr(struct krpc_xdr_enc *x, const struct nfs3_fattr *a);
+RPCTLS_API int nfs3_dec_fattr(struct krpc_xdr_dec *d, struct nfs3_fattr *a);
+RPCTLS_API void nfs3_enc_post_attr(struct krpc_xdr_enc *x, const struct nfs3_post_attr *a);
+RPCTLS_API int nfs3_dec_post_attr(struct krpc_xdr_dec *d, struct nfs3_post_attr *a);
+RPCTLS_API void nfs3_enc_wcc(struct krpc_xdr_enc *x, const struct nfs3_wcc *w);
+RPCTLS_API int nfs3_dec_wcc(struct krpc_xdr_dec *d, struct nfs3_wcc *w);
+RPCTLS_API void nfs3_enc_sattr(struct krpc_xdr_enc *x, const struct nfs3_sattr *s);
+RPCTLS_API int nfs3_dec_sattr(struct krpc_xdr_dec *d, struct nfs3_sattr *s);
 
 /* ---- MOUNT v3 ----------------------------------------------------------- */
 
@@ -698,23 +702,23 @@ struct nfs3_mnt_mount {
     char dir[NFS3_MAXPATHLEN + 1];
 };
 
-void nfs3_mnt_enc_mnt_args(struct krpc_xdr_enc *x, const struct nfs3_mnt_args *a);
-int nfs3_mnt_dec_mnt_args(struct krpc_xdr_dec *d, struct nfs3_mnt_args *a);
-void nfs3_mnt_enc_mnt_res(struct krpc_xdr_enc *x, const struct nfs3_mnt_res *r);
-int nfs3_mnt_dec_mnt_res(struct krpc_xdr_dec *d, struct nfs3_mnt_res *r);
+RPCTLS_API void nfs3_mnt_enc_mnt_args(struct krpc_xdr_enc *x, const struct nfs3_mnt_args *a);
+RPCTLS_API int nfs3_mnt_dec_mnt_args(struct krpc_xdr_dec *d, struct nfs3_mnt_args *a);
+RPCTLS_API void nfs3_mnt_enc_mnt_res(struct krpc_xdr_enc *x, const struct nfs3_mnt_res *r);
+RPCTLS_API int nfs3_mnt_dec_mnt_res(struct krpc_xdr_dec *d, struct nfs3_mnt_res *r);
 
 /* UMNT: dirpath in, void out. */
-void nfs3_mnt_enc_umnt_args(struct krpc_xdr_enc *x, const struct nfs3_mnt_args *a);
-int nfs3_mnt_dec_umnt_args(struct krpc_xdr_dec *d, struct nfs3_mnt_args *a);
+RPCTLS_API void nfs3_mnt_enc_umnt_args(struct krpc_xdr_enc *x, const struct nfs3_mnt_args *a);
+RPCTLS_API int nfs3_mnt_dec_umnt_args(struct krpc_xdr_dec *d, struct nfs3_mnt_args *a);
 
 /* EXPORT: void in; exports list out. The decoder stores at most max
  * entries in ex and fails with -EMSGSIZE on more; *n gets the count. */
-void nfs3_mnt_enc_export_res(struct krpc_xdr_enc *x, const struct nfs3_mnt_export *ex, uint32_t n);
-int nfs3_mnt_dec_export_res(struct krpc_xdr_dec *d, struct nfs3_mnt_export *ex, uint32_t max, uint32_t *n);
+RPCTLS_API void nfs3_mnt_enc_export_res(struct krpc_xdr_enc *x, const struct nfs3_mnt_export *ex, uint32_t n);
+RPCTLS_API int nfs3_mnt_dec_export_res(struct krpc_xdr_dec *d, struct nfs3_mnt_export *ex, uint32_t max, uint32_t *n);
 
 /* DUMP: void in; mount list out (same conventions as EXPORT). */
-void nfs3_mnt_enc_dump_res(struct krpc_xdr_enc *x, const struct nfs3_mnt_mount *m, uint32_t n);
-int nfs3_mnt_dec_dump_res(struct krpc_xdr_dec *d, struct nfs3_mnt_mount *m, uint32_t max, uint32_t *n);
+RPCTLS_API void nfs3_mnt_enc_dump_res(struct krpc_xdr_enc *x, const struct nfs3_mnt_mount *m, uint32_t n);
+RPCTLS_API int nfs3_mnt_dec_dump_res(struct krpc_xdr_dec *d, struct nfs3_mnt_mount *m, uint32_t max, uint32_t *n);
 
 #ifdef __cplusplus
 }

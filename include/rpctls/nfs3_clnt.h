@@ -32,6 +32,8 @@
 #include "rpctls/krpc_clnt.h"
 #include "rpctls/nfs3.h"
 
+#include "rpctls/visibility.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -42,7 +44,7 @@ struct nfs3_clnt;
  * prog and vers are ignored (set to NFS v3). A zero credential flavor gives
  * AUTH_SYS with this process's uid and gid. The connection starts at once.
  * Same as nfs3_clnt_new_opts with opts NULL. */
-int nfs3_clnt_new(struct krpc_loop *loop, const struct krpc_clnt_config *cfg, struct nfs3_clnt **out);
+RPCTLS_API int nfs3_clnt_new(struct krpc_loop *loop, const struct krpc_clnt_config *cfg, struct nfs3_clnt **out);
 
 /* Where MOUNT and NFS are found. The order for MOUNT (at the first
  * nfs3_mount or nfs3_mount_prefix):
@@ -67,21 +69,21 @@ struct nfs3_clnt_opts {
     int find_nfs_port;   /* see above */
     int pmap_timeout_ms; /* each portmapper query and the NULL probe; 0: 3000 */
 };
-int nfs3_clnt_new_opts(struct krpc_loop *loop, const struct krpc_clnt_config *cfg,
-                       const struct nfs3_clnt_opts *opts, struct nfs3_clnt **out);
+RPCTLS_API int nfs3_clnt_new_opts(struct krpc_loop *loop, const struct krpc_clnt_config *cfg,
+                                  const struct nfs3_clnt_opts *opts, struct nfs3_clnt **out);
 /* How a program travelled, for reports: prog NFS3_PROGRAM or
  * NFS3_MNT_PROGRAM; e.g. "127.0.0.1:2049 TLS (TLS_AES_128_GCM_SHA256)",
  * "127.0.0.1:20048 plain (server refused the RPC-with-TLS probe)"; "" when
  * that program has not been reached yet. */
-const char *nfs3_clnt_transport(const struct nfs3_clnt *nc, uint32_t prog);
+RPCTLS_API const char *nfs3_clnt_transport(const struct nfs3_clnt *nc, uint32_t prog);
 /* Fails outstanding calls with -ECANCELED (their callbacks run) and closes. */
-void nfs3_clnt_free(struct nfs3_clnt *nc);
-struct krpc_clnt *nfs3_clnt_rpc(const struct nfs3_clnt *nc);
-struct krpc_loop *nfs3_clnt_loop(const struct nfs3_clnt *nc);
+RPCTLS_API void nfs3_clnt_free(struct nfs3_clnt *nc);
+RPCTLS_API struct krpc_clnt *nfs3_clnt_rpc(const struct nfs3_clnt *nc);
+RPCTLS_API struct krpc_loop *nfs3_clnt_loop(const struct nfs3_clnt *nc);
 /* The last failure in words ("" if none). */
-const char *nfs3_clnt_error(const struct nfs3_clnt *nc);
+RPCTLS_API const char *nfs3_clnt_error(const struct nfs3_clnt *nc);
 /* A status in words: "NFS3ERR_NOENT", "Connection refused", ... */
-const char *nfs3_status_str(int status, char *buf, size_t len);
+RPCTLS_API const char *nfs3_status_str(int status, char *buf, size_t len);
 
 /* ---- several threads -------------------------------------------------------- */
 
@@ -97,98 +99,98 @@ const char *nfs3_status_str(int status, char *buf, size_t len);
  * the loop thread (inside a callback) fails with -EDEADLK.
  * nfs3_clnt_error() is the last failure of any thread. nfs3_clnt_free stops
  * the thread first; nothing else may still be calling then. */
-int nfs3_clnt_start_thread(struct nfs3_clnt *nc);
+RPCTLS_API int nfs3_clnt_start_thread(struct nfs3_clnt *nc);
 /* Stops the loop thread (outstanding calls stay with the RPC client; queued
  * ones fail with -ECANCELED). The client is unthreaded again. */
-void nfs3_clnt_stop_thread(struct nfs3_clnt *nc);
+RPCTLS_API void nfs3_clnt_stop_thread(struct nfs3_clnt *nc);
 /* The credential of every call this thread starts from now on (NULL: the
  * client's), e.g. the AUTH_SYS uid, gid and groups of the process a FUSE
  * request comes from. Per thread: a thread-local copy. */
-void nfs3_clnt_set_thread_cred(const struct krpc_cred *cred);
+RPCTLS_API void nfs3_clnt_set_thread_cred(const struct krpc_cred *cred);
 
 /* ---- asynchronous calls -------------------------------------------------- */
 
 /* WRITE: data (consumed) is linked into the call by reference. */
 typedef void (*nfs3_write_fn)(struct nfs3_clnt *nc, int status, const struct nfs3_write_res *res, void *arg);
-int nfs3_write_async(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint32_t stable,
-                     struct mb_chain *data, nfs3_write_fn fn, void *arg);
+RPCTLS_API int nfs3_write_async(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint32_t stable,
+                                struct mb_chain *data, nfs3_write_fn fn, void *arg);
 
 /* READ: res->data refers to the reply's storage; take it with
  * mb_chain_concat inside the callback to keep it. A reply with more data
  * than count fails with -EBADMSG (logged). */
 typedef void (*nfs3_read_fn)(struct nfs3_clnt *nc, int status, struct nfs3_read_res *res, void *arg);
-int nfs3_read_async(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint32_t count,
-                    nfs3_read_fn fn, void *arg);
+RPCTLS_API int nfs3_read_async(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint32_t count,
+                               nfs3_read_fn fn, void *arg);
 
 typedef void (*nfs3_commit_fn)(struct nfs3_clnt *nc, int status, const struct nfs3_commit_res *res, void *arg);
-int nfs3_commit_async(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint32_t count,
-                      nfs3_commit_fn fn, void *arg);
+RPCTLS_API int nfs3_commit_async(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint32_t count,
+                                 nfs3_commit_fn fn, void *arg);
 
 typedef void (*nfs3_getattr_fn)(struct nfs3_clnt *nc, int status, const struct nfs3_fattr *attr, void *arg);
-int nfs3_getattr_async(struct nfs3_clnt *nc, const struct nfs3_fh *fh, nfs3_getattr_fn fn, void *arg);
+RPCTLS_API int nfs3_getattr_async(struct nfs3_clnt *nc, const struct nfs3_fh *fh, nfs3_getattr_fn fn, void *arg);
 
 /* ---- blocking helpers ------------------------------------------------------ */
 
 /* MNT of export_path; *root gets the export's root file handle. */
-int nfs3_mount(struct nfs3_clnt *nc, const char *export_path, struct nfs3_fh *root);
+RPCTLS_API int nfs3_mount(struct nfs3_clnt *nc, const char *export_path, struct nfs3_fh *root);
 /* Finds the export within path ("/srv/data/dir/file"): MNT of the longest
  * proper prefix that the server mounts ("/srv/data"). *rest_off gets the
  * offset in path of the remainder ("dir/file", without the slash). */
-int nfs3_mount_prefix(struct nfs3_clnt *nc, const char *path, struct nfs3_fh *root, size_t *rest_off);
+RPCTLS_API int nfs3_mount_prefix(struct nfs3_clnt *nc, const char *path, struct nfs3_fh *root, size_t *rest_off);
 
-int nfs3_getattr(struct nfs3_clnt *nc, const struct nfs3_fh *fh, struct nfs3_fattr *attr);
-int nfs3_fsinfo(struct nfs3_clnt *nc, const struct nfs3_fh *fh, struct nfs3_fsinfo_res *res);
-int nfs3_lookup(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name, struct nfs3_fh *fh,
-                struct nfs3_fattr *attr);
+RPCTLS_API int nfs3_getattr(struct nfs3_clnt *nc, const struct nfs3_fh *fh, struct nfs3_fattr *attr);
+RPCTLS_API int nfs3_fsinfo(struct nfs3_clnt *nc, const struct nfs3_fh *fh, struct nfs3_fsinfo_res *res);
+RPCTLS_API int nfs3_lookup(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name, struct nfs3_fh *fh,
+                           struct nfs3_fattr *attr);
 /* CREATE UNCHECKED (size 0 when truncate: an existing file is emptied). */
-int nfs3_create(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name, uint32_t mode, int truncate,
-                struct nfs3_fh *fh);
-int nfs3_mkdir(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name, uint32_t mode,
-               struct nfs3_fh *fh);
+RPCTLS_API int nfs3_create(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name, uint32_t mode,
+                           int truncate, struct nfs3_fh *fh);
+RPCTLS_API int nfs3_mkdir(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name, uint32_t mode,
+                          struct nfs3_fh *fh);
 
 /* SETATTR of what sa says (set_* flags; times DONT_CHANGE,
  * SET_TO_SERVER_TIME or SET_TO_CLIENT_TIME). guard_ctime (may be NULL):
  * only when the object's ctime is still that (else NFS3ERR_NOT_SYNC). attr
  * (may be NULL) gets the attributes after. */
-int nfs3_setattr(struct nfs3_clnt *nc, const struct nfs3_fh *fh, const struct nfs3_sattr *sa,
-                 const struct nfs3_time *guard_ctime, struct nfs3_fattr *attr);
+RPCTLS_API int nfs3_setattr(struct nfs3_clnt *nc, const struct nfs3_fh *fh, const struct nfs3_sattr *sa,
+                            const struct nfs3_time *guard_ctime, struct nfs3_fattr *attr);
 /* ACCESS: *granted gets the bits of want (NFS3_ACCESS_*) that are allowed. */
-int nfs3_access(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint32_t want, uint32_t *granted);
+RPCTLS_API int nfs3_access(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint32_t want, uint32_t *granted);
 /* READLINK into buf (NUL-terminated); -ENAMETOOLONG when it does not fit. */
-int nfs3_readlink(struct nfs3_clnt *nc, const struct nfs3_fh *fh, char *buf, size_t len);
+RPCTLS_API int nfs3_readlink(struct nfs3_clnt *nc, const struct nfs3_fh *fh, char *buf, size_t len);
 /* One READ of at most count bytes at offset, appended to data by
  * reference; *eof (may be NULL) gets the server's eof flag. A reply longer
  * than count is -EBADMSG. */
-int nfs3_read(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint32_t count,
-              struct mb_chain *data, int *eof);
+RPCTLS_API int nfs3_read(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint32_t count,
+                         struct mb_chain *data, int *eof);
 /* CREATE with how NFS3_CREATE_UNCHECKED, _GUARDED (NFS3ERR_EXIST when the
  * name exists) or _EXCLUSIVE (verf makes a retransmitted CREATE succeed
  * once; sa, when given, is applied with a SETATTR afterwards, as RFC 1813
  * says). fh and attr (may be NULL) get the new file's handle and attributes
  * (asked for when the reply leaves them out). */
-int nfs3_create_how(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name, uint32_t how,
-                    const struct nfs3_sattr *sa, const uint8_t verf[NFS3_CREATEVERFSIZE], struct nfs3_fh *fh,
-                    struct nfs3_fattr *attr);
+RPCTLS_API int nfs3_create_how(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name, uint32_t how,
+                               const struct nfs3_sattr *sa, const uint8_t verf[NFS3_CREATEVERFSIZE], struct nfs3_fh *fh,
+                               struct nfs3_fattr *attr);
 /* MKDIR with attributes sa; fh and attr (may be NULL) as for create. */
-int nfs3_mkdir_attr(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name,
-                    const struct nfs3_sattr *sa, struct nfs3_fh *fh, struct nfs3_fattr *attr);
+RPCTLS_API int nfs3_mkdir_attr(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name,
+                               const struct nfs3_sattr *sa, struct nfs3_fh *fh, struct nfs3_fattr *attr);
 /* SYMLINK name -> target (sa may be NULL). */
-int nfs3_symlink(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name, const char *target,
-                 const struct nfs3_sattr *sa, struct nfs3_fh *fh, struct nfs3_fattr *attr);
+RPCTLS_API int nfs3_symlink(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name, const char *target,
+                            const struct nfs3_sattr *sa, struct nfs3_fh *fh, struct nfs3_fattr *attr);
 /* MKNOD of type NFS3_FIFO, NFS3_SOCK (spec ignored), NFS3_CHR, NFS3_BLK
  * (spec1/spec2: major/minor). */
-int nfs3_mknod(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name, uint32_t type,
-               const struct nfs3_sattr *sa, uint32_t spec1, uint32_t spec2, struct nfs3_fh *fh,
-               struct nfs3_fattr *attr);
-int nfs3_remove(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name);
-int nfs3_rmdir(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name);
-int nfs3_rename(struct nfs3_clnt *nc, const struct nfs3_fh *fromdir, const char *fromname,
-                const struct nfs3_fh *todir, const char *toname);
+RPCTLS_API int nfs3_mknod(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name, uint32_t type,
+                          const struct nfs3_sattr *sa, uint32_t spec1, uint32_t spec2, struct nfs3_fh *fh,
+                          struct nfs3_fattr *attr);
+RPCTLS_API int nfs3_remove(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name);
+RPCTLS_API int nfs3_rmdir(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *name);
+RPCTLS_API int nfs3_rename(struct nfs3_clnt *nc, const struct nfs3_fh *fromdir, const char *fromname,
+                           const struct nfs3_fh *todir, const char *toname);
 /* LINK: a new name for fh in dir; attr (may be NULL) gets fh's attributes
  * after (its new link count). */
-int nfs3_link(struct nfs3_clnt *nc, const struct nfs3_fh *fh, const struct nfs3_fh *dir, const char *name,
-              struct nfs3_fattr *attr);
-int nfs3_fsstat(struct nfs3_clnt *nc, const struct nfs3_fh *fh, struct nfs3_fsstat_res *res);
+RPCTLS_API int nfs3_link(struct nfs3_clnt *nc, const struct nfs3_fh *fh, const struct nfs3_fh *dir, const char *name,
+                         struct nfs3_fattr *attr);
+RPCTLS_API int nfs3_fsstat(struct nfs3_clnt *nc, const struct nfs3_fh *fh, struct nfs3_fsstat_res *res);
 /* The whole directory with READDIRPLUS, page after page (each page at most
  * maxcount bytes, dircount of names and cookies; 0: 65536 and 8192), going
  * on from the last cookie with the server's cookie verifier. fn gets each
@@ -200,8 +202,8 @@ int nfs3_fsstat(struct nfs3_clnt *nc, const struct nfs3_fh *fh, struct nfs3_fsst
  * -ENAMETOOLONG; an empty one, or one with a '/' or a NUL byte, with -EIO
  * (logged). NFS3ERR_BAD_COOKIE (the directory changed under a stale verifier) is
  * returned as is. */
-int nfs3_readdirplus(struct nfs3_clnt *nc, const struct nfs3_fh *dir, uint32_t dircount, uint32_t maxcount,
-                     nfs3_dirent_fn fn, void *arg);
+RPCTLS_API int nfs3_readdirplus(struct nfs3_clnt *nc, const struct nfs3_fh *dir, uint32_t dircount, uint32_t maxcount,
+                                nfs3_dirent_fn fn, void *arg);
 
 #define NFS3_OPEN_CREATE 0x1 /* create the last component (CREATE UNCHECKED) if missing */
 #define NFS3_OPEN_TRUNC 0x2  /* create it empty, or empty it when it exists */
@@ -209,13 +211,13 @@ int nfs3_readdirplus(struct nfs3_clnt *nc, const struct nfs3_fh *dir, uint32_t d
 /* Walks relpath ("a/b/file"; empty: dir itself) from dir with LOOKUP,
  * creating as flags say. attr (may be NULL) gets the final object's
  * attributes. */
-int nfs3_open_path(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *relpath, int flags,
-                   struct nfs3_fh *fh, struct nfs3_fattr *attr);
+RPCTLS_API int nfs3_open_path(struct nfs3_clnt *nc, const struct nfs3_fh *dir, const char *relpath, int flags,
+                              struct nfs3_fh *fh, struct nfs3_fattr *attr);
 
-int nfs3_write(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint32_t stable,
-               struct mb_chain *data, struct nfs3_write_res *res);
-int nfs3_commit(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint32_t count,
-                uint8_t verf[NFS3_WRITEVERFSIZE]);
+RPCTLS_API int nfs3_write(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint32_t stable,
+                          struct mb_chain *data, struct nfs3_write_res *res);
+RPCTLS_API int nfs3_commit(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint32_t count,
+                           uint8_t verf[NFS3_WRITEVERFSIZE]);
 
 /* Pipelined READ of [offset, offset + length) with up to depth calls of
  * rsize bytes in flight. sink receives the data in file order (data is the
@@ -223,8 +225,8 @@ int nfs3_commit(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset,
  * returned. Ends at length or at the end of the file; *got (may be NULL)
  * receives the bytes delivered. */
 typedef int (*nfs3_sink_fn)(void *arg, uint64_t offset, struct mb_chain *data);
-int nfs3_read_pipelined(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint64_t length,
-                        uint32_t rsize, unsigned depth, nfs3_sink_fn sink, void *arg, uint64_t *got);
+RPCTLS_API int nfs3_read_pipelined(struct nfs3_clnt *nc, const struct nfs3_fh *fh, uint64_t offset, uint64_t length,
+                                   uint32_t rsize, unsigned depth, nfs3_sink_fn sink, void *arg, uint64_t *got);
 
 /* ---- URLs ----------------------------------------------------------------- */
 
@@ -243,7 +245,7 @@ struct nfs3_url {
 };
 /* Returns 0, or -EINVAL with the reason in err (without the URL), e.g.
  * "unknown URL option \"foo\" (known: mountport=N, nfsport=N, version=3)". */
-int nfs3_url_parse(const char *url, struct nfs3_url *u, char *err, size_t errlen);
+RPCTLS_API int nfs3_url_parse(const char *url, struct nfs3_url *u, char *err, size_t errlen);
 
 /* Pipelined writing from a file (one or several servers, UNSTABLE + COMMIT,
  * resends on a verifier change) is nfs3_mirror_write() in nfs3_mirror.h. */

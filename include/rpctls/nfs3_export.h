@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "rpctls/visibility.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -44,14 +46,14 @@ struct nfs3_export_opts {
 };
 
 /* rw, root_squash, anonuid = anongid = 65534, xprtsec any, no tlscertuser. */
-void nfs3_export_opts_default(struct nfs3_export_opts *o);
+RPCTLS_API void nfs3_export_opts_default(struct nfs3_export_opts *o);
 
 /* 1 when a call on this transport may use an export with these options
  * (xprtsec=, as knfsd's check_xprtsec_policy): tls says the call came
  * inside TLS, peer_auth that the client sent a verified certificate. "tls"
  * and "mtls" are disjoint, as on Linux: xprtsec=tls refuses a client that
  * did send a certificate. */
-int nfs3_export_xprtsec_ok(const struct nfs3_export_opts *o, int tls, int peer_auth);
+RPCTLS_API int nfs3_export_xprtsec_ok(const struct nfs3_export_opts *o, int tls, int peer_auth);
 
 /* ---- exports(5) tables (src/nfs3/exports.c) --------------------------------
  *
@@ -111,26 +113,27 @@ struct nfs3_exports {
  * with "FNAME:LINE:COL: problem" in err (e.g. /etc/exports:3:17: unknown
  * option "rx"), -ENOMEM. Host names are checked, not resolved. On failure ex
  * is left empty. */
-int nfs3_exports_parse(struct nfs3_exports *ex, const char *fname, const char *text, size_t len, char *err,
-                       size_t errlen);
+RPCTLS_API int nfs3_exports_parse(struct nfs3_exports *ex, const char *fname, const char *text, size_t len, char *err,
+                                  size_t errlen);
 /* Resolves every host-name client (krpc_resolve). 0, or -ENOENT with
  * "FNAME:LINE:COL: cannot resolve host ..." in err. */
-int nfs3_exports_resolve(struct nfs3_exports *ex, const char *fname, char *err, size_t errlen);
+RPCTLS_API int nfs3_exports_resolve(struct nfs3_exports *ex, const char *fname, char *err, size_t errlen);
 /* Reads file (at most 1 MiB), parses and resolves it. Errors as above, or
  * "FILE: strerror" when it cannot be read. */
-int nfs3_exports_load(struct nfs3_exports *ex, const char *file, char *err, size_t errlen);
+RPCTLS_API int nfs3_exports_load(struct nfs3_exports *ex, const char *file, char *err, size_t errlen);
 /* One export of path to every client ("*") with opts: what --export DIR
  * means. 0 or -ENOMEM. */
-int nfs3_exports_add_any(struct nfs3_exports *ex, const char *path, const struct nfs3_export_opts *opts);
+RPCTLS_API int nfs3_exports_add_any(struct nfs3_exports *ex, const char *path, const struct nfs3_export_opts *opts);
 /* A deep copy of src into dst (empty on entry). 0 or -ENOMEM. */
-int nfs3_exports_copy(struct nfs3_exports *dst, const struct nfs3_exports *src);
-void nfs3_exports_free(struct nfs3_exports *ex);
+RPCTLS_API int nfs3_exports_copy(struct nfs3_exports *dst, const struct nfs3_exports *src);
+RPCTLS_API void nfs3_exports_free(struct nfs3_exports *ex);
 
 /* The client spec of e that applies to peer (IPv4-mapped IPv6 addresses
  * count as IPv4), by exports(5)'s precedence: single hosts first, then
  * networks, then "*"; within a kind, the first on the line. NULL: the peer
  * may not use this export. */
-const struct nfs3_export_client *nfs3_export_match(const struct nfs3_export_entry *e, const struct sockaddr *peer);
+RPCTLS_API const struct nfs3_export_client *nfs3_export_match(const struct nfs3_export_entry *e,
+                                                              const struct sockaddr *peer);
 
 #ifdef __cplusplus
 }

@@ -9,7 +9,7 @@
  * data of an UNSTABLE WRITE; the RPC client retains the call by reference
  * for retransmission. Pages are therefore shared while in flight and the
  * record layer encrypts them out of place (unless the unsafe tx mode
- * "inplace" is asked for, which corrupts them: the seed's bug).
+ * "unsafe-inplace" is asked for, which corrupts them: the seed's bug).
  *
  * Threads. Every mirror has its own thread, krpc_loop, NFS client and
  * connection, so the encryption for different mirrors runs in parallel.
@@ -38,6 +38,8 @@
 #include "rpctls/krpc_clnt.h"
 #include "rpctls/nfs3.h"
 #include "rpctls/nfs3_clnt.h"
+
+#include "rpctls/visibility.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -86,9 +88,9 @@ struct nfs3_mirror_result {
  * source's SHA-256 when cfg->verify. Returns 0 when every mirror succeeded,
  * -EIO when any failed (see results), another negative errno on a local
  * failure (reading the source). */
-int nfs3_mirror_write(int src_fd, uint64_t size, const struct nfs3_mirror_dest *dests, unsigned n,
-                      const struct nfs3_mirror_config *cfg, struct nfs3_mirror_result *results,
-                      uint8_t src_sha256[32]);
+RPCTLS_API int nfs3_mirror_write(int src_fd, uint64_t size, const struct nfs3_mirror_dest *dests, unsigned n,
+                                 const struct nfs3_mirror_config *cfg, struct nfs3_mirror_result *results,
+                                 uint8_t src_sha256[32]);
 
 #ifdef __cplusplus
 }

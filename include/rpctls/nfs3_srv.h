@@ -27,6 +27,8 @@
 #include "rpctls/nfs3.h"
 #include "rpctls/nfs3_export.h"
 
+#include "rpctls/visibility.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -83,25 +85,25 @@ struct nfs3_srv;
  * On failure returns a negative errno and, when err is given, a message.
  * Handlers refer to the server: free it only after krpc_svc_free(svc) (or
  * once the loop never runs again). */
-int nfs3_srv_new(struct krpc_svc *svc, const struct nfs3_srv_config *cfg, struct nfs3_srv **out, char *err,
-                 size_t errlen);
-void nfs3_srv_free(struct nfs3_srv *s);
+RPCTLS_API int nfs3_srv_new(struct krpc_svc *svc, const struct nfs3_srv_config *cfg, struct nfs3_srv **out, char *err,
+                            size_t errlen);
+RPCTLS_API void nfs3_srv_free(struct nfs3_srv *s);
 
 /* The canonical path of the first export (what MNT expects). */
-const char *nfs3_srv_export_path(const struct nfs3_srv *s);
+RPCTLS_API const char *nfs3_srv_export_path(const struct nfs3_srv *s);
 /* The number of exports, and the canonical path of export i (NULL past the end). */
-size_t nfs3_srv_export_count(const struct nfs3_srv *s);
-const char *nfs3_srv_export_path_at(const struct nfs3_srv *s, size_t i);
-const char *nfs3_srv_state_dir(const struct nfs3_srv *s);
-void nfs3_srv_write_verf(const struct nfs3_srv *s, uint8_t out[NFS3_WRITEVERFSIZE]);
+RPCTLS_API size_t nfs3_srv_export_count(const struct nfs3_srv *s);
+RPCTLS_API const char *nfs3_srv_export_path_at(const struct nfs3_srv *s, size_t i);
+RPCTLS_API const char *nfs3_srv_state_dir(const struct nfs3_srv *s);
+RPCTLS_API void nfs3_srv_write_verf(const struct nfs3_srv *s, uint8_t out[NFS3_WRITEVERFSIZE]);
 /* The root file handle of the first export (what MNT returns). */
-void nfs3_srv_root_fh(const struct nfs3_srv *s, struct nfs3_fh *out);
-const struct nfs3_srv_stats *nfs3_srv_stats(const struct nfs3_srv *s);
+RPCTLS_API void nfs3_srv_root_fh(const struct nfs3_srv *s, struct nfs3_fh *out);
+RPCTLS_API const struct nfs3_srv_stats *nfs3_srv_stats(const struct nfs3_srv *s);
 
 /* The default state directory: $XDG_STATE_HOME/rpctls-nfsd when set, else
  * /var/lib/rpctls-nfsd for root, else $HOME/.local/state/rpctls-nfsd.
  * Returns 0 or -ENAMETOOLONG / -ENOENT (no HOME). */
-int nfs3_srv_default_state_dir(char *buf, size_t len);
+RPCTLS_API int nfs3_srv_default_state_dir(char *buf, size_t len);
 
 #ifdef __cplusplus
 }

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "rpctls/visibility.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -24,15 +26,15 @@ enum ktls_pki_kind {
  * signed by the CA in ca_cert/ca_key (both NULL for KTLS_PKI_CA), valid for
  * days days, and writes them to cert_out and key_out (replacing them).
  * Returns 0, or -1 with a message in err. */
-int ktls_pki_issue(enum ktls_pki_kind kind, const char *cn, const char *ca_cert, const char *ca_key,
-                   const char *cert_out, const char *key_out, int days, char *err, size_t errlen);
+RPCTLS_API int ktls_pki_issue(enum ktls_pki_kind kind, const char *cn, const char *ca_cert, const char *ca_key,
+                              const char *cert_out, const char *key_out, int days, char *err, size_t errlen);
 
 /* The same with the subject alternative names given in OpenSSL's syntax
  * ("DNS:server.example,IP:192.0.2.1"; NULL or "": none) instead of the
  * kind's default. */
-int ktls_pki_issue_san(enum ktls_pki_kind kind, const char *cn, const char *sans, const char *ca_cert,
-                       const char *ca_key, const char *cert_out, const char *key_out, int days, char *err,
-                       size_t errlen);
+RPCTLS_API int ktls_pki_issue_san(enum ktls_pki_kind kind, const char *cn, const char *sans, const char *ca_cert,
+                                  const char *ca_key, const char *cert_out, const char *key_out, int days, char *err,
+                                  size_t errlen);
 
 /* Which otherName forms carry req->user (bits; see ktls.h, "Certificate
  * identity"). */
@@ -54,11 +56,11 @@ struct ktls_pki_req {
      * (for tests: expired, not yet valid, expiring soon). */
     time_t not_before, not_after;
 };
-int ktls_pki_issue_req(const struct ktls_pki_req *req, char *err, size_t errlen);
+RPCTLS_API int ktls_pki_issue_req(const struct ktls_pki_req *req, char *err, size_t errlen);
 
 /* The usual set in dir (created if missing): ca.pem ca.key, server.pem
  * server.key, client.pem client.key. Returns 0, or -1 with a message. */
-int ktls_pki_make_dir(const char *dir, int days, char *err, size_t errlen);
+RPCTLS_API int ktls_pki_make_dir(const char *dir, int days, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

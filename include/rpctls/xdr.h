@@ -20,6 +20,8 @@
 
 #include "rpctls/mbuf.h"
 
+#include "rpctls/visibility.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -31,25 +33,25 @@ struct krpc_xdr_enc {
     int err;
 };
 
-void krpc_xdr_enc_init(struct krpc_xdr_enc *x, struct mb_chain *c);
+RPCTLS_API void krpc_xdr_enc_init(struct krpc_xdr_enc *x, struct mb_chain *c);
 static inline int krpc_xdr_enc_error(const struct krpc_xdr_enc *x)
 {
     return x->err;
 }
-void krpc_xdr_put_u32(struct krpc_xdr_enc *x, uint32_t v);
-void krpc_xdr_put_u64(struct krpc_xdr_enc *x, uint64_t v);
+RPCTLS_API void krpc_xdr_put_u32(struct krpc_xdr_enc *x, uint32_t v);
+RPCTLS_API void krpc_xdr_put_u64(struct krpc_xdr_enc *x, uint64_t v);
 /* opaque[n]: the bytes then zero padding to a multiple of 4. */
-void krpc_xdr_put_fixed(struct krpc_xdr_enc *x, const void *p, size_t n);
+RPCTLS_API void krpc_xdr_put_fixed(struct krpc_xdr_enc *x, const void *p, size_t n);
 /* opaque<>: length, bytes (copied), padding. */
-void krpc_xdr_put_opaque(struct krpc_xdr_enc *x, const void *p, size_t n);
-void krpc_xdr_put_string(struct krpc_xdr_enc *x, const char *s);
+RPCTLS_API void krpc_xdr_put_opaque(struct krpc_xdr_enc *x, const void *p, size_t n);
+RPCTLS_API void krpc_xdr_put_string(struct krpc_xdr_enc *x, const char *s);
 /* opaque<> from a chain, linked by reference; data is consumed (empty after). */
-void krpc_xdr_put_opaque_chain(struct krpc_xdr_enc *x, struct mb_chain *data);
+RPCTLS_API void krpc_xdr_put_opaque_chain(struct krpc_xdr_enc *x, struct mb_chain *data);
 /* Appends n (<= MB_INLINE_SIZE) bytes and returns a pointer to them, to be
  * filled in later (e.g. a count known only after the items). NULL on error. */
-void *krpc_xdr_reserve(struct krpc_xdr_enc *x, size_t n);
+RPCTLS_API void *krpc_xdr_reserve(struct krpc_xdr_enc *x, size_t n);
 /* Stores v big-endian at p (a pointer from krpc_xdr_reserve). */
-void krpc_xdr_store_u32(void *p, uint32_t v);
+RPCTLS_API void krpc_xdr_store_u32(void *p, uint32_t v);
 
 struct krpc_xdr_dec {
     const struct mb_chain *c;
@@ -62,7 +64,7 @@ struct krpc_xdr_dec {
     unsigned link_idx; /* its index in c (a view from it on has c->nlinks - link_idx links) */
 };
 
-void krpc_xdr_dec_init(struct krpc_xdr_dec *d, const struct mb_chain *c, size_t off, size_t len);
+RPCTLS_API void krpc_xdr_dec_init(struct krpc_xdr_dec *d, const struct mb_chain *c, size_t off, size_t len);
 static inline int krpc_xdr_dec_error(const struct krpc_xdr_dec *d)
 {
     return d->err;
@@ -71,19 +73,19 @@ static inline size_t krpc_xdr_remaining(const struct krpc_xdr_dec *d)
 {
     return d->err ? 0 : d->end - d->off;
 }
-uint32_t krpc_xdr_get_u32(struct krpc_xdr_dec *d);
-uint64_t krpc_xdr_get_u64(struct krpc_xdr_dec *d);
+RPCTLS_API uint32_t krpc_xdr_get_u32(struct krpc_xdr_dec *d);
+RPCTLS_API uint64_t krpc_xdr_get_u64(struct krpc_xdr_dec *d);
 /* bool: 0 or 1; anything else is an error. */
-int krpc_xdr_get_bool(struct krpc_xdr_dec *d);
+RPCTLS_API int krpc_xdr_get_bool(struct krpc_xdr_dec *d);
 /* opaque[n] into p (padding skipped and required to be within the bound). */
-int krpc_xdr_get_fixed(struct krpc_xdr_dec *d, void *p, size_t n);
+RPCTLS_API int krpc_xdr_get_fixed(struct krpc_xdr_dec *d, void *p, size_t n);
 /* opaque<max> copied into p; *len gets the length. */
-int krpc_xdr_get_opaque(struct krpc_xdr_dec *d, void *p, size_t max, size_t *len);
+RPCTLS_API int krpc_xdr_get_opaque(struct krpc_xdr_dec *d, void *p, size_t max, size_t *len);
 /* string<max> into buf (bufsize > max), NUL-terminated; an embedded NUL is an error. */
-int krpc_xdr_get_string(struct krpc_xdr_dec *d, char *buf, size_t bufsize);
+RPCTLS_API int krpc_xdr_get_string(struct krpc_xdr_dec *d, char *buf, size_t bufsize);
 /* opaque<max> by reference: appended to out without copying. */
-int krpc_xdr_get_opaque_ref(struct krpc_xdr_dec *d, size_t max, struct mb_chain *out);
-int krpc_xdr_skip(struct krpc_xdr_dec *d, size_t n);
+RPCTLS_API int krpc_xdr_get_opaque_ref(struct krpc_xdr_dec *d, size_t max, struct mb_chain *out);
+RPCTLS_API int krpc_xdr_skip(struct krpc_xdr_dec *d, size_t n);
 
 #ifdef __cplusplus
 }

@@ -21,6 +21,7 @@
 
 #include "rpctls/krpc.h"
 #include "rpctls/krpc_rpcb.h"
+#include "krpc/krpc_test.h"
 
 /* A call is about 150 bytes and a reply 28: anything larger is not rpcbind. */
 #define RPCB_MAX_MSG 1024

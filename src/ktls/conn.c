@@ -9,12 +9,13 @@
 #include <openssl/crypto.h>
 
 #include "ktls/ktls_int.h"
+#include "ktls/ktls_test.h"
 
 static const char *const tx_mode_names[] = {
     [KTLS_TX_AUTO] = "auto",
     [KTLS_TX_OUTOFPLACE] = "outofplace",
     [KTLS_TX_COPY] = "copy",
-    [KTLS_TX_INPLACE] = "inplace",
+    [KTLS_TX_UNSAFE_INPLACE] = "unsafe-inplace",
 };
 
 const char *ktls_tx_mode_name(enum ktls_tx_mode m)

@@ -5,7 +5,7 @@
  *   header (5 bytes, inline) ++ ciphertext ++ trailer (inner type + tag, inline)
  * The ciphertext is the plaintext's own storage when encrypting in place,
  * or fresh pool pages when encrypting out of place or copying. Shared pages
- * are written only in KTLS_TX_INPLACE mode, which exists to show the bug.
+ * are written only in KTLS_TX_UNSAFE_INPLACE mode, which exists to show the bug.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -167,7 +167,7 @@ static int seal_record(struct ktls_conn *c, uint8_t ct, struct mb_chain *body, s
     trl[0] = ct;
 
     switch (mode) {
-    case KTLS_TX_INPLACE:
+    case KTLS_TX_UNSAFE_INPLACE:
         in_place = 1;
         break;
     case KTLS_TX_AUTO:
@@ -213,7 +213,7 @@ static int seal_record(struct ktls_conn *c, uint8_t ct, struct mb_chain *body, s
     /* Invariants: a nonce is never reused (the sequence number is below the
      * key's limit, checked above), and in place means the mode allows it. */
     RPCTLS_CHECK(c->tx.seq < c->record_limit);
-    RPCTLS_CHECK(!in_place || mode == KTLS_TX_INPLACE || mode == KTLS_TX_COPY || owned);
+    RPCTLS_CHECK(!in_place || mode == KTLS_TX_UNSAFE_INPLACE || mode == KTLS_TX_COPY || owned);
     ktls_nonce(&c->tx, nonce);
     ret = c->engine->seal(c->tx.key, nonce, hdr, KTLS_HDR_LEN, src, nsrc + 1, dst, ndst + 1, trl + 1);
     if (ret != 0)

@@ -5,6 +5,7 @@
 #define RPCTLS_MBUF_POOL_H
 
 #include "rpctls/mbuf.h"
+#include "mbuf/mbuf_test.h"
 
 /* Link and store objects come from the pool's slab caches (no malloc per op). */
 struct mb_store *mb__store_alloc(void);

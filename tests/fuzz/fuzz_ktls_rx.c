@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "ktls/ktls_int.h"
+#include "mbuf/mbuf_test.h"
 
 static const uint8_t secret_a[48] = {1, 2, 3}, secret_b[48] = {4, 5, 6};
 

@@ -66,7 +66,8 @@ int bench_parse_modes(const char *s, int modes[4])
         return 0;
     }
     if (ktls_tx_mode_from_name(s, &m) != 0) {
-        fprintf(stderr, "rpctls-bench: unknown mode '%s'\n", s);
+        fprintf(stderr, "rpctls-bench: unknown mode '%s'%s\n", s,
+                strcmp(s, "inplace") == 0 ? " (it is spelled unsafe-inplace)" : "");
         return -1;
     }
     memset(modes, 0, 4 * sizeof(modes[0]));

@@ -206,7 +206,8 @@ static void mirror_usage(FILE *f)
                "GiB), and libnfs nfs-cp (one mirror, plain).\n"
                "  --size BYTES      file size (default 1G)\n"
                "  --dir DIR         where exports and the source go (default /dev/shm, else /tmp)\n"
-               "  --with-inplace    also run the unsafe inplace mode (it corrupts the mirrors)\n"
+               "  --with-unsafe-inplace\n"
+               "                    also run the unsafe-inplace mode (it corrupts the mirrors)\n"
                "  --no-nfs-cp       skip the libnfs reference\n"
                "  --rounds N        run every row N times, report each row's fastest (default 2)\n"
                "  --json            one JSON object per row\n");
@@ -216,7 +217,7 @@ int bench_mirror(int argc, char **argv)
 {
     static const struct option lopts[] = {
         {"size", required_argument, NULL, 's'}, {"dir", required_argument, NULL, 'd'},
-        {"with-inplace", no_argument, NULL, 'i'}, {"no-nfs-cp", no_argument, NULL, 'n'},
+        {"with-unsafe-inplace", no_argument, NULL, 'i'}, {"no-nfs-cp", no_argument, NULL, 'n'},
         {"json", no_argument, NULL, 'j'},      {"help", no_argument, NULL, 'h'},
         {"rounds", required_argument, NULL, 'r'},
         {NULL, 0, NULL, 0},
@@ -295,7 +296,7 @@ int bench_mirror(int argc, char **argv)
         goto exit;
 
     double seal = 0, seal_worst = 0;
-    static const enum ktls_tx_mode modes[] = {KTLS_TX_AUTO, KTLS_TX_OUTOFPLACE, KTLS_TX_COPY, KTLS_TX_INPLACE};
+    static const enum ktls_tx_mode modes[] = {KTLS_TX_AUTO, KTLS_TX_OUTOFPLACE, KTLS_TX_COPY, KTLS_TX_UNSAFE_INPLACE};
     double cpu_worst[8] = {0};
     for (int round = 0; round < rounds && ret == 0; round++) {
         int k = 0;
@@ -319,7 +320,7 @@ int bench_mirror(int argc, char **argv)
             else
                 ret = run_nfscp(src, size, &d[0], &r);
             if (m == 3 && ret == -EIO)
-                ret = 0; /* inplace corrupts the mirrors and may fail them; the timing still stands */
+                ret = 0; /* unsafe-inplace corrupts the mirrors and may fail them; the timing still stands */
             /* The fastest round of each row: noise on a shared machine only slows runs down. */
             if (round == 0 || r.wall < rows[k].wall)
                 rows[k] = r;

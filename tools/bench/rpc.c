@@ -288,7 +288,8 @@ static void rpc_usage(FILE *f)
             "RPC-with-TLS, the TX modes side by side in one run.\n"
             "  --plain            plain TCP rows only\n"
             "  --tls              TLS rows only (default: both)\n"
-            "  --mode M           inplace|outofplace|copy|auto|all: TX modes of the TLS bulk rows (default all)\n"
+            "  --mode M           unsafe-inplace|outofplace|copy|auto|all: TX modes of the TLS bulk rows\n"
+            "                     (default all)\n"
             "  --outstanding N    calls in flight for the bulk rows (default 4)\n"
             "  --arg-size BYTES   bulk argument size (default 1M)\n"
             "  --total BYTES      argument bytes per bulk row (default 1G)\n"
@@ -427,7 +428,7 @@ int bench_rpc(int argc, char **argv)
             if ((tls && !o.tls) || (!tls && !o.plain))
                 continue;
             static const unsigned null_out[2] = {1, 32};
-            static const enum ktls_tx_mode order[4] = {KTLS_TX_INPLACE, KTLS_TX_OUTOFPLACE, KTLS_TX_COPY,
+            static const enum ktls_tx_mode order[4] = {KTLS_TX_UNSAFE_INPLACE, KTLS_TX_OUTOFPLACE, KTLS_TX_COPY,
                                                        KTLS_TX_AUTO};
             for (int i = 0; i < 6 && ret == 0; i++) {
                 struct rpc_row r = {0};

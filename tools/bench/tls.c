@@ -327,7 +327,7 @@ static void tls_usage(FILE *f)
             "usage: rpctls-bench tls [options]\n"
             "Seals --total bytes in records from a page-vector working set, per TX mode,\n"
             "and the raw seal speed of every AEAD engine on the same data, in one run.\n"
-            "  --mode M          inplace|outofplace|copy|auto|all (default all)\n"
+            "  --mode M          unsafe-inplace|outofplace|copy|auto|all (default all)\n"
             "  --cipher C        aes128gcm|aes256gcm|chacha20 (default aes128gcm)\n"
             "  --engine E        openssl|ipsecmb|auto: engine for the raw and mode rows (default auto)\n"
             "  --record-size N   plaintext bytes per record, 1..16384 (default 16384)\n"
@@ -457,7 +457,7 @@ int bench_tls(int argc, char **argv)
             if (o.shared >= 0 && o.shared != sh)
                 continue;
             for (int m = 0; m < 4 && ret == 0; m++) {
-                static const enum ktls_tx_mode order[4] = {KTLS_TX_INPLACE, KTLS_TX_OUTOFPLACE, KTLS_TX_COPY,
+                static const enum ktls_tx_mode order[4] = {KTLS_TX_UNSAFE_INPLACE, KTLS_TX_OUTOFPLACE, KTLS_TX_COPY,
                                                            KTLS_TX_AUTO};
                 struct row r = {0};
                 if (!o.modes[order[m]])
@@ -496,7 +496,7 @@ int bench_tls(int argc, char **argv)
             const struct row *r = &rs[k].best;
             if (r->shared < 0)
                 *(strcmp(r->mode, "raw") == 0 ? &raw : &rawoop) = k;
-            else if (r->shared == 1 && strcmp(r->mode, "inplace") == 0)
+            else if (r->shared == 1 && strcmp(r->mode, "unsafe-inplace") == 0)
                 in = k;
             else if (r->shared == 1 && strcmp(r->mode, "outofplace") == 0)
                 oop = k;
