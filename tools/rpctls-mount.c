@@ -25,14 +25,15 @@
  * Writes (write_buf): each write's data is copied once into pool pages,
  * from libfuse's splice pipe (the kernel's page-cache pages by reference)
  * or, without splice, from libfuse's buffer; cut into wsize pieces, and
- * each piece goes to every healthy server by
- * reference (mb_chain_copy_ref) as WRITE UNSTABLE without waiting (at most
- * --depth in flight per inode and server); the pieces stay referenced until
+ * each piece goes to every healthy server by reference (mb_chain_copy_ref)
+ * as WRITE UNSTABLE without waiting (at most --depth in flight per inode
+ * and server); the pieces stay referenced until
  * each server's COMMIT answers with the verifier of its WRITE replies.
  * flush (every close), fsync and release COMMIT; a piece whose verifier
  * changed (a server restart) or that failed or was short is written again
  * FILE_SYNC from the kept pages. getattr, read and truncate wait for the
- * inode's WRITEs in flight first, so this client sees its own writes.
+ * inode's WRITEs in flight first, so this client sees its own writes. At
+ * the end (unmount or SIGTERM) files still open are COMMITted too.
  */
 #define _GNU_SOURCE
 #define FUSE_USE_VERSION 34
@@ -2523,6 +2524,41 @@ static int splice_fits(uint32_t max_write)
     return fits;
 }
 
+/* At the end of the FUSE loop (its workers have all returned, so nothing
+ * else touches the inode table): COMMITs every inode that still holds
+ * written pieces, with the mount's own credential, and says so. 0 when
+ * every such inode is committed on every healthy server. */
+static int commit_all(void)
+{
+    unsigned files = 0, failed = 0;
+    uint64_t bytes = 0;
+
+    for (unsigned b = 0; b < HASH_BUCKETS; b++)
+        for (struct inode *in = g.tab[b]; in; in = in->hnext) {
+            uint64_t dirty;
+            int err;
+
+            pthread_mutex_lock(&in->mu);
+            dirty = in->dirty ? in->dirty_bytes : 0;
+            err = in->dirty ? 0 : in->werr;
+            pthread_mutex_unlock(&in->mu);
+            if (dirty == 0 && err == 0)
+                continue;
+            err = commit_inode(in);
+            files++;
+            bytes += dirty;
+            if (err) {
+                failed++;
+                fprintf(stderr, PROG ": at unmount: %s: written data not committed: %s\n",
+                        in->name ? in->name : "(unlinked file)", strerror(err));
+            }
+        }
+    if (files > 0)
+        fprintf(stderr, PROG ": at unmount: committed %llu bytes of %u open file%s%s\n", (unsigned long long)bytes,
+                files, files == 1 ? "" : "s", failed ? " (some failed, see above)" : "");
+    return failed ? -1 : 0;
+}
+
 /* rpctls-mount --status MOUNTPOINT: prints the mount's status attribute.
  * Exit 0 when every server is healthy, 3 when one has failed, 1 when the
  * status cannot be read. */
@@ -2594,7 +2630,7 @@ int main(int argc, char **argv)
     struct conn_opts co;
     const char *mirrors[MAX_SRV - 1], *url, *mnt;
     unsigned nmirrors = 0;
-    int ro = 0, foreground = 0, debug = 0, c, ret = 1;
+    int ro = 0, foreground = 0, debug = 0, c, rc, ret = 1;
 
     memset(&co, 0, sizeof co);
     co.tls = -1;
@@ -2699,7 +2735,16 @@ int main(int argc, char **argv)
     memset(&lc, 0, sizeof lc);
     lc.clone_fd = 0;
     lc.max_idle_threads = 16;
-    ret = fuse_session_loop_mt(se, &lc) == 0 ? 0 : 1;
+    rc = fuse_session_loop_mt(se, &lc);
+    /* An unmount (fusermount3 -u, umount) ends the loop with 0; SIGTERM,
+     * SIGINT and SIGHUP with the signal's number (libfuse 3.14): both are
+     * the clean end that was asked for. */
+    ret = rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP ? 0 : 1;
+    /* Files still open (SIGTERM while a program writes) have written data
+     * that no close or fsync has COMMITted yet: commit it now, while the
+     * servers' loop threads still run. */
+    if (commit_all() != 0)
+        ret = 1;
 out_unmount:
     fuse_session_unmount(se);
 out_handlers:
