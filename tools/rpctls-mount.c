@@ -27,8 +27,8 @@
  * or, without splice, from libfuse's buffer; cut into wsize pieces, and
  * each piece goes to every healthy server by reference (mb_chain_copy_ref)
  * as WRITE UNSTABLE without waiting (at most --depth in flight per inode
- * and server); the pieces stay referenced until
- * each server's COMMIT answers with the verifier of its WRITE replies.
+ * and server); the pieces stay referenced until each server's COMMIT
+ * answers with the verifier of its WRITE replies.
  * flush (every close), fsync and release COMMIT; a piece whose verifier
  * changed (a server restart) or that failed or was short is written again
  * FILE_SYNC from the kept pages. getattr, read and truncate wait for the
@@ -993,8 +993,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
      * into a pipe (the kernel puts references to its page-cache pages
      * there) and hands a large WRITE's data to write_buf as that pipe,
      * which op_write_buf reads straight into pool pages. libfuse falls back
-     * to read(2) when it cannot grow the pipe to a whole request (1 MiB +
-     * 4 KiB: beyond /proc/sys/fs/pipe-max-size, so root only). */
+     * to read(2) when it cannot grow the pipe to a whole request (see
+     * splice_fits). */
     if (conn->capable & FUSE_CAP_SPLICE_READ)
         conn->want |= FUSE_CAP_SPLICE_READ;
     if (!(conn->want & FUSE_CAP_SPLICE_READ))
@@ -2540,9 +2540,8 @@ static int commit_all(void)
 
             pthread_mutex_lock(&in->mu);
             dirty = in->dirty ? in->dirty_bytes : 0;
-            err = in->dirty ? 0 : in->werr;
             pthread_mutex_unlock(&in->mu);
-            if (dirty == 0 && err == 0)
+            if (dirty == 0)
                 continue;
             err = commit_inode(in);
             files++;
