@@ -7,44 +7,12 @@
 # Needs root and /dev/fuse (exit 77: skipped otherwise).
 set -u
 HOSTILE=$1 MOUNT=$2
+. "$(dirname "$0")/mount_lib.sh"
 
-[ "$(id -u)" = 0 ] || { echo "skipped: needs root"; exit 77; }
-[ -c /dev/fuse ] || { echo "skipped: no /dev/fuse"; exit 77; }
-command -v fusermount3 >/dev/null || { echo "FAIL: fusermount3 missing (apt-get install fuse3)"; exit 1; }
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/mount-bad.XXXXXX")
-T=$(cd "$T" && pwd -P)
+lib_init mount-bad
 MNT=$T/mnt
 mkdir -p "$MNT" "$T/dump"
-SRV_PID= MOUNT_PID=
-fails=0
-
-cleanup() {
-    cd /
-    if [ -n "$MOUNT_PID" ]; then
-        fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT" 2>/dev/null
-        i=0; while kill -0 "$MOUNT_PID" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
-        kill -9 "$MOUNT_PID" 2>/dev/null
-    fi
-    [ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null && wait "$SRV_PID" 2>/dev/null
-    rm -rf "$T"
-}
-trap cleanup EXIT INT TERM
-
-ok() { echo "ok   $1"; }
-bad() { echo "FAIL $1"; fails=$((fails+1)); }
-# run CMD... with a bound (a hang is a failure, not a stuck test)
-bounded() { timeout -k 2 20 "$@"; }
-check() { # check NAME CMD...: CMD must succeed
-    name=$1; shift
-    if bounded "$@" >"$T/out" 2>&1; then ok "$name"; else bad "$name: $(head -c 400 "$T/out")"; fi
-}
-check_errno() { # check_errno NAME ERRNO-TEXT CMD...: CMD must fail with that message
-    name=$1 want=$2; shift 2
-    if bounded "$@" >"$T/out" 2>&1; then bad "$name: succeeded, wanted $want"
-    elif grep -q "$want" "$T/out"; then ok "$name"
-    else bad "$name: wanted $want, got $(head -c 300 "$T/out")"; fi
-}
+CHECK_TIMEOUT=20 # every check is bounded: a hang is a failure, not a stuck test
 check_log() { # check_log NAME PATTERN: rpctls-mount logged a line matching PATTERN
     if grep "^rpctls-mount: " "$T/mount.log" | grep -q -- "$2"; then ok "$1: logged"
     else bad "$1: no rpctls-mount line matching '$2' in the log: $(tail -5 "$T/mount.log")"; fi
@@ -52,7 +20,7 @@ check_log() { # check_log NAME PATTERN: rpctls-mount logged a line matching PATT
 GOOD=$T/good.expected
 awk 'BEGIN { for (i = 0; i < 5000; i++) printf "%c", 97 + i % 26 }' >"$GOOD"
 survives() { # survives CASE: the mount is alive and good operations work
-    if ! kill -0 "$MOUNT_PID" 2>/dev/null || ! grep -q " $MNT fuse" /proc/mounts; then
+    if ! kill -0 "$MPID" 2>/dev/null || ! grep -q " $MNT fuse" /proc/mounts; then
         bad "$1: the mount died"; cat "$T/mount.log"; exit 1
     fi
     check "$1: then good is read whole" cmp "$MNT/good" "$GOOD"
@@ -60,22 +28,11 @@ survives() { # survives CASE: the mount is alive and good operations work
 }
 
 "$HOSTILE" --dump "$T/dump" >"$T/srv.log" 2>&1 &
-SRV_PID=$!
-i=0
-while ! grep -q "listening on" "$T/srv.log" 2>/dev/null; do
-    i=$((i+1)); [ $i -gt 100 ] && { echo "FAIL: hostile_nfsd did not start"; cat "$T/srv.log"; exit 1; }
-    sleep 0.1
-done
+PIDS="$PIDS $!"
+wait_for "$T/srv.log" "listening on" "hostile_nfsd did not start"
 PORT=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$T/srv.log" | head -1)
-"$MOUNT" -f --no-tls --attr-timeout 0 --entry-timeout 0 --timeo 5000 \
-    "nfs://127.0.0.1:$PORT/bad?mountport=$PORT" "$MNT" >"$T/mount.log" 2>&1 &
-MOUNT_PID=$!
-i=0
-while ! grep -q " $MNT fuse" /proc/mounts; do
-    i=$((i+1)); [ $i -gt 100 ] && { echo "FAIL: not mounted"; cat "$T/mount.log"; exit 1; }
-    kill -0 $MOUNT_PID 2>/dev/null || { echo "FAIL: rpctls-mount exited"; cat "$T/mount.log"; exit 1; }
-    sleep 0.1
-done
+do_mount "$MNT" "$T/mount.log" --no-tls --attr-timeout 0 --entry-timeout 0 --timeo 5000 \
+    "nfs://127.0.0.1:$PORT/bad?mountport=$PORT"
 cd "$MNT" || { echo "FAIL: cannot enter the mount"; exit 1; }
 
 # ---- honest objects first ----
@@ -116,7 +73,7 @@ survives "cookie loop"
 
 # ---- a READ reply longer than asked: EIO, not one extra byte delivered ----
 check_errno "longread: read is EIO" "Input/output error" cat "$MNT/longread"
-bounded cat "$MNT/longread" >"$T/lr" 2>/dev/null
+timeout -k 2 20 cat "$MNT/longread" >"$T/lr" 2>/dev/null
 [ ! -s "$T/lr" ] && ok "longread: nothing delivered" || bad "longread: $(wc -c <"$T/lr") bytes delivered"
 check_log longread "bytes where .* were asked for"
 check "longread: stat still says 100 bytes" sh -c "[ \$(stat -c %s '$MNT/longread') = 100 ]"
@@ -138,11 +95,5 @@ check "the mount is still mounted" grep -q " $MNT fuse" /proc/mounts
 
 cd /
 fusermount3 -u "$MNT" || fusermount3 -uz "$MNT"
-i=0; while kill -0 "$MOUNT_PID" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
-kill -0 "$MOUNT_PID" 2>/dev/null && bad "rpctls-mount did not exit at unmount" || ok "unmounted"
-MOUNT_PID=
-if [ $fails -ne 0 ]; then
-    echo "---- rpctls-mount log"; cat "$T/mount.log"
-    echo "$fails failure(s)"; exit 1
-fi
-echo "all passed"
+wait_exit "$MPID" 50 && ok "unmounted" || bad "rpctls-mount did not exit at unmount"
+finish

@@ -4,74 +4,24 @@
 # tar -x + diff -r, cp + cmp + sha256sum on the server's disk) and a --hard
 # server restart during a cp.
 # Needs root and /dev/fuse (exit 77: skipped otherwise). Sizes:
-# RPCTLS_TEST_DIR_ENTRIES (default 10000), RPCTLS_TEST_FILE_MB (default 64).
+# RPCTLS_TEST_DIR_ENTRIES (default 10000), RPCTLS_TEST_FILE_MB (the cp + cmp
+# + sha256 file; default 64, 1024 in the plain build).
 set -u
 NFSD=$1 MOUNT=$2 CERTS=$3
 ENTRIES=${RPCTLS_TEST_DIR_ENTRIES:-10000}
 FILE_MB=${RPCTLS_TEST_FILE_MB:-64}
+. "$(dirname "$0")/mount_lib.sh"
 
-[ "$(id -u)" = 0 ] || { echo "skipped: needs root"; exit 77; }
-[ -c /dev/fuse ] || { echo "skipped: no /dev/fuse"; exit 77; }
-command -v fusermount3 >/dev/null || { echo "FAIL: fusermount3 missing (apt-get install fuse3)"; exit 1; }
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/mount-posix.XXXXXX")
-T=$(cd "$T" && pwd -P)
-EXP=$T/export MNT=$T/mnt
-mkdir -p "$EXP" "$T/state" "$MNT"
-chmod 755 "$T"
-NFSD_PID= MOUNT_PID=
-fails=0
-
-cleanup() {
-    cd /
-    if [ -n "$MOUNT_PID" ]; then
-        fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT" 2>/dev/null
-        i=0; while kill -0 "$MOUNT_PID" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
-        kill -9 "$MOUNT_PID" 2>/dev/null
-    fi
-    [ -n "$NFSD_PID" ] && kill "$NFSD_PID" 2>/dev/null && wait "$NFSD_PID" 2>/dev/null
-    rm -rf "$T"
-}
-trap cleanup EXIT INT TERM
-
-ok() { echo "ok   $1"; }
-bad() { echo "FAIL $1"; fails=$((fails+1)); }
-check() { # check NAME CMD...: CMD must succeed
-    name=$1; shift
-    if "$@" >"$T/out" 2>&1; then ok "$name"; else bad "$name: $(head -c 400 "$T/out")"; fi
-}
-check_errno() { # check_errno NAME ERRNO-TEXT CMD...: CMD must fail with that message
-    name=$1 want=$2; shift 2
-    if "$@" >"$T/out" 2>&1; then bad "$name: succeeded, wanted $want"
-    elif grep -q "$want" "$T/out"; then ok "$name"
-    else bad "$name: wanted $want, got $(head -c 300 "$T/out")"; fi
-}
-
-"$CERTS" "$T/pki" >/dev/null || exit 1
-start_nfsd() { # start_nfsd PORT
-    # --no-root-squash: this battery runs as root (uid 0 reaches the server
-    # as uid 0, as from a kernel client of a no_root_squash export).
-    "$NFSD" --export "$EXP" --no-root-squash --rpcbind off --state-dir "$T/state" --listen "127.0.0.1:$1" --tls required \
-        --cert "$T/pki/server.pem" --key "$T/pki/server.key" --ca "$T/pki/ca.pem" >"$T/nfsd.log" 2>&1 &
-    NFSD_PID=$!
-    i=0
-    while ! grep -q "listening on" "$T/nfsd.log" 2>/dev/null; do
-        i=$((i+1)); [ $i -gt 100 ] && { echo "FAIL: rpctls-nfsd did not start"; cat "$T/nfsd.log"; exit 1; }
-        sleep 0.1
-    done
-    PORT=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$T/nfsd.log" | head -1)
-}
+lib_init mount-posix
+EXP=$T/exp0 MNT=$T/mnt
+make_certs
+# --no-root-squash (start_nfsd): this battery runs as root (uid 0 reaches the
+# server as uid 0, as from a kernel client of a no_root_squash export).
 start_nfsd 0
-"$MOUNT" -f -o allow_other --ca "$T/pki/ca.pem" --cert "$T/pki/client.pem" --key "$T/pki/client.key" \
-    --attr-timeout 0 --entry-timeout 0 --wsize 64K --rsize 64K --timeo 2000 \
-    "nfs://127.0.0.1:$PORT$EXP" "$MNT" >"$T/mount.log" 2>&1 &
-MOUNT_PID=$!
-i=0
-while ! grep -q " $MNT fuse" /proc/mounts; do
-    i=$((i+1)); [ $i -gt 100 ] && { echo "FAIL: not mounted"; cat "$T/mount.log"; exit 1; }
-    kill -0 $MOUNT_PID 2>/dev/null || { echo "FAIL: rpctls-mount exited"; cat "$T/mount.log"; exit 1; }
-    sleep 0.1
-done
+# --max-write 1020K: libfuse hands written data over by splice (its pipe fits
+# a whole request without CAP_SYS_RESOURCE), so the battery runs that path.
+do_mount "$MNT" "$T/mount.log" -o allow_other $TLS --max-write 1020K \
+    --attr-timeout 0 --entry-timeout 0 --wsize 64K --rsize 64K --timeo 2000 "$(url 0)"
 grep -q "TLS (" "$T/mount.log" && ok "mounted over TLS" || bad "mount not over TLS: $(cat "$T/mount.log")"
 cd "$MNT" || { echo "FAIL: cannot enter the mount"; cat "$T/mount.log"; exit 1; }
 
@@ -124,12 +74,32 @@ check "writes across wsize (64 KiB) boundaries" sh -c '
         cmp -n 210003 -i 0:$off "'"$T"'/pat" "'"$EXP"'/wb" || exit 1
     done'
 
-# ---- readdir of many entries ----
+check "the battery's writes came by splice (--status)" sh -c '
+    "'"$MOUNT"'" --status "'"$MNT"'" > "'"$T"'/status"; grep "^fuse " "'"$T"'/status" &&
+    grep -q "^fuse max_write=1044480 splice=on writes_from_pipe=[1-9]" "'"$T"'/status"'
+
+# ---- the rest through a second mount, as a user mounts: 1 MiB READs and
+# WRITEs, names and attributes cached (60 s, so that ls -l lives on what
+# READDIRPLUS handed to the kernel) ----
+MNT2=$T/mnt2
+cd /
+do_mount "$MNT2" "$T/mount2.log" $TLS --attr-timeout 60 --entry-timeout 60 --timeo 2000 "$(url 0)"
+cd "$MNT2" || { echo "FAIL: cannot enter the mount"; cat "$T/mount2.log"; exit 1; }
+# calls MOUNTPOINT: the primary's RPC calls so far (--status adds a GETATTR).
+calls() { "$MOUNT" --status "$1" | sed -n 's/^  rpc calls=\([0-9]*\) .*/\1/p' | head -1; }
+
+# ---- readdir of many entries (made on the server's disk: this mount has
+# neither names nor attributes of them cached) ----
+mkdir "$EXP/big" && (cd "$EXP/big" && seq 1 "$ENTRIES" | sed "s/^/f/" | xargs touch) || bad "cannot make $EXP/big"
 check "readdir of $ENTRIES entries: each name once" sh -c '
-    mkdir big && cd big && seq 1 '"$ENTRIES"' | sed "s/^/f/" | xargs touch && cd .. &&
     [ "$(ls big | wc -l)" = '"$ENTRIES"' ] && [ "$(ls big | sort | uniq -d | wc -l)" = 0 ] &&
     [ "$(ls -f big | grep -c "^f")" = '"$ENTRIES"' ]'
+before=$(calls "$MNT2")
 check "ls -l of the big directory (READDIRPLUS attributes)" sh -c '[ "$(ls -l big | grep -c "^-rw")" = '"$ENTRIES"' ]'
+after=$(calls "$MNT2")
+[ -n "$before" ] && [ -n "$after" ] && [ $((after - before)) -lt 100 ] &&
+    ok "ls -l: $((after - before)) RPC calls for $ENTRIES entries (no LOOKUP or GETATTR each)" ||
+    bad "ls -l: RPC calls before '$before', after '$after'"
 
 # ---- real programs ----
 if command -v git >/dev/null; then
@@ -137,7 +107,7 @@ if command -v git >/dev/null; then
         cd "'"$T"'" && rm -rf repo && git init -q repo && cd repo &&
         for i in $(seq 1 40); do echo "line $i" > "file$i"; git add "file$i"; done &&
         git -c user.name=t -c user.email=t@t commit -qm one &&
-        git clone -q "'"$T"'/repo" "'"$MNT"'/clone" && cd "'"$MNT"'/clone" && git fsck --strict 2>&1 &&
+        git clone -q "'"$T"'/repo" "'"$MNT2"'/clone" && cd "'"$MNT2"'/clone" && git fsck --strict 2>&1 &&
         [ "$(git rev-parse HEAD)" = "$(git -C "'"$T"'/repo" rev-parse HEAD)" ]'
 else
     bad "git is not installed"
@@ -145,26 +115,42 @@ fi
 check "tar -x then diff -r" sh -c '
     mkdir -p "'"$T"'/tree" && cd "'"$T"'/tree" &&
     for d in $(seq 1 20); do mkdir d$d; for f in $(seq 1 50); do echo "$d/$f" > d$d/f$f; done; done &&
-    ln -s d1/f1 link && tar -cf "'"$T"'/tree.tar" . && mkdir "'"$MNT"'/untar" &&
-    tar -xf "'"$T"'/tree.tar" -C "'"$MNT"'/untar" && diff -r "'"$T"'/tree" "'"$MNT"'/untar" &&
+    ln -s d1/f1 link && tar -cf "'"$T"'/tree.tar" . && mkdir "'"$MNT2"'/untar" &&
+    tar -xf "'"$T"'/tree.tar" -C "'"$MNT2"'/untar" && diff -r "'"$T"'/tree" "'"$MNT2"'/untar" &&
     diff -r "'"$T"'/tree" "'"$EXP"'/untar"'
+# One cp, one cmp through the mount (a fresh open: the kernel's cache is
+# dropped, the bytes come from the server), the source's sha256 taken while
+# it is made, the server's from its disk.
 check "cp ${FILE_MB} MiB + cmp + sha256 on the server's disk" sh -c '
-    head -c '"$FILE_MB"'M /dev/urandom > "'"$T"'/big.src" && cp "'"$T"'/big.src" "'"$MNT"'/big.bin" &&
-    cmp "'"$T"'/big.src" "'"$MNT"'/big.bin" &&
-    [ "$(sha256sum < "'"$T"'/big.src")" = "$(sha256sum < "'"$EXP"'/big.bin")" ]'
+    head -c '"$FILE_MB"'M /dev/urandom | tee "'"$T"'/big.src" | sha256sum > "'"$T"'/big.sha" &&
+    cp "'"$T"'/big.src" "'"$MNT2"'/big.bin" && cmp "'"$T"'/big.src" "'"$MNT2"'/big.bin" &&
+    [ "$(cat "'"$T"'/big.sha")" = "$(sha256sum < "'"$EXP"'/big.bin")" ]'
+rm -f "$T/big.src"
 
 # ---- --hard: the server is killed and restarted during a cp ----
-check "hard mount: server restart during cp; cp completes, file identical" sh -c '
-    cp "'"$T"'/big.src" "'"$MNT"'/hard.bin" & CP=$!
-    sleep 0.3; kill -9 '"$NFSD_PID"'; sleep 1
-    "'"$NFSD"'" --export "'"$EXP"'" --no-root-squash --rpcbind off --state-dir "'"$T"'/state" --listen 127.0.0.1:'"$PORT"' --tls required \
-        --cert "'"$T"'/pki/server.pem" --key "'"$T"'/pki/server.key" --ca "'"$T"'/pki/ca.pem" >"'"$T"'/nfsd2.log" 2>&1 &
-    echo $! > "'"$T"'/nfsd2.pid"
-    i=0; while kill -0 $CP 2>/dev/null && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
-    wait $CP || exit 1
-    [ "$(sha256sum < "'"$T"'/big.src")" = "$(sha256sum < "'"$EXP"'/hard.bin")" ]'
-[ -f "$T/nfsd2.pid" ] && NFSD_PID=$(cat "$T/nfsd2.pid")
-check "the mount still works after the restart" sh -c 'echo after > after && [ "$(cat after)" = after ]'
+# cp copies from a FIFO that gets the first half of the file, then the rest
+# only after the server has been killed: the kill lands in the middle of the
+# copy however fast the machine is, with WRITEs in flight or uncommitted.
+# The second half waits in the hard mount until the server is back.
+HARD_MB=32
+hard_restart() {
+    head -c ${HARD_MB}M /dev/urandom > "$T/hard.src" && mkfifo "$T/hard.fifo" || return 1
+    cp "$T/hard.fifo" "$MNT2/hard.bin" & CP=$!
+    PIDS="$PIDS $CP"
+    exec 7<>"$T/hard.fifo" # read-write: does not wait for cp to open it
+    timeout 120 head -c $((HARD_MB * 524288)) "$T/hard.src" >&7 || return 1
+    kill -9 "$NFSD0"; wait "$NFSD0" 2>/dev/null
+    mv "$T/nfsd0.log" "$T/nfsd0-killed.log"
+    timeout 120 tail -c +$((HARD_MB * 524288 + 1)) "$T/hard.src" >&7 & REST=$!
+    PIDS="$PIDS $REST"
+    exec 7>&- # the FIFO ends when the rest is written
+    sleep 1
+    start_nfsd 0 "$PORT0" # same port, same state dir
+    wait_exit $REST 1200 && wait $REST && wait_exit $CP 1200 && wait $CP || return 1
+    cmp "$T/hard.src" "$EXP/hard.bin"
+}
+check "hard mount: server restart during cp; cp completes, file identical" hard_restart
+check "both mounts still work after the restart" sh -c '
+    echo after > after && [ "$(cat after)" = after ] && [ "$(cat "'"$MNT"'/after")" = after ]'
 
-echo "$fails failure(s)"
-[ $fails = 0 ]
+finish

@@ -9,68 +9,14 @@
 set -u
 NFSD=$1 MOUNT=$2 CERTS=$3
 FIO_MB=${RPCTLS_TEST_FIO_MB:-8}
+. "$(dirname "$0")/mount_lib.sh"
 
-[ "$(id -u)" = 0 ] || { echo "skipped: needs root"; exit 77; }
-[ -c /dev/fuse ] || { echo "skipped: no /dev/fuse"; exit 77; }
-for p in fusermount3 fio rsync; do
-    command -v $p >/dev/null || { echo "skipped: $p missing (scripts/deps test)"; exit 77; }
-done
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/mount-progs.XXXXXX")
-T=$(cd "$T" && pwd -P)
-EXP=$T/export MNT=$T/mnt
-mkdir -p "$EXP" "$T/state" "$MNT"
-NFSD_PID= MOUNT_PID=
-fails=0
-
-cleanup() {
-    cd /
-    if [ "$fails" != 0 ]; then # what the mount and the server said, for the failures above
-        echo "---- rpctls-mount log"; tail -n 40 "$T/mount.log" 2>/dev/null
-        echo "---- rpctls-nfsd log"; tail -n 40 "$T/nfsd.log" 2>/dev/null
-    fi
-    if [ -n "$MOUNT_PID" ]; then
-        fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT" 2>/dev/null
-        i=0; while kill -0 "$MOUNT_PID" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
-        kill -9 "$MOUNT_PID" 2>/dev/null
-    fi
-    [ -n "$NFSD_PID" ] && kill "$NFSD_PID" 2>/dev/null && wait "$NFSD_PID" 2>/dev/null
-    rm -rf "$T"
-}
-trap cleanup EXIT INT TERM
-
-ok() { echo "ok   $1"; }
-bad() { echo "FAIL $1"; fails=$((fails+1)); }
-check() { # check NAME CMD...: CMD must succeed
-    name=$1; shift
-    if "$@" >"$T/out" 2>&1; then ok "$name"; else bad "$name: $(tail -c 800 "$T/out")"; fi
-}
-
-"$CERTS" "$T/pki" >/dev/null || exit 1
-start_nfsd() { # start_nfsd PORT
-    rm -f "$T/nfsd.log"
-    "$NFSD" --export "$EXP" --no-root-squash --rpcbind off --state-dir "$T/state" --listen "127.0.0.1:$1" --tls required \
-        --cert "$T/pki/server.pem" --key "$T/pki/server.key" --ca "$T/pki/ca.pem" >"$T/nfsd.log" 2>&1 &
-    NFSD_PID=$!
-    i=0
-    while ! grep -q "listening on" "$T/nfsd.log" 2>/dev/null; do
-        i=$((i+1)); [ $i -gt 100 ] && { echo "FAIL: rpctls-nfsd did not start"; cat "$T/nfsd.log"; exit 1; }
-        sleep 0.1
-    done
-    PORT=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$T/nfsd.log" | head -1)
-}
+lib_init mount-progs fio rsync
+EXP=$T/exp0 MNT=$T/mnt
+make_certs
 start_nfsd 0
 # --soft: a call fails after timeo x (retrans + 1) = 1 s without an answer.
-"$MOUNT" -f --ca "$T/pki/ca.pem" --cert "$T/pki/client.pem" --key "$T/pki/client.key" \
-    --attr-timeout 0 --entry-timeout 0 --soft --timeo 500 --retrans 1 \
-    "nfs://127.0.0.1:$PORT$EXP" "$MNT" >"$T/mount.log" 2>&1 &
-MOUNT_PID=$!
-i=0
-while ! grep -q " $MNT fuse" /proc/mounts; do
-    i=$((i+1)); [ $i -gt 100 ] && { echo "FAIL: not mounted"; cat "$T/mount.log"; exit 1; }
-    kill -0 $MOUNT_PID 2>/dev/null || { echo "FAIL: rpctls-mount exited"; cat "$T/mount.log"; exit 1; }
-    sleep 0.1
-done
+do_mount "$MNT" "$T/mount.log" $TLS --attr-timeout 0 --entry-timeout 0 --soft --timeo 500 --retrans 1 "$(url 0)"
 
 # ---- rsync -a into and out of the mount ----
 mkdir -p "$T/src/d1/d2" && for i in $(seq 1 200); do echo "rsync $i" > "$T/src/d1/f$i"; done
@@ -94,13 +40,12 @@ check "fio random read + write mix with verify (3 jobs)" sh -c "$FIO --name=mix 
 
 # ---- --soft: the server gone ----
 echo kept > "$MNT/kept"
-kill -9 "$NFSD_PID"; wait "$NFSD_PID" 2>/dev/null
+kill -9 "$NFSD0"; wait "$NFSD0" 2>/dev/null
 check "--soft, server gone: stat fails with EIO" sh -c '! stat "'"$MNT"'/kept" 2>"'"$T"'/e1" && grep -q "Input/output error" "'"$T"'/e1"'
 check "--soft, server gone: a write fails with EIO at close" sh -c '! sh -c "echo x > \"'"$MNT"'/new\"" 2>"'"$T"'/e2" && grep -q "Input/output error" "'"$T"'/e2"'
 check "the failures are logged" grep -q "GETATTR\|LOOKUP" "$T/mount.log"
-start_nfsd "$PORT"
+start_nfsd 0 "$PORT0"
 check "--soft, server back: the mount works again" sh -c '
     [ "$(cat "'"$MNT"'/kept")" = kept ] && echo again > "'"$MNT"'/again" && [ "$(cat "'"$EXP"'/again")" = again ]'
 
-echo "$fails failure(s)"
-[ $fails = 0 ]
+finish

@@ -6,6 +6,7 @@
  *   rpctls-bench mirror [options] mirrored NFS write to two servers, per TX mode
  *   rpctls-bench server [options] one rpctls-nfsd shared by many clients: throughput per
  *                                 --threads, NULL latency during a COMMIT, setups/s
+ *   rpctls-bench mount [options]  rpctls-mount against rpctls-cp: write, read, mirrored write
  */
 #include <stdio.h>
 #include <string.h>
@@ -21,7 +22,9 @@ static void usage(FILE *f)
                "  mirror  mirrored NFS write to two rpctls-nfsd, per TX mode (rpctls-bench mirror --help)\n"
                "  server  one rpctls-nfsd shared by many clients: aggregate throughput per --threads,\n"
                "          NULL latency during a 1 GiB COMMIT, TLS setups/s against raw OpenSSL\n"
-               "          (rpctls-bench server --help)\n");
+               "          (rpctls-bench server --help)\n"
+               "  mount   rpctls-mount against rpctls-cp over TLS: dd into and out of a mount, and into\n"
+               "          a mount with 2 mirrors, each against rpctls-cp (rpctls-bench mount --help)\n");
 }
 
 int main(int argc, char **argv)
@@ -38,6 +41,8 @@ int main(int argc, char **argv)
         return bench_mirror(argc - 1, argv + 1);
     if (strcmp(argv[1], "server") == 0)
         return bench_server(argc - 1, argv + 1);
+    if (strcmp(argv[1], "mount") == 0)
+        return bench_mount(argc - 1, argv + 1);
     fprintf(stderr, "rpctls-bench: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

@@ -22,15 +22,18 @@
  * An inode keeps each server's handle once known; a missing one is found
  * by path (LOOKUP from that server's root along the parent/name links).
  *
- * Writes: each write() is copied once from the FUSE buffer into pool pages,
- * cut into wsize pieces, and each piece goes to every healthy server by
- * reference (mb_chain_copy_ref) as WRITE UNSTABLE without waiting (at most
- * --depth in flight per inode and server); the pieces stay referenced until
- * each server's COMMIT answers with the verifier of its WRITE replies.
+ * Writes (write_buf): each write's data is copied once into pool pages,
+ * from libfuse's splice pipe (the kernel's page-cache pages by reference)
+ * or, without splice, from libfuse's buffer; cut into wsize pieces, and
+ * each piece goes to every healthy server by reference (mb_chain_copy_ref)
+ * as WRITE UNSTABLE without waiting (at most --depth in flight per inode
+ * and server); the pieces stay referenced until each server's COMMIT
+ * answers with the verifier of its WRITE replies.
  * flush (every close), fsync and release COMMIT; a piece whose verifier
  * changed (a server restart) or that failed or was short is written again
  * FILE_SYNC from the kept pages. getattr, read and truncate wait for the
- * inode's WRITEs in flight first, so this client sees its own writes.
+ * inode's WRITEs in flight first, so this client sees its own writes. At
+ * the end (unmount or SIGTERM) files still open are COMMITted too.
  */
 #define _GNU_SOURCE
 #define FUSE_USE_VERSION 34
@@ -40,6 +43,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +89,8 @@ static void usage(FILE *f)
             "  --rsize BYTES        bytes per READ (suffixes K, M; default 1M, capped by FSINFO)\n"
             "  --wsize BYTES        bytes per WRITE (the same)\n"
             "  --depth N            WRITEs in flight per file (default 8)\n"
+            "  --max-write BYTES    FUSE's largest write request (default 1M); 1020K or less lets\n"
+            "                       libfuse splice written data without CAP_SYS_RESOURCE\n"
             "  --attr-timeout S     seconds the kernel caches attributes (default 1)\n"
             "  --entry-timeout S    seconds the kernel caches names (default 1)\n"
             "  --hard               retry for ever while the server is unreachable (default)\n"
@@ -189,9 +195,15 @@ static struct {
     pthread_mutex_t tab_mu;
     struct inode *tab[HASH_BUCKETS];
     uint32_t rsize, wsize;
+    uint32_t max_write;     /* FUSE's largest WRITE request (--max-write) */
     unsigned depth;
     double attr_timeout, entry_timeout;
     char machine[KRPC_AUTH_SYS_MAX_MACHINE + 1];
+    /* How written data came from FUSE (--status): WRITE requests and bytes
+     * read from libfuse's splice pipe, or from its buffer. */
+    int pipe_fits;            /* a pipe can hold a whole WRITE request (splice_fits) */
+    int splice_read;          /* FUSE_CAP_SPLICE_READ granted at init, and pipe_fits */
+    atomic_ullong writes_pipe, bytes_pipe, writes_buf, bytes_buf;
 } g = {.srv_mu = PTHREAD_MUTEX_INITIALIZER, .tab_mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* ---- NFS status -> errno, as a kernel NFS client returns them ----------------- */
@@ -970,13 +982,37 @@ static int commit_inode(struct inode *in)
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
     (void)userdata;
-    conn->max_write = MAX_IO;
+    conn->max_write = g.max_write;
     conn->max_read = MAX_IO;
     conn->max_readahead = MAX_IO;
     if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
         conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
     conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE; /* close-to-open needs our own write-behind */
     conn->want &= ~(unsigned)(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS); /* local locks, no NLM */
+    /* Written data by splice: libfuse splices each request from /dev/fuse
+     * into a pipe (the kernel puts references to its page-cache pages
+     * there) and hands a large WRITE's data to write_buf as that pipe,
+     * which op_write_buf reads straight into pool pages. libfuse falls back
+     * to read(2) when it cannot grow the pipe to a whole request (see
+     * splice_fits). */
+    if (conn->capable & FUSE_CAP_SPLICE_READ)
+        conn->want |= FUSE_CAP_SPLICE_READ;
+    if (!(conn->want & FUSE_CAP_SPLICE_READ))
+        fprintf(stderr, PROG ": written data comes through libfuse's buffer: the kernel does not offer splice\n");
+    else if (!g.pipe_fits)
+        fprintf(stderr, PROG ": written data comes through libfuse's buffer, not by splice: a pipe cannot hold "
+                "a whole request (max_write + 4 KiB = %u bytes is over fs.pipe-max-size, without "
+                "CAP_SYS_RESOURCE); --max-write 1020K or a larger fs.pipe-max-size allows splice\n",
+                g.max_write + 4096);
+    /* Not SPLICE_WRITE / SPLICE_MOVE: replies to READ go out with
+     * fuse_reply_iov straight from the reply's pool pages, one copy by the
+     * kernel into its page cache. libfuse 3.14 splices a memory bufvec by
+     * write(2)ing it into a pipe (a copy) and then splicing the pipe (a
+     * second copy unless the kernel can steal the pages), and without
+     * splice flattens a bufvec of several buffers into one (a copy):
+     * fuse_reply_data could only add copies here. */
+    conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
+    g.splice_read = (conn->want & FUSE_CAP_SPLICE_READ) && g.pipe_fits;
 }
 
 struct lookup_a {
@@ -1762,28 +1798,22 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     mb_chain_free(&all);
 }
 
-static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
-                     struct fuse_file_info *fi)
+/* The servers a write goes to (every healthy one whose handle is known or
+ * can be found, in *targets) after any deferred error and the bound on
+ * uncommitted bytes. 0 or an errno. */
+static int write_targets(struct inode *in, struct nfs3_fh fh[MAX_SRV], uint32_t *targets, unsigned *ntargets)
 {
-    struct inode *in = ino_of(ino);
-    struct mb_chain all = MB_CHAIN_INIT;
-    struct nfs3_fh fh[MAX_SRV];
-    uint32_t targets = 0;
-    unsigned ntargets = 0;
     uint64_t dirty;
-    size_t done = 0;
-    int err = 0;
+    int err;
 
-    (void)fi;
-    set_cred(req);
+    *targets = 0;
+    *ntargets = 0;
     pthread_mutex_lock(&in->mu);
     err = in->werr;
     dirty = in->dirty_bytes;
     pthread_mutex_unlock(&in->mu);
     if (!err && dirty >= MAX_DIRTY)
         err = commit_inode(in); /* bound the pages kept for resending */
-    /* The servers this write goes to: every healthy one whose handle is
-     * known or can be found. */
     for (unsigned s = 0; s < g.nsrv && !err; s++) {
         int rc;
         if (!healthy(s))
@@ -1793,41 +1823,72 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
             err = write_trouble("WRITE", s, rc);
             continue;
         }
-        targets |= 1u << s;
-        ntargets++;
+        *targets |= 1u << s;
+        (*ntargets)++;
     }
-    if (!err && ntargets == 0)
+    if (!err && *ntargets == 0)
         err = EIO; /* every server has failed */
-    if (err) {
-        fuse_reply_err(req, err);
-        return;
+    return err;
+}
+
+/* The one copy of a write's bytes: into fresh pool pages, from where
+ * libfuse put them. With splice (FUSE_CAP_SPLICE_READ) a large WRITE
+ * arrives as a pipe holding the kernel's page-cache pages by reference
+ * (FUSE_BUF_IS_FD), read here straight into the pool pages; otherwise as
+ * libfuse's buffer (which read(2) from /dev/fuse already filled: one more
+ * copy). Consumes bv (idx = count): libfuse empties the pipe of a request
+ * whose data was not taken. 0 or a negative errno. */
+static int bufvec_to_pages(struct fuse_bufvec *bv, struct mb_chain *out, int *from_pipe)
+{
+    *from_pipe = 0;
+    for (; bv->idx < bv->count; bv->idx++, bv->off = 0) {
+        const struct fuse_buf *b = &bv->buf[bv->idx];
+        size_t len = b->size - bv->off;
+        int rc;
+
+        if (b->flags & FUSE_BUF_IS_FD) {
+            *from_pipe = 1;
+            rc = mb_chain_append_pages_from_fd(out, b->fd, (b->flags & FUSE_BUF_FD_SEEK) ? b->pos + (off_t)bv->off : -1,
+                                               len);
+        } else {
+            rc = mb_chain_append_pages_from_buf(out, (const char *)b->mem + bv->off, len);
+        }
+        if (rc < 0)
+            return rc;
     }
-    /* The one copy: from the FUSE buffer into pool pages. From here on the
-     * pages go by reference (each server's WRITE call, the kept piece). */
-    if (mb_chain_append_pages_from_buf(&all, buf, size) != 0) {
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
+    return 0;
+}
+
+/* Sends all (pool pages, consumed) at off as wsize pieces, each to every
+ * target by reference, WRITE UNSTABLE, without waiting for the replies; the
+ * pieces are kept on the inode until COMMIT. Returns the bytes taken; *err
+ * says why it stopped short. */
+static size_t write_pieces(struct inode *in, struct mb_chain *all, off_t off, const struct nfs3_fh fh[MAX_SRV],
+                           uint32_t targets, unsigned ntargets, int *err)
+{
+    size_t size = all->len, done = 0;
+
+    *err = 0;
     while (done < size) {
         struct wpiece *p = calloc(1, sizeof *p);
         struct mb_chain rest = MB_CHAIN_INIT;
         uint32_t len = (uint32_t)(size - done < g.wsize ? size - done : g.wsize);
 
         if (!p) {
-            err = ENOMEM;
+            *err = ENOMEM;
             break;
         }
-        if (len < all.len && mb_chain_split(&all, len, &rest) != 0) {
+        if (len < all->len && mb_chain_split(all, len, &rest) != 0) {
             free(p);
-            err = ENOMEM;
+            *err = ENOMEM;
             break;
         }
         p->ino = in;
         p->off = (uint64_t)off + done;
         p->len = len;
         mb_chain_init(&p->data);
-        mb_chain_concat(&p->data, &all); /* the piece, kept until COMMIT */
-        mb_chain_concat(&all, &rest);
+        mb_chain_concat(&p->data, all); /* the piece, kept until COMMIT */
+        mb_chain_concat(all, &rest);
         pthread_mutex_lock(&in->mu);
         while (in->inflight >= g.depth * ntargets)
             pthread_cond_wait(&in->cv, &in->mu);
@@ -1849,7 +1910,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
             /* The same pages for every server, by reference: each record
              * layer seals them out of place, as they are shared. */
             if (mb_chain_copy_ref(&ref, &p->data, 0, p->data.len) != 0) {
-                err = ENOMEM;
+                *err = ENOMEM;
                 break;
             }
             pthread_mutex_lock(&in->mu);
@@ -1865,11 +1926,44 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
                 pthread_mutex_unlock(&in->mu);
             }
         }
-        if (err)
+        if (*err)
             break;
         done += len;
     }
-    mb_chain_free(&all);
+    mb_chain_free(all);
+    return done;
+}
+
+/* write: libfuse's write_buf, so that the data can come from a pipe
+ * (splice) rather than from libfuse's buffer. */
+static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bv, off_t off, struct fuse_file_info *fi)
+{
+    struct inode *in = ino_of(ino);
+    struct mb_chain all = MB_CHAIN_INIT;
+    struct nfs3_fh fh[MAX_SRV];
+    uint32_t targets;
+    unsigned ntargets;
+    size_t size = fuse_buf_size(bv), done;
+    int err, from_pipe, rc;
+
+    (void)fi;
+    set_cred(req);
+    err = write_targets(in, fh, &targets, &ntargets);
+    if (err) {
+        fuse_reply_err(req, err); /* the data is not taken; libfuse drops it */
+        return;
+    }
+    rc = bufvec_to_pages(bv, &all, &from_pipe);
+    if (rc < 0 || all.len != size) {
+        fprintf(stderr, PROG ": WRITE of %zu bytes at %lld: cannot take the data from FUSE: %s\n", size,
+                (long long)off, rc < 0 ? strerror(-rc) : "short");
+        mb_chain_free(&all);
+        fuse_reply_err(req, rc == -ENOMEM ? ENOMEM : EIO);
+        return;
+    }
+    atomic_fetch_add(from_pipe ? &g.writes_pipe : &g.writes_buf, 1);
+    atomic_fetch_add(from_pipe ? &g.bytes_pipe : &g.bytes_buf, size);
+    done = write_pieces(in, &all, off, fh, targets, ntargets, &err);
     if (err && done == 0)
         fuse_reply_err(req, err);
     else
@@ -2206,6 +2300,19 @@ static size_t status_lines(char *buf, size_t len, unsigned s)
     return n < 0 ? 0 : (size_t)n >= len ? len - 1 : (size_t)n;
 }
 
+/* The status line about FUSE itself: how written data reached us. */
+static size_t fuse_lines(char *buf, size_t len)
+{
+    int n = snprintf(buf, len,
+                     "fuse max_write=%u splice=%s writes_from_pipe=%llu bytes_from_pipe=%llu writes_from_buffer=%llu "
+                     "bytes_from_buffer=%llu\n",
+                     g.max_write, g.splice_read ? "on" : "off", (unsigned long long)atomic_load(&g.writes_pipe),
+                     (unsigned long long)atomic_load(&g.bytes_pipe), (unsigned long long)atomic_load(&g.writes_buf),
+                     (unsigned long long)atomic_load(&g.bytes_buf));
+
+    return n < 0 ? 0 : (size_t)n >= len ? len - 1 : (size_t)n;
+}
+
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
     char buf[8192];
@@ -2222,6 +2329,7 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
     for (unsigned s = 0; s < g.nsrv; s++)
         used += status_lines(buf + used, sizeof buf - used, s);
     pthread_mutex_unlock(&g.srv_mu);
+    used += fuse_lines(buf + used, sizeof buf - used);
     if (size == 0)
         fuse_reply_xattr(req, used);
     else if (size < used)
@@ -2249,7 +2357,7 @@ static const struct fuse_lowlevel_ops ops = {
     .open = op_open,
     .create = op_create,
     .read = op_read,
-    .write = op_write,
+    .write_buf = op_write_buf,
     .flush = op_flush,
     .fsync = op_fsync,
     .release = op_release,
@@ -2400,6 +2508,56 @@ static int srv_open(unsigned s, const char *url, const struct conn_opts *o)
     return 0;
 }
 
+/* Whether libfuse can splice a whole WRITE request: it grows its pipe to
+ * max_write + 4 KiB (its header room) and reads from /dev/fuse instead
+ * when it cannot; a pipe over fs.pipe-max-size (1 MiB by default) needs
+ * CAP_SYS_RESOURCE. */
+static int splice_fits(uint32_t max_write)
+{
+    int p[2], fits;
+
+    if (pipe(p) != 0)
+        return 0;
+    fits = fcntl(p[0], F_SETPIPE_SZ, (int)(max_write + 4096)) >= 0;
+    close(p[0]);
+    close(p[1]);
+    return fits;
+}
+
+/* At the end of the FUSE loop (its workers have all returned, so nothing
+ * else touches the inode table): COMMITs every inode that still holds
+ * written pieces, with the mount's own credential, and says so. 0 when
+ * every such inode is committed on every healthy server. */
+static int commit_all(void)
+{
+    unsigned files = 0, failed = 0;
+    uint64_t bytes = 0;
+
+    for (unsigned b = 0; b < HASH_BUCKETS; b++)
+        for (struct inode *in = g.tab[b]; in; in = in->hnext) {
+            uint64_t dirty;
+            int err;
+
+            pthread_mutex_lock(&in->mu);
+            dirty = in->dirty ? in->dirty_bytes : 0;
+            pthread_mutex_unlock(&in->mu);
+            if (dirty == 0)
+                continue;
+            err = commit_inode(in);
+            files++;
+            bytes += dirty;
+            if (err) {
+                failed++;
+                fprintf(stderr, PROG ": at unmount: %s: written data not committed: %s\n",
+                        in->name ? in->name : "(unlinked file)", strerror(err));
+            }
+        }
+    if (files > 0)
+        fprintf(stderr, PROG ": at unmount: committed %llu bytes of %u open file%s%s\n", (unsigned long long)bytes,
+                files, files == 1 ? "" : "s", failed ? " (some failed, see above)" : "");
+    return failed ? -1 : 0;
+}
+
 /* rpctls-mount --status MOUNTPOINT: prints the mount's status attribute.
  * Exit 0 when every server is healthy, 3 when one has failed, 1 when the
  * status cannot be read. */
@@ -2445,7 +2603,7 @@ static void log_counters(void)
 }
 
 enum {
-    O_TLS = 256, O_NOTLS, O_CA, O_CERT, O_KEY, O_SNI, O_KEYLOG, O_RSIZE, O_WSIZE, O_DEPTH, O_ATTR, O_ENTRY,
+    O_TLS = 256, O_NOTLS, O_CA, O_CERT, O_KEY, O_SNI, O_KEYLOG, O_RSIZE, O_WSIZE, O_MAXWRITE, O_DEPTH, O_ATTR, O_ENTRY,
     O_HARD, O_SOFT, O_TIMEO, O_RETRANS, O_RO, O_MIRROR, O_STRICT, O_STATUS,
 };
 
@@ -2457,6 +2615,7 @@ int main(int argc, char **argv)
         {"key", required_argument, NULL, O_KEY},    {"server-name", required_argument, NULL, O_SNI},
         {"keylog", required_argument, NULL, O_KEYLOG}, {"rsize", required_argument, NULL, O_RSIZE},
         {"wsize", required_argument, NULL, O_WSIZE}, {"depth", required_argument, NULL, O_DEPTH},
+        {"max-write", required_argument, NULL, O_MAXWRITE},
         {"attr-timeout", required_argument, NULL, O_ATTR}, {"entry-timeout", required_argument, NULL, O_ENTRY},
         {"hard", no_argument, NULL, O_HARD},        {"soft", no_argument, NULL, O_SOFT},
         {"timeo", required_argument, NULL, O_TIMEO}, {"retrans", required_argument, NULL, O_RETRANS},
@@ -2470,12 +2629,12 @@ int main(int argc, char **argv)
     struct conn_opts co;
     const char *mirrors[MAX_SRV - 1], *url, *mnt;
     unsigned nmirrors = 0;
-    int ro = 0, foreground = 0, debug = 0, c, ret = 1;
+    int ro = 0, foreground = 0, debug = 0, c, rc, ret = 1;
 
     memset(&co, 0, sizeof co);
     co.tls = -1;
     co.retrans = 3;
-    g.rsize = g.wsize = MAX_IO;
+    g.rsize = g.wsize = g.max_write = MAX_IO;
     g.depth = 8;
     g.attr_timeout = g.entry_timeout = 1.0;
     if (fuse_opt_add_arg(&fargs, argv[0]) != 0)
@@ -2491,6 +2650,7 @@ int main(int argc, char **argv)
         case O_KEYLOG: co.keylog = optarg; break;
         case O_RSIZE: g.rsize = parse_size(optarg, "--rsize"); break;
         case O_WSIZE: g.wsize = parse_size(optarg, "--wsize"); break;
+        case O_MAXWRITE: g.max_write = parse_size(optarg, "--max-write"); break;
         case O_DEPTH: g.depth = (unsigned)parse_long(optarg, "--depth", 1, 64); break;
         case O_ATTR: g.attr_timeout = parse_seconds(optarg, "--attr-timeout"); break;
         case O_ENTRY: g.entry_timeout = parse_seconds(optarg, "--entry-timeout"); break;
@@ -2550,6 +2710,7 @@ int main(int argc, char **argv)
     for (unsigned s = 1; s < g.nsrv; s++)
         inode_learn(&g.root, s, &g.srv[s].root);
 
+    g.pipe_fits = splice_fits(g.max_write);
     se = fuse_session_new(&fargs, &ops, sizeof ops, NULL);
     if (!se)
         goto out;
@@ -2573,7 +2734,16 @@ int main(int argc, char **argv)
     memset(&lc, 0, sizeof lc);
     lc.clone_fd = 0;
     lc.max_idle_threads = 16;
-    ret = fuse_session_loop_mt(se, &lc) == 0 ? 0 : 1;
+    rc = fuse_session_loop_mt(se, &lc);
+    /* An unmount (fusermount3 -u, umount) ends the loop with 0; SIGTERM,
+     * SIGINT and SIGHUP with the signal's number (libfuse 3.14): both are
+     * the clean end that was asked for. */
+    ret = rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP ? 0 : 1;
+    /* Files still open (SIGTERM while a program writes) have written data
+     * that no close or fsync has COMMITted yet: commit it now, while the
+     * servers' loop threads still run. */
+    if (commit_all() != 0)
+        ret = 1;
 out_unmount:
     fuse_session_unmount(se);
 out_handlers:

@@ -12,6 +12,7 @@ int bench_tls(int argc, char **argv);
 int bench_rpc(int argc, char **argv);
 int bench_mirror(int argc, char **argv);
 int bench_server(int argc, char **argv);
+int bench_mount(int argc, char **argv);
 
 double bench_now(void); /* CLOCK_MONOTONIC seconds */
 /* CPU seconds of the calling thread / of the whole process (user + system).
