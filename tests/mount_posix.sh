@@ -112,9 +112,9 @@ if command -v git >/dev/null; then
 else
     bad "git is not installed"
 fi
-check "tar -x then diff -r" sh -c '
+check "tar -x of 3,000 files then diff -r" sh -c '
     mkdir -p "'"$T"'/tree" && cd "'"$T"'/tree" &&
-    for d in $(seq 1 20); do mkdir d$d; for f in $(seq 1 50); do echo "$d/$f" > d$d/f$f; done; done &&
+    for d in $(seq 1 30); do mkdir d$d; for f in $(seq 1 100); do echo "$d/$f" > d$d/f$f; done; done &&
     ln -s d1/f1 link && tar -cf "'"$T"'/tree.tar" . && mkdir "'"$MNT2"'/untar" &&
     tar -xf "'"$T"'/tree.tar" -C "'"$MNT2"'/untar" && diff -r "'"$T"'/tree" "'"$MNT2"'/untar" &&
     diff -r "'"$T"'/tree" "'"$EXP"'/untar"'
