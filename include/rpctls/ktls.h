@@ -6,7 +6,7 @@
  * encrypts them (TX) and parses and decrypts records from any segmentation of
  * the byte stream (RX). OpenSSL is no longer involved after the hand-off.
  *
- * TX modes (DESIGN.md section 4):
+ * TX modes (docs/ktls.md, "TX"):
  *   KTLS_TX_AUTO        in place if the record's plaintext is exclusively
  *                       owned and writable, out of place otherwise (default);
  *   KTLS_TX_OUTOFPLACE  always encrypt into fresh pool pages;
