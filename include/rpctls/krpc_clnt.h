@@ -121,7 +121,10 @@ int krpc_call_cred(struct krpc_clnt *cl, uint32_t proc, const struct krpc_cred *
  * "AUTH_ERROR: AUTH_TOOWEAK" and so on. */
 int krpc_reply_status(const struct krpc_reply_hdr *h, char *buf, size_t len);
 unsigned krpc_clnt_outstanding(const struct krpc_clnt *cl);
-const struct krpc_clnt_stats *krpc_clnt_stats(const struct krpc_clnt *cl);
+/* The counters, copied into out. */
+void krpc_clnt_stats_get(const struct krpc_clnt *cl, struct krpc_clnt_stats *out);
+/* The same into a snapshot kept in the client, refreshed on each call. */
+const struct krpc_clnt_stats *krpc_clnt_stats(struct krpc_clnt *cl);
 /* Record-layer counters summed over every TLS session this client made. */
 void krpc_clnt_tls_stats(const struct krpc_clnt *cl, struct ktls_stats *out);
 int krpc_clnt_is_tls(const struct krpc_clnt *cl); /* current connection */

@@ -738,15 +738,19 @@ unsigned krpc_clnt_outstanding(const struct krpc_clnt *cl)
     return cl->ncalls;
 }
 
-const struct krpc_clnt_stats *krpc_clnt_stats(const struct krpc_clnt *ccl)
+void krpc_clnt_stats_get(const struct krpc_clnt *cl, struct krpc_clnt_stats *out)
 {
-    struct krpc_clnt *cl = (struct krpc_clnt *)ccl; /* stats_out is a cache */
-
-    cl->stats_out = cl->stats;
-    for (struct clnt_connctx *ctx = cl->ctxs; ctx; ctx = ctx->next) {
-        cl->stats_out.bytes_sent += krpc_conn_bytes_sent(ctx->conn);
-        cl->stats_out.bytes_received += krpc_conn_bytes_received(ctx->conn);
+    /* cl->stats counts the bytes of closed connections; the live ones add theirs. */
+    *out = cl->stats;
+    for (const struct clnt_connctx *ctx = cl->ctxs; ctx; ctx = ctx->next) {
+        out->bytes_sent += krpc_conn_bytes_sent(ctx->conn);
+        out->bytes_received += krpc_conn_bytes_received(ctx->conn);
     }
+}
+
+const struct krpc_clnt_stats *krpc_clnt_stats(struct krpc_clnt *cl)
+{
+    krpc_clnt_stats_get(cl, &cl->stats_out);
     return &cl->stats_out;
 }
 

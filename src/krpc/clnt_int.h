@@ -82,7 +82,7 @@ struct krpc_clnt {
     char last_error[512];
 
     struct krpc_clnt_stats stats; /* bytes of closed connections only */
-    struct krpc_clnt_stats stats_out;
+    struct krpc_clnt_stats stats_out; /* what krpc_clnt_stats() last returned */
     struct ktls_stats tls_closed; /* sessions already closed */
 };
 

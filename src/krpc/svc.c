@@ -144,7 +144,7 @@ struct krpc_svc {
     struct svc_ratelimit rl;
     size_t queue_limit;
     struct krpc_svc_stats st;     /* atomic counters */
-    struct krpc_svc_stats *snap;  /* what krpc_svc_stats() returns */
+    struct krpc_svc_stats snap;   /* what krpc_svc_stats() last returned */
     void (*free_hook)(void *arg); /* krpc_svc_set_free_hook */
     void *free_hook_arg;
 };
@@ -1270,10 +1270,9 @@ static int svc_create(struct krpc_loop *loop, const struct krpc_svc_config *cfg,
         }
     }
 
-    svc->snap = calloc(1, sizeof(*svc->snap));
     svc->nloops = loop != NULL && svc->cfg.threads > 1 ? svc->cfg.threads : 1;
     svc->loops = calloc(svc->nloops, sizeof(*svc->loops));
-    if (svc->snap == NULL || svc->loops == NULL) {
+    if (svc->loops == NULL) {
         ret = -ENOMEM;
         goto fail;
     }
@@ -1443,6 +1442,22 @@ int krpc_svc_register(struct krpc_svc *svc, const struct krpc_prog_desc *prog)
     return 0;
 }
 
+int krpc_svc_unregister(struct krpc_svc *svc, uint32_t prog, uint32_t vers)
+{
+    if (svc == NULL)
+        return -EINVAL;
+    if (__atomic_load_n(&svc->started, __ATOMIC_ACQUIRE))
+        return -EBUSY;
+    for (size_t i = 0; i < svc->nprogs; i++) {
+        if (svc->progs[i].prog == prog && svc->progs[i].vers == vers) {
+            /* Order does not matter: dispatch searches the whole table. */
+            svc->progs[i] = svc->progs[--svc->nprogs];
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
 int krpc_svc_addr(const struct krpc_svc *svc, struct sockaddr_storage *ss, socklen_t *len)
 {
     if (svc == NULL || svc->lfd < 0)
@@ -1510,10 +1525,10 @@ void krpc_svc_stats_get(const struct krpc_svc *svc, struct krpc_svc_stats *out)
     out->mem_used = __atomic_load_n(&svc->mem.used, __ATOMIC_RELAXED);
 }
 
-const struct krpc_svc_stats *krpc_svc_stats(const struct krpc_svc *svc)
+const struct krpc_svc_stats *krpc_svc_stats(struct krpc_svc *svc)
 {
-    krpc_svc_stats_get(svc, svc->snap);
-    return svc->snap;
+    krpc_svc_stats_get(svc, &svc->snap);
+    return &svc->snap;
 }
 
 int krpc_svc_reload_tls(struct krpc_svc *svc, const struct ktls_config *cfg, char *err, size_t errlen)
@@ -1610,7 +1625,6 @@ void krpc_svc_free(struct krpc_svc *svc)
     pthread_mutex_destroy(&svc->handler_lock);
     pthread_mutex_destroy(&svc->rl.lock);
     free(svc->loops);
-    free(svc->snap);
     free(svc->progs);
     free(svc);
 }

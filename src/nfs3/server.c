@@ -59,7 +59,8 @@ struct nfs3_srv {
     struct nfsd_exports ex; /* one namespace per export; the table is immutable after nfs3_srv_new */
     uint8_t write_verf[NFS3_WRITEVERFSIZE];
     char *state_dir;
-    struct nfs3_srv_stats st;
+    struct nfs3_srv_stats st;  /* atomic counters (STAT_ADD); walks is counted by each export */
+    struct nfs3_srv_stats snap; /* what nfs3_srv_stats() last returned */
     struct nfsd_idctx idc;     /* the server's own ids; can_switch */
     char domain[256];          /* tlscertuser: the domain client certificates must name */
     struct nfsd_pool *pool;    /* NULL: io_threads 0, file-system work on the loop */
@@ -1297,13 +1298,17 @@ int nfs3_srv_new(struct krpc_svc *svc, const struct nfs3_srv_config *cfg, struct
          * So the server's loops run them in parallel. */
         struct krpc_prog_desc p = {NFS3_MNT_PROGRAM, NFS3_MNT_VERSION, NFS3_MNT_NPROCS, mnt_procs, s,
                                    KRPC_PROG_MT_SAFE | (cfg->mount_requires_tls ? 0u : KRPC_PROG_PLAIN_OK)};
+        struct krpc_prog_desc n = {NFS3_PROGRAM, NFS3_VERSION, NFS3_NPROCS, nfs_procs, s, KRPC_PROG_MT_SAFE};
         ret = krpc_svc_register(svc, &p);
-        if (ret == 0) {
-            struct krpc_prog_desc n = {NFS3_PROGRAM, NFS3_VERSION, NFS3_NPROCS, nfs_procs, s, KRPC_PROG_MT_SAFE};
-            ret = krpc_svc_register(svc, &n);
-        }
         if (ret != 0) {
-            snprintf(err, errlen, "registering MOUNT/NFS programs: %s", strerror(-ret));
+            snprintf(err, errlen, "registering MOUNT: %s", strerror(-ret));
+            goto fail;
+        }
+        ret = krpc_svc_register(svc, &n);
+        if (ret != 0) {
+            /* MOUNT's handlers point at s, which is freed below. */
+            krpc_svc_unregister(svc, NFS3_MNT_PROGRAM, NFS3_MNT_VERSION);
+            snprintf(err, errlen, "registering NFS: %s", strerror(-ret));
             goto fail;
         }
     }
@@ -1366,11 +1371,23 @@ void nfs3_srv_root_fh(const struct nfs3_srv *s, struct nfs3_fh *out)
     nfsd_fh_make(&be->fh, be->rootino, be->rootgen, out);
 }
 
-const struct nfs3_srv_stats *nfs3_srv_stats(const struct nfs3_srv *s)
+void nfs3_srv_stats_get(const struct nfs3_srv *s, struct nfs3_srv_stats *out)
 {
-    uint64_t walks = 0;
+    /* Every field is a uint64_t counter that workers and loops bump at
+     * once: copy them one by one with atomic loads. */
+    const uint64_t *src = (const uint64_t *)&s->st;
+    uint64_t *dst = (uint64_t *)out;
+
+    _Static_assert(sizeof(struct nfs3_srv_stats) % sizeof(uint64_t) == 0, "stats are uint64_t counters");
+    for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
+        dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+    out->walks = 0;
     for (size_t i = 0; i < s->ex.n; i++)
-        walks += nfsd_be_walks(&s->ex.v[i].be); /* under each namespace's lock: workers walk meanwhile */
-    ((struct nfs3_srv *)s)->st.walks = walks;
-    return &s->st;
+        out->walks += nfsd_be_walks(&s->ex.v[i].be); /* under each namespace's lock: workers walk meanwhile */
+}
+
+const struct nfs3_srv_stats *nfs3_srv_stats(struct nfs3_srv *s)
+{
+    nfs3_srv_stats_get(s, &s->snap);
+    return &s->snap;
 }
