@@ -6,7 +6,11 @@
  *     no MOUNT registration behind pointing at the server it freed: MOUNT
  *     answers PROG_UNAVAIL, and a second nfs3_srv_new succeeds once NFS is
  *     free;
- *   - the counters: nfs3_srv_stats_get copies them from a const server.
+ *   - the counters: nfs3_srv_stats_get copies them from a const server;
+ *   - the procedure table: every NFSv3 procedure decodes its arguments
+ *     (empty ones are GARBAGE_ARGS), and exactly the procedures that must
+ *     not run twice are answered from the duplicate-request cache when
+ *     retransmitted.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -141,6 +145,41 @@ static void test_register_failure(void)
     nfs3_srv_free(srv);
 }
 
+static void test_procedure_table(void)
+{
+    /* RFC 1813 procedures whose replies the server caches (docs/nfs3-server.md). */
+    static const uint32_t once[] = {NFS3_PROC_SETATTR, NFS3_PROC_CREATE, NFS3_PROC_MKDIR, NFS3_PROC_SYMLINK,
+                                    NFS3_PROC_MKNOD,   NFS3_PROC_REMOVE, NFS3_PROC_RMDIR, NFS3_PROC_RENAME,
+                                    NFS3_PROC_LINK};
+    struct krpc_svc_config cfg;
+    struct nfs3_srv_config scfg;
+    struct krpc_svc *svc = NULL;
+    struct nfs3_srv *srv = NULL;
+    char err[256];
+
+    memset(&cfg, 0, sizeof(cfg));
+    REQUIRE(krpc_svc_new_detached(&cfg, &svc) == 0);
+    srv_config(&scfg);
+    REQUIRE(nfs3_srv_new(svc, &scfg, &srv, err, sizeof(err)) == 0);
+    for (uint32_t proc = 1; proc < NFS3_NPROCS; proc++) {
+        struct krpc_svc_stats before, after;
+        int cached = 0;
+        for (size_t i = 0; i < sizeof(once) / sizeof(once[0]); i++)
+            cached |= once[i] == proc;
+        krpc_svc_stats_get(svc, &before);
+        CHECK_EQ(dispatch(svc, NFS3_PROGRAM, NFS3_VERSION, proc, NULL, NULL), KRPC_GARBAGE_ARGS);
+        CHECK_EQ(dispatch(svc, NFS3_PROGRAM, NFS3_VERSION, proc, NULL, NULL), KRPC_GARBAGE_ARGS);
+        krpc_svc_stats_get(svc, &after);
+        if (after.drc_hits - before.drc_hits != (uint64_t)cached)
+            fprintf(stderr, "  %s: %llu answers from the cache, want %d\n", nfs3_proc_name(proc),
+                    (unsigned long long)(after.drc_hits - before.drc_hits), cached);
+        CHECK_EQ(after.drc_hits - before.drc_hits, cached);
+    }
+    CHECK_EQ(dispatch(svc, NFS3_PROGRAM, NFS3_VERSION, NFS3_NPROCS, NULL, NULL), KRPC_PROC_UNAVAIL);
+    krpc_svc_free(svc);
+    nfs3_srv_free(srv);
+}
+
 int main(void)
 {
     const char *tmp = getenv("TMPDIR");
@@ -163,6 +202,7 @@ int main(void)
             memcpy(g_export, real, strlen(real) + 1);
     }
     TEST_RUN(test_register_failure);
+    TEST_RUN(test_procedure_table);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_base);
     if (system(cmd) != 0)
         fprintf(stderr, "cleanup of %s failed\n", g_base);
