@@ -99,7 +99,26 @@ struct krpc_clnt;
 typedef void (*krpc_call_fn)(struct krpc_clnt *cl, int status, struct krpc_reply *reply, void *arg);
 
 int krpc_clnt_new(struct krpc_loop *loop, const struct krpc_clnt_config *cfg, struct krpc_clnt **out);
-/* Fails every outstanding call with -ECANCELED, closes the connection. */
+/*
+ * Closing, asynchronous as libuv's uv_close. krpc_clnt_close fails every
+ * outstanding call with -ECANCELED -- their callbacks run before it
+ * returns, so nothing the caller owns is touched by the client afterwards
+ * -- makes new calls fail with -ECANCELED and closes the connections. When
+ * every connection has closed (its socket is gone from the loop), cb (if
+ * not NULL) runs from the loop, never inside krpc_clnt_close, and the
+ * client's memory is released after cb returns. Called inside one of the
+ * client's own callbacks (a reply's, say), the same happens as that
+ * callback returns. The client must not be used after krpc_clnt_close
+ * except by cb; closing it again before cb has run is ignored.
+ *
+ * The loop must run, or be freed, for the close to finish: krpc_loop_free
+ * finishes every close still under way (cb runs then), so
+ * "krpc_clnt_free(cl); krpc_loop_free(loop);" leaks nothing. Nothing but
+ * this client's callbacks runs inside krpc_clnt_close or krpc_clnt_free.
+ */
+typedef void (*krpc_clnt_close_fn)(struct krpc_clnt *cl, void *arg);
+void krpc_clnt_close(struct krpc_clnt *cl, krpc_clnt_close_fn cb, void *arg);
+/* krpc_clnt_close without a callback. */
 void krpc_clnt_free(struct krpc_clnt *cl);
 /* Starts a call; args (consumed) are the encoded arguments. The callback
  * always runs later from the loop, never from inside this call. *xid (if not

@@ -1249,10 +1249,7 @@ static void svc_loop_free(struct svc_loop *sl)
         sl->efd = -1;
     }
     if (sl->owned && sl->loop != NULL) {
-        /* Let closing connections finish their callbacks first. */
-        for (int i = 0; i < 10 && krpc_loop_run_once(sl->loop, 0) > 0; i++)
-            ;
-        krpc_loop_free(sl->loop);
+        krpc_loop_free(sl->loop); /* it finishes whatever close is still under way */
         sl->loop = NULL;
     }
     pthread_mutex_destroy(&sl->qlock);
