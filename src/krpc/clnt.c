@@ -34,8 +34,12 @@ void clnt_enter(struct krpc_clnt *cl)
 
 void clnt_leave(struct krpc_clnt *cl)
 {
-    if (--cl->depth == 0 && cl->close_pending)
+    if (--cl->depth > 0)
+        return;
+    if (cl->close_pending)
         close_teardown(cl);
+    else
+        clnt_close_progress(cl);
 }
 
 /* ---- XID table ------------------------------------------------------------ */
@@ -610,9 +614,9 @@ static void cancel_call(struct krpc_clnt *cl, uint32_t xid, int err)
     struct clnt_call *c = call_lookup(cl, xid);
 
     if (c) {
-        clnt_enter(cl);
+        clnt_enter(cl); /* the callback (blocking_cb) runs now */
         complete_call(cl, c, err, NULL);
-        clnt_leave(cl);
+        cl->depth--; /* not clnt_leave: blocking_cb closes nothing, and cl is used below */
     }
     /* Or the completion is already queued on the done list. */
     for (struct clnt_call **pp = &cl->done_head; *pp; pp = &(*pp)->done_next) {
@@ -803,18 +807,18 @@ static void close_teardown(struct krpc_clnt *cl)
     krpc_timer_cancel(cl->loop, &cl->conn_timer);
     krpc_timer_cancel(cl->loop, &cl->reconnect_timer);
     krpc_timer_cancel(cl->loop, &cl->done_timer);
-    cl->depth++; /* the callbacks below run directly; a close inside one is ignored */
+    clnt_enter(cl); /* the callbacks below run directly; a close inside one is ignored */
     deliver_done(cl);
     while (cl->head)
         complete_call(cl, cl->head, -ECANCELED, NULL);
     clnt_conn_close_all(cl);
-    cl->depth--;
-    clnt_close_progress(cl);
+    clnt_leave(cl); /* with no connection left, the close timer is armed now */
 }
 
 void clnt_close_progress(struct krpc_clnt *cl)
 {
-    if (!cl->closing || cl->close_pending || cl->ctxs != NULL)
+    /* Not while a callback of ours is on the stack: clnt_leave calls again. */
+    if (!cl->closing || cl->close_pending || cl->depth > 0 || cl->ctxs != NULL)
         return;
     if (krpc_timer_arm(cl->loop, &cl->close_timer, 0) < 0) {
         /* No memory for the timer's heap slot: finish now rather than

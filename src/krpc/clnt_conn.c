@@ -588,10 +588,13 @@ void clnt_rekey_reconnect(struct krpc_clnt *cl)
 
 void clnt_conn_close_all(struct krpc_clnt *cl)
 {
-    struct clnt_connctx *ctx;
+    struct clnt_connctx *ctx, *next;
 
     cl->ctx = NULL;
-    for (ctx = cl->ctxs; ctx; ctx = ctx->next) {
+    /* next first: a close that cannot arm its timer runs on_close at once,
+     * which unlinks and frees the context. */
+    for (ctx = cl->ctxs; ctx; ctx = next) {
+        next = ctx->next;
         if (!ctx->closing) {
             ctx->closing = 1;
             krpc_conn_close(ctx->conn, -ECANCELED);
