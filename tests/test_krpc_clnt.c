@@ -245,6 +245,46 @@ static void test_many_outstanding(void)
     krpc_loop_free(loop);
 }
 
+/* ---- counters ------------------------------------------------------------------------------------ */
+
+/* krpc_clnt_stats_get fills the caller's struct from a const client, so two
+ * snapshots can be compared; krpc_clnt_stats returns the client's own
+ * snapshot, which the next call overwrites. */
+static void test_stats_snapshots(void)
+{
+    struct krpc_loop *loop;
+    struct krpc_svc *svc;
+    struct krpc_clnt *cl;
+    const struct krpc_clnt *ccl;
+    struct krpc_clnt_config cc;
+    struct krpc_clnt_stats before, after;
+    struct krpc_svc_stats ss;
+    struct krpc_reply rep;
+
+    REQUIRE(krpc_loop_new(&loop) == 0);
+    svc = start_svc(loop, KRPC_SVC_TLS_OFF);
+    REQUIRE(svc);
+    base_cfg(&cc, svc);
+    REQUIRE(krpc_clnt_new(loop, &cc, &cl) == 0);
+    ccl = cl;
+    krpc_clnt_stats_get(ccl, &before);
+    CHECK(krpc_call(cl, P_NULL, NULL, &rep) == 0);
+    krpc_reply_free(&rep);
+    krpc_clnt_stats_get(ccl, &after);
+    CHECK_EQ(before.calls, 0);
+    CHECK_EQ(after.calls - before.calls, 1);
+    CHECK_EQ(after.replies - before.replies, 1);
+    CHECK(after.bytes_sent > before.bytes_sent && after.bytes_received > before.bytes_received);
+    CHECK_EQ(krpc_clnt_stats(cl)->calls, after.calls);
+    CHECK_EQ(krpc_clnt_stats(cl)->bytes_sent, after.bytes_sent);
+    krpc_svc_stats_get(svc, &ss);
+    CHECK_EQ(ss.calls, 1);
+    CHECK_EQ(krpc_svc_stats(svc)->calls, ss.calls);
+    krpc_clnt_free(cl);
+    svc_free_drain(loop, svc);
+    krpc_loop_free(loop);
+}
+
 /* ---- AUTH_SYS and the blocking wrapper ------------------------------------------ */
 
 static void test_auth_sys_blocking(void)
@@ -1003,6 +1043,7 @@ int main(void)
 {
     have_certs = tu_certs_create(&certs) == 0;
     TEST_RUN(test_many_outstanding);
+    TEST_RUN(test_stats_snapshots);
     TEST_RUN(test_auth_sys_blocking);
     TEST_RUN(test_error_replies);
     TEST_RUN(test_timeout_retry_limit);

@@ -1,7 +1,8 @@
 /*
  * test_krpc_loop.c - the epoll event loop: timer order, cancel and re-arm
  * from callbacks, fd removal from another fd's callback, stop from another
- * thread, run timeouts.
+ * thread, run timeouts; krpc_loop_free finishing the close timers still
+ * armed (and those they arm) and running no other timer.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -417,6 +418,65 @@ static void test_run_timeout(void)
     CHECK(dt >= 19 && dt < 1000);
 }
 
+/* ---- krpc_loop_free runs close timers, and only those -------------------- */
+
+struct close_obj {
+    struct krpc_timer t;
+    struct order_log *log;
+    int id;
+    struct close_obj *next_to_close; /* armed by this one's close: a client after its connection */
+    struct krpc_loop *loop;
+};
+
+static void close_obj_fn(struct krpc_loop *loop, struct krpc_timer *t, void *arg)
+{
+    struct close_obj *o = arg;
+
+    CHECK(loop == o->loop);
+    CHECK(!t->armed);
+    if (o->log->n < 64)
+        o->log->seq[o->log->n++] = o->id;
+    if (o->next_to_close != NULL)
+        CHECK(krpc_timer_arm(loop, &o->next_to_close->t, 0) == 0);
+}
+
+static void test_free_finishes_closes(void)
+{
+    struct krpc_loop *loop;
+    struct order_log log;
+    struct close_obj c[4];
+    struct order_timer plain;
+
+    memset(&log, 0, sizeof(log));
+    memset(c, 0, sizeof(c));
+    REQUIRE(krpc_loop_new(&loop) == 0);
+    for (int i = 0; i < 4; i++) {
+        krpc_timer_init_close(&c[i].t, close_obj_fn, &c[i]);
+        c[i].log = &log;
+        c[i].id = i + 1;
+        c[i].loop = loop;
+    }
+    /* 1 due in an hour, 2 now and arming 4 (not armed itself), 3 in a minute. */
+    c[1].next_to_close = &c[3];
+    CHECK(krpc_timer_arm(loop, &c[0].t, 3600000) == 0);
+    CHECK(krpc_timer_arm(loop, &c[1].t, 0) == 0);
+    CHECK(krpc_timer_arm(loop, &c[2].t, 60000) == 0);
+    /* An ordinary timer is dropped, not run. */
+    krpc_timer_init(&plain.t, order_fn, &plain);
+    plain.log = &log;
+    plain.id = 99;
+    CHECK(krpc_timer_arm(loop, &plain.t, 0) == 0);
+    krpc_loop_free(loop);
+    CHECK_EQ(log.n, 4);
+    CHECK_EQ(log.seq[0], 2);
+    CHECK_EQ(log.seq[1], 4); /* armed by 2 with delay 0: due before 3 and 1 */
+    CHECK_EQ(log.seq[2], 3);
+    CHECK_EQ(log.seq[3], 1);
+    CHECK(!plain.t.armed);
+    for (int i = 0; i < 4; i++)
+        CHECK(!c[i].t.armed);
+}
+
 int main(void)
 {
     TEST_RUN(test_timer_order);
@@ -426,5 +486,6 @@ int main(void)
     TEST_RUN(test_fd_mutual_removal);
     TEST_RUN(test_stop_from_thread);
     TEST_RUN(test_run_timeout);
+    TEST_RUN(test_free_finishes_closes);
     return test_summary();
 }

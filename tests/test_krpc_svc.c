@@ -530,6 +530,186 @@ static void test_detached_dispatch(void)
     krpc_svc_free(svc);
 }
 
+/* Every way dispatch ends, on a detached server: the action, the reply, and
+ * exactly one counter of its own moved (besides calls and replies), so no
+ * outcome is counted twice or not at all. */
+static struct krpc_svc_req *vd_held;
+static unsigned vd_execs;
+
+static int vd_count(struct krpc_svc_req *req, struct krpc_xdr_dec *args, struct krpc_xdr_enc *res, void *arg)
+{
+    (void)req;
+    (void)args;
+    (void)arg;
+    krpc_xdr_put_u32(res, ++vd_execs);
+    return KRPC_SUCCESS;
+}
+
+static int vd_defer(struct krpc_svc_req *req, struct krpc_xdr_dec *args, struct krpc_xdr_enc *res, void *arg)
+{
+    (void)args;
+    (void)res;
+    (void)arg;
+    vd_held = req;
+    return KRPC_SVC_DEFER;
+}
+
+enum { VD_NULL = 0, VD_COUNT = 1, VD_DEFER = 2, VD_NOPROC = 3, VD_NPROCS = 4 };
+static const struct krpc_proc_desc vd_procs[VD_NPROCS] = {
+    [VD_NULL] = {NULL, KRPC_PROC_IDEMPOTENT, "NULL"},
+    [VD_COUNT] = {vd_count, 0, "COUNT"},
+    [VD_DEFER] = {vd_defer, 0, "DEFER"},
+    [VD_NOPROC] = {NULL, 0, "NOPROC"},
+};
+
+#define NO_FIELD SIZE_MAX
+#define FIELD(f) offsetof(struct krpc_svc_stats, f)
+
+static void test_verdicts_counted_once(void)
+{
+    enum mangle { M_NONE, M_SHORT, M_REPLY, M_RPCVERS, M_BIGCRED };
+    static const struct {
+        const char *what;
+        enum krpc_svc_tls tls;
+        uint32_t xid, prog, vers, proc, flavor;
+        enum mangle mangle;
+        int act;                  /* enum krpc_svc_action */
+        uint32_t reply_stat, stat, auth; /* stat: accept_stat, or reject_stat when denied */
+        size_t field;             /* the one other counter that moves by one */
+        int call, reply;          /* calls and replies move by this */
+    } cases[] = {
+        {"too short", KRPC_SVC_TLS_OFF, 1, TP_PROG, TP_VERS_LO, VD_NULL, KRPC_AUTH_NONE, M_SHORT,
+         KRPC_SVC_ACT_CLOSE, 0, 0, 0, FIELD(closed_malformed), 0, 0},
+        {"a REPLY", KRPC_SVC_TLS_OFF, 2, TP_PROG, TP_VERS_LO, VD_NULL, KRPC_AUTH_NONE, M_REPLY, KRPC_SVC_ACT_CLOSE,
+         0, 0, 0, FIELD(closed_malformed), 0, 0},
+        {"RPC version 3", KRPC_SVC_TLS_OFF, 3, TP_PROG, TP_VERS_LO, VD_NULL, KRPC_AUTH_NONE, M_RPCVERS,
+         KRPC_SVC_ACT_REPLY, KRPC_MSG_DENIED, KRPC_RPC_MISMATCH, 0, FIELD(rpc_mismatch), 1, 1},
+        {"credential over 400 bytes", KRPC_SVC_TLS_OFF, 4, TP_PROG, TP_VERS_LO, VD_NULL, KRPC_AUTH_NONE, M_BIGCRED,
+         KRPC_SVC_ACT_REPLY, KRPC_MSG_ACCEPTED, KRPC_GARBAGE_ARGS, 0, FIELD(garbage_args), 1, 1},
+        {"probe, TLS off", KRPC_SVC_TLS_OFF, 5, TP_PROG, TP_VERS_LO, VD_NULL, KRPC_AUTH_TLS, M_NONE,
+         KRPC_SVC_ACT_REPLY, KRPC_MSG_DENIED, KRPC_AUTH_ERROR, KRPC_AUTH_BADCRED, FIELD(auth_badcred), 1, 1},
+        {"probe", KRPC_SVC_TLS_OPTIONAL, 6, TP_PROG, TP_VERS_LO, VD_NULL, KRPC_AUTH_TLS, M_NONE,
+         KRPC_SVC_ACT_STARTTLS, KRPC_MSG_ACCEPTED, KRPC_SUCCESS, 0, FIELD(tls_probes), 1, 1},
+        {"flavor 42", KRPC_SVC_TLS_OFF, 7, TP_PROG, TP_VERS_LO, VD_NULL, 42, M_NONE, KRPC_SVC_ACT_REPLY,
+         KRPC_MSG_DENIED, KRPC_AUTH_ERROR, KRPC_AUTH_BADCRED, FIELD(auth_badcred), 1, 1},
+        {"unknown program", KRPC_SVC_TLS_OFF, 8, 0x20009999, 1, VD_NULL, KRPC_AUTH_NONE, M_NONE, KRPC_SVC_ACT_REPLY,
+         KRPC_MSG_ACCEPTED, KRPC_PROG_UNAVAIL, 0, FIELD(prog_unavail), 1, 1},
+        {"unknown version", KRPC_SVC_TLS_OFF, 9, TP_PROG, 9, VD_NULL, KRPC_AUTH_NONE, M_NONE, KRPC_SVC_ACT_REPLY,
+         KRPC_MSG_ACCEPTED, KRPC_PROG_MISMATCH, 0, FIELD(prog_mismatch), 1, 1},
+        {"plain on a TLS-only server", KRPC_SVC_TLS_REQUIRED, 10, TP_PROG, TP_VERS_LO, VD_COUNT, KRPC_AUTH_SYS,
+         M_NONE, KRPC_SVC_ACT_REPLY, KRPC_MSG_DENIED, KRPC_AUTH_ERROR, KRPC_AUTH_TOOWEAK, FIELD(auth_tooweak), 1, 1},
+        {"NULL", KRPC_SVC_TLS_OFF, 11, TP_PROG, TP_VERS_HI, VD_NULL, KRPC_AUTH_SYS, M_NONE, KRPC_SVC_ACT_REPLY,
+         KRPC_MSG_ACCEPTED, KRPC_SUCCESS, 0, NO_FIELD, 1, 1},
+        {"no such procedure", KRPC_SVC_TLS_OFF, 12, TP_PROG, TP_VERS_LO, VD_NOPROC, KRPC_AUTH_NONE, M_NONE,
+         KRPC_SVC_ACT_REPLY, KRPC_MSG_ACCEPTED, KRPC_PROC_UNAVAIL, 0, FIELD(proc_unavail), 1, 1},
+        {"a call", KRPC_SVC_TLS_OFF, 13, TP_PROG, TP_VERS_LO, VD_COUNT, KRPC_AUTH_SYS, M_NONE, KRPC_SVC_ACT_REPLY,
+         KRPC_MSG_ACCEPTED, KRPC_SUCCESS, 0, NO_FIELD, 1, 1},
+        {"its retransmission", KRPC_SVC_TLS_OFF, 13, TP_PROG, TP_VERS_LO, VD_COUNT, KRPC_AUTH_SYS, M_NONE,
+         KRPC_SVC_ACT_REPLY, KRPC_MSG_ACCEPTED, KRPC_SUCCESS, 0, FIELD(drc_hits), 1, 1},
+        {"a deferred call", KRPC_SVC_TLS_OFF, 14, TP_PROG, TP_VERS_LO, VD_DEFER, KRPC_AUTH_SYS, M_NONE,
+         KRPC_SVC_ACT_NONE, 0, 0, 0, NO_FIELD, 1, 0},
+        {"its retransmission in progress", KRPC_SVC_TLS_OFF, 14, TP_PROG, TP_VERS_LO, VD_DEFER, KRPC_AUTH_SYS,
+         M_NONE, KRPC_SVC_ACT_NONE, 0, 0, 0, FIELD(drc_in_progress), 1, 0},
+    };
+    struct krpc_svc *svcs[3] = {NULL, NULL, NULL};
+
+    vd_execs = 0;
+    vd_held = NULL;
+    for (int t = KRPC_SVC_TLS_OFF; t <= KRPC_SVC_TLS_REQUIRED; t++) {
+        struct krpc_svc_config cfg;
+        struct krpc_prog_desc p = {TP_PROG, TP_VERS_LO, VD_NPROCS, vd_procs, NULL, 0};
+        memset(&cfg, 0, sizeof(cfg));
+        cfg.tls = (enum krpc_svc_tls)t;
+        /* A detached server loads no TLS context: the names only need to be set. */
+        cfg.tlscfg.cert_file = certs.server_cert;
+        cfg.tlscfg.key_file = certs.server_key;
+        REQUIRE(krpc_svc_new_detached(&cfg, &svcs[t]) == 0);
+        REQUIRE(krpc_svc_register(svcs[t], &p) == 0);
+        p.vers = TP_VERS_HI;
+        REQUIRE(krpc_svc_register(svcs[t], &p) == 0);
+    }
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct krpc_svc *svc = svcs[cases[i].tls];
+        struct krpc_svc_stats before, after;
+        struct mb_chain msg = MB_CHAIN_INIT, reply = MB_CHAIN_INIT;
+        unsigned char buf[1024];
+        size_t n;
+        int act, bad = 0, failures = test_failures;
+
+        n = tc_encode_call(buf, sizeof(buf), cases[i].xid, cases[i].prog, cases[i].vers, cases[i].proc,
+                           cases[i].flavor, NULL, 0);
+        REQUIRE(n >= 40);
+        switch (cases[i].mangle) {
+        case M_NONE:
+            break;
+        case M_SHORT:
+            n = 4;
+            break;
+        case M_REPLY:
+            buf[7] = KRPC_MSG_REPLY;
+            break;
+        case M_RPCVERS:
+            buf[11] = 3;
+            break;
+        case M_BIGCRED:
+            buf[28] = 0x01; /* credential length 0x1xx: over 400 */
+            buf[29] = 0xff;
+            break;
+        }
+        REQUIRE(mb_chain_append_bytes(&msg, buf, n) == 0);
+        krpc_svc_stats_get(svc, &before);
+        act = krpc_svc_dispatch_msg(svc, NULL, 0, 0, &msg, &reply);
+        krpc_svc_stats_get(svc, &after);
+        CHECK_EQ(msg.len, 0);
+        CHECK_EQ(act, cases[i].act);
+        if (cases[i].act != KRPC_SVC_ACT_REPLY && cases[i].act != KRPC_SVC_ACT_STARTTLS) {
+            CHECK_EQ(reply.len, 0);
+        } else {
+            struct krpc_xdr_dec d;
+            struct krpc_reply_hdr h;
+            krpc_xdr_dec_init(&d, &reply, 0, reply.len);
+            CHECK(krpc_decode_reply_hdr(&d, &h) == 0);
+            CHECK_EQ(h.xid, cases[i].xid);
+            CHECK_EQ(h.reply_stat, cases[i].reply_stat);
+            if (h.reply_stat == KRPC_MSG_ACCEPTED) {
+                CHECK_EQ(h.accept_stat, cases[i].stat);
+                if (h.accept_stat == KRPC_PROG_MISMATCH)
+                    CHECK(h.mismatch_low == TP_VERS_LO && h.mismatch_high == TP_VERS_HI);
+                if (cases[i].flavor == KRPC_AUTH_TLS)
+                    CHECK(h.verf_len == 8 && memcmp(h.verf, KRPC_STARTTLS_VERF, 8) == 0);
+            } else {
+                CHECK_EQ(h.reject_stat, cases[i].stat);
+                if (h.reject_stat == KRPC_AUTH_ERROR)
+                    CHECK_EQ(h.auth_stat, cases[i].auth);
+            }
+        }
+        mb_chain_free(&reply);
+        /* Exactly the expected counters moved. */
+        for (size_t off = 0; off < sizeof(before); off += sizeof(uint64_t)) {
+            uint64_t b, a, want = 0;
+            memcpy(&b, (const char *)&before + off, sizeof(b));
+            memcpy(&a, (const char *)&after + off, sizeof(a));
+            if (off == FIELD(calls))
+                want = (uint64_t)cases[i].call;
+            else if (off == FIELD(replies))
+                want = (uint64_t)cases[i].reply;
+            else if (off == cases[i].field)
+                want = 1;
+            if (a - b != want)
+                bad = 1;
+        }
+        CHECK(!bad);
+        if (test_failures != failures)
+            fprintf(stderr, "  case %zu: %s\n", i, cases[i].what);
+    }
+    CHECK_EQ(vd_execs, 1); /* the retransmission was not run again */
+    REQUIRE(vd_held != NULL);
+    krpc_svc_reply(vd_held, KRPC_SUCCESS, NULL);
+    CHECK_EQ(krpc_svc_deferred(svcs[KRPC_SVC_TLS_OFF]), 0);
+    for (int t = 0; t < 3; t++)
+        krpc_svc_free(svcs[t]);
+}
+
 /* A client that sends calls and never reads a reply: the server queues at
  * most twice its send-queue limit, then closes that connection, and serves
  * others meanwhile. Unsupported procedures are answered by dispatch itself,
@@ -582,6 +762,7 @@ int main(void)
     TEST_RUN(test_unread_replies);
     TEST_RUN(test_ipv6);
     TEST_RUN(test_detached_dispatch);
+    TEST_RUN(test_verdicts_counted_once);
     tu_certs_destroy(&certs);
     CHECK_EQ(mb_pool_shutdown(), 0);
     return test_summary();

@@ -149,7 +149,12 @@ struct krpc_loop;
 RPCTLS_API uint64_t krpc_now_ms(void); /* CLOCK_MONOTONIC */
 
 RPCTLS_API int krpc_loop_new(struct krpc_loop **out);
-/* Every fd must have been removed and every timer cancelled. */
+/* Every fd must have been removed and every timer cancelled, except the
+ * closes still under way (close timers, krpc_timer_init_close): those are
+ * finished here, so that a client or connection closed just before its
+ * loop is freed is still released (krpc_clnt_free(cl); krpc_loop_free(loop)
+ * leaks nothing). Only close timers run; any other timer still armed is
+ * dropped without running. */
 RPCTLS_API void krpc_loop_free(struct krpc_loop *loop);
 
 /* epoll events: EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP. */
@@ -165,9 +170,15 @@ struct krpc_timer {
     krpc_timer_fn fn;
     void *arg;
     int armed;
+    int closes;        /* finishes a close: krpc_loop_free runs it (krpc_timer_init_close) */
     size_t heap_index; /* loop-private */
 };
 RPCTLS_API void krpc_timer_init(struct krpc_timer *t, krpc_timer_fn fn, void *arg);
+/* A timer that finishes closing an object (its last callbacks, then its
+ * memory): it runs from the loop as any timer, and krpc_loop_free runs it
+ * too if it is still armed then. Its callback must not re-arm it for ever:
+ * it runs from krpc_loop_free with nothing else of the loop running. */
+RPCTLS_API void krpc_timer_init_close(struct krpc_timer *t, krpc_timer_fn fn, void *arg);
 /* (Re)arms t to fire once, after_ms from now. */
 RPCTLS_API int krpc_timer_arm(struct krpc_loop *loop, struct krpc_timer *t, uint64_t after_ms);
 RPCTLS_API void krpc_timer_cancel(struct krpc_loop *loop, struct krpc_timer *t);

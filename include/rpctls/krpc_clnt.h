@@ -101,7 +101,26 @@ struct krpc_clnt;
 typedef void (*krpc_call_fn)(struct krpc_clnt *cl, int status, struct krpc_reply *reply, void *arg);
 
 RPCTLS_API int krpc_clnt_new(struct krpc_loop *loop, const struct krpc_clnt_config *cfg, struct krpc_clnt **out);
-/* Fails every outstanding call with -ECANCELED, closes the connection. */
+/*
+ * Closing, asynchronous as libuv's uv_close. krpc_clnt_close fails every
+ * outstanding call with -ECANCELED -- their callbacks run before it
+ * returns, so nothing the caller owns is touched by the client afterwards
+ * -- makes new calls fail with -ECANCELED and closes the connections. When
+ * every connection has closed (its socket is gone from the loop), cb (if
+ * not NULL) runs from the loop, never inside krpc_clnt_close, and the
+ * client's memory is released after cb returns. Called inside one of the
+ * client's own callbacks (a reply's, say), the same happens as that
+ * callback returns. The client must not be used after krpc_clnt_close
+ * except by cb; closing it again before cb has run is ignored.
+ *
+ * The loop must run, or be freed, for the close to finish: krpc_loop_free
+ * finishes every close still under way (cb runs then), so
+ * "krpc_clnt_free(cl); krpc_loop_free(loop);" leaks nothing. Nothing but
+ * this client's callbacks runs inside krpc_clnt_close or krpc_clnt_free.
+ */
+typedef void (*krpc_clnt_close_fn)(struct krpc_clnt *cl, void *arg);
+RPCTLS_API void krpc_clnt_close(struct krpc_clnt *cl, krpc_clnt_close_fn cb, void *arg);
+/* krpc_clnt_close without a callback. */
 RPCTLS_API void krpc_clnt_free(struct krpc_clnt *cl);
 /* Starts a call; args (consumed) are the encoded arguments. The callback
  * always runs later from the loop, never from inside this call. *xid (if not
@@ -123,7 +142,10 @@ RPCTLS_API int krpc_call_cred(struct krpc_clnt *cl, uint32_t proc, const struct 
  * "AUTH_ERROR: AUTH_TOOWEAK" and so on. */
 RPCTLS_API int krpc_reply_status(const struct krpc_reply_hdr *h, char *buf, size_t len);
 RPCTLS_API unsigned krpc_clnt_outstanding(const struct krpc_clnt *cl);
-RPCTLS_API const struct krpc_clnt_stats *krpc_clnt_stats(const struct krpc_clnt *cl);
+/* The counters, copied into out. */
+RPCTLS_API void krpc_clnt_stats_get(const struct krpc_clnt *cl, struct krpc_clnt_stats *out);
+/* The same into a snapshot kept in the client, refreshed on each call. */
+RPCTLS_API const struct krpc_clnt_stats *krpc_clnt_stats(struct krpc_clnt *cl);
 /* Record-layer counters summed over every TLS session this client made. */
 RPCTLS_API void krpc_clnt_tls_stats(const struct krpc_clnt *cl, struct ktls_stats *out);
 RPCTLS_API int krpc_clnt_is_tls(const struct krpc_clnt *cl); /* current connection */

@@ -129,6 +129,10 @@ struct krpc_svc_stats {
 RPCTLS_API int krpc_svc_new(struct krpc_loop *loop, const struct krpc_svc_config *cfg, struct krpc_svc **out);
 /* Registers one program version (several versions: several calls). */
 RPCTLS_API int krpc_svc_register(struct krpc_svc *svc, const struct krpc_prog_desc *prog);
+/* Removes a registration (the owner of its handler argument is going away).
+ * -ENOENT when not registered, -EBUSY once krpc_svc_start has run (the
+ * table is then read by every loop without a lock). */
+RPCTLS_API int krpc_svc_unregister(struct krpc_svc *svc, uint32_t prog, uint32_t vers);
 /* The bound address (useful with port 0). */
 RPCTLS_API int krpc_svc_addr(const struct krpc_svc *svc, struct sockaddr_storage *ss, socklen_t *len);
 RPCTLS_API uint16_t krpc_svc_port(const struct krpc_svc *svc);
@@ -138,7 +142,7 @@ RPCTLS_API void krpc_svc_reply(struct krpc_svc_req *req, int status, struct mb_c
 /* The counters, refreshed on each call into one snapshot per server: call it
  * from one thread at a time. Counters are kept with atomic operations, so
  * krpc_svc_stats_get() copies them from any thread, also while loops run. */
-RPCTLS_API const struct krpc_svc_stats *krpc_svc_stats(const struct krpc_svc *svc);
+RPCTLS_API const struct krpc_svc_stats *krpc_svc_stats(struct krpc_svc *svc);
 /* Loads cfg (certificate, key, CA, policy; role, ALPN and the handshake
  * timeout as krpc_svc_new sets them) into a new TLS context for the
  * connections accepted from now on; connections already up, and handshakes

@@ -6,17 +6,13 @@
  * encrypts them (TX) and parses and decrypts records from any segmentation of
  * the byte stream (RX). OpenSSL is no longer involved after the hand-off.
  *
- * TX modes (DESIGN.md section 4):
- *   KTLS_TX_AUTO        ("auto") in place if the record's plaintext is
- *                       exclusively owned and writable, out of place
- *                       otherwise (default);
- *   KTLS_TX_OUTOFPLACE  ("outofplace") always encrypt into fresh pool pages;
- *   KTLS_TX_COPY        ("copy") copy into fresh pages, then encrypt those in
- *                       place;
- *   KTLS_TX_UNSAFE_INPLACE ("unsafe-inplace") encrypt in place regardless of
- *                       sharing. UNSAFE: it corrupts shared pages (mirrors,
- *                       retained retransmissions). Exists to demonstrate the
- *                       bug and for benchmarks; never for real data.
+ * TX modes (docs/ktls.md, "TX"):
+ *   KTLS_TX_AUTO        in place if the record's plaintext is exclusively
+ *                       owned and writable, out of place otherwise (default);
+ *   KTLS_TX_OUTOFPLACE  always encrypt into fresh pool pages;
+ *   KTLS_TX_COPY        copy into fresh pages, then encrypt those in place;
+ *   KTLS_TX_INPLACE     encrypt in place regardless of sharing. UNSAFE: it
+ *                       corrupts shared pages. Exists to demonstrate the bug.
  *
  * Threading: a struct ktls_conn is used by one thread at a time, for both
  * directions -- RX changes TX state (it queues alerts and KeyUpdate answers,

@@ -16,7 +16,7 @@
  *                  so a link's first-page offset is off % MB_PAGE_SIZE and its
  *                  last-page length is (off + len - 1) % MB_PAGE_SIZE + 1.
  *
- * THE INVARIANT (DESIGN.md section 3): no byte that anybody else can see is
+ * THE INVARIANT (docs/mbuf.md, "The invariant"): no byte that anybody else can see is
  * ever written. A store whose reference count is above one, or which carries
  * MB_STF_RDONLY, is not written -- with one precise exception: splitting a
  * link (mb_chain_split) gives two links to one store over disjoint byte

@@ -98,7 +98,11 @@ RPCTLS_API const char *nfs3_srv_state_dir(const struct nfs3_srv *s);
 RPCTLS_API void nfs3_srv_write_verf(const struct nfs3_srv *s, uint8_t out[NFS3_WRITEVERFSIZE]);
 /* The root file handle of the first export (what MNT returns). */
 RPCTLS_API void nfs3_srv_root_fh(const struct nfs3_srv *s, struct nfs3_fh *out);
-RPCTLS_API const struct nfs3_srv_stats *nfs3_srv_stats(const struct nfs3_srv *s);
+/* The counters, copied into out; from any thread, also while calls run. */
+RPCTLS_API void nfs3_srv_stats_get(const struct nfs3_srv *s, struct nfs3_srv_stats *out);
+/* The same into a snapshot kept in the server, refreshed on each call:
+ * call it from one thread at a time. */
+RPCTLS_API const struct nfs3_srv_stats *nfs3_srv_stats(struct nfs3_srv *s);
 
 /* The default state directory: $XDG_STATE_HOME/rpctls-nfsd when set, else
  * /var/lib/rpctls-nfsd for root, else $HOME/.local/state/rpctls-nfsd.

@@ -22,22 +22,24 @@
 
 #include "krpc/clnt_int.h"
 
-/* ---- loop-callback nesting and deferred free ----------------------------- */
+/* ---- loop-callback nesting and deferred close ---------------------------- */
 
-static void do_free(struct krpc_clnt *cl, int can_pump);
+static void close_teardown(struct krpc_clnt *cl);
+static void close_timer_fn(struct krpc_loop *loop, struct krpc_timer *t, void *arg);
 
 void clnt_enter(struct krpc_clnt *cl)
 {
     cl->depth++;
 }
 
-int clnt_leave(struct krpc_clnt *cl)
+void clnt_leave(struct krpc_clnt *cl)
 {
-    if (--cl->depth == 0 && cl->free_pending) {
-        do_free(cl, 0);
-        return 1;
-    }
-    return 0;
+    if (--cl->depth > 0)
+        return;
+    if (cl->close_pending)
+        close_teardown(cl);
+    else
+        clnt_close_progress(cl);
 }
 
 /* ---- XID table ------------------------------------------------------------ */
@@ -241,8 +243,8 @@ static int calls_in_flight(const struct krpc_clnt *cl)
 /* Waiting for a fresh TLS key and nothing is in flight any more: reconnect. */
 static void rekey_if_drained(struct krpc_clnt *cl)
 {
-    /* Not for a client freed from the reply's callback. */
-    if (cl->rekey_wait && !cl->dying && cl->state == CL_READY && cl->ctx && !calls_in_flight(cl))
+    /* Not for a client closed from the reply's callback. */
+    if (cl->rekey_wait && !cl->closing && cl->state == CL_READY && cl->ctx && !calls_in_flight(cl))
         clnt_rekey_reconnect(cl);
 }
 
@@ -502,6 +504,7 @@ int krpc_clnt_new(struct krpc_loop *loop, const struct krpc_clnt_config *cfg, st
     krpc_timer_init(&cl->conn_timer, clnt_conn_timer_fn, cl);
     krpc_timer_init(&cl->reconnect_timer, clnt_reconnect_fn, cl);
     krpc_timer_init(&cl->done_timer, done_timer_fn, cl);
+    krpc_timer_init_close(&cl->close_timer, close_timer_fn, cl);
     clnt_start_connect(cl);
     *out = cl;
     return 0;
@@ -526,7 +529,7 @@ int krpc_call_async_cred(struct krpc_clnt *cl, uint32_t proc, const struct krpc_
             mb_chain_free(args);
         return -EINVAL;
     }
-    if (cl->dying) {
+    if (cl->closing) {
         if (args)
             mb_chain_free(args);
         return -ECANCELED;
@@ -611,9 +614,9 @@ static void cancel_call(struct krpc_clnt *cl, uint32_t xid, int err)
     struct clnt_call *c = call_lookup(cl, xid);
 
     if (c) {
-        clnt_enter(cl);
+        clnt_enter(cl); /* the callback (blocking_cb) runs now */
         complete_call(cl, c, err, NULL);
-        cl->depth--; /* no deferred free can be pending: we are in the caller's frame */
+        cl->depth--; /* not clnt_leave: blocking_cb closes nothing, and cl is used below */
     }
     /* Or the completion is already queued on the done list. */
     for (struct clnt_call **pp = &cl->done_head; *pp; pp = &(*pp)->done_next) {
@@ -738,15 +741,19 @@ unsigned krpc_clnt_outstanding(const struct krpc_clnt *cl)
     return cl->ncalls;
 }
 
-const struct krpc_clnt_stats *krpc_clnt_stats(const struct krpc_clnt *ccl)
+void krpc_clnt_stats_get(const struct krpc_clnt *cl, struct krpc_clnt_stats *out)
 {
-    struct krpc_clnt *cl = (struct krpc_clnt *)ccl; /* stats_out is a cache */
-
-    cl->stats_out = cl->stats;
-    for (struct clnt_connctx *ctx = cl->ctxs; ctx; ctx = ctx->next) {
-        cl->stats_out.bytes_sent += krpc_conn_bytes_sent(ctx->conn);
-        cl->stats_out.bytes_received += krpc_conn_bytes_received(ctx->conn);
+    /* cl->stats counts the bytes of closed connections; the live ones add theirs. */
+    *out = cl->stats;
+    for (const struct clnt_connctx *ctx = cl->ctxs; ctx; ctx = ctx->next) {
+        out->bytes_sent += krpc_conn_bytes_sent(ctx->conn);
+        out->bytes_received += krpc_conn_bytes_received(ctx->conn);
     }
+}
+
+const struct krpc_clnt_stats *krpc_clnt_stats(struct krpc_clnt *cl)
+{
+    krpc_clnt_stats_get(cl, &cl->stats_out);
     return &cl->stats_out;
 }
 
@@ -789,40 +796,69 @@ struct krpc_loop *krpc_clnt_loop(const struct krpc_clnt *cl)
     return cl->loop;
 }
 
-static void do_free(struct krpc_clnt *cl, int can_pump)
+/* ---- closing ------------------------------------------------------------------ */
+
+/* Ends every call and closes every connection; the client then waits for
+ * their on_close (clnt_close_progress). Runs with no callback of the client
+ * on the stack: from krpc_clnt_close, or from clnt_leave. */
+static void close_teardown(struct krpc_clnt *cl)
 {
-    cl->dying = 1;
-    cl->free_pending = 0;
+    cl->close_pending = 0;
     krpc_timer_cancel(cl->loop, &cl->conn_timer);
     krpc_timer_cancel(cl->loop, &cl->reconnect_timer);
     krpc_timer_cancel(cl->loop, &cl->done_timer);
-    cl->depth++; /* callbacks below run directly; a nested free is a no-op */
+    clnt_enter(cl); /* the callbacks below run directly; a close inside one is ignored */
     deliver_done(cl);
-    clnt_fail_all(cl, -ECANCELED);
     while (cl->head)
         complete_call(cl, cl->head, -ECANCELED, NULL);
-    deliver_done(cl);
     clnt_conn_close_all(cl);
-    /* Let the closing connections finish (their fds leave the loop) when
-     * we are not inside one of the loop's callbacks. */
-    for (int i = 0; can_pump && cl->ctxs && i < 200; i++)
-        krpc_loop_run_once(cl->loop, 10);
-    for (struct clnt_connctx *ctx = cl->ctxs; ctx; ctx = ctx->next)
-        ctx->cl = NULL; /* freed by their on_close */
-    cl->depth--;
+    clnt_leave(cl); /* with no connection left, the close timer is armed now */
+}
+
+void clnt_close_progress(struct krpc_clnt *cl)
+{
+    /* Not while a callback of ours is on the stack: clnt_leave calls again. */
+    if (!cl->closing || cl->close_pending || cl->depth > 0 || cl->ctxs != NULL)
+        return;
+    if (krpc_timer_arm(cl->loop, &cl->close_timer, 0) < 0) {
+        /* No memory for the timer's heap slot: finish now rather than
+         * never (the one case where cb runs inside the caller's frame). */
+        close_timer_fn(cl->loop, &cl->close_timer, cl);
+    }
+}
+
+/* Every connection has closed: the last word is the owner's, then the
+ * memory goes. From the loop, or from krpc_loop_free. */
+static void close_timer_fn(struct krpc_loop *loop, struct krpc_timer *t, void *arg)
+{
+    struct krpc_clnt *cl = arg;
+
+    (void)loop;
+    (void)t;
+    if (cl->close_cb != NULL)
+        cl->close_cb(cl, cl->close_arg);
     free(cl->buckets);
     free_cfg_strings(cl);
     free(cl);
 }
 
-void krpc_clnt_free(struct krpc_clnt *cl)
+void krpc_clnt_close(struct krpc_clnt *cl, krpc_clnt_close_fn cb, void *arg)
 {
-    if (!cl)
+    if (!cl || cl->closing)
         return;
+    cl->closing = 1;
+    cl->close_cb = cb;
+    cl->close_arg = arg;
     if (cl->depth > 0) {
-        cl->free_pending = 1;
-        cl->dying = 1;
+        /* Inside one of our callbacks: pulling the calls and connections
+         * from under it could break what it is doing. */
+        cl->close_pending = 1;
         return;
     }
-    do_free(cl, 1);
+    close_teardown(cl);
+}
+
+void krpc_clnt_free(struct krpc_clnt *cl)
+{
+    krpc_clnt_close(cl, NULL, NULL);
 }

@@ -4,8 +4,8 @@
  * handshake, and reconnection with exponential backoff.
  *
  * Every connection attempt gets a fresh struct clnt_connctx, the argument of
- * the krpc_conn callbacks. The context outlives the client when the client
- * is freed while its connection is still closing.
+ * the krpc_conn callbacks. A closing client waits for every context's
+ * on_close before it goes (clnt_close_progress).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -169,7 +169,7 @@ static void schedule_reconnect(struct krpc_clnt *cl)
 {
     uint64_t delay;
 
-    if (cl->dying)
+    if (cl->closing)
         return;
     if (cl->ncalls == 0) {
         cl->state = CL_IDLE;
@@ -317,7 +317,7 @@ static void on_msg(struct krpc_conn *c, struct mb_chain *msg, void *arg)
     uint32_t xid;
 
     (void)c;
-    if (!cl || cl->ctx != ctx || ctx->closing) {
+    if (cl->ctx != ctx || ctx->closing) {
         mb_chain_free(msg);
         return;
     }
@@ -346,7 +346,7 @@ static void on_tls(struct krpc_conn *c, int err, const char *msg, void *arg)
     struct krpc_clnt *cl = ctx->cl;
 
     (void)c;
-    if (!cl || cl->ctx != ctx || ctx->closing)
+    if (cl->ctx != ctx || ctx->closing)
         return;
     clnt_enter(cl);
     if (err == 0) {
@@ -377,12 +377,12 @@ static void on_close(struct krpc_conn *c, int err, void *arg)
     struct krpc_clnt *cl = ctx->cl;
     int was_ready, established, heard;
 
-    if (cl) {
-        clnt_fold_conn_stats(cl, c);
-        ctx_unlink(cl, ctx);
-    }
-    if (!cl || cl->ctx != ctx) {
+    clnt_fold_conn_stats(cl, c);
+    ctx_unlink(cl, ctx);
+    if (cl->ctx != ctx) {
+        /* One we had let go of: replaced, or the client is closing. */
         free(ctx);
+        clnt_close_progress(cl);
         return;
     }
     clnt_enter(cl);
@@ -461,7 +461,7 @@ void clnt_start_connect(struct krpc_clnt *cl)
     struct clnt_connctx *ctx;
     int fd, one = 1, rc;
 
-    if (cl->dying || cl->ctx)
+    if (cl->closing || cl->ctx)
         return;
     sa = current_addr(cl, &salen);
     use_addr(cl, sa);
@@ -588,10 +588,13 @@ void clnt_rekey_reconnect(struct krpc_clnt *cl)
 
 void clnt_conn_close_all(struct krpc_clnt *cl)
 {
-    struct clnt_connctx *ctx;
+    struct clnt_connctx *ctx, *next;
 
     cl->ctx = NULL;
-    for (ctx = cl->ctxs; ctx; ctx = ctx->next) {
+    /* next first: a close that cannot arm its timer runs on_close at once,
+     * which unlinks and frees the context. */
+    for (ctx = cl->ctxs; ctx; ctx = next) {
+        next = ctx->next;
         if (!ctx->closing) {
             ctx->closing = 1;
             krpc_conn_close(ctx->conn, -ECANCELED);

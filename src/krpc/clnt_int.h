@@ -23,8 +23,8 @@ struct clnt_call {
     struct clnt_call *done_next;
 };
 
-/* One per connection. Outlives the client if the client is freed while the
- * connection is still closing (conn callbacks then find cl == NULL). */
+/* One per connection. The client lives until every one of its contexts
+ * has closed (krpc_clnt_close), so cl is always valid here. */
 struct clnt_connctx {
     struct krpc_clnt *cl;
     struct krpc_conn *conn;
@@ -74,22 +74,34 @@ struct krpc_clnt {
     struct clnt_call *head, *tail; /* issue order */
     struct clnt_call *done_head, *done_tail;
 
+    /* Closing (krpc_clnt_close), as libuv's uv_close: closing is set at
+     * once (no new calls, no reconnects); the teardown (calls cancelled,
+     * connections closed) runs at once, or, when closed inside one of the
+     * client's own callbacks (depth > 0), as the outermost of them returns
+     * (close_pending). Once ctxs is empty close_timer runs close_cb and
+     * frees the client, from the loop (or from krpc_loop_free). */
     int depth;                    /* nesting of loop callbacks into this client */
-    int free_pending;             /* krpc_clnt_free() called inside a callback */
-    int dying;
+    int closing;
+    int close_pending;            /* the teardown waits for depth to reach 0 */
+    krpc_clnt_close_fn close_cb;
+    void *close_arg;
+    struct krpc_timer close_timer; /* a close timer: krpc_loop_free finishes it */
 
     int last_err;                 /* negative errno of the last connection-level failure */
     char last_error[512];
 
     struct krpc_clnt_stats stats; /* bytes of closed connections only */
-    struct krpc_clnt_stats stats_out;
+    struct krpc_clnt_stats stats_out; /* what krpc_clnt_stats() last returned */
     struct ktls_stats tls_closed; /* sessions already closed */
 };
 
 /* clnt.c */
+/* Around every loop callback into the client. The client's memory stays
+ * valid across clnt_leave: it is only ever freed by its close timer. */
 void clnt_enter(struct krpc_clnt *cl);
-/* Returns 1 when the client was freed (the caller must not touch it). */
-int clnt_leave(struct krpc_clnt *cl);
+void clnt_leave(struct krpc_clnt *cl);
+/* A closing client's connection has closed: finish when it was the last. */
+void clnt_close_progress(struct krpc_clnt *cl);
 void clnt_on_ready(struct krpc_clnt *cl);
 void clnt_on_reply(struct krpc_clnt *cl, struct mb_chain *msg, uint32_t xid);
 void clnt_fail_all(struct krpc_clnt *cl, int err);

@@ -805,7 +805,7 @@ int krpc_conn_new(struct krpc_loop *loop, int fd, const struct krpc_conn_config 
     mb_chain_init(&c->rxfill);
     krpc_rm_reader_init(&c->rm, c->cfg.max_msg);
     krpc_timer_init(&c->hs_timer, conn_hs_timeout, c);
-    krpc_timer_init(&c->close_timer, conn_close_timer, c);
+    krpc_timer_init_close(&c->close_timer, conn_close_timer, c); /* krpc_loop_free finishes it */
 
     if ((fl = fcntl(fd, F_GETFL)) < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)) {
         ret = -errno;

@@ -12,6 +12,13 @@
  * callback runs, so callbacks may re-arm it, cancel others or free them.
  * Only timers armed before the timer pass began fire in that pass, so a
  * callback re-arming itself with a zero delay cannot starve the loop.
+ *
+ * Closing: an object closes asynchronously (libuv's uv_close): its fds
+ * leave the loop at once, and a close timer (krpc_timer_init_close) runs
+ * its last callbacks and frees it from the loop. krpc_loop_free runs the
+ * close timers still armed, and those they arm in turn (a connection's
+ * close lets its client finish), so an owner may free the loop right after
+ * closing its objects. It runs no other timer and no fd callback.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -28,6 +35,10 @@
 #define LOOP_MAX_EVENTS 64
 #define LOOP_WAKE_TOKEN UINT64_MAX /* epoll data of the stop eventfd */
 #define TIMER_NOT_ARMED SIZE_MAX
+/* Close timers krpc_loop_free runs at most: each close takes one or two
+ * (a connection's, then its client's); more means a close timer that keeps
+ * re-arming itself, which would otherwise hang the free. */
+#define LOOP_MAX_CLOSE_RUNS 100000
 
 struct loop_fd {
     krpc_fd_fn fn;
@@ -100,10 +111,13 @@ fail:
     return ret;
 }
 
+static void finish_closes(struct krpc_loop *loop);
+
 void krpc_loop_free(struct krpc_loop *loop)
 {
     if (loop == NULL)
         return;
+    finish_closes(loop);
     /* Timers still armed point into freed memory afterwards; detach them. */
     for (size_t i = 0; i < loop->heap_len; i++) {
         loop->heap[i].t->armed = 0;
@@ -272,6 +286,12 @@ void krpc_timer_init(struct krpc_timer *t, krpc_timer_fn fn, void *arg)
     t->heap_index = TIMER_NOT_ARMED;
 }
 
+void krpc_timer_init_close(struct krpc_timer *t, krpc_timer_fn fn, void *arg)
+{
+    krpc_timer_init(t, fn, arg);
+    t->closes = 1;
+}
+
 int krpc_timer_arm(struct krpc_loop *loop, struct krpc_timer *t, uint64_t after_ms)
 {
     struct loop_heap_ent e;
@@ -316,6 +336,34 @@ void krpc_timer_cancel(struct krpc_loop *loop, struct krpc_timer *t)
         heap_remove(loop, t->heap_index);
     t->armed = 0;
     t->heap_index = TIMER_NOT_ARMED;
+}
+
+/* The heap slot of the earliest armed close timer, or TIMER_NOT_ARMED. */
+static size_t first_close_timer(const struct krpc_loop *loop)
+{
+    size_t best = TIMER_NOT_ARMED;
+
+    for (size_t i = 0; i < loop->heap_len; i++)
+        if (loop->heap[i].t->closes && (best == TIMER_NOT_ARMED || ent_less(&loop->heap[i], &loop->heap[best])))
+            best = i;
+    return best;
+}
+
+/* Runs the close timers still armed, earliest first and without waiting
+ * for their due time (nothing else will run on this loop), including those
+ * they arm. */
+static void finish_closes(struct krpc_loop *loop)
+{
+    size_t i;
+    int n;
+
+    for (n = 0; n < LOOP_MAX_CLOSE_RUNS && (i = first_close_timer(loop)) != TIMER_NOT_ARMED; n++) {
+        struct krpc_timer *t = loop->heap[i].t;
+        heap_remove(loop, i);
+        t->fn(loop, t, t->arg);
+    }
+    if (n == LOOP_MAX_CLOSE_RUNS)
+        krpc_log(KRPC_LOG_ERROR, "krpc loop: freed with a close timer that keeps re-arming itself");
 }
 
 /* ---- running ------------------------------------------------------------- */

@@ -53,7 +53,8 @@
 #define ST_INC(svc, f) ST_ADD(svc, f, 1)
 #define ST_DEC(svc, f) __atomic_sub_fetch(&(svc)->st.f, 1, __ATOMIC_RELAXED)
 
-enum { CS_PLAIN = 0, CS_HANDSHAKE = 1, CS_TLS = 2 };
+/* Where a server connection is (struct svc_conn.state). */
+enum svc_conn_state { SC_PLAIN = 0, SC_HANDSHAKE = 1, SC_TLS = 2 };
 
 struct svc_loop;
 
@@ -66,7 +67,7 @@ struct svc_conn {
     struct sockaddr_storage peer;
     socklen_t peerlen;
     char peerstr[64];
-    int state;
+    enum svc_conn_state state;
     int unauth;      /* not yet authenticated: on the list above, under the handshake deadline */
     int closing;     /* krpc_conn_close was called; on_close is due */
     int counted;     /* the close is already counted (malformed, idle, TLS failure) */
@@ -144,7 +145,7 @@ struct krpc_svc {
     struct svc_ratelimit rl;
     size_t queue_limit;
     struct krpc_svc_stats st;     /* atomic counters */
-    struct krpc_svc_stats *snap;  /* what krpc_svc_stats() returns */
+    struct krpc_svc_stats snap;   /* what krpc_svc_stats() last returned */
     void (*free_hook)(void *arg); /* krpc_svc_set_free_hook */
     void *free_hook_arg;
 };
@@ -279,22 +280,97 @@ static void req_free(struct svc_req *r)
     free(r);
 }
 
-/* Runs the handler of a call that passed every check. */
-static int run_call(struct krpc_svc *svc, const struct call_src *src, const struct krpc_call_hdr *h,
-                    const struct krpc_prog_desc *p, const struct krpc_proc_desc *pd, size_t args_off,
-                    struct mb_chain *msg, struct mb_chain *reply)
-{
-    struct krpc_drc_entry *entry = NULL;
-    struct svc_req *r;
-    struct krpc_xdr_dec args;
-    struct krpc_xdr_enc res;
-    struct mb_chain resc = MB_CHAIN_INIT;
-    size_t sublen = strlen(src->subject), userlen = strlen(src->user);
-    void *parg = p->arg;
-    char what[128];
-    int status, serial;
+/*
+ * What becomes of one message. dispatch first decides a verdict (decide:
+ * parse the header, check credentials, program, version, procedure and TLS
+ * policy, ask the duplicate-request cache and the connection's limits),
+ * then carries it out in one place (emit): count it, log it, free the
+ * message, build the reply. Only V_RUN goes on to the handler (run_call).
+ */
+enum verdict {
+    V_RUN = 0,       /* run the procedure's handler */
+    V_CLOSE,         /* not a call (too short, or a REPLY): answer nothing, close */
+    V_CACHED,        /* a retransmission answered from the duplicate-request cache */
+    V_DROP_DUP,      /* a retransmission of a call still in progress: answer nothing */
+    V_DROP_BUSY,     /* over the connection's limits: answer nothing, the client retransmits */
+    V_STARTTLS,      /* the RFC 9289 probe: SUCCESS with the STARTTLS verifier, then TLS */
+    V_NULL,          /* NULL of a program without a NULL handler: an empty SUCCESS */
+    V_RPC_MISMATCH,  /* RPC version other than 2 */
+    V_GARBAGE_ARGS,  /* the call header does not decode */
+    V_AUTH_BADCRED,  /* a flavor we do not take, or AUTH_TLS where it does not belong */
+    V_AUTH_TOOWEAK,  /* outside TLS on a TLS-only server */
+    V_PROG_UNAVAIL,
+    V_PROG_MISMATCH, /* the program is served in other versions */
+    V_PROC_UNAVAIL,
+    V_SYSTEM_ERR,    /* no memory to run the call */
+};
 
-    if (!(pd->flags & KRPC_PROC_IDEMPOTENT)) {
+/* How each verdict is carried out. */
+enum verdict_reply {
+    VR_NONE = 0,  /* no reply */
+    VR_CACHED,    /* the reply is already in place (from the cache) */
+    VR_ACCEPTED,  /* MSG_ACCEPTED with stat as accept_stat */
+    VR_DENIED,    /* MSG_DENIED with stat as reject_stat (and auth as auth_stat) */
+};
+
+#define NO_COUNTER SIZE_MAX
+#define COUNTER(f) offsetof(struct krpc_svc_stats, f)
+
+static const struct verdict_desc {
+    size_t counter;           /* the krpc_svc_stats field it counts in, or NO_COUNTER */
+    enum verdict_reply reply;
+    uint32_t stat, auth;
+    int act;                  /* enum krpc_svc_action once the reply is built */
+    enum krpc_log_level level; /* for the line decide wrote, if any */
+} verdicts[] = {
+    [V_CLOSE] = {COUNTER(closed_malformed), VR_NONE, 0, 0, KRPC_SVC_ACT_CLOSE, KRPC_LOG_WARN},
+    [V_CACHED] = {COUNTER(drc_hits), VR_CACHED, 0, 0, KRPC_SVC_ACT_REPLY, KRPC_LOG_DEBUG},
+    [V_DROP_DUP] = {COUNTER(drc_in_progress), VR_NONE, 0, 0, KRPC_SVC_ACT_NONE, KRPC_LOG_DEBUG},
+    [V_DROP_BUSY] = {COUNTER(calls_dropped), VR_NONE, 0, 0, KRPC_SVC_ACT_NONE, KRPC_LOG_WARN},
+    [V_STARTTLS] = {COUNTER(tls_probes), VR_ACCEPTED, KRPC_SUCCESS, 0, KRPC_SVC_ACT_STARTTLS, KRPC_LOG_DEBUG},
+    [V_NULL] = {NO_COUNTER, VR_ACCEPTED, KRPC_SUCCESS, 0, KRPC_SVC_ACT_REPLY, KRPC_LOG_DEBUG},
+    [V_RPC_MISMATCH] = {COUNTER(rpc_mismatch), VR_DENIED, KRPC_RPC_MISMATCH, 0, KRPC_SVC_ACT_REPLY, KRPC_LOG_INFO},
+    [V_GARBAGE_ARGS] = {COUNTER(garbage_args), VR_ACCEPTED, KRPC_GARBAGE_ARGS, 0, KRPC_SVC_ACT_REPLY,
+                        KRPC_LOG_WARN},
+    [V_AUTH_BADCRED] = {COUNTER(auth_badcred), VR_DENIED, KRPC_AUTH_ERROR, KRPC_AUTH_BADCRED, KRPC_SVC_ACT_REPLY,
+                        KRPC_LOG_INFO},
+    [V_AUTH_TOOWEAK] = {COUNTER(auth_tooweak), VR_DENIED, KRPC_AUTH_ERROR, KRPC_AUTH_TOOWEAK, KRPC_SVC_ACT_REPLY,
+                        KRPC_LOG_INFO},
+    [V_PROG_UNAVAIL] = {COUNTER(prog_unavail), VR_ACCEPTED, KRPC_PROG_UNAVAIL, 0, KRPC_SVC_ACT_REPLY,
+                        KRPC_LOG_DEBUG},
+    [V_PROG_MISMATCH] = {COUNTER(prog_mismatch), VR_ACCEPTED, KRPC_PROG_MISMATCH, 0, KRPC_SVC_ACT_REPLY,
+                         KRPC_LOG_DEBUG},
+    [V_PROC_UNAVAIL] = {COUNTER(proc_unavail), VR_ACCEPTED, KRPC_PROC_UNAVAIL, 0, KRPC_SVC_ACT_REPLY,
+                        KRPC_LOG_DEBUG},
+    [V_SYSTEM_ERR] = {COUNTER(system_err), VR_ACCEPTED, KRPC_SYSTEM_ERR, 0, KRPC_SVC_ACT_REPLY, KRPC_LOG_WARN},
+};
+
+/* What decide found out, for emit and run_call. */
+struct decision {
+    uint32_t xid;
+    struct krpc_call_hdr h;            /* valid from V_AUTH_BADCRED on, and for V_RUN */
+    const struct krpc_prog_desc *p;    /* V_RUN */
+    const struct krpc_proc_desc *pd;   /* V_RUN */
+    size_t args_off;                   /* V_RUN: where the arguments start */
+    struct krpc_drc_entry *entry;      /* the cache's in-progress entry, NULL when uncached */
+    uint32_t lo, hi;                   /* V_PROG_MISMATCH: the versions served */
+    char why[256];                     /* the log line after "rpc server: ", "" for none */
+};
+
+static void counter_inc(struct krpc_svc *svc, size_t counter)
+{
+    if (counter != NO_COUNTER)
+        __atomic_add_fetch((uint64_t *)((char *)&svc->st + counter), 1, __ATOMIC_RELAXED);
+}
+
+/* Admission of a call that may run: the duplicate-request cache (for
+ * procedures that are not idempotent), then the connection's limits. */
+static enum verdict admit(struct krpc_svc *svc, const struct call_src *src, const struct mb_chain *msg,
+                          struct mb_chain *reply, struct decision *v)
+{
+    const struct krpc_call_hdr *h = &v->h;
+
+    if (!(v->pd->flags & KRPC_PROC_IDEMPOTENT)) {
         struct krpc_drc_key key;
         memset(&key, 0, sizeof(key));
         krpc_drc_key_set_addr(&key, src->peer, src->peerlen);
@@ -302,23 +378,18 @@ static int run_call(struct krpc_svc *svc, const struct call_src *src, const stru
         key.prog = h->prog;
         key.vers = h->vers;
         key.proc = h->proc;
-        key.arglen = (uint32_t)(msg->len - args_off);
-        key.csum = krpc_drc_checksum(msg, args_off, msg->len - args_off);
+        key.arglen = (uint32_t)(msg->len - v->args_off);
+        key.csum = krpc_drc_checksum(msg, v->args_off, msg->len - v->args_off);
         krpc_drc_key_set_cred(&key, &h->cred, src->subject); /* who: not the source port */
-        switch (krpc_drc_lookup(svc->drc, &key, &entry, reply)) {
+        switch (krpc_drc_lookup(svc->drc, &key, &v->entry, reply)) {
         case KRPC_DRC_DONE:
-            ST_INC(svc, drc_hits);
-            ST_INC(svc, replies);
-            krpc_log(KRPC_LOG_DEBUG, "rpc server: %s: xid %08x answered from the duplicate-request cache",
-                     src->peerstr, h->xid);
-            mb_chain_free(msg);
-            return KRPC_SVC_ACT_REPLY;
+            snprintf(v->why, sizeof(v->why), "%s: xid %08x answered from the duplicate-request cache", src->peerstr,
+                     h->xid);
+            return V_CACHED;
         case KRPC_DRC_IN_PROGRESS:
-            ST_INC(svc, drc_in_progress);
-            krpc_log(KRPC_LOG_DEBUG, "rpc server: %s: xid %08x retransmitted while in progress; dropped",
-                     src->peerstr, h->xid);
-            mb_chain_free(msg);
-            return KRPC_SVC_ACT_NONE;
+            snprintf(v->why, sizeof(v->why), "%s: xid %08x retransmitted while in progress; dropped", src->peerstr,
+                     h->xid);
+            return V_DROP_DUP;
         case KRPC_DRC_NEW:
             break;
         }
@@ -327,20 +398,161 @@ static int run_call(struct krpc_svc *svc, const struct call_src *src, const stru
      * retransmission already answered above from the cache costs nothing. */
     if (src->sc != NULL && (src->sc->deferred >= svc->cfg.max_outstanding ||
                             krpc_conn_send_queued(src->sc->c) > svc->queue_limit)) {
-        ST_INC(svc, calls_dropped);
-        krpc_log(KRPC_LOG_WARN, "rpc server: %s: xid %08x dropped: %u calls in progress, %zu reply bytes unsent",
+        snprintf(v->why, sizeof(v->why), "%s: xid %08x dropped: %u calls in progress, %zu reply bytes unsent",
                  src->peerstr, h->xid, src->sc->deferred, krpc_conn_send_queued(src->sc->c));
-        krpc_drc_forget(svc->drc, entry);
-        mb_chain_free(msg);
-        return KRPC_SVC_ACT_NONE;
+        return V_DROP_BUSY;
     }
+    return V_RUN;
+}
+
+static enum verdict decide(struct krpc_svc *svc, const struct call_src *src, const struct mb_chain *msg,
+                           struct mb_chain *reply, struct decision *v)
+{
+    struct krpc_call_hdr *h = &v->h;
+    struct krpc_xdr_dec d;
+    uint32_t mtype, rpcvers;
+    int found = 0;
+
+    if (msg->len < 8) {
+        /* Not even a message type: nothing to answer to. */
+        snprintf(v->why, sizeof(v->why), "malformed input from %s: message of %zu bytes is too short for an RPC header",
+                 src->peerstr, msg->len);
+        return V_CLOSE;
+    }
+    krpc_xdr_dec_init(&d, msg, 0, msg->len);
+    v->xid = krpc_xdr_get_u32(&d);
+    mtype = krpc_xdr_get_u32(&d);
+    if (mtype != KRPC_MSG_CALL) {
+        /* A server does not take replies (no backchannel here): the peer is
+         * confused or hostile, and answering would not help it. */
+        snprintf(v->why, sizeof(v->why), "malformed input from %s: %s (xid %08x)%s", src->peerstr,
+                 mtype == KRPC_MSG_REPLY ? "a REPLY message" : "not a CALL message", v->xid,
+                 mtype == KRPC_MSG_REPLY ? " sent to the server" : "");
+        return V_CLOSE;
+    }
+    rpcvers = krpc_xdr_get_u32(&d);
+    if (krpc_xdr_dec_error(&d) == 0 && rpcvers != KRPC_RPCVERS) {
+        /* The rest of the header is version 2's layout: do not parse it. */
+        snprintf(v->why, sizeof(v->why), "%s: xid %08x: RPC version %u, answering RPC_MISMATCH", src->peerstr, v->xid,
+                 rpcvers);
+        return V_RPC_MISMATCH;
+    }
+    krpc_xdr_dec_init(&d, msg, 0, msg->len);
+    if (krpc_decode_call_hdr(&d, h) != 0) {
+        snprintf(v->why, sizeof(v->why), "malformed input from %s: undecodable call header (xid %08x); answering "
+                 "GARBAGE_ARGS", src->peerstr, v->xid);
+        return V_GARBAGE_ARGS;
+    }
+    v->args_off = d.off;
+
+    /* Credentials. AUTH_TLS is the RFC 9289 probe, valid only as a NULL
+     * call outside TLS on a server that offers TLS; for any program number,
+     * since the probe is about the transport, not the program. */
+    if (h->cred.flavor == KRPC_AUTH_TLS) {
+        const char *why = NULL;
+        if (h->proc != 0)
+            why = "AUTH_TLS on a procedure other than NULL";
+        else if (src->tls)
+            why = "AUTH_TLS inside a TLS session";
+        else if (svc->cfg.tls == KRPC_SVC_TLS_OFF)
+            why = "AUTH_TLS probe but TLS is off";
+        if (why == NULL)
+            return V_STARTTLS;
+        snprintf(v->why, sizeof(v->why), "%s: xid %08x: %s: AUTH_BADCRED", src->peerstr, v->xid, why);
+        return V_AUTH_BADCRED;
+    }
+    if (h->cred.flavor != KRPC_AUTH_NONE && h->cred.flavor != KRPC_AUTH_SYS) {
+        snprintf(v->why, sizeof(v->why), "%s: xid %08x: unsupported credential flavor %u: AUTH_BADCRED",
+                 src->peerstr, v->xid, h->cred.flavor);
+        return V_AUTH_BADCRED;
+    }
+    v->lo = UINT32_MAX;
+    v->hi = 0;
+    for (size_t i = 0; i < svc->nprogs; i++) {
+        if (svc->progs[i].prog != h->prog)
+            continue;
+        found = 1;
+        v->lo = svc->progs[i].vers < v->lo ? svc->progs[i].vers : v->lo;
+        v->hi = svc->progs[i].vers > v->hi ? svc->progs[i].vers : v->hi;
+        if (svc->progs[i].vers == h->vers)
+            v->p = &svc->progs[i];
+    }
+    if (!found)
+        return V_PROG_UNAVAIL;
+    if (v->p == NULL)
+        return V_PROG_MISMATCH;
+    /* TLS policy per program, as knfsd and FreeBSD have it: NULL (pings,
+     * rpcinfo) and programs marked PLAIN_OK (MOUNT) are served in the clear;
+     * everything else needs the TLS session. Checked after the program is
+     * known so that PROG_UNAVAIL / PROG_MISMATCH stay truthful. */
+    if (svc->cfg.tls == KRPC_SVC_TLS_REQUIRED && !src->tls && h->proc != 0 && !(v->p->flags & KRPC_PROG_PLAIN_OK)) {
+        snprintf(v->why, sizeof(v->why),
+                 "%s: xid %08x: program %u version %u procedure %u outside TLS on a TLS-only server: AUTH_TOOWEAK",
+                 src->peerstr, v->xid, h->prog, h->vers, h->proc);
+        return V_AUTH_TOOWEAK;
+    }
+    v->pd = h->proc < v->p->nprocs && v->p->procs != NULL ? &v->p->procs[h->proc] : NULL;
+    if (v->pd == NULL || v->pd->fn == NULL) {
+        /* NULL answers without a handler: ping and rpcinfo work for every program. */
+        return h->proc == 0 ? V_NULL : V_PROC_UNAVAIL;
+    }
+    return admit(svc, src, msg, reply, v);
+}
+
+/* Carries out every verdict but V_RUN: counts, logs, frees the message and
+ * the cache entry it will not complete, and builds the reply. Returns the
+ * enum krpc_svc_action for the connection. */
+static int emit(struct krpc_svc *svc, enum verdict verdict, struct decision *v, struct mb_chain *msg,
+                struct mb_chain *reply)
+{
+    const struct verdict_desc *vd = &verdicts[verdict];
+    int ret = 0;
+
+    counter_inc(svc, vd->counter);
+    if (v->why[0] != '\0')
+        krpc_log(vd->level, "rpc server: %s", v->why);
+    mb_chain_free(msg);
+    krpc_drc_forget(svc->drc, v->entry); /* NULL: nothing to forget */
+    v->entry = NULL;
+    switch (vd->reply) {
+    case VR_NONE:
+        return vd->act;
+    case VR_CACHED:
+        break;
+    case VR_ACCEPTED:
+        ret = put_accepted(reply, v->xid, vd->stat, verdict == V_STARTTLS ? KRPC_STARTTLS_VERF : NULL,
+                           verdict == V_PROG_MISMATCH ? v->lo : 0, verdict == V_PROG_MISMATCH ? v->hi : 0, NULL);
+        break;
+    case VR_DENIED:
+        ret = put_denied(reply, v->xid, vd->stat, vd->auth);
+        break;
+    }
+    if (ret != 0)
+        return KRPC_SVC_ACT_NONE; /* no memory for the reply: the client retransmits */
+    ST_INC(svc, replies);
+    return vd->act;
+}
+
+/* Runs the handler of a call that passed every check (V_RUN): the accepted
+ * reply with its results, or a deferred answer (krpc_svc_reply). */
+static int run_call(struct krpc_svc *svc, const struct call_src *src, struct decision *v, struct mb_chain *msg,
+                    struct mb_chain *reply)
+{
+    const struct krpc_call_hdr *h = &v->h;
+    const struct krpc_prog_desc *p = v->p;
+    const struct krpc_proc_desc *pd = v->pd;
+    struct svc_req *r;
+    struct krpc_xdr_dec args;
+    struct krpc_xdr_enc res;
+    struct mb_chain resc = MB_CHAIN_INIT;
+    size_t sublen = strlen(src->subject), userlen = strlen(src->user);
+    char what[128];
+    int status, serial;
 
     r = calloc(1, sizeof(*r) + sublen + 1 + userlen + 1);
     if (r == NULL) {
-        krpc_drc_forget(svc->drc, entry);
-        mb_chain_free(msg);
-        return put_result(svc, reply, h->xid, KRPC_SYSTEM_ERR, NULL, "allocation") == 0 ? KRPC_SVC_ACT_REPLY
-                                                                                       : KRPC_SVC_ACT_NONE;
+        snprintf(v->why, sizeof(v->why), "%s: xid %08x: out of memory; answering SYSTEM_ERR", src->peerstr, h->xid);
+        return emit(svc, V_SYSTEM_ERR, v, msg, reply);
     }
     memcpy(r->subject, src->subject, sublen + 1);
     memcpy(r->subject + sublen + 1, src->user, userlen + 1);
@@ -360,17 +572,17 @@ static int run_call(struct krpc_svc *svc, const struct call_src *src, const stru
     mb_chain_concat(&r->pub.msg, msg);
     r->pub.svc = svc;
     r->pub.conn = src->sc;
-    r->pub.drc = entry;
+    r->pub.drc = v->entry;
     r->pub.home = src->sl;
 
-    krpc_xdr_dec_init(&args, &r->pub.msg, args_off, r->pub.msg.len - args_off);
+    krpc_xdr_dec_init(&args, &r->pub.msg, v->args_off, r->pub.msg.len - v->args_off);
     krpc_xdr_enc_init(&res, &resc);
     /* With several loops, handlers of a program that did not say it is
      * thread-safe run one at a time. */
     serial = svc->nloops > 1 && !(p->flags & KRPC_PROG_MT_SAFE);
     if (serial)
         pthread_mutex_lock(&svc->handler_lock);
-    status = pd->fn(&r->pub, &args, &res, parg);
+    status = pd->fn(&r->pub, &args, &res, p->arg);
     if (serial)
         pthread_mutex_unlock(&svc->handler_lock);
     if (status == KRPC_SVC_DEFER) {
@@ -390,164 +602,29 @@ static int run_call(struct krpc_svc *svc, const struct call_src *src, const stru
                  req_what(what, sizeof(what), h, pd->name));
     if (put_result(svc, reply, h->xid, status, &resc, req_what(what, sizeof(what), h, pd->name)) != 0) {
         /* No reply can be built: answer nothing; the client retransmits. */
-        krpc_drc_forget(svc->drc, entry);
+        krpc_drc_forget(svc->drc, v->entry);
         req_free(r);
         return KRPC_SVC_ACT_NONE;
     }
-    if (entry != NULL)
-        krpc_drc_complete(svc->drc, entry, reply);
+    if (v->entry != NULL)
+        krpc_drc_complete(svc->drc, v->entry, reply);
     req_free(r);
     ST_INC(svc, replies);
     return KRPC_SVC_ACT_REPLY;
 }
 
-static void log_malformed(const struct call_src *src, const char *fmt, uint32_t a)
-{
-    char buf[160];
-    snprintf(buf, sizeof(buf), fmt, a);
-    krpc_log(KRPC_LOG_WARN, "rpc server: malformed input from %s: %s", src->peerstr, buf);
-}
-
 static int dispatch(struct krpc_svc *svc, const struct call_src *src, struct mb_chain *msg, struct mb_chain *reply)
 {
-    struct krpc_xdr_dec d;
-    struct krpc_call_hdr h;
-    uint32_t xid, mtype, rpcvers, lo = UINT32_MAX, hi = 0;
-    const struct krpc_prog_desc *p = NULL;
-    const struct krpc_proc_desc *pd;
-    size_t args_off;
-    int found = 0, ret;
+    struct decision v;
+    enum verdict verdict;
 
-    if (msg->len < 8) {
-        /* Not even a message type: nothing to answer to. */
-        log_malformed(src, "message of %u bytes is too short for an RPC header", (uint32_t)msg->len);
-        ST_INC(svc, closed_malformed);
-        mb_chain_free(msg);
-        return KRPC_SVC_ACT_CLOSE;
-    }
-    krpc_xdr_dec_init(&d, msg, 0, msg->len);
-    xid = krpc_xdr_get_u32(&d);
-    mtype = krpc_xdr_get_u32(&d);
-    if (mtype != KRPC_MSG_CALL) {
-        /* A server does not take replies (no backchannel here): the peer is
-         * confused or hostile, and answering would not help it. */
-        log_malformed(src, mtype == KRPC_MSG_REPLY ? "a REPLY message (xid %08x) sent to the server"
-                                                   : "not a CALL message (xid %08x)",
-                      xid);
-        ST_INC(svc, closed_malformed);
-        mb_chain_free(msg);
-        return KRPC_SVC_ACT_CLOSE;
-    }
-    ST_INC(svc, calls);
-    rpcvers = krpc_xdr_get_u32(&d);
-    if (krpc_xdr_dec_error(&d) == 0 && rpcvers != KRPC_RPCVERS) {
-        /* The rest of the header is version 2's layout: do not parse it. */
-        ST_INC(svc, rpc_mismatch);
-        krpc_log(KRPC_LOG_INFO, "rpc server: %s: xid %08x: RPC version %u, answering RPC_MISMATCH", src->peerstr,
-                 xid, rpcvers);
-        mb_chain_free(msg);
-        ret = put_denied(reply, xid, KRPC_RPC_MISMATCH, 0);
-        goto out;
-    }
-    krpc_xdr_dec_init(&d, msg, 0, msg->len);
-    if (krpc_decode_call_hdr(&d, &h) != 0) {
-        log_malformed(src, "undecodable call header (xid %08x); answering GARBAGE_ARGS", xid);
-        ST_INC(svc, garbage_args);
-        mb_chain_free(msg);
-        ret = put_accepted(reply, xid, KRPC_GARBAGE_ARGS, NULL, 0, 0, NULL);
-        goto out;
-    }
-    args_off = d.off;
-
-    /* Credentials. AUTH_TLS is the RFC 9289 probe, valid only as a NULL
-     * call outside TLS on a server that offers TLS; for any program number,
-     * since the probe is about the transport, not the program. */
-    if (h.cred.flavor == KRPC_AUTH_TLS) {
-        const char *why = NULL;
-        if (h.proc != 0)
-            why = "AUTH_TLS on a procedure other than NULL";
-        else if (src->tls)
-            why = "AUTH_TLS inside a TLS session";
-        else if (svc->cfg.tls == KRPC_SVC_TLS_OFF)
-            why = "AUTH_TLS probe but TLS is off";
-        if (why != NULL) {
-            ST_INC(svc, auth_badcred);
-            krpc_log(KRPC_LOG_INFO, "rpc server: %s: xid %08x: %s: AUTH_BADCRED", src->peerstr, xid, why);
-            mb_chain_free(msg);
-            ret = put_denied(reply, xid, KRPC_AUTH_ERROR, KRPC_AUTH_BADCRED);
-            goto out;
-        }
-        ST_INC(svc, tls_probes);
-        mb_chain_free(msg);
-        ret = put_accepted(reply, xid, KRPC_SUCCESS, KRPC_STARTTLS_VERF, 0, 0, NULL);
-        if (ret == 0) {
-            ST_INC(svc, replies);
-            return KRPC_SVC_ACT_STARTTLS;
-        }
-        return KRPC_SVC_ACT_NONE;
-    }
-    if (h.cred.flavor != KRPC_AUTH_NONE && h.cred.flavor != KRPC_AUTH_SYS) {
-        ST_INC(svc, auth_badcred);
-        krpc_log(KRPC_LOG_INFO, "rpc server: %s: xid %08x: unsupported credential flavor %u: AUTH_BADCRED",
-                 src->peerstr, xid, h.cred.flavor);
-        mb_chain_free(msg);
-        ret = put_denied(reply, xid, KRPC_AUTH_ERROR, KRPC_AUTH_BADCRED);
-        goto out;
-    }
-    for (size_t i = 0; i < svc->nprogs; i++) {
-        if (svc->progs[i].prog != h.prog)
-            continue;
-        found = 1;
-        lo = svc->progs[i].vers < lo ? svc->progs[i].vers : lo;
-        hi = svc->progs[i].vers > hi ? svc->progs[i].vers : hi;
-        if (svc->progs[i].vers == h.vers)
-            p = &svc->progs[i];
-    }
-    if (!found) {
-        ST_INC(svc, prog_unavail);
-        mb_chain_free(msg);
-        ret = put_accepted(reply, xid, KRPC_PROG_UNAVAIL, NULL, 0, 0, NULL);
-        goto out;
-    }
-    if (p == NULL) {
-        ST_INC(svc, prog_mismatch);
-        mb_chain_free(msg);
-        ret = put_accepted(reply, xid, KRPC_PROG_MISMATCH, NULL, lo, hi, NULL);
-        goto out;
-    }
-    /* TLS policy per program, as knfsd and FreeBSD have it: NULL (pings,
-     * rpcinfo) and programs marked PLAIN_OK (MOUNT) are served in the clear;
-     * everything else needs the TLS session. Checked after the program is
-     * known so that PROG_UNAVAIL / PROG_MISMATCH stay truthful. */
-    if (svc->cfg.tls == KRPC_SVC_TLS_REQUIRED && !src->tls && h.proc != 0 && !(p->flags & KRPC_PROG_PLAIN_OK)) {
-        ST_INC(svc, auth_tooweak);
-        krpc_log(KRPC_LOG_INFO,
-                 "rpc server: %s: xid %08x: program %u version %u procedure %u outside TLS on a TLS-only server: "
-                 "AUTH_TOOWEAK",
-                 src->peerstr, xid, h.prog, h.vers, h.proc);
-        mb_chain_free(msg);
-        ret = put_denied(reply, xid, KRPC_AUTH_ERROR, KRPC_AUTH_TOOWEAK);
-        goto out;
-    }
-    pd = h.proc < p->nprocs && p->procs != NULL ? &p->procs[h.proc] : NULL;
-    if (pd == NULL || pd->fn == NULL) {
-        mb_chain_free(msg);
-        if (h.proc == 0) {
-            /* NULL answers without a handler: ping and rpcinfo work for every program. */
-            ret = put_accepted(reply, xid, KRPC_SUCCESS, NULL, 0, 0, NULL);
-        } else {
-            ST_INC(svc, proc_unavail);
-            ret = put_accepted(reply, xid, KRPC_PROC_UNAVAIL, NULL, 0, 0, NULL);
-        }
-        goto out;
-    }
-    return run_call(svc, src, &h, p, pd, args_off, msg, reply);
-
-out:
-    if (ret != 0)
-        return KRPC_SVC_ACT_NONE;
-    ST_INC(svc, replies);
-    return KRPC_SVC_ACT_REPLY;
+    memset(&v, 0, sizeof(v));
+    verdict = decide(svc, src, msg, reply, &v);
+    if (verdict != V_CLOSE)
+        ST_INC(svc, calls);
+    if (verdict == V_RUN)
+        return run_call(svc, src, &v, msg, reply);
+    return emit(svc, verdict, &v, msg, reply);
 }
 
 /* ---- connection log lines, rate-limited ---------------------------------- */
@@ -605,7 +682,7 @@ static void conn_schedule(struct svc_conn *sc, uint64_t now)
 
     if (sc->unauth)
         due = sc->accepted_ms + (uint64_t)svc->cfg.handshake_timeout_ms;
-    if (sc->state != CS_HANDSHAKE && svc->cfg.idle_timeout_ms > 0) {
+    if (sc->state != SC_HANDSHAKE && svc->cfg.idle_timeout_ms > 0) {
         uint64_t idle_due = sc->last_active_ms + (uint64_t)svc->cfg.idle_timeout_ms;
         if (idle_due < due)
             due = idle_due;
@@ -677,13 +754,13 @@ static void conn_timer_fn(struct krpc_loop *loop, struct krpc_timer *t, void *ar
         sc->counted = 1;
         conn_log(svc, KRPC_LOG_INFO, "rpc server: cutting %s: not authenticated %llu ms after accept (%s)",
                  sc->peerstr, (unsigned long long)(now - sc->accepted_ms),
-                 sc->state == CS_HANDSHAKE ? "TLS handshake unfinished"
+                 sc->state == SC_HANDSHAKE ? "TLS handshake unfinished"
                  : svc->cfg.tls == KRPC_SVC_TLS_REQUIRED ? "no TLS yet"
                                                          : "no complete call yet");
         conn_close(sc, -ETIMEDOUT);
         return;
     }
-    if (sc->state != CS_HANDSHAKE && svc->cfg.idle_timeout_ms > 0) {
+    if (sc->state != SC_HANDSHAKE && svc->cfg.idle_timeout_ms > 0) {
         /* A call in progress is activity: its reply is traffic still to come. */
         if (sc->deferred > 0)
             sc->last_active_ms = now;
@@ -743,7 +820,7 @@ static void conn_on_msg(struct krpc_conn *c, struct mb_chain *msg, void *arg)
     int act;
 
     mb_chain_concat(&m, msg);
-    if (svc == NULL || sc->closing || sc->state == CS_HANDSHAKE) {
+    if (svc == NULL || sc->closing || sc->state == SC_HANDSHAKE) {
         mb_chain_free(&m);
         return;
     }
@@ -766,7 +843,7 @@ static void conn_on_msg(struct krpc_conn *c, struct mb_chain *msg, void *arg)
     src.peer = (const struct sockaddr *)&sc->peer;
     src.peerlen = sc->peerlen;
     src.peerstr = sc->peerstr;
-    src.tls = sc->state == CS_TLS;
+    src.tls = sc->state == SC_TLS;
     src.subject = src.tls ? krpc_conn_peer_subject(c) : "";
     if (src.subject == NULL)
         src.subject = "";
@@ -793,7 +870,7 @@ static void conn_on_msg(struct krpc_conn *c, struct mb_chain *msg, void *arg)
             conn_close(sc, ret);
             break;
         }
-        sc->state = CS_HANDSHAKE;
+        sc->state = SC_HANDSHAKE;
         conn_schedule(sc, krpc_now_ms());
         break;
     }
@@ -816,7 +893,7 @@ static void conn_on_tls(struct krpc_conn *c, int err, const char *msg, void *arg
         return;
     if (err == 0) {
         const char *subj = krpc_conn_peer_subject(c);
-        sc->state = CS_TLS;
+        sc->state = SC_TLS;
         ST_INC(svc, tls_handshakes);
         krpc_log(KRPC_LOG_INFO, "rpc server: %s: TLS session up%s%s", sc->peerstr, subj && *subj ? ", client " : "",
                  subj && *subj ? subj : "");
@@ -841,7 +918,7 @@ static void conn_on_close(struct krpc_conn *c, int err, void *arg)
     struct svc_conn *sc = arg;
     struct krpc_svc *svc = sc->svc;
     struct svc_loop *sl = sc->sl;
-    int pretls = sc->state == CS_PLAIN && sc->unauth && svc != NULL && svc->cfg.tls == KRPC_SVC_TLS_REQUIRED;
+    int pretls = sc->state == SC_PLAIN && sc->unauth && svc != NULL && svc->cfg.tls == KRPC_SVC_TLS_REQUIRED;
 
     if (svc != NULL) {
         krpc_timer_cancel(sl->loop, &sc->timer);
@@ -884,7 +961,7 @@ static void conn_on_close(struct krpc_conn *c, int err, void *arg)
             else
                 conn_log(svc, KRPC_LOG_WARN, "rpc server: malformed input from %s: bad RPC record marking",
                          sc->peerstr);
-        } else if (!sc->counted && err == -EPROTO && sc->state == CS_HANDSHAKE) {
+        } else if (!sc->counted && err == -EPROTO && sc->state == SC_HANDSHAKE) {
             ST_INC(svc, tls_failures);
         } else {
             krpc_log(KRPC_LOG_DEBUG, "rpc server: %s: connection closed (%d)", sc->peerstr, err);
@@ -1172,10 +1249,7 @@ static void svc_loop_free(struct svc_loop *sl)
         sl->efd = -1;
     }
     if (sl->owned && sl->loop != NULL) {
-        /* Let closing connections finish their callbacks first. */
-        for (int i = 0; i < 10 && krpc_loop_run_once(sl->loop, 0) > 0; i++)
-            ;
-        krpc_loop_free(sl->loop);
+        krpc_loop_free(sl->loop); /* it finishes whatever close is still under way */
         sl->loop = NULL;
     }
     pthread_mutex_destroy(&sl->qlock);
@@ -1270,10 +1344,9 @@ static int svc_create(struct krpc_loop *loop, const struct krpc_svc_config *cfg,
         }
     }
 
-    svc->snap = calloc(1, sizeof(*svc->snap));
     svc->nloops = loop != NULL && svc->cfg.threads > 1 ? svc->cfg.threads : 1;
     svc->loops = calloc(svc->nloops, sizeof(*svc->loops));
-    if (svc->snap == NULL || svc->loops == NULL) {
+    if (svc->loops == NULL) {
         ret = -ENOMEM;
         goto fail;
     }
@@ -1443,6 +1516,22 @@ int krpc_svc_register(struct krpc_svc *svc, const struct krpc_prog_desc *prog)
     return 0;
 }
 
+int krpc_svc_unregister(struct krpc_svc *svc, uint32_t prog, uint32_t vers)
+{
+    if (svc == NULL)
+        return -EINVAL;
+    if (__atomic_load_n(&svc->started, __ATOMIC_ACQUIRE))
+        return -EBUSY;
+    for (size_t i = 0; i < svc->nprogs; i++) {
+        if (svc->progs[i].prog == prog && svc->progs[i].vers == vers) {
+            /* Order does not matter: dispatch searches the whole table. */
+            svc->progs[i] = svc->progs[--svc->nprogs];
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
 int krpc_svc_addr(const struct krpc_svc *svc, struct sockaddr_storage *ss, socklen_t *len)
 {
     if (svc == NULL || svc->lfd < 0)
@@ -1510,10 +1599,10 @@ void krpc_svc_stats_get(const struct krpc_svc *svc, struct krpc_svc_stats *out)
     out->mem_used = __atomic_load_n(&svc->mem.used, __ATOMIC_RELAXED);
 }
 
-const struct krpc_svc_stats *krpc_svc_stats(const struct krpc_svc *svc)
+const struct krpc_svc_stats *krpc_svc_stats(struct krpc_svc *svc)
 {
-    krpc_svc_stats_get(svc, svc->snap);
-    return svc->snap;
+    krpc_svc_stats_get(svc, &svc->snap);
+    return &svc->snap;
 }
 
 int krpc_svc_reload_tls(struct krpc_svc *svc, const struct ktls_config *cfg, char *err, size_t errlen)
@@ -1610,7 +1699,6 @@ void krpc_svc_free(struct krpc_svc *svc)
     pthread_mutex_destroy(&svc->handler_lock);
     pthread_mutex_destroy(&svc->rl.lock);
     free(svc->loops);
-    free(svc->snap);
     free(svc->progs);
     free(svc);
 }

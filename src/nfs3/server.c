@@ -59,7 +59,9 @@ struct nfs3_srv {
     struct nfsd_exports ex; /* one namespace per export; the table is immutable after nfs3_srv_new */
     uint8_t write_verf[NFS3_WRITEVERFSIZE];
     char *state_dir;
-    struct nfs3_srv_stats st;
+    struct nfs3_srv_stats st;  /* atomic counters (STAT_ADD); walks is counted by each export */
+    struct nfs3_srv_stats snap; /* what nfs3_srv_stats() last returned */
+    struct krpc_proc_desc nfs_procs[NFS3_NPROCS]; /* what the RPC layer sees of nfs_table */
     struct nfsd_idctx idc;     /* the server's own ids; can_switch */
     char domain[256];          /* tlscertuser: the domain client certificates must name */
     struct nfsd_pool *pool;    /* NULL: io_threads 0, file-system work on the loop */
@@ -79,6 +81,50 @@ struct nfs3_srv {
 struct srv_job;
 typedef int (*exec_fn)(struct srv_job *job, struct krpc_xdr_enc *x);
 
+/* Every procedure's arguments. */
+union srv_args {
+    struct nfs3_fh_args getattr, readlink, fsstat, fsinfo, pathconf;
+    struct nfs3_setattr_args setattr;
+    struct nfs3_diropargs lookup, remove; /* remove: REMOVE and RMDIR */
+    struct nfs3_access_args access;
+    struct nfs3_read_args read;
+    struct nfs3_write_args write;
+    struct nfs3_create_args create;
+    struct nfs3_mkdir_args mkdir;
+    struct nfs3_symlink_args symlink;
+    struct nfs3_mknod_args mknod;
+    struct nfs3_rename_args rename;
+    struct nfs3_link_args link;
+    struct nfs3_readdir_args readdir;
+    struct nfs3_readdirplus_args readdirplus;
+    struct nfs3_commit_args commit;
+    struct nfs3_mnt_args mnt;
+};
+
+/* Every NFSv3 procedure's result. Each begins with its nfsstat3, which
+ * status reads whatever member was filled (a common initial member). */
+union srv_res {
+    uint32_t status;
+    struct nfs3_getattr_res getattr;
+    struct nfs3_wcc_res wcc; /* SETATTR, REMOVE, RMDIR */
+    struct nfs3_lookup_res lookup;
+    struct nfs3_access_res access;
+    struct nfs3_readlink_res readlink;
+    struct nfs3_read_res read;
+    struct nfs3_write_res write;
+    struct nfs3_diropres dirop; /* CREATE, MKDIR, SYMLINK, MKNOD */
+    struct nfs3_rename_res rename;
+    struct nfs3_link_res link;
+    struct {
+        struct nfs3_readdir_res r;
+        struct nfs3_readdir_enc enc; /* the entries, collected while reading the directory */
+    } readdir;                        /* READDIR, READDIRPLUS */
+    struct nfs3_fsstat_res fsstat;
+    struct nfs3_fsinfo_res fsinfo;
+    struct nfs3_pathconf_res pathconf;
+    struct nfs3_commit_res commit;
+};
+
 struct srv_job {
     struct nfsd_job j; /* first: the pool hands back &j */
     struct nfs3_srv *s;
@@ -94,24 +140,10 @@ struct srv_job {
     char peer_user[256]; /* "user@domain" of the client certificate, "" if none */
     int status;
     struct mb_chain res;
-    union {
-        struct nfs3_fh_args getattr, readlink, fsstat, fsinfo, pathconf;
-        struct nfs3_setattr_args setattr;
-        struct nfs3_diropargs lookup, remove;
-        struct nfs3_access_args access;
-        struct nfs3_read_args read;
-        struct nfs3_write_args write;
-        struct nfs3_create_args create;
-        struct nfs3_mkdir_args mkdir;
-        struct nfs3_symlink_args symlink;
-        struct nfs3_mknod_args mknod;
-        struct nfs3_rename_args rename;
-        struct nfs3_link_args link;
-        struct nfs3_readdir_args readdir;
-        struct nfs3_readdirplus_args readdirplus;
-        struct nfs3_commit_args commit;
-        struct nfs3_mnt_args mnt;
-    } a;
+    union srv_args a;         /* the decoded arguments */
+    union srv_res result;     /* NFS: the result, before encoding */
+    struct nfsd_obj obj[2];   /* NFS: the objects of the call's handles (x_nfs); PATH_MAX each, so here
+                                 rather than on the stack of the thread that runs the job */
 };
 
 /* ---- helpers -------------------------------------------------------------- */
@@ -402,436 +434,269 @@ static int job_resolve(struct srv_job *job, const struct nfs3_fh *fh, int write,
     return e;
 }
 
-/* A handler: decode on the loop, then job_start. */
-#define HANDLER(name, decfn, member)                                                                             \
-    static int p_##name(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)    \
-    {                                                                                                            \
-        struct srv_job *job = job_new(SRV(arg), req, x_##name);                                                  \
-        if (job == NULL)                                                                                         \
-            return KRPC_SYSTEM_ERR;                                                                              \
-        if (decfn(d, &job->a.member) != 0) {                                                                     \
-            job_release(job);                                                                                    \
-            return KRPC_GARBAGE_ARGS;                                                                            \
-        }                                                                                                        \
-        return job_start(job, x);                                                                                \
-    }
-
 /* ---- NFSv3 procedures ------------------------------------------------------- */
 
-static int x_getattr(struct srv_job *job, struct krpc_xdr_enc *x)
-{
-    struct nfs3_srv *s = job->s;
-    struct nfs3_fh_args *a = &job->a.getattr;
-    struct nfsd_be *be = NULL;
-    struct nfs3_getattr_res r;
-    struct nfsd_obj o;
-    int e;
+/*
+ * Every NFSv3 call takes one path (p_nfs on the loop, x_nfs where the job
+ * runs): decode the arguments into the job; resolve the first file handle
+ * (for a procedure that changes the export, ROFS on a read-only one); run
+ * the procedure's own part (an nfs_op, which fills the result, its
+ * nfsstat3 included); encode the result; close the objects. The table
+ * nfs_table below says, per procedure, which decoder, op and encoder, and
+ * the flags.
+ */
 
-    memset(&r, 0, sizeof(r));
-    obj_init(&o);
-    e = job_resolve(job, &a->fh, 0, &o, &be, NULL);
-    if (e == 0)
-        nfsd_fattr(be, &o.st, &r.attr);
-    r.status = stat_of(s, e);
-    nfs3_enc_getattr_res(x, &r);
-    nfsd_obj_close(&o);
-    return done(job, x, r.status);
+/* What an nfs_op works with. */
+struct nfs_call {
+    struct srv_job *job;
+    struct nfs3_srv *s;
+    const union srv_args *a;
+    union srv_res *r;
+    struct nfsd_obj *o;                 /* the first handle's object (fd < 0: not resolved) */
+    struct nfsd_obj *o2;                /* RENAME's and LINK's second handle's */
+    struct nfsd_be *be;                 /* the first handle's export, NULL when not resolved */
+    const struct nfs3_export_opts *opts; /* its options for this caller (with be) */
+    int e;                              /* 0, or why the first handle did not resolve */
+};
+
+typedef void (*nfs_op_fn)(struct nfs_call *c);
+
+static void op_getattr(struct nfs_call *c)
+{
+    struct nfs3_getattr_res *r = &c->r->getattr;
+
+    if (c->e == 0)
+        nfsd_fattr(c->be, &c->o->st, &r->attr);
+    r->status = stat_of(c->s, c->e);
 }
-HANDLER(getattr, nfs3_dec_getattr_args, getattr)
 
-static int x_setattr(struct srv_job *job, struct krpc_xdr_enc *x)
+static void op_setattr(struct nfs_call *c)
 {
-    struct nfs3_srv *s = job->s;
-    struct nfs3_setattr_args *a = &job->a.setattr;
-    struct nfsd_be *be = NULL;
-    struct nfs3_wcc_res r;
-    struct nfsd_obj o;
-    int e;
+    const struct nfs3_setattr_args *a = &c->a->setattr;
+    struct nfs3_wcc_res *r = &c->r->wcc;
+    int e = c->e;
 
-    memset(&r, 0, sizeof(r));
-    obj_init(&o);
-    e = job_resolve(job, &a->fh, 1, &o, &be, NULL);
     if (e == 0 && a->guard_check &&
-        (a->guard_ctime.seconds != (uint32_t)o.st.st_ctim.tv_sec ||
-         a->guard_ctime.nseconds != (uint32_t)o.st.st_ctim.tv_nsec))
-        r.status = NFS3ERR_NOT_SYNC;
+        (a->guard_ctime.seconds != (uint32_t)c->o->st.st_ctim.tv_sec ||
+         a->guard_ctime.nseconds != (uint32_t)c->o->st.st_ctim.tv_nsec))
+        r->status = NFS3ERR_NOT_SYNC;
     else {
         if (e == 0)
-            e = nfsd_op_setattr(be, &o, &a->attr);
-        r.status = stat_of(s, e);
+            e = nfsd_op_setattr(c->be, c->o, &a->attr);
+        r->status = stat_of(c->s, e);
     }
-    obj_wcc(be, &o, &r.wcc);
-    nfs3_enc_setattr_res(x, &r);
-    nfsd_obj_close(&o);
-    return done(job, x, r.status);
+    obj_wcc(c->be, c->o, &r->wcc);
 }
-HANDLER(setattr, nfs3_dec_setattr_args, setattr)
 
-static int x_lookup(struct srv_job *job, struct krpc_xdr_enc *x)
+static void op_lookup(struct nfs_call *c)
 {
-    struct nfs3_srv *s = job->s;
-    struct nfs3_diropargs *a = &job->a.lookup;
-    struct nfsd_be *be = NULL;
-    struct nfs3_lookup_res r;
+    struct nfs3_lookup_res *r = &c->r->lookup;
     struct nfsd_lookup l;
-    struct nfsd_obj o;
-    int e;
+    int e = c->e;
 
-    memset(&r, 0, sizeof(r));
-    obj_init(&o);
-    e = job_resolve(job, &a->dir, 0, &o, &be, NULL);
     if (e == 0)
-        e = nfsd_op_lookup(be, &o, a->name, &l);
+        e = nfsd_op_lookup(c->be, c->o, c->a->lookup.name, &l);
     if (e == 0) {
-        r.fh = l.fh;
-        post_attr_st(be, &l.st, &r.obj_attr);
+        r->fh = l.fh;
+        post_attr_st(c->be, &l.st, &r->obj_attr);
     }
-    r.status = stat_of(s, e);
-    obj_post_attr(be, &o, &r.dir_attr);
-    nfs3_enc_lookup_res(x, &r);
-    nfsd_obj_close(&o);
-    return done(job, x, r.status);
+    r->status = stat_of(c->s, e);
+    obj_post_attr(c->be, c->o, &r->dir_attr);
 }
-HANDLER(lookup, nfs3_dec_lookup_args, lookup)
 
-static int x_access(struct srv_job *job, struct krpc_xdr_enc *x)
+static void op_access(struct nfs_call *c)
 {
-    struct nfs3_srv *s = job->s;
-    struct nfs3_access_args *a = &job->a.access;
-    const struct nfs3_export_opts *opts = NULL;
-    struct nfsd_be *be = NULL;
-    struct nfs3_access_res r;
-    struct nfsd_obj o;
-    int e;
+    struct nfs3_access_res *r = &c->r->access;
 
-    memset(&r, 0, sizeof(r));
-    obj_init(&o);
-    e = job_resolve(job, &a->fh, 0, &o, &be, &opts);
-    if (e == 0)
-        r.access = nfsd_op_access(&o, a->access); /* for the caller: we run as it */
-    if (e == 0 && opts->ro) /* what nfsd_permission would refuse with EROFS */
-        r.access &= ~(NFS3_ACCESS_MODIFY | NFS3_ACCESS_EXTEND | NFS3_ACCESS_DELETE);
-    r.status = stat_of(s, e);
-    if (e == 0)
-        post_attr_st(be, &o.st, &r.obj_attr);
-    nfs3_enc_access_res(x, &r);
-    nfsd_obj_close(&o);
-    return done(job, x, r.status);
+    if (c->e == 0)
+        r->access = nfsd_op_access(c->o, c->a->access.access); /* for the caller: we run as it */
+    if (c->e == 0 && c->opts->ro) /* what nfsd_permission would refuse with EROFS */
+        r->access &= ~(NFS3_ACCESS_MODIFY | NFS3_ACCESS_EXTEND | NFS3_ACCESS_DELETE);
+    r->status = stat_of(c->s, c->e);
+    if (c->e == 0)
+        post_attr_st(c->be, &c->o->st, &r->obj_attr);
 }
-HANDLER(access, nfs3_dec_access_args, access)
 
-static int x_readlink(struct srv_job *job, struct krpc_xdr_enc *x)
+static void op_readlink(struct nfs_call *c)
 {
-    struct nfs3_srv *s = job->s;
-    struct nfs3_fh_args *a = &job->a.readlink;
-    struct nfsd_be *be = NULL;
-    struct nfs3_readlink_res *r;
-    struct nfsd_obj o;
-    int e, ret;
+    struct nfs3_readlink_res *r = &c->r->readlink;
+    int e = c->e;
 
-    r = calloc(1, sizeof(*r));
-    if (r == NULL)
-        return KRPC_SYSTEM_ERR;
-    obj_init(&o);
-    e = job_resolve(job, &a->fh, 0, &o, &be, NULL);
     if (e == 0)
-        e = nfsd_op_readlink(&o, r->data, sizeof(r->data));
-    r->status = stat_of(s, e);
-    if (o.fd >= 0)
-        post_attr_st(be, &o.st, &r->symlink_attr);
-    nfs3_enc_readlink_res(x, r);
-    nfsd_obj_close(&o);
-    ret = done(job, x, r->status);
-    free(r);
-    return ret;
+        e = nfsd_op_readlink(c->o, r->data, sizeof(r->data));
+    r->status = stat_of(c->s, e);
+    if (c->o->fd >= 0)
+        post_attr_st(c->be, &c->o->st, &r->symlink_attr);
 }
-HANDLER(readlink, nfs3_dec_readlink_args, readlink)
 
-static int x_read(struct srv_job *job, struct krpc_xdr_enc *x)
+static void op_read(struct nfs_call *c)
 {
-    struct nfs3_srv *s = job->s;
-    struct nfs3_read_args *a = &job->a.read;
-    struct nfsd_be *be = NULL;
-    struct nfs3_read_res r;
-    struct nfsd_obj o;
+    const struct nfs3_read_args *a = &c->a->read;
+    struct nfs3_read_res *r = &c->r->read;
     struct stat post;
-    int e;
+    int e = c->e;
 
-    memset(&r, 0, sizeof(r));
-    mb_chain_init(&r.data);
-    obj_init(&o);
-    e = job_resolve(job, &a->fh, 0, &o, &be, NULL);
+    mb_chain_init(&r->data);
     if (e == 0)
-        e = nfsd_op_read(be, &o, a->offset, a->count, &r.data, &r.eof, &post);
-    r.status = stat_of(s, e);
+        e = nfsd_op_read(c->be, c->o, a->offset, a->count, &r->data, &r->eof, &post);
+    r->status = stat_of(c->s, e);
     if (e == 0) {
-        r.count = (uint32_t)r.data.len;
-        STAT_ADD(s->st.bytes_read, r.data.len);
-        post_attr_st(be, &post, &r.file_attr);
+        r->count = (uint32_t)r->data.len;
+        STAT_ADD(c->s->st.bytes_read, r->data.len);
+        post_attr_st(c->be, &post, &r->file_attr);
     } else {
-        obj_post_attr(be, &o, &r.file_attr);
+        obj_post_attr(c->be, c->o, &r->file_attr);
     }
-    nfs3_enc_read_res(x, &r); /* links the pages in by reference */
-    nfs3_read_res_free(&r);
-    nfsd_obj_close(&o);
-    return done(job, x, r.status);
 }
-HANDLER(read, nfs3_dec_read_args, read)
 
-static int x_write(struct srv_job *job, struct krpc_xdr_enc *x)
+static void op_write(struct nfs_call *c)
 {
-    struct nfs3_srv *s = job->s;
-    struct nfs3_write_args *a = &job->a.write;
-    struct nfsd_be *be = NULL;
-    struct nfs3_write_res r;
-    struct nfsd_obj o;
+    struct nfs3_write_args *a = &c->job->a.write; /* the data is written from (and stays with) the job */
+    struct nfs3_write_res *r = &c->r->write;
     struct stat pre, post;
-    int e;
+    int e = c->e;
 
-    /* count != data length fails to decode: GARBAGE_ARGS (nfs3.h). */
-    memset(&r, 0, sizeof(r));
-    obj_init(&o);
-    e = job_resolve(job, &a->fh, 1, &o, &be, NULL);
-    /* More than the wtmax FSINFO advertised (--max-io): INVAL, nothing
-     * written. (The decoder takes up to NFS3_MAX_DATA; a short write would
-     * be legal too, but a client that ignores wtmax is broken.) */
-    if (e == 0 && a->count > be->wtmax)
+    /* count != data length fails to decode: GARBAGE_ARGS (nfs3.h). More
+     * than the wtmax FSINFO advertised (--max-io): INVAL, nothing written.
+     * (The decoder takes up to NFS3_MAX_DATA; a short write would be legal
+     * too, but a client that ignores wtmax is broken.) */
+    if (e == 0 && a->count > c->be->wtmax)
         e = -EINVAL;
     if (e == 0) {
-        e = nfsd_op_write(be, &o, a->offset, &a->data, a->stable, &r.committed, &pre, &post);
+        e = nfsd_op_write(c->be, c->o, a->offset, &a->data, a->stable, &r->committed, &pre, &post);
         if (e == 0) {
-            r.count = (uint32_t)a->data.len;
-            STAT_ADD(s->st.bytes_written, a->data.len);
-            if (r.committed != NFS3_UNSTABLE)
-                STAT_ADD(s->st.syncs, 1);
-            nfsd_pre_attr(&pre, &r.file_wcc.before);
-            post_attr_st(be, &post, &r.file_wcc.after);
+            r->count = (uint32_t)a->data.len;
+            STAT_ADD(c->s->st.bytes_written, a->data.len);
+            if (r->committed != NFS3_UNSTABLE)
+                STAT_ADD(c->s->st.syncs, 1);
+            nfsd_pre_attr(&pre, &r->file_wcc.before);
+            post_attr_st(c->be, &post, &r->file_wcc.after);
         }
     }
-    r.status = stat_of(s, e);
+    r->status = stat_of(c->s, e);
     if (e != 0)
-        obj_wcc(be, &o, &r.file_wcc);
-    memcpy(r.verf, s->write_verf, sizeof(r.verf)); /* server-wide: also when the handle is refused */
-    nfs3_enc_write_res(x, &r);
-    nfsd_obj_close(&o);
-    return done(job, x, r.status);
+        obj_wcc(c->be, c->o, &r->file_wcc);
+    memcpy(r->verf, c->s->write_verf, sizeof(r->verf)); /* server-wide: also when the handle is refused */
 }
-HANDLER(write, nfs3_dec_write_args, write)
 
-/* CREATE, MKDIR, SYMLINK, MKNOD share the result shape. */
-static void diropres_fill(struct nfs3_srv *s, const struct nfsd_be *be, int e, const struct nfsd_lookup *l,
-                          const struct nfsd_obj *dir, struct nfs3_diropres *r)
+/* CREATE, MKDIR, SYMLINK, MKNOD: the new object's handle and attributes,
+ * and the directory's wcc_data. e is the operation's result. */
+static void diropres_fill(struct nfs_call *c, int e, const struct nfsd_lookup *l)
 {
-    r->status = stat_of(s, e);
+    struct nfs3_diropres *r = &c->r->dirop;
+
+    r->status = stat_of(c->s, e);
     if (e == 0) {
         r->fh_present = 1;
         r->fh = l->fh;
-        post_attr_st(be, &l->st, &r->obj_attr);
+        post_attr_st(c->be, &l->st, &r->obj_attr);
     }
-    obj_wcc(be, dir, &r->dir_wcc);
+    obj_wcc(c->be, c->o, &r->dir_wcc);
 }
 
-static int x_create(struct srv_job *job, struct krpc_xdr_enc *x)
+static void op_create(struct nfs_call *c)
 {
-    struct nfs3_srv *s = job->s;
-    struct nfs3_create_args *a = &job->a.create;
-    struct nfsd_be *be = NULL;
-    struct nfs3_diropres r;
     struct nfsd_lookup l;
-    struct nfsd_obj o;
-    int e;
+    int e = c->e;
 
-    memset(&r, 0, sizeof(r));
-    obj_init(&o);
-    e = job_resolve(job, &a->where.dir, 1, &o, &be, NULL);
     if (e == 0)
-        e = nfsd_op_create(be, &o, a, &l);
-    diropres_fill(s, be, e, &l, &o, &r);
-    nfs3_enc_create_res(x, &r);
-    nfsd_obj_close(&o);
-    return done(job, x, r.status);
+        e = nfsd_op_create(c->be, c->o, &c->a->create, &l);
+    diropres_fill(c, e, &l);
 }
-HANDLER(create, nfs3_dec_create_args, create)
 
-static int x_mkdir(struct srv_job *job, struct krpc_xdr_enc *x)
+static void op_mkdir(struct nfs_call *c)
 {
-    struct nfs3_srv *s = job->s;
-    struct nfs3_mkdir_args *a = &job->a.mkdir;
-    struct nfsd_be *be = NULL;
-    struct nfs3_diropres r;
+    const struct nfs3_mkdir_args *a = &c->a->mkdir;
     struct nfsd_lookup l;
-    struct nfsd_obj o;
-    int e;
+    int e = c->e;
 
-    memset(&r, 0, sizeof(r));
-    obj_init(&o);
-    e = job_resolve(job, &a->where.dir, 1, &o, &be, NULL);
     if (e == 0)
-        e = nfsd_op_mkdir(be, &o, a->where.name, &a->attr, &l);
-    diropres_fill(s, be, e, &l, &o, &r);
-    nfs3_enc_mkdir_res(x, &r);
-    nfsd_obj_close(&o);
-    return done(job, x, r.status);
+        e = nfsd_op_mkdir(c->be, c->o, a->where.name, &a->attr, &l);
+    diropres_fill(c, e, &l);
 }
-HANDLER(mkdir, nfs3_dec_mkdir_args, mkdir)
 
-static int x_symlink(struct srv_job *job, struct krpc_xdr_enc *x)
+static void op_symlink(struct nfs_call *c)
 {
-    struct nfs3_srv *s = job->s;
-    struct nfs3_symlink_args *a = &job->a.symlink;
-    struct nfsd_be *be = NULL;
-    struct nfs3_diropres r;
+    const struct nfs3_symlink_args *a = &c->a->symlink;
     struct nfsd_lookup l;
-    struct nfsd_obj o;
-    int e;
+    int e = c->e;
 
-    memset(&r, 0, sizeof(r));
-    obj_init(&o);
-    e = job_resolve(job, &a->where.dir, 1, &o, &be, NULL);
     if (e == 0)
-        e = nfsd_op_symlink(be, &o, a->where.name, a->data, &a->attr, &l);
-    diropres_fill(s, be, e, &l, &o, &r);
-    nfs3_enc_symlink_res(x, &r);
-    nfsd_obj_close(&o);
-    return done(job, x, r.status);
+        e = nfsd_op_symlink(c->be, c->o, a->where.name, a->data, &a->attr, &l);
+    diropres_fill(c, e, &l);
 }
-HANDLER(symlink, nfs3_dec_symlink_args, symlink)
 
-static int x_mknod(struct srv_job *job, struct krpc_xdr_enc *x)
+static void op_mknod(struct nfs_call *c)
 {
-    struct nfs3_srv *s = job->s;
-    struct nfs3_mknod_args *a = &job->a.mknod;
-    struct nfsd_be *be = NULL;
-    struct nfs3_diropres r;
     struct nfsd_lookup l;
-    struct nfsd_obj o;
-    int e;
+    int e = c->e;
 
-    memset(&r, 0, sizeof(r));
-    obj_init(&o);
-    e = job_resolve(job, &a->where.dir, 1, &o, &be, NULL);
     if (e == 0)
-        e = nfsd_op_mknod(be, &o, a, &l); /* FIFOs and sockets; device nodes NOTSUPP */
-    diropres_fill(s, be, e, &l, &o, &r);
-    nfs3_enc_mknod_res(x, &r);
-    nfsd_obj_close(&o);
-    return done(job, x, r.status);
+        e = nfsd_op_mknod(c->be, c->o, &c->a->mknod, &l); /* FIFOs and sockets; device nodes NOTSUPP */
+    diropres_fill(c, e, &l);
 }
-HANDLER(mknod, nfs3_dec_mknod_args, mknod)
 
-static int remove_common(struct srv_job *job, struct krpc_xdr_enc *x, int rmdir)
+static void remove_common(struct nfs_call *c, int rmdir)
 {
-    struct nfs3_srv *s = job->s;
-    struct nfs3_diropargs *a = &job->a.remove;
-    struct nfsd_be *be = NULL;
-    struct nfs3_wcc_res r;
-    struct nfsd_obj o;
-    int e;
+    struct nfs3_wcc_res *r = &c->r->wcc;
+    int e = c->e;
 
-    memset(&r, 0, sizeof(r));
-    obj_init(&o);
-    e = job_resolve(job, &a->dir, 1, &o, &be, NULL);
     if (e == 0)
-        e = nfsd_op_remove(be, &o, a->name, rmdir);
-    r.status = stat_of(s, e);
-    obj_wcc(be, &o, &r.wcc);
-    if (rmdir)
-        nfs3_enc_rmdir_res(x, &r);
-    else
-        nfs3_enc_remove_res(x, &r);
-    nfsd_obj_close(&o);
-    return done(job, x, r.status);
+        e = nfsd_op_remove(c->be, c->o, c->a->remove.name, rmdir);
+    r->status = stat_of(c->s, e);
+    obj_wcc(c->be, c->o, &r->wcc);
 }
 
-static int x_remove(struct srv_job *job, struct krpc_xdr_enc *x)
+static void op_remove(struct nfs_call *c)
 {
-    return remove_common(job, x, 0);
+    remove_common(c, 0);
 }
 
-static int x_rmdir(struct srv_job *job, struct krpc_xdr_enc *x)
+static void op_rmdir(struct nfs_call *c)
 {
-    return remove_common(job, x, 1);
+    remove_common(c, 1);
 }
-HANDLER(remove, nfs3_dec_remove_args, remove)
-HANDLER(rmdir, nfs3_dec_rmdir_args, remove)
 
-static int x_rename(struct srv_job *job, struct krpc_xdr_enc *x)
+static void op_rename(struct nfs_call *c)
 {
-    struct nfs3_srv *s = job->s;
-    struct nfs3_rename_args *a = &job->a.rename;
-    struct nfsd_be *be = NULL, *tbe = NULL;
-    struct nfs3_rename_res r;
-    struct nfsd_obj *from, *to;
-    int e;
+    const struct nfs3_rename_args *a = &c->a->rename;
+    struct nfs3_rename_res *r = &c->r->rename;
+    struct nfsd_be *tbe = NULL;
+    int e = c->e;
 
-    from = malloc(2 * sizeof(*from)); /* two PATH_MAX buffers: not on the thread's stack */
-    if (from == NULL)
-        return KRPC_SYSTEM_ERR;
-    to = from + 1;
-    memset(&r, 0, sizeof(r));
-    obj_init(from);
-    obj_init(to);
-    e = job_resolve(job, &a->from.dir, 1, from, &be, NULL);
     if (e == 0)
-        e = job_resolve(job, &a->to.dir, 1, to, &tbe, NULL);
-    if (e == 0 && be != tbe)
+        e = job_resolve(c->job, &a->to.dir, 1, c->o2, &tbe, NULL);
+    if (e == 0 && c->be != tbe)
         e = -EXDEV; /* across exports (knfsd: nfserr_xdev) */
     if (e == 0)
-        e = nfsd_op_rename(be, from, a->from.name, to, a->to.name);
-    r.status = stat_of(s, e);
-    obj_wcc(be, from, &r.fromdir_wcc);
-    obj_wcc(tbe, to, &r.todir_wcc);
-    nfs3_enc_rename_res(x, &r);
-    nfsd_obj_close(from);
-    nfsd_obj_close(to);
-    free(from);
-    return done(job, x, r.status);
+        e = nfsd_op_rename(c->be, c->o, a->from.name, c->o2, a->to.name);
+    r->status = stat_of(c->s, e);
+    obj_wcc(c->be, c->o, &r->fromdir_wcc);
+    obj_wcc(tbe, c->o2, &r->todir_wcc);
 }
-HANDLER(rename, nfs3_dec_rename_args, rename)
 
-static int x_link(struct srv_job *job, struct krpc_xdr_enc *x)
+static void op_link(struct nfs_call *c)
 {
-    struct nfs3_srv *s = job->s;
-    struct nfs3_link_args *a = &job->a.link;
-    struct nfsd_be *be = NULL, *dbe = NULL;
-    struct nfs3_link_res r;
-    struct nfsd_obj *file, *dir;
-    int e;
+    const struct nfs3_link_args *a = &c->a->link;
+    struct nfs3_link_res *r = &c->r->link;
+    struct nfsd_be *dbe = NULL;
+    int e = c->e;
 
-    file = malloc(2 * sizeof(*file));
-    if (file == NULL)
-        return KRPC_SYSTEM_ERR;
-    dir = file + 1;
-    memset(&r, 0, sizeof(r));
-    obj_init(file);
-    obj_init(dir);
-    e = job_resolve(job, &a->fh, 1, file, &be, NULL);
     if (e == 0)
-        e = job_resolve(job, &a->link.dir, 1, dir, &dbe, NULL);
-    if (e == 0 && be != dbe)
+        e = job_resolve(c->job, &a->link.dir, 1, c->o2, &dbe, NULL);
+    if (e == 0 && c->be != dbe)
         e = -EXDEV; /* across exports (knfsd: nfserr_xdev) */
     if (e == 0)
-        e = nfsd_op_link(be, file, dir, a->link.name);
-    r.status = stat_of(s, e);
-    obj_post_attr(be, file, &r.file_attr);
-    obj_wcc(dbe, dir, &r.linkdir_wcc);
-    nfs3_enc_link_res(x, &r);
-    nfsd_obj_close(file);
-    nfsd_obj_close(dir);
-    free(file);
-    return done(job, x, r.status);
+        e = nfsd_op_link(c->be, c->o, c->o2, a->link.name);
+    r->status = stat_of(c->s, e);
+    obj_post_attr(c->be, c->o, &r->file_attr);
+    obj_wcc(dbe, c->o2, &r->linkdir_wcc);
 }
-HANDLER(link, nfs3_dec_link_args, link)
 
-static int readdir_common(struct srv_job *job, struct krpc_xdr_enc *x, int plus, const struct nfs3_fh *fh,
-                          uint64_t cookie, uint32_t dircount, uint32_t maxcount)
+static void readdir_common(struct nfs_call *c, int plus, uint64_t cookie, uint32_t dircount, uint32_t maxcount)
 {
-    struct nfs3_srv *s = job->s;
-    struct nfsd_be *be = NULL;
-    struct nfs3_readdir_enc enc;
-    struct nfs3_readdir_res r;
-    struct nfsd_obj o;
-    int e;
+    struct nfs3_readdir_res *r = &c->r->readdir.r;
+    int e = c->e;
 
     /* The encoder reads 0 as "no limit"; from a client 0 means a reply that
      * cannot hold anything (NFS3ERR_TOOSMALL), and a dircount of 0 is no hint. */
@@ -841,164 +706,263 @@ static int readdir_common(struct srv_job *job, struct krpc_xdr_enc *x, int plus,
         maxcount = READDIR_MAX_REPLY;
     if (dircount == 0 || dircount > maxcount)
         dircount = maxcount;
-    memset(&r, 0, sizeof(r));
-    obj_init(&o);
-    nfs3_readdir_enc_begin(&enc, plus, maxcount, dircount);
-    e = job_resolve(job, fh, 0, &o, &be, NULL);
+    nfs3_readdir_enc_begin(&c->r->readdir.enc, plus, maxcount, dircount);
     if (e == 0)
-        e = nfsd_op_readdir(be, &o, cookie, plus, &enc, &r.eof);
-    r.status = stat_of(s, e);
+        e = nfsd_op_readdir(c->be, c->o, cookie, plus, &c->r->readdir.enc, &r->eof);
+    r->status = stat_of(c->s, e);
     /* The cookie verifier is always zero: cookies are d_off values, which
      * stay meaningful while the directory changes (as knfsd does). */
-    obj_post_attr(be, &o, &r.dir_attr);
-    nfs3_readdir_enc_end(&enc, x, &r);
-    nfsd_obj_close(&o);
-    return done(job, x, r.status);
+    obj_post_attr(c->be, c->o, &r->dir_attr);
 }
 
-static int x_readdir(struct srv_job *job, struct krpc_xdr_enc *x)
+static void op_readdir(struct nfs_call *c)
 {
-    const struct nfs3_readdir_args *a = &job->a.readdir;
-    return readdir_common(job, x, 0, &a->dir, a->cookie, 0, a->count);
-}
-HANDLER(readdir, nfs3_dec_readdir_args, readdir)
+    const struct nfs3_readdir_args *a = &c->a->readdir;
 
-static int x_readdirplus(struct srv_job *job, struct krpc_xdr_enc *x)
-{
-    const struct nfs3_readdirplus_args *a = &job->a.readdirplus;
-    return readdir_common(job, x, 1, &a->dir, a->cookie, a->dircount, a->maxcount);
+    readdir_common(c, 0, a->cookie, 0, a->count);
 }
-HANDLER(readdirplus, nfs3_dec_readdirplus_args, readdirplus)
 
-static int x_fsstat(struct srv_job *job, struct krpc_xdr_enc *x)
+static void op_readdirplus(struct nfs_call *c)
 {
-    struct nfs3_srv *s = job->s;
-    struct nfs3_fh_args *a = &job->a.fsstat;
-    struct nfsd_be *be = NULL;
-    struct nfs3_fsstat_res r;
-    struct nfsd_obj o;
+    const struct nfs3_readdirplus_args *a = &c->a->readdirplus;
+
+    readdir_common(c, 1, a->cookie, a->dircount, a->maxcount);
+}
+
+static void op_fsstat(struct nfs_call *c)
+{
+    struct nfs3_fsstat_res *r = &c->r->fsstat;
     struct statvfs v;
-    int e;
+    int e = c->e;
 
-    memset(&r, 0, sizeof(r));
-    obj_init(&o);
-    e = job_resolve(job, &a->fh, 0, &o, &be, NULL);
-    if (e == 0 && fstatvfs(o.fd, &v) != 0)
+    if (e == 0 && fstatvfs(c->o->fd, &v) != 0)
         e = -errno;
     if (e == 0) {
-        r.tbytes = (uint64_t)v.f_blocks * v.f_frsize;
-        r.fbytes = (uint64_t)v.f_bfree * v.f_frsize;
-        r.abytes = (uint64_t)v.f_bavail * v.f_frsize;
-        r.tfiles = v.f_files;
-        r.ffiles = v.f_ffree;
-        r.afiles = v.f_favail;
-        r.invarsec = 0;
+        r->tbytes = (uint64_t)v.f_blocks * v.f_frsize;
+        r->fbytes = (uint64_t)v.f_bfree * v.f_frsize;
+        r->abytes = (uint64_t)v.f_bavail * v.f_frsize;
+        r->tfiles = v.f_files;
+        r->ffiles = v.f_ffree;
+        r->afiles = v.f_favail;
+        r->invarsec = 0;
     }
-    r.status = stat_of(s, e);
-    obj_post_attr(be, &o, &r.obj_attr);
-    nfs3_enc_fsstat_res(x, &r);
-    nfsd_obj_close(&o);
-    return done(job, x, r.status);
+    r->status = stat_of(c->s, e);
+    obj_post_attr(c->be, c->o, &r->obj_attr);
 }
-HANDLER(fsstat, nfs3_dec_fsstat_args, fsstat)
 
-static int x_fsinfo(struct srv_job *job, struct krpc_xdr_enc *x)
+static void op_fsinfo(struct nfs_call *c)
 {
-    struct nfs3_srv *s = job->s;
-    struct nfs3_fh_args *a = &job->a.fsinfo;
-    struct nfsd_be *be = NULL;
-    struct nfs3_fsinfo_res r;
-    struct nfsd_obj o;
-    int e;
+    struct nfs3_fsinfo_res *r = &c->r->fsinfo;
 
-    memset(&r, 0, sizeof(r));
-    obj_init(&o);
-    e = job_resolve(job, &a->fh, 0, &o, &be, NULL);
-    if (e == 0) {
-        r.rtmax = be->rtmax;
-        r.rtpref = be->rtmax;
-        r.rtmult = MB_PAGE_SIZE;
-        r.wtmax = be->wtmax;
-        r.wtpref = be->wtmax;
-        r.wtmult = MB_PAGE_SIZE;
-        r.dtpref = 65536;
-        r.maxfilesize = (uint64_t)INT64_MAX;
-        r.time_delta.seconds = 0;
-        r.time_delta.nseconds = 1;
-        r.properties = NFS3_FSF_LINK | NFS3_FSF_SYMLINK | NFS3_FSF_HOMOGENEOUS | NFS3_FSF_CANSETTIME;
+    if (c->e == 0) {
+        r->rtmax = c->be->rtmax;
+        r->rtpref = c->be->rtmax;
+        r->rtmult = MB_PAGE_SIZE;
+        r->wtmax = c->be->wtmax;
+        r->wtpref = c->be->wtmax;
+        r->wtmult = MB_PAGE_SIZE;
+        r->dtpref = 65536;
+        r->maxfilesize = (uint64_t)INT64_MAX;
+        r->time_delta.seconds = 0;
+        r->time_delta.nseconds = 1;
+        r->properties = NFS3_FSF_LINK | NFS3_FSF_SYMLINK | NFS3_FSF_HOMOGENEOUS | NFS3_FSF_CANSETTIME;
     }
-    r.status = stat_of(s, e);
-    obj_post_attr(be, &o, &r.obj_attr);
-    nfs3_enc_fsinfo_res(x, &r);
-    nfsd_obj_close(&o);
-    return done(job, x, r.status);
+    r->status = stat_of(c->s, c->e);
+    obj_post_attr(c->be, c->o, &r->obj_attr);
 }
-HANDLER(fsinfo, nfs3_dec_fsinfo_args, fsinfo)
 
-static int x_pathconf(struct srv_job *job, struct krpc_xdr_enc *x)
+static void op_pathconf(struct nfs_call *c)
 {
-    struct nfs3_srv *s = job->s;
-    struct nfs3_fh_args *a = &job->a.pathconf;
-    struct nfsd_be *be = NULL;
-    struct nfs3_pathconf_res r;
-    struct nfsd_obj o;
-    int e;
+    struct nfs3_pathconf_res *r = &c->r->pathconf;
 
-    memset(&r, 0, sizeof(r));
-    obj_init(&o);
-    e = job_resolve(job, &a->fh, 0, &o, &be, NULL);
-    if (e == 0) {
-        long lm = fpathconf(o.fd, _PC_LINK_MAX);
-        long nm = fpathconf(o.fd, _PC_NAME_MAX);
-        r.linkmax = lm > 0 && lm < (long)UINT32_MAX ? (uint32_t)lm : 1;
-        r.name_max = nm > 0 && nm < NFS3_MAXNAMLEN ? (uint32_t)nm : NFS3_MAXNAMLEN;
-        r.no_trunc = 1;
-        r.chown_restricted = 1;
-        r.case_insensitive = 0;
-        r.case_preserving = 1;
+    if (c->e == 0) {
+        long lm = fpathconf(c->o->fd, _PC_LINK_MAX);
+        long nm = fpathconf(c->o->fd, _PC_NAME_MAX);
+        r->linkmax = lm > 0 && lm < (long)UINT32_MAX ? (uint32_t)lm : 1;
+        r->name_max = nm > 0 && nm < NFS3_MAXNAMLEN ? (uint32_t)nm : NFS3_MAXNAMLEN;
+        r->no_trunc = 1;
+        r->chown_restricted = 1;
+        r->case_insensitive = 0;
+        r->case_preserving = 1;
     }
-    r.status = stat_of(s, e);
-    obj_post_attr(be, &o, &r.obj_attr);
-    nfs3_enc_pathconf_res(x, &r);
-    nfsd_obj_close(&o);
-    return done(job, x, r.status);
+    r->status = stat_of(c->s, c->e);
+    obj_post_attr(c->be, c->o, &r->obj_attr);
 }
-HANDLER(pathconf, nfs3_dec_pathconf_args, pathconf)
 
-static int x_commit(struct srv_job *job, struct krpc_xdr_enc *x)
+static void op_commit(struct nfs_call *c)
 {
-    struct nfs3_srv *s = job->s;
-    struct nfs3_commit_args *a = &job->a.commit;
-    struct nfsd_be *be = NULL;
-    struct nfs3_commit_res r;
-    struct nfsd_obj o;
+    struct nfs3_commit_res *r = &c->r->commit;
     struct stat post;
-    int e;
+    int e = c->e;
 
-    memset(&r, 0, sizeof(r));
-    obj_init(&o);
-    e = job_resolve(job, &a->fh, 1, &o, &be, NULL);
     if (e == 0) {
         /* Test hook: a slow disk, on whichever thread runs the call. */
-        if (s->commit_delay_ms != 0)
-            nfsd_pool_sleep_ms(s->pool, s->commit_delay_ms);
+        if (c->s->commit_delay_ms != 0)
+            nfsd_pool_sleep_ms(c->s->pool, c->s->commit_delay_ms);
         /* The whole file, whatever the range: fdatasync has no range. */
-        e = nfsd_op_commit(be, &o, &post);
+        e = nfsd_op_commit(c->be, c->o, &post);
         if (e == 0) {
-            STAT_ADD(s->st.syncs, 1);
-            nfsd_pre_attr(&o.st, &r.file_wcc.before);
-            post_attr_st(be, &post, &r.file_wcc.after);
+            STAT_ADD(c->s->st.syncs, 1);
+            nfsd_pre_attr(&c->o->st, &r->file_wcc.before);
+            post_attr_st(c->be, &post, &r->file_wcc.after);
         }
     }
-    r.status = stat_of(s, e);
+    r->status = stat_of(c->s, e);
     if (e != 0)
-        obj_wcc(be, &o, &r.file_wcc);
-    memcpy(r.verf, s->write_verf, sizeof(r.verf)); /* server-wide: also when the handle is refused */
-    nfs3_enc_commit_res(x, &r);
-    nfsd_obj_close(&o);
-    return done(job, x, r.status);
+        obj_wcc(c->be, c->o, &r->file_wcc);
+    memcpy(r->verf, c->s->write_verf, sizeof(r->verf)); /* server-wide: also when the handle is refused */
 }
-HANDLER(commit, nfs3_dec_commit_args, commit)
+
+/* The codecs under one type per direction, for the table: P's arguments
+ * decode into member A of the job's arguments, its result encodes from
+ * member R of the job's result. */
+#define NFS_CODEC(P, A, R)                                                                                      \
+    static int dec_##P(struct krpc_xdr_dec *d, union srv_args *a)                                               \
+    {                                                                                                           \
+        return nfs3_dec_##P##_args(d, &a->A);                                                                   \
+    }                                                                                                           \
+    static void enc_##P(struct krpc_xdr_enc *x, union srv_res *r)                                               \
+    {                                                                                                           \
+        nfs3_enc_##P##_res(x, &r->R);                                                                           \
+    }
+NFS_CODEC(getattr, getattr, getattr)
+NFS_CODEC(setattr, setattr, wcc)
+NFS_CODEC(lookup, lookup, lookup)
+NFS_CODEC(access, access, access)
+NFS_CODEC(readlink, readlink, readlink)
+NFS_CODEC(read, read, read)
+NFS_CODEC(write, write, write)
+NFS_CODEC(create, create, dirop)
+NFS_CODEC(mkdir, mkdir, dirop)
+NFS_CODEC(symlink, symlink, dirop)
+NFS_CODEC(mknod, mknod, dirop)
+NFS_CODEC(remove, remove, wcc)
+NFS_CODEC(rmdir, remove, wcc)
+NFS_CODEC(rename, rename, rename)
+NFS_CODEC(link, link, link)
+NFS_CODEC(fsstat, fsstat, fsstat)
+NFS_CODEC(fsinfo, fsinfo, fsinfo)
+NFS_CODEC(pathconf, pathconf, pathconf)
+NFS_CODEC(commit, commit, commit)
+
+static int dec_readdir(struct krpc_xdr_dec *d, union srv_args *a)
+{
+    return nfs3_dec_readdir_args(d, &a->readdir);
+}
+
+static int dec_readdirplus(struct krpc_xdr_dec *d, union srv_args *a)
+{
+    return nfs3_dec_readdirplus_args(d, &a->readdirplus);
+}
+
+/* READDIR and READDIRPLUS: the builder that collected the entries writes the result. */
+static void enc_readdir(struct krpc_xdr_enc *x, union srv_res *r)
+{
+    nfs3_readdir_enc_end(&r->readdir.enc, x, &r->readdir.r);
+}
+
+/* READ's result holds the data pages; the encoder linked them in by reference. */
+static void read_res_free(union srv_res *r)
+{
+    nfs3_read_res_free(&r->read);
+}
+
+#define NP_WRITE 0x1 /* changes the export: its handles resolve for writing (NFS3ERR_ROFS on a ro export) */
+#define NP_ONCE 0x2  /* must not run twice: the reply is kept in the duplicate-request cache (RPC
+                        layer); every other procedure is flagged KRPC_PROC_IDEMPOTENT */
+
+/* One NFSv3 procedure. Every argument structure begins with a file handle
+ * (fh_off is where): the one resolved before the op runs. Every result
+ * begins with its nfsstat3. */
+struct nfs_proc {
+    const char *name;
+    unsigned flags; /* NP_* */
+    size_t fh_off;  /* offset of the first handle in union srv_args */
+    int (*dec)(struct krpc_xdr_dec *d, union srv_args *a);
+    nfs_op_fn op;   /* NULL: NULL, answered by the RPC layer */
+    void (*enc)(struct krpc_xdr_enc *x, union srv_res *r);
+    void (*res_free)(union srv_res *r); /* after encoding, when the result holds references */
+};
+
+#define FH(member) offsetof(union srv_args, member)
+
+/* WRITE and COMMIT change the export but are not cached: a retransmitted
+ * WRITE writes the same bytes at the same offset again, and keeping it out
+ * of the cache spares the cache's checksum pass over every data byte (our
+ * clients never send overlapping WRITEs whose reordering could matter); a
+ * COMMIT twice is a second fdatasync. */
+static const struct nfs_proc nfs_table[NFS3_NPROCS] = {
+    [NFS3_PROC_NULL] = {"NULL", 0, 0, NULL, NULL, NULL, NULL},
+    [NFS3_PROC_GETATTR] = {"GETATTR", 0, FH(getattr.fh), dec_getattr, op_getattr, enc_getattr, NULL},
+    [NFS3_PROC_SETATTR] = {"SETATTR", NP_WRITE | NP_ONCE, FH(setattr.fh), dec_setattr, op_setattr, enc_setattr,
+                           NULL},
+    [NFS3_PROC_LOOKUP] = {"LOOKUP", 0, FH(lookup.dir), dec_lookup, op_lookup, enc_lookup, NULL},
+    [NFS3_PROC_ACCESS] = {"ACCESS", 0, FH(access.fh), dec_access, op_access, enc_access, NULL},
+    [NFS3_PROC_READLINK] = {"READLINK", 0, FH(readlink.fh), dec_readlink, op_readlink, enc_readlink, NULL},
+    [NFS3_PROC_READ] = {"READ", 0, FH(read.fh), dec_read, op_read, enc_read, read_res_free},
+    [NFS3_PROC_WRITE] = {"WRITE", NP_WRITE, FH(write.fh), dec_write, op_write, enc_write, NULL},
+    [NFS3_PROC_CREATE] = {"CREATE", NP_WRITE | NP_ONCE, FH(create.where.dir), dec_create, op_create, enc_create,
+                          NULL},
+    [NFS3_PROC_MKDIR] = {"MKDIR", NP_WRITE | NP_ONCE, FH(mkdir.where.dir), dec_mkdir, op_mkdir, enc_mkdir, NULL},
+    [NFS3_PROC_SYMLINK] = {"SYMLINK", NP_WRITE | NP_ONCE, FH(symlink.where.dir), dec_symlink, op_symlink,
+                           enc_symlink, NULL},
+    [NFS3_PROC_MKNOD] = {"MKNOD", NP_WRITE | NP_ONCE, FH(mknod.where.dir), dec_mknod, op_mknod, enc_mknod, NULL},
+    [NFS3_PROC_REMOVE] = {"REMOVE", NP_WRITE | NP_ONCE, FH(remove.dir), dec_remove, op_remove, enc_remove, NULL},
+    [NFS3_PROC_RMDIR] = {"RMDIR", NP_WRITE | NP_ONCE, FH(remove.dir), dec_rmdir, op_rmdir, enc_rmdir, NULL},
+    [NFS3_PROC_RENAME] = {"RENAME", NP_WRITE | NP_ONCE, FH(rename.from.dir), dec_rename, op_rename, enc_rename,
+                          NULL},
+    [NFS3_PROC_LINK] = {"LINK", NP_WRITE | NP_ONCE, FH(link.fh), dec_link, op_link, enc_link, NULL},
+    [NFS3_PROC_READDIR] = {"READDIR", 0, FH(readdir.dir), dec_readdir, op_readdir, enc_readdir, NULL},
+    [NFS3_PROC_READDIRPLUS] = {"READDIRPLUS", 0, FH(readdirplus.dir), dec_readdirplus, op_readdirplus,
+                               enc_readdir, NULL},
+    [NFS3_PROC_FSSTAT] = {"FSSTAT", 0, FH(fsstat.fh), dec_fsstat, op_fsstat, enc_fsstat, NULL},
+    [NFS3_PROC_FSINFO] = {"FSINFO", 0, FH(fsinfo.fh), dec_fsinfo, op_fsinfo, enc_fsinfo, NULL},
+    [NFS3_PROC_PATHCONF] = {"PATHCONF", 0, FH(pathconf.fh), dec_pathconf, op_pathconf, enc_pathconf, NULL},
+    [NFS3_PROC_COMMIT] = {"COMMIT", NP_WRITE, FH(commit.fh), dec_commit, op_commit, enc_commit, NULL},
+};
+
+/* Where the job runs: resolve the first handle, the op, the result. */
+static int x_nfs(struct srv_job *job, struct krpc_xdr_enc *x)
+{
+    const struct nfs_proc *np = &nfs_table[job->proc];
+    const struct nfs3_fh *fh = (const struct nfs3_fh *)((const char *)&job->a + np->fh_off);
+    struct nfs_call c;
+
+    memset(&c, 0, sizeof(c));
+    c.job = job;
+    c.s = job->s;
+    c.a = &job->a;
+    c.r = &job->result;
+    c.o = &job->obj[0];
+    c.o2 = &job->obj[1];
+    obj_init(c.o);
+    obj_init(c.o2);
+    c.e = job_resolve(job, fh, (np->flags & NP_WRITE) != 0, c.o, &c.be, &c.opts);
+    np->op(&c);
+    np->enc(x, c.r);
+    if (np->res_free != NULL)
+        np->res_free(c.r);
+    nfsd_obj_close(c.o);
+    nfsd_obj_close(c.o2);
+    return done(job, x, c.r->status);
+}
+
+/* The handler of every NFSv3 procedure, on the loop: decode into a job,
+ * then run it (job_start). The RPC layer calls it only for procedures
+ * below NFS3_NPROCS with an op (nfs3_srv_new registers it for those). */
+static int p_nfs(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krpc_xdr_enc *x, void *arg)
+{
+    const struct nfs_proc *np = &nfs_table[req->proc];
+    struct srv_job *job = job_new(SRV(arg), req, x_nfs);
+
+    if (job == NULL)
+        return KRPC_SYSTEM_ERR;
+    if (np->dec(d, &job->a) != 0) {
+        job_release(job);
+        return KRPC_GARBAGE_ARGS;
+    }
+    return job_start(job, x);
+}
 
 /* ---- MOUNT v3 -------------------------------------------------------------- */
 
@@ -1120,30 +1084,16 @@ static int m_export(struct krpc_svc_req *req, struct krpc_xdr_dec *d, struct krp
 
 #define IDEM KRPC_PROC_IDEMPOTENT
 
-static const struct krpc_proc_desc nfs_procs[NFS3_NPROCS] = {
-    [NFS3_PROC_NULL] = {NULL, IDEM, "NULL"},
-    [NFS3_PROC_GETATTR] = {p_getattr, IDEM, "GETATTR"},
-    [NFS3_PROC_SETATTR] = {p_setattr, 0, "SETATTR"},
-    [NFS3_PROC_LOOKUP] = {p_lookup, IDEM, "LOOKUP"},
-    [NFS3_PROC_ACCESS] = {p_access, IDEM, "ACCESS"},
-    [NFS3_PROC_READLINK] = {p_readlink, IDEM, "READLINK"},
-    [NFS3_PROC_READ] = {p_read, IDEM, "READ"},
-    [NFS3_PROC_WRITE] = {p_write, IDEM, "WRITE"},
-    [NFS3_PROC_CREATE] = {p_create, 0, "CREATE"},
-    [NFS3_PROC_MKDIR] = {p_mkdir, 0, "MKDIR"},
-    [NFS3_PROC_SYMLINK] = {p_symlink, 0, "SYMLINK"},
-    [NFS3_PROC_MKNOD] = {p_mknod, 0, "MKNOD"},
-    [NFS3_PROC_REMOVE] = {p_remove, 0, "REMOVE"},
-    [NFS3_PROC_RMDIR] = {p_rmdir, 0, "RMDIR"},
-    [NFS3_PROC_RENAME] = {p_rename, 0, "RENAME"},
-    [NFS3_PROC_LINK] = {p_link, 0, "LINK"},
-    [NFS3_PROC_READDIR] = {p_readdir, IDEM, "READDIR"},
-    [NFS3_PROC_READDIRPLUS] = {p_readdirplus, IDEM, "READDIRPLUS"},
-    [NFS3_PROC_FSSTAT] = {p_fsstat, IDEM, "FSSTAT"},
-    [NFS3_PROC_FSINFO] = {p_fsinfo, IDEM, "FSINFO"},
-    [NFS3_PROC_PATHCONF] = {p_pathconf, IDEM, "PATHCONF"},
-    [NFS3_PROC_COMMIT] = {p_commit, IDEM, "COMMIT"},
-};
+/* What the RPC layer sees of nfs_table: p_nfs for every procedure with an
+ * op (NULL it answers itself), idempotent unless NP_ONCE. */
+static void nfs_procs_init(struct krpc_proc_desc *d)
+{
+    for (size_t i = 0; i < NFS3_NPROCS; i++) {
+        d[i].fn = nfs_table[i].op != NULL ? p_nfs : NULL;
+        d[i].flags = nfs_table[i].flags & NP_ONCE ? 0u : KRPC_PROC_IDEMPOTENT;
+        d[i].name = nfs_table[i].name;
+    }
+}
 
 static const struct krpc_proc_desc mnt_procs[NFS3_MNT_NPROCS] = {
     [NFS3_MNT_PROC_NULL] = {NULL, IDEM, "NULL"},
@@ -1288,6 +1238,7 @@ int nfs3_srv_new(struct krpc_svc *svc, const struct nfs3_srv_config *cfg, struct
     ret = srv_setup_calls(s, cfg, err, errlen);
     if (ret != 0)
         goto fail;
+    nfs_procs_init(s->nfs_procs);
     {
         /* MOUNT in the clear too, unless told otherwise: Linux, FreeBSD and
          * libnfs clients reach mountd before (or without) TLS. Both programs
@@ -1297,13 +1248,17 @@ int nfs3_srv_new(struct krpc_svc *svc, const struct nfs3_srv_config *cfg, struct
          * So the server's loops run them in parallel. */
         struct krpc_prog_desc p = {NFS3_MNT_PROGRAM, NFS3_MNT_VERSION, NFS3_MNT_NPROCS, mnt_procs, s,
                                    KRPC_PROG_MT_SAFE | (cfg->mount_requires_tls ? 0u : KRPC_PROG_PLAIN_OK)};
+        struct krpc_prog_desc n = {NFS3_PROGRAM, NFS3_VERSION, NFS3_NPROCS, s->nfs_procs, s, KRPC_PROG_MT_SAFE};
         ret = krpc_svc_register(svc, &p);
-        if (ret == 0) {
-            struct krpc_prog_desc n = {NFS3_PROGRAM, NFS3_VERSION, NFS3_NPROCS, nfs_procs, s, KRPC_PROG_MT_SAFE};
-            ret = krpc_svc_register(svc, &n);
-        }
         if (ret != 0) {
-            snprintf(err, errlen, "registering MOUNT/NFS programs: %s", strerror(-ret));
+            snprintf(err, errlen, "registering MOUNT: %s", strerror(-ret));
+            goto fail;
+        }
+        ret = krpc_svc_register(svc, &n);
+        if (ret != 0) {
+            /* MOUNT's handlers point at s, which is freed below. */
+            krpc_svc_unregister(svc, NFS3_MNT_PROGRAM, NFS3_MNT_VERSION);
+            snprintf(err, errlen, "registering NFS: %s", strerror(-ret));
             goto fail;
         }
     }
@@ -1366,11 +1321,23 @@ void nfs3_srv_root_fh(const struct nfs3_srv *s, struct nfs3_fh *out)
     nfsd_fh_make(&be->fh, be->rootino, be->rootgen, out);
 }
 
-const struct nfs3_srv_stats *nfs3_srv_stats(const struct nfs3_srv *s)
+void nfs3_srv_stats_get(const struct nfs3_srv *s, struct nfs3_srv_stats *out)
 {
-    uint64_t walks = 0;
+    /* Every field is a uint64_t counter that workers and loops bump at
+     * once: copy them one by one with atomic loads. */
+    const uint64_t *src = (const uint64_t *)&s->st;
+    uint64_t *dst = (uint64_t *)out;
+
+    _Static_assert(sizeof(struct nfs3_srv_stats) % sizeof(uint64_t) == 0, "stats are uint64_t counters");
+    for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
+        dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+    out->walks = 0;
     for (size_t i = 0; i < s->ex.n; i++)
-        walks += nfsd_be_walks(&s->ex.v[i].be); /* under each namespace's lock: workers walk meanwhile */
-    ((struct nfs3_srv *)s)->st.walks = walks;
-    return &s->st;
+        out->walks += nfsd_be_walks(&s->ex.v[i].be); /* under each namespace's lock: workers walk meanwhile */
+}
+
+const struct nfs3_srv_stats *nfs3_srv_stats(struct nfs3_srv *s)
+{
+    nfs3_srv_stats_get(s, &s->snap);
+    return &s->snap;
 }
