@@ -95,37 +95,13 @@ static void conn_update_events(struct krpc_conn *c);
 
 /* ---- helpers ------------------------------------------------------------- */
 
-/* Fills iov with the first pieces of ch; returns the count, *bytes their sum. */
-static int chain_iov_prefix(const struct mb_chain *ch, size_t skip, struct iovec *iov, int max, size_t *bytes)
+/* iovecs for the first bytes of ch (at most max entries); *bytes their sum. */
+static int chain_iov_prefix(const struct mb_chain *ch, struct iovec *iov, int max, size_t *bytes)
 {
-    int n = 0;
+    struct mb_seg_iter it;
 
-    *bytes = 0;
-    for (const struct mb *m = ch->head; m != NULL && n < max; m = m->next) {
-        size_t off = m->off, end = m->off + m->len;
-        if (skip >= m->len) {
-            skip -= m->len;
-            continue;
-        }
-        off += skip;
-        skip = 0;
-        while (off < end && n < max) {
-            size_t k = mb_store_contig(m->st, off);
-            unsigned char *p = mb_store_ptr(m->st, off);
-            if (k > end - off)
-                k = end - off;
-            if (n > 0 && (unsigned char *)iov[n - 1].iov_base + iov[n - 1].iov_len == p) {
-                iov[n - 1].iov_len += k;
-            } else {
-                iov[n].iov_base = p;
-                iov[n].iov_len = k;
-                n++;
-            }
-            *bytes += k;
-            off += k;
-        }
-    }
-    return n;
+    mb_seg_iter_init(&it, ch, 0, ch->len);
+    return mb_seg_iovec(&it, iov, max, bytes);
 }
 
 static int reader_partial(const struct krpc_rm_reader *r)
@@ -209,7 +185,7 @@ static int conn_flush(struct krpc_conn *c)
         struct iovec iov[CONN_MAX_IOV];
         struct msghdr mh;
         size_t bytes;
-        int n = chain_iov_prefix(&c->sendq, 0, iov, CONN_MAX_IOV, &bytes);
+        int n = chain_iov_prefix(&c->sendq, iov, CONN_MAX_IOV, &bytes);
         ssize_t w;
 
         memset(&mh, 0, sizeof(mh));
@@ -410,7 +386,7 @@ static void conn_read_plain_batch(struct krpc_conn *c)
             krpc_conn_close(c, ret);
             return;
         }
-        n = chain_iov_prefix(&c->rxfill, 0, iov, CONN_RX_IOV, &space);
+        n = chain_iov_prefix(&c->rxfill, iov, CONN_RX_IOV, &space);
         r = readv(c->fd, iov, n);
         if (r < 0) {
             if (errno == EINTR)

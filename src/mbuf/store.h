@@ -67,12 +67,6 @@ static inline int mb__may_write(const struct mb_store *st, unsigned mine, size_t
            from >= atomic_load_explicit(&((struct mb_store *)st)->shared_end, memory_order_acquire);
 }
 
-/* TEMPORARY (removed when xdr.c moves to mb_chain_extend_tail). */
-static inline int mb__store_writable(const struct mb_store *st)
-{
-    return mb__may_write(st, 1, MB_ROOM);
-}
-
 /* Pointer to byte off of st (off < st->size); *contig gets the bytes
  * contiguous in memory from there (to the end of its page or buffer). */
 static inline unsigned char *mb__store_at(const struct mb_store *st, size_t off, size_t *contig)
