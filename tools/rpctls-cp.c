@@ -464,30 +464,9 @@ struct rd_ctx {
     uint64_t total;
 };
 
-/* iovecs for the bytes of c from skip on (at most max entries). */
-static int fill_iov(const struct mb_chain *c, size_t skip, struct iovec *iov, int max)
+static int sha_update(void *ctx, const void *p, size_t n)
 {
-    int n = 0;
-
-    for (const struct mb *l = c->head; l && n < max; l = l->next) {
-        size_t o = l->off, end = l->off + l->len;
-        if (skip >= l->len) {
-            skip -= l->len;
-            continue;
-        }
-        o += skip;
-        skip = 0;
-        while (o < end && n < max) {
-            size_t k = mb_store_contig(l->st, o);
-            if (k > end - o)
-                k = end - o;
-            iov[n].iov_base = mb_store_ptr(l->st, o);
-            iov[n].iov_len = k;
-            n++;
-            o += k;
-        }
-    }
-    return n;
+    return EVP_DigestUpdate(ctx, p, n) == 1 ? 0 : -EIO;
 }
 
 static int write_sink(void *arg, uint64_t off, struct mb_chain *data)
@@ -497,8 +476,15 @@ static int write_sink(void *arg, uint64_t off, struct mb_chain *data)
 
     while (done < data->len) {
         struct iovec iov[64];
-        int n = fill_iov(data, done, iov, 64);
-        ssize_t w = pwritev(c->fd, iov, n, (off_t)(off + done));
+        struct mb_seg_iter it;
+        size_t bytes;
+        ssize_t w;
+        int n;
+
+        /* From the first byte not yet written: a write may be short. */
+        mb_seg_iter_init(&it, data, done, data->len - done);
+        n = mb_seg_iovec(&it, iov, 64, &bytes);
+        w = pwritev(c->fd, iov, n, (off_t)(off + done));
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -508,17 +494,8 @@ static int write_sink(void *arg, uint64_t off, struct mb_chain *data)
             return -EIO;
         done += (size_t)w;
     }
-    if (c->sha) {
-        size_t o = 0;
-        while (o < data->len) {
-            struct iovec iov[64];
-            int n = fill_iov(data, o, iov, 64);
-            for (int i = 0; i < n; i++) {
-                EVP_DigestUpdate(c->sha, iov[i].iov_base, iov[i].iov_len);
-                o += iov[i].iov_len;
-            }
-        }
-    }
+    if (c->sha)
+        (void)mb_chain_apply(data, 0, data->len, sha_update, c->sha);
     progress_draw(c->pr, off + data->len, c->total, 0);
     return 0;
 }

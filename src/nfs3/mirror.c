@@ -179,18 +179,14 @@ static void job_free(struct mw *mw, struct job *j)
     free(j);
 }
 
+static int sha_update(void *ctx, const void *p, size_t n)
+{
+    return EVP_DigestUpdate(ctx, p, n) == 1 ? 0 : -EIO;
+}
+
 static void sha_chain(EVP_MD_CTX *ctx, const struct mb_chain *c)
 {
-    for (const struct mb *l = c->head; l; l = l->next) {
-        size_t off = l->off, end = l->off + l->len;
-        while (off < end) {
-            size_t k = mb_store_contig(l->st, off);
-            if (k > end - off)
-                k = end - off;
-            EVP_DigestUpdate(ctx, mb_store_ptr(l->st, off), k);
-            off += k;
-        }
-    }
+    (void)mb_chain_apply(c, 0, c->len, sha_update, ctx);
 }
 
 /* ---- the mirror's state machine (mirror thread) ------------------------------ */
