@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mbuf/store.h" /* white-box: reference counts, flags, kinds */
 #include "rpctls/mbuf.h"
 #include "test.h"
 

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "mbuf/store.h" /* white-box: reference counts, flags, kinds */
 #include "rpctls/mbuf.h"
 #include "test.h"
 

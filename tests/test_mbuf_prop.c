@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "mbuf/store.h" /* white-box: reference counts, flags, kinds */
 #include "rpctls/mbuf.h"
 #include "test.h"
 

@@ -67,26 +67,10 @@ enum mb_store_kind {
 
 typedef void (*mb_ext_free_fn)(void *base, void *arg);
 
-/* The fields are mbuf's: the ownership rule (src/mbuf/store.h) reads
- * refs, flags and shared_end. */
-struct mb_store {
-    atomic_uint refs;        /* links (in any chain) that point here */
-    uint16_t kind;           /* enum mb_store_kind */
-    uint16_t flags;          /* MB_STF_* ; set before the store is shared */
-    uint32_t size;           /* capacity in bytes */
-    uint32_t npages;         /* MB_ST_PAGES: entries used in u.pages */
-    _Atomic uint32_t shared_end; /* every byte ever shared by copy-by-reference lies below this offset */
-    union {
-        unsigned char data[MB_INLINE_SIZE];           /* MB_ST_INLINE */
-        struct {
-            unsigned char *base;
-            mb_ext_free_fn free_fn;                   /* NULL for MB_ST_CLUSTER (free()) */
-            void *arg;
-        } ext;                                        /* MB_ST_CLUSTER, MB_ST_EXT */
-        void *pages[MB_PV_MAXPAGES];                  /* MB_ST_PAGES, page aligned */
-    } u;
-    struct mb_store *free_next; /* pool free list; not valid while in use */
-};
+/* Opaque outside mbuf (defined in src/mbuf/store.h): its reference count
+ * and flags are the ownership rule's to read. Reach its bytes through
+ * mb_store_ptr/mb_store_contig or, better, the segment iterator. */
+struct mb_store;
 
 struct mb {
     struct mb *next;

@@ -14,15 +14,40 @@
 #define RPCTLS_MBUF_STORE_H
 
 #include <assert.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "mbuf/check.h"
 #include "mbuf/pool.h"
 
 /*
- * THE OWNERSHIP RULE (DESIGN.md section 3; FreeBSD's M_WRITABLE). This is
- * its one home: every answer mbuf gives about writing in place comes from
- * mb__may_write.
+ * A storage object: the bytes that links point into. Every field but
+ * free_next is set before the store's first link exists; refs, flags and
+ * shared_end change later and are read with atomics.
+ */
+struct mb_store {
+    atomic_uint refs;            /* links (in any chain) that point here */
+    uint16_t kind;               /* enum mb_store_kind */
+    uint16_t flags;              /* MB_STF_*: RDONLY by the owner, GUARDED when shared in guard mode */
+    uint32_t size;               /* capacity in bytes */
+    uint32_t npages;             /* MB_ST_PAGES: entries used in u.pages */
+    _Atomic uint32_t shared_end; /* every byte ever shared by copy-by-reference lies below it */
+    union {
+        unsigned char data[MB_INLINE_SIZE];           /* MB_ST_INLINE */
+        struct {
+            unsigned char *base;
+            mb_ext_free_fn free_fn;                   /* NULL for MB_ST_CLUSTER (free()) */
+            void *arg;
+        } ext;                                        /* MB_ST_CLUSTER, MB_ST_EXT */
+        void *pages[MB_PV_MAXPAGES];                  /* MB_ST_PAGES, page aligned */
+    } u;
+    struct mb_store *free_next; /* pool free list; not valid while in use */
+};
+
+/*
+ * THE OWNERSHIP RULE (the invariant of DESIGN.md section 3; FreeBSD's
+ * M_WRITABLE; docs/mbuf.md). This is its one home: every answer mbuf gives
+ * about writing in place comes from mb__may_write.
  *
  * A byte of a store may be written only when no link that anybody else
  * holds can reach it, and the store is neither read-only (MB_STF_RDONLY,
