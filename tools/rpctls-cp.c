@@ -371,11 +371,12 @@ static int do_write(const struct opts *o, const char *src, char **dests, int nde
     struct stat stt;
     uint8_t sha[32];
     double t0, el;
-    int fd, rc, status = 0;
+    int fd = -1, rc, status = 0;
 
     if (!d || !res || !u) {
         fprintf(stderr, PROG ": out of memory\n");
-        return 1;
+        status = 1;
+        goto out;
     }
     for (int i = 0; i < ndest; i++) {
         if (!is_url(dests[i]))
@@ -388,12 +389,13 @@ static int do_write(const struct opts *o, const char *src, char **dests, int nde
     fd = open(src, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &stt) < 0) {
         fprintf(stderr, PROG ": %s: %s\n", src, strerror(errno));
-        return 1;
+        status = 1;
+        goto out;
     }
     if (!S_ISREG(stt.st_mode)) {
         fprintf(stderr, PROG ": %s: not a regular file\n", src);
-        close(fd);
-        return 1;
+        status = 1;
+        goto out;
     }
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     memset(&cfg, 0, sizeof cfg);
@@ -414,6 +416,7 @@ static int do_write(const struct opts *o, const char *src, char **dests, int nde
     el = now_s() - t0;
     progress_draw(&pr, (uint64_t)stt.st_size, (uint64_t)stt.st_size, 1);
     close(fd);
+    fd = -1;
     if (rc < 0 && rc != -EIO) {
         fprintf(stderr, PROG ": %s: %s\n", src, strerror(-rc));
         status = 1;
@@ -449,6 +452,9 @@ static int do_write(const struct opts *o, const char *src, char **dests, int nde
             printf("source SHA-256 %s\n", h);
         }
     }
+out:
+    if (fd >= 0)
+        close(fd);
     free(d);
     free(res);
     free(u);
