@@ -632,8 +632,6 @@ int nfs3_mirror_write(int src_fd, uint64_t size, const struct nfs3_mirror_dest *
     mw.depth = cfg->depth ? cfg->depth : DEF_DEPTH;
     mw.max_chunks = cfg->max_chunks ? cfg->max_chunks : 2 * mw.depth;
     mw.rounds = cfg->commit_rounds ? cfg->commit_rounds : DEF_ROUNDS;
-    pthread_mutex_init(&mw.lock, NULL);
-    pthread_cond_init(&mw.cond, NULL);
     if (cfg->verify) {
         sha = EVP_MD_CTX_new();
         if (!sha || EVP_DigestInit_ex(sha, EVP_sha256(), NULL) != 1) {
@@ -646,6 +644,10 @@ int nfs3_mirror_write(int src_fd, uint64_t size, const struct nfs3_mirror_dest *
         EVP_MD_CTX_free(sha);
         return -ENOMEM;
     }
+    /* After the two early returns above: from here every path, failures
+     * included, ends at the bottom, which destroys them. */
+    pthread_mutex_init(&mw.lock, NULL);
+    pthread_cond_init(&mw.cond, NULL);
     for (unsigned i = 0; i < n; i++) {
         struct mirror *m = &ms[i];
         m->mw = &mw;
