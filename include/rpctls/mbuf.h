@@ -142,7 +142,7 @@ struct mb *mb_append_ext(struct mb_chain *c, void *base, size_t len, uint16_t fl
  * at first_off (< MB_PAGE_SIZE) in the first page. Contents uninitialised. */
 int mb_append_pages(struct mb_chain *c, size_t first_off, size_t len);
 
-/* Pointer to byte off of store st (off < st->size). */
+/* Pointer to byte off of store st (off below its capacity). */
 unsigned char *mb_store_ptr(const struct mb_store *st, size_t off);
 /* Contiguous bytes available at off within st (to the end of its page or buffer). */
 size_t mb_store_contig(const struct mb_store *st, size_t off);

@@ -18,7 +18,6 @@
 #include <errno.h>
 #include <string.h>
 
-
 static const unsigned char zeros[4];
 _Static_assert(KRPC_XDR_PAD(1) == 3 && KRPC_XDR_PAD(2) == 2 && KRPC_XDR_PAD(3) == 1 && KRPC_XDR_PAD(4) == 0 &&
                    sizeof(zeros) >= 3,
