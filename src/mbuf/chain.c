@@ -50,7 +50,10 @@ int mb_seg_iter_init(struct mb_seg_iter *it, const struct mb_chain *c, size_t of
     return 0;
 }
 
-size_t mb_seg_next(struct mb_seg_iter *it, unsigned char **p)
+/* mb_seg_next for mbuf's own loops (to_iovec and iovec_count run for every
+ * record TX seals): inlined there, while calls to the exported, interposable
+ * symbol in this position-independent code are not. */
+static inline size_t seg_next(struct mb_seg_iter *it, unsigned char **p)
 {
     if (it->left == 0)
         return 0;
@@ -70,6 +73,11 @@ size_t mb_seg_next(struct mb_seg_iter *it, unsigned char **p)
     return n;
 }
 
+size_t mb_seg_next(struct mb_seg_iter *it, unsigned char **p)
+{
+    return seg_next(it, p);
+}
+
 int mb_seg_iovec(struct mb_seg_iter *it, struct iovec *iov, int max, size_t *bytes)
 {
     int cnt = 0;
@@ -80,7 +88,7 @@ int mb_seg_iovec(struct mb_seg_iter *it, struct iovec *iov, int max, size_t *byt
     while (it->left > 0) {
         struct mb_seg_iter before = *it;
         unsigned char *p;
-        size_t n = mb_seg_next(it, &p);
+        size_t n = seg_next(it, &p);
         if (cnt > 0 && (unsigned char *)iov[cnt - 1].iov_base + iov[cnt - 1].iov_len == p) {
             iov[cnt - 1].iov_len += n;
         } else if (cnt == max) {
@@ -107,7 +115,7 @@ int mb_chain_apply(const struct mb_chain *c, size_t off, size_t len, int (*fn)(v
     int r = mb_seg_iter_init(&it, c, off, len);
     if (r != 0)
         return r;
-    while ((n = mb_seg_next(&it, &p)) > 0)
+    while ((n = seg_next(&it, &p)) > 0)
         if ((r = fn(arg, p, n)) != 0)
             return r;
     return 0;
@@ -121,12 +129,12 @@ static void seg_copy(struct mb_seg_iter *d, struct mb_seg_iter *s)
     size_t dn = 0, sn = 0;
     for (;;) {
         if (!dn) {
-            dn = mb_seg_next(d, &dp);
+            dn = seg_next(d, &dp);
             if (dn)
                 RPCTLS_CHECK(mb__may_write(d->m->st, 1, d->m->off) && "mb chain copy: destination may not be written");
         }
         if (!sn)
-            sn = mb_seg_next(s, &sp);
+            sn = seg_next(s, &sp);
         if (!dn || !sn)
             break;
         size_t n = dn < sn ? dn : sn;
@@ -162,7 +170,7 @@ static void chain_write(struct mb_chain *c, const unsigned char *src, size_t len
     unsigned char *p;
     size_t n;
     mb_seg_iter_init(&w, c, 0, len);
-    while ((n = mb_seg_next(&w, &p)) > 0) {
+    while ((n = seg_next(&w, &p)) > 0) {
         RPCTLS_CHECK(mb__may_write(w.m->st, 1, w.m->off) && "mb chain write: store may not be written");
         memcpy(p, src, n);
         src += n;
@@ -367,7 +375,7 @@ int mb_chain_copy_out(const struct mb_chain *c, size_t off, size_t len, void *ou
     size_t n;
     struct mb_seg_iter w;
     mb_seg_iter_init(&w, c, off, len);
-    while ((n = mb_seg_next(&w, &p)) > 0) {
+    while ((n = seg_next(&w, &p)) > 0) {
         memcpy(o, p, n);
         o += n;
     }
@@ -643,7 +651,7 @@ int mb_chain_to_iovec(const struct mb_chain *c, size_t off, size_t len, struct i
     size_t n;
     int cnt = 0;
     mb_seg_iter_init(&w, c, off, len);
-    while ((n = mb_seg_next(&w, &p)) > 0) {
+    while ((n = seg_next(&w, &p)) > 0) {
         if (cnt > 0 && (unsigned char *)iov[cnt - 1].iov_base + iov[cnt - 1].iov_len == p) {
             iov[cnt - 1].iov_len += n;
             continue;
@@ -667,7 +675,7 @@ int mb_chain_iovec_count(const struct mb_chain *c, size_t off, size_t len)
     size_t n;
     int cnt = 0;
     mb_seg_iter_init(&w, c, off, len);
-    while ((n = mb_seg_next(&w, &p)) > 0) {
+    while ((n = seg_next(&w, &p)) > 0) {
         if (p != end) {
             if (cnt == INT_MAX)
                 return -ERANGE;
