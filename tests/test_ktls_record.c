@@ -662,6 +662,38 @@ static void test_auto_mixed(void)
     CHECK_EQ(s1.pages_in_use, s0.pages_in_use);
 }
 
+/* The two halves of a split share a store but no byte: auto seals each in
+ * place (mbuf's ownership rule), and sealing one leaves the other's bytes
+ * alone. A copy-by-reference of the second half then makes it shared: out
+ * of place, and the copy stays intact. */
+static void test_auto_split_halves(void)
+{
+    unsigned seed = 41;
+    enum { N = 3 * 4096 + 500, CUT = 5000 };
+    static uint8_t buf[N];
+    struct ktls_pair p;
+    struct mb_chain first = MB_CHAIN_INIT, second = MB_CHAIN_INIT, keep = MB_CHAIN_INIT, app = MB_CHAIN_INIT;
+
+    fill_random(buf, sizeof(buf), &seed);
+    REQUIRE(ktls_pair_open(&p, KTLS_AES_128_GCM_SHA256, NULL, KTLS_TX_AUTO, 8) == 0);
+    CHECK_EQ(mb_chain_append_pages_from_buf(&first, buf, N), 0);
+    CHECK_EQ(mb_chain_split(&first, CUT, &second), 0); /* one store, two chains */
+    CHECK_EQ(ktls_pair_transfer(p.a, p.b, &first, 900, &seed, &app), 0);
+    CHECK(chain_equals(&app, buf, CUT));
+    CHECK_EQ(ktls_conn_stats(p.a)->tx_bytes_inplace, CUT);
+    CHECK(chain_equals(&second, buf + CUT, N - CUT)); /* untouched by the in-place seal */
+    mb_chain_free(&app);
+    CHECK_EQ(mb_chain_copy_ref(&keep, &second, 0, second.len), 0);
+    CHECK_EQ(ktls_pair_transfer(p.a, p.b, &second, 900, &seed, &app), 0);
+    CHECK(chain_equals(&app, buf + CUT, N - CUT));
+    CHECK_EQ(ktls_conn_stats(p.a)->tx_bytes_inplace, CUT);
+    CHECK_EQ(ktls_conn_stats(p.a)->tx_bytes_outofplace, N - CUT);
+    CHECK(chain_equals(&keep, buf + CUT, N - CUT));
+    mb_chain_free(&keep);
+    mb_chain_free(&app);
+    ktls_pair_close(&p);
+}
+
 /* 16 KiB of zero padding arriving one byte at a time: processed, and the
  * receive buffer stays one link per store (no quadratic walk). */
 static void test_padding_bytewise(void)
@@ -774,6 +806,7 @@ int main(void)
     TEST_RUN(test_alert_names);
     TEST_RUN(test_auto_self_alias);
     TEST_RUN(test_auto_mixed);
+    TEST_RUN(test_auto_split_halves);
     TEST_RUN(test_padding_bytewise);
     TEST_RUN(test_rx_guard_mode);
     TEST_RUN(test_write_to_closed_peer);

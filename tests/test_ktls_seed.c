@@ -155,13 +155,16 @@ static struct mb_chain *guard_pages;
  * is anywhere else (a different bug). */
 static void guard_fault(int sig, siginfo_t *si, void *ctx)
 {
+    struct mb_seg_iter it;
+    unsigned char *p;
+
     (void)sig, (void)ctx;
-    for (const struct mb *m = guard_pages->head; m != NULL; m = m->next) {
-        for (uint32_t i = 0; i < m->st->npages; i++) {
-            const char *pg = m->st->u.pages[i];
-            if ((const char *)si->si_addr >= pg && (const char *)si->si_addr < pg + MB_PAGE_SIZE)
-                _exit(SIGSEGV);
-        }
+    mb_seg_iter_init(&it, guard_pages, 0, guard_pages->len);
+    while (mb_seg_next(&it, &p) > 0) {
+        /* A segment of a page vector lies in one page: that page. */
+        const char *pg = (const char *)((uintptr_t)p & ~(uintptr_t)(MB_PAGE_SIZE - 1));
+        if ((const char *)si->si_addr >= pg && (const char *)si->si_addr < pg + MB_PAGE_SIZE)
+            _exit(SIGSEGV);
     }
     _exit(99);
 }

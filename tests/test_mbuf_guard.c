@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "mbuf/store.h" /* white-box: reference counts, flags, kinds */
 #include "rpctls/mbuf.h"
 #include "mbuf/mbuf_test.h"
 #include "test.h"
@@ -116,18 +117,21 @@ static void test_split_and_rdonly(void)
 {
     mb_guard_set(1);
     struct mb_chain c = MB_CHAIN_INIT, t = MB_CHAIN_INIT;
-    /* a split inside a page store gives two links over disjoint ranges: the
-     * store is not writable by the book (two references), but it is not
-     * guarded either, because the record layer writes its own split pieces */
+    /* a split inside a page store gives two links over disjoint ranges: no
+     * byte is shared, so each half may write its own bytes (the ownership
+     * rule), and the store is not guarded */
     REQUIRE(mb_append_pages(&c, 0, 2 * MB_PAGE_SIZE) == 0);
     REQUIRE(mb_chain_split(&c, MB_PAGE_SIZE + 10, &t) == 0);
     CHECK(!(c.head->st->flags & MB_STF_GUARDED));
-    CHECK(!mb_chain_is_writable(&c, 0, 1));
+    CHECK(mb_chain_is_writable(&c, 0, c.len));
+    CHECK(mb_chain_is_writable(&t, 0, t.len));
     CHECK_EQ(child_write(mb_store_ptr(t.head->st, MB_PAGE_SIZE + 20)), 0);
     /* a copy-by-reference of either piece does guard it */
     struct mb_chain r = MB_CHAIN_INIT;
     REQUIRE(mb_chain_copy_ref(&r, &t, 0, 1) == 0);
     CHECK(c.head->st->flags & MB_STF_GUARDED);
+    CHECK(!mb_chain_is_writable(&c, 0, 1));
+    CHECK(!mb_chain_is_writable(&t, 1, 1));
     CHECK_EQ(child_write(mb_store_ptr(t.head->st, MB_PAGE_SIZE + 20)), FAULTED);
     CHECK_EQ(child_write(mb_store_ptr(c.head->st, 0)), FAULTED);
     mb_chain_free(&r);

@@ -6,8 +6,10 @@
  * (its model). After every step every chain must equal its model byte for
  * byte, have exact len/nlinks, and every store's reference count must equal
  * the number of links pointing at it. Writes go only through ranges that
- * mb_chain_is_writable approves; since all other chains are compared after
- * the write, a write that leaked into a shared store shows up as a mismatch.
+ * mb_chain_is_writable or mb_chain_writable_ranges approves (the ownership
+ * rule, which lets split halves write their own bytes); since all other
+ * chains are compared after the write, a write that leaked into bytes
+ * another chain can see shows up as a mismatch.
  * The second half runs in guard mode, where such a write would also fault.
  *
  * RPCTLS_SEED overrides the seed, RPCTLS_PROP_STEPS the number of steps.
@@ -16,6 +18,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "mbuf/store.h" /* white-box: reference counts, flags, kinds */
 #include "rpctls/mbuf.h"
 #include "mbuf/mbuf_test.h"
 #include "test.h"
@@ -47,7 +50,7 @@ static struct model md[NCH];
 static unsigned char *scratch;
 static long ext_live;
 static long step_no;
-static long op_count[16];
+static long op_count[16]; /* [13]: writes through writable_ranges */
 
 static void model_append(struct model *m, const unsigned char *p, size_t n)
 {
@@ -328,8 +331,20 @@ static void step(void)
             len = rn(ma->len - off + 1);
             if (rn(2) && len > 2000)
                 len = rn(2000);
-            if (!mb_chain_is_writable(&ch[a], off, len))
+            if (rn(2)) {
+                /* a piece of one of the ranges writable_ranges reports */
+                struct mb_range r[8];
+                int nr = mb_chain_writable_ranges(&ch[a], r, 8);
+                if (nr == 0)
+                    continue;
+                int pick = (int)rn((size_t)nr);
+                CHECK(r[pick].len > 0 && r[pick].off + r[pick].len <= ma->len);
+                off = r[pick].off + rn(r[pick].len);
+                len = rn(r[pick].off + r[pick].len - off + 1);
+                op_count[13]++;
+            } else if (!mb_chain_is_writable(&ch[a], off, len)) {
                 continue;
+            }
             int cnt = mb_chain_iovec_count(&ch[a], off, len);
             struct iovec *iov = malloc(sizeof(*iov) * (size_t)(cnt + 1));
             CHECK_EQ(mb_chain_to_iovec(&ch[a], off, len, iov, cnt), cnt);
@@ -401,7 +416,7 @@ int main(void)
         }
     }
     fprintf(stderr, "ops:");
-    for (int i = 0; i < 13; i++)
+    for (int i = 0; i < 14; i++)
         fprintf(stderr, " %ld", op_count[i]);
     fprintf(stderr, "\n");
     for (int i = 0; i < NCH; i++) {

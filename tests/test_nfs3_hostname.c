@@ -148,6 +148,23 @@ static void test_url_refusals(void)
         CHECK(tu_file_contains(out, "rpctls-cp: nfs://no-such-host.invalid/srv/x: cannot resolve "
                                     "no-such-host.invalid: "));
     }
+    /* A SRC that cannot be copied: status 1 and why, and (ASan build) no
+     * leak of what was set up for the destinations. */
+    TU_FMT(url, "nfs://localhost:%u%s/g.bin?mountport=%u", (unsigned)srv.port, srv.export_dir, (unsigned)srv.port);
+    {
+        char missing[PATH_MAX];
+        TU_FMT(missing, "%s/no-such-file", base);
+        char *argv[] = {cp, "--no-tls", "--no-progress", missing, url, NULL};
+        CHECK_EQ(tu_run(argv, out, 30), 1);
+        TU_FMT(want, "rpctls-cp: %s: No such file or directory\n", missing);
+        CHECK(output_is(out, want));
+    }
+    {
+        char *argv[] = {cp, "--no-tls", "--no-progress", base, url, NULL};
+        CHECK_EQ(tu_run(argv, out, 30), 1);
+        TU_FMT(want, "rpctls-cp: %s: not a regular file\n", base);
+        CHECK(output_is(out, want));
+    }
 }
 
 int main(void)

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mbuf/store.h" /* white-box: the kind of the stores WRITE data lands in */
 #include "rpctls/nfs3.h"
 #include "test.h"
 

@@ -371,11 +371,12 @@ static int do_write(const struct opts *o, const char *src, char **dests, int nde
     struct stat stt;
     uint8_t sha[32];
     double t0, el;
-    int fd, rc, status = 0;
+    int fd = -1, rc, status = 0;
 
     if (!d || !res || !u) {
         fprintf(stderr, PROG ": out of memory\n");
-        return 1;
+        status = 1;
+        goto out;
     }
     for (int i = 0; i < ndest; i++) {
         if (!is_url(dests[i]))
@@ -388,12 +389,13 @@ static int do_write(const struct opts *o, const char *src, char **dests, int nde
     fd = open(src, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &stt) < 0) {
         fprintf(stderr, PROG ": %s: %s\n", src, strerror(errno));
-        return 1;
+        status = 1;
+        goto out;
     }
     if (!S_ISREG(stt.st_mode)) {
         fprintf(stderr, PROG ": %s: not a regular file\n", src);
-        close(fd);
-        return 1;
+        status = 1;
+        goto out;
     }
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     memset(&cfg, 0, sizeof cfg);
@@ -414,6 +416,7 @@ static int do_write(const struct opts *o, const char *src, char **dests, int nde
     el = now_s() - t0;
     progress_draw(&pr, (uint64_t)stt.st_size, (uint64_t)stt.st_size, 1);
     close(fd);
+    fd = -1;
     if (rc < 0 && rc != -EIO) {
         fprintf(stderr, PROG ": %s: %s\n", src, strerror(-rc));
         status = 1;
@@ -449,6 +452,9 @@ static int do_write(const struct opts *o, const char *src, char **dests, int nde
             printf("source SHA-256 %s\n", h);
         }
     }
+out:
+    if (fd >= 0)
+        close(fd);
     free(d);
     free(res);
     free(u);
@@ -464,30 +470,9 @@ struct rd_ctx {
     uint64_t total;
 };
 
-/* iovecs for the bytes of c from skip on (at most max entries). */
-static int fill_iov(const struct mb_chain *c, size_t skip, struct iovec *iov, int max)
+static int sha_update(void *ctx, const void *p, size_t n)
 {
-    int n = 0;
-
-    for (const struct mb *l = c->head; l && n < max; l = l->next) {
-        size_t o = l->off, end = l->off + l->len;
-        if (skip >= l->len) {
-            skip -= l->len;
-            continue;
-        }
-        o += skip;
-        skip = 0;
-        while (o < end && n < max) {
-            size_t k = mb_store_contig(l->st, o);
-            if (k > end - o)
-                k = end - o;
-            iov[n].iov_base = mb_store_ptr(l->st, o);
-            iov[n].iov_len = k;
-            n++;
-            o += k;
-        }
-    }
-    return n;
+    return EVP_DigestUpdate(ctx, p, n) == 1 ? 0 : -EIO;
 }
 
 static int write_sink(void *arg, uint64_t off, struct mb_chain *data)
@@ -497,8 +482,15 @@ static int write_sink(void *arg, uint64_t off, struct mb_chain *data)
 
     while (done < data->len) {
         struct iovec iov[64];
-        int n = fill_iov(data, done, iov, 64);
-        ssize_t w = pwritev(c->fd, iov, n, (off_t)(off + done));
+        struct mb_seg_iter it;
+        size_t bytes;
+        ssize_t w;
+        int n;
+
+        /* From the first byte not yet written: a write may be short. */
+        mb_seg_iter_init(&it, data, done, data->len - done);
+        n = mb_seg_iovec(&it, iov, 64, &bytes);
+        w = pwritev(c->fd, iov, n, (off_t)(off + done));
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -508,17 +500,8 @@ static int write_sink(void *arg, uint64_t off, struct mb_chain *data)
             return -EIO;
         done += (size_t)w;
     }
-    if (c->sha) {
-        size_t o = 0;
-        while (o < data->len) {
-            struct iovec iov[64];
-            int n = fill_iov(data, o, iov, 64);
-            for (int i = 0; i < n; i++) {
-                EVP_DigestUpdate(c->sha, iov[i].iov_base, iov[i].iov_len);
-                o += iov[i].iov_len;
-            }
-        }
-    }
+    if (c->sha)
+        (void)mb_chain_apply(data, 0, data->len, sha_update, c->sha);
     progress_draw(c->pr, off + data->len, c->total, 0);
     return 0;
 }

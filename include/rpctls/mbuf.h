@@ -17,16 +17,18 @@
  *                  last-page length is (off + len - 1) % MB_PAGE_SIZE + 1.
  *
  * THE INVARIANT (docs/mbuf.md, "The invariant"): no byte that anybody else can see is
- * ever written. A store whose reference count is above one, or which carries
- * MB_STF_RDONLY, is not written -- with one precise exception: splitting a
- * link (mb_chain_split) gives two links to one store over disjoint byte
- * ranges, both still the splitter's, and the owner may write its own range.
- * The record layer relies on this twice: TX in auto mode seals in place the
- * records cut from a chain it owns alone (judged before cutting), and RX
- * decrypts the not-yet-delivered bytes of its receive stores in place.
- * Copy-by-reference (mb_chain_copy_ref) shares bytes; split does not, and
- * guard mode protects only the former. Other code that writes in place asks
- * mb_chain_is_writable() first; debug builds assert.
+ * ever written. A byte may be written in place only when no link anybody
+ * else holds can reach it, and its store is neither read-only nor guarded.
+ * mbuf alone answers that, by one rule (mb__may_write in src/mbuf/store.h):
+ * either every reference to the store is one of the asking chain's own
+ * links, or the bytes were never shared by copy-by-reference (split hands
+ * each byte to exactly one link, so the two halves of a split may each write
+ * their own bytes). The questions: mb_chain_is_writable (a range),
+ * mb_chain_writable_ranges (all of a chain, for TX auto mode),
+ * mb_chain_extend_tail (free room after the tail), and the receive buffer
+ * (struct mb_rcvbuf) for the space it reads into. struct mb_store is opaque:
+ * nothing outside mbuf reads its reference count or flags. Debug builds
+ * assert the rule wherever mbuf itself writes.
  *
  * Functions return 0 or a negative errno value (-ENOMEM, -EINVAL, -ERANGE).
  * All functions are thread-safe with respect to the pool and reference
@@ -67,23 +69,10 @@ enum mb_store_kind {
 
 typedef void (*mb_ext_free_fn)(void *base, void *arg);
 
-struct mb_store {
-    atomic_uint refs;  /* links (in any chain) that point here */
-    uint16_t kind;     /* enum mb_store_kind */
-    uint16_t flags;    /* MB_STF_* ; set before the store is shared */
-    uint32_t size;     /* capacity in bytes */
-    uint32_t npages;   /* MB_ST_PAGES: entries used in u.pages */
-    union {
-        unsigned char data[MB_INLINE_SIZE];           /* MB_ST_INLINE */
-        struct {
-            unsigned char *base;
-            mb_ext_free_fn free_fn;                   /* NULL for MB_ST_CLUSTER (free()) */
-            void *arg;
-        } ext;                                        /* MB_ST_CLUSTER, MB_ST_EXT */
-        void *pages[MB_PV_MAXPAGES];                  /* MB_ST_PAGES, page aligned */
-    } u;
-    struct mb_store *free_next; /* pool free list; not valid while in use */
-};
+/* Opaque outside mbuf (defined in src/mbuf/store.h): its reference count
+ * and flags are the ownership rule's to read. Reach its bytes through
+ * mb_store_ptr/mb_store_contig or, better, the segment iterator. */
+struct mb_store;
 
 struct mb {
     struct mb *next;
@@ -149,7 +138,7 @@ RPCTLS_API struct mb *mb_append_ext(struct mb_chain *c, void *base, size_t len, 
  * at first_off (< MB_PAGE_SIZE) in the first page. Contents uninitialised. */
 RPCTLS_API int mb_append_pages(struct mb_chain *c, size_t first_off, size_t len);
 
-/* Pointer to byte off of store st (off < st->size). */
+/* Pointer to byte off of store st (off below its capacity). */
 RPCTLS_API unsigned char *mb_store_ptr(const struct mb_store *st, size_t off);
 /* Contiguous bytes available at off within st (to the end of its page or buffer). */
 RPCTLS_API size_t mb_store_contig(const struct mb_store *st, size_t off);
@@ -195,9 +184,101 @@ RPCTLS_API void *mb_chain_pullup(struct mb_chain *c, size_t len);
 RPCTLS_API int mb_chain_to_iovec(const struct mb_chain *c, size_t off, size_t len, struct iovec *iov, int maxiov);
 /* Number of iovec entries [off, off+len) needs. */
 RPCTLS_API int mb_chain_iovec_count(const struct mb_chain *c, size_t off, size_t len);
-/* 1 when every store under [off, off + len) has one reference, is not
- * read-only and is not guarded: the range may be written in place. */
+/* 1 when the holder of c may write [off, off + len) of it in place under
+ * the ownership rule (see the top of this header): for every store under the
+ * range, either all its references are links of c (over disjoint bytes), or
+ * the bytes were never shared by reference; and no store is read-only or
+ * guarded. 1 for an empty range inside c, 0 for a range outside it. */
 RPCTLS_API int mb_chain_is_writable(const struct mb_chain *c, size_t off, size_t len);
+
+/* A byte range of a chain: chain offsets [off, off + len). */
+struct mb_range {
+    size_t off;
+    size_t len;
+};
+/* The parts of c that its holder may write in place (the ownership rule,
+ * judged link by link on the whole chain): fills out[0..max) with maximal
+ * ranges in increasing order, adjacent writable links joined, and returns
+ * how many. Past the max-th range everything counts as not writable, which
+ * is always safe. Judge before cutting the chain: cutting a link of a store
+ * whose references are all the chain's own makes two chains share it. */
+RPCTLS_API int mb_chain_writable_ranges(const struct mb_chain *c, struct mb_range *out, int max);
+/* Grows the tail link of c over n bytes of free room right after it and
+ * returns a pointer to them (contiguous, contents undefined), when the
+ * tail's store is the tail link's alone, writable, and has n contiguous
+ * free bytes there; else NULL and c is unchanged. For encoders that write
+ * small items straight into the tail. */
+RPCTLS_API void *mb_chain_extend_tail(struct mb_chain *c, size_t n);
+
+/* ---- walking a chain ---------------------------------------------------- */
+
+/*
+ * A segment iterator (FreeBSD's m_apply, as a cursor): walks a byte range of
+ * a chain one segment at a time, a segment being the longest piece that is
+ * contiguous in memory within one link (a page of a page vector, or a whole
+ * inline/cluster/ext link). Code outside mbuf walks chains with this rather
+ * than with struct mb and mb_store_ptr. The chain must not change while an
+ * iterator is in use. The bytes may be written through the pointers only
+ * when mb_chain_is_writable says so.
+ */
+struct mb_seg_iter {
+    const struct mb *m; /* link holding the next byte */
+    size_t lo;          /* offset of the next byte within m */
+    size_t left;        /* bytes still to visit */
+};
+/* Starts at byte off of c, for len bytes. -ERANGE (and an empty iterator)
+ * when [off, off + len) is not inside c. */
+RPCTLS_API int mb_seg_iter_init(struct mb_seg_iter *it, const struct mb_chain *c, size_t off, size_t len);
+/* Starts at byte lo of link m, for len bytes (which the chain holding m
+ * must have from there): for callers that keep their own link cursor. */
+static inline void mb_seg_iter_init_link(struct mb_seg_iter *it, const struct mb *m, size_t lo, size_t len)
+{
+    it->m = m;
+    it->lo = lo;
+    it->left = len;
+}
+/* The next segment: sets *p and returns its length (> 0), or returns 0 when
+ * the range is done. */
+RPCTLS_API size_t mb_seg_next(struct mb_seg_iter *it, unsigned char **p);
+/* Fills at most max iovec entries with the next segments, joining segments
+ * adjacent in memory, and moves the iterator past them. Returns the count
+ * (0 when done) and the bytes they hold in *bytes. For readv/writev loops
+ * that go on where the last call stopped. */
+RPCTLS_API int mb_seg_iovec(struct mb_seg_iter *it, struct iovec *iov, int max, size_t *bytes);
+/* Calls fn(arg, p, n) for each segment of [off, off + len) of c, in order
+ * (FreeBSD's m_apply). Stops at the first non-zero return and returns it;
+ * 0 when every call returned 0; -ERANGE when the range is not inside c. */
+RPCTLS_API int mb_chain_apply(const struct mb_chain *c, size_t off, size_t len, int (*fn)(void *arg, const void *p, size_t n),
+                   void *arg);
+
+/* ---- receive buffer ----------------------------------------------------- */
+
+/*
+ * Reading from a socket straight into pool pages: reserve space, read into
+ * it, then commit the bytes that arrived. The buffer holds the unfilled rest
+ * of a page-vector receive store; committing splits the filled bytes off its
+ * head and appends them to the caller's chain by reference (no copy, and no
+ * copy-by-reference that would share or guard the store). The space is the
+ * buffer's alone under the ownership rule until then; when it is not (a user
+ * marked the store read-only, or shared delivered data from it in guard
+ * mode) reserve abandons it and starts a fresh store.
+ */
+struct mb_rcvbuf {
+    struct mb_chain fill; /* reserved space not yet filled */
+    size_t chunk;         /* bytes of a fresh receive store; 0: MB_RCVBUF_CHUNK */
+};
+#define MB_RCVBUF_CHUNK (16 * MB_PAGE_SIZE)
+#define MB_RCVBUF_INIT {MB_CHAIN_INIT, 0}
+
+RPCTLS_API void mb_rcvbuf_init(struct mb_rcvbuf *rb, size_t chunk);
+/* Drops the unfilled space. The buffer stays usable (reserve starts afresh). */
+RPCTLS_API void mb_rcvbuf_free(struct mb_rcvbuf *rb);
+/* Fills at most maxiov (> 0) iovec entries with space to read into, taking
+ * a fresh store when there is none; returns the count, or -EINVAL / -ENOMEM. */
+RPCTLS_API int mb_rcvbuf_reserve(struct mb_rcvbuf *rb, struct iovec *iov, int maxiov);
+/* The first n bytes of the reserved space arrived: appends them to dst.
+ * 0, -EINVAL when n is more than was reserved, -ENOMEM. */
+RPCTLS_API int mb_rcvbuf_commit(struct mb_rcvbuf *rb, size_t n, struct mb_chain *dst);
 /* Byte at position off (off < c->len). For tests and small parsers. */
 RPCTLS_API int mb_chain_byte(const struct mb_chain *c, size_t off);
 /* Consistency check for tests and debugging: 0 when len and nlinks are exact,

@@ -9,11 +9,12 @@
  * with sendmsg (writev with MSG_NOSIGNAL) straight from the chain; EPOLLOUT
  * is armed only while bytes wait.
  *
- * Receive: plain mode reads into pool pages that the connection owns by byte
- * range (like the record layer's receive stores): what arrived is split off
- * and handed to the record-marking reader by reference; the rest of the
- * store stays ours to read into, unless someone shared or guarded it. TLS
- * mode reads into the record layer's own receive space.
+ * Receive: one loop for both modes reads into a receive buffer (struct
+ * mb_rcvbuf: reserve, readv, commit). Plain mode uses the connection's own
+ * and hands what arrived to the record-marking reader by reference; TLS
+ * mode uses the record layer's (ktls_rx_space/ktls_rx_commit) and runs the
+ * record layer. mbuf decides whether the rest of a receive store may still
+ * be read into.
  *
  * Lifetime: krpc_conn_close only marks the connection closed and closes the
  * socket; on_tls (if owed) and on_close run from a zero-delay loop timer,
@@ -38,7 +39,7 @@
 #define IOV_MAX 1024
 #endif
 #define CONN_MAX_IOV IOV_MAX
-#define CONN_RX_CHUNK (16 * MB_PAGE_SIZE) /* plain-mode receive store */
+#define CONN_RX_CHUNK MB_RCVBUF_CHUNK /* plain-mode receive store */
 #define CONN_RX_IOV 32
 #define CONN_READ_BUDGET 16 /* reads per readiness event, for fairness */
 #define CONN_HS_TIMEOUT_MS 30000
@@ -65,7 +66,7 @@ struct krpc_conn {
 
     struct mb_chain sendq;  /* wire bytes: framed plaintext or TLS records */
     struct mb_chain held;   /* framed plaintext waiting for the handshake */
-    struct mb_chain rxfill; /* plain mode: receive space not yet filled */
+    struct mb_rcvbuf rx;    /* plain mode: receive space not yet filled */
     struct krpc_rm_reader rm;
 
     struct ktls_hs *hs;
@@ -86,7 +87,6 @@ struct krpc_conn {
     uint64_t bytes_sent, bytes_received;
     uint64_t last_io_ms; /* krpc_now_ms() of the last byte read or written, or of creation */
 
-    size_t rx_chunk;                 /* plain-mode receive store size */
     struct krpc_membudget *budget;   /* NULL: not counted */
     size_t charged;                  /* what this connection has charged to budget */
 };
@@ -95,37 +95,13 @@ static void conn_update_events(struct krpc_conn *c);
 
 /* ---- helpers ------------------------------------------------------------- */
 
-/* Fills iov with the first pieces of ch; returns the count, *bytes their sum. */
-static int chain_iov_prefix(const struct mb_chain *ch, size_t skip, struct iovec *iov, int max, size_t *bytes)
+/* iovecs for the first bytes of ch (at most max entries); *bytes their sum. */
+static int chain_iov_prefix(const struct mb_chain *ch, struct iovec *iov, int max, size_t *bytes)
 {
-    int n = 0;
+    struct mb_seg_iter it;
 
-    *bytes = 0;
-    for (const struct mb *m = ch->head; m != NULL && n < max; m = m->next) {
-        size_t off = m->off, end = m->off + m->len;
-        if (skip >= m->len) {
-            skip -= m->len;
-            continue;
-        }
-        off += skip;
-        skip = 0;
-        while (off < end && n < max) {
-            size_t k = mb_store_contig(m->st, off);
-            unsigned char *p = mb_store_ptr(m->st, off);
-            if (k > end - off)
-                k = end - off;
-            if (n > 0 && (unsigned char *)iov[n - 1].iov_base + iov[n - 1].iov_len == p) {
-                iov[n - 1].iov_len += k;
-            } else {
-                iov[n].iov_base = p;
-                iov[n].iov_len = k;
-                n++;
-            }
-            *bytes += k;
-            off += k;
-        }
-    }
-    return n;
+    mb_seg_iter_init(&it, ch, 0, ch->len);
+    return mb_seg_iovec(&it, iov, max, bytes);
 }
 
 static int reader_partial(const struct krpc_rm_reader *r)
@@ -137,7 +113,7 @@ size_t krpc_conn_mem(const struct krpc_conn *c)
 {
     if (c == NULL)
         return 0;
-    return c->sendq.len + c->held.len + c->rxfill.len + c->rm.in.len + c->rm.msg.len;
+    return c->sendq.len + c->held.len + c->rx.fill.len + c->rm.in.len + c->rm.msg.len;
 }
 
 /* Brings the connection's charge to its budget up to date. With may_cut,
@@ -186,7 +162,7 @@ void krpc_conn_set_rx_limits(struct krpc_conn *c, size_t max_msg, size_t rx_chun
     if (c == NULL)
         return;
     c->rm.max_msg = max_msg > 0 ? max_msg : c->cfg.max_msg;
-    c->rx_chunk = rx_chunk > 0 ? rx_chunk : CONN_RX_CHUNK;
+    c->rx.chunk = rx_chunk > 0 ? rx_chunk : CONN_RX_CHUNK;
 }
 
 static void conn_set_events(struct krpc_conn *c, uint32_t ev)
@@ -209,7 +185,7 @@ static int conn_flush(struct krpc_conn *c)
         struct iovec iov[CONN_MAX_IOV];
         struct msghdr mh;
         size_t bytes;
-        int n = chain_iov_prefix(&c->sendq, 0, iov, CONN_MAX_IOV, &bytes);
+        int n = chain_iov_prefix(&c->sendq, iov, CONN_MAX_IOV, &bytes);
         ssize_t w;
 
         memset(&mh, 0, sizeof(mh));
@@ -250,7 +226,7 @@ static void conn_free(struct krpc_conn *c)
     ktls_conn_free(c->tls);
     mb_chain_free(&c->sendq);
     mb_chain_free(&c->held);
-    mb_chain_free(&c->rxfill);
+    mb_rcvbuf_free(&c->rx);
     krpc_rm_reader_free(&c->rm);
     free(c);
 }
@@ -393,60 +369,6 @@ static void conn_eof(struct krpc_conn *c)
     }
 }
 
-static void conn_read_plain_batch(struct krpc_conn *c)
-{
-    for (int i = 0; i < CONN_READ_BUDGET && c->state == CS_OPEN; i++) {
-        struct iovec iov[CONN_RX_IOV];
-        struct mb_chain got = MB_CHAIN_INIT, rest = MB_CHAIN_INIT;
-        size_t space;
-        ssize_t r;
-        int n, ret;
-
-        /* Someone shared or guarded what we handed out: the unfilled rest
-         * of that store must not be written any more. */
-        if (c->rxfill.head != NULL && (c->rxfill.head->st->flags & (MB_STF_GUARDED | MB_STF_RDONLY)) != 0)
-            mb_chain_free(&c->rxfill);
-        if (c->rxfill.len == 0 && (ret = mb_append_pages(&c->rxfill, 0, c->rx_chunk)) != 0) {
-            krpc_conn_close(c, ret);
-            return;
-        }
-        n = chain_iov_prefix(&c->rxfill, 0, iov, CONN_RX_IOV, &space);
-        r = readv(c->fd, iov, n);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                krpc_conn_close(c, -errno);
-            return;
-        }
-        if (r == 0) {
-            conn_eof(c);
-            return;
-        }
-        c->bytes_received += (uint64_t)r;
-        c->last_io_ms = krpc_now_ms();
-        if ((size_t)r < c->rxfill.len) {
-            if ((ret = mb_chain_split(&c->rxfill, (size_t)r, &rest)) != 0) {
-                krpc_conn_close(c, ret);
-                return;
-            }
-        }
-        got = c->rxfill;
-        c->rxfill = rest;
-        krpc_rm_reader_feed(&c->rm, &got);
-        conn_deliver(c);
-        if ((size_t)r < space)
-            return; /* drained */
-    }
-}
-
-static void conn_read_plain(struct krpc_conn *c)
-{
-    conn_read_plain_batch(c);
-    if (c->state != CS_CLOSED)
-        (void)conn_charge(c, 1);
-}
-
 /* Says why the record layer failed, naming the alert by its RFC 8446 name:
  * "a record failed authentication; sent alert bad_record_mac (20)". A fatal
  * alert of ours (RX refused something) is what the peer sees; without one,
@@ -519,17 +441,55 @@ static int conn_tls_process(struct krpc_conn *c)
     return 0;
 }
 
-static void conn_read_tls_batch(struct krpc_conn *c)
+/* What a read brought: plain mode feeds the record-marking reader and
+ * delivers; TLS mode runs the record layer. 0 to go on reading, -1 when
+ * the connection closed or stopped delivering. */
+static int conn_read_commit(struct krpc_conn *c, size_t n)
 {
-    for (int i = 0; i < CONN_READ_BUDGET && c->state == CS_TLS; i++) {
+    struct mb_chain got = MB_CHAIN_INIT;
+    int ret;
+
+    if (c->state == CS_TLS) {
+        ktls_rx_commit(c->tls, n);
+        return conn_tls_process(c);
+    }
+    if ((ret = mb_rcvbuf_commit(&c->rx, n, &got)) != 0) {
+        krpc_conn_close(c, ret);
+        return -1;
+    }
+    krpc_rm_reader_feed(&c->rm, &got);
+    conn_deliver(c);
+    return 0;
+}
+
+/* The peer closed its end: in TLS mode without close_notify (close_notify
+ * is handled by conn_tls_process), possibly a truncation attack. */
+static void conn_read_eof(struct krpc_conn *c)
+{
+    if (c->state == CS_TLS) {
+        krpc_log(KRPC_LOG_INFO, "krpc conn fd %d: TLS peer closed without close_notify", c->fd);
+        c->tls_dead = 1;
+        krpc_conn_close(c, -ECONNRESET);
+        return;
+    }
+    conn_eof(c);
+}
+
+/* Reads while the socket has bytes, up to CONN_READ_BUDGET reads, as long as
+ * the connection stays in the state (plain or TLS) it started in. */
+static void conn_read(struct krpc_conn *c)
+{
+    const enum conn_state mode = c->state; /* CS_OPEN or CS_TLS */
+
+    for (int i = 0; i < CONN_READ_BUDGET && c->state == mode; i++) {
         struct iovec iov[CONN_RX_IOV];
         size_t space = 0;
         ssize_t r;
-        int n = ktls_rx_space(c->tls, iov, CONN_RX_IOV);
+        int n = mode == CS_TLS ? ktls_rx_space(c->tls, iov, CONN_RX_IOV) : mb_rcvbuf_reserve(&c->rx, iov, CONN_RX_IOV);
 
         if (n < 0) {
             krpc_conn_close(c, n);
-            return;
+            break;
         }
         for (int k = 0; k < n; k++)
             space += iov[k].iov_len;
@@ -539,28 +499,17 @@ static void conn_read_tls_batch(struct krpc_conn *c)
                 continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK)
                 krpc_conn_close(c, -errno);
-            return;
+            break;
         }
         if (r == 0) {
-            /* TCP end without close_notify: possibly a truncation attack. */
-            krpc_log(KRPC_LOG_INFO, "krpc conn fd %d: TLS peer closed without close_notify", c->fd);
-            c->tls_dead = 1;
-            krpc_conn_close(c, -ECONNRESET);
-            return;
+            conn_read_eof(c);
+            break;
         }
         c->bytes_received += (uint64_t)r;
         c->last_io_ms = krpc_now_ms();
-        ktls_rx_commit(c->tls, (size_t)r);
-        if (conn_tls_process(c) < 0)
-            return;
-        if ((size_t)r < space)
-            return;
+        if (conn_read_commit(c, (size_t)r) < 0 || (size_t)r < space)
+            break; /* closed, or drained */
     }
-}
-
-static void conn_read_tls(struct krpc_conn *c)
-{
-    conn_read_tls_batch(c);
     if (c->state != CS_CLOSED)
         (void)conn_charge(c, 1);
 }
@@ -640,7 +589,7 @@ int krpc_conn_start_tls_ctx(struct krpc_conn *c, struct ktls_ctx *ctx)
     timeout_ms = ktls_ctx_config(ctx)->timeout_ms;
     c->hs_timeout_ms = timeout_ms > 0 ? timeout_ms : CONN_HS_TIMEOUT_MS;
     c->state = CS_HS_FLUSH; /* no more messages delivered */
-    mb_chain_free(&c->rxfill);
+    mb_rcvbuf_free(&c->rx);
 
     /* The peer must wait for the upgrade before sending TLS; plaintext that
      * followed the triggering message is a protocol violation. */
@@ -745,12 +694,8 @@ static void conn_event(struct krpc_loop *loop, int fd, uint32_t events, void *ar
             krpc_conn_close(c, ret);
             break;
         }
-        if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
-            if (c->state == CS_OPEN)
-                conn_read_plain(c);
-            else
-                conn_read_tls(c);
-        }
+        if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+            conn_read(c);
         conn_update_events(c);
         break;
     case CS_HS_FLUSH:
@@ -799,10 +744,9 @@ int krpc_conn_new(struct krpc_loop *loop, int fd, const struct krpc_conn_config 
     c->ops = *ops;
     c->arg = arg;
     c->last_io_ms = krpc_now_ms();
-    c->rx_chunk = CONN_RX_CHUNK;
     mb_chain_init(&c->sendq);
     mb_chain_init(&c->held);
-    mb_chain_init(&c->rxfill);
+    mb_rcvbuf_init(&c->rx, CONN_RX_CHUNK);
     krpc_rm_reader_init(&c->rm, c->cfg.max_msg);
     krpc_timer_init(&c->hs_timer, conn_hs_timeout, c);
     krpc_timer_init_close(&c->close_timer, conn_close_timer, c); /* krpc_loop_free finishes it */

@@ -133,41 +133,26 @@ static inline uint64_t load64(const unsigned char *p)
 uint64_t krpc_drc_checksum(const struct mb_chain *c, size_t off, size_t len)
 {
     uint64_t h = K1 ^ len;
-    unsigned char part[8];
-    size_t npart = 0, pos = 0;
+    unsigned char part[8], *p;
+    size_t npart = 0, n, avail = off < c->len ? c->len - off : 0;
+    struct mb_seg_iter it;
 
-    for (const struct mb *m = c->head; m != NULL && len > 0; m = m->next) {
-        size_t skip, soff, left;
-        if (pos + m->len <= off) {
-            pos += m->len;
-            continue;
-        }
-        skip = off > pos ? off - pos : 0;
-        soff = m->off + skip;
-        left = m->len - skip;
-        if (left > len)
-            left = len;
-        pos += m->len;
-        len -= left;
-        while (left > 0) {
-            size_t contig = mb_store_contig(m->st, soff);
-            const unsigned char *p = mb_store_ptr(m->st, soff);
-            size_t n = contig < left ? contig : left, i = 0;
-            if (npart > 0) {
-                while (npart < 8 && i < n)
-                    part[npart++] = p[i++];
-                if (npart == 8) {
-                    h = mix_word(h, load64(part));
-                    npart = 0;
-                }
-            }
-            for (; i + 8 <= n; i += 8)
-                h = mix_word(h, load64(p + i));
-            while (i < n)
+    /* Only the bytes the chain has are hashed (len still counts in full). */
+    mb_seg_iter_init(&it, c, off < c->len ? off : c->len, len < avail ? len : avail);
+    while ((n = mb_seg_next(&it, &p)) > 0) {
+        size_t i = 0;
+        if (npart > 0) {
+            while (npart < 8 && i < n)
                 part[npart++] = p[i++];
-            soff += n;
-            left -= n;
+            if (npart == 8) {
+                h = mix_word(h, load64(part));
+                npart = 0;
+            }
         }
+        for (; i + 8 <= n; i += 8)
+            h = mix_word(h, load64(p + i));
+        while (i < n)
+            part[npart++] = p[i++];
     }
     if (npart > 0) {
         memset(part + npart, 0, 8 - npart);

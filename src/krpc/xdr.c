@@ -2,12 +2,14 @@
  * src/krpc/xdr.c - XDR (RFC 4506) on buffer chains.
  *
  * Encoding appends to the chain: small items are written straight into the
- * tail link's store when that store is exclusively ours, writable and has
- * room (the common case, since a fresh inline store has 256 bytes), else
- * through mb_chain_append_bytes. Opaque chains are linked in by reference.
+ * room after the tail link when mbuf says the chain may write there
+ * (mb_chain_extend_tail: the common case, since a fresh inline store has 256
+ * bytes), else through mb_chain_append_bytes. Opaque chains are linked in by
+ * reference.
  *
  * Decoding keeps a cursor cache (the link holding off and where it starts),
- * so sequential gets cost O(1) amortised whatever the number of links. Every
+ * so sequential gets cost O(1) amortised whatever the number of links; bytes
+ * are read through mbuf's segment iterator started at that link. Every
  * length from the wire is checked against the remaining bound and the
  * caller's limit before it is used; errors are sticky.
  */
@@ -15,8 +17,6 @@
 
 #include <errno.h>
 #include <string.h>
-
-#include "mbuf/store.h"
 
 static const unsigned char zeros[4];
 _Static_assert(KRPC_XDR_PAD(1) == 3 && KRPC_XDR_PAD(2) == 2 && KRPC_XDR_PAD(3) == 1 && KRPC_XDR_PAD(4) == 0 &&
@@ -35,38 +35,6 @@ static inline void enc_fail(struct krpc_xdr_enc *x, int err)
 {
     if (!x->err)
         x->err = err;
-}
-
-/* Pointer to n contiguous free bytes right after the tail link, when the
- * tail store may be written (one reference, not read-only, not guarded). */
-static inline unsigned char *tail_room(struct mb_chain *c, size_t n)
-{
-    struct mb *t = c->tail;
-    if (!t || !mb__store_writable(t->st))
-        return NULL;
-    struct mb_store *st = t->st;
-    size_t pos = t->off + t->len;
-    if (pos >= st->size || st->size - pos < n)
-        return NULL;
-    switch (st->kind) {
-    case MB_ST_INLINE:
-        return st->u.data + pos;
-    case MB_ST_CLUSTER:
-    case MB_ST_EXT:
-        return st->u.ext.base + pos;
-    case MB_ST_PAGES:
-        if (MB_PAGE_SIZE - pos % MB_PAGE_SIZE < n)
-            return NULL;
-        return (unsigned char *)st->u.pages[pos / MB_PAGE_SIZE] + pos % MB_PAGE_SIZE;
-    default:
-        return NULL;
-    }
-}
-
-static inline void tail_grow(struct mb_chain *c, size_t n)
-{
-    c->tail->len += n;
-    c->len += n;
 }
 
 static void put_bytes(struct krpc_xdr_enc *x, const void *p, size_t n)
@@ -96,10 +64,9 @@ void krpc_xdr_put_u32(struct krpc_xdr_enc *x, uint32_t v)
 {
     if (x->err)
         return;
-    unsigned char *p = tail_room(x->c, 4);
+    unsigned char *p = mb_chain_extend_tail(x->c, 4);
     if (p) {
         krpc_xdr_store_u32(p, v);
-        tail_grow(x->c, 4);
         return;
     }
     unsigned char b[4];
@@ -168,10 +135,8 @@ void *krpc_xdr_reserve(struct krpc_xdr_enc *x, size_t n)
         enc_fail(x, -EINVAL);
         return NULL;
     }
-    unsigned char *p = tail_room(x->c, n);
-    if (p) {
-        tail_grow(x->c, n);
-    } else {
+    unsigned char *p = mb_chain_extend_tail(x->c, n);
+    if (!p) {
         struct mb *m = mb_append_inline(x->c, n);
         if (!m) {
             enc_fail(x, -ENOMEM);
@@ -231,47 +196,28 @@ static inline void dec_seek(struct krpc_xdr_dec *d)
 /* Copies n bytes (n <= end - off, checked by the caller) and advances. */
 static void dec_copy(struct krpc_xdr_dec *d, void *out, size_t n)
 {
-    unsigned char *o = out;
-    while (n) {
-        dec_seek(d);
-        const struct mb *m = d->link;
-        size_t lo = d->off - d->link_start;
-        size_t soff = m->off + lo;
-        size_t k = mb_store_contig(m->st, soff);
-        if (k > m->len - lo)
-            k = m->len - lo;
-        if (k > n)
-            k = n;
-        memcpy(o, mb_store_ptr(m->st, soff), k);
+    struct mb_seg_iter it;
+    unsigned char *o = out, *p;
+    size_t k;
+
+    dec_seek(d);
+    mb_seg_iter_init_link(&it, d->link, d->off - d->link_start, n);
+    while ((k = mb_seg_next(&it, &p)) > 0) {
+        memcpy(o, p, k);
         o += k;
-        n -= k;
-        d->off += k;
     }
+    d->off += n;
 }
 
-/* The bytes [off, off + n) when they are contiguous in one link, else NULL. */
+/* The bytes [off, off + n) (n > 0) when they are contiguous in memory, else NULL. */
 static inline const unsigned char *dec_contig(struct krpc_xdr_dec *d, size_t n)
 {
+    struct mb_seg_iter it;
+    unsigned char *p;
+
     dec_seek(d);
-    const struct mb *m = d->link;
-    size_t lo = d->off - d->link_start;
-    if (m->len - lo < n)
-        return NULL;
-    const struct mb_store *st = m->st;
-    size_t soff = m->off + lo;
-    switch (st->kind) {
-    case MB_ST_INLINE:
-        return st->u.data + soff;
-    case MB_ST_CLUSTER:
-    case MB_ST_EXT:
-        return st->u.ext.base + soff;
-    case MB_ST_PAGES:
-        if (MB_PAGE_SIZE - soff % MB_PAGE_SIZE < n)
-            return NULL;
-        return (const unsigned char *)st->u.pages[soff / MB_PAGE_SIZE] + soff % MB_PAGE_SIZE;
-    default:
-        return NULL;
-    }
+    mb_seg_iter_init_link(&it, d->link, d->off - d->link_start, n);
+    return mb_seg_next(&it, &p) == n ? p : NULL;
 }
 
 uint32_t krpc_xdr_get_u32(struct krpc_xdr_dec *d)

@@ -90,7 +90,7 @@ int ktls_conn_new(const struct ktls_conn_params *p, struct ktls_conn **out)
     c->last_alert_sent = -1;
     mb_chain_init(&c->ctl);
     mb_chain_init(&c->rxbuf);
-    mb_chain_init(&c->rxfill);
+    mb_rcvbuf_init(&c->rxfill, 0); /* MB_RCVBUF_CHUNK receive stores */
     if (c->engine == NULL || !c->engine->supports(p->cipher)) {
         ret = -ENOTSUP;
         goto fail;
@@ -115,7 +115,7 @@ void ktls_conn_free(struct ktls_conn *c)
         c->engine->key_free(c->rx.key);
     mb_chain_free(&c->ctl);
     mb_chain_free(&c->rxbuf);
-    mb_chain_free(&c->rxfill);
+    mb_rcvbuf_free(&c->rxfill);
     free(c->hsbuf);
     OPENSSL_cleanse(c, sizeof(*c));
     free(c);

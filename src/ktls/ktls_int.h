@@ -56,11 +56,11 @@ struct ktls_conn {
     struct mb_chain ctl;
     int key_update_owed; /* the peer asked for a KeyUpdate; not yet sent */
 
-    /* RX: received ciphertext not yet processed, and the unfilled rest of
-     * the page-vector store that reads go into. Arriving bytes are split off
-     * the head of rxfill and joined to rxbuf (one link while contiguous). */
+    /* RX: received ciphertext not yet processed, and the receive buffer
+     * that reads go into (64 KiB page-vector stores). Arriving bytes are
+     * split off it and joined to rxbuf (one link while contiguous). */
     struct mb_chain rxbuf;
-    struct mb_chain rxfill;
+    struct mb_rcvbuf rxfill;
     /* A post-handshake handshake message split across records. */
     uint8_t *hsbuf;
     size_t hslen;

@@ -2,14 +2,15 @@
  * rx.c - parsing and opening TLS 1.3 records from any segmentation of the
  * byte stream.
  *
- * Bytes are read straight into page-vector stores that the connection
- * allocates (ktls_rx_space/ktls_rx_commit). A complete record is decrypted in
- * place there and its application data handed out by reference. Ownership of
- * a receive store is by byte range: plaintext already handed out is never
- * written again, and the bytes after it belong to the record layer alone
- * until they too are handed out, so in-place decryption touches no byte that
- * anybody else can see. A store made read-only or guarded (because a user
- * shared delivered data under guard mode) is decrypted out of place instead.
+ * Bytes are read straight into page-vector stores through the connection's
+ * receive buffer (struct mb_rcvbuf: ktls_rx_space reserves, ktls_rx_commit
+ * splits what arrived off it). A complete record is decrypted in place
+ * there when mbuf's ownership rule allows (mb_chain_is_writable), and its
+ * application data handed out by reference. The rule allows it because
+ * nothing but split has touched the record's bytes: the plaintext handed
+ * out before them was shared, but those bytes lie below the store's shared
+ * mark. A store made read-only or guarded (a user shared delivered data
+ * under guard mode) is decrypted out of place instead.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -18,11 +19,8 @@
 #include "ktls/ktls_int.h"
 #include "mbuf/check.h"
 
-#define RX_STORE_BYTES (16 * MB_PAGE_SIZE)
 #define RX_STACK_IOV 64
 
-_Static_assert(RX_STORE_BYTES <= (size_t)MB_PV_MAXPAGES * MB_PAGE_SIZE,
-               "ktls_rx_space fills rxfill's first link only: one receive store must be one page vector");
 _Static_assert(KTLS_MAX_CIPHERTEXT <= 0xffff, "a record's length is a 16-bit field");
 
 static int rx_fail(struct ktls_conn *c, int err, int alert)
@@ -35,56 +33,21 @@ static int rx_fail(struct ktls_conn *c, int err, int alert)
 
 int ktls_rx_space(struct ktls_conn *c, struct iovec *iov, int maxiov)
 {
-    struct mb *m;
-    size_t off, end;
-    int n = 0;
-
     if (c->rx_error != 0)
         return c->rx_error;
     if (c->rx_eof)
         return -EPIPE; /* nothing may follow close_notify */
-    if (maxiov <= 0)
-        return -EINVAL;
-    /* Delivered data shared under guard mode write-protects the whole store:
-     * continue in a fresh one. */
-    if (c->rxfill.head != NULL && (c->rxfill.head->st->flags & (MB_STF_GUARDED | MB_STF_RDONLY)) != 0)
-        mb_chain_free(&c->rxfill);
-    if (c->rxfill.head == NULL) {
-        int ret = mb_append_pages(&c->rxfill, 0, RX_STORE_BYTES);
-        if (ret != 0)
-            return ret;
-    }
-    m = c->rxfill.head;
-    for (off = m->off, end = m->off + m->len; n < maxiov && off < end; n++) {
-        size_t contig = mb_store_contig(m->st, off);
-        if (contig > end - off)
-            contig = end - off;
-        iov[n].iov_base = mb_store_ptr(m->st, off);
-        iov[n].iov_len = contig;
-        off += contig;
-    }
-    return n;
+    return mb_rcvbuf_reserve(&c->rxfill, iov, maxiov);
 }
 
 void ktls_rx_commit(struct ktls_conn *c, size_t n)
 {
-    struct mb_chain rest = MB_CHAIN_INIT;
     int ret;
 
     if (n == 0 || c->rx_error != 0)
         return;
-    if (n > c->rxfill.len) {
-        rx_fail(c, -EINVAL, KTLS_ALERT_INTERNAL_ERROR);
-        return;
-    }
-    /* Splitting (not copy-by-reference) keeps the store ours: the record
-     * layer owns both halves, and guard mode leaves it writable. */
-    if (n < c->rxfill.len && (ret = mb_chain_split(&c->rxfill, n, &rest)) != 0) {
+    if ((ret = mb_rcvbuf_commit(&c->rxfill, n, &c->rxbuf)) != 0)
         rx_fail(c, ret, KTLS_ALERT_INTERNAL_ERROR);
-        return;
-    }
-    mb_chain_concat(&c->rxbuf, &c->rxfill);
-    c->rxfill = rest;
 }
 
 int ktls_rx_feed(struct ktls_conn *c, const void *data, size_t len)
@@ -108,22 +71,6 @@ int ktls_rx_feed(struct ktls_conn *c, const void *data, size_t len)
             return c->rx_error;
     }
     return 0;
-}
-
-/* 1 when no store under [off, off + len) of ch is read-only or guarded. */
-static int rx_may_write(const struct mb_chain *ch, size_t off, size_t len)
-{
-    for (const struct mb *m = ch->head; m != NULL && len > 0; m = m->next) {
-        if (off >= m->len) {
-            off -= m->len;
-            continue;
-        }
-        if ((m->st->flags & (MB_STF_RDONLY | MB_STF_GUARDED)) != 0)
-            return 0;
-        len -= len < m->len - off ? len : m->len - off;
-        off = 0;
-    }
-    return 1;
 }
 
 /* Handles post-handshake handshake messages (KeyUpdate, NewSessionTicket). */
@@ -209,7 +156,7 @@ static int rx_record(struct ktls_conn *c, size_t clen, struct mb_chain *app, int
         goto exit;
     }
     nsrc = mb_chain_to_iovec(&rec, KTLS_HDR_LEN, ctlen, src, nsrc);
-    if (rx_may_write(&rec, KTLS_HDR_LEN, ctlen)) {
+    if (mb_chain_is_writable(&rec, KTLS_HDR_LEN, ctlen)) {
         dst = src;
         ndst = nsrc;
         pt = &rec;

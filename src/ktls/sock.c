@@ -15,33 +15,6 @@
  * pages held at once. */
 #define SOCK_SEND_BATCH (256 * 1024)
 
-/* Fills iov with the first pieces of c; returns the count, *bytes their sum. */
-static int chain_iov_prefix(const struct mb_chain *c, struct iovec *iov, int max, size_t *bytes)
-{
-    int n = 0;
-
-    *bytes = 0;
-    for (const struct mb *m = c->head; m != NULL && n < max; m = m->next) {
-        size_t off = m->off, end = m->off + m->len;
-        while (off < end && n < max) {
-            size_t k = mb_store_contig(m->st, off);
-            unsigned char *p = mb_store_ptr(m->st, off);
-            if (k > end - off)
-                k = end - off;
-            if (n > 0 && (unsigned char *)iov[n - 1].iov_base + iov[n - 1].iov_len == p) {
-                iov[n - 1].iov_len += k;
-            } else {
-                iov[n].iov_base = p;
-                iov[n].iov_len = k;
-                n++;
-            }
-            *bytes += k;
-            off += k;
-        }
-    }
-    return n;
-}
-
 static int wait_fd(int fd, short events)
 {
     struct pollfd p = {.fd = fd, .events = events};
@@ -61,8 +34,12 @@ int ktls_write_chain(int fd, struct mb_chain *chain)
     int ret = 0;
 
     while (chain->len > 0) {
+        struct mb_seg_iter it;
         size_t bytes;
-        int n = chain_iov_prefix(chain, iov, SOCK_MAX_IOV, &bytes);
+        int n;
+
+        mb_seg_iter_init(&it, chain, 0, chain->len);
+        n = mb_seg_iovec(&it, iov, SOCK_MAX_IOV, &bytes);
         struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
         /* MSG_NOSIGNAL: a peer that went away is an error to return, not a
          * SIGPIPE that kills the process. Pipes and files take writev. */

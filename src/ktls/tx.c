@@ -60,69 +60,27 @@ static int tx_iov(const struct mb_chain *c, struct iovec *stack, struct iovec **
 }
 
 /*
- * Who owns the bytes of a chain, worked out once before the chain is cut
- * into records. Cutting a link in two at a record boundary makes two links
- * to one store (reference count 2) although the chain alone owns both
- * halves, so ownership is judged on the uncut chain: a store is ours when
- * every reference to it comes from one run of adjacent links of the chain
- * and it is neither read-only nor guarded. Pieces past TX_OWN_SEGS are
- * judged not ours, which is always safe (out of place).
+ * Which bytes of a chain are ours to seal in place is mbuf's answer
+ * (mb_chain_writable_ranges), asked once before the chain is cut into
+ * records: cutting a link at a record boundary makes two links to one
+ * store, and when the chain owned that store by holding all its references
+ * the cut pieces would no longer say so. Ranges past TX_OWN_RANGES count as
+ * not ours, which is always safe (out of place).
  */
-#define TX_OWN_SEGS 64
+#define TX_OWN_RANGES 32
 
 struct tx_ownership {
-    size_t end[TX_OWN_SEGS]; /* chain offset where segment i ends */
-    uint8_t owned[TX_OWN_SEGS];
-    int nseg;
+    struct mb_range r[TX_OWN_RANGES];
+    int n;
 };
 
-static void tx_ownership_scan(const struct mb_chain *c, struct tx_ownership *o)
-{
-    size_t pos = 0;
-
-    o->nseg = 0;
-    for (const struct mb *m = c->head; m != NULL;) {
-        const struct mb *run = m;
-        unsigned nlinks = 0;
-        size_t bytes = 0;
-        int owned;
-
-        int disjoint = 1;
-        for (const struct mb *prev = NULL; m != NULL && m->st == run->st; prev = m, m = m->next) {
-            /* Only the pieces of one split range, in order: the same bytes
-             * twice (a chain that references itself) are shared. */
-            if (prev != NULL && m->off < prev->off + prev->len)
-                disjoint = 0;
-            nlinks++;
-            bytes += m->len;
-        }
-        owned = disjoint && (run->st->flags & (MB_STF_RDONLY | MB_STF_GUARDED)) == 0 &&
-                atomic_load_explicit(&run->st->refs, memory_order_acquire) == nlinks;
-        pos += bytes;
-        if (o->nseg > 0 && o->owned[o->nseg - 1] == owned) {
-            o->end[o->nseg - 1] = pos;
-        } else if (o->nseg < TX_OWN_SEGS) {
-            o->end[o->nseg] = pos;
-            o->owned[o->nseg] = (uint8_t)owned;
-            o->nseg++;
-        } else {
-            return; /* the rest counts as not ours */
-        }
-    }
-}
-
-/* 1 when all of [off, off + len) of the scanned chain is ours. */
+/* 1 when all of [off, off + len) of the judged chain is ours: the ranges
+ * are maximal, so it must lie inside one of them. */
 static int tx_ownership_covers(const struct tx_ownership *o, size_t off, size_t len)
 {
-    size_t start = 0;
-
-    for (int i = 0; i < o->nseg; i++) {
-        if (o->end[i] > off && start < off + len && !o->owned[i])
-            return 0;
-        if (o->end[i] >= off + len)
+    for (int i = 0; i < o->n && o->r[i].off <= off; i++)
+        if (off + len <= o->r[i].off + o->r[i].len)
             return 1;
-        start = o->end[i];
-    }
     return 0;
 }
 
@@ -420,14 +378,14 @@ int ktls_tx_flush_control(struct ktls_conn *c, struct mb_chain *out)
 int ktls_tx_seal(struct ktls_conn *c, struct mb_chain *plain, struct mb_chain *out)
 {
     struct mb_chain body, rest;
-    struct tx_ownership own = {.nseg = 0};
+    struct tx_ownership own = {.n = 0};
     struct iovec src_stack[TX_MSG_STACK_IOV];
     struct tx_src src = {.iov = NULL};
     size_t pos = 0, nrec, behind = 0;
     int ret;
 
     if (c->tx_mode == KTLS_TX_AUTO)
-        tx_ownership_scan(plain, &own);
+        own.n = mb_chain_writable_ranges(plain, own.r, TX_OWN_RANGES);
     if (c->tx_closed) {
         ret = -EPIPE;
         goto exit;

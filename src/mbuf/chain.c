@@ -35,55 +35,106 @@ static struct mb *seek(const struct mb_chain *c, size_t off, size_t *lo)
     return m;
 }
 
-/* Walks [off, off + len) of a chain as contiguous memory segments. */
-struct segw {
-    struct mb *m;
-    size_t lo;   /* position within link m */
-    size_t left; /* bytes still to walk */
-};
+/* ---- the segment iterator ------------------------------------------------ */
 
-static void segw_init(struct segw *w, const struct mb_chain *c, size_t off, size_t len)
+int mb_seg_iter_init(struct mb_seg_iter *it, const struct mb_chain *c, size_t off, size_t len)
 {
-    w->left = len;
-    w->lo = 0;
-    w->m = len ? seek(c, off, &w->lo) : NULL;
+    it->lo = 0;
+    it->m = NULL;
+    it->left = 0;
+    if (!range_ok(c->len, off, len))
+        return -ERANGE;
+    it->left = len;
+    if (len)
+        it->m = seek(c, off, &it->lo);
+    return 0;
 }
 
-static size_t segw_next(struct segw *w, unsigned char **p)
+/* mb_seg_next for mbuf's own loops (to_iovec and iovec_count run for every
+ * record TX seals): inlined there, while calls to the exported, interposable
+ * symbol in this position-independent code are not. */
+static inline size_t seg_next(struct mb_seg_iter *it, unsigned char **p)
 {
-    if (w->left == 0)
+    if (it->left == 0)
         return 0;
-    while (w->lo == w->m->len) {
-        w->m = w->m->next;
-        w->lo = 0;
-        RPCTLS_CHECK(w->m && "segw_next: chain shorter than its len");
+    while (it->lo == it->m->len) {
+        it->m = it->m->next;
+        it->lo = 0;
+        RPCTLS_CHECK(it->m && "mb_seg_next: chain shorter than the range");
     }
-    size_t soff = w->m->off + w->lo;
-    size_t n = mb_store_contig(w->m->st, soff);
-    if (n > w->m->len - w->lo)
-        n = w->m->len - w->lo;
-    if (n > w->left)
-        n = w->left;
-    *p = mb_store_ptr(w->m->st, soff);
-    w->lo += n;
-    w->left -= n;
+    size_t n;
+    *p = mb__store_at(it->m->st, it->m->off + it->lo, &n);
+    if (n > it->m->len - it->lo)
+        n = it->m->len - it->lo;
+    if (n > it->left)
+        n = it->left;
+    it->lo += n;
+    it->left -= n;
     return n;
 }
 
-/* Copies bytes from walker s into walker d (which must cover writable,
- * exclusively owned storage) until either ends. */
-static void seg_copy(struct segw *d, struct segw *s)
+size_t mb_seg_next(struct mb_seg_iter *it, unsigned char **p)
+{
+    return seg_next(it, p);
+}
+
+int mb_seg_iovec(struct mb_seg_iter *it, struct iovec *iov, int max, size_t *bytes)
+{
+    int cnt = 0;
+    size_t sum = 0;
+
+    if (max <= 0)
+        return -EINVAL;
+    while (it->left > 0) {
+        struct mb_seg_iter before = *it;
+        unsigned char *p;
+        size_t n = seg_next(it, &p);
+        if (cnt > 0 && (unsigned char *)iov[cnt - 1].iov_base + iov[cnt - 1].iov_len == p) {
+            iov[cnt - 1].iov_len += n;
+        } else if (cnt == max) {
+            *it = before; /* no room: the segment stays for the next call */
+            break;
+        } else {
+            iov[cnt].iov_base = p;
+            iov[cnt].iov_len = n;
+            cnt++;
+        }
+        sum += n;
+    }
+    *bytes = sum;
+    return cnt;
+}
+
+int mb_chain_apply(const struct mb_chain *c, size_t off, size_t len, int (*fn)(void *arg, const void *p, size_t n),
+                   void *arg)
+{
+    MB_CHAIN_INVARIANT(c);
+    struct mb_seg_iter it;
+    unsigned char *p;
+    size_t n;
+    int r = mb_seg_iter_init(&it, c, off, len);
+    if (r != 0)
+        return r;
+    while ((n = seg_next(&it, &p)) > 0)
+        if ((r = fn(arg, p, n)) != 0)
+            return r;
+    return 0;
+}
+
+/* Copies bytes from iterator s into iterator d (which must cover fresh,
+ * writable storage) until either ends. */
+static void seg_copy(struct mb_seg_iter *d, struct mb_seg_iter *s)
 {
     unsigned char *dp = NULL, *sp = NULL;
     size_t dn = 0, sn = 0;
     for (;;) {
         if (!dn) {
-            dn = segw_next(d, &dp);
+            dn = seg_next(d, &dp);
             if (dn)
-                RPCTLS_CHECK(mb__store_writable(d->m->st) && "mb chain copy: destination store is shared or read-only");
+                RPCTLS_CHECK(mb__may_write(d->m->st, 1, d->m->off) && "mb chain copy: destination may not be written");
         }
         if (!sn)
-            sn = segw_next(s, &sp);
+            sn = seg_next(s, &sp);
         if (!dn || !sn)
             break;
         size_t n = dn < sn ? dn : sn;
@@ -95,29 +146,32 @@ static void seg_copy(struct segw *d, struct segw *s)
     }
 }
 
-/* Writes n bytes into store st at soff (st exclusively owned, writable). */
+/* Writes n bytes into the free room of store st at soff (the room after
+ * the one link to st, which the ownership rule allows). */
 static void store_write(struct mb_store *st, size_t soff, const unsigned char *src, size_t n)
 {
-    RPCTLS_CHECK(mb__store_writable(st) && "mb store write: store is shared or read-only");
+    RPCTLS_CHECK(mb__may_write(st, 1, MB_ROOM) && "mb store write: room may not be written");
     while (n) {
-        size_t k = mb_store_contig(st, soff);
+        size_t k;
+        unsigned char *p = mb__store_at(st, soff, &k);
         if (k > n)
             k = n;
-        memcpy(mb_store_ptr(st, soff), src, k);
+        memcpy(p, src, k);
         soff += k;
         src += k;
         n -= k;
     }
 }
 
+/* Fills fresh chain c with len bytes from src. */
 static void chain_write(struct mb_chain *c, const unsigned char *src, size_t len)
 {
-    struct segw w;
+    struct mb_seg_iter w;
     unsigned char *p;
     size_t n;
-    segw_init(&w, c, 0, len);
-    while ((n = segw_next(&w, &p)) > 0) {
-        RPCTLS_CHECK(mb__store_writable(w.m->st) && "mb chain write: store is shared or read-only");
+    mb_seg_iter_init(&w, c, 0, len);
+    while ((n = seg_next(&w, &p)) > 0) {
+        RPCTLS_CHECK(mb__may_write(w.m->st, 1, w.m->off) && "mb chain write: store may not be written");
         memcpy(p, src, n);
         src += n;
     }
@@ -269,7 +323,7 @@ int mb_chain_copy_ref(struct mb_chain *dst, const struct mb_chain *src, size_t o
         size_t k = m->len - lo;
         if (k > len)
             k = len;
-        mb__store_share(m->st);
+        mb__store_share(m->st, m->off + lo + k);
         n->st = m->st;
         n->off = m->off + lo;
         n->len = k;
@@ -294,9 +348,9 @@ static int copy_fresh(struct mb_chain *dst, const struct mb_chain *src, size_t o
     int r = alloc_fresh(&t, len, pages_only);
     if (r < 0)
         return r;
-    struct segw d, s;
-    segw_init(&d, &t, 0, len);
-    segw_init(&s, src, off, len);
+    struct mb_seg_iter d, s;
+    mb_seg_iter_init(&d, &t, 0, len);
+    mb_seg_iter_init(&s, src, off, len);
     seg_copy(&d, &s);
     mb_chain_concat(dst, &t);
     return 0;
@@ -319,9 +373,9 @@ int mb_chain_copy_out(const struct mb_chain *c, size_t off, size_t len, void *ou
         return -ERANGE;
     unsigned char *o = out, *p;
     size_t n;
-    struct segw w;
-    segw_init(&w, c, off, len);
-    while ((n = segw_next(&w, &p)) > 0) {
+    struct mb_seg_iter w;
+    mb_seg_iter_init(&w, c, off, len);
+    while ((n = seg_next(&w, &p)) > 0) {
         memcpy(o, p, n);
         o += n;
     }
@@ -340,7 +394,7 @@ int mb_chain_append_bytes(struct mb_chain *c, const void *data, size_t len)
     const unsigned char *src = data;
     struct mb *tail = c->tail;
     size_t room = 0;
-    if (tail && mb__store_writable(tail->st))
+    if (tail && mb__may_write(tail->st, 1, MB_ROOM))
         room = tail->st->size - (tail->off + tail->len);
     size_t n = room < len ? room : len;
     struct mb_chain t = MB_CHAIN_INIT;
@@ -391,20 +445,10 @@ int mb_chain_append_pages_from_fd(struct mb_chain *c, int fd, off_t pos, size_t 
         /* Read straight into the pages: one iovec per run of contiguous
          * memory, at most FD_IOV per system call. */
         struct iovec iov[FD_IOV];
-        int cnt = 0;
-        struct segw w;
-        unsigned char *p;
-        size_t n;
-        segw_init(&w, &t, done, len - done);
-        while (cnt < FD_IOV && (n = segw_next(&w, &p)) > 0) {
-            if (cnt > 0 && (unsigned char *)iov[cnt - 1].iov_base + iov[cnt - 1].iov_len == p) {
-                iov[cnt - 1].iov_len += n;
-                continue;
-            }
-            iov[cnt].iov_base = p;
-            iov[cnt].iov_len = n;
-            cnt++;
-        }
+        struct mb_seg_iter w;
+        size_t bytes;
+        mb_seg_iter_init(&w, &t, done, len - done);
+        int cnt = mb_seg_iovec(&w, iov, FD_IOV, &bytes);
         ssize_t got = pos < 0 ? readv(fd, iov, cnt) : preadv(fd, iov, cnt, pos + (off_t)done);
         if (got < 0) {
             if (errno == EINTR)
@@ -551,7 +595,7 @@ void *mb_chain_pullup(struct mb_chain *c, size_t len)
         return mb_store_ptr(h->st, h->off);
 
     size_t room = mb_store_contig(h->st, h->off);
-    if (mb__store_writable(h->st) && room >= len) {
+    if (mb__may_write(h->st, 1, MB_ROOM) && room >= len) {
         /* The head store is ours alone and has space right after the head's
          * bytes (m_pullup's "fits in the first mbuf" case): pull the rest
          * in. Only h points into this store, so no other link aliases it. */
@@ -602,12 +646,12 @@ int mb_chain_to_iovec(const struct mb_chain *c, size_t off, size_t len, struct i
     MB_CHAIN_INVARIANT(c);
     if (!range_ok(c->len, off, len) || maxiov < 0)
         return -EINVAL;
-    struct segw w;
+    struct mb_seg_iter w;
     unsigned char *p;
     size_t n;
     int cnt = 0;
-    segw_init(&w, c, off, len);
-    while ((n = segw_next(&w, &p)) > 0) {
+    mb_seg_iter_init(&w, c, off, len);
+    while ((n = seg_next(&w, &p)) > 0) {
         if (cnt > 0 && (unsigned char *)iov[cnt - 1].iov_base + iov[cnt - 1].iov_len == p) {
             iov[cnt - 1].iov_len += n;
             continue;
@@ -626,12 +670,12 @@ int mb_chain_iovec_count(const struct mb_chain *c, size_t off, size_t len)
     MB_CHAIN_INVARIANT(c);
     if (!range_ok(c->len, off, len))
         return -EINVAL;
-    struct segw w;
+    struct mb_seg_iter w;
     unsigned char *p, *end = NULL;
     size_t n;
     int cnt = 0;
-    segw_init(&w, c, off, len);
-    while ((n = segw_next(&w, &p)) > 0) {
+    mb_seg_iter_init(&w, c, off, len);
+    while ((n = seg_next(&w, &p)) > 0) {
         if (p != end) {
             if (cnt == INT_MAX)
                 return -ERANGE;
@@ -642,6 +686,66 @@ int mb_chain_iovec_count(const struct mb_chain *c, size_t off, size_t len)
     return cnt;
 }
 
+/* ---- the ownership rule applied to chains -------------------------------- */
+
+/*
+ * Reports to emit(arg, off, len) each maximal range of c (chain offsets,
+ * increasing) that the holder of c may write, judging every link by the
+ * ownership rule (mb__may_write). A run of adjacent links to one store
+ * counts as the chain's own references to it when the links cover disjoint,
+ * increasing bytes (the pieces of one split range); links to the same bytes
+ * twice share them with the chain itself. Stops when emit returns non-zero.
+ */
+static void writable_walk(const struct mb_chain *c, int (*emit)(void *arg, size_t off, size_t len), void *arg)
+{
+    size_t pos = 0, start = 0, end = 0; /* pending range [start, end) */
+    int have = 0;
+
+    for (const struct mb *m = c->head; m != NULL;) {
+        const struct mb *run = m;
+        unsigned nlinks = 0;
+        int disjoint = 1;
+        for (const struct mb *prev = NULL, *q = run; q != NULL && q->st == run->st; prev = q, q = q->next) {
+            if (prev != NULL && q->off < prev->off + prev->len)
+                disjoint = 0;
+            nlinks++;
+        }
+        for (unsigned mine = disjoint ? nlinks : 0; nlinks > 0; nlinks--, m = m->next) {
+            if (mb__may_write(m->st, mine, m->off)) {
+                if (have && end == pos) {
+                    end += m->len;
+                } else {
+                    if (have && emit(arg, start, end - start))
+                        return;
+                    start = pos;
+                    end = pos + m->len;
+                    have = 1;
+                }
+            }
+            pos += m->len;
+        }
+    }
+    if (have)
+        (void)emit(arg, start, end - start);
+}
+
+struct cover_q {
+    size_t off, end; /* the range asked about */
+    int yes;
+};
+
+static int cover_emit(void *arg, size_t off, size_t len)
+{
+    struct cover_q *q = arg;
+    if (off > q->off)
+        return 1; /* ranges only increase: none later holds q->off */
+    if (off + len >= q->end) {
+        q->yes = 1;
+        return 1;
+    }
+    return 0;
+}
+
 int mb_chain_is_writable(const struct mb_chain *c, size_t off, size_t len)
 {
     MB_CHAIN_INVARIANT(c);
@@ -649,16 +753,50 @@ int mb_chain_is_writable(const struct mb_chain *c, size_t off, size_t len)
         return 0;
     if (len == 0)
         return 1;
-    size_t lo;
-    struct mb *m = seek(c, off, &lo);
-    size_t left = len;
-    while (left) {
-        if (!mb__store_writable(m->st))
-            return 0;
-        size_t k = m->len - lo;
-        left -= k < left ? k : left;
-        m = m->next;
-        lo = 0;
-    }
-    return 1;
+    struct cover_q q = {off, off + len, 0};
+    writable_walk(c, cover_emit, &q);
+    return q.yes;
+}
+
+struct ranges_q {
+    struct mb_range *out;
+    int max, n;
+};
+
+static int ranges_emit(void *arg, size_t off, size_t len)
+{
+    struct ranges_q *q = arg;
+    q->out[q->n].off = off;
+    q->out[q->n].len = len;
+    return ++q->n == q->max;
+}
+
+int mb_chain_writable_ranges(const struct mb_chain *c, struct mb_range *out, int max)
+{
+    MB_CHAIN_INVARIANT(c);
+    struct ranges_q q = {out, max, 0};
+    if (max <= 0)
+        return 0;
+    writable_walk(c, ranges_emit, &q);
+    return q.n;
+}
+
+void *mb_chain_extend_tail(struct mb_chain *c, size_t n)
+{
+    MB_CHAIN_INVARIANT(c);
+    struct mb *t = c->tail;
+    size_t pos, contig;
+    unsigned char *p;
+
+    if (t == NULL || n == 0 || !mb__may_write(t->st, 1, MB_ROOM))
+        return NULL;
+    pos = t->off + t->len;
+    if (pos >= t->st->size)
+        return NULL;
+    p = mb__store_at(t->st, pos, &contig);
+    if (contig < n)
+        return NULL;
+    t->len += n;
+    c->len += n;
+    return p;
 }

@@ -15,8 +15,7 @@
  * mb_pool_shutdown() add up the registered threads' unfolded deltas, so the
  * in-use counts are exact whenever no other thread is mid-operation.
  */
-#include "mbuf/pool.h"
-#include "mbuf/check.h"
+#include "mbuf/store.h"
 
 #include <assert.h>
 #include <errno.h>

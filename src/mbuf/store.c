@@ -18,6 +18,7 @@ static void store_init(struct mb_store *st, uint16_t kind, uint16_t flags, uint3
     st->flags = flags;
     st->size = size;
     st->npages = 0;
+    atomic_init(&st->shared_end, 0u);
     st->free_next = NULL;
 }
 
@@ -28,12 +29,17 @@ void mb__store_ref(struct mb_store *st)
     (void)old;
 }
 
-void mb__store_share(struct mb_store *st)
+void mb__store_share(struct mb_store *st, size_t end)
 {
-    /* Guard before the new reference exists, so the pages are read-only by
-     * the time anyone else can see them. Only copy-by-reference shares bytes;
-     * split's second reference covers a disjoint range that the owner may
-     * still write (the record layer counts such links as its own). */
+    RPCTLS_CHECK(end <= st->size && "mb__store_share: shared range past the end of the store");
+    /* Mark and guard before the new reference exists, so that by the time
+     * anyone else can reach the bytes the ownership rule says they are
+     * shared, and their pages are read-only. Only copy-by-reference shares
+     * bytes; split's second reference covers bytes the first no longer does. */
+    uint32_t cur = atomic_load_explicit(&st->shared_end, memory_order_relaxed);
+    while (cur < end && !atomic_compare_exchange_weak_explicit(&st->shared_end, &cur, (uint32_t)end,
+                                                               memory_order_release, memory_order_relaxed))
+        ;
     if (st->kind == MB_ST_PAGES && !(st->flags & MB_STF_GUARDED) && mb_guard_get())
         mb__guard_store(st);
     mb__store_ref(st);
@@ -178,35 +184,22 @@ int mb_append_pages(struct mb_chain *c, size_t first_off, size_t len)
 
 unsigned char *mb_store_ptr(const struct mb_store *st, size_t off)
 {
-    RPCTLS_CHECK(off < st->size && "mb_store_ptr: offset past the end of the store");
-    switch (st->kind) {
-    case MB_ST_INLINE:
-        return (unsigned char *)st->u.data + off;
-    case MB_ST_CLUSTER:
-    case MB_ST_EXT:
-        return st->u.ext.base + off;
-    case MB_ST_PAGES:
-        return (unsigned char *)st->u.pages[off / MB_PAGE_SIZE] + off % MB_PAGE_SIZE;
-    default:
-        RPCTLS_CHECK(!"mb_store_ptr: bad store kind");
-        return NULL;
-    }
+    size_t contig;
+    return mb__store_at(st, off, &contig);
 }
 
 size_t mb_store_contig(const struct mb_store *st, size_t off)
 {
+    size_t contig;
     if (off >= st->size)
         return 0;
-    if (st->kind == MB_ST_PAGES) {
-        size_t n = MB_PAGE_SIZE - off % MB_PAGE_SIZE;
-        return n < st->size - off ? n : st->size - off;
-    }
-    return st->size - off;
+    mb__store_at(st, off, &contig);
+    return contig;
 }
 
 void mb_store_set_rdonly(struct mb_store *st)
 {
-    st->flags |= MB_STF_RDONLY;
+    __atomic_fetch_or(&st->flags, (uint16_t)MB_STF_RDONLY, __ATOMIC_RELEASE);
     if (st->kind == MB_ST_PAGES && mb_guard_get())
         mb__guard_store(st);
 }

@@ -179,18 +179,14 @@ static void job_free(struct mw *mw, struct job *j)
     free(j);
 }
 
+static int sha_update(void *ctx, const void *p, size_t n)
+{
+    return EVP_DigestUpdate(ctx, p, n) == 1 ? 0 : -EIO;
+}
+
 static void sha_chain(EVP_MD_CTX *ctx, const struct mb_chain *c)
 {
-    for (const struct mb *l = c->head; l; l = l->next) {
-        size_t off = l->off, end = l->off + l->len;
-        while (off < end) {
-            size_t k = mb_store_contig(l->st, off);
-            if (k > end - off)
-                k = end - off;
-            EVP_DigestUpdate(ctx, mb_store_ptr(l->st, off), k);
-            off += k;
-        }
-    }
+    (void)mb_chain_apply(c, 0, c->len, sha_update, ctx);
 }
 
 /* ---- the mirror's state machine (mirror thread) ------------------------------ */
@@ -636,8 +632,6 @@ int nfs3_mirror_write(int src_fd, uint64_t size, const struct nfs3_mirror_dest *
     mw.depth = cfg->depth ? cfg->depth : DEF_DEPTH;
     mw.max_chunks = cfg->max_chunks ? cfg->max_chunks : 2 * mw.depth;
     mw.rounds = cfg->commit_rounds ? cfg->commit_rounds : DEF_ROUNDS;
-    pthread_mutex_init(&mw.lock, NULL);
-    pthread_cond_init(&mw.cond, NULL);
     if (cfg->verify) {
         sha = EVP_MD_CTX_new();
         if (!sha || EVP_DigestInit_ex(sha, EVP_sha256(), NULL) != 1) {
@@ -650,6 +644,10 @@ int nfs3_mirror_write(int src_fd, uint64_t size, const struct nfs3_mirror_dest *
         EVP_MD_CTX_free(sha);
         return -ENOMEM;
     }
+    /* After the two early returns above: from here every path, failures
+     * included, ends at the bottom, which destroys them. */
+    pthread_mutex_init(&mw.lock, NULL);
+    pthread_cond_init(&mw.cond, NULL);
     for (unsigned i = 0; i < n; i++) {
         struct mirror *m = &ms[i];
         m->mw = &mw;
