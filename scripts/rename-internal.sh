@@ -27,6 +27,7 @@ cd "$root"
 table() {
     cat <<'TABLE'
 clnt_alloc_xid               krpc__clnt_alloc_xid
+clnt_close_progress          krpc__clnt_close_progress
 clnt_conn_close_all          krpc__clnt_conn_close_all
 clnt_conn_timer_fn           krpc__clnt_conn_timer_fn
 clnt_disconnected            krpc__clnt_disconnected

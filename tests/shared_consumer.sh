@@ -46,7 +46,7 @@ LD_LIBRARY_PATH="$PREFIX/$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$TMP/con
 # Internal functions and test hooks must not link: one program per name, so
 # each is checked on its own. (A wrong prototype does not matter: the
 # programs are never run.)
-for sym in ktls_conn_set_seq krpc_svc_dispatch_msg mb__store_alloc nfsd_op_read clnt_enter; do
+for sym in ktls__conn_set_seq krpc__svc_dispatch_msg mb__store_alloc nfs3__op_read krpc__clnt_enter; do
     printf 'void %s(void);\nint main(void) { %s(); return 0; }\n' "$sym" "$sym" >"$TMP/internal.c"
     if "$CC" "$@" -o "$TMP/internal" "$TMP/internal.c" -L"$PREFIX/$LIBDIR" -lrpctls >"$TMP/internal.log" 2>&1; then
         fail "$sym links from the shared library: it should be hidden"

@@ -947,7 +947,7 @@ static void test_guard_mode_receive(void)
     struct ktls_config srv, cli;
     int fa, fb, n = (int)NSIZES;
 
-    mb_guard_set(1);
+    mb__guard_set(1);
     REQUIRE(tu_tcp_pair(&fa, &fb) == 0);
     REQUIRE(krpc_loop_new(&loop) == 0);
     ep_init(&a, "client", 0);
@@ -972,7 +972,7 @@ static void test_guard_mode_receive(void)
     CHECK(run_until(loop, both_closed, &a, &b, 0) == 0);
     CHECK_EQ(a.close_err + b.close_err, 0);
     krpc_loop_free(loop);
-    mb_guard_set(0);
+    mb__guard_set(0);
     check_pool_empty();
 }
 

@@ -58,7 +58,7 @@ static void test_encode_rpcb(void)
     mb_chain_init(&c);
     krpc_xdr_enc_init(&x, &c);
     struct krpc_rpcb_map m1 = {100003, 3, "tcp", "127.0.0.1.8.1", NULL};
-    krpc_rpcb_encode_map(&x, &m1, "superuser");
+    krpc__rpcb_encode_map(&x, &m1, "superuser");
     size_t wn = tu_unhex(want1, want, sizeof want);
     CHECK_EQ(encoded(&c, got, sizeof got), wn);
     CHECK(memcmp(got, want, wn) == 0);
@@ -66,7 +66,7 @@ static void test_encode_rpcb(void)
     mb_chain_init(&c);
     krpc_xdr_enc_init(&x, &c);
     struct krpc_rpcb_map m2 = {100005, 3, "tcp6", "::.8.1", NULL};
-    krpc_rpcb_encode_map(&x, &m2, "0");
+    krpc__rpcb_encode_map(&x, &m2, "0");
     wn = tu_unhex(want2, want, sizeof want);
     CHECK_EQ(encoded(&c, got, sizeof got), wn);
     CHECK(memcmp(got, want, wn) == 0);
@@ -82,7 +82,7 @@ static void test_encode_pmap(void)
 
     mb_chain_init(&c);
     krpc_xdr_enc_init(&x, &c);
-    krpc_pmap_encode_mapping(&x, 100003, 3, KRPC_PMAP_IPPROTO_TCP, 2049);
+    krpc__pmap_encode_mapping(&x, 100003, 3, KRPC_PMAP_IPPROTO_TCP, 2049);
     size_t wn = tu_unhex(want1, want, sizeof want);
     CHECK_EQ(encoded(&c, got, sizeof got), wn);
     CHECK(memcmp(got, want, wn) == 0);

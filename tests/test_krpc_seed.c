@@ -198,7 +198,7 @@ static void run_mode(enum ktls_tx_mode mode)
         tu_proxy_add_rule(srv[0].px, &r);
     }
     if (!unsafe)
-        mb_guard_set(1); /* any write to the shared pages would fault */
+        mb__guard_set(1); /* any write to the shared pages would fault */
 
     memset(res, 0, sizeof res);
     for (int i = 0; i < 2; i++) {
@@ -278,7 +278,7 @@ static void run_mode(enum ktls_tx_mode mode)
         CHECK(krpc_svc_stats(srv[0].svc)->tls_handshakes >= 2);
     }
 
-    mb_guard_set(0);
+    mb__guard_set(0);
     krpc_clnt_free(cl[0]);
     krpc_clnt_free(cl[1]);
     stop_server(&srv[0]);

@@ -510,12 +510,12 @@ static void test_detached_dispatch(void)
     memset(&cfg, 0, sizeof(cfg));
     memset(&dummy, 0, sizeof(dummy));
     p.arg = &dummy;
-    REQUIRE(krpc_svc_new_detached(&cfg, &svc) == 0);
+    REQUIRE(krpc__svc_new_detached(&cfg, &svc) == 0);
     REQUIRE(krpc_svc_register(svc, &p) == 0);
     n = tc_encode_call(buf, sizeof(buf), 77, TP_PROG, TP_VERS_LO, TP_COUNT, KRPC_AUTH_NONE, "abcd", 4);
     for (int i = 0; i < 2; i++) {
         REQUIRE(mb_chain_append_bytes(&msg, buf, n) == 0);
-        CHECK_EQ(krpc_svc_dispatch_msg(svc, NULL, 0, 0, &msg, &reply), KRPC_SVC_ACT_REPLY);
+        CHECK_EQ(krpc__svc_dispatch_msg(svc, NULL, 0, 0, &msg, &reply), KRPC_SVC_ACT_REPLY);
         krpc_xdr_dec_init(&d, &reply, 0, reply.len);
         CHECK(krpc_decode_reply_hdr(&d, &h) == 0 && rh_accepted(&h, 77, KRPC_SUCCESS));
         CHECK_EQ(krpc_xdr_get_u32(&d), 1);
@@ -523,7 +523,7 @@ static void test_detached_dispatch(void)
     }
     /* A REPLY message: close. */
     REQUIRE(mb_chain_append_bytes(&msg, "\0\0\0\1\0\0\0\1\0\0\0\0", 12) == 0);
-    CHECK_EQ(krpc_svc_dispatch_msg(svc, NULL, 0, 0, &msg, &reply), KRPC_SVC_ACT_CLOSE);
+    CHECK_EQ(krpc__svc_dispatch_msg(svc, NULL, 0, 0, &msg, &reply), KRPC_SVC_ACT_CLOSE);
     CHECK_EQ(reply.len, 0);
     CHECK_EQ(msg.len, 0);
     CHECK_EQ(dummy.count_execs, 1);
@@ -623,7 +623,7 @@ static void test_verdicts_counted_once(void)
         /* A detached server loads no TLS context: the names only need to be set. */
         cfg.tlscfg.cert_file = certs.server_cert;
         cfg.tlscfg.key_file = certs.server_key;
-        REQUIRE(krpc_svc_new_detached(&cfg, &svcs[t]) == 0);
+        REQUIRE(krpc__svc_new_detached(&cfg, &svcs[t]) == 0);
         REQUIRE(krpc_svc_register(svcs[t], &p) == 0);
         p.vers = TP_VERS_HI;
         REQUIRE(krpc_svc_register(svcs[t], &p) == 0);
@@ -658,7 +658,7 @@ static void test_verdicts_counted_once(void)
         }
         REQUIRE(mb_chain_append_bytes(&msg, buf, n) == 0);
         krpc_svc_stats_get(svc, &before);
-        act = krpc_svc_dispatch_msg(svc, NULL, 0, 0, &msg, &reply);
+        act = krpc__svc_dispatch_msg(svc, NULL, 0, 0, &msg, &reply);
         krpc_svc_stats_get(svc, &after);
         CHECK_EQ(msg.len, 0);
         CHECK_EQ(act, cases[i].act);
@@ -705,7 +705,7 @@ static void test_verdicts_counted_once(void)
     CHECK_EQ(vd_execs, 1); /* the retransmission was not run again */
     REQUIRE(vd_held != NULL);
     krpc_svc_reply(vd_held, KRPC_SUCCESS, NULL);
-    CHECK_EQ(krpc_svc_deferred(svcs[KRPC_SVC_TLS_OFF]), 0);
+    CHECK_EQ(krpc__svc_deferred(svcs[KRPC_SVC_TLS_OFF]), 0);
     for (int t = 0; t < 3; t++)
         krpc_svc_free(svcs[t]);
 }

@@ -73,7 +73,7 @@ static int hc_send_record(struct ktls_conn *conn, int fd, uint8_t ct, const void
 {
     struct mb_chain out = MB_CHAIN_INIT;
 
-    if (ktls_tx_control_record(conn, ct, data, len) != 0 || ktls_tx_flush_control(conn, &out) != 0) {
+    if (ktls__tx_control_record(conn, ct, data, len) != 0 || ktls_tx_flush_control(conn, &out) != 0) {
         mb_chain_free(&out);
         return -1;
     }
@@ -313,7 +313,7 @@ static void test_alert_received(void)
 
     REQUIRE(hc_open(&t, &conn) == 0);
     local_name(t.fd, me, sizeof(me));
-    ktls_tx_queue_alert(conn, 20);
+    ktls__tx_queue_alert(conn, 20);
     REQUIRE(ktls_tx_flush_control(conn, &out) == 0);
     REQUIRE(ktls_write_chain(t.fd, &out) == 0);
     CHECK_EQ(hc_recv(conn, t.fd, &app, 3000), -ECONNRESET); /* closed, nothing sent back */

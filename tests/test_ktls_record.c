@@ -106,7 +106,7 @@ static void test_rfc8448_known_answer(void)
                 CHECK(memcmp(wire, crec, 72) == 0);
             }
             mb_chain_free(&out);
-            ktls_conn_set_seq(c, 99, 1);
+            ktls__conn_set_seq(c, 99, 1);
             CHECK_EQ(ktls_rx_feed(c, srec, 72), 0);
             CHECK_EQ(ktls_rx_process(c, &app), 0);
             CHECK(chain_equals(&app, data, 50));
@@ -298,8 +298,8 @@ static void test_record_limit(void)
         CHECK(ktls_conn_tx_records_left(p.a) == limit - KTLS_TX_CONTROL_RESERVE);
 
         /* The real limit: one record left before it. */
-        ktls_conn_set_seq(p.a, limit - KTLS_TX_CONTROL_RESERVE - 1, 0);
-        ktls_conn_set_seq(p.b, 0, limit - KTLS_TX_CONTROL_RESERVE - 1);
+        ktls__conn_set_seq(p.a, limit - KTLS_TX_CONTROL_RESERVE - 1, 0);
+        ktls__conn_set_seq(p.b, 0, limit - KTLS_TX_CONTROL_RESERVE - 1);
         CHECK_EQ(ktls_conn_tx_records_left(p.a), 1);
         CHECK_EQ(send_records(p.a, p.b, 1, 100, &seed), 0);
         CHECK_EQ(ktls_conn_tx_records_left(p.a), 0);
@@ -318,7 +318,7 @@ static void test_record_limit(void)
 
     /* The test hook: 10 records per key, 8 of them for data. */
     REQUIRE(ktls_pair_open(&p, KTLS_AES_128_GCM_SHA256, NULL, KTLS_TX_AUTO, 6) == 0);
-    ktls_conn_set_record_limit(p.a, 10);
+    ktls__conn_set_record_limit(p.a, 10);
     CHECK_EQ(ktls_conn_tx_records_left(p.a), 8);
     CHECK_EQ(send_records(p.a, p.b, 3, 50, &seed), 0);
     CHECK_EQ(ktls_conn_tx_records_left(p.a), 5);
@@ -348,9 +348,9 @@ static void test_record_limit(void)
     CHECK_EQ(ktls_conn_stats(p.b)->rx_key_updates, 1);
     CHECK_EQ(ktls_conn_tx_records_left(p.a), 0);
     /* Out-of-range hook values are clamped. */
-    ktls_conn_set_record_limit(p.a, 0);
+    ktls__conn_set_record_limit(p.a, 0);
     CHECK_EQ(ktls_conn_tx_records_left(p.a), 0);
-    ktls_conn_set_record_limit(p.a, UINT64_MAX);
+    ktls__conn_set_record_limit(p.a, UINT64_MAX);
     CHECK_EQ(ktls_conn_tx_records_left(p.a), KTLS_AES_GCM_RECORD_LIMIT - KTLS_TX_CONTROL_RESERVE - 8);
     ktls_pair_close(&p);
 
@@ -514,7 +514,7 @@ static void test_bad_inner(void)
         struct mb_chain app = MB_CHAIN_INIT, out = MB_CHAIN_INIT;
         size_t len;
         REQUIRE(ktls_pair_open(&p, KTLS_AES_256_GCM_SHA384, NULL, KTLS_TX_AUTO, 2) == 0);
-        CHECK_EQ(ktls_tx_control_record(p.a, cases[i].ct, cases[i].data, cases[i].len), 0);
+        CHECK_EQ(ktls__tx_control_record(p.a, cases[i].ct, cases[i].data, cases[i].len), 0);
         CHECK_EQ(ktls_tx_flush_control(p.a, &out), 0);
         uint8_t *wire = chain_flatten(&out, &len);
         CHECK_EQ(ktls_rx_feed(p.b, wire, len), 0);
@@ -550,8 +550,8 @@ static void test_ticket_consumed(void)
 
     REQUIRE(ktls_pair_open(&p, KTLS_AES_128_GCM_SHA256, NULL, KTLS_TX_AUTO, 4) == 0);
     /* Two, as FreeBSD's and OpenSSL's servers send by default. */
-    CHECK_EQ(ktls_tx_control_record(p.b, KTLS_CT_HANDSHAKE, nst, sizeof(nst)), 0);
-    CHECK_EQ(ktls_tx_control_record(p.b, KTLS_CT_HANDSHAKE, nst, sizeof(nst)), 0);
+    CHECK_EQ(ktls__tx_control_record(p.b, KTLS_CT_HANDSHAKE, nst, sizeof(nst)), 0);
+    CHECK_EQ(ktls__tx_control_record(p.b, KTLS_CT_HANDSHAKE, nst, sizeof(nst)), 0);
     CHECK_EQ(mb_chain_append_bytes(&plain, "hello", 5), 0);
     CHECK_EQ(ktls_tx_seal(p.b, &plain, &out), 0);
     uint8_t *wire = chain_flatten(&out, &len);
@@ -710,7 +710,7 @@ static void test_padding_bytewise(void)
     REQUIRE(ktls_pair_open(&p, KTLS_AES_128_GCM_SHA256, NULL, KTLS_TX_AUTO, 6) == 0);
     /* Sealed as inner type 0 with the real type inside: the wire bytes are
      * those of a padded record. */
-    CHECK_EQ(ktls_tx_control_record(p.a, 0, rec, sizeof(rec) - 1), 0);
+    CHECK_EQ(ktls__tx_control_record(p.a, 0, rec, sizeof(rec) - 1), 0);
     CHECK_EQ(ktls_tx_flush_control(p.a, &out), 0);
     uint8_t *wire = chain_flatten(&out, &len);
     CHECK_EQ(len, 5 + 16385 + 16);
@@ -732,7 +732,7 @@ static void test_rx_guard_mode(void)
     struct mb_chain plain = MB_CHAIN_INIT, app = MB_CHAIN_INIT, kept = MB_CHAIN_INIT;
 
     fill_random(buf, sizeof(buf), &seed);
-    mb_guard_set(1);
+    mb__guard_set(1);
     REQUIRE(ktls_pair_open(&p, KTLS_AES_128_GCM_SHA256, NULL, KTLS_TX_AUTO, 7) == 0);
     for (int round = 0; round < 3; round++) {
         CHECK_EQ(mb_chain_append_pages_from_buf(&plain, buf, sizeof(buf)), 0);
@@ -745,7 +745,7 @@ static void test_rx_guard_mode(void)
     CHECK_EQ(kept.len, 3 * sizeof(buf));
     mb_chain_free(&kept);
     ktls_pair_close(&p);
-    mb_guard_set(0);
+    mb__guard_set(0);
 }
 
 /* Writing to a peer that has gone returns -EPIPE instead of raising SIGPIPE. */

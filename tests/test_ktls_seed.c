@@ -182,7 +182,7 @@ static void guard_child(enum ktls_tx_mode mode)
     sa.sa_flags = SA_SIGINFO;
     sigaction(SIGSEGV, &sa, NULL);
     guard_pages = &pages;
-    mb_guard_set(1);
+    mb__guard_set(1);
     if (src == NULL || ktls_pair_open(&p, KTLS_AES_128_GCM_SHA256, NULL, mode, 1) != 0 || make_pages(&pages, src) != 0)
         _exit(2);
     if (mb_chain_copy_ref(&to1, &pages, 0, pages.len) != 0)

@@ -59,8 +59,8 @@ static void fill(struct mb_chain *c, unsigned char v)
 
 static void test_shared_faults(void)
 {
-    mb_guard_set(1);
-    CHECK_EQ(mb_guard_get(), 1);
+    mb__guard_set(1);
+    CHECK_EQ(mb__guard_get(), 1);
     struct mb_chain c = MB_CHAIN_INIT, d = MB_CHAIN_INIT;
     REQUIRE(mb_append_pages(&c, 100, 3 * MB_PAGE_SIZE) == 0);
     struct mb_store *st = c.head->st;
@@ -110,12 +110,12 @@ static void test_shared_faults(void)
         memset(again[i], 0x77, MB_PAGE_SIZE);
     for (int i = 0; i < 64; i++)
         mb_page_free(again[i]);
-    mb_guard_set(0);
+    mb__guard_set(0);
 }
 
 static void test_split_and_rdonly(void)
 {
-    mb_guard_set(1);
+    mb__guard_set(1);
     struct mb_chain c = MB_CHAIN_INIT, t = MB_CHAIN_INIT;
     /* a split inside a page store gives two links over disjoint ranges: no
      * byte is shared, so each half may write its own bytes (the ownership
@@ -167,13 +167,13 @@ static void test_split_and_rdonly(void)
     CHECK(!mb_chain_is_writable(&c, 0, 1));
     mb_chain_free(&e);
     mb_chain_free(&c);
-    mb_guard_set(0);
+    mb__guard_set(0);
 }
 
 static void test_guard_off(void)
 {
-    mb_guard_set(0);
-    CHECK_EQ(mb_guard_get(), 0);
+    mb__guard_set(0);
+    CHECK_EQ(mb__guard_get(), 0);
     struct mb_chain c = MB_CHAIN_INIT, d = MB_CHAIN_INIT;
     REQUIRE(mb_append_pages(&c, 0, MB_PAGE_SIZE) == 0);
     REQUIRE(mb_chain_copy_ref(&d, &c, 0, c.len) == 0);

@@ -221,14 +221,14 @@ static void test_rdonly_and_guarded(void)
     mb_chain_free(&c);
 
     /* guarded: stays out even after the sharer lets go */
-    mb_guard_set(1);
+    mb__guard_set(1);
     REQUIRE(mb_append_pages(&c, 0, MB_PAGE_SIZE) == 0);
     REQUIRE(mb_chain_copy_ref(&d, &c, 0, 1) == 0);
     mb_chain_free(&d);
     CHECK(!mb_chain_is_writable(&c, 0, 1));
     CHECK(ranges_are(&c, NULL, 0));
     mb_chain_free(&c);
-    mb_guard_set(0);
+    mb__guard_set(0);
 }
 
 /* More ranges than asked for: the rest counts as not writable. */
@@ -418,7 +418,7 @@ static void test_rcvbuf(void)
     mb_chain_free(&got);
 
     /* guard mode: sharing delivered bytes write-protects the whole store */
-    mb_guard_set(1);
+    mb__guard_set(1);
     n = mb_rcvbuf_reserve(&rb, iov, 8);
     r = fake_read(iov, n, 10, 5);
     CHECK_EQ(mb_rcvbuf_commit(&rb, r, &got), 0);
@@ -430,7 +430,7 @@ static void test_rcvbuf(void)
     CHECK(mb_chain_is_writable(&rb.fill, 0, rb.fill.len));
     mb_chain_free(&user);
     mb_chain_free(&got);
-    mb_guard_set(0);
+    mb__guard_set(0);
 
     /* the default chunk */
     mb_rcvbuf_free(&rb);

@@ -250,7 +250,7 @@ static void step(void)
             CHECK_EQ(mb_chain_copy_ref(&ch[a], &ch[b], off, len), 0);
             model_append(ma, src, len);
             /* guard mode: every page vector shared by reference is guarded */
-            for (struct mb *m = old_tail ? old_tail->next : ch[a].head; m && mb_guard_get(); m = m->next)
+            for (struct mb *m = old_tail ? old_tail->next : ch[a].head; m && mb__guard_get(); m = m->next)
                 if (m->st->kind == MB_ST_PAGES && !(m->st->flags & MB_STF_GUARDED)) {
                     fprintf(stderr, "step %ld: page store shared by copy_ref but not guarded\n", step_no);
                     CHECK(0);
@@ -405,7 +405,7 @@ int main(void)
     int failed = 0;
     for (step_no = 0; step_no < steps && !failed; step_no++) {
         if (step_no == steps / 2) {
-            mb_guard_set(1); /* second half: a stray write into a shared page faults */
+            mb__guard_set(1); /* second half: a stray write into a shared page faults */
             for (int i = 0; i < NCH; i++)
                 drop(i);
         }
@@ -423,7 +423,7 @@ int main(void)
         drop(i);
         free(md[i].b);
     }
-    mb_guard_set(0);
+    mb__guard_set(0);
     CHECK_EQ(ext_live, 0);
     struct mb_pool_stats s;
     mb_pool_get_stats(&s);

@@ -501,21 +501,21 @@ static void test_squash_units(void)
     c.ngids = 2;
     c.gids[0] = 0;
     c.gids[1] = 5;
-    nfsd_ident_from_cred(&o, &c, &id);
+    nfs3__ident_from_cred(&o, &c, &id);
     CHECK(id.uid == NFS3_ANON_ID && id.gid == NFS3_ANON_ID && id.ngroups == 2);
     CHECK(id.groups[0] == NFS3_ANON_ID && id.groups[1] == 5);
     o.squash = NFS3_SQUASH_NONE;
-    nfsd_ident_from_cred(&o, &c, &id);
+    nfs3__ident_from_cred(&o, &c, &id);
     CHECK(id.uid == 0 && id.gid == 0 && id.groups[0] == 0);
     o.squash = NFS3_SQUASH_ALL;
     o.anonuid = 1234;
     o.anongid = 5678;
     c.uid = UID_A;
-    nfsd_ident_from_cred(&o, &c, &id);
+    nfs3__ident_from_cred(&o, &c, &id);
     CHECK(id.uid == 1234 && id.gid == 5678 && id.ngroups == 0);
     o.squash = NFS3_SQUASH_NONE;
     c.flavor = KRPC_AUTH_NONE;
-    nfsd_ident_from_cred(&o, &c, &id);
+    nfs3__ident_from_cred(&o, &c, &id);
     CHECK(id.uid == 1234 && id.gid == 5678 && id.ngroups == 0);
 }
 
@@ -527,22 +527,22 @@ static void test_cert_user_units(void)
     int has_primary = 0;
 
     REQUIRE(pw != NULL);
-    CHECK_EQ(nfsd_ident_from_cert_user("daemon@example.org", "example.org", &id, err, sizeof(err)), 0);
+    CHECK_EQ(nfs3__ident_from_cert_user("daemon@example.org", "example.org", &id, err, sizeof(err)), 0);
     CHECK_EQ(id.uid, pw->pw_uid);
     CHECK_EQ(id.gid, pw->pw_gid);
     for (unsigned i = 0; i < id.ngroups; i++)
         has_primary |= id.groups[i] == pw->pw_gid;
     CHECK(has_primary);
-    CHECK_EQ(nfsd_ident_from_cert_user("daemon@EXAMPLE.org", "example.org", &id, err, sizeof(err)), 0);
-    CHECK_EQ(nfsd_ident_from_cert_user("daemon@other.org", "example.org", &id, err, sizeof(err)), -EACCES);
+    CHECK_EQ(nfs3__ident_from_cert_user("daemon@EXAMPLE.org", "example.org", &id, err, sizeof(err)), 0);
+    CHECK_EQ(nfs3__ident_from_cert_user("daemon@other.org", "example.org", &id, err, sizeof(err)), -EACCES);
     CHECK(strstr(err, "foreign domain") != NULL);
-    CHECK_EQ(nfsd_ident_from_cert_user("no-such-user-4242@example.org", "example.org", &id, err, sizeof(err)),
+    CHECK_EQ(nfs3__ident_from_cert_user("no-such-user-4242@example.org", "example.org", &id, err, sizeof(err)),
              -EACCES);
     CHECK(strstr(err, "no such local user") != NULL);
-    CHECK_EQ(nfsd_ident_from_cert_user("", "example.org", &id, err, sizeof(err)), -EACCES);
+    CHECK_EQ(nfs3__ident_from_cert_user("", "example.org", &id, err, sizeof(err)), -EACCES);
     CHECK(strstr(err, "names no user") != NULL);
-    CHECK_EQ(nfsd_ident_from_cert_user("daemon", "example.org", &id, err, sizeof(err)), -EACCES);
-    CHECK_EQ(nfsd_ident_from_cert_user("daemon@example.org", "", &id, err, sizeof(err)), -EACCES);
+    CHECK_EQ(nfs3__ident_from_cert_user("daemon", "example.org", &id, err, sizeof(err)), -EACCES);
+    CHECK_EQ(nfs3__ident_from_cert_user("daemon@example.org", "", &id, err, sizeof(err)), -EACCES);
 }
 
 int main(void)

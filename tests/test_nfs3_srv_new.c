@@ -1,6 +1,6 @@
 /*
  * tests/test_nfs3_srv_new.c - setting up the NFSv3 server on an RPC service
- * (no listener: calls go through krpc_svc_dispatch_msg):
+ * (no listener: calls go through krpc__svc_dispatch_msg):
  *
  *   - when registering NFS fails (the program is taken), nfs3_srv_new leaves
  *     no MOUNT registration behind pointing at the server it freed: MOUNT
@@ -65,7 +65,7 @@ static int dispatch(struct krpc_svc *svc, uint32_t prog, uint32_t vers, uint32_t
     int ret = -1;
 
     call_msg(&msg, prog, vers, proc, path);
-    if (krpc_svc_dispatch_msg(svc, NULL, 0, 0, &msg, &reply) != KRPC_SVC_ACT_REPLY)
+    if (krpc__svc_dispatch_msg(svc, NULL, 0, 0, &msg, &reply) != KRPC_SVC_ACT_REPLY)
         goto out;
     krpc_xdr_dec_init(&d, &reply, 0, reply.len);
     if (krpc_decode_reply_hdr(&d, &h) != 0 || h.reply_stat != KRPC_MSG_ACCEPTED)
@@ -113,7 +113,7 @@ static void test_register_failure(void)
     char err[256];
 
     memset(&cfg, 0, sizeof(cfg));
-    REQUIRE(krpc_svc_new_detached(&cfg, &svc) == 0);
+    REQUIRE(krpc__svc_new_detached(&cfg, &svc) == 0);
     REQUIRE(krpc_svc_register(svc, &taken) == 0);
     srv_config(&scfg);
     CHECK_EQ(nfs3_srv_new(svc, &scfg, &srv, err, sizeof(err)), -EEXIST);
@@ -158,7 +158,7 @@ static void test_procedure_table(void)
     char err[256];
 
     memset(&cfg, 0, sizeof(cfg));
-    REQUIRE(krpc_svc_new_detached(&cfg, &svc) == 0);
+    REQUIRE(krpc__svc_new_detached(&cfg, &svc) == 0);
     srv_config(&scfg);
     REQUIRE(nfs3_srv_new(svc, &scfg, &srv, err, sizeof(err)) == 0);
     for (uint32_t proc = 1; proc < NFS3_NPROCS; proc++) {

@@ -27,19 +27,19 @@
 static void close_teardown(struct krpc_clnt *cl);
 static void close_timer_fn(struct krpc_loop *loop, struct krpc_timer *t, void *arg);
 
-void clnt_enter(struct krpc_clnt *cl)
+void krpc__clnt_enter(struct krpc_clnt *cl)
 {
     cl->depth++;
 }
 
-void clnt_leave(struct krpc_clnt *cl)
+void krpc__clnt_leave(struct krpc_clnt *cl)
 {
     if (--cl->depth > 0)
         return;
     if (cl->close_pending)
         close_teardown(cl);
     else
-        clnt_close_progress(cl);
+        krpc__clnt_close_progress(cl);
 }
 
 /* ---- XID table ------------------------------------------------------------ */
@@ -121,7 +121,7 @@ static void call_unlink(struct krpc_clnt *cl, struct clnt_call *c)
     cl->ncalls--;
 }
 
-uint32_t clnt_alloc_xid(struct krpc_clnt *cl)
+uint32_t krpc__clnt_alloc_xid(struct krpc_clnt *cl)
 {
     uint32_t x;
 
@@ -179,12 +179,12 @@ static void done_timer_fn(struct krpc_loop *loop, struct krpc_timer *t, void *ar
 
     (void)loop;
     (void)t;
-    clnt_enter(cl);
+    krpc__clnt_enter(cl);
     deliver_done(cl);
-    clnt_leave(cl);
+    krpc__clnt_leave(cl);
 }
 
-void clnt_fail_all(struct krpc_clnt *cl, int err)
+void krpc__clnt_fail_all(struct krpc_clnt *cl, int err)
 {
     /* Only the calls outstanding now: a callback may start new ones. */
     unsigned n = cl->ncalls;
@@ -245,7 +245,7 @@ static void rekey_if_drained(struct krpc_clnt *cl)
 {
     /* Not for a client closed from the reply's callback. */
     if (cl->rekey_wait && !cl->closing && cl->state == CL_READY && cl->ctx && !calls_in_flight(cl))
-        clnt_rekey_reconnect(cl);
+        krpc__clnt_rekey_reconnect(cl);
 }
 
 /* Returns -EPIPE when the connection is closing (on_close follows),
@@ -266,7 +266,7 @@ static int send_call(struct krpc_clnt *cl, struct clnt_call *c)
          * here and got no reply) means the wait is over: reconnect now. */
         cl->rekey_wait = 1;
         if (c->sent_gen == cl->gen || !calls_in_flight(cl)) {
-            clnt_rekey_reconnect(cl);
+            krpc__clnt_rekey_reconnect(cl);
             return -ENOTCONN;
         }
         return -EAGAIN;
@@ -286,7 +286,7 @@ static int send_call(struct krpc_clnt *cl, struct clnt_call *c)
     return rc;
 }
 
-void clnt_on_ready(struct krpc_clnt *cl)
+void krpc__clnt_on_ready(struct krpc_clnt *cl)
 {
     struct clnt_call *c, *next;
     unsigned n = cl->ncalls;
@@ -313,7 +313,7 @@ void clnt_on_ready(struct krpc_clnt *cl)
     }
 }
 
-void clnt_disconnected(struct krpc_clnt *cl)
+void krpc__clnt_disconnected(struct krpc_clnt *cl)
 {
     for (struct clnt_call *c = cl->head; c; c = c->next)
         krpc_timer_cancel(cl->loop, &c->timer);
@@ -326,7 +326,7 @@ static void call_timer_fn(struct krpc_loop *loop, struct krpc_timer *t, void *ar
 
     (void)loop;
     (void)t;
-    clnt_enter(cl);
+    krpc__clnt_enter(cl);
     if (cl->state == CL_READY && cl->ctx) {
         if (c->tries >= retries_allowed(cl)) {
             krpc_log(KRPC_LOG_INFO, "krpc client: %s: xid %08x proc %u: no reply after %d retransmissions",
@@ -341,7 +341,7 @@ static void call_timer_fn(struct krpc_loop *loop, struct krpc_timer *t, void *ar
         }
     }
     /* Not connected: the call is resent once the connection is back. */
-    clnt_leave(cl);
+    krpc__clnt_leave(cl);
 }
 
 /* ---- replies ---------------------------------------------------------------- */
@@ -367,7 +367,7 @@ void krpc_reply_move(struct krpc_reply *dst, struct krpc_reply *src)
     krpc_reply_free(src);
 }
 
-void clnt_on_reply(struct krpc_clnt *cl, struct mb_chain *msg, uint32_t xid)
+void krpc__clnt_on_reply(struct krpc_clnt *cl, struct mb_chain *msg, uint32_t xid)
 {
     struct clnt_call *c = call_lookup(cl, xid);
     struct krpc_reply rep;
@@ -501,11 +501,11 @@ int krpc_clnt_new(struct krpc_loop *loop, const struct krpc_clnt_config *cfg, st
         return -ENOMEM;
     }
     cl->next_xid = random_xid();
-    krpc_timer_init(&cl->conn_timer, clnt_conn_timer_fn, cl);
-    krpc_timer_init(&cl->reconnect_timer, clnt_reconnect_fn, cl);
+    krpc_timer_init(&cl->conn_timer, krpc__clnt_conn_timer_fn, cl);
+    krpc_timer_init(&cl->reconnect_timer, krpc__clnt_reconnect_fn, cl);
     krpc_timer_init(&cl->done_timer, done_timer_fn, cl);
     krpc_timer_init_close(&cl->close_timer, close_timer_fn, cl);
-    clnt_start_connect(cl);
+    krpc__clnt_start_connect(cl);
     *out = cl;
     return 0;
 }
@@ -550,7 +550,7 @@ int krpc_call_async_cred(struct krpc_clnt *cl, uint32_t proc, const struct krpc_
     c->proc = proc;
     c->fn = fn;
     c->arg = arg;
-    c->xid = clnt_alloc_xid(cl);
+    c->xid = krpc__clnt_alloc_xid(cl);
     mb_chain_init(&c->msg);
     memset(&h, 0, sizeof h);
     h.xid = c->xid;
@@ -581,7 +581,7 @@ int krpc_call_async_cred(struct krpc_clnt *cl, uint32_t proc, const struct krpc_
     switch (cl->state) {
     case CL_IDLE:
         cl->failures = 0;
-        clnt_start_connect(cl);
+        krpc__clnt_start_connect(cl);
         break;
     case CL_READY:
         send_call(cl, c);
@@ -614,9 +614,9 @@ static void cancel_call(struct krpc_clnt *cl, uint32_t xid, int err)
     struct clnt_call *c = call_lookup(cl, xid);
 
     if (c) {
-        clnt_enter(cl); /* the callback (blocking_cb) runs now */
+        krpc__clnt_enter(cl); /* the callback (blocking_cb) runs now */
         complete_call(cl, c, err, NULL);
-        cl->depth--; /* not clnt_leave: blocking_cb closes nothing, and cl is used below */
+        cl->depth--; /* not krpc__clnt_leave: blocking_cb closes nothing, and cl is used below */
     }
     /* Or the completion is already queued on the done list. */
     for (struct clnt_call **pp = &cl->done_head; *pp; pp = &(*pp)->done_next) {
@@ -799,25 +799,25 @@ struct krpc_loop *krpc_clnt_loop(const struct krpc_clnt *cl)
 /* ---- closing ------------------------------------------------------------------ */
 
 /* Ends every call and closes every connection; the client then waits for
- * their on_close (clnt_close_progress). Runs with no callback of the client
- * on the stack: from krpc_clnt_close, or from clnt_leave. */
+ * their on_close (krpc__clnt_close_progress). Runs with no callback of the client
+ * on the stack: from krpc_clnt_close, or from krpc__clnt_leave. */
 static void close_teardown(struct krpc_clnt *cl)
 {
     cl->close_pending = 0;
     krpc_timer_cancel(cl->loop, &cl->conn_timer);
     krpc_timer_cancel(cl->loop, &cl->reconnect_timer);
     krpc_timer_cancel(cl->loop, &cl->done_timer);
-    clnt_enter(cl); /* the callbacks below run directly; a close inside one is ignored */
+    krpc__clnt_enter(cl); /* the callbacks below run directly; a close inside one is ignored */
     deliver_done(cl);
     while (cl->head)
         complete_call(cl, cl->head, -ECANCELED, NULL);
-    clnt_conn_close_all(cl);
-    clnt_leave(cl); /* with no connection left, the close timer is armed now */
+    krpc__clnt_conn_close_all(cl);
+    krpc__clnt_leave(cl); /* with no connection left, the close timer is armed now */
 }
 
-void clnt_close_progress(struct krpc_clnt *cl)
+void krpc__clnt_close_progress(struct krpc_clnt *cl)
 {
-    /* Not while a callback of ours is on the stack: clnt_leave calls again. */
+    /* Not while a callback of ours is on the stack: krpc__clnt_leave calls again. */
     if (!cl->closing || cl->close_pending || cl->depth > 0 || cl->ctxs != NULL)
         return;
     if (krpc_timer_arm(cl->loop, &cl->close_timer, 0) < 0) {

@@ -5,7 +5,7 @@
  *
  * Every connection attempt gets a fresh struct clnt_connctx, the argument of
  * the krpc_conn callbacks. A closing client waits for every context's
- * on_close before it goes (clnt_close_progress).
+ * on_close before it goes (krpc__clnt_close_progress).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -21,7 +21,7 @@
 
 #include "krpc/clnt_int.h"
 
-void clnt_set_error(struct krpc_clnt *cl, int err, const char *fmt, ...)
+void krpc__clnt_set_error(struct krpc_clnt *cl, int err, const char *fmt, ...)
 {
     va_list ap;
 
@@ -50,7 +50,7 @@ static void add_tls_stats(struct ktls_stats *d, const struct ktls_stats *s)
     d->rx_bad_records += s->rx_bad_records;
 }
 
-void clnt_fold_conn_stats(struct krpc_clnt *cl, struct krpc_conn *conn)
+void krpc__clnt_fold_conn_stats(struct krpc_clnt *cl, struct krpc_conn *conn)
 {
     const struct ktls_stats *ts = krpc_conn_tls_stats(conn);
 
@@ -158,7 +158,7 @@ static void detach_current(struct krpc_clnt *cl, int err)
         return;
     cl->ctx = NULL;
     krpc_timer_cancel(cl->loop, &cl->conn_timer);
-    clnt_disconnected(cl);
+    krpc__clnt_disconnected(cl);
     if (!ctx->closing) {
         ctx->closing = 1;
         krpc_conn_close(ctx->conn, err);
@@ -184,7 +184,7 @@ static void schedule_reconnect(struct krpc_clnt *cl)
                  cl->last_error);
         cl->failures = 0;
         cl->state = CL_IDLE;
-        clnt_fail_all(cl, err);
+        krpc__clnt_fail_all(cl, err);
         return;
     }
     delay = (uint64_t)cl->cfg.reconnect_delay_ms;
@@ -244,7 +244,7 @@ static void connection_ready(struct krpc_clnt *cl, int established)
         cl->failures = 0;
     }
     cl->state = CL_READY;
-    clnt_on_ready(cl);
+    krpc__clnt_on_ready(cl);
 }
 
 static void describe_probe_reply(const struct krpc_reply_hdr *h, char *buf, size_t len)
@@ -284,10 +284,10 @@ static void handle_probe_reply(struct krpc_clnt *cl, struct clnt_connctx *ctx, s
         rc = cl->cfg.tls_ctx != NULL ? krpc_conn_start_tls_ctx(ctx->conn, cl->cfg.tls_ctx)
                                      : krpc_conn_start_tls(ctx->conn, &cl->cfg.tlscfg);
         if (rc < 0) {
-            clnt_set_error(cl, -EPROTO, "%s: cannot start TLS: %s", cl->label, strerror(-rc));
+            krpc__clnt_set_error(cl, -EPROTO, "%s: cannot start TLS: %s", cl->label, strerror(-rc));
             detach_current(cl, -EPROTO);
             cl->state = CL_IDLE;
-            clnt_fail_all(cl, -EPROTO);
+            krpc__clnt_fail_all(cl, -EPROTO);
         }
         return;
     }
@@ -296,12 +296,12 @@ static void handle_probe_reply(struct krpc_clnt *cl, struct clnt_connctx *ctx, s
     else
         describe_probe_reply(&h, why, sizeof why);
     if (cl->cfg.tls == KRPC_TLS_REQUIRED) {
-        clnt_set_error(cl, -EPROTONOSUPPORT, "%s does not offer RPC-with-TLS (reply: %s)", cl->label, why);
+        krpc__clnt_set_error(cl, -EPROTONOSUPPORT, "%s does not offer RPC-with-TLS (reply: %s)", cl->label, why);
         /* A definite answer from the server: retrying will not change it. */
         detach_current(cl, 0);
         cl->state = CL_IDLE;
         cl->failures = 0;
-        clnt_fail_all(cl, -EPROTONOSUPPORT);
+        krpc__clnt_fail_all(cl, -EPROTONOSUPPORT);
         return;
     }
     krpc_log(KRPC_LOG_INFO, "krpc client: %s does not offer RPC-with-TLS (reply: %s); continuing in plain",
@@ -329,15 +329,15 @@ static void on_msg(struct krpc_conn *c, struct mb_chain *msg, void *arg)
         mb_chain_free(msg);
         return;
     }
-    clnt_enter(cl);
+    krpc__clnt_enter(cl);
     if (cl->state == CL_PROBING && xid == cl->probe_xid)
         handle_probe_reply(cl, ctx, msg);
     else if (cl->state == CL_READY)
-        clnt_on_reply(cl, msg, xid);
+        krpc__clnt_on_reply(cl, msg, xid);
     else
         krpc_log(KRPC_LOG_DEBUG, "krpc client: %s: dropping message xid %08x", cl->label, xid);
     mb_chain_free(msg);
-    clnt_leave(cl);
+    krpc__clnt_leave(cl);
 }
 
 static void on_tls(struct krpc_conn *c, int err, const char *msg, void *arg)
@@ -348,7 +348,7 @@ static void on_tls(struct krpc_conn *c, int err, const char *msg, void *arg)
     (void)c;
     if (cl->ctx != ctx || ctx->closing)
         return;
-    clnt_enter(cl);
+    krpc__clnt_enter(cl);
     if (err == 0) {
         cl->stats.tls_handshakes++;
         connection_ready(cl, 1);
@@ -356,19 +356,19 @@ static void on_tls(struct krpc_conn *c, int err, const char *msg, void *arg)
         /* A server that accepts the probe and then never answers the
          * handshake, or drops the connection, is usually one whose TLS
          * handshake agent is not running: knfsd without tlshd. */
-        clnt_set_error(cl, is_transient(err) ? err : -EPROTO, "TLS handshake with %s failed: %s%s", cl->label,
-                       msg && *msg ? msg : strerror(-err), is_transient(err) ? STARTTLS_NO_HANDSHAKE : "");
+        krpc__clnt_set_error(cl, is_transient(err) ? err : -EPROTO, "TLS handshake with %s failed: %s%s", cl->label,
+                             msg && *msg ? msg : strerror(-err), is_transient(err) ? STARTTLS_NO_HANDSHAKE : "");
         if (!is_transient(err)) {
             /* Certificates, versions, ALPN: a new attempt would fail the same way. */
             detach_current(cl, -EPROTO);
             cl->state = CL_IDLE;
             cl->failures = 0;
-            clnt_fail_all(cl, -EPROTO);
+            krpc__clnt_fail_all(cl, -EPROTO);
         } else {
             ctx->fatal = 1; /* error already recorded; on_close counts a failed attempt */
         }
     }
-    clnt_leave(cl);
+    krpc__clnt_leave(cl);
 }
 
 static void on_close(struct krpc_conn *c, int err, void *arg)
@@ -377,15 +377,15 @@ static void on_close(struct krpc_conn *c, int err, void *arg)
     struct krpc_clnt *cl = ctx->cl;
     int was_ready, established, heard;
 
-    clnt_fold_conn_stats(cl, c);
+    krpc__clnt_fold_conn_stats(cl, c);
     ctx_unlink(cl, ctx);
     if (cl->ctx != ctx) {
         /* One we had let go of: replaced, or the client is closing. */
         free(ctx);
-        clnt_close_progress(cl);
+        krpc__clnt_close_progress(cl);
         return;
     }
-    clnt_enter(cl);
+    krpc__clnt_enter(cl);
     established = ctx->got_msg || krpc_conn_bytes_sent(c) > 0;
     was_ready = cl->state == CL_READY;
     cl->ctx = NULL;
@@ -397,12 +397,12 @@ static void on_close(struct krpc_conn *c, int err, void *arg)
          * bad_record_mac (20)"). */
         const char *tls_why = krpc_conn_tls_error(c);
         const char *why = tls_why[0] ? tls_why : err ? strerror(-err) : "closed by the server";
-        clnt_set_error(cl, e, "connection to %s %s: %s", cl->target, was_ready && established ? "lost" : "failed",
-                       why);
+        krpc__clnt_set_error(cl, e, "connection to %s %s: %s", cl->target, was_ready && established ? "lost" : "failed",
+                             why);
     }
     heard = ctx->got_msg || krpc_conn_bytes_received(c) > 0;
     free(ctx);
-    clnt_disconnected(cl);
+    krpc__clnt_disconnected(cl);
     if (was_ready && established) {
         cl->failures = 0;
     } else {
@@ -411,7 +411,7 @@ static void on_close(struct krpc_conn *c, int err, void *arg)
             next_addr(cl);
     }
     schedule_reconnect(cl);
-    clnt_leave(cl);
+    krpc__clnt_leave(cl);
 }
 
 static const struct krpc_conn_ops clnt_conn_ops = {
@@ -428,7 +428,7 @@ static int send_probe(struct krpc_clnt *cl, struct krpc_conn *conn)
     int rc;
 
     memset(&h, 0, sizeof h);
-    cl->probe_xid = clnt_alloc_xid(cl);
+    cl->probe_xid = krpc__clnt_alloc_xid(cl);
     h.xid = cl->probe_xid;
     h.rpcvers = KRPC_RPCVERS;
     h.prog = cl->cfg.prog;
@@ -453,7 +453,7 @@ static void attempt_failed_now(struct krpc_clnt *cl)
     schedule_reconnect(cl);
 }
 
-void clnt_start_connect(struct krpc_clnt *cl)
+void krpc__clnt_start_connect(struct krpc_clnt *cl)
 {
     const struct sockaddr *sa;
     socklen_t salen;
@@ -474,20 +474,20 @@ void clnt_start_connect(struct krpc_clnt *cl)
 
     fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        clnt_set_error(cl, -errno, "socket for %s: %s", cl->target, strerror(errno));
+        krpc__clnt_set_error(cl, -errno, "socket for %s: %s", cl->target, strerror(errno));
         attempt_failed_now(cl);
         return;
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     /* A chosen source address (e.g. 127.0.0.2 for a server's client checks). */
     if (cl->cfg.src_addrlen != 0 && bind(fd, (const struct sockaddr *)&cl->cfg.src_addr, cl->cfg.src_addrlen) != 0) {
-        clnt_set_error(cl, -errno, "bind for %s: %s", cl->target, strerror(errno));
+        krpc__clnt_set_error(cl, -errno, "bind for %s: %s", cl->target, strerror(errno));
         close(fd);
         attempt_failed_now(cl);
         return;
     }
     if (connect(fd, sa, salen) < 0 && errno != EINPROGRESS) {
-        clnt_set_error(cl, -errno, "connect to %s: %s", cl->target, strerror(errno));
+        krpc__clnt_set_error(cl, -errno, "connect to %s: %s", cl->target, strerror(errno));
         close(fd);
         attempt_failed_now(cl);
         return;
@@ -495,7 +495,7 @@ void clnt_start_connect(struct krpc_clnt *cl)
     ctx = calloc(1, sizeof *ctx);
     if (!ctx) {
         close(fd);
-        clnt_set_error(cl, -ENOMEM, "connect to %s: out of memory", cl->label);
+        krpc__clnt_set_error(cl, -ENOMEM, "connect to %s: out of memory", cl->label);
         attempt_failed_now(cl);
         return;
     }
@@ -507,7 +507,7 @@ void clnt_start_connect(struct krpc_clnt *cl)
         /* krpc_conn_new owns fd only on success. */
         close(fd);
         free(ctx);
-        clnt_set_error(cl, rc, "connect to %s: %s", cl->label, strerror(-rc));
+        krpc__clnt_set_error(cl, rc, "connect to %s: %s", cl->label, strerror(-rc));
         attempt_failed_now(cl);
         return;
     }
@@ -526,14 +526,14 @@ void clnt_start_connect(struct krpc_clnt *cl)
     cl->state = CL_PROBING;
     rc = send_probe(cl, ctx->conn);
     if (rc < 0) {
-        clnt_set_error(cl, rc, "%s: cannot send the RPC-with-TLS probe: %s", cl->label, strerror(-rc));
+        krpc__clnt_set_error(cl, rc, "%s: cannot send the RPC-with-TLS probe: %s", cl->label, strerror(-rc));
         ctx->fatal = 1;
         ctx->closing = 1;
         krpc_conn_close(ctx->conn, rc);
     }
 }
 
-void clnt_conn_timer_fn(struct krpc_loop *loop, struct krpc_timer *t, void *arg)
+void krpc__clnt_conn_timer_fn(struct krpc_loop *loop, struct krpc_timer *t, void *arg)
 {
     struct krpc_clnt *cl = arg;
     struct clnt_connctx *ctx = cl->ctx;
@@ -544,49 +544,49 @@ void clnt_conn_timer_fn(struct krpc_loop *loop, struct krpc_timer *t, void *arg)
     (void)t;
     if (!ctx)
         return;
-    clnt_enter(cl);
+    krpc__clnt_enter(cl);
     if (cl->state == CL_READY &&
         (ctx->got_msg || krpc_conn_bytes_sent(ctx->conn) > 0 || krpc_conn_send_queued(ctx->conn) == 0)) {
         /* Plain connection that has carried bytes (or has none to carry): fine. */
     } else {
-        clnt_set_error(cl, -ETIMEDOUT, "%s: %s did not complete within %d ms%s", cl->target, stage[cl->state],
-                       cl->cfg.connect_timeout_ms, cl->state == CL_HANDSHAKING ? STARTTLS_NO_HANDSHAKE : "");
+        krpc__clnt_set_error(cl, -ETIMEDOUT, "%s: %s did not complete within %d ms%s", cl->target, stage[cl->state],
+                             cl->cfg.connect_timeout_ms, cl->state == CL_HANDSHAKING ? STARTTLS_NO_HANDSHAKE : "");
         ctx->fatal = 1;
         ctx->closing = 1;
         krpc_conn_close(ctx->conn, -ETIMEDOUT);
     }
-    clnt_leave(cl);
+    krpc__clnt_leave(cl);
 }
 
-void clnt_reconnect_fn(struct krpc_loop *loop, struct krpc_timer *t, void *arg)
+void krpc__clnt_reconnect_fn(struct krpc_loop *loop, struct krpc_timer *t, void *arg)
 {
     struct krpc_clnt *cl = arg;
 
     (void)loop;
     (void)t;
-    clnt_enter(cl);
+    krpc__clnt_enter(cl);
     if (cl->state == CL_WAIT && !cl->ctx)
-        clnt_start_connect(cl);
-    clnt_leave(cl);
+        krpc__clnt_start_connect(cl);
+    krpc__clnt_leave(cl);
 }
 
 /* The current connection's TLS key is near its AEAD usage limit and the
  * record layer does not rekey (kernel-TLS peers cannot follow a KeyUpdate):
  * close it cleanly (close_notify) and connect again for a fresh probe,
  * handshake and key. The calls waiting to be sent go out on the new
- * connection (clnt_on_ready); any still unanswered on the old one are resent
+ * connection (krpc__clnt_on_ready); any still unanswered on the old one are resent
  * from their retained chains, as after any reconnect. */
-void clnt_rekey_reconnect(struct krpc_clnt *cl)
+void krpc__clnt_rekey_reconnect(struct krpc_clnt *cl)
 {
     krpc_log(KRPC_LOG_INFO,
              "krpc client: %s: TLS key near its usage limit (%llu records left); reconnecting for a fresh key",
              cl->label, (unsigned long long)(cl->ctx ? krpc_conn_tls_records_left(cl->ctx->conn) : 0));
     cl->stats.rekey_reconnects++;
     detach_current(cl, 0);
-    clnt_start_connect(cl);
+    krpc__clnt_start_connect(cl);
 }
 
-void clnt_conn_close_all(struct krpc_clnt *cl)
+void krpc__clnt_conn_close_all(struct krpc_clnt *cl)
 {
     struct clnt_connctx *ctx, *next;
 

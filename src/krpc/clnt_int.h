@@ -97,24 +97,24 @@ struct krpc_clnt {
 
 /* clnt.c */
 /* Around every loop callback into the client. The client's memory stays
- * valid across clnt_leave: it is only ever freed by its close timer. */
-void clnt_enter(struct krpc_clnt *cl);
-void clnt_leave(struct krpc_clnt *cl);
+ * valid across krpc__clnt_leave: it is only ever freed by its close timer. */
+void krpc__clnt_enter(struct krpc_clnt *cl);
+void krpc__clnt_leave(struct krpc_clnt *cl);
 /* A closing client's connection has closed: finish when it was the last. */
-void clnt_close_progress(struct krpc_clnt *cl);
-void clnt_on_ready(struct krpc_clnt *cl);
-void clnt_on_reply(struct krpc_clnt *cl, struct mb_chain *msg, uint32_t xid);
-void clnt_fail_all(struct krpc_clnt *cl, int err);
-void clnt_disconnected(struct krpc_clnt *cl);
-uint32_t clnt_alloc_xid(struct krpc_clnt *cl);
+void krpc__clnt_close_progress(struct krpc_clnt *cl);
+void krpc__clnt_on_ready(struct krpc_clnt *cl);
+void krpc__clnt_on_reply(struct krpc_clnt *cl, struct mb_chain *msg, uint32_t xid);
+void krpc__clnt_fail_all(struct krpc_clnt *cl, int err);
+void krpc__clnt_disconnected(struct krpc_clnt *cl);
+uint32_t krpc__clnt_alloc_xid(struct krpc_clnt *cl);
 
 /* clnt_conn.c */
-void clnt_start_connect(struct krpc_clnt *cl);
-void clnt_conn_close_all(struct krpc_clnt *cl);
-void clnt_rekey_reconnect(struct krpc_clnt *cl);
-void clnt_set_error(struct krpc_clnt *cl, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void clnt_fold_conn_stats(struct krpc_clnt *cl, struct krpc_conn *conn);
-void clnt_reconnect_fn(struct krpc_loop *loop, struct krpc_timer *t, void *arg);
-void clnt_conn_timer_fn(struct krpc_loop *loop, struct krpc_timer *t, void *arg);
+void krpc__clnt_start_connect(struct krpc_clnt *cl);
+void krpc__clnt_conn_close_all(struct krpc_clnt *cl);
+void krpc__clnt_rekey_reconnect(struct krpc_clnt *cl);
+void krpc__clnt_set_error(struct krpc_clnt *cl, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void krpc__clnt_fold_conn_stats(struct krpc_clnt *cl, struct krpc_conn *conn);
+void krpc__clnt_reconnect_fn(struct krpc_loop *loop, struct krpc_timer *t, void *arg);
+void krpc__clnt_conn_timer_fn(struct krpc_loop *loop, struct krpc_timer *t, void *arg);
 
 #endif

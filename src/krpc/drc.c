@@ -35,7 +35,7 @@ struct krpc_drc {
     struct krpc_drc_entry *lru_head, *lru_tail; /* head: least recently used */
 };
 
-int krpc_drc_new(unsigned max_entries, struct krpc_drc **out)
+int krpc__drc_new(unsigned max_entries, struct krpc_drc **out)
 {
     struct krpc_drc *d;
     size_t nb = 16;
@@ -66,7 +66,7 @@ static void entry_free(struct krpc_drc_entry *e)
     free(e);
 }
 
-void krpc_drc_free(struct krpc_drc *d)
+void krpc__drc_free(struct krpc_drc *d)
 {
     if (d == NULL)
         return;
@@ -82,7 +82,7 @@ void krpc_drc_free(struct krpc_drc *d)
     free(d);
 }
 
-void krpc_drc_key_set_addr(struct krpc_drc_key *key, const struct sockaddr *sa, socklen_t len)
+void krpc__drc_key_set_addr(struct krpc_drc_key *key, const struct sockaddr *sa, socklen_t len)
 {
     memset(key->addr, 0, sizeof(key->addr));
     key->family = 0;
@@ -130,7 +130,7 @@ static inline uint64_t load64(const unsigned char *p)
 /* Consumes the bytes 8 at a time, carrying a partial word across links, so
  * the result depends only on the byte sequence. About one multiply per 8
  * bytes: cheap next to decrypting the same bytes. */
-uint64_t krpc_drc_checksum(const struct mb_chain *c, size_t off, size_t len)
+uint64_t krpc__drc_checksum(const struct mb_chain *c, size_t off, size_t len)
 {
     uint64_t h = K1 ^ len;
     unsigned char part[8], *p;
@@ -164,7 +164,7 @@ uint64_t krpc_drc_checksum(const struct mb_chain *c, size_t off, size_t len)
     return h;
 }
 
-void krpc_drc_key_set_cred(struct krpc_drc_key *key, const struct krpc_cred *cred, const char *subject)
+void krpc__drc_key_set_cred(struct krpc_drc_key *key, const struct krpc_cred *cred, const char *subject)
 {
     uint64_t h = K1;
     size_t n = subject != NULL ? strlen(subject) : 0;
@@ -297,8 +297,8 @@ static enum krpc_drc_result lookup_locked(struct krpc_drc *d, const struct krpc_
     return KRPC_DRC_NEW;
 }
 
-enum krpc_drc_result krpc_drc_lookup(struct krpc_drc *d, const struct krpc_drc_key *key,
-                                     struct krpc_drc_entry **entry, struct mb_chain *reply)
+enum krpc_drc_result krpc__drc_lookup(struct krpc_drc *d, const struct krpc_drc_key *key,
+                                      struct krpc_drc_entry **entry, struct mb_chain *reply)
 {
     enum krpc_drc_result r;
 
@@ -326,7 +326,7 @@ static void complete_locked(struct krpc_drc *d, struct krpc_drc_entry *e, const 
     }
 }
 
-void krpc_drc_complete(struct krpc_drc *d, struct krpc_drc_entry *e, const struct mb_chain *reply)
+void krpc__drc_complete(struct krpc_drc *d, struct krpc_drc_entry *e, const struct mb_chain *reply)
 {
     if (e == NULL)
         return;
@@ -335,7 +335,7 @@ void krpc_drc_complete(struct krpc_drc *d, struct krpc_drc_entry *e, const struc
     pthread_mutex_unlock(&d->lock);
 }
 
-void krpc_drc_forget(struct krpc_drc *d, struct krpc_drc_entry *e)
+void krpc__drc_forget(struct krpc_drc *d, struct krpc_drc_entry *e)
 {
     if (e == NULL)
         return;
@@ -344,7 +344,7 @@ void krpc_drc_forget(struct krpc_drc *d, struct krpc_drc_entry *e)
     pthread_mutex_unlock(&d->lock);
 }
 
-void krpc_drc_info(const struct krpc_drc *d, struct krpc_drc_info *out)
+void krpc__drc_info(const struct krpc_drc *d, struct krpc_drc_info *out)
 {
     struct krpc_drc *m = (struct krpc_drc *)d; /* the lock only */
 

@@ -56,37 +56,37 @@ enum krpc_drc_result {
     KRPC_DRC_DONE = 2,        /* the cached reply was appended to the caller's chain by reference */
 };
 
-int krpc_drc_new(unsigned max_entries, struct krpc_drc **out);
+int krpc__drc_new(unsigned max_entries, struct krpc_drc **out);
 /* Frees every entry, pinned ones included (the caller forgets them). */
-void krpc_drc_free(struct krpc_drc *d);
+void krpc__drc_free(struct krpc_drc *d);
 
 /* Fills key->addr/family from a socket address (the port is ignored). */
-void krpc_drc_key_set_addr(struct krpc_drc_key *key, const struct sockaddr *sa, socklen_t len);
+void krpc__drc_key_set_addr(struct krpc_drc_key *key, const struct sockaddr *sa, socklen_t len);
 /* Fills key->flavor/uid/gid/who from the call's credential and the TLS peer
  * certificate's subject (NULL or "" when none). The AUTH_SYS stamp and
  * machine name are left out: they say nothing about the user. */
-void krpc_drc_key_set_cred(struct krpc_drc_key *key, const struct krpc_cred *cred, const char *subject);
+void krpc__drc_key_set_cred(struct krpc_drc_key *key, const struct krpc_cred *cred, const char *subject);
 /* Checksum of [off, off + len) of c: a function of the bytes only, not of
  * how they are split into links (a retransmission arrives segmented
  * differently). */
-uint64_t krpc_drc_checksum(const struct mb_chain *c, size_t off, size_t len);
+uint64_t krpc__drc_checksum(const struct mb_chain *c, size_t off, size_t len);
 
 /* Looks key up. KRPC_DRC_NEW: *entry is a fresh pinned IN_PROGRESS entry to
- * be completed with krpc_drc_complete or dropped with krpc_drc_forget; it is
+ * be completed with krpc__drc_complete or dropped with krpc__drc_forget; it is
  * NULL when no memory was available (the call then simply runs uncached).
  * KRPC_DRC_DONE: the reply was appended to reply by reference. */
-enum krpc_drc_result krpc_drc_lookup(struct krpc_drc *d, const struct krpc_drc_key *key,
-                                     struct krpc_drc_entry **entry, struct mb_chain *reply);
+enum krpc_drc_result krpc__drc_lookup(struct krpc_drc *d, const struct krpc_drc_key *key,
+                                      struct krpc_drc_entry **entry, struct mb_chain *reply);
 /* Stores a copy-by-reference of reply in e and marks it DONE (it becomes
  * evictable). On allocation failure the entry is dropped instead. */
-void krpc_drc_complete(struct krpc_drc *d, struct krpc_drc_entry *e, const struct mb_chain *reply);
+void krpc__drc_complete(struct krpc_drc *d, struct krpc_drc_entry *e, const struct mb_chain *reply);
 /* Removes e (a call that will never be answered). */
-void krpc_drc_forget(struct krpc_drc *d, struct krpc_drc_entry *e);
+void krpc__drc_forget(struct krpc_drc *d, struct krpc_drc_entry *e);
 
 struct krpc_drc_info {
     unsigned entries, in_progress, done;
     uint64_t evictions;
 };
-void krpc_drc_info(const struct krpc_drc *d, struct krpc_drc_info *out);
+void krpc__drc_info(const struct krpc_drc *d, struct krpc_drc_info *out);
 
 #endif

@@ -15,7 +15,7 @@
 /* Wire encodings of the registration calls (rpcb_reg.c): the arguments of
  * rpcbind v3 SET/UNSET (struct rpcb) and of portmap v2 SET/UNSET (struct
  * mapping). */
-void krpc_rpcb_encode_map(struct krpc_xdr_enc *x, const struct krpc_rpcb_map *m, const char *owner);
-void krpc_pmap_encode_mapping(struct krpc_xdr_enc *x, uint32_t prog, uint32_t vers, uint32_t prot, uint32_t port);
+void krpc__rpcb_encode_map(struct krpc_xdr_enc *x, const struct krpc_rpcb_map *m, const char *owner);
+void krpc__pmap_encode_mapping(struct krpc_xdr_enc *x, uint32_t prog, uint32_t vers, uint32_t prot, uint32_t port);
 
 #endif

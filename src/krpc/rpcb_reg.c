@@ -39,7 +39,7 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
 
 /* ---- encodings ------------------------------------------------------------ */
 
-void krpc_rpcb_encode_map(struct krpc_xdr_enc *x, const struct krpc_rpcb_map *m, const char *owner)
+void krpc__rpcb_encode_map(struct krpc_xdr_enc *x, const struct krpc_rpcb_map *m, const char *owner)
 {
     krpc_xdr_put_u32(x, m->prog);
     krpc_xdr_put_u32(x, m->vers);
@@ -48,7 +48,7 @@ void krpc_rpcb_encode_map(struct krpc_xdr_enc *x, const struct krpc_rpcb_map *m,
     krpc_xdr_put_string(x, owner);
 }
 
-void krpc_pmap_encode_mapping(struct krpc_xdr_enc *x, uint32_t prog, uint32_t vers, uint32_t prot, uint32_t port)
+void krpc__pmap_encode_mapping(struct krpc_xdr_enc *x, uint32_t prog, uint32_t vers, uint32_t prot, uint32_t port)
 {
     krpc_xdr_put_u32(x, prog);
     krpc_xdr_put_u32(x, vers);
@@ -348,7 +348,7 @@ static int try_unix(const char *path, int timeout_ms, uint32_t proc, const struc
     snprintf(owner, sizeof owner, "%u", (unsigned)geteuid());
     mb_chain_init(&args);
     krpc_xdr_enc_init(&x, &args);
-    krpc_rpcb_encode_map(&x, m, m->owner != NULL ? m->owner : owner);
+    krpc__rpcb_encode_map(&x, m, m->owner != NULL ? m->owner : owner);
     if (krpc_xdr_enc_error(&x) != 0) {
         mb_chain_free(&args);
         seterr(why, whylen, "out of memory");
@@ -384,7 +384,7 @@ static int try_pmap(const char *addr, int timeout_ms, uint32_t proc, const struc
     mb_chain_init(&args);
     krpc_xdr_enc_init(&x, &args);
     /* UNSET ignores protocol and port (rpcbind removes tcp and udp). */
-    krpc_pmap_encode_mapping(&x, m->prog, m->vers, KRPC_PMAP_IPPROTO_TCP, port);
+    krpc__pmap_encode_mapping(&x, m->prog, m->vers, KRPC_PMAP_IPPROTO_TCP, port);
     if (krpc_xdr_enc_error(&x) != 0) {
         mb_chain_free(&args);
         seterr(why, whylen, "out of memory");

@@ -108,7 +108,7 @@ struct svc_loop {
     unsigned nunauth;
     unsigned nconns;        /* atomic: the accepting thread balances by it */
     struct svc_req *deferred;
-    unsigned ndeferred;     /* atomic: krpc_svc_deferred sums it */
+    unsigned ndeferred;     /* atomic: krpc__svc_deferred sums it */
 };
 
 /* Rate limit of connection log lines, shared by the loops. */
@@ -373,15 +373,15 @@ static enum verdict admit(struct krpc_svc *svc, const struct call_src *src, cons
     if (!(v->pd->flags & KRPC_PROC_IDEMPOTENT)) {
         struct krpc_drc_key key;
         memset(&key, 0, sizeof(key));
-        krpc_drc_key_set_addr(&key, src->peer, src->peerlen);
+        krpc__drc_key_set_addr(&key, src->peer, src->peerlen);
         key.xid = h->xid;
         key.prog = h->prog;
         key.vers = h->vers;
         key.proc = h->proc;
         key.arglen = (uint32_t)(msg->len - v->args_off);
-        key.csum = krpc_drc_checksum(msg, v->args_off, msg->len - v->args_off);
-        krpc_drc_key_set_cred(&key, &h->cred, src->subject); /* who: not the source port */
-        switch (krpc_drc_lookup(svc->drc, &key, &v->entry, reply)) {
+        key.csum = krpc__drc_checksum(msg, v->args_off, msg->len - v->args_off);
+        krpc__drc_key_set_cred(&key, &h->cred, src->subject); /* who: not the source port */
+        switch (krpc__drc_lookup(svc->drc, &key, &v->entry, reply)) {
         case KRPC_DRC_DONE:
             snprintf(v->why, sizeof(v->why), "%s: xid %08x answered from the duplicate-request cache", src->peerstr,
                      h->xid);
@@ -512,7 +512,7 @@ static int emit(struct krpc_svc *svc, enum verdict verdict, struct decision *v, 
     if (v->why[0] != '\0')
         krpc_log(vd->level, "rpc server: %s", v->why);
     mb_chain_free(msg);
-    krpc_drc_forget(svc->drc, v->entry); /* NULL: nothing to forget */
+    krpc__drc_forget(svc->drc, v->entry); /* NULL: nothing to forget */
     v->entry = NULL;
     switch (vd->reply) {
     case VR_NONE:
@@ -602,12 +602,12 @@ static int run_call(struct krpc_svc *svc, const struct call_src *src, struct dec
                  req_what(what, sizeof(what), h, pd->name));
     if (put_result(svc, reply, h->xid, status, &resc, req_what(what, sizeof(what), h, pd->name)) != 0) {
         /* No reply can be built: answer nothing; the client retransmits. */
-        krpc_drc_forget(svc->drc, v->entry);
+        krpc__drc_forget(svc->drc, v->entry);
         req_free(r);
         return KRPC_SVC_ACT_NONE;
     }
     if (v->entry != NULL)
-        krpc_drc_complete(svc->drc, v->entry, reply);
+        krpc__drc_complete(svc->drc, v->entry, reply);
     req_free(r);
     ST_INC(svc, replies);
     return KRPC_SVC_ACT_REPLY;
@@ -1374,7 +1374,7 @@ static int svc_create(struct krpc_loop *loop, const struct krpc_svc_config *cfg,
             goto fail;
     }
 
-    ret = krpc_drc_new(svc->cfg.drc_entries, &svc->drc);
+    ret = krpc__drc_new(svc->cfg.drc_entries, &svc->drc);
     if (ret < 0)
         goto fail;
     krpc_timer_init(&svc->accept_timer, accept_timer_fn, svc);
@@ -1386,7 +1386,7 @@ fail:
     return ret;
 }
 
-int krpc_svc_new_detached(const struct krpc_svc_config *cfg, struct krpc_svc **out)
+int krpc__svc_new_detached(const struct krpc_svc_config *cfg, struct krpc_svc **out)
 {
     return svc_create(NULL, cfg, out);
 }
@@ -1571,7 +1571,7 @@ void krpc_svc_reply(struct krpc_svc_req *req, int status, struct mb_chain *res)
         status = KRPC_SYSTEM_ERR;
     snprintf(what, sizeof(what), "deferred prog %u vers %u proc %u", req->prog, req->vers, req->proc);
     if (put_result(svc, &reply, req->xid, status, res != NULL ? res : &empty, what) != 0) {
-        krpc_drc_forget(svc->drc, req->drc);
+        krpc__drc_forget(svc->drc, req->drc);
         req_free(r);
         return;
     }
@@ -1579,7 +1579,7 @@ void krpc_svc_reply(struct krpc_svc_req *req, int status, struct mb_chain *res)
     /* Cached even when the connection is gone: the client's retransmission
      * on its new connection gets this reply. */
     if (req->drc != NULL)
-        krpc_drc_complete(svc->drc, req->drc, &reply);
+        krpc__drc_complete(svc->drc, req->drc, &reply);
     if (sc != NULL && !sc->closing && sc->svc != NULL)
         conn_send(sc, &reply);
     mb_chain_free(&reply);
@@ -1636,8 +1636,8 @@ int krpc_svc_reload_tls(struct krpc_svc *svc, const struct ktls_config *cfg, cha
     return 0;
 }
 
-int krpc_svc_dispatch_msg(struct krpc_svc *svc, const struct sockaddr *peer, socklen_t peerlen, int tls,
-                          struct mb_chain *msg, struct mb_chain *reply)
+int krpc__svc_dispatch_msg(struct krpc_svc *svc, const struct sockaddr *peer, socklen_t peerlen, int tls,
+                           struct mb_chain *msg, struct mb_chain *reply)
 {
     struct call_src src;
     char peerstr[64] = "(detached)";
@@ -1655,7 +1655,7 @@ int krpc_svc_dispatch_msg(struct krpc_svc *svc, const struct sockaddr *peer, soc
     return dispatch(svc, &src, msg, reply);
 }
 
-unsigned krpc_svc_deferred(const struct krpc_svc *svc)
+unsigned krpc__svc_deferred(const struct krpc_svc *svc)
 {
     unsigned n = 0;
 
@@ -1691,7 +1691,7 @@ void krpc_svc_free(struct krpc_svc *svc)
     if (svc->rl.suppressed > 0)
         krpc_log(KRPC_LOG_WARN, "rpc server: %llu connection log lines suppressed (more than %d a second)",
                  (unsigned long long)svc->rl.suppressed, SVC_LOG_PER_SEC);
-    krpc_drc_free(svc->drc);
+    krpc__drc_free(svc->drc);
     ktls_ctx_unref(svc->tls_ctx);
     pthread_mutex_destroy(&svc->tls_lock);
     for (int i = 0; i < 5; i++)

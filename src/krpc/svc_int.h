@@ -18,16 +18,16 @@ enum krpc_svc_action {
 
 /* A server with no listener and no loop: only dispatch works (and
  * krpc_svc_register, krpc_svc_reply, krpc_svc_stats, krpc_svc_free). */
-int krpc_svc_new_detached(const struct krpc_svc_config *cfg, struct krpc_svc **out);
+int krpc__svc_new_detached(const struct krpc_svc_config *cfg, struct krpc_svc **out);
 
 /* Dispatches one complete call message (msg is consumed) from peer, arrived
  * inside TLS when tls is non-zero, with no connection attached: a deferred
  * call's later krpc_svc_reply only fills the duplicate-request cache. The
  * reply, if any, is appended to reply. Returns an enum krpc_svc_action. */
-int krpc_svc_dispatch_msg(struct krpc_svc *svc, const struct sockaddr *peer, socklen_t peerlen, int tls,
-                          struct mb_chain *msg, struct mb_chain *reply);
+int krpc__svc_dispatch_msg(struct krpc_svc *svc, const struct sockaddr *peer, socklen_t peerlen, int tls,
+                           struct mb_chain *msg, struct mb_chain *reply);
 
 /* Calls currently deferred (handler returned KRPC_SVC_DEFER, not yet answered). */
-unsigned krpc_svc_deferred(const struct krpc_svc *svc);
+unsigned krpc__svc_deferred(const struct krpc_svc *svc);
 
 #endif

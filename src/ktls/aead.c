@@ -144,8 +144,8 @@ static int iov_total(const struct iovec *v, int n, size_t *out)
     return 0;
 }
 
-int ktls_aead_walk(const struct iovec *src, int nsrc, const struct iovec *dst, int ndst, ktls_aead_piece_fn fn,
-                   void *arg)
+int ktls__aead_walk(const struct iovec *src, int nsrc, const struct iovec *dst, int ndst, ktls_aead_piece_fn fn,
+                    void *arg)
 {
     size_t slen, dlen, soff = 0, doff = 0;
     int si = 0, di = 0, ret;

@@ -15,7 +15,7 @@ typedef int (*ktls_aead_piece_fn)(void *arg, uint8_t *out, const uint8_t *in, si
 /* Calls fn on each overlapping piece of src and dst, in order, so the two
  * lists may be split at different places. Returns -EINVAL when a list is
  * malformed or the totals differ (before any call), fn's first error, or 0. */
-int ktls_aead_walk(const struct iovec *src, int nsrc, const struct iovec *dst, int ndst, ktls_aead_piece_fn fn,
-                   void *arg);
+int ktls__aead_walk(const struct iovec *src, int nsrc, const struct iovec *dst, int ndst, ktls_aead_piece_fn fn,
+                    void *arg);
 
 #endif

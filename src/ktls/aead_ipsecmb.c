@@ -214,7 +214,7 @@ static int mb_crypt(struct ktls_aead_key *k, const uint8_t *nonce, const uint8_t
     }
 
     struct mb_walk w = {m, k, &c, enc};
-    if ((rc = ktls_aead_walk(src, nsrc, dst, ndst, mb_piece, &w)) != 0)
+    if ((rc = ktls__aead_walk(src, nsrc, dst, ndst, mb_piece, &w)) != 0)
         return rc;
 
     switch (k->cipher) {

@@ -132,7 +132,7 @@ static int ossl_crypt(struct ktls_aead_key *k, const uint8_t *nonce, const uint8
         return evp_errno();
     if (aadlen && EVP_CipherUpdate(k->ctx, NULL, &outl, aad, (int)aadlen) != 1)
         return evp_errno();
-    return ktls_aead_walk(src, nsrc, dst, ndst, ossl_piece, k->ctx);
+    return ktls__aead_walk(src, nsrc, dst, ndst, ossl_piece, k->ctx);
 }
 
 static int ossl_seal(struct ktls_aead_key *k, const uint8_t nonce[KTLS_AEAD_IV_LEN], const uint8_t *aad,

@@ -36,7 +36,7 @@ int ktls_tx_mode_from_name(const char *name, enum ktls_tx_mode *out)
     return -EINVAL;
 }
 
-void ktls_nonce(const struct ktls_dir *d, uint8_t nonce[KTLS_AEAD_IV_LEN])
+void ktls__nonce(const struct ktls_dir *d, uint8_t nonce[KTLS_AEAD_IV_LEN])
 {
     _Static_assert(KTLS_AEAD_IV_LEN >= 8, "the 64-bit sequence number is XORed into the IV's last 8 bytes (RFC 8446 5.3)");
     memcpy(nonce, d->iv, KTLS_AEAD_IV_LEN);
@@ -44,7 +44,7 @@ void ktls_nonce(const struct ktls_dir *d, uint8_t nonce[KTLS_AEAD_IV_LEN])
         nonce[KTLS_AEAD_IV_LEN - 1 - i] ^= (uint8_t)(d->seq >> (8 * i));
 }
 
-int ktls_dir_set_secret(struct ktls_conn *c, struct ktls_dir *d, const uint8_t *secret)
+int ktls__dir_set_secret(struct ktls_conn *c, struct ktls_dir *d, const uint8_t *secret)
 {
     uint8_t key[KTLS_AEAD_MAX_KEY_LEN];
     struct ktls_aead_key *k = NULL;
@@ -85,7 +85,7 @@ int ktls_conn_new(const struct ktls_conn_params *p, struct ktls_conn **out)
     c->key_update_bytes = p->key_update_bytes == 0 ? UINT64_MAX : p->key_update_bytes;
     c->record_limit = ktls_cipher_record_limit(p->cipher);
     if (p->record_limit != 0)
-        ktls_conn_set_record_limit(c, p->record_limit);
+        ktls__conn_set_record_limit(c, p->record_limit);
     c->last_alert = -1;
     c->last_alert_sent = -1;
     mb_chain_init(&c->ctl);
@@ -95,8 +95,8 @@ int ktls_conn_new(const struct ktls_conn_params *p, struct ktls_conn **out)
         ret = -ENOTSUP;
         goto fail;
     }
-    if ((ret = ktls_dir_set_secret(c, &c->tx, p->tx_secret)) != 0 ||
-        (ret = ktls_dir_set_secret(c, &c->rx, p->rx_secret)) != 0)
+    if ((ret = ktls__dir_set_secret(c, &c->tx, p->tx_secret)) != 0 ||
+        (ret = ktls__dir_set_secret(c, &c->rx, p->rx_secret)) != 0)
         goto fail;
     *out = c;
     return 0;
@@ -146,7 +146,7 @@ enum ktls_cipher ktls_conn_cipher(const struct ktls_conn *c)
     return c->cipher;
 }
 
-void ktls_conn_set_seq(struct ktls_conn *c, uint64_t tx_seq, uint64_t rx_seq)
+void ktls__conn_set_seq(struct ktls_conn *c, uint64_t tx_seq, uint64_t rx_seq)
 {
     c->tx.seq = tx_seq;
     c->rx.seq = rx_seq;
@@ -165,7 +165,7 @@ uint64_t ktls_cipher_record_limit(enum ktls_cipher cipher)
     }
 }
 
-void ktls_conn_set_record_limit(struct ktls_conn *c, uint64_t records)
+void ktls__conn_set_record_limit(struct ktls_conn *c, uint64_t records)
 {
     uint64_t max = ktls_cipher_record_limit(c->cipher);
 

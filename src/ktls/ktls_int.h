@@ -75,13 +75,13 @@ struct ktls_conn {
 };
 
 /* Builds the nonce for seq: iv XOR big-endian seq in the last 8 bytes. */
-void ktls_nonce(const struct ktls_dir *d, uint8_t nonce[KTLS_AEAD_IV_LEN]);
+void ktls__nonce(const struct ktls_dir *d, uint8_t nonce[KTLS_AEAD_IV_LEN]);
 /* Installs secret (hash length) as the direction's traffic secret. */
-int ktls_dir_set_secret(struct ktls_conn *c, struct ktls_dir *d, const uint8_t *secret);
+int ktls__dir_set_secret(struct ktls_conn *c, struct ktls_dir *d, const uint8_t *secret);
 /* Seals one record with inner content type ct from flat bytes into the
  * control queue (alerts, KeyUpdates). */
-int ktls_tx_control_record(struct ktls_conn *c, uint8_t ct, const uint8_t *data, size_t len);
+int ktls__tx_control_record(struct ktls_conn *c, uint8_t ct, const uint8_t *data, size_t len);
 /* Queues a fatal alert and closes TX. */
-void ktls_tx_queue_alert(struct ktls_conn *c, uint8_t desc);
+void ktls__tx_queue_alert(struct ktls_conn *c, uint8_t desc);
 
 #endif

@@ -12,10 +12,10 @@
 #include "rpctls/ktls.h"
 
 /* Sets the next TX/RX record sequence numbers. */
-void ktls_conn_set_seq(struct ktls_conn *c, uint64_t tx_seq, uint64_t rx_seq);
+void ktls__conn_set_seq(struct ktls_conn *c, uint64_t tx_seq, uint64_t rx_seq);
 /* Lowers the TX record limit per key (see record_limit in struct
  * ktls_conn_params); a value above the cipher's limit or below
  * KTLS_TX_CONTROL_RESERVE + 1 is clamped. */
-void ktls_conn_set_record_limit(struct ktls_conn *c, uint64_t records);
+void ktls__conn_set_record_limit(struct ktls_conn *c, uint64_t records);
 
 #endif

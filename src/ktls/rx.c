@@ -26,7 +26,7 @@ _Static_assert(KTLS_MAX_CIPHERTEXT <= 0xffff, "a record's length is a 16-bit fie
 static int rx_fail(struct ktls_conn *c, int err, int alert)
 {
     if (alert >= 0)
-        ktls_tx_queue_alert(c, (uint8_t)alert);
+        ktls__tx_queue_alert(c, (uint8_t)alert);
     c->rx_error = err;
     return err;
 }
@@ -109,7 +109,7 @@ static int rx_handshake(struct ktls_conn *c, const struct mb_chain *pt, size_t o
             if (c->hslen != 5)
                 return rx_fail(c, -EPROTO, KTLS_ALERT_UNEXPECTED_MESSAGE);
             if ((ret = ktls_next_secret(c->cipher, c->rx.secret)) != 0 ||
-                (ret = ktls_dir_set_secret(c, &c->rx, c->rx.secret)) != 0)
+                (ret = ktls__dir_set_secret(c, &c->rx, c->rx.secret)) != 0)
                 return rx_fail(c, ret, KTLS_ALERT_INTERNAL_ERROR);
             if (c->hsbuf[4] == 1)
                 c->key_update_owed = 1;
@@ -179,7 +179,7 @@ static int rx_record(struct ktls_conn *c, size_t clen, struct mb_chain *app, int
         ret = rx_fail(c, -EINVAL, KTLS_ALERT_INTERNAL_ERROR);
         goto exit;
     }
-    ktls_nonce(&c->rx, nonce);
+    ktls__nonce(&c->rx, nonce);
     ret = c->engine->open(c->rx.key, nonce, hdr, KTLS_HDR_LEN, src, nsrc, dst, ndst, tag);
     if (ret != 0) {
         c->stats.rx_bad_records++;

@@ -172,7 +172,7 @@ static int seal_record(struct ktls_conn *c, uint8_t ct, struct mb_chain *body, s
      * key's limit, checked above), and in place means the mode allows it. */
     RPCTLS_CHECK(c->tx.seq < c->record_limit);
     RPCTLS_CHECK(!in_place || mode == KTLS_TX_UNSAFE_INPLACE || mode == KTLS_TX_COPY || owned);
-    ktls_nonce(&c->tx, nonce);
+    ktls__nonce(&c->tx, nonce);
     ret = c->engine->seal(c->tx.key, nonce, hdr, KTLS_HDR_LEN, src, nsrc + 1, dst, ndst + 1, trl + 1);
     if (ret != 0)
         goto exit;
@@ -243,7 +243,7 @@ static int seal_record_rec(struct ktls_conn *c, struct iovec *src, int nsrc, siz
     src[nsrc].iov_len = 1;
     dst.iov_base = hdr + KTLS_HDR_LEN;
     dst.iov_len = n + 1;
-    ktls_nonce(&c->tx, nonce);
+    ktls__nonce(&c->tx, nonce);
     ret = c->engine->seal(c->tx.key, nonce, hdr, KTLS_HDR_LEN, src, nsrc + 1, &dst, 1, hdr + KTLS_HDR_LEN + n + 1);
     if (ret != 0) {
         mb_chain_free(&rec);
@@ -317,7 +317,7 @@ static void tx_src_skip(struct tx_src *s, size_t n)
     }
 }
 
-int ktls_tx_control_record(struct ktls_conn *c, uint8_t ct, const uint8_t *data, size_t len)
+int ktls__tx_control_record(struct ktls_conn *c, uint8_t ct, const uint8_t *data, size_t len)
 {
     struct mb_chain body = MB_CHAIN_INIT;
     int ret;
@@ -336,9 +336,10 @@ static int tx_key_update_now(struct ktls_conn *c, int request_update)
     uint8_t msg[5] = {KTLS_HS_KEY_UPDATE, 0, 0, 1, (uint8_t)(request_update ? 1 : 0)};
     int ret;
 
-    if ((ret = ktls_tx_control_record(c, KTLS_CT_HANDSHAKE, msg, sizeof(msg))) != 0)
+    if ((ret = ktls__tx_control_record(c, KTLS_CT_HANDSHAKE, msg, sizeof(msg))) != 0)
         return ret;
-    if ((ret = ktls_next_secret(c->cipher, c->tx.secret)) != 0 || (ret = ktls_dir_set_secret(c, &c->tx, c->tx.secret)) != 0)
+    if ((ret = ktls_next_secret(c->cipher, c->tx.secret)) != 0 ||
+        (ret = ktls__dir_set_secret(c, &c->tx, c->tx.secret)) != 0)
         return ret;
     c->tx_bytes_since_update = 0;
     c->key_update_owed = 0; /* any KeyUpdate of ours answers the peer's request */
@@ -353,14 +354,14 @@ int ktls_tx_key_update(struct ktls_conn *c, int request_update)
     return tx_key_update_now(c, request_update);
 }
 
-void ktls_tx_queue_alert(struct ktls_conn *c, uint8_t desc)
+void ktls__tx_queue_alert(struct ktls_conn *c, uint8_t desc)
 {
     uint8_t alert[2] = {2 /* fatal */, desc};
 
     if (c->tx_closed)
         return;
     /* Best effort: the connection is going down whatever happens here. */
-    (void)ktls_tx_control_record(c, KTLS_CT_ALERT, alert, sizeof(alert));
+    (void)ktls__tx_control_record(c, KTLS_CT_ALERT, alert, sizeof(alert));
     c->last_alert_sent = desc;
     c->tx_closed = 1;
 }
@@ -454,7 +455,7 @@ int ktls_tx_close_notify(struct ktls_conn *c, struct mb_chain *out)
     if (c->tx_closed)
         return -EPIPE;
     if ((ret = ktls_tx_flush_control(c, out)) != 0 ||
-        (ret = ktls_tx_control_record(c, KTLS_CT_ALERT, alert, sizeof(alert))) != 0)
+        (ret = ktls__tx_control_record(c, KTLS_CT_ALERT, alert, sizeof(alert))) != 0)
         return ret;
     mb_chain_concat(out, &c->ctl);
     c->last_alert_sent = KTLS_ALERT_CLOSE_NOTIFY;

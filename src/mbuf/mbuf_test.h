@@ -10,7 +10,7 @@
 /* Guard mode (docs/mbuf.md): while on, a page-vector store that becomes
  * shared (reference count above one) or read-only is mprotect()ed
  * PROT_READ, so a write to it faults at the writing instruction. */
-void mb_guard_set(int on);
-int mb_guard_get(void);
+void mb__guard_set(int on);
+int mb__guard_get(void);
 
 #endif

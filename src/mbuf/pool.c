@@ -546,12 +546,12 @@ int mb_pool_shutdown(void)
 
 /* ---- guard mode --------------------------------------------------------- */
 
-void mb_guard_set(int on)
+void mb__guard_set(int on)
 {
     atomic_store(&g_guard, on ? 1 : 0);
 }
 
-int mb_guard_get(void)
+int mb__guard_get(void)
 {
     return atomic_load_explicit(&g_guard, memory_order_relaxed);
 }

@@ -40,7 +40,7 @@ void mb__store_share(struct mb_store *st, size_t end)
     while (cur < end && !atomic_compare_exchange_weak_explicit(&st->shared_end, &cur, (uint32_t)end,
                                                                memory_order_release, memory_order_relaxed))
         ;
-    if (st->kind == MB_ST_PAGES && !(st->flags & MB_STF_GUARDED) && mb_guard_get())
+    if (st->kind == MB_ST_PAGES && !(st->flags & MB_STF_GUARDED) && mb__guard_get())
         mb__guard_store(st);
     mb__store_ref(st);
 }
@@ -200,6 +200,6 @@ size_t mb_store_contig(const struct mb_store *st, size_t off)
 void mb_store_set_rdonly(struct mb_store *st)
 {
     __atomic_fetch_or(&st->flags, (uint16_t)MB_STF_RDONLY, __ATOMIC_RELEASE);
-    if (st->kind == MB_ST_PAGES && mb_guard_get())
+    if (st->kind == MB_ST_PAGES && mb__guard_get())
         mb__guard_store(st);
 }

@@ -28,7 +28,7 @@
  * map, the negative cache and the walk state; opening and checking a path
  * runs outside it, a walk inside it (so two workers never walk at once,
  * and the second finds what the first learned). Resolution runs as the
- * server's fsuid (nfsd_ident_server_begin): a handle is a capability, as
+ * server's fsuid (nfs3__ident_server_begin): a handle is a capability, as
  * with knfsd's no_subtree_check, and a walk must see the whole export, or
  * a caller without search permission would make live handles STALE for
  * everybody through the negative cache.
@@ -175,7 +175,7 @@ static void map_add_locked(struct nfsd_be *be, uint64_t ino, uint64_t dirino, co
     struct nfsd_ment *e;
     size_t n;
 
-    if (ino == be->rootino || !nfsd_name_ok(name))
+    if (ino == be->rootino || !nfs3__name_ok(name))
         return;
     e = map_find(be, ino);
     if (e != NULL && e->parent == dirino && strcmp(e->name, name) == 0)
@@ -201,7 +201,7 @@ static void map_add_locked(struct nfsd_be *be, uint64_t ino, uint64_t dirino, co
         map_grow(be);
 }
 
-void nfsd_map_gone(struct nfsd_be *be, int dirfd, uint64_t dirino, const char *name, const struct stat *st)
+void nfs3__map_gone(struct nfsd_be *be, int dirfd, uint64_t dirino, const char *name, const struct stat *st)
 {
     const struct nfsd_ment *e;
     struct stat now;
@@ -224,28 +224,28 @@ out:
     pthread_mutex_unlock(&be->lock);
 }
 
-void nfsd_map_clear(struct nfsd_be *be)
+void nfs3__map_clear(struct nfsd_be *be)
 {
     pthread_mutex_lock(&be->lock);
     map_clear_locked(be);
     pthread_mutex_unlock(&be->lock);
 }
 
-void nfsd_map_del(struct nfsd_be *be, uint64_t ino)
+void nfs3__map_del(struct nfsd_be *be, uint64_t ino)
 {
     pthread_mutex_lock(&be->lock);
     map_del_locked(be, ino);
     pthread_mutex_unlock(&be->lock);
 }
 
-void nfsd_map_add(struct nfsd_be *be, uint64_t ino, uint64_t dirino, const char *name)
+void nfs3__map_add(struct nfsd_be *be, uint64_t ino, uint64_t dirino, const char *name)
 {
     pthread_mutex_lock(&be->lock);
     map_add_locked(be, ino, dirino, name);
     pthread_mutex_unlock(&be->lock);
 }
 
-int nfsd_name_ok(const char *name)
+int nfs3__name_ok(const char *name)
 {
     return name[0] != '\0' && strchr(name, '/') == NULL && strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
 }
@@ -278,7 +278,7 @@ static int map_path(const struct nfsd_be *be, uint64_t ino, char *buf, size_t le
     return 0;
 }
 
-int nfsd_be_open_beneath(struct nfsd_be *be, const char *path, int flags)
+int nfs3__be_open_beneath(struct nfsd_be *be, const char *path, int flags)
 {
     int fd;
 
@@ -312,7 +312,7 @@ int nfsd_be_open_beneath(struct nfsd_be *be, const char *path, int flags)
         if (slash == NULL)
             break;
         *slash = '\0';
-        if (!nfsd_name_ok(p)) {
+        if (!nfs3__name_ok(p)) {
             fd = -EINVAL;
             goto out;
         }
@@ -326,7 +326,7 @@ int nfsd_be_open_beneath(struct nfsd_be *be, const char *path, int flags)
         dfd = fd;
         p = slash + 1;
     }
-    fd = nfsd_name_ok(p) ? openat(dfd, p, flags) : (errno = EINVAL, -1);
+    fd = nfs3__name_ok(p) ? openat(dfd, p, flags) : (errno = EINVAL, -1);
     if (fd < 0)
         fd = -errno;
 out:
@@ -335,7 +335,7 @@ out:
     return fd;
 }
 
-uint32_t nfsd_be_gen_at(int dirfd, const char *name, const struct stat *st)
+uint32_t nfs3__be_gen_at(int dirfd, const char *name, const struct stat *st)
 {
     long v = 0;
     uint32_t g;
@@ -347,9 +347,9 @@ uint32_t nfsd_be_gen_at(int dirfd, const char *name, const struct stat *st)
         return 0;
     /* As the server: every caller must get the same handle for a file,
      * whether or not it may read it. */
-    nfsd_ident_server_begin();
+    nfs3__ident_server_begin();
     fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-    nfsd_ident_server_end();
+    nfs3__ident_server_end();
     if (fd < 0)
         return 0;
     if (ioctl(fd, FS_IOC_GETVERSION, &v) != 0)
@@ -359,12 +359,12 @@ uint32_t nfsd_be_gen_at(int dirfd, const char *name, const struct stat *st)
     return g;
 }
 
-void nfsd_be_fh(const struct nfsd_be *be, const struct stat *st, uint32_t gen, struct nfs3_fh *out)
+void nfs3__be_fh(const struct nfsd_be *be, const struct stat *st, uint32_t gen, struct nfs3_fh *out)
 {
-    nfsd_fh_make(&be->fh, (uint64_t)st->st_ino, gen, out);
+    nfs3__fh_make(&be->fh, (uint64_t)st->st_ino, gen, out);
 }
 
-void nfsd_obj_close(struct nfsd_obj *o)
+void nfs3__obj_close(struct nfsd_obj *o)
 {
     if (o->fd >= 0)
         close(o->fd);
@@ -380,7 +380,7 @@ static uint32_t obj_gen(struct nfsd_be *be, const char *path, const struct stat 
 
     if (!S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode))
         return 0;
-    fd = nfsd_be_open_beneath(be, path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+    fd = nfs3__be_open_beneath(be, path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
     if (fd < 0)
         return 0;
     if (ioctl(fd, FS_IOC_GETVERSION, &v) != 0)
@@ -394,7 +394,7 @@ static uint32_t obj_gen(struct nfsd_be *be, const char *path, const struct stat 
  * none), other -errno. */
 static int try_path(struct nfsd_be *be, const char *path, uint64_t ino, uint32_t gen, struct nfsd_obj *o)
 {
-    int fd = nfsd_be_open_beneath(be, path, O_PATH);
+    int fd = nfs3__be_open_beneath(be, path, O_PATH);
 
     if (fd < 0)
         return fd == -ENOENT || fd == -ENOTDIR || fd == -ELOOP || fd == -EXDEV ? -ESTALE : fd;
@@ -435,7 +435,7 @@ static int walk_for(struct nfsd_be *be, uint64_t ino)
         uint64_t dino = queue[qhead++];
         if (map_path(be, dino, path, sizeof(path)) != 0)
             continue;
-        int dfd = nfsd_be_open_beneath(be, path, O_RDONLY | O_DIRECTORY);
+        int dfd = nfs3__be_open_beneath(be, path, O_RDONLY | O_DIRECTORY);
         if (dfd < 0)
             continue;
         DIR *d = fdopendir(dfd);
@@ -445,7 +445,7 @@ static int walk_for(struct nfsd_be *be, uint64_t ino)
         }
         struct dirent *de;
         while ((de = readdir(d)) != NULL && seen < WALK_MAX_ENTRIES) {
-            if (!nfsd_name_ok(de->d_name))
+            if (!nfs3__name_ok(de->d_name))
                 continue;
             seen++;
             uint64_t cino = (uint64_t)de->d_ino;
@@ -486,7 +486,7 @@ static int resolve(struct nfsd_be *be, const struct nfs3_fh *fh, struct nfsd_obj
 
     o->fd = -1;
     o->path[0] = '\0';
-    ret = nfsd_fh_parse(&be->fh, fh, &ino, &gen);
+    ret = nfs3__fh_parse(&be->fh, fh, &ino, &gen);
     if (ret != 0)
         return ret;
     if (ino == be->rootino) {
@@ -544,17 +544,17 @@ unlock:
     return ret;
 }
 
-int nfsd_be_resolve(struct nfsd_be *be, const struct nfs3_fh *fh, struct nfsd_obj *o)
+int nfs3__be_resolve(struct nfsd_be *be, const struct nfs3_fh *fh, struct nfsd_obj *o)
 {
     int ret;
 
-    nfsd_ident_server_begin();
+    nfs3__ident_server_begin();
     ret = resolve(be, fh, o);
-    nfsd_ident_server_end();
+    nfs3__ident_server_end();
     return ret;
 }
 
-uint64_t nfsd_be_walks(struct nfsd_be *be)
+uint64_t nfs3__be_walks(struct nfsd_be *be)
 {
     uint64_t n;
 
@@ -564,10 +564,10 @@ uint64_t nfsd_be_walks(struct nfsd_be *be)
     return n;
 }
 
-int nfsd_obj_reopen(struct nfsd_be *be, const struct nfsd_obj *o, int flags)
+int nfs3__obj_reopen(struct nfsd_be *be, const struct nfsd_obj *o, int flags)
 {
     struct stat st;
-    int fd = nfsd_be_open_beneath(be, o->path, flags | O_NOCTTY);
+    int fd = nfs3__be_open_beneath(be, o->path, flags | O_NOCTTY);
 
     if (fd < 0)
         return fd;
@@ -578,7 +578,7 @@ int nfsd_obj_reopen(struct nfsd_be *be, const struct nfsd_obj *o, int flags)
     return fd;
 }
 
-int nfsd_be_open(struct nfsd_be *be, const char *export_path, char *err, size_t errlen)
+int nfs3__be_open(struct nfsd_be *be, const char *export_path, char *err, size_t errlen)
 {
     char real[PATH_MAX];
     struct stat st;
@@ -595,26 +595,26 @@ int nfsd_be_open(struct nfsd_be *be, const char *export_path, char *err, size_t 
     if (be->rootfd < 0 || fstat(be->rootfd, &st) != 0) {
         int e = errno;
         snprintf(err, errlen, "export %s: %s", real, strerror(e));
-        nfsd_be_close(be);
+        nfs3__be_close(be);
         return -e;
     }
     be->dev = st.st_dev;
     /* For tests: exercise the component walk used where openat2 is missing. */
     be->no_openat2 = getenv("RPCTLS_NFSD_NO_OPENAT2") != NULL;
     be->rootino = (uint64_t)st.st_ino;
-    be->rootgen = nfsd_be_gen_at(be->rootfd, ".", &st);
+    be->rootgen = nfs3__be_gen_at(be->rootfd, ".", &st);
     be->export_path = strdup(real);
     be->nbuckets = 1024;
     be->buckets = calloc(be->nbuckets, sizeof(*be->buckets));
     if (be->export_path == NULL || be->buckets == NULL) {
         snprintf(err, errlen, "out of memory");
-        nfsd_be_close(be);
+        nfs3__be_close(be);
         return -ENOMEM;
     }
     return 0;
 }
 
-void nfsd_be_close(struct nfsd_be *be)
+void nfs3__be_close(struct nfsd_be *be)
 {
     if (be->buckets != NULL) {
         map_clear_locked(be); /* no other thread any more */
@@ -628,7 +628,7 @@ void nfsd_be_close(struct nfsd_be *be)
     be->export_path = NULL;
 }
 
-int nfsd_be_lookup_path(struct nfsd_be *be, const char *rel, struct stat *st, uint32_t *gen)
+int nfs3__be_lookup_path(struct nfsd_be *be, const char *rel, struct stat *st, uint32_t *gen)
 {
     char buf[PATH_MAX], *save = NULL, *comp;
     uint64_t dino = be->rootino;
@@ -665,8 +665,8 @@ int nfsd_be_lookup_path(struct nfsd_be *be, const char *rel, struct stat *st, ui
             ret = -EACCES;
             goto out;
         }
-        *gen = nfsd_be_gen_at(dfd, comp, st);
-        nfsd_map_add(be, (uint64_t)st->st_ino, dino, comp);
+        *gen = nfs3__be_gen_at(dfd, comp, st);
+        nfs3__map_add(be, (uint64_t)st->st_ino, dino, comp);
         int nfd = openat(dfd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (nfd < 0) {
             ret = -errno;

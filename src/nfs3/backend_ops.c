@@ -52,7 +52,7 @@ static struct nfs3_time ts3(struct timespec t)
     return r;
 }
 
-void nfsd_fattr(const struct nfsd_be *be, const struct stat *st, struct nfs3_fattr *out)
+void nfs3__fattr(const struct nfsd_be *be, const struct stat *st, struct nfs3_fattr *out)
 {
     memset(out, 0, sizeof(*out));
     out->type = ftype(st->st_mode);
@@ -71,18 +71,18 @@ void nfsd_fattr(const struct nfsd_be *be, const struct stat *st, struct nfs3_fat
     out->ctime = ts3(st->st_ctim);
 }
 
-void nfsd_post_attr_fd(const struct nfsd_be *be, int fd, struct nfs3_post_attr *out)
+void nfs3__post_attr_fd(const struct nfsd_be *be, int fd, struct nfs3_post_attr *out)
 {
     struct stat st;
 
     memset(out, 0, sizeof(*out));
     if (fd >= 0 && fstat(fd, &st) == 0) {
         out->present = 1;
-        nfsd_fattr(be, &st, &out->attr);
+        nfs3__fattr(be, &st, &out->attr);
     }
 }
 
-void nfsd_pre_attr(const struct stat *st, struct nfs3_pre_attr *out)
+void nfs3__pre_attr(const struct stat *st, struct nfs3_pre_attr *out)
 {
     out->present = 1;
     out->size = (uint64_t)st->st_size;
@@ -133,12 +133,12 @@ static int open_parent(struct nfsd_be *be, const struct nfsd_obj *o, const char 
         ppath[n] = '\0';
         *base = slash + 1;
     }
-    return nfsd_be_open_beneath(be, ppath, O_PATH | O_DIRECTORY);
+    return nfs3__be_open_beneath(be, ppath, O_PATH | O_DIRECTORY);
 }
 
 /* ---- LOOKUP ---------------------------------------------------------------- */
 
-int nfsd_op_lookup(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, struct nfsd_lookup *out)
+int nfs3__op_lookup(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, struct nfsd_lookup *out)
 {
     uint32_t gen;
 
@@ -149,17 +149,17 @@ int nfsd_op_lookup(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, s
     if (strcmp(name, ".") == 0 || (strcmp(name, "..") == 0 && (uint64_t)dir->st.st_ino == be->rootino)) {
         /* ".." at the root stays at the root, as on any mount point. */
         out->st = dir->st;
-        nfsd_be_fh(be, &dir->st, dir->gen, &out->fh);
+        nfs3__be_fh(be, &dir->st, dir->gen, &out->fh);
         return 0;
     }
     if (fstatat(dir->fd, name, &out->st, AT_SYMLINK_NOFOLLOW) != 0)
         return -errno;
     if (out->st.st_dev != be->dev)
         return -EACCES; /* a mount point: the export does not cross into other file systems */
-    gen = nfsd_be_gen_at(dir->fd, name, &out->st);
-    nfsd_be_fh(be, &out->st, gen, &out->fh);
+    gen = nfs3__be_gen_at(dir->fd, name, &out->st);
+    nfs3__be_fh(be, &out->st, gen, &out->fh);
     if (strcmp(name, "..") != 0)
-        nfsd_map_add(be, (uint64_t)out->st.st_ino, (uint64_t)dir->st.st_ino, name);
+        nfs3__map_add(be, (uint64_t)out->st.st_ino, (uint64_t)dir->st.st_ino, name);
     return 0;
 }
 
@@ -199,7 +199,7 @@ static int apply_sattr_fd(int fd, const struct nfs3_sattr *sa, int skip_mode)
     return 0;
 }
 
-int nfsd_op_setattr(struct nfsd_be *be, struct nfsd_obj *o, const struct nfs3_sattr *sa)
+int nfs3__op_setattr(struct nfsd_be *be, struct nfsd_obj *o, const struct nfs3_sattr *sa)
 {
     int fd, ret;
 
@@ -209,7 +209,7 @@ int nfsd_op_setattr(struct nfsd_be *be, struct nfsd_obj *o, const struct nfs3_sa
         return -EINVAL;
     if (S_ISREG(o->st.st_mode) || S_ISDIR(o->st.st_mode)) {
         int flags = S_ISDIR(o->st.st_mode) ? O_RDONLY | O_DIRECTORY : sa->set_size ? O_WRONLY : O_RDONLY | O_NONBLOCK;
-        fd = nfsd_obj_reopen(be, o, flags);
+        fd = nfs3__obj_reopen(be, o, flags);
         if (fd >= 0) {
             ret = apply_sattr_fd(fd, sa, 0);
             close(fd);
@@ -266,7 +266,7 @@ static int may(const struct nfsd_obj *o, int mode)
     return faccessat(o->fd, "", mode, AT_EMPTY_PATH | AT_EACCESS) == 0;
 }
 
-uint32_t nfsd_op_access(const struct nfsd_obj *o, uint32_t want)
+uint32_t nfs3__op_access(const struct nfsd_obj *o, uint32_t want)
 {
     int isdir = S_ISDIR(o->st.st_mode);
     uint32_t got = 0;
@@ -282,7 +282,7 @@ uint32_t nfsd_op_access(const struct nfsd_obj *o, uint32_t want)
     return got & want;
 }
 
-int nfsd_op_readlink(struct nfsd_obj *o, char *buf, size_t len)
+int nfs3__op_readlink(struct nfsd_obj *o, char *buf, size_t len)
 {
     ssize_t n;
 
@@ -308,8 +308,8 @@ static int data_file_check(const struct nfsd_obj *o)
     return 0;
 }
 
-int nfsd_op_read(struct nfsd_be *be, struct nfsd_obj *o, uint64_t offset, uint32_t count, struct mb_chain *data,
-                 int *eof, struct stat *post)
+int nfs3__op_read(struct nfsd_be *be, struct nfsd_obj *o, uint64_t offset, uint32_t count, struct mb_chain *data,
+                  int *eof, struct stat *post)
 {
     int fd, ret = 0;
 
@@ -317,7 +317,7 @@ int nfsd_op_read(struct nfsd_be *be, struct nfsd_obj *o, uint64_t offset, uint32
     ret = data_file_check(o);
     if (ret != 0)
         return ret;
-    fd = nfsd_obj_reopen(be, o, O_RDONLY);
+    fd = nfs3__obj_reopen(be, o, O_RDONLY);
     if (fd < 0)
         return fd;
     if (count > be->rtmax)
@@ -349,8 +349,8 @@ int nfsd_op_read(struct nfsd_be *be, struct nfsd_obj *o, uint64_t offset, uint32
     return ret;
 }
 
-int nfsd_op_write(struct nfsd_be *be, struct nfsd_obj *o, uint64_t offset, const struct mb_chain *data,
-                  uint32_t stable, uint32_t *committed, struct stat *pre, struct stat *post)
+int nfs3__op_write(struct nfsd_be *be, struct nfsd_obj *o, uint64_t offset, const struct mb_chain *data,
+                   uint32_t stable, uint32_t *committed, struct stat *pre, struct stat *post)
 {
     struct iovec *iov = NULL;
     size_t len = data->len, done = 0;
@@ -362,7 +362,7 @@ int nfsd_op_write(struct nfsd_be *be, struct nfsd_obj *o, uint64_t offset, const
         return ret;
     if (offset > (uint64_t)INT64_MAX || len > (uint64_t)INT64_MAX - offset)
         return -EFBIG;
-    fd = nfsd_obj_reopen(be, o, O_WRONLY);
+    fd = nfs3__obj_reopen(be, o, O_WRONLY);
     if (fd < 0)
         return fd;
     if (fstat(fd, pre) != 0) {
@@ -431,16 +431,16 @@ out:
     return ret;
 }
 
-int nfsd_op_commit(struct nfsd_be *be, struct nfsd_obj *o, struct stat *post)
+int nfs3__op_commit(struct nfsd_be *be, struct nfsd_obj *o, struct stat *post)
 {
     int fd, ret = 0;
 
     if (S_ISDIR(o->st.st_mode))
-        fd = nfsd_obj_reopen(be, o, O_RDONLY | O_DIRECTORY);
+        fd = nfs3__obj_reopen(be, o, O_RDONLY | O_DIRECTORY);
     else if (S_ISREG(o->st.st_mode)) {
-        fd = nfsd_obj_reopen(be, o, O_RDONLY);
+        fd = nfs3__obj_reopen(be, o, O_RDONLY);
         if (fd == -EACCES)
-            fd = nfsd_obj_reopen(be, o, O_WRONLY);
+            fd = nfs3__obj_reopen(be, o, O_WRONLY);
     } else
         return -EINVAL;
     if (fd < 0)
@@ -466,15 +466,15 @@ static int created(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, i
     } else {
         if (fstatat(dir->fd, name, &out->st, AT_SYMLINK_NOFOLLOW) != 0)
             return -errno;
-        gen = nfsd_be_gen_at(dir->fd, name, &out->st);
+        gen = nfs3__be_gen_at(dir->fd, name, &out->st);
     }
-    nfsd_be_fh(be, &out->st, gen, &out->fh);
-    nfsd_map_add(be, (uint64_t)out->st.st_ino, (uint64_t)dir->st.st_ino, name);
+    nfs3__be_fh(be, &out->st, gen, &out->fh);
+    nfs3__map_add(be, (uint64_t)out->st.st_ino, (uint64_t)dir->st.st_ino, name);
     return 0;
 }
 
-int nfsd_op_create(struct nfsd_be *be, struct nfsd_obj *dir, const struct nfs3_create_args *a,
-                   struct nfsd_lookup *out)
+int nfs3__op_create(struct nfsd_be *be, struct nfsd_obj *dir, const struct nfs3_create_args *a,
+                    struct nfsd_lookup *out)
 {
     const char *name = a->where.name;
     int fd, ret;
@@ -531,8 +531,8 @@ int nfsd_op_create(struct nfsd_be *be, struct nfsd_obj *dir, const struct nfs3_c
     return ret;
 }
 
-int nfsd_op_mkdir(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, const struct nfs3_sattr *sa,
-                  struct nfsd_lookup *out)
+int nfs3__op_mkdir(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, const struct nfs3_sattr *sa,
+                   struct nfsd_lookup *out)
 {
     mode_t mode = sa->set_mode ? (mode_t)(sa->mode & NFSD_CLIENT_MODE_MASK) : 0755;
     struct nfs3_sattr rest = *sa;
@@ -556,8 +556,8 @@ int nfsd_op_mkdir(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, co
     return ret;
 }
 
-int nfsd_op_symlink(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, const char *target,
-                    const struct nfs3_sattr *sa, struct nfsd_lookup *out)
+int nfs3__op_symlink(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, const char *target,
+                     const struct nfs3_sattr *sa, struct nfsd_lookup *out)
 {
     int ret;
 
@@ -578,7 +578,7 @@ int nfsd_op_symlink(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, 
     return created(be, dir, name, -1, out);
 }
 
-int nfsd_op_mknod(struct nfsd_be *be, struct nfsd_obj *dir, const struct nfs3_mknod_args *a, struct nfsd_lookup *out)
+int nfs3__op_mknod(struct nfsd_be *be, struct nfsd_obj *dir, const struct nfs3_mknod_args *a, struct nfsd_lookup *out)
 {
     const struct nfs3_sattr *sa = &a->attr;
     mode_t mode = sa->set_mode ? (mode_t)(sa->mode & NFSD_CLIENT_MODE_MASK) : 0644;
@@ -613,7 +613,7 @@ int nfsd_op_mknod(struct nfsd_be *be, struct nfsd_obj *dir, const struct nfs3_mk
     return created(be, dir, a->where.name, -1, out);
 }
 
-int nfsd_op_link(struct nfsd_be *be, struct nfsd_obj *file, struct nfsd_obj *dir, const char *name)
+int nfs3__op_link(struct nfsd_be *be, struct nfsd_obj *file, struct nfsd_obj *dir, const char *name)
 {
     const char *base;
     struct stat st;
@@ -641,7 +641,7 @@ int nfsd_op_link(struct nfsd_be *be, struct nfsd_obj *file, struct nfsd_obj *dir
 
 /* ---- REMOVE, RMDIR, RENAME ------------------------------------------------- */
 
-int nfsd_op_remove(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, int rmdir)
+int nfs3__op_remove(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, int rmdir)
 {
     struct stat st;
 
@@ -661,12 +661,12 @@ int nfsd_op_remove(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, i
         return -EISDIR;
     if (unlinkat(dir->fd, name, rmdir ? AT_REMOVEDIR : 0) != 0)
         return -errno;
-    nfsd_map_gone(be, dir->fd, (uint64_t)dir->st.st_ino, name, &st);
+    nfs3__map_gone(be, dir->fd, (uint64_t)dir->st.st_ino, name, &st);
     return 0;
 }
 
-int nfsd_op_rename(struct nfsd_be *be, struct nfsd_obj *from, const char *fname, struct nfsd_obj *to,
-                   const char *tname)
+int nfs3__op_rename(struct nfsd_be *be, struct nfsd_obj *from, const char *fname, struct nfsd_obj *to,
+                    const char *tname)
 {
     struct stat sst, tst;
     int had_target, ret;
@@ -685,17 +685,17 @@ int nfsd_op_rename(struct nfsd_be *be, struct nfsd_obj *from, const char *fname,
     had_target = fstatat(to->fd, tname, &tst, AT_SYMLINK_NOFOLLOW) == 0;
     if (renameat(from->fd, fname, to->fd, tname) != 0)
         return -errno;
-    nfsd_map_add(be, (uint64_t)sst.st_ino, (uint64_t)to->st.st_ino, tname);
+    nfs3__map_add(be, (uint64_t)sst.st_ino, (uint64_t)to->st.st_ino, tname);
     if (had_target && tst.st_ino != sst.st_ino)
-        nfsd_map_gone(be, to->fd, (uint64_t)to->st.st_ino, tname,
-                      &tst); /* after the add: learning a name clears the negative cache */
+        nfs3__map_gone(be, to->fd, (uint64_t)to->st.st_ino, tname,
+                       &tst); /* after the add: learning a name clears the negative cache */
     return 0;
 }
 
 /* ---- READDIR, READDIRPLUS -------------------------------------------------- */
 
-int nfsd_op_readdir(struct nfsd_be *be, struct nfsd_obj *dir, uint64_t cookie, int plus,
-                    struct nfs3_readdir_enc *enc, int *eof)
+int nfs3__op_readdir(struct nfsd_be *be, struct nfsd_obj *dir, uint64_t cookie, int plus,
+                     struct nfs3_readdir_enc *enc, int *eof)
 {
     struct dirent *de;
     DIR *d;
@@ -704,7 +704,7 @@ int nfsd_op_readdir(struct nfsd_be *be, struct nfsd_obj *dir, uint64_t cookie, i
     *eof = 0;
     if (!S_ISDIR(dir->st.st_mode))
         return -ENOTDIR;
-    fd = nfsd_obj_reopen(be, dir, O_RDONLY | O_DIRECTORY);
+    fd = nfs3__obj_reopen(be, dir, O_RDONLY | O_DIRECTORY);
     if (fd < 0)
         return fd;
     d = fdopendir(fd);
@@ -746,16 +746,16 @@ int nfsd_op_readdir(struct nfsd_be *be, struct nfsd_obj *dir, uint64_t cookie, i
             } else if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
                 continue; /* vanished meanwhile */
             } else {
-                gen = st.st_dev == be->dev ? nfsd_be_gen_at(dirfd(d), name, &st) : 0;
+                gen = st.st_dev == be->dev ? nfs3__be_gen_at(dirfd(d), name, &st) : 0;
             }
             fileid = (uint64_t)st.st_ino;
             if (st.st_dev == be->dev) {
                 pa.present = 1;
-                nfsd_fattr(be, &st, &pa.attr);
-                nfsd_be_fh(be, &st, gen, &fh);
+                nfs3__fattr(be, &st, &pa.attr);
+                nfs3__be_fh(be, &st, gen, &fh);
                 have_fh = 1;
                 if (!dot && !dotdot)
-                    nfsd_map_add(be, fileid, (uint64_t)dir->st.st_ino, name);
+                    nfs3__map_add(be, fileid, (uint64_t)dir->st.st_ino, name);
             }
         }
         int r = nfs3_readdir_enc_entry(enc, fileid, name, (uint64_t)de->d_off, plus ? &pa : NULL,

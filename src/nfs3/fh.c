@@ -94,7 +94,7 @@ static int read_key(int fd, uint8_t key[NFSD_FH_KEYLEN])
     return 0;
 }
 
-int nfsd_fh_key_load(const char *state_dir, uint8_t key[NFSD_FH_KEYLEN], char *err, size_t errlen)
+int nfs3__fh_key_load(const char *state_dir, uint8_t key[NFSD_FH_KEYLEN], char *err, size_t errlen)
 {
     char path[PATH_MAX];
     int fd, ret;
@@ -165,7 +165,7 @@ static int hmac(const uint8_t key[NFSD_FH_KEYLEN], const void *data, size_t len,
     return 0;
 }
 
-int nfsd_fh_init(struct nfsd_fhctx *k, const uint8_t key[NFSD_FH_KEYLEN], const char *export_path)
+int nfs3__fh_init(struct nfsd_fhctx *k, const uint8_t key[NFSD_FH_KEYLEN], const char *export_path)
 {
     static const char label[] = "rpctls-nfsd export ";
     char buf[sizeof(label) + PATH_MAX];
@@ -182,7 +182,7 @@ int nfsd_fh_init(struct nfsd_fhctx *k, const uint8_t key[NFSD_FH_KEYLEN], const 
     return 0;
 }
 
-void nfsd_fh_make(const struct nfsd_fhctx *k, uint64_t ino, uint32_t gen, struct nfs3_fh *out)
+void nfs3__fh_make(const struct nfsd_fhctx *k, uint64_t ino, uint32_t gen, struct nfs3_fh *out)
 {
     _Static_assert(NFSD_FH_LEN == 24 + NFSD_FH_TAGLEN,
                    "handle layout: 1 version + 3 zero + 8 export id + 8 inode + 4 generation, then the tag");
@@ -202,7 +202,7 @@ void nfsd_fh_make(const struct nfsd_fhctx *k, uint64_t ino, uint32_t gen, struct
     memcpy(out->data + 24, mac, NFSD_FH_TAGLEN);
 }
 
-int nfsd_fh_parse(const struct nfsd_fhctx *k, const struct nfs3_fh *fh, uint64_t *ino, uint32_t *gen)
+int nfs3__fh_parse(const struct nfsd_fhctx *k, const struct nfs3_fh *fh, uint64_t *ino, uint32_t *gen)
 {
     uint8_t mac[32];
 
@@ -220,7 +220,7 @@ int nfsd_fh_parse(const struct nfsd_fhctx *k, const struct nfs3_fh *fh, uint64_t
     return 0;
 }
 
-int nfsd_fh_export_id(const uint8_t key[NFSD_FH_KEYLEN], const struct nfs3_fh *fh, uint8_t id[8])
+int nfs3__fh_export_id(const uint8_t key[NFSD_FH_KEYLEN], const struct nfs3_fh *fh, uint8_t id[8])
 {
     uint8_t mac[32];
 

@@ -47,7 +47,7 @@ static long cur_fsgid(void)
     return syscall(SYS_setfsgid, (gid_t)-1);
 }
 
-int nfsd_idctx_init(struct nfsd_idctx *c)
+int nfs3__idctx_init(struct nfsd_idctx *c)
 {
     int n;
 
@@ -73,7 +73,7 @@ static gid_t squash_gid(const struct nfs3_export_opts *o, gid_t g)
     return o->squash == NFS3_SQUASH_ROOT && g == 0 ? (gid_t)o->anongid : g;
 }
 
-void nfsd_ident_squash(const struct nfs3_export_opts *o, struct nfsd_ident *id)
+void nfs3__ident_squash(const struct nfs3_export_opts *o, struct nfsd_ident *id)
 {
     if (o->squash == NFS3_SQUASH_ALL) {
         id->uid = o->anonuid;
@@ -88,7 +88,7 @@ void nfsd_ident_squash(const struct nfs3_export_opts *o, struct nfsd_ident *id)
         id->groups[i] = squash_gid(o, id->groups[i]);
 }
 
-void nfsd_ident_from_cred(const struct nfs3_export_opts *o, const struct krpc_cred *cred, struct nfsd_ident *id)
+void nfs3__ident_from_cred(const struct nfs3_export_opts *o, const struct krpc_cred *cred, struct nfsd_ident *id)
 {
     memset(id, 0, sizeof(*id));
     if (cred->flavor != KRPC_AUTH_SYS) {
@@ -102,10 +102,10 @@ void nfsd_ident_from_cred(const struct nfs3_export_opts *o, const struct krpc_cr
     id->ngroups = cred->ngids <= KRPC_AUTH_SYS_MAX_GIDS ? cred->ngids : KRPC_AUTH_SYS_MAX_GIDS;
     for (unsigned i = 0; i < id->ngroups; i++)
         id->groups[i] = cred->gids[i];
-    nfsd_ident_squash(o, id);
+    nfs3__ident_squash(o, id);
 }
 
-int nfsd_ident_enter(const struct nfsd_idctx *c, const struct nfsd_ident *id)
+int nfs3__ident_enter(const struct nfsd_idctx *c, const struct nfsd_ident *id)
 {
     if (!c->can_switch)
         return 0;
@@ -123,7 +123,7 @@ int nfsd_ident_enter(const struct nfsd_idctx *c, const struct nfsd_ident *id)
     return 0;
 }
 
-int nfsd_ident_leave(const struct nfsd_idctx *c)
+int nfs3__ident_leave(const struct nfsd_idctx *c)
 {
     if (!c->can_switch)
         return 0;
@@ -138,20 +138,20 @@ int nfsd_ident_leave(const struct nfsd_idctx *c)
     return 0;
 }
 
-void nfsd_ident_server_begin(void)
+void nfs3__ident_server_begin(void)
 {
     if (tl_switched && tl_server_depth++ == 0)
         syscall(SYS_setfsuid, tl_server_uid);
 }
 
-void nfsd_ident_server_end(void)
+void nfs3__ident_server_end(void)
 {
     if (tl_switched && tl_server_depth > 0 && --tl_server_depth == 0)
         syscall(SYS_setfsuid, tl_caller_uid);
 }
 
-int nfsd_ident_from_cert_user(const char *user_at_domain, const char *domain, struct nfsd_ident *out, char *err,
-                              size_t errlen)
+int nfs3__ident_from_cert_user(const char *user_at_domain, const char *domain, struct nfsd_ident *out, char *err,
+                               size_t errlen)
 {
     char user[256], *buf = NULL;
     struct passwd pw, *res = NULL;
@@ -212,7 +212,7 @@ out:
     return ret;
 }
 
-int nfsd_default_domain(char *buf, size_t len)
+int nfs3__default_domain(char *buf, size_t len)
 {
     char host[256];
     const char *dot = NULL;

@@ -59,15 +59,15 @@ struct nfsd_fhctx {
 
 /* Creates dir (0700) if missing, then reads DIR/fh.key or makes it (0600,
  * random). 0 or -errno with a message in err. */
-int nfsd_fh_key_load(const char *state_dir, uint8_t key[NFSD_FH_KEYLEN], char *err, size_t errlen);
+int nfs3__fh_key_load(const char *state_dir, uint8_t key[NFSD_FH_KEYLEN], char *err, size_t errlen);
 /* export_id = HMAC(key, export path) truncated. */
-int nfsd_fh_init(struct nfsd_fhctx *k, const uint8_t key[NFSD_FH_KEYLEN], const char *export_path);
-void nfsd_fh_make(const struct nfsd_fhctx *k, uint64_t ino, uint32_t gen, struct nfs3_fh *out);
+int nfs3__fh_init(struct nfsd_fhctx *k, const uint8_t key[NFSD_FH_KEYLEN], const char *export_path);
+void nfs3__fh_make(const struct nfsd_fhctx *k, uint64_t ino, uint32_t gen, struct nfs3_fh *out);
 /* 0 with the inode number and generation, or -NFSD_EBADHANDLE (length, version, export id or tag). */
-int nfsd_fh_parse(const struct nfsd_fhctx *k, const struct nfs3_fh *fh, uint64_t *ino, uint32_t *gen);
+int nfs3__fh_parse(const struct nfsd_fhctx *k, const struct nfs3_fh *fh, uint64_t *ino, uint32_t *gen);
 /* The export id of a handle made with key: 0, or -NFSD_EBADHANDLE (length,
  * version, zero bytes or tag wrong: not a handle of ours). */
-int nfsd_fh_export_id(const uint8_t key[NFSD_FH_KEYLEN], const struct nfs3_fh *fh, uint8_t id[8]);
+int nfs3__fh_export_id(const uint8_t key[NFSD_FH_KEYLEN], const struct nfs3_fh *fh, uint8_t id[8]);
 
 /* ---- namespace (backend_ns.c) ------------------------------------------- */
 
@@ -120,53 +120,53 @@ struct nfsd_obj {
     char path[PATH_MAX];
 };
 
-int nfsd_be_open(struct nfsd_be *be, const char *export_path, char *err, size_t errlen);
-void nfsd_be_close(struct nfsd_be *be);
+int nfs3__be_open(struct nfsd_be *be, const char *export_path, char *err, size_t errlen);
+void nfs3__be_close(struct nfsd_be *be);
 
 /* Handle of a (stat'ed) object whose generation is gen. */
-void nfsd_be_fh(const struct nfsd_be *be, const struct stat *st, uint32_t gen, struct nfs3_fh *out);
+void nfs3__be_fh(const struct nfsd_be *be, const struct stat *st, uint32_t gen, struct nfs3_fh *out);
 /* Generation of name in dirfd (FS_IOC_GETVERSION on a regular file or
  * directory; 0 when unknown). */
-uint32_t nfsd_be_gen_at(int dirfd, const char *name, const struct stat *st);
+uint32_t nfs3__be_gen_at(int dirfd, const char *name, const struct stat *st);
 
 /* Handle -> object: -NFSD_EBADHANDLE, -ESTALE, or 0 with o filled (close
- * with nfsd_obj_close). */
-int nfsd_be_resolve(struct nfsd_be *be, const struct nfs3_fh *fh, struct nfsd_obj *o);
+ * with nfs3__obj_close). */
+int nfs3__be_resolve(struct nfsd_be *be, const struct nfs3_fh *fh, struct nfsd_obj *o);
 /* Export walks so far (the stats counter). */
-uint64_t nfsd_be_walks(struct nfsd_be *be);
-void nfsd_obj_close(struct nfsd_obj *o);
+uint64_t nfs3__be_walks(struct nfsd_be *be);
+void nfs3__obj_close(struct nfsd_obj *o);
 /* Opens the resolved object again with real access flags (O_RDONLY,
  * O_WRONLY, O_DIRECTORY...), never following a symlink, and checks it is
  * the same inode (-ESTALE if it was swapped meanwhile). Returns the fd. */
-int nfsd_obj_reopen(struct nfsd_be *be, const struct nfsd_obj *o, int flags);
+int nfs3__obj_reopen(struct nfsd_be *be, const struct nfsd_obj *o, int flags);
 /* Opens path (relative to the export, "" = root) beneath the root with
  * flags | O_NOFOLLOW: no symlink anywhere, no escape, no mount crossing. */
-int nfsd_be_open_beneath(struct nfsd_be *be, const char *path, int flags);
+int nfs3__be_open_beneath(struct nfsd_be *be, const char *path, int flags);
 
 /* A directory path beneath the root ("a/b", "" = root) for MNT: every
  * component a directory of the export's file system, no symlink, no "..";
  * fills the map on the way. */
-int nfsd_be_lookup_path(struct nfsd_be *be, const char *rel, struct stat *st, uint32_t *gen);
+int nfs3__be_lookup_path(struct nfsd_be *be, const char *rel, struct stat *st, uint32_t *gen);
 /* Map maintenance: name (a single component) in directory dirino is ino. */
-void nfsd_map_add(struct nfsd_be *be, uint64_t ino, uint64_t dirino, const char *name);
-void nfsd_map_del(struct nfsd_be *be, uint64_t ino);
+void nfs3__map_add(struct nfsd_be *be, uint64_t ino, uint64_t dirino, const char *name);
+void nfs3__map_del(struct nfsd_be *be, uint64_t ino);
 /* st (stat'ed before) was unlinked, or replaced by a rename: forgets it and,
  * when that was its last name, remembers its handles as STALE. */
 /* After dirfd/name (directory inode dirino) was unlinked: forget st's inode
  * unless it already names a newer object (parallel calls reuse inodes). */
-void nfsd_map_gone(struct nfsd_be *be, int dirfd, uint64_t dirino, const char *name, const struct stat *st);
-void nfsd_map_clear(struct nfsd_be *be);
+void nfs3__map_gone(struct nfsd_be *be, int dirfd, uint64_t dirino, const char *name, const struct stat *st);
+void nfs3__map_clear(struct nfsd_be *be);
 
 /* 1 when name is usable as a new directory entry: not empty, no '/', not
  * "." or "..". */
-int nfsd_name_ok(const char *name);
+int nfs3__name_ok(const char *name);
 
 /* ---- the export table (srv_exports.c) ------------------------------------
  *
  * One nfsd_be per exports(5) line: its own root, inode map and handle
  * namespace (the export id in every handle is HMAC(key, canonical path), so
  * it is the same after a restart). The table (v, n, table) is immutable
- * once nfsd_exports_open returned: handlers on several threads may read it
+ * once nfs3__exports_open returned: handlers on several threads may read it
  * without a lock; each nfsd_be's map is the backend's business.
  */
 
@@ -185,10 +185,10 @@ struct nfsd_exports {
 /* Opens every export of table (copied) with the handle key: each must be a
  * directory, and no two the same directory. rtmax/wtmax/write_verf go into
  * every nfsd_be. 0 or -errno with a message. */
-int nfsd_exports_open(struct nfsd_exports *xs, const struct nfs3_exports *table, const uint8_t key[NFSD_FH_KEYLEN],
-                      uint32_t rtmax, uint32_t wtmax, const uint8_t write_verf[NFS3_WRITEVERFSIZE], char *err,
-                      size_t errlen);
-void nfsd_exports_close(struct nfsd_exports *xs);
+int nfs3__exports_open(struct nfsd_exports *xs, const struct nfs3_exports *table, const uint8_t key[NFSD_FH_KEYLEN],
+                       uint32_t rtmax, uint32_t wtmax, const uint8_t write_verf[NFS3_WRITEVERFSIZE], char *err,
+                       size_t errlen);
+void nfs3__exports_close(struct nfsd_exports *xs);
 
 /*
  * The export a file handle belongs to, for this caller, with the options
@@ -203,8 +203,8 @@ void nfsd_exports_close(struct nfsd_exports *xs);
  *                     both; AUTH_TOOWEAK is not used per export).
  * A refusal is logged (INFO) with the peer, the export and the reason.
  */
-int nfsd_export_for_fh(const struct nfsd_exports *xs, const struct krpc_svc_req *req, const struct nfs3_fh *fh,
-                       struct nfsd_export **exp, const struct nfs3_export_opts **opts);
+int nfs3__export_for_fh(const struct nfsd_exports *xs, const struct krpc_svc_req *req, const struct nfs3_fh *fh,
+                        struct nfsd_export **exp, const struct nfs3_export_opts **opts);
 
 /*
  * The export MNT of path reaches: the export whose path (canonical, or as
@@ -214,48 +214,48 @@ int nfsd_export_for_fh(const struct nfsd_exports *xs, const struct krpc_svc_req 
  * mountd); xprtsec= is not checked here: Linux, FreeBSD and libnfs clients
  * mount in the clear before they start TLS for NFS.
  */
-int nfsd_export_for_path(const struct nfsd_exports *xs, const struct krpc_svc_req *req, const char *path,
-                         struct nfsd_export **exp, const struct nfs3_export_opts **opts, const char **rel);
+int nfs3__export_for_path(const struct nfsd_exports *xs, const struct krpc_svc_req *req, const char *path,
+                          struct nfsd_export **exp, const struct nfs3_export_opts **opts, const char **rel);
 
 /* ---- operations (backend_ops.c) ----------------------------------------- */
 
-void nfsd_fattr(const struct nfsd_be *be, const struct stat *st, struct nfs3_fattr *out);
-void nfsd_post_attr_fd(const struct nfsd_be *be, int fd, struct nfs3_post_attr *out);
-void nfsd_pre_attr(const struct stat *st, struct nfs3_pre_attr *out);
+void nfs3__fattr(const struct nfsd_be *be, const struct stat *st, struct nfs3_fattr *out);
+void nfs3__post_attr_fd(const struct nfsd_be *be, int fd, struct nfs3_post_attr *out);
+void nfs3__pre_attr(const struct stat *st, struct nfs3_pre_attr *out);
 
 struct nfsd_lookup {
     struct nfs3_fh fh;
     struct stat st;
 };
 /* dir must be a directory. "." and ".." handled; ".." at the root is the root. */
-int nfsd_op_lookup(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, struct nfsd_lookup *out);
-int nfsd_op_setattr(struct nfsd_be *be, struct nfsd_obj *o, const struct nfs3_sattr *sa);
+int nfs3__op_lookup(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, struct nfsd_lookup *out);
+int nfs3__op_setattr(struct nfsd_be *be, struct nfsd_obj *o, const struct nfs3_sattr *sa);
 /* The ACCESS bits of want that the calling thread's identity has on o. */
-uint32_t nfsd_op_access(const struct nfsd_obj *o, uint32_t want);
-int nfsd_op_readlink(struct nfsd_obj *o, char *buf, size_t len);
+uint32_t nfs3__op_access(const struct nfsd_obj *o, uint32_t want);
+int nfs3__op_readlink(struct nfsd_obj *o, char *buf, size_t len);
 /* Appends up to count bytes at offset to data (pool pages); *eof set. */
-int nfsd_op_read(struct nfsd_be *be, struct nfsd_obj *o, uint64_t offset, uint32_t count, struct mb_chain *data,
-                 int *eof, struct stat *post);
+int nfs3__op_read(struct nfsd_be *be, struct nfsd_obj *o, uint64_t offset, uint32_t count, struct mb_chain *data,
+                  int *eof, struct stat *post);
 /* pwritev straight from data's iovecs; *committed is what was synced. */
-int nfsd_op_write(struct nfsd_be *be, struct nfsd_obj *o, uint64_t offset, const struct mb_chain *data,
-                  uint32_t stable, uint32_t *committed, struct stat *pre, struct stat *post);
-int nfsd_op_commit(struct nfsd_be *be, struct nfsd_obj *o, struct stat *post);
+int nfs3__op_write(struct nfsd_be *be, struct nfsd_obj *o, uint64_t offset, const struct mb_chain *data,
+                   uint32_t stable, uint32_t *committed, struct stat *pre, struct stat *post);
+int nfs3__op_commit(struct nfsd_be *be, struct nfsd_obj *o, struct stat *post);
 /* CREATE / MKDIR / SYMLINK: out gets the new object's handle and stat. */
-int nfsd_op_create(struct nfsd_be *be, struct nfsd_obj *dir, const struct nfs3_create_args *a,
+int nfs3__op_create(struct nfsd_be *be, struct nfsd_obj *dir, const struct nfs3_create_args *a,
+                    struct nfsd_lookup *out);
+int nfs3__op_mkdir(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, const struct nfs3_sattr *sa,
                    struct nfsd_lookup *out);
-int nfsd_op_mkdir(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, const struct nfs3_sattr *sa,
-                  struct nfsd_lookup *out);
 /* MKNOD: FIFOs and sockets; device nodes are refused (-EOPNOTSUPP). */
-int nfsd_op_mknod(struct nfsd_be *be, struct nfsd_obj *dir, const struct nfs3_mknod_args *a, struct nfsd_lookup *out);
-int nfsd_op_symlink(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, const char *target,
-                    const struct nfs3_sattr *sa, struct nfsd_lookup *out);
-int nfsd_op_remove(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, int rmdir);
-int nfsd_op_rename(struct nfsd_be *be, struct nfsd_obj *from, const char *fname, struct nfsd_obj *to,
-                   const char *tname);
-int nfsd_op_link(struct nfsd_be *be, struct nfsd_obj *file, struct nfsd_obj *dir, const char *name);
+int nfs3__op_mknod(struct nfsd_be *be, struct nfsd_obj *dir, const struct nfs3_mknod_args *a, struct nfsd_lookup *out);
+int nfs3__op_symlink(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, const char *target,
+                     const struct nfs3_sattr *sa, struct nfsd_lookup *out);
+int nfs3__op_remove(struct nfsd_be *be, struct nfsd_obj *dir, const char *name, int rmdir);
+int nfs3__op_rename(struct nfsd_be *be, struct nfsd_obj *from, const char *fname, struct nfsd_obj *to,
+                    const char *tname);
+int nfs3__op_link(struct nfsd_be *be, struct nfsd_obj *file, struct nfsd_obj *dir, const char *name);
 /* READDIR / READDIRPLUS entries into the builder, from cookie on. */
-int nfsd_op_readdir(struct nfsd_be *be, struct nfsd_obj *dir, uint64_t cookie, int plus,
-                    struct nfs3_readdir_enc *enc, int *eof);
+int nfs3__op_readdir(struct nfsd_be *be, struct nfsd_obj *dir, uint64_t cookie, int plus,
+                     struct nfs3_readdir_enc *enc, int *eof);
 
 /* ---- identity (ident.c) ------------------------------------------------- */
 
@@ -280,32 +280,32 @@ struct nfsd_idctx {
 
 /* Reads the process's ids and finds out (by trying) whether it can
  * switch; returns can_switch. */
-int nfsd_idctx_init(struct nfsd_idctx *c);
+int nfs3__idctx_init(struct nfsd_idctx *c);
 /* The identity for an RPC credential under the export's policy: AUTH_SYS
  * squashed as knfsd does, anything else anonymous. */
-void nfsd_ident_from_cred(const struct nfs3_export_opts *o, const struct krpc_cred *cred, struct nfsd_ident *id);
+void nfs3__ident_from_cred(const struct nfs3_export_opts *o, const struct krpc_cred *cred, struct nfsd_ident *id);
 /* Squashing alone (root_squash: uid 0, gid 0 and group 0 -> anon;
  * all_squash: everything -> anon, no groups). */
-void nfsd_ident_squash(const struct nfs3_export_opts *o, struct nfsd_ident *id);
+void nfs3__ident_squash(const struct nfs3_export_opts *o, struct nfsd_ident *id);
 /* Switches this thread to id (no-op without can_switch): 0, or -errno
  * when the switch did not take (the call must fail). */
-int nfsd_ident_enter(const struct nfsd_idctx *c, const struct nfsd_ident *id);
+int nfs3__ident_enter(const struct nfsd_idctx *c, const struct nfsd_ident *id);
 /* Back to the server's ids; 0, or -errno when that did not work. */
-int nfsd_ident_leave(const struct nfsd_idctx *c);
+int nfs3__ident_leave(const struct nfsd_idctx *c);
 /* Between enter and leave: runs a stretch as the server's fsuid (handle
  * resolution and export walks: a handle is a capability, as in knfsd, and
  * a walk must see the whole export whoever asked). Nests. */
-void nfsd_ident_server_begin(void);
-void nfsd_ident_server_end(void);
+void nfs3__ident_server_begin(void);
+void nfs3__ident_server_end(void);
 /* tlscertuser: "user@domain" from the client certificate -> that local
  * user and its groups (getpwnam_r, getgrouplist). The domain must equal
  * domain (case-insensitive). 0, or -EACCES (no user, foreign domain,
  * unknown user) / -ENOMEM with the reason in err. */
-int nfsd_ident_from_cert_user(const char *user_at_domain, const char *domain, struct nfsd_ident *out, char *err,
-                              size_t errlen);
+int nfs3__ident_from_cert_user(const char *user_at_domain, const char *domain, struct nfsd_ident *out, char *err,
+                               size_t errlen);
 /* The host's domain: the part after the first dot of its fully qualified
  * name, else getdomainname() unless "(none)". 0 or -ENOENT. */
-int nfsd_default_domain(char *buf, size_t len);
+int nfs3__default_domain(char *buf, size_t len);
 
 /* ---- worker pool (pool.c) ------------------------------------------------ */
 
@@ -325,17 +325,17 @@ struct nfsd_job {
 
 /* nthreads workers; at most per_conn jobs of one connection queued or
  * running at a time (the rest wait in order). */
-int nfsd_pool_new(unsigned nthreads, unsigned per_conn, struct nfsd_pool **out);
+int nfs3__pool_new(unsigned nthreads, unsigned per_conn, struct nfsd_pool **out);
 /* On the loop thread that owns the request: queues j; its finish runs
  * later on that same loop. 0 or -errno (j untouched). */
-int nfsd_pool_submit(struct nfsd_pool *p, struct krpc_loop *loop, struct nfsd_job *j);
+int nfs3__pool_submit(struct nfsd_pool *p, struct krpc_loop *loop, struct nfsd_job *j);
 /* Stops and joins the workers (each finishes its current job) and drops
  * every job not finished: their replies are never sent. Idempotent. Call
  * with the loops stopped. */
-void nfsd_pool_shutdown(struct nfsd_pool *p);
-void nfsd_pool_free(struct nfsd_pool *p);
+void nfs3__pool_shutdown(struct nfsd_pool *p);
+void nfs3__pool_free(struct nfsd_pool *p);
 /* Sleeps ms, or less when the pool shuts down (test hooks). p NULL: a
  * plain sleep. */
-void nfsd_pool_sleep_ms(struct nfsd_pool *p, unsigned ms);
+void nfs3__pool_sleep_ms(struct nfsd_pool *p, unsigned ms);
 
 #endif

@@ -5,7 +5,7 @@
  *
  *   loop thread                         worker thread
  *   -----------                         -------------
- *   nfsd_pool_submit(job)  --queue-->   job->run(job)   (file system, encode)
+ *   nfs3__pool_submit(job)  --queue-->   job->run(job)   (file system, encode)
  *   port_on_event: job->finish(job) <--done list + eventfd of the job's loop--
  *
  * Each event loop that submits gets a "port": a done list under the pool's
@@ -109,7 +109,7 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-int nfsd_pool_new(unsigned nthreads, unsigned per_conn, struct nfsd_pool **out)
+int nfs3__pool_new(unsigned nthreads, unsigned per_conn, struct nfsd_pool **out)
 {
     struct nfsd_pool *p;
     int ret;
@@ -137,8 +137,8 @@ int nfsd_pool_new(unsigned nthreads, unsigned per_conn, struct nfsd_pool **out)
     *out = p;
     return 0;
 fail:
-    nfsd_pool_shutdown(p);
-    nfsd_pool_free(p);
+    nfs3__pool_shutdown(p);
+    nfs3__pool_free(p);
     return ret;
 }
 
@@ -241,7 +241,7 @@ static struct nfsd_port *port_get(struct nfsd_pool *p, struct krpc_loop *loop)
     return port;
 }
 
-int nfsd_pool_submit(struct nfsd_pool *p, struct krpc_loop *loop, struct nfsd_job *j)
+int nfs3__pool_submit(struct nfsd_pool *p, struct krpc_loop *loop, struct nfsd_job *j)
 {
     struct nfsd_port *port;
     struct conn_q *c;
@@ -276,7 +276,7 @@ static void drop_list(struct nfsd_job *j)
     }
 }
 
-void nfsd_pool_shutdown(struct nfsd_pool *p)
+void nfs3__pool_shutdown(struct nfsd_pool *p)
 {
     if (p == NULL || p->stopped)
         return;
@@ -307,11 +307,11 @@ void nfsd_pool_shutdown(struct nfsd_pool *p)
     }
 }
 
-void nfsd_pool_free(struct nfsd_pool *p)
+void nfs3__pool_free(struct nfsd_pool *p)
 {
     if (p == NULL)
         return;
-    nfsd_pool_shutdown(p);
+    nfs3__pool_shutdown(p);
     pthread_cond_destroy(&p->cond);
     pthread_cond_destroy(&p->wake);
     pthread_mutex_destroy(&p->lock);
@@ -319,7 +319,7 @@ void nfsd_pool_free(struct nfsd_pool *p)
     free(p);
 }
 
-void nfsd_pool_sleep_ms(struct nfsd_pool *p, unsigned ms)
+void nfs3__pool_sleep_ms(struct nfsd_pool *p, unsigned ms)
 {
     struct timespec ts;
 

@@ -75,7 +75,7 @@ struct nfs3_srv {
  * reference to the received pages: the chain is the job's own, its pages
  * are shared read-only and reference-counted), the results, and a copy of
  * the request's credential. The worker also reads the request's peer
- * address, TLS state and certificate subject (nfsd_export_for_fh): the
+ * address, TLS state and certificate subject (nfs3__export_for_fh): the
  * service sets them before the handler runs and frees the request only in
  * krpc_svc_reply, after the job has finished. */
 struct srv_job;
@@ -193,7 +193,7 @@ static int done(const struct srv_job *job, struct krpc_xdr_enc *x, uint32_t stat
 static void post_attr_st(const struct nfsd_be *be, const struct stat *st, struct nfs3_post_attr *pa)
 {
     pa->present = 1;
-    nfsd_fattr(be, st, &pa->attr);
+    nfs3__fattr(be, st, &pa->attr);
 }
 
 /* be: the object's export (NULL when it was not resolved, o->fd < 0). */
@@ -201,7 +201,7 @@ static void obj_post_attr(const struct nfsd_be *be, const struct nfsd_obj *o, st
 {
     memset(pa, 0, sizeof(*pa));
     if (o->fd >= 0)
-        nfsd_post_attr_fd(be, o->fd, pa);
+        nfs3__post_attr_fd(be, o->fd, pa);
 }
 
 /* wcc_data of an object resolved before the operation. */
@@ -210,8 +210,8 @@ static void obj_wcc(const struct nfsd_be *be, const struct nfsd_obj *o, struct n
     memset(w, 0, sizeof(*w));
     if (o->fd < 0)
         return;
-    nfsd_pre_attr(&o->st, &w->before);
-    nfsd_post_attr_fd(be, o->fd, &w->after);
+    nfs3__pre_attr(&o->st, &w->before);
+    nfs3__post_attr_fd(be, o->fd, &w->after);
 }
 
 static void obj_init(struct nfsd_obj *o)
@@ -226,7 +226,7 @@ static void obj_init(struct nfsd_obj *o)
  * comes after fh_verify). *bep gets the export's namespace once the object
  * is resolved (so wcc_data can be returned with ROFS), else NULL; *optsp
  * the options that apply to this caller (set with *bep). The namespace is
- * walked as the server (nfsd_be_resolve). */
+ * walked as the server (nfs3__be_resolve). */
 static int resolve(struct nfs3_srv *s, const struct krpc_svc_req *req, const struct nfs3_fh *fh, int write,
                    struct nfsd_obj *o, struct nfsd_be **bep, const struct nfs3_export_opts **optsp)
 {
@@ -236,9 +236,9 @@ static int resolve(struct nfs3_srv *s, const struct krpc_svc_req *req, const str
 
     *bep = NULL;
     *optsp = NULL;
-    e = nfsd_export_for_fh(&s->ex, req, fh, &x, &opts);
+    e = nfs3__export_for_fh(&s->ex, req, fh, &x, &opts);
     if (e == 0)
-        e = nfsd_be_resolve(&x->be, fh, o);
+        e = nfs3__be_resolve(&x->be, fh, o);
     if (e != 0)
         return e;
     *bep = &x->be;
@@ -261,13 +261,13 @@ static int job_ident(const struct srv_job *job, const struct nfs3_export_opts *o
     char why[300];
 
     if (!opts->tlscertuser) {
-        nfsd_ident_from_cred(opts, &job->cred, id);
+        nfs3__ident_from_cred(opts, &job->cred, id);
         return 0;
     }
     if (!job->tls)
         snprintf(why, sizeof(why), "not inside TLS (the export maps users from client certificates)");
-    else if (nfsd_ident_from_cert_user(job->peer_user, s->domain, id, why, sizeof(why)) == 0) {
-        nfsd_ident_squash(opts, id);
+    else if (nfs3__ident_from_cert_user(job->peer_user, s->domain, id, why, sizeof(why)) == 0) {
+        nfs3__ident_squash(opts, id);
         return 0;
     }
     krpc_log(job->prog == NFS3_MNT_PROGRAM ? KRPC_LOG_WARN : KRPC_LOG_INFO, "nfsd: %s: %s refused: %s", job->peer,
@@ -288,7 +288,7 @@ static int job_enter(struct srv_job *job, const struct nfs3_export_opts *opts)
     if (ret != 0)
         return ret;
     job->entered = 1; /* also on failure: job_work switches back from whatever took */
-    ret = nfsd_ident_enter(&s->idc, &id);
+    ret = nfs3__ident_enter(&s->idc, &id);
     if (ret != 0) {
         krpc_log(KRPC_LOG_ERROR, "nfsd: xid %08x: cannot switch to uid %u gid %u: %s; answering SYSTEM_ERR",
                  job->xid, (unsigned)id.uid, (unsigned)id.gid, strerror(-ret));
@@ -345,7 +345,7 @@ static int job_work(struct srv_job *job, struct krpc_xdr_enc *x)
         return status; /* MNT (as the server), or no handle got that far: nothing ran as a caller */
     if (job->switch_failed)
         status = KRPC_SYSTEM_ERR;
-    ret = nfsd_ident_leave(&s->idc);
+    ret = nfs3__ident_leave(&s->idc);
     job->entered = 0;
     if (ret != 0) {
         /* The thread's next call switches again from scratch; this one
@@ -397,7 +397,7 @@ static int job_start(struct srv_job *job, struct krpc_xdr_enc *x)
         job->j.run = job_run;
         job->j.finish = job_finish;
         job->j.drop = job_drop;
-        if (nfsd_pool_submit(s->pool, krpc_svc_req_loop(job->req), &job->j) == 0)
+        if (nfs3__pool_submit(s->pool, krpc_svc_req_loop(job->req), &job->j) == 0)
             return KRPC_SVC_DEFER;
         /* No port for this loop (out of memory): answer on the loop. */
     }
@@ -422,7 +422,7 @@ static int job_resolve(struct srv_job *job, const struct nfs3_fh *fh, int write,
     if (*bep != NULL && !job->entered) {
         ret = job_enter(job, opts);
         if (ret != 0) {
-            nfsd_obj_close(o);
+            nfs3__obj_close(o);
             obj_init(o);
             *bep = NULL;
             opts = NULL;
@@ -466,7 +466,7 @@ static void op_getattr(struct nfs_call *c)
     struct nfs3_getattr_res *r = &c->r->getattr;
 
     if (c->e == 0)
-        nfsd_fattr(c->be, &c->o->st, &r->attr);
+        nfs3__fattr(c->be, &c->o->st, &r->attr);
     r->status = stat_of(c->s, c->e);
 }
 
@@ -482,7 +482,7 @@ static void op_setattr(struct nfs_call *c)
         r->status = NFS3ERR_NOT_SYNC;
     else {
         if (e == 0)
-            e = nfsd_op_setattr(c->be, c->o, &a->attr);
+            e = nfs3__op_setattr(c->be, c->o, &a->attr);
         r->status = stat_of(c->s, e);
     }
     obj_wcc(c->be, c->o, &r->wcc);
@@ -495,7 +495,7 @@ static void op_lookup(struct nfs_call *c)
     int e = c->e;
 
     if (e == 0)
-        e = nfsd_op_lookup(c->be, c->o, c->a->lookup.name, &l);
+        e = nfs3__op_lookup(c->be, c->o, c->a->lookup.name, &l);
     if (e == 0) {
         r->fh = l.fh;
         post_attr_st(c->be, &l.st, &r->obj_attr);
@@ -509,7 +509,7 @@ static void op_access(struct nfs_call *c)
     struct nfs3_access_res *r = &c->r->access;
 
     if (c->e == 0)
-        r->access = nfsd_op_access(c->o, c->a->access.access); /* for the caller: we run as it */
+        r->access = nfs3__op_access(c->o, c->a->access.access); /* for the caller: we run as it */
     if (c->e == 0 && c->opts->ro) /* what nfsd_permission would refuse with EROFS */
         r->access &= ~(NFS3_ACCESS_MODIFY | NFS3_ACCESS_EXTEND | NFS3_ACCESS_DELETE);
     r->status = stat_of(c->s, c->e);
@@ -523,7 +523,7 @@ static void op_readlink(struct nfs_call *c)
     int e = c->e;
 
     if (e == 0)
-        e = nfsd_op_readlink(c->o, r->data, sizeof(r->data));
+        e = nfs3__op_readlink(c->o, r->data, sizeof(r->data));
     r->status = stat_of(c->s, e);
     if (c->o->fd >= 0)
         post_attr_st(c->be, &c->o->st, &r->symlink_attr);
@@ -538,7 +538,7 @@ static void op_read(struct nfs_call *c)
 
     mb_chain_init(&r->data);
     if (e == 0)
-        e = nfsd_op_read(c->be, c->o, a->offset, a->count, &r->data, &r->eof, &post);
+        e = nfs3__op_read(c->be, c->o, a->offset, a->count, &r->data, &r->eof, &post);
     r->status = stat_of(c->s, e);
     if (e == 0) {
         r->count = (uint32_t)r->data.len;
@@ -563,13 +563,13 @@ static void op_write(struct nfs_call *c)
     if (e == 0 && a->count > c->be->wtmax)
         e = -EINVAL;
     if (e == 0) {
-        e = nfsd_op_write(c->be, c->o, a->offset, &a->data, a->stable, &r->committed, &pre, &post);
+        e = nfs3__op_write(c->be, c->o, a->offset, &a->data, a->stable, &r->committed, &pre, &post);
         if (e == 0) {
             r->count = (uint32_t)a->data.len;
             STAT_ADD(c->s->st.bytes_written, a->data.len);
             if (r->committed != NFS3_UNSTABLE)
                 STAT_ADD(c->s->st.syncs, 1);
-            nfsd_pre_attr(&pre, &r->file_wcc.before);
+            nfs3__pre_attr(&pre, &r->file_wcc.before);
             post_attr_st(c->be, &post, &r->file_wcc.after);
         }
     }
@@ -600,7 +600,7 @@ static void op_create(struct nfs_call *c)
     int e = c->e;
 
     if (e == 0)
-        e = nfsd_op_create(c->be, c->o, &c->a->create, &l);
+        e = nfs3__op_create(c->be, c->o, &c->a->create, &l);
     diropres_fill(c, e, &l);
 }
 
@@ -611,7 +611,7 @@ static void op_mkdir(struct nfs_call *c)
     int e = c->e;
 
     if (e == 0)
-        e = nfsd_op_mkdir(c->be, c->o, a->where.name, &a->attr, &l);
+        e = nfs3__op_mkdir(c->be, c->o, a->where.name, &a->attr, &l);
     diropres_fill(c, e, &l);
 }
 
@@ -622,7 +622,7 @@ static void op_symlink(struct nfs_call *c)
     int e = c->e;
 
     if (e == 0)
-        e = nfsd_op_symlink(c->be, c->o, a->where.name, a->data, &a->attr, &l);
+        e = nfs3__op_symlink(c->be, c->o, a->where.name, a->data, &a->attr, &l);
     diropres_fill(c, e, &l);
 }
 
@@ -632,7 +632,7 @@ static void op_mknod(struct nfs_call *c)
     int e = c->e;
 
     if (e == 0)
-        e = nfsd_op_mknod(c->be, c->o, &c->a->mknod, &l); /* FIFOs and sockets; device nodes NOTSUPP */
+        e = nfs3__op_mknod(c->be, c->o, &c->a->mknod, &l); /* FIFOs and sockets; device nodes NOTSUPP */
     diropres_fill(c, e, &l);
 }
 
@@ -642,7 +642,7 @@ static void remove_common(struct nfs_call *c, int rmdir)
     int e = c->e;
 
     if (e == 0)
-        e = nfsd_op_remove(c->be, c->o, c->a->remove.name, rmdir);
+        e = nfs3__op_remove(c->be, c->o, c->a->remove.name, rmdir);
     r->status = stat_of(c->s, e);
     obj_wcc(c->be, c->o, &r->wcc);
 }
@@ -669,7 +669,7 @@ static void op_rename(struct nfs_call *c)
     if (e == 0 && c->be != tbe)
         e = -EXDEV; /* across exports (knfsd: nfserr_xdev) */
     if (e == 0)
-        e = nfsd_op_rename(c->be, c->o, a->from.name, c->o2, a->to.name);
+        e = nfs3__op_rename(c->be, c->o, a->from.name, c->o2, a->to.name);
     r->status = stat_of(c->s, e);
     obj_wcc(c->be, c->o, &r->fromdir_wcc);
     obj_wcc(tbe, c->o2, &r->todir_wcc);
@@ -687,7 +687,7 @@ static void op_link(struct nfs_call *c)
     if (e == 0 && c->be != dbe)
         e = -EXDEV; /* across exports (knfsd: nfserr_xdev) */
     if (e == 0)
-        e = nfsd_op_link(c->be, c->o, c->o2, a->link.name);
+        e = nfs3__op_link(c->be, c->o, c->o2, a->link.name);
     r->status = stat_of(c->s, e);
     obj_post_attr(c->be, c->o, &r->file_attr);
     obj_wcc(dbe, c->o2, &r->linkdir_wcc);
@@ -708,7 +708,7 @@ static void readdir_common(struct nfs_call *c, int plus, uint64_t cookie, uint32
         dircount = maxcount;
     nfs3_readdir_enc_begin(&c->r->readdir.enc, plus, maxcount, dircount);
     if (e == 0)
-        e = nfsd_op_readdir(c->be, c->o, cookie, plus, &c->r->readdir.enc, &r->eof);
+        e = nfs3__op_readdir(c->be, c->o, cookie, plus, &c->r->readdir.enc, &r->eof);
     r->status = stat_of(c->s, e);
     /* The cookie verifier is always zero: cookies are d_off values, which
      * stay meaningful while the directory changes (as knfsd does). */
@@ -798,12 +798,12 @@ static void op_commit(struct nfs_call *c)
     if (e == 0) {
         /* Test hook: a slow disk, on whichever thread runs the call. */
         if (c->s->commit_delay_ms != 0)
-            nfsd_pool_sleep_ms(c->s->pool, c->s->commit_delay_ms);
+            nfs3__pool_sleep_ms(c->s->pool, c->s->commit_delay_ms);
         /* The whole file, whatever the range: fdatasync has no range. */
-        e = nfsd_op_commit(c->be, c->o, &post);
+        e = nfs3__op_commit(c->be, c->o, &post);
         if (e == 0) {
             STAT_ADD(c->s->st.syncs, 1);
-            nfsd_pre_attr(&c->o->st, &r->file_wcc.before);
+            nfs3__pre_attr(&c->o->st, &r->file_wcc.before);
             post_attr_st(c->be, &post, &r->file_wcc.after);
         }
     }
@@ -942,8 +942,8 @@ static int x_nfs(struct srv_job *job, struct krpc_xdr_enc *x)
     np->enc(x, c.r);
     if (np->res_free != NULL)
         np->res_free(c.r);
-    nfsd_obj_close(c.o);
-    nfsd_obj_close(c.o2);
+    nfs3__obj_close(c.o);
+    nfs3__obj_close(c.o2);
     return done(job, x, c.r->status);
 }
 
@@ -983,17 +983,17 @@ static int x_mnt(struct srv_job *job, struct krpc_xdr_enc *x)
      * user: job_ident logs why) is refused too. Then the export itself or
      * (as the kernel's mountd allows) a directory beneath it, reached
      * without symlinks or "..". */
-    e = nfsd_export_for_path(&s->ex, job->req, a->dirpath, &xp, &opts, &rel);
+    e = nfs3__export_for_path(&s->ex, job->req, a->dirpath, &xp, &opts, &rel);
     if (e == 0)
         e = job_ident(job, opts, &id); /* MNT itself runs as the server; only the refusal matters */
     if (e == 0 && rel[0] == '\0') {
-        nfsd_fh_make(&xp->be.fh, xp->be.rootino, xp->be.rootgen, &r.fh);
+        nfs3__fh_make(&xp->be.fh, xp->be.rootino, xp->be.rootgen, &r.fh);
     } else if (e == 0) {
         struct stat st;
         uint32_t gen = 0;
-        e = nfsd_be_lookup_path(&xp->be, rel, &st, &gen);
+        e = nfs3__be_lookup_path(&xp->be, rel, &st, &gen);
         if (e == 0)
-            nfsd_be_fh(&xp->be, &st, gen, &r.fh);
+            nfs3__be_fh(&xp->be, &st, gen, &r.fh);
     }
     if (e == 0) {
         r.status = MNT3_OK;
@@ -1111,7 +1111,7 @@ static void srv_svc_gone(void *arg)
     struct nfs3_srv *s = arg;
 
     s->svc_gone = 1;
-    nfsd_pool_shutdown(s->pool);
+    nfs3__pool_shutdown(s->pool);
 }
 
 /* Whether some client of some export maps users from certificates. */
@@ -1130,21 +1130,21 @@ static int srv_setup_calls(struct nfs3_srv *s, const struct nfs3_srv_config *cfg
     const char *delay;
     int ret;
 
-    if (!nfsd_idctx_init(&s->idc))
+    if (!nfs3__idctx_init(&s->idc))
         krpc_log(KRPC_LOG_WARN,
                  "nfsd: not root (no CAP_SETUID/CAP_SETGID): every call runs as uid %u gid %u, whatever its "
                  "credential says",
                  (unsigned)s->idc.uid, (unsigned)s->idc.gid);
     if (cfg->domain != NULL && cfg->domain[0] != '\0')
         snprintf(s->domain, sizeof(s->domain), "%s", cfg->domain);
-    else if (any_tlscertuser(&s->ex) && nfsd_default_domain(s->domain, sizeof(s->domain)) != 0)
+    else if (any_tlscertuser(&s->ex) && nfs3__default_domain(s->domain, sizeof(s->domain)) != 0)
         krpc_log(KRPC_LOG_WARN, "nfsd: tlscertuser: the host has no domain (set one with --domain): every "
                                 "certificate user will be refused");
     delay = getenv("RPCTLS_TEST_COMMIT_DELAY_MS");
     if (delay != NULL)
         s->commit_delay_ms = (unsigned)strtoul(delay, NULL, 10);
     if (cfg->io_threads > 0) {
-        ret = nfsd_pool_new(cfg->io_threads, PER_CONN_JOBS, &s->pool);
+        ret = nfs3__pool_new(cfg->io_threads, PER_CONN_JOBS, &s->pool);
         if (ret != 0) {
             snprintf(err, errlen, "starting %u I/O threads: %s", cfg->io_threads, strerror(-ret));
             return ret;
@@ -1211,7 +1211,7 @@ int nfs3_srv_new(struct krpc_svc *svc, const struct nfs3_srv_config *cfg, struct
         ret = -ENOMEM;
         goto fail;
     }
-    ret = nfsd_fh_key_load(s->state_dir, key, err, errlen);
+    ret = nfs3__fh_key_load(s->state_dir, key, err, errlen);
     if (ret != 0)
         goto fail;
     rtmax = cfg->rtmax ? cfg->rtmax : NFS3_SRV_DEFAULT_TMAX;
@@ -1231,7 +1231,7 @@ int nfs3_srv_new(struct krpc_svc *svc, const struct nfs3_srv_config *cfg, struct
             verf[i] = (uint8_t)v;
     }
     memcpy(s->write_verf, verf, sizeof(verf));
-    ret = nfsd_exports_open(&s->ex, table, key, rtmax, wtmax, verf, err, errlen);
+    ret = nfs3__exports_open(&s->ex, table, key, rtmax, wtmax, verf, err, errlen);
     memset(key, 0, sizeof(key));
     if (ret != 0)
         goto fail;
@@ -1269,8 +1269,8 @@ int nfs3_srv_new(struct krpc_svc *svc, const struct nfs3_srv_config *cfg, struct
 fail:
     memset(key, 0, sizeof(key));
     nfs3_exports_free(&one);
-    nfsd_pool_free(s->pool);
-    nfsd_exports_close(&s->ex);
+    nfs3__pool_free(s->pool);
+    nfs3__exports_close(&s->ex);
     free(s->state_dir);
     free(s);
     return ret;
@@ -1284,8 +1284,8 @@ void nfs3_srv_free(struct nfs3_srv *s)
      * not, the service must not call back into us. */
     if (!s->svc_gone)
         krpc_svc_set_free_hook(s->svc, NULL, NULL);
-    nfsd_pool_free(s->pool);
-    nfsd_exports_close(&s->ex);
+    nfs3__pool_free(s->pool);
+    nfs3__exports_close(&s->ex);
     free(s->state_dir);
     free(s);
 }
@@ -1318,7 +1318,7 @@ void nfs3_srv_write_verf(const struct nfs3_srv *s, uint8_t out[NFS3_WRITEVERFSIZ
 void nfs3_srv_root_fh(const struct nfs3_srv *s, struct nfs3_fh *out)
 {
     const struct nfsd_be *be = &s->ex.v[0].be;
-    nfsd_fh_make(&be->fh, be->rootino, be->rootgen, out);
+    nfs3__fh_make(&be->fh, be->rootino, be->rootgen, out);
 }
 
 void nfs3_srv_stats_get(const struct nfs3_srv *s, struct nfs3_srv_stats *out)
@@ -1333,7 +1333,7 @@ void nfs3_srv_stats_get(const struct nfs3_srv *s, struct nfs3_srv_stats *out)
         dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
     out->walks = 0;
     for (size_t i = 0; i < s->ex.n; i++)
-        out->walks += nfsd_be_walks(&s->ex.v[i].be); /* under each namespace's lock: workers walk meanwhile */
+        out->walks += nfs3__be_walks(&s->ex.v[i].be); /* under each namespace's lock: workers walk meanwhile */
 }
 
 const struct nfs3_srv_stats *nfs3_srv_stats(struct nfs3_srv *s)

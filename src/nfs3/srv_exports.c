@@ -2,7 +2,7 @@
  * srv_exports.c - the NFS server's export table: one namespace (struct
  * nfsd_be) per exports(5) line, and the checks that decide which export a
  * handle or a MNT path reaches and whether this caller may use it
- * (nfsd_int.h). The table does not change after nfsd_exports_open.
+ * (nfsd_int.h). The table does not change after nfs3__exports_open.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -14,9 +14,9 @@
 #include "nfs3/nfsd_int.h"
 #include "rpctls/krpc.h"
 
-int nfsd_exports_open(struct nfsd_exports *xs, const struct nfs3_exports *table, const uint8_t key[NFSD_FH_KEYLEN],
-                      uint32_t rtmax, uint32_t wtmax, const uint8_t write_verf[NFS3_WRITEVERFSIZE], char *err,
-                      size_t errlen)
+int nfs3__exports_open(struct nfsd_exports *xs, const struct nfs3_exports *table, const uint8_t key[NFSD_FH_KEYLEN],
+                       uint32_t rtmax, uint32_t wtmax, const uint8_t write_verf[NFS3_WRITEVERFSIZE], char *err,
+                       size_t errlen)
 {
     int ret;
 
@@ -39,7 +39,7 @@ int nfsd_exports_open(struct nfsd_exports *xs, const struct nfs3_exports *table,
         struct nfsd_export *x = &xs->v[i];
         struct stat st;
         x->ent = &xs->table.v[i];
-        ret = nfsd_be_open(&x->be, x->ent->path, err, errlen);
+        ret = nfs3__be_open(&x->be, x->ent->path, err, errlen);
         if (ret != 0)
             goto fail;
         xs->n = i + 1; /* opened: closed on failure */
@@ -48,7 +48,7 @@ int nfsd_exports_open(struct nfsd_exports *xs, const struct nfs3_exports *table,
             ret = -ENOTDIR;
             goto fail;
         }
-        ret = nfsd_fh_init(&x->be.fh, key, x->be.export_path);
+        ret = nfs3__fh_init(&x->be.fh, key, x->be.export_path);
         if (ret != 0) {
             snprintf(err, errlen, "export %s: handle key: %s", x->be.export_path, strerror(-ret));
             goto fail;
@@ -69,14 +69,14 @@ int nfsd_exports_open(struct nfsd_exports *xs, const struct nfs3_exports *table,
     }
     return 0;
 fail:
-    nfsd_exports_close(xs);
+    nfs3__exports_close(xs);
     return ret;
 }
 
-void nfsd_exports_close(struct nfsd_exports *xs)
+void nfs3__exports_close(struct nfsd_exports *xs)
 {
     for (size_t i = 0; i < xs->n; i++)
-        nfsd_be_close(&xs->v[i].be);
+        nfs3__be_close(&xs->v[i].be);
     free(xs->v);
     nfs3_exports_free(&xs->table);
     memset(xs, 0, sizeof(*xs));
@@ -91,8 +91,8 @@ static void refused(const struct krpc_svc_req *req, const struct nfsd_export *x,
              req->prog == NFS3_MNT_PROGRAM ? "MNT" : nfs3_proc_name(req->proc), x->ent->path, why);
 }
 
-int nfsd_export_for_fh(const struct nfsd_exports *xs, const struct krpc_svc_req *req, const struct nfs3_fh *fh,
-                       struct nfsd_export **exp, const struct nfs3_export_opts **opts)
+int nfs3__export_for_fh(const struct nfsd_exports *xs, const struct krpc_svc_req *req, const struct nfs3_fh *fh,
+                        struct nfsd_export **exp, const struct nfs3_export_opts **opts)
 {
     const struct nfs3_export_client *cl;
     struct nfsd_export *x = NULL;
@@ -101,7 +101,7 @@ int nfsd_export_for_fh(const struct nfsd_exports *xs, const struct krpc_svc_req 
 
     *exp = NULL;
     *opts = NULL;
-    ret = nfsd_fh_export_id(xs->key, fh, id);
+    ret = nfs3__fh_export_id(xs->key, fh, id);
     if (ret != 0)
         return ret;
     for (size_t i = 0; i < xs->n && x == NULL; i++)
@@ -146,8 +146,8 @@ static const char *beneath(const char *path, const char *prefix)
     return NULL;
 }
 
-int nfsd_export_for_path(const struct nfsd_exports *xs, const struct krpc_svc_req *req, const char *path,
-                         struct nfsd_export **exp, const struct nfs3_export_opts **opts, const char **rel)
+int nfs3__export_for_path(const struct nfsd_exports *xs, const struct krpc_svc_req *req, const char *path,
+                          struct nfsd_export **exp, const struct nfs3_export_opts **opts, const char **rel)
 {
     const struct nfs3_export_client *cl;
     struct nfsd_export *x = NULL;

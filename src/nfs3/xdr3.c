@@ -62,7 +62,7 @@ const char *nfs3_proc_name(uint32_t proc)
 
 /* ---- shared helpers ------------------------------------------------------ */
 
-void nfs3x_put_str(struct krpc_xdr_enc *x, const char *s, size_t max)
+void nfs3__xdr_put_str(struct krpc_xdr_enc *x, const char *s, size_t max)
 {
     size_t n = strnlen(s, max + 1);
     if (n > max) {
@@ -72,44 +72,44 @@ void nfs3x_put_str(struct krpc_xdr_enc *x, const char *s, size_t max)
     krpc_xdr_put_opaque(x, s, n);
 }
 
-void nfs3x_get_str(struct krpc_xdr_dec *d, char *buf, size_t max)
+void nfs3__xdr_get_str(struct krpc_xdr_dec *d, char *buf, size_t max)
 {
     buf[0] = '\0';
     krpc_xdr_get_string(d, buf, max + 1);
 }
 
-void nfs3x_put_time(struct krpc_xdr_enc *x, const struct nfs3_time *t)
+void nfs3__xdr_put_time(struct krpc_xdr_enc *x, const struct nfs3_time *t)
 {
     krpc_xdr_put_u32(x, t->seconds);
     krpc_xdr_put_u32(x, t->nseconds);
 }
 
-void nfs3x_get_time(struct krpc_xdr_dec *d, struct nfs3_time *t)
+void nfs3__xdr_get_time(struct krpc_xdr_dec *d, struct nfs3_time *t)
 {
     t->seconds = krpc_xdr_get_u32(d);
     t->nseconds = krpc_xdr_get_u32(d);
 }
 
-void nfs3x_put_post_fh(struct krpc_xdr_enc *x, int present, const struct nfs3_fh *fh)
+void nfs3__xdr_put_post_fh(struct krpc_xdr_enc *x, int present, const struct nfs3_fh *fh)
 {
     krpc_xdr_put_u32(x, present ? 1 : 0);
     if (present)
         nfs3_enc_fh(x, fh);
 }
 
-void nfs3x_get_post_fh(struct krpc_xdr_dec *d, int *present, struct nfs3_fh *fh)
+void nfs3__xdr_get_post_fh(struct krpc_xdr_dec *d, int *present, struct nfs3_fh *fh)
 {
     *present = krpc_xdr_get_bool(d) == 1;
     if (*present)
         nfs3_dec_fh(d, fh);
 }
 
-size_t nfs3x_post_attr_size(const struct nfs3_post_attr *a)
+size_t nfs3__xdr_post_attr_size(const struct nfs3_post_attr *a)
 {
     return a && a->present ? NFS3_POST_ATTR_XDR_MAX : 4;
 }
 
-size_t nfs3x_post_fh_size(int present, const struct nfs3_fh *fh)
+size_t nfs3__xdr_post_fh_size(int present, const struct nfs3_fh *fh)
 {
     return present && fh ? 8 + fh->len + KRPC_XDR_PAD(fh->len) : 4;
 }
@@ -151,9 +151,9 @@ void nfs3_enc_fattr(struct krpc_xdr_enc *x, const struct nfs3_fattr *a)
     krpc_xdr_put_u32(x, a->rdev2);
     krpc_xdr_put_u64(x, a->fsid);
     krpc_xdr_put_u64(x, a->fileid);
-    nfs3x_put_time(x, &a->atime);
-    nfs3x_put_time(x, &a->mtime);
-    nfs3x_put_time(x, &a->ctime);
+    nfs3__xdr_put_time(x, &a->atime);
+    nfs3__xdr_put_time(x, &a->mtime);
+    nfs3__xdr_put_time(x, &a->ctime);
 }
 
 int nfs3_dec_fattr(struct krpc_xdr_dec *d, struct nfs3_fattr *a)
@@ -169,9 +169,9 @@ int nfs3_dec_fattr(struct krpc_xdr_dec *d, struct nfs3_fattr *a)
     a->rdev2 = krpc_xdr_get_u32(d);
     a->fsid = krpc_xdr_get_u64(d);
     a->fileid = krpc_xdr_get_u64(d);
-    nfs3x_get_time(d, &a->atime);
-    nfs3x_get_time(d, &a->mtime);
-    nfs3x_get_time(d, &a->ctime);
+    nfs3__xdr_get_time(d, &a->atime);
+    nfs3__xdr_get_time(d, &a->mtime);
+    nfs3__xdr_get_time(d, &a->ctime);
     return d->err;
 }
 
@@ -195,8 +195,8 @@ void nfs3_enc_wcc(struct krpc_xdr_enc *x, const struct nfs3_wcc *w)
     krpc_xdr_put_u32(x, w->before.present ? 1 : 0);
     if (w->before.present) {
         krpc_xdr_put_u64(x, w->before.size);
-        nfs3x_put_time(x, &w->before.mtime);
-        nfs3x_put_time(x, &w->before.ctime);
+        nfs3__xdr_put_time(x, &w->before.mtime);
+        nfs3__xdr_put_time(x, &w->before.ctime);
     }
     nfs3_enc_post_attr(x, &w->after);
 }
@@ -206,8 +206,8 @@ int nfs3_dec_wcc(struct krpc_xdr_dec *d, struct nfs3_wcc *w)
     w->before.present = krpc_xdr_get_bool(d) == 1;
     if (w->before.present) {
         w->before.size = krpc_xdr_get_u64(d);
-        nfs3x_get_time(d, &w->before.mtime);
-        nfs3x_get_time(d, &w->before.ctime);
+        nfs3__xdr_get_time(d, &w->before.mtime);
+        nfs3__xdr_get_time(d, &w->before.ctime);
     }
     return nfs3_dec_post_attr(d, &w->after);
 }
@@ -220,7 +220,7 @@ static void put_set_time(struct krpc_xdr_enc *x, uint32_t how, const struct nfs3
     }
     krpc_xdr_put_u32(x, how);
     if (how == NFS3_SET_TO_CLIENT_TIME)
-        nfs3x_put_time(x, t);
+        nfs3__xdr_put_time(x, t);
 }
 
 static void get_set_time(struct krpc_xdr_dec *d, uint32_t *how, struct nfs3_time *t)
@@ -232,7 +232,7 @@ static void get_set_time(struct krpc_xdr_dec *d, uint32_t *how, struct nfs3_time
         return;
     }
     if (*how == NFS3_SET_TO_CLIENT_TIME)
-        nfs3x_get_time(d, t);
+        nfs3__xdr_get_time(d, t);
 }
 
 void nfs3_enc_sattr(struct krpc_xdr_enc *x, const struct nfs3_sattr *s)
@@ -271,13 +271,13 @@ int nfs3_dec_sattr(struct krpc_xdr_dec *d, struct nfs3_sattr *s)
 static void put_diropargs(struct krpc_xdr_enc *x, const struct nfs3_diropargs *a)
 {
     nfs3_enc_fh(x, &a->dir);
-    nfs3x_put_str(x, a->name, NFS3_MAXNAMLEN);
+    nfs3__xdr_put_str(x, a->name, NFS3_MAXNAMLEN);
 }
 
 static void get_diropargs(struct krpc_xdr_dec *d, struct nfs3_diropargs *a)
 {
     nfs3_dec_fh(d, &a->dir);
-    nfs3x_get_str(d, a->name, NFS3_MAXNAMLEN);
+    nfs3__xdr_get_str(d, a->name, NFS3_MAXNAMLEN);
 }
 
 /* Every decoder starts from a zeroed output and ends with the sticky error;
@@ -360,7 +360,7 @@ static void enc_diropres(struct krpc_xdr_enc *x, const struct nfs3_diropres *r)
 {
     krpc_xdr_put_u32(x, r->status);
     if (r->status == NFS3_OK) {
-        nfs3x_put_post_fh(x, r->fh_present, &r->fh);
+        nfs3__xdr_put_post_fh(x, r->fh_present, &r->fh);
         nfs3_enc_post_attr(x, &r->obj_attr);
     }
     nfs3_enc_wcc(x, &r->dir_wcc);
@@ -371,7 +371,7 @@ static int dec_diropres(struct krpc_xdr_dec *d, struct nfs3_diropres *r)
     DEC_BEGIN(r);
     r->status = krpc_xdr_get_u32(d);
     if (r->status == NFS3_OK && !d->err) {
-        nfs3x_get_post_fh(d, &r->fh_present, &r->fh);
+        nfs3__xdr_get_post_fh(d, &r->fh_present, &r->fh);
         nfs3_dec_post_attr(d, &r->obj_attr);
     }
     nfs3_dec_wcc(d, &r->dir_wcc);
@@ -413,7 +413,7 @@ void nfs3_enc_setattr_args(struct krpc_xdr_enc *x, const struct nfs3_setattr_arg
     nfs3_enc_sattr(x, &a->attr);
     krpc_xdr_put_u32(x, a->guard_check ? 1 : 0);
     if (a->guard_check)
-        nfs3x_put_time(x, &a->guard_ctime);
+        nfs3__xdr_put_time(x, &a->guard_ctime);
 }
 
 int nfs3_dec_setattr_args(struct krpc_xdr_dec *d, struct nfs3_setattr_args *a)
@@ -422,7 +422,7 @@ int nfs3_dec_setattr_args(struct krpc_xdr_dec *d, struct nfs3_setattr_args *a)
     nfs3_dec_fh(d, &a->fh);
     nfs3_dec_sattr(d, &a->attr);
     if ((a->guard_check = krpc_xdr_get_bool(d) == 1))
-        nfs3x_get_time(d, &a->guard_ctime);
+        nfs3__xdr_get_time(d, &a->guard_ctime);
     DEC_END(d, a);
 }
 
@@ -491,7 +491,7 @@ void nfs3_enc_readlink_res(struct krpc_xdr_enc *x, const struct nfs3_readlink_re
     krpc_xdr_put_u32(x, r->status);
     nfs3_enc_post_attr(x, &r->symlink_attr);
     if (r->status == NFS3_OK)
-        nfs3x_put_str(x, r->data, NFS3_MAXPATHLEN);
+        nfs3__xdr_put_str(x, r->data, NFS3_MAXPATHLEN);
 }
 
 int nfs3_dec_readlink_res(struct krpc_xdr_dec *d, struct nfs3_readlink_res *r)
@@ -500,7 +500,7 @@ int nfs3_dec_readlink_res(struct krpc_xdr_dec *d, struct nfs3_readlink_res *r)
     r->status = krpc_xdr_get_u32(d);
     nfs3_dec_post_attr(d, &r->symlink_attr);
     if (r->status == NFS3_OK)
-        nfs3x_get_str(d, r->data, NFS3_MAXPATHLEN);
+        nfs3__xdr_get_str(d, r->data, NFS3_MAXPATHLEN);
     DEC_END(d, r);
 }
 
@@ -685,7 +685,7 @@ void nfs3_enc_symlink_args(struct krpc_xdr_enc *x, const struct nfs3_symlink_arg
 {
     put_diropargs(x, &a->where);
     nfs3_enc_sattr(x, &a->attr);
-    nfs3x_put_str(x, a->data, NFS3_MAXPATHLEN);
+    nfs3__xdr_put_str(x, a->data, NFS3_MAXPATHLEN);
 }
 
 int nfs3_dec_symlink_args(struct krpc_xdr_dec *d, struct nfs3_symlink_args *a)
@@ -693,7 +693,7 @@ int nfs3_dec_symlink_args(struct krpc_xdr_dec *d, struct nfs3_symlink_args *a)
     DEC_BEGIN(a);
     get_diropargs(d, &a->where);
     nfs3_dec_sattr(d, &a->attr);
-    nfs3x_get_str(d, a->data, NFS3_MAXPATHLEN);
+    nfs3__xdr_get_str(d, a->data, NFS3_MAXPATHLEN);
     DEC_END(d, a);
 }
 
@@ -866,7 +866,7 @@ void nfs3_enc_fsinfo_res(struct krpc_xdr_enc *x, const struct nfs3_fsinfo_res *r
     krpc_xdr_put_u32(x, r->wtmult);
     krpc_xdr_put_u32(x, r->dtpref);
     krpc_xdr_put_u64(x, r->maxfilesize);
-    nfs3x_put_time(x, &r->time_delta);
+    nfs3__xdr_put_time(x, &r->time_delta);
     krpc_xdr_put_u32(x, r->properties);
 }
 
@@ -884,7 +884,7 @@ int nfs3_dec_fsinfo_res(struct krpc_xdr_dec *d, struct nfs3_fsinfo_res *r)
         r->wtmult = krpc_xdr_get_u32(d);
         r->dtpref = krpc_xdr_get_u32(d);
         r->maxfilesize = krpc_xdr_get_u64(d);
-        nfs3x_get_time(d, &r->time_delta);
+        nfs3__xdr_get_time(d, &r->time_delta);
         r->properties = krpc_xdr_get_u32(d);
     }
     DEC_END(d, r);

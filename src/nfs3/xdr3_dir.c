@@ -85,7 +85,7 @@ int nfs3_readdir_enc_entry(struct nfs3_readdir_enc *e, uint64_t fileid, const ch
     dsize = 4 + 8 + 4 + nlen + KRPC_XDR_PAD(nlen) + 8;
     size = dsize;
     if (e->plus)
-        size += nfs3x_post_attr_size(attr) + nfs3x_post_fh_size(fh != NULL, fh);
+        size += nfs3__xdr_post_attr_size(attr) + nfs3__xdr_post_fh_size(fh != NULL, fh);
     if (e->maxcount && e->used + size > e->maxcount)
         return -ENOSPC;
     if (e->dircount && e->dir_used + dsize > e->dircount)
@@ -96,7 +96,7 @@ int nfs3_readdir_enc_entry(struct nfs3_readdir_enc *e, uint64_t fileid, const ch
     krpc_xdr_put_u64(&e->x, cookie);
     if (e->plus) {
         nfs3_enc_post_attr(&e->x, attr ? attr : &absent);
-        nfs3x_put_post_fh(&e->x, fh != NULL, fh);
+        nfs3__xdr_put_post_fh(&e->x, fh != NULL, fh);
     }
     if (e->x.err)
         return e->x.err;
@@ -207,7 +207,7 @@ static int dec_dir_res(struct krpc_xdr_dec *d, struct nfs3_readdir_res *r, nfs3_
         ent.cookie = krpc_xdr_get_u64(d);
         if (plus) {
             nfs3_dec_post_attr(d, &ent.attr);
-            nfs3x_get_post_fh(d, &ent.fh_present, &ent.fh);
+            nfs3__xdr_get_post_fh(d, &ent.fh_present, &ent.fh);
         }
         if (d->err)
             goto out;

@@ -33,13 +33,13 @@ const char *nfs3_mnt_proc_name(uint32_t proc)
 
 void nfs3_mnt_enc_mnt_args(struct krpc_xdr_enc *x, const struct nfs3_mnt_args *a)
 {
-    nfs3x_put_str(x, a->dirpath, NFS3_MAXPATHLEN);
+    nfs3__xdr_put_str(x, a->dirpath, NFS3_MAXPATHLEN);
 }
 
 int nfs3_mnt_dec_mnt_args(struct krpc_xdr_dec *d, struct nfs3_mnt_args *a)
 {
     memset(a, 0, sizeof *a);
-    nfs3x_get_str(d, a->dirpath, NFS3_MAXPATHLEN);
+    nfs3__xdr_get_str(d, a->dirpath, NFS3_MAXPATHLEN);
     if (d->err)
         memset(a, 0, sizeof *a);
     return d->err;
@@ -93,14 +93,14 @@ void nfs3_mnt_enc_export_res(struct krpc_xdr_enc *x, const struct nfs3_mnt_expor
 {
     for (uint32_t i = 0; i < n && !x->err; i++) {
         krpc_xdr_put_u32(x, 1);
-        nfs3x_put_str(x, ex[i].dir, NFS3_MAXPATHLEN);
+        nfs3__xdr_put_str(x, ex[i].dir, NFS3_MAXPATHLEN);
         if (ex[i].ngroups > NFS3_MNT_MAXGROUPS) {
             nfs3x_enc_fail(x, -EMSGSIZE);
             return;
         }
         for (uint32_t g = 0; g < ex[i].ngroups; g++) {
             krpc_xdr_put_u32(x, 1);
-            nfs3x_put_str(x, ex[i].groups[g], NFS3_MNT_NAMLEN);
+            nfs3__xdr_put_str(x, ex[i].groups[g], NFS3_MNT_NAMLEN);
         }
         krpc_xdr_put_u32(x, 0);
     }
@@ -118,13 +118,13 @@ int nfs3_mnt_dec_export_res(struct krpc_xdr_dec *d, struct nfs3_mnt_export *ex, 
         }
         struct nfs3_mnt_export *e = &ex[*n];
         memset(e, 0, sizeof *e);
-        nfs3x_get_str(d, e->dir, NFS3_MAXPATHLEN);
+        nfs3__xdr_get_str(d, e->dir, NFS3_MAXPATHLEN);
         while (krpc_xdr_get_bool(d) == 1) {
             if (e->ngroups >= NFS3_MNT_MAXGROUPS) {
                 nfs3x_dec_fail(d, -EMSGSIZE);
                 break;
             }
-            nfs3x_get_str(d, e->groups[e->ngroups], NFS3_MNT_NAMLEN);
+            nfs3__xdr_get_str(d, e->groups[e->ngroups], NFS3_MNT_NAMLEN);
             if (d->err)
                 break;
             e->ngroups++;
@@ -144,8 +144,8 @@ void nfs3_mnt_enc_dump_res(struct krpc_xdr_enc *x, const struct nfs3_mnt_mount *
 {
     for (uint32_t i = 0; i < n && !x->err; i++) {
         krpc_xdr_put_u32(x, 1);
-        nfs3x_put_str(x, m[i].hostname, NFS3_MNT_NAMLEN);
-        nfs3x_put_str(x, m[i].dir, NFS3_MAXPATHLEN);
+        nfs3__xdr_put_str(x, m[i].hostname, NFS3_MNT_NAMLEN);
+        nfs3__xdr_put_str(x, m[i].dir, NFS3_MAXPATHLEN);
     }
     krpc_xdr_put_u32(x, 0);
 }
@@ -159,8 +159,8 @@ int nfs3_mnt_dec_dump_res(struct krpc_xdr_dec *d, struct nfs3_mnt_mount *m, uint
             break;
         }
         memset(&m[*n], 0, sizeof m[*n]);
-        nfs3x_get_str(d, m[*n].hostname, NFS3_MNT_NAMLEN);
-        nfs3x_get_str(d, m[*n].dir, NFS3_MAXPATHLEN);
+        nfs3__xdr_get_str(d, m[*n].hostname, NFS3_MNT_NAMLEN);
+        nfs3__xdr_get_str(d, m[*n].dir, NFS3_MAXPATHLEN);
         if (d->err)
             break;
         (*n)++;

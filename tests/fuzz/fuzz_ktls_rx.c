@@ -97,7 +97,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     e = (data[1] & 4) && ktls_aead_ipsecmb != NULL ? ktls_aead_ipsecmb : &ktls_aead_openssl;
     piece = 1 + (size_t)(data[1] >> 4) * 997;
-    mb_guard_set(data[1] & 8 ? 1 : 0);
+    mb__guard_set(data[1] & 8 ? 1 : 0);
     tx = conn(ciphers[data[1] % 3], e, secret_a, secret_b);
     rx = conn(ciphers[data[1] % 3], e, secret_b, secret_a);
     if (tx == NULL || rx == NULL)
@@ -119,7 +119,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             n = size - pos;
         if (n + 1 > KTLS_MAX_PLAINTEXT + 1)
             break; /* our TX refuses it: nothing more to send */
-        ktls_tx_control_record(tx, type, d, n);
+        ktls__tx_control_record(tx, type, d, n);
         /* What RX must see: strip zeros from d || type, the last byte left is the type. */
         if (type == 0) {
             inner_end = d + n;
@@ -151,6 +151,6 @@ exit:
     ktls_conn_free(rx);
     free(want);
     free(wire);
-    mb_guard_set(0);
+    mb__guard_set(0);
     return 0;
 }

@@ -1,6 +1,6 @@
 /*
  * fuzz_svc_call.c - arbitrary call messages through the server's dispatch
- * (krpc_svc_dispatch_msg on a server without a listener): header decoding,
+ * (krpc__svc_dispatch_msg on a server without a listener): header decoding,
  * credentials and the RFC 9289 rules under every TLS policy, the program
  * table, handlers that decode arguments, fail or defer, and the
  * duplicate-request cache (each message is dispatched several times, and
@@ -165,7 +165,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     tls = (flags >> 2) & 1;
     reps = 1 + ((flags >> 3) & 3);
     split = (flags >> 6) & 1;
-    if (krpc_svc_new_detached(&cfg, &svc) != 0)
+    if (krpc__svc_new_detached(&cfg, &svc) != 0)
         return 0;
     krpc_svc_register(svc, &p1);
     krpc_svc_register(svc, &p2);
@@ -210,7 +210,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int act;
         if (mb_chain_copy_ref(&msg, &base, 0, base.len) != 0)
             break;
-        act = krpc_svc_dispatch_msg(svc, (struct sockaddr *)&peer, peerlen, tls, &msg, &reply);
+        act = krpc__svc_dispatch_msg(svc, (struct sockaddr *)&peer, peerlen, tls, &msg, &reply);
         if (msg.len != 0)
             __builtin_trap(); /* always consumed */
         if (act == KRPC_SVC_ACT_REPLY || act == KRPC_SVC_ACT_STARTTLS)
@@ -223,7 +223,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (flags & 0x20)
             answer_deferred(svc);
     }
-    if (krpc_svc_deferred(svc) != ndeferred)
+    if (krpc__svc_deferred(svc) != ndeferred)
         __builtin_trap();
     /* Half the time answer the rest, half the time let krpc_svc_free drop them. */
     if (flags & 0x01)
