@@ -18,6 +18,11 @@ start_nfsd 0
 # --soft: a call fails after timeo x (retrans + 1) = 1 s without an answer.
 do_mount "$MNT" "$T/mount.log" $TLS --attr-timeout 0 --entry-timeout 0 --soft --timeo 500 --retrans 1 "$(url 0)"
 
+# ---- the readahead window: 4 x rsize (1 MiB), set on the mount's device ----
+ra_of() { awk -v m="$1" '$5 == m && $0 ~ / - fuse/ {d=$3} END {print d}' /proc/self/mountinfo; }
+check "the mount's readahead is 4 MiB (read_ahead_kb 4096, not the kernel's 128)" sh -c '
+    [ "$(cat /sys/class/bdi/'"$(ra_of "$MNT")"'/read_ahead_kb)" = 4096 ]'
+
 # ---- rsync -a into and out of the mount ----
 mkdir -p "$T/src/d1/d2" && for i in $(seq 1 200); do echo "rsync $i" > "$T/src/d1/f$i"; done
 head -c 3M /dev/urandom > "$T/src/d1/d2/bin" && ln -s d1/f1 "$T/src/link" && chmod 640 "$T/src/d1/f7"

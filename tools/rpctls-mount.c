@@ -89,6 +89,8 @@ static void usage(FILE *f)
             "  --rsize BYTES        bytes per READ (suffixes K, M; default 1M, capped by FSINFO)\n"
             "  --wsize BYTES        bytes per WRITE (the same)\n"
             "  --depth N            WRITEs in flight per file (default 8)\n"
+            "  --readahead KIB      the kernel's readahead for this mount, in KiB (default 4 x\n"
+            "                       rsize; 0 leaves the kernel's 128); needs root\n"
             "  --max-write BYTES    FUSE's largest write request (default 1M); 1020K or less lets\n"
             "                       libfuse splice written data without CAP_SYS_RESOURCE\n"
             "  --attr-timeout S     seconds the kernel caches attributes (default 1)\n"
@@ -196,6 +198,7 @@ static struct {
     struct inode *tab[HASH_BUCKETS];
     uint32_t rsize, wsize;
     uint32_t max_write;     /* FUSE's largest WRITE request (--max-write) */
+    long readahead_kib;     /* --readahead; -1: 4 x rsize */
     unsigned depth;
     double attr_timeout, entry_timeout;
     char machine[KRPC_AUTH_SYS_MAX_MACHINE + 1];
@@ -984,7 +987,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
     (void)userdata;
     conn->max_write = g.max_write;
     conn->max_read = MAX_IO;
-    conn->max_readahead = MAX_IO;
+    /* The kernel keeps the smaller of this and the device's read_ahead_kb,
+     * which set_readahead raised before INIT. */
+    conn->max_readahead = g.readahead_kib > 0 ? (unsigned)g.readahead_kib * 1024 : MAX_IO;
     if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
         conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
     conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE; /* close-to-open needs our own write-behind */
@@ -2512,6 +2517,48 @@ static int srv_open(unsigned s, const char *url, const struct conn_opts *o)
  * max_write + 4 KiB (its header room) and reads from /dev/fuse instead
  * when it cannot; a pipe over fs.pipe-max-size (1 MiB by default) needs
  * CAP_SYS_RESOURCE. */
+/*
+ * The kernel reads ahead on a FUSE mount as on a disk: read_ahead_kb of the
+ * mount's backing device, 128 KiB by default whatever max_readahead the
+ * daemon asks for. At 128 KiB a sequential read waits for one 128 KiB READ
+ * after another; a window of a few rsize keeps several 1 MiB READs in
+ * flight (docs/benchmarks.md, the mount section). The device is found in
+ * /proc/self/mountinfo (a stat of the mount point would wait for this very
+ * daemon). Failing is not fatal: reads are only slower, and the log says so.
+ */
+static void set_readahead(const char *mnt, long kib)
+{
+    char real[PATH_MAX], line[2 * PATH_MAX + 512], dev[32] = "", path[PATH_MAX + 64];
+    FILE *f;
+    int fd;
+
+    if (kib < 0 || realpath(mnt, real) == NULL || (f = fopen("/proc/self/mountinfo", "r")) == NULL)
+        return;
+    while (fgets(line, sizeof line, f)) {
+        char d[32], point[PATH_MAX], fstype[64];
+        /* "ID PARENT MAJ:MIN ROOT POINT OPTIONS [TAGS...] - FSTYPE ..." (the
+         * point is octal-escaped: a mount point with a space is not found,
+         * and the kernel's default stays). */
+        if (sscanf(line, "%*s %*s %31s %*s %4095s", d, point) != 2 || strcmp(point, real) != 0)
+            continue;
+        const char *sep = strstr(line, " - ");
+        if (sep && sscanf(sep, " - %63s", fstype) == 1 && strncmp(fstype, "fuse", 4) == 0)
+            snprintf(dev, sizeof dev, "%s", d); /* the last one: ours, mounted on top */
+    }
+    fclose(f);
+    if (!dev[0]) {
+        fprintf(stderr, PROG ": readahead: %s not found in /proc/self/mountinfo; the kernel's stays\n", real);
+        return;
+    }
+    snprintf(path, sizeof path, "/sys/class/bdi/%s/read_ahead_kb", dev);
+    fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || dprintf(fd, "%ld\n", kib) < 0)
+        fprintf(stderr, PROG ": readahead: cannot set %s to %ld (%s); reads stay at the kernel's window\n", path,
+                kib, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+}
+
 static int splice_fits(uint32_t max_write)
 {
     int p[2], fits;
@@ -2604,7 +2651,7 @@ static void log_counters(void)
 
 enum {
     O_TLS = 256, O_NOTLS, O_CA, O_CERT, O_KEY, O_SNI, O_KEYLOG, O_RSIZE, O_WSIZE, O_MAXWRITE, O_DEPTH, O_ATTR, O_ENTRY,
-    O_HARD, O_SOFT, O_TIMEO, O_RETRANS, O_RO, O_MIRROR, O_STRICT, O_STATUS,
+    O_HARD, O_SOFT, O_TIMEO, O_RETRANS, O_RO, O_MIRROR, O_STRICT, O_STATUS, O_READAHEAD,
 };
 
 int main(int argc, char **argv)
@@ -2615,7 +2662,7 @@ int main(int argc, char **argv)
         {"key", required_argument, NULL, O_KEY},    {"server-name", required_argument, NULL, O_SNI},
         {"keylog", required_argument, NULL, O_KEYLOG}, {"rsize", required_argument, NULL, O_RSIZE},
         {"wsize", required_argument, NULL, O_WSIZE}, {"depth", required_argument, NULL, O_DEPTH},
-        {"max-write", required_argument, NULL, O_MAXWRITE},
+        {"max-write", required_argument, NULL, O_MAXWRITE}, {"readahead", required_argument, NULL, O_READAHEAD},
         {"attr-timeout", required_argument, NULL, O_ATTR}, {"entry-timeout", required_argument, NULL, O_ENTRY},
         {"hard", no_argument, NULL, O_HARD},        {"soft", no_argument, NULL, O_SOFT},
         {"timeo", required_argument, NULL, O_TIMEO}, {"retrans", required_argument, NULL, O_RETRANS},
@@ -2636,6 +2683,7 @@ int main(int argc, char **argv)
     co.retrans = 3;
     g.rsize = g.wsize = g.max_write = MAX_IO;
     g.depth = 8;
+    g.readahead_kib = -1;
     g.attr_timeout = g.entry_timeout = 1.0;
     if (fuse_opt_add_arg(&fargs, argv[0]) != 0)
         return 1;
@@ -2651,6 +2699,7 @@ int main(int argc, char **argv)
         case O_RSIZE: g.rsize = parse_size(optarg, "--rsize"); break;
         case O_WSIZE: g.wsize = parse_size(optarg, "--wsize"); break;
         case O_MAXWRITE: g.max_write = parse_size(optarg, "--max-write"); break;
+        case O_READAHEAD: g.readahead_kib = parse_long(optarg, "--readahead", 0, 1L << 20); break;
         case O_DEPTH: g.depth = (unsigned)parse_long(optarg, "--depth", 1, 64); break;
         case O_ATTR: g.attr_timeout = parse_seconds(optarg, "--attr-timeout"); break;
         case O_ENTRY: g.entry_timeout = parse_seconds(optarg, "--entry-timeout"); break;
@@ -2718,6 +2767,10 @@ int main(int argc, char **argv)
         goto out;
     if (fuse_session_mount(se, mnt) != 0)
         goto out_handlers;
+    if (g.readahead_kib < 0)
+        g.readahead_kib = 4L * (g.rsize / 1024);
+    if (g.readahead_kib > 0)
+        set_readahead(mnt, g.readahead_kib);
     fprintf(stderr, PROG ": %s on %s (%s, rsize %u, wsize %u, %s)\n", url, mnt, g.srv[0].transport, g.rsize,
             g.wsize, co.soft ? "soft" : "hard");
     for (unsigned s = 1; s < g.nsrv; s++)
