@@ -33,21 +33,31 @@ _Static_assert(KTLS_MAX_PLAINTEXT + 1 + KTLS_AEAD_TAG_LEN <= KTLS_MAX_CIPHERTEXT
                "our largest record must be one our own RX (and any TLS 1.3 peer) accepts");
 
 /* iovecs for all of chain c plus one extra entry; heap-allocated when the
- * chain has more pieces than fit in stack (nstack entries). */
+ * chain has more pieces than fit in stack (nstack entries). The common case
+ * fits: one walk of the chain fills the stack array, and only a chain that
+ * does not fit is walked again to count it. */
 static int tx_iov_n(const struct mb_chain *c, struct iovec *stack, int nstack, struct iovec **iov, int *niov)
 {
-    int need = c->len == 0 ? 0 : mb_chain_iovec_count(c, 0, c->len);
-    int n;
+    int need, n;
 
-    if (need < 0)
-        return need;
     *iov = stack;
-    if (need + 1 > nstack && (*iov = malloc((size_t)(need + 1) * sizeof(**iov))) == NULL)
+    if (c->len == 0) {
+        *niov = 0;
+        return 0;
+    }
+    if ((n = mb_chain_to_iovec(c, 0, c->len, stack, nstack - 1)) != -ERANGE) {
+        if (n < 0)
+            return n;
+        *niov = n;
+        return 0;
+    }
+    if ((need = mb_chain_iovec_count(c, 0, c->len)) < 0)
+        return need;
+    if ((*iov = malloc((size_t)(need + 1) * sizeof(**iov))) == NULL)
         return -ENOMEM;
-    n = c->len == 0 ? 0 : mb_chain_to_iovec(c, 0, c->len, *iov, need);
-    if (n < 0) {
-        if (*iov != stack)
-            free(*iov);
+    if ((n = mb_chain_to_iovec(c, 0, c->len, *iov, need)) < 0) {
+        free(*iov);
+        *iov = stack;
         return n;
     }
     *niov = n;
