@@ -14,7 +14,7 @@
 
 #include "bench.h"
 
-#define CHUNK_BYTES (256 * 1024) /* plaintext handed to one ktls_tx_seal, as ktls_send does */
+#define CHUNK_BYTES (256 * 1024) /* a working-set chunk; by default handed whole to one ktls_tx_seal, as ktls_send does */
 
 struct tls_opts {
     int modes[4];    /* which enum ktls_tx_mode to run */
@@ -23,6 +23,7 @@ struct tls_opts {
     size_t record_size;
     uint64_t total;
     size_t working_set;
+    size_t batch;    /* plaintext per ktls_tx_seal in the mode rows (a divisor of CHUNK_BYTES or CHUNK_BYTES) */
     int shared;      /* 1 shared, 0 exclusive, -1 both */
     int rounds;
     int json;
@@ -143,23 +144,39 @@ static int run_mode(const struct tls_opts *o, struct working_set *ws, enum ktls_
     uint64_t recs0 = ktls_conn_stats(c)->tx_records_inplace + ktls_conn_stats(c)->tx_records_outofplace +
                      ktls_conn_stats(c)->tx_records_copied;
     t0 = bench_now();
-    while (done < o->total) {
-        struct mb_chain *chunk = &ws->chunks[i], plain = MB_CHAIN_INIT, out = MB_CHAIN_INIT;
+    while (done < o->total && ret == 0) {
+        struct mb_chain *chunk = &ws->chunks[i], whole = MB_CHAIN_INIT;
         size_t len = chunk->len;
 
-        if (shared) {
-            if ((ret = mb_chain_copy_ref(&plain, chunk, 0, len)) != 0)
-                break;
-        } else {
-            plain = *chunk;
+        /* The chunk goes to ktls_tx_seal o->batch bytes at a time, each
+         * batch's records dropped (shared: as writev would, then the
+         * buffers go back) or taken back (exclusive) before the next. */
+        if (!shared) {
+            whole = *chunk;
             mb_chain_init(chunk);
         }
-        if ((ret = ktls_tx_seal(c, &plain, &out)) != 0)
-            break;
-        if (shared)
-            mb_chain_free(&out); /* as writev would, then the pages go back */
-        else if ((ret = ws_take_back(chunk, &out, o->record_size)) != 0)
-            break;
+        for (size_t off = 0; off < len && ret == 0; off += o->batch) {
+            struct mb_chain plain = MB_CHAIN_INIT, out = MB_CHAIN_INIT;
+            size_t n = len - off < o->batch ? len - off : o->batch;
+
+            if (shared) {
+                ret = mb_chain_copy_ref(&plain, chunk, off, n);
+            } else {
+                plain = whole;
+                mb_chain_init(&whole);
+                if (n < plain.len)
+                    ret = mb_chain_split(&plain, n, &whole);
+            }
+            if (ret == 0)
+                ret = ktls_tx_seal(c, &plain, &out);
+            mb_chain_free(&plain);
+            if (ret == 0 && shared)
+                mb_chain_free(&out);
+            else if (ret == 0)
+                ret = ws_take_back(chunk, &out, o->record_size);
+            mb_chain_free(&out);
+        }
+        mb_chain_free(&whole);
         done += len;
         i = (i + 1) % ws->nchunks;
     }
@@ -281,12 +298,12 @@ static void print_row(const struct tls_opts *o, const struct rowset *rs)
 
     if (o->json) {
         printf("{\"bench\":\"tls\",\"mode\":\"%s\",\"engine\":\"%s\",\"cipher\":\"%s\",\"shared\":%s,"
-               "\"record_size\":%zu,\"working_set\":%zu,\"bytes\":%llu,\"seconds\":%.6f,\"cpu_seconds\":%.6f,"
+               "\"record_size\":%zu,\"batch\":%zu,\"working_set\":%zu,\"bytes\":%llu,\"seconds\":%.6f,\"cpu_seconds\":%.6f,"
                "\"gbps\":%.3f,\"gbps_worst\":%.3f,\"wall_gbps\":%.3f,\"rounds\":%d,"
                "\"records\":%llu,\"pages_allocated\":%llu,\"record_buffers\":%llu,\"arena_allocs_delta\":%lld,"
                "\"obj_mallocs_delta\":%lld}\n",
                r->mode, r->engine, ktls_cipher_name(o->cipher), r->shared < 0 ? "null" : (r->shared ? "true" : "false"),
-               o->record_size, o->working_set, (unsigned long long)r->bytes, r->seconds, r->cpu, gbps(r),
+               o->record_size, o->batch, o->working_set, (unsigned long long)r->bytes, r->seconds, r->cpu, gbps(r),
                gbps(&rs->worst), wall_gbps(r), rs->n, (unsigned long long)r->records,
                (unsigned long long)r->pages_allocated, (unsigned long long)r->record_buffers,
                (long long)r->arena_allocs, (long long)r->obj_mallocs);
@@ -333,6 +350,9 @@ static void tls_usage(FILE *f)
             "  --record-size N   plaintext bytes per record, 1..16384 (default 16384)\n"
             "  --total BYTES     bytes sealed per row (default 1G; suffixes K M G)\n"
             "  --working-set B   page-vector working set (default 256M, above the LLC)\n"
+            "  --batch BYTES     plaintext per ktls_tx_seal in the mode rows, records dropped\n"
+            "                    before the next batch (default 256K, as ktls_send; 16K seals\n"
+            "                    and drops record by record)\n"
             "  --shared          pages shared (reference count 2), as a mirrored or retained write\n"
             "  --exclusive       pages owned by the sender alone\n"
             "                    (default: both)\n"
@@ -350,10 +370,12 @@ int bench_tls(int argc, char **argv)
         {"total", required_argument, NULL, 't'},    {"working-set", required_argument, NULL, 'w'},
         {"shared", no_argument, NULL, 's'},         {"exclusive", no_argument, NULL, 'x'},
         {"rounds", required_argument, NULL, 'n'},   {"json", no_argument, NULL, 'j'},
+        {"batch", required_argument, NULL, 'b'},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     struct tls_opts o = {.modes = {1, 1, 1, 1}, .cipher = KTLS_AES_128_GCM_SHA256, .record_size = 16384,
-                         .total = 1ull << 30, .working_set = 256u << 20, .shared = -1, .rounds = 3};
+                         .total = 1ull << 30, .working_set = 256u << 20, .batch = CHUNK_BYTES, .shared = -1,
+                         .rounds = 3};
     const char *engine_name = "auto";
     struct working_set ws = {0};
     uint64_t v;
@@ -394,6 +416,13 @@ int bench_tls(int argc, char **argv)
                 return 2;
             }
             o.working_set = (size_t)v;
+            break;
+        case 'b':
+            if (bench_parse_size(optarg, &v) != 0 || v == 0 || v > CHUNK_BYTES || CHUNK_BYTES % v != 0) {
+                fprintf(stderr, "rpctls-bench: --batch must divide %d\n", CHUNK_BYTES);
+                return 2;
+            }
+            o.batch = (size_t)v;
             break;
         case 's':
             o.shared = o.shared == 0 ? -1 : 1;
@@ -483,9 +512,10 @@ int bench_tls(int argc, char **argv)
         return 1;
     }
     if (!o.json)
-        printf("rpctls-bench tls: %s, %zu-byte records, %.2f GiB per row from a %zu MiB working set, %d rounds;\n"
+        printf("rpctls-bench tls: %s, %zu-byte records, %zu KiB per seal, %.2f GiB per row from a %zu MiB working set, "
+               "%d rounds;\n"
                "GB per CPU second of the sealing thread, best round (worst round, best round's wall speed)\n",
-               ktls_cipher_name(o.cipher), o.record_size, (double)o.total / (1 << 30), o.working_set >> 20, o.rounds);
+               ktls_cipher_name(o.cipher), o.record_size, o.batch >> 10, (double)o.total / (1 << 30), o.working_set >> 20, o.rounds);
     for (int k = 0; k < nrows; k++)
         print_row(&o, &rs[k]);
 
