@@ -120,7 +120,9 @@ static void test_rfc8448_known_answer(void)
  * layer's stack iovec arrays (64 per record, 256 per message out of place,
  * one entry of each kept for the inner content type): the iovecs fill the
  * stack array in one walk when they fit and go to the heap when not, and
- * either way the records open to the same bytes. */
+ * either way the records open to the same bytes. Out of place such a source
+ * is gathered into the record buffer before sealing: the source itself,
+ * still referenced elsewhere, must come out unchanged. */
 static void test_many_pieces(void)
 {
     static const int counts[] = {1, 62, 63, 64, 65, 254, 255, 256, 257, 600};
@@ -134,7 +136,8 @@ static void test_many_pieces(void)
             int n = counts[ci];
             size_t len = (size_t)n * 3;
             uint8_t *buf = malloc(len);
-            struct mb_chain plain = MB_CHAIN_INIT, app = MB_CHAIN_INIT;
+            struct mb_chain plain = MB_CHAIN_INIT, app = MB_CHAIN_INIT, kept = MB_CHAIN_INIT;
+            uint64_t recbufs = ktls_conn_stats(p.a)->tx_record_buffers;
             REQUIRE(buf != NULL);
             fill_random(buf, len, &seed);
             for (int i = 0; i < n; i++) {
@@ -143,8 +146,14 @@ static void test_many_pieces(void)
                 memcpy(mb_store_ptr(m->st, m->off), buf + 3 * (size_t)i, 3);
             }
             CHECK_EQ(mb_chain_iovec_count(&plain, 0, plain.len), n);
+            CHECK_EQ(mb_chain_copy_ref(&kept, &plain, 0, plain.len), 0);
             CHECK_EQ(ktls_pair_transfer(p.a, p.b, &plain, 1000, &seed, &app), 0);
             CHECK(chain_equals(&app, buf, len));
+            if (pmodes[mi] != KTLS_TX_UNSAFE_INPLACE)
+                CHECK(chain_equals(&kept, buf, len));
+            if (pmodes[mi] == KTLS_TX_OUTOFPLACE)
+                CHECK_EQ(ktls_conn_stats(p.a)->tx_record_buffers, recbufs + 1);
+            mb_chain_free(&kept);
             mb_chain_free(&app);
             free(buf);
         }

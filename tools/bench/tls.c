@@ -24,6 +24,7 @@ struct tls_opts {
     uint64_t total;
     size_t working_set;
     size_t batch;    /* plaintext per ktls_tx_seal in the mode rows (a divisor of CHUNK_BYTES or CHUNK_BYTES) */
+    int scatter;     /* working-set pages one to a link and never adjacent */
     int shared;      /* 1 shared, 0 exclusive, -1 both */
     int rounds;
     int json;
@@ -64,19 +65,27 @@ struct working_set {
     size_t nchunks;
 };
 
-static int ws_build(struct working_set *ws, size_t bytes)
+static int ws_build(struct working_set *ws, size_t bytes, int scatter)
 {
     uint64_t x = 0x9e3779b97f4a7c15ull;
+    int ret;
 
     ws->nchunks = bytes / CHUNK_BYTES;
     if (ws->nchunks == 0)
         ws->nchunks = 1;
     if ((ws->chunks = calloc(ws->nchunks, sizeof(*ws->chunks))) == NULL)
         return -ENOMEM;
+    /* Scattered: the pages are dealt out one at a time, round robin, so
+     * that no two pages of a chunk are adjacent (data that came in pieces,
+     * or pool pages after churn); a record's source is then four pieces. */
+    for (size_t j = 0; scatter && j < CHUNK_BYTES / MB_PAGE_SIZE; j++)
+        for (size_t i = 0; i < ws->nchunks; i++)
+            if ((ret = mb_append_pages(&ws->chunks[i], 0, MB_PAGE_SIZE)) != 0)
+                return ret;
     for (size_t i = 0; i < ws->nchunks; i++) {
         struct iovec iov[CHUNK_BYTES / MB_PAGE_SIZE];
-        int n, ret;
-        if ((ret = mb_append_pages(&ws->chunks[i], 0, CHUNK_BYTES)) != 0)
+        int n;
+        if (!scatter && (ret = mb_append_pages(&ws->chunks[i], 0, CHUNK_BYTES)) != 0)
             return ret;
         n = mb_chain_to_iovec(&ws->chunks[i], 0, CHUNK_BYTES, iov, CHUNK_BYTES / MB_PAGE_SIZE);
         for (int k = 0; k < n; k++) {
@@ -329,12 +338,12 @@ static void print_row(const struct tls_opts *o, const struct rowset *rs)
 
     if (o->json) {
         printf("{\"bench\":\"tls\",\"mode\":\"%s\",\"engine\":\"%s\",\"cipher\":\"%s\",\"shared\":%s,"
-               "\"record_size\":%zu,\"batch\":%zu,\"working_set\":%zu,\"bytes\":%llu,\"seconds\":%.6f,\"cpu_seconds\":%.6f,"
+               "\"record_size\":%zu,\"batch\":%zu,\"scatter\":%s,\"working_set\":%zu,\"bytes\":%llu,\"seconds\":%.6f,\"cpu_seconds\":%.6f,"
                "\"gbps\":%.3f,\"gbps_worst\":%.3f,\"wall_gbps\":%.3f,\"rounds\":%d,"
                "\"records\":%llu,\"pages_allocated\":%llu,\"record_buffers\":%llu,\"arena_allocs_delta\":%lld,"
                "\"obj_mallocs_delta\":%lld}\n",
                r->mode, r->engine, ktls_cipher_name(o->cipher), r->shared < 0 ? "null" : (r->shared ? "true" : "false"),
-               o->record_size, o->batch, o->working_set, (unsigned long long)r->bytes, r->seconds, r->cpu, gbps(r),
+               o->record_size, o->batch, o->scatter ? "true" : "false", o->working_set, (unsigned long long)r->bytes, r->seconds, r->cpu, gbps(r),
                gbps(&rs->worst), wall_gbps(r), rs->n, (unsigned long long)r->records,
                (unsigned long long)r->pages_allocated, (unsigned long long)r->record_buffers,
                (long long)r->arena_allocs, (long long)r->obj_mallocs);
@@ -381,6 +390,7 @@ static void tls_usage(FILE *f)
             "  --record-size N   plaintext bytes per record, 1..16384 (default 16384)\n"
             "  --total BYTES     bytes sealed per row (default 1G; suffixes K M G)\n"
             "  --working-set B   page-vector working set (default 256M, above the LLC)\n"
+            "  --scatter         no two working-set pages of a chunk adjacent in memory\n"
             "  --batch BYTES     plaintext per ktls_tx_seal in the mode rows, records dropped\n"
             "                    before the next batch (default 256K, as ktls_send; 16K seals\n"
             "                    and drops record by record)\n"
@@ -401,7 +411,7 @@ int bench_tls(int argc, char **argv)
         {"total", required_argument, NULL, 't'},    {"working-set", required_argument, NULL, 'w'},
         {"shared", no_argument, NULL, 's'},         {"exclusive", no_argument, NULL, 'x'},
         {"rounds", required_argument, NULL, 'n'},   {"json", no_argument, NULL, 'j'},
-        {"batch", required_argument, NULL, 'b'},
+        {"batch", required_argument, NULL, 'b'},    {"scatter", no_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     struct tls_opts o = {.modes = {1, 1, 1, 1}, .cipher = KTLS_AES_128_GCM_SHA256, .record_size = 16384,
@@ -455,6 +465,9 @@ int bench_tls(int argc, char **argv)
             }
             o.batch = (size_t)v;
             break;
+        case 'S':
+            o.scatter = 1;
+            break;
         case 's':
             o.shared = o.shared == 0 ? -1 : 1;
             break;
@@ -492,7 +505,7 @@ int bench_tls(int argc, char **argv)
     if (strcmp(engine_name, "auto") == 0)
         o.engine = ktls_aead_default(o.cipher);
 
-    if ((ret = ws_build(&ws, o.working_set)) != 0) {
+    if ((ret = ws_build(&ws, o.working_set, o.scatter)) != 0) {
         fprintf(stderr, "rpctls-bench: cannot build a %zu-byte working set: %s\n", o.working_set, strerror(-ret));
         return 1;
     }
@@ -527,7 +540,7 @@ int bench_tls(int argc, char **argv)
                  * row inherits another's page layout. */
                 if (!sh) {
                     ws_free(&ws);
-                    if ((ret = ws_build(&ws, o.working_set)) != 0)
+                    if ((ret = ws_build(&ws, o.working_set, o.scatter)) != 0)
                         break;
                 }
                 ret = run_mode(&o, &ws, order[m], sh, &r);
@@ -543,10 +556,11 @@ int bench_tls(int argc, char **argv)
         return 1;
     }
     if (!o.json)
-        printf("rpctls-bench tls: %s, %zu-byte records, %zu KiB per seal, %.2f GiB per row from a %zu MiB working set, "
+        printf("rpctls-bench tls: %s, %zu-byte records, %zu KiB per seal, %.2f GiB per row from a %zu MiB%s working set, "
                "%d rounds;\n"
                "GB per CPU second of the sealing thread, best round (worst round, best round's wall speed)\n",
-               ktls_cipher_name(o.cipher), o.record_size, o.batch >> 10, (double)o.total / (1 << 30), o.working_set >> 20, o.rounds);
+               ktls_cipher_name(o.cipher), o.record_size, o.batch >> 10, (double)o.total / (1 << 30), o.working_set >> 20,
+               o.scatter ? " scattered" : "", o.rounds);
     for (int k = 0; k < nrows; k++)
         print_row(&o, &rs[k]);
 
