@@ -116,6 +116,51 @@ static void test_rfc8448_known_answer(void)
     }
 }
 
+/* Chains of n separate 3-byte pieces, n around the sizes of the record
+ * layer's stack iovec arrays (64 per record, 256 per message out of place,
+ * one entry of each kept for the inner content type): the iovecs fill the
+ * stack array in one walk when they fit and go to the heap when not, and
+ * either way the records open to the same bytes. Out of place such a source
+ * is gathered into the record buffer before sealing: the source itself,
+ * still referenced elsewhere, must come out unchanged. */
+static void test_many_pieces(void)
+{
+    static const int counts[] = {1, 62, 63, 64, 65, 254, 255, 256, 257, 600};
+    static const enum ktls_tx_mode pmodes[] = {KTLS_TX_OUTOFPLACE, KTLS_TX_UNSAFE_INPLACE, KTLS_TX_COPY};
+    unsigned seed = 99;
+
+    for (size_t mi = 0; mi < sizeof(pmodes) / sizeof(pmodes[0]); mi++) {
+        struct ktls_pair p;
+        REQUIRE(ktls_pair_open(&p, KTLS_AES_128_GCM_SHA256, NULL, pmodes[mi], 7) == 0);
+        for (size_t ci = 0; ci < sizeof(counts) / sizeof(counts[0]); ci++) {
+            int n = counts[ci];
+            size_t len = (size_t)n * 3;
+            uint8_t *buf = malloc(len);
+            struct mb_chain plain = MB_CHAIN_INIT, app = MB_CHAIN_INIT, kept = MB_CHAIN_INIT;
+            uint64_t recbufs = ktls_conn_stats(p.a)->tx_record_buffers;
+            REQUIRE(buf != NULL);
+            fill_random(buf, len, &seed);
+            for (int i = 0; i < n; i++) {
+                struct mb *m = mb_append_inline(&plain, 3);
+                REQUIRE(m != NULL);
+                memcpy(mb_store_ptr(m->st, m->off), buf + 3 * (size_t)i, 3);
+            }
+            CHECK_EQ(mb_chain_iovec_count(&plain, 0, plain.len), n);
+            CHECK_EQ(mb_chain_copy_ref(&kept, &plain, 0, plain.len), 0);
+            CHECK_EQ(ktls_pair_transfer(p.a, p.b, &plain, 1000, &seed, &app), 0);
+            CHECK(chain_equals(&app, buf, len));
+            if (pmodes[mi] != KTLS_TX_UNSAFE_INPLACE)
+                CHECK(chain_equals(&kept, buf, len));
+            if (pmodes[mi] == KTLS_TX_OUTOFPLACE)
+                CHECK_EQ(ktls_conn_stats(p.a)->tx_record_buffers, recbufs + 1);
+            mb_chain_free(&kept);
+            mb_chain_free(&app);
+            free(buf);
+        }
+        ktls_pair_close(&p);
+    }
+}
+
 /* Random chains through every cipher and mode, RX fed in random pieces. */
 static void test_roundtrip_all(void)
 {
@@ -796,6 +841,7 @@ int main(void)
     TEST_RUN(test_rfc8448_known_answer);
     TEST_RUN(test_framing);
     TEST_RUN(test_roundtrip_all);
+    TEST_RUN(test_many_pieces);
     TEST_RUN(test_key_update);
     TEST_RUN(test_record_limit);
     TEST_RUN(test_close_notify);

@@ -33,21 +33,31 @@ _Static_assert(KTLS_MAX_PLAINTEXT + 1 + KTLS_AEAD_TAG_LEN <= KTLS_MAX_CIPHERTEXT
                "our largest record must be one our own RX (and any TLS 1.3 peer) accepts");
 
 /* iovecs for all of chain c plus one extra entry; heap-allocated when the
- * chain has more pieces than fit in stack (nstack entries). */
+ * chain has more pieces than fit in stack (nstack entries). The common case
+ * fits: one walk of the chain fills the stack array, and only a chain that
+ * does not fit is walked again to count it. */
 static int tx_iov_n(const struct mb_chain *c, struct iovec *stack, int nstack, struct iovec **iov, int *niov)
 {
-    int need = c->len == 0 ? 0 : mb_chain_iovec_count(c, 0, c->len);
-    int n;
+    int need, n;
 
-    if (need < 0)
-        return need;
     *iov = stack;
-    if (need + 1 > nstack && (*iov = malloc((size_t)(need + 1) * sizeof(**iov))) == NULL)
+    if (c->len == 0) {
+        *niov = 0;
+        return 0;
+    }
+    if ((n = mb_chain_to_iovec(c, 0, c->len, stack, nstack - 1)) != -ERANGE) {
+        if (n < 0)
+            return n;
+        *niov = n;
+        return 0;
+    }
+    if ((need = mb_chain_iovec_count(c, 0, c->len)) < 0)
+        return need;
+    if ((*iov = malloc((size_t)(need + 1) * sizeof(**iov))) == NULL)
         return -ENOMEM;
-    n = c->len == 0 ? 0 : mb_chain_to_iovec(c, 0, c->len, *iov, need);
-    if (n < 0) {
-        if (*iov != stack)
-            free(*iov);
+    if ((n = mb_chain_to_iovec(c, 0, c->len, *iov, need)) < 0) {
+        free(*iov);
+        *iov = stack;
         return n;
     }
     *niov = n;
@@ -218,6 +228,14 @@ exit:
  * application-data record into a fresh record buffer appended to out. src
  * must have room for one more entry (the inner content type); the bytes it
  * names are only read.
+ *
+ * A source in more than one piece (pages that are not adjacent, small
+ * links) is first gathered into the record buffer and sealed there in place,
+ * with one engine update instead of one per piece: an update call costs
+ * ipsecmb about as much as copying 1-2 KiB (a 16 KiB record from four
+ * scattered pages seals 25-37% faster gathered; OpenSSL, which does not pay
+ * per call, the same within the noise, -3..+5%). A source in one piece is
+ * sealed straight from it, which is cheaper than the copy.
  */
 static int seal_record_rec(struct ktls_conn *c, struct iovec *src, int nsrc, size_t n, struct mb_chain *out)
 {
@@ -239,12 +257,24 @@ static int seal_record_rec(struct ktls_conn *c, struct iovec *src, int nsrc, siz
     hdr[2] = 0x03;
     hdr[3] = (uint8_t)(reclen >> 8);
     hdr[4] = (uint8_t)reclen;
-    src[nsrc].iov_base = (void *)&ct;
-    src[nsrc].iov_len = 1;
     dst.iov_base = hdr + KTLS_HDR_LEN;
     dst.iov_len = n + 1;
+    if (nsrc > 1) {
+        uint8_t *p = dst.iov_base;
+        for (int i = 0; i < nsrc; i++) {
+            memcpy(p, src[i].iov_base, src[i].iov_len);
+            p += src[i].iov_len;
+        }
+        *p = ct;
+        src = &dst;
+        nsrc = 1;
+    } else {
+        src[nsrc].iov_base = (void *)&ct;
+        src[nsrc].iov_len = 1;
+        nsrc++;
+    }
     ktls__nonce(&c->tx, nonce);
-    ret = c->engine->seal(c->tx.key, nonce, hdr, KTLS_HDR_LEN, src, nsrc + 1, &dst, 1, hdr + KTLS_HDR_LEN + n + 1);
+    ret = c->engine->seal(c->tx.key, nonce, hdr, KTLS_HDR_LEN, src, nsrc, &dst, 1, hdr + KTLS_HDR_LEN + n + 1);
     if (ret != 0) {
         mb_chain_free(&rec);
         return ret;

@@ -14,7 +14,7 @@
 
 #include "bench.h"
 
-#define CHUNK_BYTES (256 * 1024) /* plaintext handed to one ktls_tx_seal, as ktls_send does */
+#define CHUNK_BYTES (256 * 1024) /* a working-set chunk; by default handed whole to one ktls_tx_seal, as ktls_send does */
 
 struct tls_opts {
     int modes[4];    /* which enum ktls_tx_mode to run */
@@ -23,6 +23,8 @@ struct tls_opts {
     size_t record_size;
     uint64_t total;
     size_t working_set;
+    size_t batch;    /* plaintext per ktls_tx_seal in the mode rows (a divisor of CHUNK_BYTES or CHUNK_BYTES) */
+    int scatter;     /* working-set pages one to a link and never adjacent */
     int shared;      /* 1 shared, 0 exclusive, -1 both */
     int rounds;
     int json;
@@ -63,19 +65,27 @@ struct working_set {
     size_t nchunks;
 };
 
-static int ws_build(struct working_set *ws, size_t bytes)
+static int ws_build(struct working_set *ws, size_t bytes, int scatter)
 {
     uint64_t x = 0x9e3779b97f4a7c15ull;
+    int ret;
 
     ws->nchunks = bytes / CHUNK_BYTES;
     if (ws->nchunks == 0)
         ws->nchunks = 1;
     if ((ws->chunks = calloc(ws->nchunks, sizeof(*ws->chunks))) == NULL)
         return -ENOMEM;
+    /* Scattered: the pages are dealt out one at a time, round robin, so
+     * that no two pages of a chunk are adjacent (data that came in pieces,
+     * or pool pages after churn); a record's source is then four pieces. */
+    for (size_t j = 0; scatter && j < CHUNK_BYTES / MB_PAGE_SIZE; j++)
+        for (size_t i = 0; i < ws->nchunks; i++)
+            if ((ret = mb_append_pages(&ws->chunks[i], 0, MB_PAGE_SIZE)) != 0)
+                return ret;
     for (size_t i = 0; i < ws->nchunks; i++) {
         struct iovec iov[CHUNK_BYTES / MB_PAGE_SIZE];
-        int n, ret;
-        if ((ret = mb_append_pages(&ws->chunks[i], 0, CHUNK_BYTES)) != 0)
+        int n;
+        if (!scatter && (ret = mb_append_pages(&ws->chunks[i], 0, CHUNK_BYTES)) != 0)
             return ret;
         n = mb_chain_to_iovec(&ws->chunks[i], 0, CHUNK_BYTES, iov, CHUNK_BYTES / MB_PAGE_SIZE);
         for (int k = 0; k < n; k++) {
@@ -143,23 +153,39 @@ static int run_mode(const struct tls_opts *o, struct working_set *ws, enum ktls_
     uint64_t recs0 = ktls_conn_stats(c)->tx_records_inplace + ktls_conn_stats(c)->tx_records_outofplace +
                      ktls_conn_stats(c)->tx_records_copied;
     t0 = bench_now();
-    while (done < o->total) {
-        struct mb_chain *chunk = &ws->chunks[i], plain = MB_CHAIN_INIT, out = MB_CHAIN_INIT;
+    while (done < o->total && ret == 0) {
+        struct mb_chain *chunk = &ws->chunks[i], whole = MB_CHAIN_INIT;
         size_t len = chunk->len;
 
-        if (shared) {
-            if ((ret = mb_chain_copy_ref(&plain, chunk, 0, len)) != 0)
-                break;
-        } else {
-            plain = *chunk;
+        /* The chunk goes to ktls_tx_seal o->batch bytes at a time, each
+         * batch's records dropped (shared: as writev would, then the
+         * buffers go back) or taken back (exclusive) before the next. */
+        if (!shared) {
+            whole = *chunk;
             mb_chain_init(chunk);
         }
-        if ((ret = ktls_tx_seal(c, &plain, &out)) != 0)
-            break;
-        if (shared)
-            mb_chain_free(&out); /* as writev would, then the pages go back */
-        else if ((ret = ws_take_back(chunk, &out, o->record_size)) != 0)
-            break;
+        for (size_t off = 0; off < len && ret == 0; off += o->batch) {
+            struct mb_chain plain = MB_CHAIN_INIT, out = MB_CHAIN_INIT;
+            size_t n = len - off < o->batch ? len - off : o->batch;
+
+            if (shared) {
+                ret = mb_chain_copy_ref(&plain, chunk, off, n);
+            } else {
+                plain = whole;
+                mb_chain_init(&whole);
+                if (n < plain.len)
+                    ret = mb_chain_split(&plain, n, &whole);
+            }
+            if (ret == 0)
+                ret = ktls_tx_seal(c, &plain, &out);
+            mb_chain_free(&plain);
+            if (ret == 0 && shared)
+                mb_chain_free(&out);
+            else if (ret == 0)
+                ret = ws_take_back(chunk, &out, o->record_size);
+            mb_chain_free(&out);
+        }
+        mb_chain_free(&whole);
         done += len;
         i = (i + 1) % ws->nchunks;
     }
@@ -180,16 +206,30 @@ static int run_mode(const struct tls_opts *o, struct working_set *ws, enum ktls_
     return ret;
 }
 
+/* The raw rows: RAW_INPLACE and RAW_OOP are the references the record
+ * layer is held to (each mode against the raw row doing the same memory
+ * traffic); RAW_RING has no target and splits the out-of-place gap in two. */
+enum raw_kind {
+    RAW_INPLACE, /* "raw": in place */
+    RAW_OOP,     /* "raw-oop": into one reused, contiguous, page-aligned buffer, the warmest destination there can
+                  * be (one buffer, not pool pages: four pages that happen not to be adjacent make the engine
+                  * run four updates per record, ~25% slower, and raw-oop flipped between the two by round) */
+    RAW_RING,    /* "raw-ring": into a ring of one batch's record buffers, the ciphertext where the record
+                  * layer puts it: the destination traffic of outofplace without its code */
+    RAW_KINDS
+};
+static const char *const raw_names[RAW_KINDS] = {"raw", "raw-oop", "raw-ring"};
+#define RING_LEAD 64               /* the record layer's ciphertext offset in a record buffer (tx.c TX_REC_LEAD + header) */
+
 /* Raw engine speed on the same working set: seals of record-size pieces,
- * nothing else; in place, or out of place into one reused set of pool pages
- * (the warmest destination there can be). The references the record layer
- * is held to: each mode against the raw row doing the same memory traffic. */
-static int run_raw(const struct tls_opts *o, struct working_set *ws, const struct ktls_aead_engine *e, int oop,
-                   struct row *r)
+ * nothing else. */
+static int run_raw(const struct tls_opts *o, struct working_set *ws, const struct ktls_aead_engine *e,
+                   enum raw_kind kind, struct row *r)
 {
-    struct mb_chain dstpages = MB_CHAIN_INIT;
-    struct iovec dst[64];
-    int ndst = 0;
+    uint8_t *dstbuf = NULL;
+    int oop = kind != RAW_INPLACE;
+    size_t nring = kind == RAW_RING ? (o->batch + o->record_size - 1) / o->record_size : 0;
+    void **ring = NULL;
     uint8_t key[KTLS_AEAD_MAX_KEY_LEN] = {7}, nonce[KTLS_AEAD_IV_LEN] = {0}, aad[KTLS_HDR_LEN] = {23, 3, 3, 0, 0},
             tag[KTLS_AEAD_TAG_LEN];
     struct ktls_aead_key *k;
@@ -200,11 +240,28 @@ static int run_raw(const struct tls_opts *o, struct working_set *ws, const struc
 
     if ((ret = e->key_new(o->cipher, key, &k)) != 0)
         return ret;
-    if (oop && ((ret = mb_append_pages(&dstpages, 0, o->record_size)) != 0 ||
-                (ndst = mb_chain_to_iovec(&dstpages, 0, o->record_size, dst, 64)) < 0)) {
-        e->key_free(k);
-        mb_chain_free(&dstpages);
-        return ret != 0 ? ret : ndst;
+    if (kind == RAW_OOP) {
+        if ((dstbuf = aligned_alloc(MB_PAGE_SIZE, KTLS_MAX_PLAINTEXT)) == NULL) {
+            e->key_free(k);
+            return -ENOMEM;
+        }
+        memset(dstbuf, 0, KTLS_MAX_PLAINTEXT);
+    }
+    if (kind == RAW_RING) {
+        if ((ring = calloc(nring, sizeof(*ring))) == NULL) {
+            e->key_free(k);
+            return -ENOMEM;
+        }
+        for (size_t j = 0; j < nring; j++)
+            if ((ring[j] = mb_rec_alloc()) == NULL)
+                ret = -ENOMEM;
+        if (ret != 0) {
+            for (size_t j = 0; j < nring; j++)
+                mb_rec_free(ring[j]);
+            free(ring);
+            e->key_free(k);
+            return ret;
+        }
     }
     double c0 = bench_thread_cpu();
     t0 = bench_now();
@@ -219,17 +276,14 @@ static int run_raw(const struct tls_opts *o, struct working_set *ws, const struc
                 goto exit;
             }
             nonce[11] = (uint8_t)records;
-            if (oop) {
-                /* The last record of a chunk may be short: trim the destination to match. */
-                struct iovec d[64];
-                int nd = 0;
-                for (size_t left = n; left > 0 && nd < ndst; nd++) {
-                    d[nd] = dst[nd];
-                    if (d[nd].iov_len > left)
-                        d[nd].iov_len = left;
-                    left -= d[nd].iov_len;
-                }
-                ret = e->seal(k, nonce, aad, sizeof(aad), iov, niov, d, nd, tag);
+            if (kind == RAW_RING) {
+                /* Each record into the next buffer of the ring, as a batch's
+                 * records each take their own. */
+                struct iovec d = {(uint8_t *)ring[records % nring] + RING_LEAD, n};
+                ret = e->seal(k, nonce, aad, sizeof(aad), iov, niov, &d, 1, tag);
+            } else if (oop) {
+                struct iovec d = {dstbuf, n};
+                ret = e->seal(k, nonce, aad, sizeof(aad), iov, niov, &d, 1, tag);
             } else {
                 ret = e->seal(k, nonce, aad, sizeof(aad), iov, niov, iov, niov, tag);
             }
@@ -243,13 +297,16 @@ static int run_raw(const struct tls_opts *o, struct working_set *ws, const struc
 exit:
     r->seconds = bench_now() - t0;
     r->cpu = bench_thread_cpu() - c0;
-    r->mode = oop ? "raw-oop" : "raw";
+    r->mode = raw_names[kind];
     r->engine = e->name;
     r->shared = -1;
     r->bytes = done;
     r->records = records;
     e->key_free(k);
-    mb_chain_free(&dstpages);
+    free(dstbuf);
+    for (size_t j = 0; ring != NULL && j < nring; j++)
+        mb_rec_free(ring[j]);
+    free(ring);
     return ret;
 }
 
@@ -281,12 +338,12 @@ static void print_row(const struct tls_opts *o, const struct rowset *rs)
 
     if (o->json) {
         printf("{\"bench\":\"tls\",\"mode\":\"%s\",\"engine\":\"%s\",\"cipher\":\"%s\",\"shared\":%s,"
-               "\"record_size\":%zu,\"working_set\":%zu,\"bytes\":%llu,\"seconds\":%.6f,\"cpu_seconds\":%.6f,"
+               "\"record_size\":%zu,\"batch\":%zu,\"scatter\":%s,\"working_set\":%zu,\"bytes\":%llu,\"seconds\":%.6f,\"cpu_seconds\":%.6f,"
                "\"gbps\":%.3f,\"gbps_worst\":%.3f,\"wall_gbps\":%.3f,\"rounds\":%d,"
                "\"records\":%llu,\"pages_allocated\":%llu,\"record_buffers\":%llu,\"arena_allocs_delta\":%lld,"
                "\"obj_mallocs_delta\":%lld}\n",
                r->mode, r->engine, ktls_cipher_name(o->cipher), r->shared < 0 ? "null" : (r->shared ? "true" : "false"),
-               o->record_size, o->working_set, (unsigned long long)r->bytes, r->seconds, r->cpu, gbps(r),
+               o->record_size, o->batch, o->scatter ? "true" : "false", o->working_set, (unsigned long long)r->bytes, r->seconds, r->cpu, gbps(r),
                gbps(&rs->worst), wall_gbps(r), rs->n, (unsigned long long)r->records,
                (unsigned long long)r->pages_allocated, (unsigned long long)r->record_buffers,
                (long long)r->arena_allocs, (long long)r->obj_mallocs);
@@ -333,6 +390,10 @@ static void tls_usage(FILE *f)
             "  --record-size N   plaintext bytes per record, 1..16384 (default 16384)\n"
             "  --total BYTES     bytes sealed per row (default 1G; suffixes K M G)\n"
             "  --working-set B   page-vector working set (default 256M, above the LLC)\n"
+            "  --scatter         no two working-set pages of a chunk adjacent in memory\n"
+            "  --batch BYTES     plaintext per ktls_tx_seal in the mode rows, records dropped\n"
+            "                    before the next batch (default 256K, as ktls_send; 16K seals\n"
+            "                    and drops record by record)\n"
             "  --shared          pages shared (reference count 2), as a mirrored or retained write\n"
             "  --exclusive       pages owned by the sender alone\n"
             "                    (default: both)\n"
@@ -350,10 +411,12 @@ int bench_tls(int argc, char **argv)
         {"total", required_argument, NULL, 't'},    {"working-set", required_argument, NULL, 'w'},
         {"shared", no_argument, NULL, 's'},         {"exclusive", no_argument, NULL, 'x'},
         {"rounds", required_argument, NULL, 'n'},   {"json", no_argument, NULL, 'j'},
+        {"batch", required_argument, NULL, 'b'},    {"scatter", no_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     struct tls_opts o = {.modes = {1, 1, 1, 1}, .cipher = KTLS_AES_128_GCM_SHA256, .record_size = 16384,
-                         .total = 1ull << 30, .working_set = 256u << 20, .shared = -1, .rounds = 3};
+                         .total = 1ull << 30, .working_set = 256u << 20, .batch = CHUNK_BYTES, .shared = -1,
+                         .rounds = 3};
     const char *engine_name = "auto";
     struct working_set ws = {0};
     uint64_t v;
@@ -395,6 +458,16 @@ int bench_tls(int argc, char **argv)
             }
             o.working_set = (size_t)v;
             break;
+        case 'b':
+            if (bench_parse_size(optarg, &v) != 0 || v == 0 || v > CHUNK_BYTES || CHUNK_BYTES % v != 0) {
+                fprintf(stderr, "rpctls-bench: --batch must divide %d\n", CHUNK_BYTES);
+                return 2;
+            }
+            o.batch = (size_t)v;
+            break;
+        case 'S':
+            o.scatter = 1;
+            break;
         case 's':
             o.shared = o.shared == 0 ? -1 : 1;
             break;
@@ -432,7 +505,7 @@ int bench_tls(int argc, char **argv)
     if (strcmp(engine_name, "auto") == 0)
         o.engine = ktls_aead_default(o.cipher);
 
-    if ((ret = ws_build(&ws, o.working_set)) != 0) {
+    if ((ret = ws_build(&ws, o.working_set, o.scatter)) != 0) {
         fprintf(stderr, "rpctls-bench: cannot build a %zu-byte working set: %s\n", o.working_set, strerror(-ret));
         return 1;
     }
@@ -447,9 +520,9 @@ int bench_tls(int argc, char **argv)
     memset(rs, 0, sizeof(rs));
     for (int round = 0; round < o.rounds && ret == 0; round++) {
         int k = 0;
-        for (int oop = 0; oop < 2 && ret == 0; oop++) {
+        for (int kind = 0; kind < RAW_KINDS && ret == 0; kind++) {
             struct row r = {0};
-            ret = run_raw(&o, &ws, o.engine, oop, &r);
+            ret = run_raw(&o, &ws, o.engine, (enum raw_kind)kind, &r);
             rounds[round][k] = r;
             rowset_add(&rs[k++], &r);
         }
@@ -467,7 +540,7 @@ int bench_tls(int argc, char **argv)
                  * row inherits another's page layout. */
                 if (!sh) {
                     ws_free(&ws);
-                    if ((ret = ws_build(&ws, o.working_set)) != 0)
+                    if ((ret = ws_build(&ws, o.working_set, o.scatter)) != 0)
                         break;
                 }
                 ret = run_mode(&o, &ws, order[m], sh, &r);
@@ -483,19 +556,25 @@ int bench_tls(int argc, char **argv)
         return 1;
     }
     if (!o.json)
-        printf("rpctls-bench tls: %s, %zu-byte records, %.2f GiB per row from a %zu MiB working set, %d rounds;\n"
+        printf("rpctls-bench tls: %s, %zu-byte records, %zu KiB per seal, %.2f GiB per row from a %zu MiB%s working set, "
+               "%d rounds;\n"
                "GB per CPU second of the sealing thread, best round (worst round, best round's wall speed)\n",
-               ktls_cipher_name(o.cipher), o.record_size, (double)o.total / (1 << 30), o.working_set >> 20, o.rounds);
+               ktls_cipher_name(o.cipher), o.record_size, o.batch >> 10, (double)o.total / (1 << 30), o.working_set >> 20,
+               o.scatter ? " scattered" : "", o.rounds);
     for (int k = 0; k < nrows; k++)
         print_row(&o, &rs[k]);
 
     if (!o.json) {
         /* Ratios named in the targets, where the rows exist. */
-        int raw = -1, rawoop = -1, in = -1, oop = -1, cp = -1, au = -1, autox = -1;
+        int raw = -1, rawoop = -1, rawring = -1, in = -1, oop = -1, cp = -1, au = -1, autox = -1;
         for (int k = 0; k < nrows; k++) {
             const struct row *r = &rs[k].best;
-            if (r->shared < 0)
-                *(strcmp(r->mode, "raw") == 0 ? &raw : &rawoop) = k;
+            if (r->shared < 0 && strcmp(r->mode, "raw") == 0)
+                raw = k;
+            else if (r->shared < 0 && strcmp(r->mode, "raw-oop") == 0)
+                rawoop = k;
+            else if (r->shared < 0)
+                rawring = k;
             else if (r->shared == 1 && strcmp(r->mode, "unsafe-inplace") == 0)
                 in = k;
             else if (r->shared == 1 && strcmp(r->mode, "outofplace") == 0)
@@ -519,6 +598,12 @@ int bench_tls(int argc, char **argv)
             print_ratio("auto / copy", &rs[au], &rs[cp], au, cp, rounds, o.rounds, NULL, 0, 1);
         if (oop >= 0 && in >= 0)
             print_ratio("outofplace / inplace", &rs[oop], &rs[in], oop, in, rounds, o.rounds, NULL, 0, 1);
+        if (oop >= 0 && rawring >= 0)
+            print_ratio("outofplace / raw-ring (code)", &rs[oop], &rs[rawring], oop, rawring, rounds, o.rounds, NULL, 0,
+                        1);
+        if (rawring >= 0 && rawoop >= 0)
+            print_ratio("raw-ring / raw-oop (batch)", &rs[rawring], &rs[rawoop], rawring, rawoop, rounds, o.rounds,
+                        NULL, 0, 1);
         if (rawoop >= 0 && raw >= 0)
             print_ratio("raw-oop / raw (the machine)", &rs[rawoop], &rs[raw], rawoop, raw, rounds, o.rounds, NULL, 0, 1);
         if (autox >= 0 && raw >= 0)
