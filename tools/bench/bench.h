@@ -7,6 +7,7 @@
 #define RPCTLS_BENCH_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 int bench_tls(int argc, char **argv);
 int bench_rpc(int argc, char **argv);
@@ -30,5 +31,31 @@ int bench_parse_size(const char *s, uint64_t *out);
 /* --mode: a TX mode name or "all" into modes[enum ktls_tx_mode]; 0, or -1
  * with a message on stderr. */
 int bench_parse_modes(const char *s, int modes[4]);
+
+/* ---- the processes a bench starts ------------------------------------------ */
+
+/* The directory of the running rpctls-bench, where rpctls-nfsd, rpctls-cp
+ * and rpctls-mount are built. 0 or -errno. */
+int bench_exe_dir(char *buf, size_t len);
+
+/* An rpctls-nfsd that a bench started. */
+struct bench_nfsd {
+    pid_t pid;
+    uint16_t port;
+    char export[1024];
+};
+/* Starts rpctls-nfsd (next to rpctls-bench) on 127.0.0.1, a free port,
+ * exporting export (created when missing) with state in state:
+ * --no-root-squash --rpcbind off --quiet, PKI/server.pem and .key as its
+ * certificate, then extra (NULL-terminated; NULL for none: --tls and the
+ * like). Reads the port it prints. 0, or -errno with a message. */
+int bench_nfsd_start(struct bench_nfsd *d, const char *export, const char *state, const char *pki,
+                     const char *const extra[]);
+/* SIGTERM, then waits for it. Does nothing when it is not running. */
+void bench_nfsd_stop(struct bench_nfsd *d);
+
+/* Writes size bytes of pseudo-random (xorshift) data to path: nothing a
+ * compressor or a dedup could use. 0 or -EIO with a message. */
+int bench_write_source(const char *path, uint64_t size);
 
 #endif

@@ -40,12 +40,6 @@ struct mirror_row {
     uint64_t records_inplace, records_outofplace, records_copied;
 };
 
-struct nfsd {
-    pid_t pid;
-    uint16_t port;
-    char export[1024];
-};
-
 static double cpu_seconds(void)
 {
     struct rusage ru;
@@ -55,61 +49,19 @@ static double cpu_seconds(void)
            ru.ru_stime.tv_usec * 1e-6;
 }
 
-/* Starts rpctls-nfsd (next to our own executable) and reads its port. */
-static int nfsd_start(struct nfsd *d, const char *base, int idx, const char *pki)
+/* Starts rpctls-nfsd idx exporting BASE/exportIDX, TLS optional. */
+static int nfsd_start(struct bench_nfsd *d, const char *base, int idx, const char *pki)
 {
-    char self[4096], prog[4200], state[1100], cert[1100], key[1100], line[256];
-    ssize_t n;
-    int pfd[2];
-    FILE *f;
+    static const char *const extra[] = {"--tls", "optional", NULL};
+    char export[1024], state[1100];
 
-    if ((n = readlink("/proc/self/exe", self, sizeof(self) - 1)) < 0)
-        return -errno;
-    self[n] = '\0';
-    *strrchr(self, '/') = '\0';
-    snprintf(prog, sizeof(prog), "%s/rpctls-nfsd", self);
-    snprintf(d->export, sizeof(d->export), "%s/export%d", base, idx);
-    snprintf(state, sizeof(state), "%s/state%d", base, idx);
-    snprintf(cert, sizeof(cert), "%s/server.pem", pki);
-    snprintf(key, sizeof(key), "%s/server.key", pki);
-    if ((mkdir(d->export, 0755) < 0 && errno != EEXIST) || pipe(pfd) < 0)
-        return -errno;
-    if ((d->pid = fork()) < 0)
-        return -errno;
-    if (d->pid == 0) {
-        dup2(pfd[1], 2);
-        close(pfd[0]);
-        close(pfd[1]);
-        execl(prog, prog, "--export", d->export, "--no-root-squash", "--rpcbind", "off", "--listen", "127.0.0.1:0", "--tls", "optional", "--cert", cert,
-              "--key", key, "--state-dir", state, "--quiet", (char *)NULL);
-        _exit(127);
-    }
-    close(pfd[1]);
-    f = fdopen(pfd[0], "r");
-    /* Warnings (a certificate close to expiry) may come before the line we want. */
-    int got = 0;
-    for (int i = 0; f != NULL && !got && i < 16 && fgets(line, sizeof(line), f) != NULL; i++)
-        got = sscanf(line, "rpctls-nfsd: listening on 127.0.0.1:%hu", &d->port) == 1;
-    if (!got) {
-        fprintf(stderr, "rpctls-bench: %s did not start%s%s", prog, f ? ": " : "\n", f ? line : "");
-        if (f)
-            fclose(f);
-        return -EIO;
-    }
-    fclose(f); /* the server logs errors only; a closed pipe just drops them */
-    return 0;
+    snprintf(export, sizeof export, "%s/export%d", base, idx);
+    snprintf(state, sizeof state, "%s/state%d", base, idx);
+    return bench_nfsd_start(d, export, state, pki, extra);
 }
 
-static void nfsd_stop(struct nfsd *d)
-{
-    if (d->pid > 0) {
-        kill(d->pid, SIGTERM);
-        waitpid(d->pid, NULL, 0);
-        d->pid = 0;
-    }
-}
 
-static int run_mirror(const char *src, uint64_t size, struct nfsd *d, const char *pki, int tls, enum ktls_tx_mode mode,
+static int run_mirror(const char *src, uint64_t size, struct bench_nfsd *d, const char *pki, int tls, enum ktls_tx_mode mode,
                       struct mirror_row *row)
 {
     struct nfs3_mirror_dest dests[NMIRRORS];
@@ -161,7 +113,7 @@ static int run_mirror(const char *src, uint64_t size, struct nfsd *d, const char
 }
 
 /* libnfs's nfs-cp writing the file to one rpctls-nfsd over plain TCP. */
-static int run_nfscp(const char *src, uint64_t size, struct nfsd *d, struct mirror_row *row)
+static int run_nfscp(const char *src, uint64_t size, struct bench_nfsd *d, struct mirror_row *row)
 {
     char url[1300], path[1100];
     struct rusage ru;
@@ -225,7 +177,7 @@ int bench_mirror(int argc, char **argv)
     uint64_t size = 1ull << 30, v;
     const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
     int with_inplace = 0, nfscp = 1, json = 0, rounds = 2, opt, ret = 0, nrows = 0;
-    struct nfsd d[NMIRRORS];
+    struct bench_nfsd d[NMIRRORS];
     struct mirror_row rows[8];
     char base[600], pki[700], src[700], err[512];
 
@@ -388,7 +340,7 @@ int bench_mirror(int argc, char **argv)
     }
 exit:
     for (int i = 0; i < NMIRRORS; i++)
-        nfsd_stop(&d[i]);
+        bench_nfsd_stop(&d[i]);
     {
         char cmd[800];
         /* Everything below base is ours: exports, state, PKI, source. */

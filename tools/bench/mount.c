@@ -71,18 +71,12 @@ static const struct {
     {"mirrored write", MNT_MIRROR, CP_MIRROR},
 };
 
-struct nfsd {
-    pid_t pid;
-    unsigned port;
-    char export[700];
-};
-
 struct bench {
     char dir[4096];                 /* where rpctls-nfsd, rpctls-cp, rpctls-mount are */
     char base[600], pki[700], src[700], log[700];
     uint64_t size;
-    struct nfsd srv[NSRV];
-    char url[NSRV][800];
+    struct bench_nfsd srv[NSRV];
+    char url[NSRV][1100];
     char tls[3][720];               /* --ca, --cert, --key files */
     char *extra[MAX_ARGS];          /* --mount-args, split at spaces */
     int nextra;
@@ -130,79 +124,24 @@ static int reap(pid_t pid, const char *what, struct rusage *ru)
     return 0;
 }
 
-/* Starts server i over TLS (required) on a fresh port. */
+/* Starts server i over TLS (required, clients verified) on a fresh port. */
 static int nfsd_start(struct bench *b, int i)
 {
-    char prog[4200], state[700], cert[720], key[720], line[256];
-    int pfd[2], got = 0;
-    FILE *f;
+    const char *extra[] = {"--tls", "required", "--ca", b->tls[0], NULL};
+    char export[1024], state[1100];
+    int ret;
 
-    snprintf(prog, sizeof prog, "%s/rpctls-nfsd", b->dir);
-    snprintf(b->srv[i].export, sizeof b->srv[i].export, "%s/export%d", b->base, i);
+    snprintf(export, sizeof export, "%s/export%d", b->base, i);
     snprintf(state, sizeof state, "%s/state%d", b->base, i);
-    snprintf(cert, sizeof cert, "%s/server.pem", b->pki);
-    snprintf(key, sizeof key, "%s/server.key", b->pki);
-    if (mkdir(b->srv[i].export, 0755) < 0 || pipe(pfd) < 0)
-        return -errno;
-    if ((b->srv[i].pid = fork()) < 0)
-        return -errno;
-    if (b->srv[i].pid == 0) {
-        dup2(pfd[1], 2);
-        close(pfd[0]);
-        close(pfd[1]);
-        execl(prog, prog, "--export", b->srv[i].export, "--no-root-squash", "--rpcbind", "off", "--listen",
-              "127.0.0.1:0", "--tls", "required", "--cert", cert, "--key", key, "--ca", b->tls[0], "--state-dir",
-              state, "--quiet", (char *)NULL);
-        _exit(127);
-    }
-    close(pfd[1]);
-    f = fdopen(pfd[0], "r");
-    /* Warnings (a certificate close to expiry) may come before the line we want. */
-    for (int k = 0; f != NULL && !got && k < 16 && fgets(line, sizeof line, f) != NULL; k++)
-        got = sscanf(line, "rpctls-nfsd: listening on 127.0.0.1:%u", &b->srv[i].port) == 1;
-    if (f)
-        fclose(f); /* the server logs errors only; a closed pipe just drops them */
-    if (!got) {
-        fprintf(stderr, "rpctls-bench: %s did not start\n", prog);
-        return -EIO;
-    }
-    snprintf(b->url[i], sizeof b->url[i], "nfs://127.0.0.1:%u%s", b->srv[i].port, b->srv[i].export);
+    if ((ret = bench_nfsd_start(&b->srv[i], export, state, b->pki, extra)) != 0)
+        return ret;
+    snprintf(b->url[i], sizeof b->url[i], "nfs://127.0.0.1:%u%s", (unsigned)b->srv[i].port, b->srv[i].export);
     return 0;
 }
 
-static void nfsd_stop(struct nfsd *d)
-{
-    if (d->pid > 0) {
-        kill(d->pid, SIGTERM);
-        waitpid(d->pid, NULL, 0);
-        d->pid = 0;
-    }
-}
 
 /* ---- files ---------------------------------------------------------------- */
 
-/* Pseudo-random (xorshift) data: nothing a compressor or a dedup could use. */
-static int write_source(const char *path, uint64_t size)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644), ret = 0;
-    uint64_t x = 0x9e3779b97f4a7c15ull, *buf = malloc(BLOCK);
-
-    for (uint64_t off = 0; fd >= 0 && buf != NULL && off < size && ret == 0; off += BLOCK) {
-        size_t n = size - off < BLOCK ? (size_t)(size - off) : BLOCK;
-        for (size_t k = 0; k < BLOCK / 8; k++) {
-            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-            buf[k] = x;
-        }
-        if (write(fd, buf, n) != (ssize_t)n)
-            ret = -EIO;
-    }
-    free(buf);
-    if (fd < 0 || close(fd) != 0 || ret != 0) {
-        fprintf(stderr, "rpctls-bench: cannot write the source %s\n", path);
-        return -EIO;
-    }
-    return 0;
-}
 
 static int write_all(int fd, const char *p, size_t n)
 {
@@ -422,7 +361,7 @@ static int run_mount(struct bench *b, enum row r, int run)
 /* One run: the six rows, each file checked and removed after its row. */
 static int run_once(struct bench *b, int run)
 {
-    char cp0[1024], back[1024], m[NSRV][1024], dd0[NSRV][1024];
+    char cp0[1200], back[1200], m[NSRV][1200], dd0[NSRV][1200];
     char *dsts[NSRV];
     int ret;
 
@@ -635,7 +574,7 @@ int bench_mount(int argc, char **argv)
         ret = -EIO;
     }
     if (ret == 0)
-        ret = write_source(b.src, b.size);
+        ret = bench_write_source(b.src, b.size);
     for (int i = 0; i < NSRV && ret == 0; i++)
         ret = nfsd_start(&b, i);
     for (int run = 0; run < b.runs && ret == 0; run++)
@@ -654,7 +593,7 @@ int bench_mount(int argc, char **argv)
         umount2(mnt, MNT_DETACH); /* a mount left behind by a failed row */
     }
     for (int i = 0; i < NSRV; i++)
-        nfsd_stop(&b.srv[i]);
+        bench_nfsd_stop(&b.srv[i]);
     rm_tree(b.base);
     return ret == 0 ? 0 : 1;
 }

@@ -68,104 +68,28 @@ struct srv_opts {
 
 /* ---- rpctls-nfsd ---------------------------------------------------------- */
 
-struct nfsd {
-    pid_t pid;
-    uint16_t port;
-    char export[1024];
-};
-
-static int exe_dir(char *buf, size_t len)
-{
-    ssize_t n = readlink("/proc/self/exe", buf, len - 1);
-
-    if (n < 0)
-        return -errno;
-    buf[n] = '\0';
-    *strrchr(buf, '/') = '\0';
-    return 0;
-}
 
 /* Starts rpctls-nfsd exporting exp with --threads threads and --io-threads
  * io (io < 0: the server's default), TLS optional, no client certificates. */
-static int nfsd_start(struct nfsd *d, const char *exp, const char *state, const char *pki, unsigned threads, int io)
+static int nfsd_start(struct bench_nfsd *d, const char *exp, const char *state, const char *pki, unsigned threads, int io)
 {
-    char self[4096], prog[4200], cert[1100], key[1100], line[256], th[16], iot[16];
-    int pfd[2], ret;
-    FILE *f;
+    char th[16], iot[16];
+    const char *extra[] = {"--tls", "optional", "--threads", th, "--io-threads", iot, NULL};
 
-    memset(d, 0, sizeof(*d));
-    if ((ret = exe_dir(self, sizeof(self))) != 0)
-        return ret;
-    snprintf(prog, sizeof(prog), "%s/rpctls-nfsd", self);
-    snprintf(d->export, sizeof(d->export), "%s", exp);
-    snprintf(cert, sizeof(cert), "%s/server.pem", pki);
-    snprintf(key, sizeof(key), "%s/server.key", pki);
-    snprintf(th, sizeof(th), "%u", threads);
-    snprintf(iot, sizeof(iot), "%d", io < 0 ? 8 : io);
-    if ((mkdir(d->export, 0755) < 0 && errno != EEXIST) || pipe(pfd) < 0)
-        return -errno;
-    if ((d->pid = fork()) < 0)
-        return -errno;
-    if (d->pid == 0) {
-        dup2(pfd[1], 2);
-        close(pfd[0]);
-        close(pfd[1]);
-        execl(prog, prog, "--export", d->export, "--no-root-squash", "--listen", "127.0.0.1:0", "--tls", "optional",
-              "--cert", cert, "--key", key, "--state-dir", state, "--rpcbind", "off", "--threads", th,
-              "--io-threads", iot, "--quiet", (char *)NULL);
-        _exit(127);
-    }
-    close(pfd[1]);
-    f = fdopen(pfd[0], "r");
-    if (f == NULL || fgets(line, sizeof(line), f) == NULL ||
-        sscanf(line, "rpctls-nfsd: listening on 127.0.0.1:%hu", &d->port) != 1) {
-        fprintf(stderr, "rpctls-bench: %s did not start%s%s", prog, f ? ": " : "\n", f ? line : "");
-        if (f)
-            fclose(f);
-        return -EIO;
-    }
-    fclose(f);
-    return 0;
+    snprintf(th, sizeof th, "%u", threads);
+    snprintf(iot, sizeof iot, "%d", io < 0 ? 8 : io);
+    return bench_nfsd_start(d, exp, state, pki, extra);
 }
 
-static void nfsd_stop(struct nfsd *d)
-{
-    if (d->pid > 0) {
-        kill(d->pid, SIGTERM);
-        waitpid(d->pid, NULL, 0);
-        d->pid = 0;
-    }
-}
 
-static int write_source(const char *path, uint64_t size)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644), ret = 0;
-    uint64_t x = 0x9e3779b97f4a7c15ull, *buf = malloc(1 << 20);
-
-    for (uint64_t off = 0; fd >= 0 && buf != NULL && off < size && ret == 0; off += 1 << 20) {
-        size_t n = size - off < (1u << 20) ? (size_t)(size - off) : 1u << 20;
-        for (size_t k = 0; k < (1u << 20) / 8; k++) {
-            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-            buf[k] = x;
-        }
-        if (write(fd, buf, n) != (ssize_t)n)
-            ret = -EIO;
-    }
-    free(buf);
-    if (fd < 0 || close(fd) != 0 || ret != 0) {
-        fprintf(stderr, "rpctls-bench: cannot write the source %s\n", path);
-        return -EIO;
-    }
-    return 0;
-}
 
 /* Forks rpctls-cp --tls SRC nfs://127.0.0.1:PORT/EXPORT/NAME. */
-static pid_t cp_spawn(const char *src, const struct nfsd *d, const char *name, const char *pki)
+static pid_t cp_spawn(const char *src, const struct bench_nfsd *d, const char *name, const char *pki)
 {
     char self[4096], prog[4200], ca[1100], url[1400];
     pid_t pid;
 
-    if (exe_dir(self, sizeof(self)) != 0)
+    if (bench_exe_dir(self, sizeof(self)) != 0)
         return -1;
     snprintf(prog, sizeof(prog), "%s/rpctls-cp", self);
     snprintf(ca, sizeof(ca), "%s/ca.pem", pki);
@@ -207,7 +131,7 @@ static int run_tput(const struct srv_opts *o, const char *base, const char *pki,
     char exp[700], state[700], src[700], name[64], path[1200];
     uint64_t per = o->size / clients;
     pid_t pids[64];
-    struct nfsd d;
+    struct bench_nfsd d;
     double t0;
     int ret;
 
@@ -215,7 +139,7 @@ static int run_tput(const struct srv_opts *o, const char *base, const char *pki,
     snprintf(exp, sizeof(exp), "%s/export-t%u", base, threads);
     snprintf(state, sizeof(state), "%s/state", base);
     snprintf(src, sizeof(src), "%s/source-%u.bin", base, clients);
-    if (access(src, R_OK) != 0 && (ret = write_source(src, per)) != 0)
+    if (access(src, R_OK) != 0 && (ret = bench_write_source(src, per)) != 0)
         return ret;
     if ((ret = nfsd_start(&d, exp, state, pki, threads, -1)) != 0)
         return ret;
@@ -230,7 +154,7 @@ static int run_tput(const struct srv_opts *o, const char *base, const char *pki,
             ret = r;
     }
     t0 = bench_now() - t0;
-    nfsd_stop(&d);
+    bench_nfsd_stop(&d);
     for (unsigned i = 0; i < clients; i++) {
         snprintf(path, sizeof(path), "%s/client%u.bin", exp, i);
         unlink(path);
@@ -323,7 +247,7 @@ static void *lat_main(void *arg)
     return NULL;
 }
 
-static int clnt_open(const struct nfsd *d, const char *pki, struct krpc_loop **loop, struct krpc_clnt **cl)
+static int clnt_open(const struct bench_nfsd *d, const char *pki, struct krpc_loop **loop, struct krpc_clnt **cl)
 {
     struct krpc_clnt_config cfg = {0};
     struct mb_chain args = MB_CHAIN_INIT;
@@ -374,7 +298,7 @@ static int run_lat(const struct srv_opts *o, const char *base, const char *pki, 
 {
     struct lat_client lc;
     char exp[1100], state[700], path[1300];
-    struct nfsd d;
+    struct bench_nfsd d;
     double t0;
     pid_t pid;
     int ret;
@@ -432,7 +356,7 @@ exit:
         krpc_loop_free(lc.loop);
     }
     free(lc.lat);
-    nfsd_stop(&d);
+    bench_nfsd_stop(&d);
     unlink(path);
     return ret;
 }
@@ -483,7 +407,7 @@ static double thread_cpu(void)
  * call, free. shared: every client uses one TLS context loaded once
  * (cfg.tls_ctx), as s_time uses one SSL_CTX; else each connection loads its
  * own from the files (krpc_clnt's default). */
-static int run_setup_rpctls(const struct srv_opts *o, const struct nfsd *d, const char *pki, int shared,
+static int run_setup_rpctls(const struct srv_opts *o, const struct bench_nfsd *d, const char *pki, int shared,
                             struct setup_row *row)
 {
     struct krpc_clnt_config cfg = {0};
@@ -902,7 +826,7 @@ int bench_server(int argc, char **argv)
             goto exit;
         }
         snprintf(src, sizeof(src), "%s/source-commit.bin", base);
-        if ((ret = write_source(src, o.commit_size)) != 0)
+        if ((ret = bench_write_source(src, o.commit_size)) != 0)
             goto exit;
     }
     /* Rounds outermost: a slow spell of the machine hits one round of every
@@ -915,7 +839,7 @@ int bench_server(int argc, char **argv)
         for (int l = 0; o.do_lat && l < 3 && ret == 0; l++)
             ret = run_lat(&o, base, pki, src, lat[l].threads, lat[l].io_threads, &lat[l]);
         if (o.do_setup && ret == 0) {
-            struct nfsd d;
+            struct bench_nfsd d;
             struct raw_srv rs;
             SSL_CTX *cctx = raw_ctx(0, pki);
             char exp[700], state[700];
@@ -926,7 +850,7 @@ int bench_server(int argc, char **argv)
                 ret = run_setup_rpctls(&o, &d, pki, 1, &setup[0]);
                 if (ret == 0)
                     ret = run_setup_rpctls(&o, &d, pki, 0, &setup[1]);
-                nfsd_stop(&d);
+                bench_nfsd_stop(&d);
             }
             if (ret == 0 && (ret = raw_srv_start(&rs, pki)) == 0 && cctx != NULL)
                 ret = run_setup_raw(&o, &rs, cctx, &setup[2]);
