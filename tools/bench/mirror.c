@@ -222,26 +222,8 @@ int bench_mirror(int argc, char **argv)
         ret = -EIO;
         goto exit;
     }
-    {
-        /* Pseudo-random source data, written once. */
-        int fd = open(src, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        uint64_t x = 0x9e3779b97f4a7c15ull, *buf = malloc(1 << 20);
-        for (uint64_t off = 0; fd >= 0 && buf != NULL && off < size && ret == 0; off += 1 << 20) {
-            size_t n = size - off < (1u << 20) ? (size_t)(size - off) : 1u << 20;
-            for (size_t k = 0; k < (1u << 20) / 8; k++) {
-                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-                buf[k] = x;
-            }
-            if (write(fd, buf, n) != (ssize_t)n)
-                ret = -EIO;
-        }
-        free(buf);
-        if (fd < 0 || close(fd) != 0 || ret != 0) {
-            fprintf(stderr, "rpctls-bench: cannot write the source %s\n", src);
-            ret = -EIO;
-            goto exit;
-        }
-    }
+    if ((ret = bench_write_source(src, size)) != 0)
+        goto exit;
     for (int i = 0; i < NMIRRORS && ret == 0; i++)
         ret = nfsd_start(&d[i], base, i + 1, pki);
     if (ret != 0)
