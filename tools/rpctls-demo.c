@@ -125,22 +125,18 @@ static void sha256_final(EVP_MD_CTX *ctx, uint8_t out[32])
     EVP_MD_CTX_free(ctx);
 }
 
-/* SHA-256 of a chain's bytes, read in place through the public store API. */
+/* SHA-256 of a chain's bytes, read in place, segment by segment. */
 static void sha256_chain(const struct mb_chain *c, uint8_t out[32])
 {
+    struct mb_seg_iter it;
+    unsigned char *p;
     EVP_MD_CTX *ctx;
+    size_t n;
 
     sha256_init(&ctx);
-    for (const struct mb *m = c->head; m != NULL; m = m->next) {
-        size_t off = m->off, end = m->off + m->len;
-        while (off < end) {
-            size_t k = mb_store_contig(m->st, off);
-            if (k > end - off)
-                k = end - off;
-            EVP_DigestUpdate(ctx, mb_store_ptr(m->st, off), k);
-            off += k;
-        }
-    }
+    mb_seg_iter_init(&it, c, 0, c->len);
+    while ((n = mb_seg_next(&it, &p)) > 0)
+        EVP_DigestUpdate(ctx, p, n);
     sha256_final(ctx, out);
 }
 

@@ -68,17 +68,13 @@ void tu_sha_update(struct tu_sha *s, const void *data, size_t len)
 
 void tu_sha_update_chain(struct tu_sha *s, const struct mb_chain *c)
 {
-    for (const struct mb *m = c->head; m != NULL; m = m->next) {
-        size_t off = m->off, left = m->len;
-        while (left > 0) {
-            size_t n = mb_store_contig(m->st, off);
-            if (n > left)
-                n = left;
-            tu_sha_update(s, mb_store_ptr(m->st, off), n);
-            off += n;
-            left -= n;
-        }
-    }
+    struct mb_seg_iter it;
+    unsigned char *p;
+    size_t n;
+
+    mb_seg_iter_init(&it, c, 0, c->len);
+    while ((n = mb_seg_next(&it, &p)) > 0)
+        tu_sha_update(s, p, n);
 }
 
 void tu_sha_final(struct tu_sha *s, uint8_t out[32])
