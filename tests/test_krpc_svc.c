@@ -436,6 +436,77 @@ static void test_idle_timeout(void)
     ts_stop(&ts);
 }
 
+/* An authenticated peer that sends a message a byte at a time, slowly: the
+ * idle check sees activity and lets it be; the slow-message check cuts it
+ * (counted in closed_slow, not closed_idle). A peer that sends a message
+ * slowly but above the minimum rate, for longer than the grace period, is
+ * answered; other clients are served throughout. */
+static void test_slow_message(void)
+{
+    struct krpc_svc_config cfg;
+    struct test_server ts;
+    struct tc drip, slow;
+    struct krpc_reply_hdr h;
+    struct krpc_svc_stats st;
+    unsigned char msg[600], args[240], res[300];
+    size_t n, reslen = 0;
+    uint32_t mark;
+    uint64_t t0;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.idle_timeout_ms = 20000;
+    cfg.slow_msg_grace_ms = 300;
+    cfg.slow_msg_min_rate = 200; /* bytes per second */
+    REQUIRE(ts_start(&ts, &cfg) == 0);
+    REQUIRE(tc_open(&drip, ts.port) == 0);
+    REQUIRE(tc_open(&slow, ts.port) == 0);
+    /* Both authenticate with a whole call first. */
+    CHECK(tc_call(&drip, 1, TP_PROG, TP_VERS_LO, 0, KRPC_AUTH_NONE, NULL, 0, &h, NULL, 0, NULL) == 0);
+    CHECK(tc_call(&slow, 2, TP_PROG, TP_VERS_LO, 0, KRPC_AUTH_NONE, NULL, 0, &h, NULL, 0, NULL) == 0);
+
+    /* slow: an ECHO of 240 bytes, about 290 bytes on the wire, one byte
+     * every 2 ms (~500 B/s, over the 200 minimum) for ~0.6 s, twice the
+     * grace period: answered in full. */
+    for (size_t i = 0; i < sizeof(args); i++)
+        args[i] = (unsigned char)(i * 7);
+    n = tc_encode_call(msg + 4, sizeof(msg) - 4, 3, TP_PROG, TP_VERS_LO, TP_ECHO, KRPC_AUTH_NONE, args, sizeof(args));
+    REQUIRE(n > 0);
+    mark = htonl(0x80000000u | (uint32_t)n);
+    memcpy(msg, &mark, 4);
+    t0 = krpc_now_ms();
+    for (size_t i = 0; i < n + 4; i++) {
+        REQUIRE(tc_write(&slow, msg + i, 1) == 0);
+        usleep(2000);
+    }
+    CHECK(krpc_now_ms() - t0 > 300);
+    CHECK(tc_reply_recv(&slow, &h, res, sizeof(res), &reslen) == 0);
+    CHECK(rh_accepted(&h, 3, KRPC_SUCCESS));
+    CHECK(reslen == sizeof(args) && memcmp(res, args, sizeof(args)) == 0);
+
+    /* drip: a record mark announcing 400 bytes, then a byte every 50 ms
+     * (20 B/s) until the server closes; a bounded loop of 3 s. */
+    mark = htonl(0x80000000u | 400u);
+    REQUIRE(tc_write(&drip, &mark, 4) == 0);
+    t0 = krpc_now_ms();
+    for (int i = 0; i < 60; i++) {
+        unsigned char b = 0;
+        if (tc_write(&drip, &b, 1) != 0)
+            break;
+        usleep(50000);
+        if (ts_stats(&ts).closed_slow == 1)
+            break;
+    }
+    CHECK(tc_wait_closed(drip.fd, 2000));
+    CHECK(krpc_now_ms() - t0 >= 300); /* not before the grace period */
+    st = ts_stats(&ts);
+    CHECK_EQ(st.closed_slow, 1);
+    CHECK_EQ(st.closed_idle, 0);
+    CHECK(tc_ping(ts.port));
+    tc_close(&drip);
+    tc_close(&slow);
+    ts_stop(&ts);
+}
+
 /* max_outstanding 1: a second deferred call on the same connection is
  * dropped (counted); the first completes; another connection is served. */
 static void test_max_outstanding(void)
@@ -758,6 +829,7 @@ int main(void)
     TEST_RUN(test_drc_lru);
     TEST_RUN(test_max_conns);
     TEST_RUN(test_idle_timeout);
+    TEST_RUN(test_slow_message);
     TEST_RUN(test_max_outstanding);
     TEST_RUN(test_unread_replies);
     TEST_RUN(test_ipv6);

@@ -259,6 +259,11 @@ RPCTLS_API uint64_t krpc_conn_bytes_received(const struct krpc_conn *c);
 /* krpc_now_ms() when the last byte was read or written through our own
  * socket I/O (as the byte counters count), or when the connection was made. */
 RPCTLS_API uint64_t krpc_conn_last_io_ms(const struct krpc_conn *c);
+/* 1 while bytes have arrived that are not yet a whole message (a message
+ * or a TLS record of one under way): *since_ms gets when the first of them
+ * came (krpc_now_ms), *bytes the wire bytes read since then, themselves
+ * included. 0 once a message is delivered, until more bytes come. */
+RPCTLS_API int krpc_conn_partial_msg(const struct krpc_conn *c, uint64_t *since_ms, uint64_t *bytes);
 
 /*
  * Limits a server sets on a connection it does not trust yet, and lifts

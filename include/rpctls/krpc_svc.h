@@ -90,6 +90,13 @@ struct krpc_svc_config {
     unsigned max_conns;             /* all connections; 0: 4096 */
     unsigned max_outstanding;       /* calls in progress per connection; 0: 64 */
     int idle_timeout_ms;            /* 0: 300000; <0: never */
+    /* Slow messages: an authenticated connection whose bytes of a message
+     * (or of a TLS record) have been arriving for slow_msg_grace_ms, at
+     * less than slow_msg_min_rate bytes per second on average since its
+     * first byte, is cut (the idle timeout cannot see a peer that sends a
+     * byte now and then). 0: 30000 ms and 1024 B/s; grace < 0: never. */
+    int slow_msg_grace_ms;
+    unsigned slow_msg_min_rate;
     unsigned drc_entries;           /* duplicate-request cache size; 0: 1024 */
     int handshake_timeout_ms;       /* a connection not yet authenticated (TLS under _REQUIRED, else its
                                        first call) this long after accept is cut; also the TLS handshake's
@@ -117,6 +124,7 @@ struct krpc_svc_stats {
     uint64_t tls_probes, tls_handshakes, tls_failures;
     uint64_t closed_malformed;  /* connections closed for bad framing or undecodable calls */
     uint64_t closed_idle;
+    uint64_t closed_slow;       /* a message arriving below slow_msg_min_rate (authenticated peers) */
     uint64_t calls_dropped;     /* over max_outstanding, or too many unsent reply bytes */
     uint64_t conns_unauth;      /* gauge: open connections not yet authenticated */
     uint64_t closed_handshake_timeout; /* not authenticated within handshake_timeout_ms of accept */

@@ -86,6 +86,10 @@ struct krpc_conn {
 
     uint64_t bytes_sent, bytes_received;
     uint64_t last_io_ms; /* krpc_now_ms() of the last byte read or written, or of creation */
+    /* Bytes read since the last message was delivered (a message, or a TLS
+     * record of one, under way): when the first of them came (0: none has)
+     * and bytes_received before them, for the server's slow-message check. */
+    uint64_t partial_since_ms, partial_bytes0;
 
     struct krpc_membudget *budget;   /* NULL: not counted */
     size_t charged;                  /* what this connection has charged to budget */
@@ -341,6 +345,7 @@ static void conn_deliver(struct krpc_conn *c)
 
         if (ret == 0)
             return;
+        c->partial_since_ms = 0; /* a message completed: the next starts with the next bytes read */
         if (ret < 0) {
             if (ret == -EMSGSIZE)
                 krpc_log(KRPC_LOG_WARN, "krpc conn fd %d: record mark announces a message over %zu bytes; closing",
@@ -507,6 +512,10 @@ static void conn_read(struct krpc_conn *c)
         }
         c->bytes_received += (uint64_t)r;
         c->last_io_ms = krpc_now_ms();
+        if (c->partial_since_ms == 0) {
+            c->partial_since_ms = c->last_io_ms;
+            c->partial_bytes0 = c->bytes_received - (uint64_t)r;
+        }
         if (conn_read_commit(c, (size_t)r) < 0 || (size_t)r < space)
             break; /* closed, or drained */
     }
@@ -872,6 +881,15 @@ uint64_t krpc_conn_bytes_sent(const struct krpc_conn *c)
 uint64_t krpc_conn_bytes_received(const struct krpc_conn *c)
 {
     return c != NULL ? c->bytes_received : 0;
+}
+
+int krpc_conn_partial_msg(const struct krpc_conn *c, uint64_t *since_ms, uint64_t *bytes)
+{
+    if (c == NULL || c->partial_since_ms == 0)
+        return 0;
+    *since_ms = c->partial_since_ms;
+    *bytes = c->bytes_received - c->partial_bytes0;
+    return 1;
 }
 
 uint64_t krpc_conn_last_io_ms(const struct krpc_conn *c)

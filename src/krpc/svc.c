@@ -29,6 +29,8 @@
 #define SVC_DEF_MAX_MEMORY (1ull << 30)
 #define SVC_DEF_MAX_OUTSTANDING 64
 #define SVC_DEF_IDLE_MS 300000
+#define SVC_DEF_SLOW_GRACE_MS 30000 /* slow-message check: the grace period */
+#define SVC_DEF_SLOW_MIN_RATE 1024  /* and the minimum rate, bytes per second */
 #define SVC_DEF_DRC 1024
 #define SVC_DEF_HS_MS 10000
 #define SVC_ACCEPT_BACKOFF_MS 100
@@ -687,6 +689,11 @@ static void conn_schedule(struct svc_conn *sc, uint64_t now)
         if (idle_due < due)
             due = idle_due;
     }
+    /* An authenticated peer's message rate is looked at once per grace
+     * period: a slow message is cut at most two periods after it began. */
+    if (!sc->unauth && sc->state != SC_HANDSHAKE && svc->cfg.slow_msg_grace_ms > 0 &&
+        now + (uint64_t)svc->cfg.slow_msg_grace_ms < due)
+        due = now + (uint64_t)svc->cfg.slow_msg_grace_ms;
     if (due == UINT64_MAX)
         krpc_timer_cancel(sc->sl->loop, &sc->timer);
     else
@@ -735,6 +742,30 @@ static void conn_authenticated(struct svc_conn *sc)
     conn_schedule(sc, krpc_now_ms());
 }
 
+/* Cuts sc (and returns 1) when the bytes of its message under way have
+ * been coming for the grace period or longer at less than the minimum rate:
+ * a peer that holds a buffer and a slot by sending a byte now and then,
+ * which the idle check (any byte is activity) lets live. */
+static int slow_msg(struct svc_conn *sc, uint64_t now)
+{
+    struct krpc_svc *svc = sc->svc;
+    uint64_t since, bytes, elapsed;
+
+    if (svc->cfg.slow_msg_grace_ms <= 0 || !krpc_conn_partial_msg(sc->c, &since, &bytes) || now <= since)
+        return 0;
+    elapsed = now - since;
+    if (elapsed < (uint64_t)svc->cfg.slow_msg_grace_ms || bytes * 1000 >= (uint64_t)svc->cfg.slow_msg_min_rate * elapsed)
+        return 0;
+    ST_INC(svc, closed_slow);
+    sc->counted = 1;
+    conn_log(svc, KRPC_LOG_INFO,
+             "rpc server: cutting %s: a message has been arriving for %llu ms at %llu bytes/s (the minimum is %u)",
+             sc->peerstr, (unsigned long long)elapsed, (unsigned long long)(bytes * 1000 / elapsed),
+             svc->cfg.slow_msg_min_rate);
+    conn_close(sc, -ETIMEDOUT);
+    return 1;
+}
+
 static void conn_timer_fn(struct krpc_loop *loop, struct krpc_timer *t, void *arg)
 {
     struct svc_conn *sc = arg;
@@ -760,6 +791,8 @@ static void conn_timer_fn(struct krpc_loop *loop, struct krpc_timer *t, void *ar
         conn_close(sc, -ETIMEDOUT);
         return;
     }
+    if (!sc->unauth && sc->state != SC_HANDSHAKE && slow_msg(sc, now))
+        return;
     if (sc->state != SC_HANDSHAKE && svc->cfg.idle_timeout_ms > 0) {
         /* A call in progress is activity: its reply is traffic still to come. */
         if (sc->deferred > 0)
@@ -1294,6 +1327,10 @@ static int svc_create(struct krpc_loop *loop, const struct krpc_svc_config *cfg,
         svc->cfg.max_outstanding = SVC_DEF_MAX_OUTSTANDING;
     if (svc->cfg.idle_timeout_ms == 0)
         svc->cfg.idle_timeout_ms = SVC_DEF_IDLE_MS;
+    if (svc->cfg.slow_msg_grace_ms == 0)
+        svc->cfg.slow_msg_grace_ms = SVC_DEF_SLOW_GRACE_MS;
+    if (svc->cfg.slow_msg_min_rate == 0)
+        svc->cfg.slow_msg_min_rate = SVC_DEF_SLOW_MIN_RATE;
     if (svc->cfg.drc_entries == 0)
         svc->cfg.drc_entries = SVC_DEF_DRC;
     if (svc->cfg.handshake_timeout_ms <= 0)
