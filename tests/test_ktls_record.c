@@ -120,8 +120,7 @@ static void test_rfc8448_known_answer(void)
  * layer's stack iovec arrays (64 per record, 256 per message out of place,
  * one entry of each kept for the inner content type): the iovecs fill the
  * stack array in one walk when they fit and go to the heap when not, and
- * either way the records open to the same bytes. Out of place such a source
- * is gathered into the record buffer before sealing: the source itself,
+ * either way the records open to the same bytes. Out of place the source,
  * still referenced elsewhere, must come out unchanged. */
 static void test_many_pieces(void)
 {

@@ -257,24 +257,12 @@ static int seal_record_rec(struct ktls_conn *c, struct iovec *src, int nsrc, siz
     hdr[2] = 0x03;
     hdr[3] = (uint8_t)(reclen >> 8);
     hdr[4] = (uint8_t)reclen;
+    src[nsrc].iov_base = (void *)&ct;
+    src[nsrc].iov_len = 1;
     dst.iov_base = hdr + KTLS_HDR_LEN;
     dst.iov_len = n + 1;
-    if (nsrc > 1) {
-        uint8_t *p = dst.iov_base;
-        for (int i = 0; i < nsrc; i++) {
-            memcpy(p, src[i].iov_base, src[i].iov_len);
-            p += src[i].iov_len;
-        }
-        *p = ct;
-        src = &dst;
-        nsrc = 1;
-    } else {
-        src[nsrc].iov_base = (void *)&ct;
-        src[nsrc].iov_len = 1;
-        nsrc++;
-    }
     ktls__nonce(&c->tx, nonce);
-    ret = c->engine->seal(c->tx.key, nonce, hdr, KTLS_HDR_LEN, src, nsrc, &dst, 1, hdr + KTLS_HDR_LEN + n + 1);
+    ret = c->engine->seal(c->tx.key, nonce, hdr, KTLS_HDR_LEN, src, nsrc + 1, &dst, 1, hdr + KTLS_HDR_LEN + n + 1);
     if (ret != 0) {
         mb_chain_free(&rec);
         return ret;
