@@ -187,11 +187,12 @@ static TU_UNUSED struct krpc_svc_stats ts_stats(struct test_server *ts)
 }
 
 /* Starts a server for cfg (address: 127.0.0.1, any port, unless set) with
- * the test program, versions TP_VERS_LO and TP_VERS_HI, running. */
-static TU_UNUSED int ts_start(struct test_server *ts, const struct krpc_svc_config *cfg_in)
+ * the test program, versions TP_VERS_LO and TP_VERS_HI, registered with
+ * flags (KRPC_PROG_*), running. */
+static TU_UNUSED int ts_start_flags(struct test_server *ts, const struct krpc_svc_config *cfg_in, unsigned flags)
 {
     struct krpc_svc_config cfg = *cfg_in;
-    struct krpc_prog_desc p = {TP_PROG, TP_VERS_LO, TP_NPROCS, tp_procs, ts, 0};
+    struct krpc_prog_desc p = {TP_PROG, TP_VERS_LO, TP_NPROCS, tp_procs, ts, flags};
     int ret;
 
     memset(ts, 0, sizeof(*ts));
@@ -213,6 +214,11 @@ static TU_UNUSED int ts_start(struct test_server *ts, const struct krpc_svc_conf
     ts->port = krpc_svc_port(ts->svc);
     ts_resume(ts);
     return 0;
+}
+
+static TU_UNUSED int ts_start(struct test_server *ts, const struct krpc_svc_config *cfg_in)
+{
+    return ts_start_flags(ts, cfg_in, 0);
 }
 
 static TU_UNUSED void ts_stop(struct test_server *ts)

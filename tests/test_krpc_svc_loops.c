@@ -10,7 +10,8 @@
  *    drips a byte every 100 ms (the idle timer alone would never cut it);
  *  - over max_unauth_conns the oldest stranger goes, an established client
  *    keeps its connection and a new client is served;
- *  - before TLS under _REQUIRED a record mark over 8 KiB closes at once;
+ *  - before TLS under _REQUIRED a record mark over 1 KiB (2 KiB with a
+ *    program served in the clear) closes at once;
  *  - max_memory: plaintext clients each sending most of a 4 MiB message are
  *    cut once the budget is full, with the log line; the bytes held stay
  *    under the budget plus one read batch per connection; a small client is
@@ -270,35 +271,73 @@ static void test_unauth_budget(void)
     ts_stop(&ts);
 }
 
+/* A NULL call with the largest AUTH_SYS credential (255-byte machine name,
+ * 16 groups) and pad bytes of arguments, sent in the clear. */
+static int send_big_null(struct tc *t, uint32_t xid, size_t padlen)
+{
+    static const unsigned char pad[1100];
+    struct krpc_cred cred;
+
+    memset(&cred, 0, sizeof(cred));
+    cred.flavor = KRPC_AUTH_SYS;
+    memset(cred.machine, 'm', KRPC_AUTH_SYS_MAX_MACHINE);
+    cred.ngids = KRPC_AUTH_SYS_MAX_GIDS;
+    unsigned char buf[2048];
+    size_t n = tc_encode_call_cred(buf, sizeof(buf), xid, TP_PROG, TP_VERS_LO, 0, &cred, pad, padlen);
+    return n == 0 ? -1 : tc_send_msg(t, buf, n);
+}
+
+/* Before TLS on a TLS-only server a message may be as large as the calls
+ * served in the clear need: 1 KiB (NULL) with no program marked
+ * KRPC_PROG_PLAIN_OK, 2 KiB (a MNT) with one. Larger closes at the record
+ * mark, before a byte of the body is buffered. */
 static void test_pretls_limit(void)
 {
-    struct krpc_svc_config cfg;
-    struct test_server ts;
-    struct tc t;
-    struct krpc_reply_hdr h;
-    unsigned char mark[4] = {0x80, 0x00, 0x20, 0x04}; /* 8196 bytes */
-    int fd;
-    struct tu_logcap lc;
+    static const struct {
+        unsigned flags;
+        size_t limit;
+        const char *log;
+    } rows[] = {
+        {0, 1024, "over the 1024-byte limit (before TLS on a TLS-only server)"},
+        {KRPC_PROG_PLAIN_OK, 2048, "over the 2048-byte limit (before TLS on a TLS-only server)"},
+    };
 
-    memset(&cfg, 0, sizeof(cfg));
-    cfg.tls = KRPC_SVC_TLS_REQUIRED;
-    cfg.tlscfg.cert_file = certs.server_cert;
-    cfg.tlscfg.key_file = certs.server_key;
-    REQUIRE(tu_logcap_start(&lc) == 0);
-    REQUIRE(ts_start(&ts, &cfg) == 0);
-    fd = tc_connect(ts.port);
-    REQUIRE(fd >= 0);
-    CHECK(send(fd, mark, 4, MSG_NOSIGNAL) == 4);
-    CHECK(closed_within(fd, 2000));
-    close(fd);
-    /* A plaintext NULL call still is served before TLS. */
-    REQUIRE(tc_open(&t, ts.port) == 0);
-    CHECK(tc_call(&t, 5, TP_PROG, TP_VERS_LO, 0, KRPC_AUTH_NONE, NULL, 0, &h, NULL, 0, NULL) == 0);
-    CHECK(rh_accepted(&h, 5, KRPC_SUCCESS));
-    tc_close(&t);
-    CHECK_EQ(ts_stats(&ts).closed_malformed, 1);
-    ts_stop(&ts);
-    CHECK(log_stop_has(&lc, "over the 8192-byte limit (before TLS on a TLS-only server)", NULL));
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct krpc_svc_config cfg;
+        struct test_server ts;
+        struct tc t;
+        struct krpc_reply_hdr h;
+        uint32_t over = (uint32_t)rows[i].limit + 1;
+        unsigned char mark[4] = {0x80, (unsigned char)(over >> 16), (unsigned char)(over >> 8), (unsigned char)over};
+        int fd;
+        struct tu_logcap lc;
+
+        memset(&cfg, 0, sizeof(cfg));
+        cfg.tls = KRPC_SVC_TLS_REQUIRED;
+        cfg.tlscfg.cert_file = certs.server_cert;
+        cfg.tlscfg.key_file = certs.server_key;
+        REQUIRE(tu_logcap_start(&lc) == 0);
+        REQUIRE(ts_start_flags(&ts, &cfg, rows[i].flags) == 0);
+        fd = tc_connect(ts.port);
+        REQUIRE(fd >= 0);
+        CHECK(send(fd, mark, 4, MSG_NOSIGNAL) == 4);
+        CHECK(closed_within(fd, 2000));
+        close(fd);
+        /* The largest NULL call is served in the clear. */
+        REQUIRE(tc_open(&t, ts.port) == 0);
+        CHECK(send_big_null(&t, 5, 0) == 0);
+        CHECK(tc_reply_recv(&t, &h, NULL, 0, NULL) == 0 && rh_accepted(&h, 5, KRPC_SUCCESS));
+        /* A 1,400-byte message (a MNT-sized call) only where MOUNT may be. */
+        CHECK(send_big_null(&t, 6, 1028) == 0);
+        if (rows[i].flags & KRPC_PROG_PLAIN_OK)
+            CHECK(tc_reply_recv(&t, &h, NULL, 0, NULL) == 0 && rh_accepted(&h, 6, KRPC_SUCCESS));
+        else
+            CHECK(closed_within(t.fd, 2000));
+        tc_close(&t);
+        CHECK_EQ(ts_stats(&ts).closed_malformed, (rows[i].flags & KRPC_PROG_PLAIN_OK) ? 1 : 2);
+        ts_stop(&ts);
+        CHECK(log_stop_has(&lc, rows[i].log, NULL));
+    }
 }
 
 static void test_max_memory(void)

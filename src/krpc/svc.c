@@ -36,13 +36,14 @@
 #define SVC_ACCEPT_BACKOFF_MS 100
 /* Unsent reply bytes per outstanding-call slot before calls are dropped. */
 #define SVC_QUEUE_PER_CALL (1u << 20)
-/* Before TLS under _REQUIRED only the probe (44 bytes with its record mark),
- * NULL calls and calls of KRPC_PROG_PLAIN_OK programs (MOUNT) are served.
- * The largest of those is a MNT: a 40-byte header, an AUTH_SYS credential
- * (at most 400 bytes of body) and verifier (400), and a path of at most
- * MNTPATHLEN 1024 bytes: under 2 KiB. 8 KiB leaves room and still keeps a
- * stranger from making the server buffer megabytes. */
-#define SVC_PRETLS_MAX_MSG (8u * 1024)
+/* Before TLS under _REQUIRED only the probe (40 bytes), NULL calls and calls
+ * of KRPC_PROG_PLAIN_OK programs (MOUNT) are served, so a stranger's message
+ * is held to what those need (RFC 5531 bounds credential and verifier bodies
+ * at 400 bytes each): a call header of 24 bytes, credential and verifier of
+ * 8 + 400 each, 840 bytes in all, is a NULL call's largest; a MNT adds a
+ * path of at most MNTPATHLEN 1024 bytes and its length, 1,868 in all. */
+#define SVC_PRETLS_NULL_MAX 1024u
+#define SVC_PRETLS_PLAIN_OK_MAX 2048u
 /* Receive store of a connection not yet authenticated: one page, so an idle
  * or dripping stranger pins 4 KiB, not 64 KiB. */
 #define SVC_UNAUTH_RX_CHUNK 4096u
@@ -946,6 +947,19 @@ static void conn_on_tls(struct krpc_conn *c, int err, const char *msg, void *arg
     krpc_timer_cancel(sc->sl->loop, &sc->timer);
 }
 
+/* The largest message a connection may send before TLS on a TLS-only
+ * server: room for a MNT when a program is served in the clear, else for a
+ * NULL call; never above max_msg. */
+static size_t pretls_max_msg(const struct krpc_svc *svc)
+{
+    size_t lim = SVC_PRETLS_NULL_MAX;
+
+    for (size_t i = 0; i < svc->nprogs; i++)
+        if (svc->progs[i].flags & KRPC_PROG_PLAIN_OK)
+            lim = SVC_PRETLS_PLAIN_OK_MAX;
+    return svc->cfg.max_msg < lim ? svc->cfg.max_msg : lim;
+}
+
 static void conn_on_close(struct krpc_conn *c, int err, void *arg)
 {
     struct svc_conn *sc = arg;
@@ -988,8 +1002,7 @@ static void conn_on_close(struct krpc_conn *c, int err, void *arg)
                          "rpc server: malformed input from %s: RPC record mark announces a message over the "
                          "%zu-byte limit%s",
                          sc->peerstr,
-                         pretls && (size_t)SVC_PRETLS_MAX_MSG < svc->cfg.max_msg ? (size_t)SVC_PRETLS_MAX_MSG
-                                                                                 : svc->cfg.max_msg,
+                         pretls ? pretls_max_msg(svc) : svc->cfg.max_msg,
                          pretls ? " (before TLS on a TLS-only server)" : "");
             else
                 conn_log(svc, KRPC_LOG_WARN, "rpc server: malformed input from %s: bad RPC record marking",
@@ -1068,9 +1081,7 @@ static void svc_add_conn(struct svc_loop *sl, int fd, const struct sockaddr_stor
     }
     /* Until it authenticates: one-page receive stores, and under _REQUIRED
      * a small message limit (the probe, NULL and MOUNT fit). */
-    pre_max = 0;
-    if (svc->cfg.tls == KRPC_SVC_TLS_REQUIRED)
-        pre_max = svc->cfg.max_msg < SVC_PRETLS_MAX_MSG ? svc->cfg.max_msg : SVC_PRETLS_MAX_MSG;
+    pre_max = svc->cfg.tls == KRPC_SVC_TLS_REQUIRED ? pretls_max_msg(svc) : 0;
     krpc_conn_set_rx_limits(sc->c, pre_max, SVC_UNAUTH_RX_CHUNK);
     krpc_conn_set_membudget(sc->c, &svc->mem);
     sc->next = sl->conns;
