@@ -296,6 +296,28 @@ static void test_add_any_and_xprtsec(void)
     CHECK_EQ(ex.v[0].clients[0].opts.ro, 0);
     nfs3_exports_free(&ex);
 
+    /* What --export DIR means: "DIR 127.0.0.1(rw) ::1(rw)", one export. */
+    REQUIRE(nfs3_exports_add(&ex, "/srv/one", "127.0.0.1", &o) == 0);
+    REQUIRE(nfs3_exports_add(&ex, "/srv/one", "::1", &o) == 0);
+    REQUIRE(ex.n == 1 && ex.v[0].nclients == 2);
+    CHECK(strcmp(match(&ex.v[0], "127.0.0.1"), "127.0.0.1") == 0);
+    CHECK(strcmp(match(&ex.v[0], "::1"), "::1") == 0);
+    CHECK(strcmp(match(&ex.v[0], "::ffff:127.0.0.1"), "127.0.0.1") == 0);
+    CHECK(strcmp(match(&ex.v[0], "127.0.0.2"), "(none)") == 0);
+    CHECK(strcmp(match(&ex.v[0], "10.1.2.3"), "(none)") == 0);
+    /* A network adds to the same export; a second path makes another. */
+    REQUIRE(nfs3_exports_add(&ex, "/srv/one", "10.0.0.0/8", &o) == 0);
+    CHECK(strcmp(match(&ex.v[0], "10.1.2.3"), "10.0.0.0/8") == 0);
+    REQUIRE(nfs3_exports_add(&ex, "/srv/two", "*", &o) == 0);
+    CHECK_EQ(ex.n, 2);
+    /* Host names (they need resolving), bad specs and relative paths. */
+    CHECK_EQ(nfs3_exports_add(&ex, "/srv/one", "host.example", &o), -EINVAL);
+    CHECK_EQ(nfs3_exports_add(&ex, "/srv/one", "10.0.0.0/33", &o), -EINVAL);
+    CHECK_EQ(nfs3_exports_add(&ex, "/srv/one", "@group", &o), -EINVAL);
+    CHECK_EQ(nfs3_exports_add(&ex, "srv/one", "*", &o), -EINVAL);
+    CHECK_EQ(ex.v[0].nclients, 3);
+    nfs3_exports_free(&ex);
+
     /* xprtsec: tls and mtls are disjoint, as knfsd's check_xprtsec_policy. */
     o.xprtsec = NFS3_XPRTSEC_MTLS;
     CHECK(!nfs3_export_xprtsec_ok(&o, 0, 0));

@@ -539,6 +539,35 @@ static void test_nfsd_bad_file(void)
     CHECK(tu_file_contains(out, "rpctls-nfsd: --export and --exports exclude each other\n"));
 }
 
+/* --export DIR is "DIR 127.0.0.1(rw) ::1(rw)": listening on every address,
+ * the server says so at start, serves 127.0.0.1 and refuses 127.0.0.2. */
+static void test_export_flag_is_local(void)
+{
+    struct tu_nfsd d;
+    struct cli c;
+    struct nfs3_fh fh;
+    char want[PATH_MAX + 160];
+
+    REQUIRE(tu_nfsd_init(&d, g_base, "one", "off", NULL) == 0);
+    d.extra[0] = "--listen";
+    d.extra[1] = "0.0.0.0:0";
+    d.extra[2] = NULL;
+    REQUIRE(tu_nfsd_start(&d, 0) == 0);
+    REQUIRE(cli_open(&c, d.port, "127.0.0.1", PLAIN) == 0);
+    CHECK_EQ(mnt(&c, d.export_dir, &fh), MNT3_OK);
+    cli_close(&c);
+    REQUIRE(cli_open(&c, d.port, "127.0.0.2", PLAIN) == 0);
+    CHECK_EQ(mnt(&c, d.export_dir, NULL), MNT3ERR_ACCES);
+    CHECK_EQ(getattr(&c, &fh), NFS3ERR_ACCES); /* a handle learnt from 127.0.0.1 */
+    cli_close(&c);
+    CHECK_EQ(tu_nfsd_stop(&d), 0);
+    snprintf(want, sizeof(want),
+             "rpctls-nfsd: warning: --export %s serves only 127.0.0.1 and ::1; other clients get MNT3ERR_ACCES "
+             "(list them in an exports file, --exports)\n",
+             d.export_dir);
+    CHECK(tu_file_contains(d.log, want));
+}
+
 int main(void)
 {
     if (tu_mkdtemp(g_base, sizeof(g_base), "exports") != 0)
@@ -554,6 +583,7 @@ int main(void)
     TEST_RUN(test_ro);
     TEST_RUN(test_xprtsec);
     TEST_RUN(test_nfsd_bad_file);
+    TEST_RUN(test_export_flag_is_local);
     if (g_have_certs)
         tu_certs_destroy(&g_certs);
     tu_rmtree(g_base);

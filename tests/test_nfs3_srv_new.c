@@ -23,6 +23,7 @@
 
 #include "krpc/svc_int.h"
 #include "rpctls/nfs3.h"
+#include "rpctls/nfs3_export.h"
 #include "rpctls/nfs3_srv.h"
 #include "test.h"
 
@@ -92,12 +93,23 @@ static int h_taken(struct krpc_svc_req *req, struct krpc_xdr_dec *args, struct k
     return KRPC_SUCCESS;
 }
 
+/* g_export to every client ("*"): these calls come from no address, and
+ * the default export (the local host's addresses) would refuse them. */
+static struct nfs3_exports g_any;
+
 static void srv_config(struct nfs3_srv_config *scfg)
 {
+    struct nfs3_export_opts o;
+
     memset(scfg, 0, sizeof(*scfg));
     scfg->export_path = g_export;
     scfg->state_dir = g_state;
-    scfg->opts.squash = NFS3_SQUASH_NONE;
+    if (g_any.n == 0) {
+        nfs3_export_opts_default(&o);
+        o.squash = NFS3_SQUASH_NONE;
+        REQUIRE(nfs3_exports_add_any(&g_any, g_export, &o) == 0);
+    }
+    scfg->exports = &g_any;
     scfg->io_threads = 0;
 }
 
@@ -203,6 +215,7 @@ int main(void)
     }
     TEST_RUN(test_register_failure);
     TEST_RUN(test_procedure_table);
+    nfs3_exports_free(&g_any);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_base);
     if (system(cmd) != 0)
         fprintf(stderr, "cleanup of %s failed\n", g_base);

@@ -15,6 +15,7 @@
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/resource.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include "rpctls/krpc.h"
@@ -44,8 +45,9 @@ static void usage(FILE *f)
             "client certificate. Not root: as the user running " PROG ", whatever the credential\n"
             "says.\n"
             "\n"
-            "  --export DIR          directory to export to every client that reaches --listen,\n"
-            "                        read-write, root squashed: the exports line \"DIR *(rw)\"\n"
+            "  --export DIR          directory to export to the local host, read-write, root\n"
+            "                        squashed: the exports line \"DIR 127.0.0.1(rw) ::1(rw)\". Other\n"
+            "                        clients need --exports\n"
             "  --exports FILE        exports(5) file (Linux syntax): several directories, each with\n"
             "                        client specs (IP, CIDR, *, host names resolved at start) and\n"
             "                        options rw, ro (the default), root_squash, no_root_squash,\n"
@@ -495,6 +497,16 @@ static void prepare_limits(struct krpc_svc_config *cfg, int quiet)
     cfg->max_conns = max_conns;
 }
 
+/* Whether a listener on ss is reachable from the local host only. */
+static int listens_on_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+    if (ss->ss_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -715,7 +727,8 @@ int main(int argc, char **argv)
     }
     if (svc == NULL)
         goto out;
-    /* --export DIR is the exports line "DIR *(rw)", or "DIR *(rw,no_root_squash)". */
+    /* --export DIR is the exports line "DIR 127.0.0.1(rw) ::1(rw)", with
+     * no_root_squash added by --no-root-squash. */
     nfs3_export_opts_default(&export_opts);
     if (no_root_squash)
         export_opts.squash = NFS3_SQUASH_NONE;
@@ -735,6 +748,11 @@ int main(int argc, char **argv)
             snprintf(addr, sizeof(addr), "%s", listen_addr);
         nfs3_srv_write_verf(srv, v);
         fprintf(stderr, PROG ": listening on %s\n", addr);
+        if (exports_file == NULL && !listens_on_loopback(&ss))
+            fprintf(stderr,
+                    PROG ": warning: --export %s serves only 127.0.0.1 and ::1; other clients get "
+                         "MNT3ERR_ACCES (list them in an exports file, --exports)\n",
+                    export_dir);
         if (!quiet)
             fprintf(stderr,
                     PROG ": export %s%s, tls %s%s%s%s, tx-mode %s, state dir %s, write verifier "

@@ -121,8 +121,13 @@ RPCTLS_API int nfs3_exports_resolve(struct nfs3_exports *ex, const char *fname, 
 /* Reads file (at most 1 MiB), parses and resolves it. Errors as above, or
  * "FILE: strerror" when it cannot be read. */
 RPCTLS_API int nfs3_exports_load(struct nfs3_exports *ex, const char *file, char *err, size_t errlen);
-/* One export of path to every client ("*") with opts: what --export DIR
- * means. 0 or -ENOMEM. */
+/* Adds client spec (an IP address, ADDRESS/PREFIX or "*"; not a host name)
+ * with opts to the export of path, making that export when ex has none:
+ * like writing "path spec(opts)" on a line. 0, -EINVAL (path not absolute,
+ * bad spec) or -ENOMEM. */
+RPCTLS_API int nfs3_exports_add(struct nfs3_exports *ex, const char *path, const char *spec,
+                                const struct nfs3_export_opts *opts);
+/* nfs3_exports_add(ex, path, "*", opts): one export to every client. */
 RPCTLS_API int nfs3_exports_add_any(struct nfs3_exports *ex, const char *path, const struct nfs3_export_opts *opts);
 /* A deep copy of src into dst (empty on entry). 0 or -ENOMEM. */
 RPCTLS_API int nfs3_exports_copy(struct nfs3_exports *dst, const struct nfs3_exports *src);

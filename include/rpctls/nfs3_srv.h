@@ -48,9 +48,9 @@ struct nfs3_srv_config {
      * this to require TLS for MOUNT too. No effect under OFF / OPTIONAL. */
     int mount_requires_tls;
     /* Several exports with their client specs and options (exports(5),
-     * rpctls/nfs3_export.h); copied. NULL: export_path alone, to every
-     * client that reaches the listener, with opts: the exports line
-     * "export_path *(opts)". */
+     * rpctls/nfs3_export.h); copied. NULL: export_path alone, to the
+     * local host, with opts: the exports line
+     * "export_path 127.0.0.1(opts) ::1(opts)". */
     const struct nfs3_exports *exports;
     /* The policy of export_path when exports is NULL (ignored otherwise:
      * every client spec of the table has its own); all zero:

@@ -680,28 +680,49 @@ out:
     return ret;
 }
 
+int nfs3_exports_add(struct nfs3_exports *ex, const char *path, const char *spec,
+                     const struct nfs3_export_opts *opts)
+{
+    struct lx l = {.fname = "(added)"};
+    char err[NFS3_EXPORT_SPEC_MAX + 64];
+    struct nfs3_export_client cl, *cls;
+    struct nfs3_export_entry *e = NULL;
+    int ret;
+
+    l.err = err;
+    l.errlen = sizeof(err);
+    memset(&cl, 0, sizeof(cl));
+    if (path == NULL || path[0] != '/' || spec == NULL || strlen(spec) > NFS3_EXPORT_SPEC_MAX)
+        return -EINVAL;
+    /* Addresses, networks and "*" only: a host name would need resolving. */
+    if ((ret = parse_client(&l, spec, 0, 0, &cl)) != 0 || cl.is_name)
+        return -EINVAL;
+    cl.opts = *opts;
+    for (size_t i = 0; i < ex->n; i++)
+        if (strcmp(ex->v[i].path, path) == 0)
+            e = &ex->v[i];
+    if (e == NULL) {
+        struct nfs3_export_entry *v = realloc(ex->v, (ex->n + 1) * sizeof(*v));
+        if (v == NULL)
+            return -ENOMEM;
+        ex->v = v;
+        e = &v[ex->n];
+        memset(e, 0, sizeof(*e));
+        if ((e->path = strdup(path)) == NULL)
+            return -ENOMEM;
+        ex->n++;
+    }
+    cls = realloc(e->clients, (e->nclients + 1) * sizeof(*cls));
+    if (cls == NULL)
+        return -ENOMEM;
+    e->clients = cls;
+    cls[e->nclients++] = cl;
+    return 0;
+}
+
 int nfs3_exports_add_any(struct nfs3_exports *ex, const char *path, const struct nfs3_export_opts *opts)
 {
-    struct nfs3_export_entry *v = realloc(ex->v, (ex->n + 1) * sizeof(*v));
-    struct nfs3_export_entry *e;
-
-    if (v == NULL)
-        return -ENOMEM;
-    ex->v = v;
-    e = &v[ex->n];
-    memset(e, 0, sizeof(*e));
-    e->path = strdup(path);
-    e->clients = calloc(1, sizeof(*e->clients));
-    if (e->path == NULL || e->clients == NULL) {
-        entry_free(e);
-        return -ENOMEM;
-    }
-    e->nclients = 1;
-    snprintf(e->clients[0].spec, sizeof(e->clients[0].spec), "*");
-    e->clients[0].kind = NFS3_CLIENT_ANY;
-    e->clients[0].opts = *opts;
-    ex->n++;
-    return 0;
+    return nfs3_exports_add(ex, path, "*", opts);
 }
 
 int nfs3_exports_copy(struct nfs3_exports *dst, const struct nfs3_exports *src)

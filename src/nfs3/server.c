@@ -1181,10 +1181,10 @@ int nfs3_srv_new(struct krpc_svc *svc, const struct nfs3_srv_config *cfg, struct
         return ret;
     }
     if (table == NULL) {
-        /* One directory for every client that reaches the listener, with
-         * cfg->opts (default: rw, root squashed): the exports line
-         * "PATH *(OPTS)". Options are taken as given: an explicit anonuid
-         * 0 stays 0, as in an exports file. */
+        /* One directory for the local host, with cfg->opts (default: rw,
+         * root squashed): the exports line "PATH 127.0.0.1(OPTS)
+         * ::1(OPTS)". Other clients need an exports table. Options are
+         * taken as given: an explicit anonuid 0 stays 0, as in a file. */
         struct nfs3_export_opts o = cfg->opts;
         if (memcmp(&cfg->opts, &zero_opts, sizeof(zero_opts)) == 0)
             nfs3_export_opts_default(&o);
@@ -1192,7 +1192,9 @@ int nfs3_srv_new(struct krpc_svc *svc, const struct nfs3_srv_config *cfg, struct
             snprintf(err, errlen, "no export");
             return -EINVAL;
         }
-        if (nfs3_exports_add_any(&one, cfg->export_path, &o) != 0) {
+        if (nfs3_exports_add(&one, cfg->export_path, "127.0.0.1", &o) != 0 ||
+            nfs3_exports_add(&one, cfg->export_path, "::1", &o) != 0) {
+            nfs3_exports_free(&one);
             snprintf(err, errlen, "out of memory");
             return -ENOMEM;
         }

@@ -161,7 +161,10 @@ int tu_nfsd_start(struct tu_nfsd *d, uint16_t port)
         int status;
         while (f && fgets(line, sizeof line, f)) {
             unsigned p;
-            if (sscanf(line, "rpctls-nfsd: listening on 127.0.0.1:%u", &p) == 1) {
+            const char *colon = strrchr(line, ':');
+            /* "listening on 127.0.0.1:PORT", or another address (--listen in extra) */
+            if (strncmp(line, "rpctls-nfsd: listening on ", 26) == 0 && colon != NULL &&
+                sscanf(colon + 1, "%u", &p) == 1) {
                 fclose(f);
                 d->port = (uint16_t)p;
                 return 0;
