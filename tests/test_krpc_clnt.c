@@ -771,6 +771,83 @@ static void test_tls_rekey_reconnect(void)
     krpc_loop_free(loop);
 }
 
+/* A client loads its TLS context once: the CA file is read for the first
+ * handshake and not again, so its reconnects (forced here by the key-limit
+ * hook) work after the file is gone. One context also serves clients of
+ * different servers: each checks its own name against the certificate. */
+static void test_tls_context_once(void)
+{
+    struct krpc_loop *loop;
+    struct krpc_svc *svc;
+    struct krpc_clnt *cl;
+    struct krpc_clnt_config cc;
+    struct krpc_reply rep;
+    struct ktls_config k;
+    struct ktls_ctx *ctx;
+    char ca[PATH_MAX + 8], cmd[2 * PATH_MAX + 16], err[512];
+    const struct krpc_clnt_stats *st;
+
+    REQUIRE(have_certs);
+    REQUIRE(krpc_loop_new(&loop) == 0);
+    svc = start_svc(loop, KRPC_SVC_TLS_REQUIRED);
+    REQUIRE(svc);
+    snprintf(ca, sizeof ca, "%s.copy", certs.ca_cert);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", certs.ca_cert, ca);
+    REQUIRE(system(cmd) == 0);
+    base_cfg(&cc, svc);
+    tls_client_cfg(&cc, KRPC_TLS_REQUIRED);
+    cc.tlscfg.ca_file = ca;
+    cc.tlscfg.record_limit = 60;
+    REQUIRE(krpc_clnt_new(loop, &cc, &cl) == 0);
+    CHECK(krpc_call(cl, P_NULL, NULL, &rep) == 0);
+    krpc_reply_free(&rep);
+    CHECK_EQ(unlink(ca), 0);
+    blob_calls(loop, cl);
+    st = krpc_clnt_stats(cl);
+    CHECK(st->rekey_reconnects >= 5);
+    CHECK_EQ(st->tls_handshakes, st->reconnects + 1);
+    CHECK_EQ(st->failures, 0);
+    krpc_clnt_free(cl);
+    /* A new client must read the file, and says which one is missing. */
+    REQUIRE(krpc_clnt_new(loop, &cc, &cl) == 0);
+    CHECK(krpc_call(cl, P_NULL, NULL, &rep) < 0);
+    CHECK(strstr(krpc_clnt_last_error(cl), ca) != NULL);
+    if (strstr(krpc_clnt_last_error(cl), ca) == NULL)
+        fprintf(stderr, "  last error: %s\n", krpc_clnt_last_error(cl));
+    krpc_clnt_free(cl);
+
+    /* One context without a name, three clients with theirs. */
+    memset(&k, 0, sizeof k);
+    k.role = KTLS_CLIENT;
+    k.ca_file = certs.ca_cert;
+    k.alpn = KRPC_ALPN;
+    REQUIRE(ktls_ctx_new(&k, &ctx, err, sizeof err) == 0);
+    static const struct {
+        const char *name;
+        int ok;
+    } names[] = {{"127.0.0.1", 1}, {"localhost", 1}, {"wrong.example", 0}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        base_cfg(&cc, svc);
+        cc.tls = KRPC_TLS_REQUIRED;
+        cc.tlscfg.server_name = names[i].name;
+        cc.tls_ctx = ctx;
+        cc.max_reconnects = 1;
+        REQUIRE(krpc_clnt_new(loop, &cc, &cl) == 0);
+        CHECK_EQ(krpc_call(cl, P_NULL, NULL, &rep) == 0, names[i].ok);
+        krpc_reply_free(&rep);
+        if (!names[i].ok) {
+            const char *e = krpc_clnt_last_error(cl);
+            CHECK(strstr(e, "hostname mismatch") != NULL && strstr(e, "checked \"wrong.example\"") != NULL);
+            if (strstr(e, "checked \"wrong.example\"") == NULL)
+                fprintf(stderr, "  last error: %s\n", e);
+        }
+        krpc_clnt_free(cl);
+    }
+    ktls_ctx_unref(ctx);
+    svc_free_drain(loop, svc);
+    krpc_loop_free(loop);
+}
+
 /* The server's key has a low limit: a reply that does not fit closes the
  * connection (close_notify); the client reconnects and resends, and the
  * duplicate-request cache answers. No KeyUpdate either way. */
@@ -1053,6 +1130,7 @@ int main(void)
     TEST_RUN(test_tls_ok);
     TEST_RUN(test_tls_rekey_reconnect);
     TEST_RUN(test_tls_server_limit);
+    TEST_RUN(test_tls_context_once);
     TEST_RUN(test_free_outstanding);
     TEST_RUN(test_misbehaving_server);
     if (have_certs)

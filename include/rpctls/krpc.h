@@ -229,6 +229,9 @@ RPCTLS_API int krpc_conn_start_tls(struct krpc_conn *c, const struct ktls_config
 /* The same with a context loaded once (ktls_ctx_new; its ALPN should be
  * KRPC_ALPN); the handshake takes its own reference. */
 RPCTLS_API int krpc_conn_start_tls_ctx(struct krpc_conn *c, struct ktls_ctx *ctx);
+/* The same for a client connecting to server_name (ktls_hs_new_ctx_name):
+ * one context for connections to several servers. */
+RPCTLS_API int krpc_conn_start_tls_name(struct krpc_conn *c, struct ktls_ctx *ctx, const char *server_name);
 /* Closes now: on_close(err) runs from the loop, not from inside this call. */
 RPCTLS_API void krpc_conn_close(struct krpc_conn *c, int err);
 /* For an owner going away: closes (a best-effort close_notify in TLS) and

@@ -58,10 +58,12 @@ struct krpc_clnt_config {
     struct sockaddr_storage src_addr; /* bound before connecting when src_addrlen != 0 (port 0: any) */
     socklen_t src_addrlen;
     /* A TLS context loaded once (ktls_ctx_new: role KTLS_CLIENT, alpn
-     * KRPC_ALPN, server_name set) for every handshake of this client, and
-     * possibly of other clients (each takes its own reference). NULL: each
-     * connection makes a context from tlscfg, reading its files again (an
-     * SSL_CTX and a CA file cost about 0.7 ms per connection on OpenSSL 3.0). */
+     * KRPC_ALPN) for every handshake of this client, and possibly of other
+     * clients, to other servers too (each takes its own reference). The
+     * name checked against the certificate is the context's server_name
+     * when it has one, else tlscfg.server_name or the address tried. NULL:
+     * the client loads one from tlscfg at its first handshake and keeps it
+     * for its reconnects. */
     struct ktls_ctx *tls_ctx;
 };
 

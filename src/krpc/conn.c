@@ -587,6 +587,11 @@ static void conn_hs_drive(struct krpc_conn *c)
 
 int krpc_conn_start_tls_ctx(struct krpc_conn *c, struct ktls_ctx *ctx)
 {
+    return krpc_conn_start_tls_name(c, ctx, NULL);
+}
+
+int krpc_conn_start_tls_name(struct krpc_conn *c, struct ktls_ctx *ctx, const char *server_name)
+{
     int ret, timeout_ms;
 
     if (c == NULL || ctx == NULL)
@@ -607,7 +612,7 @@ int krpc_conn_start_tls_ctx(struct krpc_conn *c, struct ktls_ctx *ctx)
                       c->rm.in.len + c->rm.msg.len);
         return 0;
     }
-    if ((ret = ktls_hs_new_ctx(ctx, c->fd, &c->hs)) < 0) {
+    if ((ret = ktls_hs_new_ctx_name(ctx, c->fd, server_name, &c->hs)) < 0) {
         conn_tls_fail(c, ret, "TLS setup failed: %s", strerror(-ret));
         return 0;
     }

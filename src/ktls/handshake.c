@@ -834,7 +834,8 @@ static int hs_setup(struct ktls_hs *hs)
         /* SNI carries host names only (RFC 6066 section 3). */
         if (!ip && !SSL_set_tlsext_host_name(hs->ssl, cfg->server_name))
             return hs_fail_ssl(hs, -EINVAL, "TLS setup failed: bad server name");
-        snprintf(hs->checked_name, sizeof hs->checked_name, "%s", cfg->server_name);
+        if (cfg->server_name != hs->checked_name) /* hs_new may have put it there */
+            snprintf(hs->checked_name, sizeof hs->checked_name, "%s", cfg->server_name);
         if (verify) {
             X509_VERIFY_PARAM *vp = SSL_get0_param(hs->ssl);
             int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, cfg->server_name)
@@ -862,8 +863,9 @@ static int hs_setup(struct ktls_hs *hs)
     return 0;
 }
 
-/* Like ktls_hs_new_ctx but also returns the object when the setup fails. */
-static int hs_new(struct ktls_ctx *ctx, int fd, struct ktls_hs **out)
+/* Like ktls_hs_new_ctx_name but also returns the object when the setup
+ * fails. */
+static int hs_new(struct ktls_ctx *ctx, int fd, const char *server_name, struct ktls_hs **out)
 {
     struct ktls_hs *hs;
 
@@ -881,12 +883,25 @@ static int hs_new(struct ktls_ctx *ctx, int fd, struct ktls_hs **out)
     hs->alpn_wire_len = ctx->alpn_wire_len;
     ERR_clear_error();
     *out = hs;
+    if (server_name != NULL && hs->role == KTLS_CLIENT) {
+        /* This connection's name, kept in checked_name (no DNS name is
+         * longer than 253 bytes). */
+        if (strlen(server_name) >= sizeof hs->checked_name)
+            return hs_fail(hs, -EINVAL, "TLS setup failed: server name too long");
+        snprintf(hs->checked_name, sizeof hs->checked_name, "%s", server_name);
+        hs->cfg.server_name = hs->checked_name;
+    }
     return hs_setup(hs);
 }
 
 int ktls_hs_new_ctx(struct ktls_ctx *ctx, int fd, struct ktls_hs **out)
 {
-    int ret = hs_new(ctx, fd, out);
+    return ktls_hs_new_ctx_name(ctx, fd, NULL, out);
+}
+
+int ktls_hs_new_ctx_name(struct ktls_ctx *ctx, int fd, const char *server_name, struct ktls_hs **out)
+{
+    int ret = hs_new(ctx, fd, server_name, out);
 
     if (ret < 0) {
         ktls_hs_free(*out);
@@ -1257,7 +1272,7 @@ int ktls_handshake(const struct ktls_config *cfg, int fd, struct ktls_conn **out
     ret = ktls_ctx_new(cfg, &ctx, errbuf, errlen);
     if (ret < 0)
         return ret;
-    ret = hs_new(ctx, fd, &hs);
+    ret = hs_new(ctx, fd, NULL, &hs);
     ktls_ctx_unref(ctx);
     if (ret < 0)
         goto out;

@@ -405,8 +405,8 @@ static double thread_cpu(void)
 
 /* rpctls: a fresh client per setup (TCP connect, probe, handshake), one NULL
  * call, free. shared: every client uses one TLS context loaded once
- * (cfg.tls_ctx), as s_time uses one SSL_CTX; else each connection loads its
- * own from the files (krpc_clnt's default). */
+ * (cfg.tls_ctx), as s_time uses one SSL_CTX; else each client (one per
+ * connection here) loads its own from the files. */
 static int run_setup_rpctls(const struct srv_opts *o, const struct bench_nfsd *d, const char *pki, int shared,
                             struct setup_row *row)
 {
@@ -684,7 +684,7 @@ static void server_usage(FILE *f)
             "  setup       TLS connection setups per second, one at a time (TCP connect, RFC 9289\n"
             "              probe, handshake, one NULL call, close) against rpctls-nfsd --threads 1,\n"
             "              the clients sharing one TLS context (as s_time does) and each loading its\n"
-            "              own (krpc_clnt's default), and raw OpenSSL TLS 1.3 handshakes (an\n"
+            "              own (a client per connection), and raw OpenSSL TLS 1.3 handshakes (an\n"
             "              `openssl s_time -new` loop against an OpenSSL server thread in this\n"
             "              process, same certificate, key and suites).\n"
             "Every row runs --rounds times: the best round is reported with the spread.\n"
@@ -815,7 +815,7 @@ int bench_server(int argc, char **argv)
     lat[1] = (struct lat_row){.label = "pool", .threads = 1, .io_threads = (int)o.io_threads};
     lat[2] = (struct lat_row){.label = "pool, 2 loops", .threads = 2, .io_threads = (int)o.io_threads};
     setup[0].label = "rpctls-nfsd, client context shared (as s_time)";
-    setup[1].label = "rpctls-nfsd, client context per connection";
+    setup[1].label = "rpctls-nfsd, a new client and context per connection";
     setup[2].label = "raw OpenSSL (s_time -new style)";
     if (o.do_lat) {
         snprintf(o.disk_base, sizeof(o.disk_base), "%s/rpctls-bench-server-XXXXXX", o.disk_dir);
