@@ -30,10 +30,6 @@
  *   the bytes arrive intact; a client of a program / version the server does
  *   not serve still starts TLS and gets its PROG_UNAVAIL / PROG_MISMATCH
  *   inside TLS.
- *
- * Until these land in main, parts of this test fail (see the lead's slices):
- * ALPN optional on both sides; plaintext MOUNT and NULL under --tls required;
- * STARTTLS + PROG_UNAVAIL / PROG_MISMATCH read as "start TLS".
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -296,10 +292,11 @@ static void test_knfsd_server(void)
     free(buf);
 }
 
-/* A client for a program (MOUNT on the NFS port, as nfs3_mount sends it
- * today) or a version (NFS v4) that knfsd does not serve: the probe answer
- * is STARTTLS + PROG_UNAVAIL / PROG_MISMATCH, the client must start TLS
- * anyway and get the same answer to its call inside TLS. */
+/* A client for a program (MOUNT on the NFS port, where nfs3_mount sends it
+ * when neither ?mountport= nor the portmapper names another port) or a
+ * version (NFS v4) that knfsd does not serve: the probe answer is
+ * STARTTLS + PROG_UNAVAIL / PROG_MISMATCH, the client must start TLS anyway
+ * and get the same answer to its call inside TLS. */
 static void knfsd_unserved(uint32_t prog, uint32_t vers, int want_status, const char *want_msg)
 {
     struct knfsd k;
