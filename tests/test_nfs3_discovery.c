@@ -32,8 +32,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include "rpctls/krpc_pmap.h"
 #include "rpctls/nfs3_clnt.h"
@@ -228,6 +232,27 @@ static void run_client(uint16_t port, int find_nfs_port, uint16_t want_nfs, uint
 
 /* ---- the NFS port ------------------------------------------------------------ */
 
+/* A port that refuses connections: a socket bound to it that does not
+ * listen (kept open so that nothing else takes the port). */
+static int closed_port_fd = -1;
+static uint16_t closed_port;
+
+static int closed_port_open(void)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    closed_port_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (closed_port_fd < 0 || bind(closed_port_fd, (struct sockaddr *)&a, sizeof a) < 0 ||
+        getsockname(closed_port_fd, (struct sockaddr *)&a, &len) < 0)
+        return -1;
+    closed_port = ntohs(a.sin_port);
+    return 0;
+}
+
 static void test_nfs_port(void)
 {
     static const struct {
@@ -250,7 +275,7 @@ static void test_nfs_port(void)
         switch (cases[i].where) {
         case 0: port = krpc_svc_port(fk.v4only); break;
         case 1: port = krpc_svc_port(fk.other); break;
-        case 2: port = 1; break; /* tcpmux: nothing listens there */
+        case 2: port = closed_port; break;
         case 3: port = nfs.port; break;
         }
         /* When asked, the portmapper's NFS is nfs; for NFS v3 answering at
@@ -337,7 +362,7 @@ int main(void)
     if (mkdir(export_dir, 0755) < 0 || mkdir(state_dir, 0700) < 0)
         return 1;
     srv_cfg(&sc);
-    if (fake_start(&fk) < 0 || tu_nfsrv_start(&nfs, &sc) < 0 || tu_nfsrv_start(&mountd, &sc) < 0) {
+    if (closed_port_open() < 0 || fake_start(&fk) < 0 || tu_nfsrv_start(&nfs, &sc) < 0 || tu_nfsrv_start(&mountd, &sc) < 0) {
         fprintf(stderr, "cannot start the servers\n");
         return 1;
     }
@@ -348,6 +373,7 @@ int main(void)
     tu_nfsrv_stop(&mountd);
     tu_nfsrv_stop(&nfs);
     fake_stop(&fk);
+    close(closed_port_fd);
     tu_rmtree(base);
     return test_summary();
 }
