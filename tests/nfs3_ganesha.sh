@@ -7,6 +7,12 @@
 #   1. rpcbind: the running one when `rpcinfo -p 127.0.0.1` answers, else
 #      `rpcbind -f` started here (not -w: a warm start would bring back the
 #      registrations saved by an earlier rpcbind) and stopped at the end.
+#      Then nothing else may be NFS here: the test fails (it does not skip)
+#      when something already listens on 127.0.0.1:2049 (the URL without a
+#      port tries 2049 first, so rpctls-cp would talk to that server) or
+#      when rpcbind already has an NFS (100003) entry (the portmapper's NFS
+#      port must be ganesha's). Both are what a system nfs-ganesha.service
+#      does; scripts/deps stops it when it installs the package.
 #   2. ganesha.nfsd -F with a generated config: NFSv3 only, NFS_Port and
 #      MNT_Port on free loopback ports (never 2049), Bind_addr 127.0.0.1, a
 #      VFS export of a temporary directory (RW, no root squash, TCP), NLM
@@ -82,6 +88,25 @@ else
         i=$((i + 1))
     done
     echo "started rpcbind (pid $RBPID)"
+fi
+
+# ---- no other NFS server -------------------------------------------------------
+# A connection to 127.0.0.1:2049 that succeeds means a server is there
+# (bash's /dev/tcp; without bash, ss's list of listeners).
+port2049_taken() {
+    if command -v bash >/dev/null 2>&1; then
+        timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/2049' 2>/dev/null
+    else
+        ss -Htln 2>/dev/null | awk '{print $4}' | grep -Eq '^(127\.0\.0\.1|0\.0\.0\.0|\*|\[::\]):2049$'
+    fi
+}
+if port2049_taken; then
+    who=$(ss -Htlnp 'sport = :2049' 2>/dev/null | awk '{print $4, $6}')
+    fail "something already listens on 127.0.0.1:2049 (${who:-unknown}): a URL without a port would reach it instead of the ganesha started here; stop it (a system NFS server: systemctl disable --now nfs-ganesha)"
+fi
+foreign=$(rpcinfo -p 127.0.0.1 2>/dev/null | awk '$1 == 100003')
+if [ -n "$foreign" ]; then
+    fail "rpcbind already has NFS (100003) registrations that this test did not make: $(echo "$foreign" | tr -s ' ' | tr '\n' ';') the portmapper's NFS port would not be ganesha's; stop that server (a system NFS server: systemctl disable --now nfs-ganesha)"
 fi
 
 # ---- free loopback ports --------------------------------------------------------

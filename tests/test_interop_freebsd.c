@@ -13,9 +13,6 @@
  * tickets; our client ignores them and NULL, 4 MiB of WRITE, COMMIT and
  * GETATTR succeed on the one connection (no reconnect, no retransmission);
  * the bytes on the server are identical to those written.
- *
- * Until the ALPN slice lands in main (a server that selects no ALPN is
- * accepted), our client refuses this server and the test fails.
  */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -28,9 +28,6 @@
  * Checked: MNT succeeds in the clear; the probe gets STARTTLS; TLS 1.3 with
  * AES-128-GCM and no ALPN; no NewSessionTicket; every byte read back and
  * the file on the server's disk are identical to what was written.
- *
- * Fails until main accepts a ClientHello without ALPN and answers MOUNT in
- * plaintext under --tls required.
  */
 #define _GNU_SOURCE
 #include <signal.h>

@@ -30,10 +30,6 @@
  *   the bytes arrive intact; a client of a program / version the server does
  *   not serve still starts TLS and gets its PROG_UNAVAIL / PROG_MISMATCH
  *   inside TLS.
- *
- * Until these land in main, parts of this test fail (see the lead's slices):
- * ALPN optional on both sides; plaintext MOUNT and NULL under --tls required;
- * STARTTLS + PROG_UNAVAIL / PROG_MISMATCH read as "start TLS".
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -156,6 +152,62 @@ static void test_linux_client_mtls(void)
 static void test_linux_client_tls(void)
 {
     linux_client(0);
+}
+
+/* rpctls-nfsd --alpn required (strict RFC 9289) refuses the tlshd-like
+ * client, which sends no ALPN: the probe is still answered STARTTLS, the
+ * handshake fails with the no_application_protocol alert, and the server's
+ * log names the cause. The same server serves a client that offers
+ * "sunrpc" (rpctls-cp), so the refusal is about ALPN. */
+static void test_linux_client_alpn_required(void)
+{
+    struct tu_nfsd d;
+    struct tu_xprt x;
+    struct tu_gt_cfg gc;
+    struct krpc_reply_hdr ph;
+    char cp[PATH_MAX], src[PATH_MAX], out[PATH_MAX], url[PATH_MAX + 64];
+    int fd, rc;
+
+    REQUIRE(tu_nfsd_init(&d, base, "linux-alpn-required", "required", &certs) == 0);
+    d.extra[0] = "--alpn";
+    d.extra[1] = "required";
+    d.extra[2] = NULL;
+    REQUIRE(tu_nfsd_start(&d, 0) == 0);
+
+    fd = tu_connect_loopback(d.port, 20000);
+    REQUIRE(fd >= 0);
+    tu_xprt_plain(&x, fd);
+    rc = tu_rpc_probe(&x, 0x72000000, NFS3_PROGRAM, NFS3_VERSION, &ph);
+    CHECK_EQ(rc, 0);
+    CHECK(tu_is_starttls(&ph));
+    memset(&gc, 0, sizeof gc);
+    gc.profile = TU_GT_TLSHD;
+    gc.ca_file = certs.ca_cert;
+    gc.server_name = "localhost";
+    rc = tu_gt_start(&x, fd, &gc);
+    CHECK_EQ(rc, -1);
+    {
+        const char *want = "gnutls handshake: A TLS fatal alert has been received.: No supported application "
+                           "protocol could be negotiated";
+        CHECK(strcmp(x.err, want) == 0);
+        if (strcmp(x.err, want) != 0)
+            fprintf(stderr, "tlshd-like client: \"%s\"\n", x.err);
+    }
+    tu_xprt_close(&x);
+
+    /* A client that offers "sunrpc" is served. */
+    tu_tool_path("rpctls-cp", cp, sizeof cp);
+    TU_FMT(src, "%s/alpn-src", base);
+    TU_FMT(out, "%s/alpn-cp.out", base);
+    TU_FMT(url, "nfs://127.0.0.1:%u%s/alpn.bin", (unsigned)d.port, d.export_dir);
+    REQUIRE(tu_write_random_file(src, 100000, 4) == 0);
+    {
+        char *argv[] = {cp, "--ca", certs.ca_cert, "--alpn", "required", "--verify", "--no-progress", src, url, NULL};
+        CHECK_EQ(tu_run(argv, out, 60), 0);
+    }
+    CHECK_EQ(tu_nfsd_stop(&d), 0);
+    CHECK(tu_file_contains(d.log, "failed: TLS handshake failed: the client offered no ALPN protocol (\"sunrpc\" "
+                                  "required)"));
 }
 
 /* ---- our client against a knfsd + tlshd server ---------------------------- */
@@ -296,10 +348,11 @@ static void test_knfsd_server(void)
     free(buf);
 }
 
-/* A client for a program (MOUNT on the NFS port, as nfs3_mount sends it
- * today) or a version (NFS v4) that knfsd does not serve: the probe answer
- * is STARTTLS + PROG_UNAVAIL / PROG_MISMATCH, the client must start TLS
- * anyway and get the same answer to its call inside TLS. */
+/* A client for a program (MOUNT on the NFS port, where nfs3_mount sends it
+ * when neither ?mountport= nor the portmapper names another port) or a
+ * version (NFS v4) that knfsd does not serve: the probe answer is
+ * STARTTLS + PROG_UNAVAIL / PROG_MISMATCH, the client must start TLS anyway
+ * and get the same answer to its call inside TLS. */
 static void knfsd_unserved(uint32_t prog, uint32_t vers, int want_status, const char *want_msg)
 {
     struct knfsd k;
@@ -361,6 +414,7 @@ int main(void)
         return 1;
     TEST_RUN(test_linux_client_mtls);
     TEST_RUN(test_linux_client_tls);
+    TEST_RUN(test_linux_client_alpn_required);
     TEST_RUN(test_knfsd_server);
     TEST_RUN(test_knfsd_probe_prog_unavail);
     TEST_RUN(test_knfsd_probe_prog_mismatch);

@@ -11,8 +11,16 @@
  *     that names both the name checked and the names in the certificate;
  *   - an unknown URL option and an unsupported version are usage errors
  *     that name them; a name that does not resolve fails.
+ * And two rpctls-nfsd flags run through the tool:
+ *   - --mount-tls required: MOUNT NULL is answered in the clear, a
+ *     plaintext MNT (as Linux's mount.nfs or libnfs send it) gets
+ *     AUTH_TOOWEAK, and MNT inside TLS (rpctls-cp) works;
+ *   - --listen localhost:0 (a name, not a literal): the first line is
+ *     "rpctls-nfsd: listening on 127.0.0.1:PORT" and the server serves a
+ *     copy to nfs://localhost:PORT/....
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -22,6 +30,7 @@
 #include "test.h"
 #include "util/certs.h"
 #include "util/nfsd.h"
+#include "util/rpc_peer.h"
 
 static struct tu_certs certs, dns_only;
 static struct tu_nfsd srv;
@@ -167,6 +176,75 @@ static void test_url_refusals(void)
     }
 }
 
+static void test_nfsd_mount_tls_required(void)
+{
+    struct tu_nfsd d;
+    struct krpc_cred cred;
+    struct nfs3_fh root;
+    char err[512], src[PATH_MAX], out[PATH_MAX], url[PATH_MAX + 64];
+    int rc;
+
+    REQUIRE(tu_nfsd_init(&d, base, "mount-tls", "required", &certs) == 0);
+    d.extra[0] = "--mount-tls";
+    d.extra[1] = "required";
+    d.extra[2] = NULL;
+    REQUIRE(tu_nfsd_start(&d, 0) == 0);
+    CHECK(tu_file_contains(d.log, ", MOUNT needs TLS, "));
+    tu_cred_sys(&cred, "linux-client");
+    rc = tu_mount_plain(d.port, d.export_dir, NULL, &cred, &root, err, sizeof err);
+    CHECK_EQ(rc, -EACCES);
+    CHECK(strcmp(err, "MNT: AUTH_ERROR: AUTH_TOOWEAK") == 0); /* MOUNT NULL passed: only MNT refused */
+    if (strcmp(err, "MNT: AUTH_ERROR: AUTH_TOOWEAK") != 0)
+        fprintf(stderr, "plaintext MNT: %d: \"%s\"\n", rc, err);
+    /* MNT inside TLS, on the same port. */
+    TU_FMT(src, "%s/src-mtls", base);
+    TU_FMT(out, "%s/out-mtls", base);
+    REQUIRE(tu_write_random_file(src, 70000, 11) == 0);
+    TU_FMT(url, "nfs://127.0.0.1:%u%s/m.bin", (unsigned)d.port, d.export_dir);
+    {
+        char *argv[] = {cp, "--ca", certs.ca_cert, "--verify", "--no-progress", src, url, NULL};
+        CHECK_EQ(tu_run(argv, out, 60), 0);
+    }
+    CHECK_EQ(tu_nfsd_stop(&d), 0);
+}
+
+static void test_nfsd_listen_name(void)
+{
+    struct tu_nfsd d;
+    char src[PATH_MAX], back[PATH_MAX], out[PATH_MAX], url[PATH_MAX + 64], line[128], first[256] = "";
+    FILE *f;
+
+    REQUIRE(tu_nfsd_init(&d, base, "listen-name", "off", NULL) == 0);
+    /* After tu_nfsd_start's own --listen 127.0.0.1:0: the last one counts. */
+    d.extra[0] = "--listen";
+    d.extra[1] = "localhost:0";
+    d.extra[2] = NULL;
+    REQUIRE(tu_nfsd_start(&d, 0) == 0);
+    f = fopen(d.log, "r");
+    if (f) {
+        if (!fgets(first, sizeof first, f))
+            first[0] = '\0';
+        fclose(f);
+    }
+    TU_FMT(line, "rpctls-nfsd: listening on 127.0.0.1:%u\n", (unsigned)d.port);
+    CHECK(strcmp(first, line) == 0);
+    TU_FMT(src, "%s/src-listen", base);
+    TU_FMT(back, "%s/back-listen", base);
+    TU_FMT(out, "%s/out-listen", base);
+    REQUIRE(tu_write_random_file(src, 300001, 12) == 0);
+    TU_FMT(url, "nfs://localhost:%u%s/l.bin", (unsigned)d.port, d.export_dir);
+    {
+        char *argv[] = {cp, "--no-tls", "--verify", "--no-progress", src, url, NULL};
+        CHECK_EQ(tu_run(argv, out, 60), 0);
+    }
+    {
+        char *argv[] = {cp, "--no-tls", "--no-progress", url, back, NULL};
+        CHECK_EQ(tu_run(argv, out, 60), 0);
+    }
+    CHECK(same_file(src, back));
+    CHECK_EQ(tu_nfsd_stop(&d), 0);
+}
+
 int main(void)
 {
     char real[PATH_MAX], err[256];
@@ -193,6 +271,8 @@ int main(void)
     TEST_RUN(test_name_works);
     TEST_RUN(test_wrong_names_refused);
     TEST_RUN(test_url_refusals);
+    TEST_RUN(test_nfsd_mount_tls_required);
+    TEST_RUN(test_nfsd_listen_name);
     tu_nfsd_stop(&srv);
     unlink(dns_only.server_cert);
     unlink(dns_only.server_key);

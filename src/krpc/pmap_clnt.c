@@ -200,6 +200,21 @@ static int getaddr_v43(struct krpc_loop *loop, const struct sockaddr_storage *pm
     return 0;
 }
 
+/* The portmapper's port when the caller leaves it 0: 111, or, for tests
+ * only, RPCTLS_TEST_PMAP_PORT (a scripted portmapper on a free port, since
+ * a test cannot take 111 from the system's rpcbind). */
+static uint16_t default_pmap_port(void)
+{
+    const char *e = getenv("RPCTLS_TEST_PMAP_PORT");
+    char *end;
+    unsigned long p;
+
+    if (!e || !*e)
+        return KRPC_PMAP_PORT;
+    p = strtoul(e, &end, 10);
+    return *end == '\0' && p > 0 && p <= 65535 ? (uint16_t)p : KRPC_PMAP_PORT;
+}
+
 int krpc_pmap_getport(const struct sockaddr *server, socklen_t len, uint32_t prog, uint32_t vers, int timeout_ms,
                       uint16_t *port, char *err, size_t errlen)
 {
@@ -218,9 +233,9 @@ int krpc_pmap_getport(const struct sockaddr *server, socklen_t len, uint32_t pro
     memset(&pm, 0, sizeof pm);
     memcpy(&pm, server, len);
     if (pm.ss_family == AF_INET && ((struct sockaddr_in *)&pm)->sin_port == 0)
-        ((struct sockaddr_in *)&pm)->sin_port = htons(KRPC_PMAP_PORT);
+        ((struct sockaddr_in *)&pm)->sin_port = htons(default_pmap_port());
     if (pm.ss_family == AF_INET6 && ((struct sockaddr_in6 *)&pm)->sin6_port == 0)
-        ((struct sockaddr_in6 *)&pm)->sin6_port = htons(KRPC_PMAP_PORT);
+        ((struct sockaddr_in6 *)&pm)->sin6_port = htons(default_pmap_port());
     krpc_format_addr((const struct sockaddr *)&pm, where, sizeof where);
 
     ret = krpc_loop_new(&loop);
