@@ -24,6 +24,10 @@
  *     plain-TCP refusal above);
  *   - squashing and the certificate-user mapping as units (user "daemon";
  *     foreign domain, unknown user, no user, no "@" refused with the reason);
+ *   - ACCESS without faccessat2 (forced by a test hook): the mode-bit
+ *     fallback equals the kernel's answer for owner, group, others and root
+ *     on files and directories of many modes, and the server still answers
+ *     per caller with it;
  *   - the test thread's own fsuid is untouched (switches are per thread).
  * Each server runs with two I/O threads, and the first one again with none
  * (identity switching on the loop thread).
@@ -40,6 +44,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "nfs3/access_int.h"
 #include "nfs3/nfsd_int.h"
 #include "rpctls/pki.h"
 #include "test.h"
@@ -623,6 +628,99 @@ static void test_cert_user_units(void)
     CHECK_EQ(nfs3__ident_from_cert_user("daemon@example.org", "", &id, err, sizeof(err)), -EACCES);
 }
 
+/* ACCESS without faccessat2 (Linux < 5.8): the mode-bit fallback, forced
+ * by the test hook, must give what the kernel gives, for owner, group
+ * (fsgid and supplementary), others and root, on files and a directory. */
+static void test_access_mode_bits_units(void)
+{
+    static const mode_t modes[] = {0000, 0600, 0640, 0604, 0644, 0700, 0070, 0007, 0755, 0111, 0460, 0406};
+    const uint32_t all = NFS3_ACCESS_READ | NFS3_ACCESS_LOOKUP | NFS3_ACCESS_MODIFY | NFS3_ACCESS_EXTEND |
+                         NFS3_ACCESS_DELETE | NFS3_ACCESS_EXECUTE;
+    const uint32_t rme = NFS3_ACCESS_READ | NFS3_ACCESS_MODIFY | NFS3_ACCESS_EXTEND;
+    struct nfsd_ident ids[5];
+    struct nfsd_idctx idc;
+    char dir[PATH_MAX + 32], p[PATH_MAX + 64];
+
+    REQUIRE(nfs3__idctx_init(&idc) == 1);
+    REQUIRE(nfs3__access_probe() == 1); /* this kernel answers; the fallback is compared with it */
+    memset(ids, 0, sizeof(ids));
+    ids[0] = (struct nfsd_ident){.uid = UID_A, .gid = UID_A};                         /* the owner */
+    ids[1] = (struct nfsd_ident){.uid = UID_B, .gid = 4500};                          /* group: fsgid */
+    ids[2] = (struct nfsd_ident){.uid = UID_B, .gid = UID_B, .ngroups = 2, .groups = {7, 4500}}; /* supplementary */
+    ids[3] = (struct nfsd_ident){.uid = 4600, .gid = 4600, .ngroups = 1, .groups = {4600}};     /* others */
+    ids[4] = (struct nfsd_ident){.uid = 0, .gid = 0};                                           /* root */
+    snprintf(dir, sizeof(dir), "%s/access-units", g_base);
+    REQUIRE(mkdir(dir, 0755) == 0);
+
+    for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+        for (int isdir = 0; isdir <= 1; isdir++) {
+            struct nfsd_obj o;
+            snprintf(p, sizeof(p), "%s/%s-%04o", dir, isdir ? "d" : "f", (unsigned)modes[m]);
+            if (isdir)
+                REQUIRE(mkdir(p, 0700) == 0);
+            else {
+                int fd = open(p, O_CREAT | O_EXCL | O_WRONLY, 0600);
+                REQUIRE(fd >= 0);
+                close(fd);
+            }
+            REQUIRE(chown(p, UID_A, 4500) == 0 && chmod(p, modes[m]) == 0);
+            memset(&o, 0, sizeof(o));
+            o.fd = open(p, O_PATH | O_CLOEXEC);
+            REQUIRE(o.fd >= 0 && fstat(o.fd, &o.st) == 0);
+            for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+                uint32_t kernel, bits;
+                REQUIRE(nfs3__ident_enter(&idc, &ids[i]) == 0);
+                kernel = nfs3__op_access(&o, all);
+                nfs3__access_force_mode_bits(1);
+                bits = nfs3__op_access(&o, all);
+                nfs3__access_force_mode_bits(0);
+                REQUIRE(nfs3__ident_leave(&idc) == 0);
+                CHECK_EQ(bits, kernel);
+                if (bits != kernel)
+                    fprintf(stderr, "  %s uid %u gid %u: mode bits 0x%x, kernel 0x%x\n", p, (unsigned)ids[i].uid,
+                            (unsigned)ids[i].gid, bits, kernel);
+                /* A few answers spelled out, so the two cannot agree on nonsense. */
+                if (!isdir && modes[m] == 0600 && i == 0)
+                    CHECK_EQ(bits, rme);
+                if (!isdir && modes[m] == 0640 && (i == 1 || i == 2))
+                    CHECK_EQ(bits, NFS3_ACCESS_READ);
+                if (!isdir && modes[m] == 0460 && i == 0) /* the owner's bits, not the group's */
+                    CHECK_EQ(bits, NFS3_ACCESS_READ);
+                if (!isdir && modes[m] == 0000 && i == 4) /* root: no x bit, no execute */
+                    CHECK_EQ(bits, rme);
+                if (!isdir && modes[m] == 0111 && i == 4)
+                    CHECK_EQ(bits, rme | NFS3_ACCESS_EXECUTE);
+                if (isdir && modes[m] == 0000 && i == 4)
+                    CHECK_EQ(bits, rme | NFS3_ACCESS_DELETE | NFS3_ACCESS_LOOKUP);
+                if (modes[m] == 0604 && i == 3)
+                    CHECK_EQ(bits, NFS3_ACCESS_READ);
+            }
+            close(o.fd);
+        }
+    }
+    CHECK_EQ(syscall(SYS_setfsuid, (uid_t)-1), 0);
+}
+
+/* The same fallback through the server: ACCESS still answers per caller. */
+static void test_access_mode_bits_served(void)
+{
+    struct tu_nfsrv si;
+    struct tu_nfscli a, b;
+    struct nfs3_fh fb;
+
+    REQUIRE(start(&si, NFS3_SQUASH_ROOT, 2, 0) == 0);
+    open_nfs(&a, si.port, tu_nfs_cred_sys(UID_A, UID_A));
+    open_nfs(&b, si.port, tu_nfs_cred_sys(UID_B, UID_B));
+    CHECK_EQ(create(&b, "b-modebits", 0600, &fb), NFS3_OK);
+    nfs3__access_force_mode_bits(1);
+    CHECK_EQ(access_bits(&a, &fb), 0u);
+    CHECK_EQ(access_bits(&b, &fb), NFS3_ACCESS_READ | NFS3_ACCESS_MODIFY | NFS3_ACCESS_EXTEND);
+    nfs3__access_force_mode_bits(0);
+    tu_nfscli_close(&a);
+    tu_nfscli_close(&b);
+    tu_nfsrv_stop(&si);
+}
+
 int main(void)
 {
     if (geteuid() != 0) {
@@ -645,8 +743,10 @@ int main(void)
     }
     TEST_RUN(test_squash_units);
     TEST_RUN(test_cert_user_units);
+    TEST_RUN(test_access_mode_bits_units);
     TEST_RUN(test_users_pool);
     TEST_RUN(test_users_on_loop);
+    TEST_RUN(test_access_mode_bits_served);
     TEST_RUN(test_no_root_squash);
     TEST_RUN(test_all_squash);
     TEST_RUN(test_tlscertuser_refused);
