@@ -15,12 +15,19 @@
  *   - two exports of one server, one no_root_squash, one all_squash
  *     (anonuid=4343), and a third all_squash with anonuid=0: the same
  *     clients (root, A) get each export's own policy;
- *   - tlscertuser over TLS: a certificate for daemon@example.org acts as
- *     daemon though AUTH_SYS says uid 0 (its new file is daemon's); a
- *     certificate without the field and one of a foreign domain are
- *     refused at MNT and on NFS calls;
+ *   - tlscertuser over TLS: a certificate for daemon@example.org, in
+ *     FreeBSD's form or the draft's NFSv4Principal, acts as daemon though
+ *     AUTH_SYS says uid 0 (its new file is daemon's); a certificate without
+ *     the field, one of a foreign domain, one of an unknown local user
+ *     (either form) and no certificate are refused at MNT and on NFS calls,
+ *     each with its reason in the server's log, word for word (also the
+ *     plain-TCP refusal above);
  *   - squashing and the certificate-user mapping as units (user "daemon";
  *     foreign domain, unknown user, no user, no "@" refused with the reason);
+ *   - ACCESS without faccessat2 (forced by a test hook): the mode-bit
+ *     fallback equals the kernel's answer for owner, group, others and root
+ *     on files and directories of many modes, and the server still answers
+ *     per caller with it;
  *   - the test thread's own fsuid is untouched (switches are per thread).
  * Each server runs with two I/O threads, and the first one again with none
  * (identity switching on the loop thread).
@@ -37,10 +44,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "nfs3/access_int.h"
 #include "nfs3/nfsd_int.h"
 #include "rpctls/pki.h"
 #include "test.h"
 #include "util/certs.h"
+#include "util/logcap.h"
 #include "util/nfsd.h"
 #include "util/nfsrv.h"
 
@@ -157,6 +166,35 @@ static uint32_t getattr_st(struct tu_nfscli *c, const struct nfs3_fh *fh)
     if (TU_CALL(c->cl, NFS3_PROC_GETATTR, nfs3_enc_getattr_args, &a, nfs3_dec_getattr_res, &r) != 0)
         return 0xdead;
     return r.status;
+}
+
+/* Waits for the server's log line refusing what ("MNT", "GETATTR"...) for
+ * reason, and checks all of it after the time stamp:
+ *   rpctls: LEVEL: nfsd: 127.0.0.1:PORT: WHAT refused: REASON */
+static void check_refusal_logged(const struct tu_logcap *lc, const char *level, const char *what, const char *reason)
+{
+    char line[1024], tail[600], head[64];
+    const char *const needles[] = {tail, NULL};
+    const char *p;
+
+    snprintf(tail, sizeof(tail), ": %s refused: %s", what, reason);
+    snprintf(head, sizeof(head), " rpctls: %s: nfsd: 127.0.0.1:", level);
+    if (!tu_logcap_wait_line(lc, 3000, line, sizeof(line), needles)) {
+        CHECK(!"refusal logged");
+        fprintf(stderr, "no log line ending \"%s\"\n", tail);
+        return;
+    }
+    p = strstr(line, head);
+    CHECK(p != NULL);
+    if (p == NULL)
+        return;
+    p += strlen(head);
+    CHECK(*p >= '1' && *p <= '9');
+    while (*p >= '0' && *p <= '9')
+        p++;
+    CHECK(strcmp(p, tail) == 0);
+    if (strcmp(p, tail) != 0)
+        fprintf(stderr, "got  \"%s\"\nwant \"...%s\"\n", line, tail);
 }
 
 /* Owner of DIR/name on disk. */
@@ -313,16 +351,26 @@ static void test_tlscertuser_refused(void)
     struct nfs3_mnt_res mr;
     struct krpc_cred cred = tu_nfs_cred_sys(0, 0);
 
+    static const char why[] = "not inside TLS (the export maps users from client certificates)";
+    struct tu_logcap lc;
+
     REQUIRE(start(&si, NFS3_SQUASH_ROOT, 2, 1) == 0);
     REQUIRE(tu_nfscli_open(&m, si.port, NFS3_MNT_PROGRAM, NFS3_MNT_VERSION, &cred) == 0);
     open_nfs(&n, si.port, tu_nfs_cred_sys(UID_A, UID_A));
     memset(&ma, 0, sizeof(ma));
     REQUIRE(strlen(g_export) < sizeof(ma.dirpath));
     memcpy(ma.dirpath, g_export, strlen(g_export) + 1);
+    krpc_log_set_level(KRPC_LOG_INFO); /* NFS calls' refusals are INFO */
+    REQUIRE(tu_logcap_start(&lc) == 0);
     CHECK(TU_CALL(m.cl, NFS3_MNT_PROC_MNT, nfs3_mnt_enc_mnt_args, &ma, nfs3_mnt_dec_mnt_res, &mr) == 0);
     CHECK_EQ(mr.status, MNT3ERR_ACCES);
     CHECK_EQ(getattr_st(&n, &g_root), NFS3ERR_ACCES);
     CHECK_EQ(create(&n, "certless", 0644, NULL), NFS3ERR_ACCES);
+    check_refusal_logged(&lc, "warn", "MNT", why);
+    check_refusal_logged(&lc, "info", "GETATTR", why);
+    check_refusal_logged(&lc, "info", "CREATE", why);
+    tu_logcap_stop(&lc);
+    krpc_log_set_level(KRPC_LOG_WARN);
     tu_nfscli_close(&m);
     tu_nfscli_close(&n);
     tu_nfsrv_stop(&si);
@@ -417,12 +465,27 @@ static void test_policy_per_export(void)
 }
 
 /* tlscertuser end to end: the user comes from the client certificate
- * (subjectAltName otherName, FreeBSD form), over TLS, whatever AUTH_SYS
- * claims (here uid 0). */
+ * (subjectAltName otherName, FreeBSD's form and the draft's NFSv4Principal),
+ * over TLS, whatever AUTH_SYS claims (here uid 0). Each refusal answers
+ * MNT3ERR_ACCES / NFS3ERR_ACCES and logs its reason (MNT at WARN, NFS calls
+ * at INFO), checked word for word. */
 static void test_tlscertuser_tls(void)
 {
+    static const char no_user[] = "the client certificate names no user (no user@domain otherName)";
     struct tu_certs certs;
-    char dcert[PATH_MAX + 32], dkey[PATH_MAX + 32], fcert[PATH_MAX + 32], fkey[PATH_MAX + 32], err[256];
+    /* Certificates issued here: user, form, file stem. */
+    static const struct {
+        const char *user;
+        unsigned form;
+        const char *stem;
+    } issued[] = {
+        {"daemon@example.org", KTLS_PKI_USER_FREEBSD, "daemon"},
+        {"daemon@example.org", KTLS_PKI_USER_DRAFT, "daemon-draft"},
+        {"daemon@other.org", KTLS_PKI_USER_FREEBSD, "foreign"},
+        {"nosuchuser-4242@example.org", KTLS_PKI_USER_FREEBSD, "nosuch"},
+        {"nosuchuser-4242@example.org", KTLS_PKI_USER_DRAFT, "nosuch-draft"},
+    };
+    char cert[5][PATH_MAX + 32], key[5][PATH_MAX + 32], err[256];
     struct krpc_cred cred0 = tu_nfs_cred_sys(0, 0);
     struct passwd *pw = getpwnam("daemon");
     struct nfs3_srv_config scfg;
@@ -433,19 +496,16 @@ static void test_tlscertuser_tls(void)
     gid_t g;
 
     REQUIRE(pw != NULL && pw->pw_uid != 0 && pw->pw_uid != NFS3_ANON_ID);
+    const uid_t daemon_uid = pw->pw_uid; /* getpwnam's result is overwritten by the next call */
+    const gid_t daemon_gid = pw->pw_gid;
+    REQUIRE(getpwnam("nosuchuser-4242") == NULL);
     REQUIRE(tu_certs_create(&certs) == 0);
-    snprintf(dcert, sizeof(dcert), "%s/daemon.pem", certs.dir);
-    snprintf(dkey, sizeof(dkey), "%s/daemon.key", certs.dir);
-    snprintf(fcert, sizeof(fcert), "%s/foreign.pem", certs.dir);
-    snprintf(fkey, sizeof(fkey), "%s/foreign.key", certs.dir);
-    {
-        struct ktls_pki_req req = {.kind = KTLS_PKI_CLIENT, .cn = "daemon", .user = "daemon@example.org",
-                                   .user_forms = KTLS_PKI_USER_FREEBSD, .ca_cert = certs.ca_cert,
-                                   .ca_key = certs.ca_key, .cert_out = dcert, .key_out = dkey, .days = 1};
-        REQUIRE(ktls_pki_issue_req(&req, err, sizeof(err)) == 0);
-        req.user = "daemon@other.org";
-        req.cert_out = fcert;
-        req.key_out = fkey;
+    for (size_t i = 0; i < sizeof(issued) / sizeof(issued[0]); i++) {
+        snprintf(cert[i], sizeof(cert[i]), "%s/%s.pem", certs.dir, issued[i].stem);
+        snprintf(key[i], sizeof(key[i]), "%s/%s.key", certs.dir, issued[i].stem);
+        struct ktls_pki_req req = {.kind = KTLS_PKI_CLIENT, .cn = "client", .user = issued[i].user,
+                                   .user_forms = issued[i].form, .ca_cert = certs.ca_cert,
+                                   .ca_key = certs.ca_key, .cert_out = cert[i], .key_out = key[i], .days = 1};
         REQUIRE(ktls_pki_issue_req(&req, err, sizeof(err)) == 0);
     }
     memset(&scfg, 0, sizeof(scfg));
@@ -458,34 +518,57 @@ static void test_tlscertuser_tls(void)
     REQUIRE(tu_nfsrv_start_tls(&si, &scfg, certs.server_cert, certs.server_key, certs.ca_cert) == 0);
     nfs3_srv_root_fh(si.srv, &root);
 
-    /* daemon@example.org: MNT works, and a file made with AUTH_SYS uid 0 is daemon's. */
-    REQUIRE(tu_nfscli_open_tls(&m, si.port, NFS3_MNT_PROGRAM, NFS3_MNT_VERSION, &cred0, certs.ca_cert, dcert,
-                               dkey) == 0);
-    REQUIRE(tu_nfscli_open_tls(&n, si.port, NFS3_PROGRAM, NFS3_VERSION, &cred0, certs.ca_cert, dcert, dkey) == 0);
-    CHECK_EQ(mnt(&m, g_export, &fh), MNT3_OK);
-    CHECK(fh.len == root.len && memcmp(fh.data, root.data, root.len) == 0);
-    CHECK_EQ(create_in(&n, &root, "by-cert", 0644, NULL), NFS3_OK);
-    CHECK(owner_of("by-cert", &u, &g) == 0 && u == pw->pw_uid && g == pw->pw_gid);
-    tu_nfscli_close(&m);
-    tu_nfscli_close(&n);
-
-    /* A certificate without the field, one of a foreign domain, and no
-     * certificate at all: refused at MNT and on NFS calls. */
-    const char *certs_refused[][2] = {{certs.client_cert, certs.client_key}, {fcert, fkey}, {NULL, NULL}};
-    for (size_t i = 0; i < sizeof(certs_refused) / sizeof(certs_refused[0]); i++) {
-        const char *c = certs_refused[i][0], *k = certs_refused[i][1];
+    /* daemon@example.org in either form: MNT works, and a file made with
+     * AUTH_SYS uid 0 is daemon's. */
+    for (size_t i = 0; i < 2; i++) {
         char name[32];
-        REQUIRE(tu_nfscli_open_tls(&m, si.port, NFS3_MNT_PROGRAM, NFS3_MNT_VERSION, &cred0, certs.ca_cert, c, k) ==
-                0);
-        REQUIRE(tu_nfscli_open_tls(&n, si.port, NFS3_PROGRAM, NFS3_VERSION, &cred0, certs.ca_cert, c, k) == 0);
+        REQUIRE(tu_nfscli_open_tls(&m, si.port, NFS3_MNT_PROGRAM, NFS3_MNT_VERSION, &cred0, certs.ca_cert, cert[i],
+                                   key[i]) == 0);
+        REQUIRE(tu_nfscli_open_tls(&n, si.port, NFS3_PROGRAM, NFS3_VERSION, &cred0, certs.ca_cert, cert[i],
+                                   key[i]) == 0);
+        CHECK_EQ(mnt(&m, g_export, &fh), MNT3_OK);
+        CHECK(fh.len == root.len && memcmp(fh.data, root.data, root.len) == 0);
+        snprintf(name, sizeof(name), "by-%s", issued[i].stem);
+        CHECK_EQ(create_in(&n, &root, name, 0644, NULL), NFS3_OK);
+        CHECK(owner_of(name, &u, &g) == 0 && u == daemon_uid && g == daemon_gid);
+        tu_nfscli_close(&m);
+        tu_nfscli_close(&n);
+    }
+
+    /* Refused at MNT and on NFS calls, each with its reason in the log: a
+     * certificate without the field, one of a foreign domain, one naming
+     * an unknown local user (both forms), and no certificate at all. */
+    const struct {
+        const char *cert, *key, *why;
+    } refused[] = {
+        {certs.client_cert, certs.client_key, no_user},
+        {cert[2], key[2], "certificate user \"daemon@other.org\" is of a foreign domain (this server's: \"example.org\")"},
+        {cert[3], key[3], "certificate user \"nosuchuser-4242@example.org\": no such local user \"nosuchuser-4242\""},
+        {cert[4], key[4], "certificate user \"nosuchuser-4242@example.org\": no such local user \"nosuchuser-4242\""},
+        {NULL, NULL, no_user},
+    };
+    krpc_log_set_level(KRPC_LOG_INFO); /* NFS calls' refusals are INFO */
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        struct tu_logcap lc;
+        char name[32];
+        REQUIRE(tu_logcap_start(&lc) == 0);
+        REQUIRE(tu_nfscli_open_tls(&m, si.port, NFS3_MNT_PROGRAM, NFS3_MNT_VERSION, &cred0, certs.ca_cert,
+                                   refused[i].cert, refused[i].key) == 0);
+        REQUIRE(tu_nfscli_open_tls(&n, si.port, NFS3_PROGRAM, NFS3_VERSION, &cred0, certs.ca_cert, refused[i].cert,
+                                   refused[i].key) == 0);
         CHECK_EQ(mnt(&m, g_export, NULL), MNT3ERR_ACCES);
         CHECK_EQ(getattr_st(&n, &root), NFS3ERR_ACCES);
         snprintf(name, sizeof(name), "refused-%zu", i);
         CHECK_EQ(create_in(&n, &root, name, 0644, NULL), NFS3ERR_ACCES);
         CHECK(owner_of(name, &u, &g) != 0); /* nothing was made */
+        check_refusal_logged(&lc, "warn", "MNT", refused[i].why);
+        check_refusal_logged(&lc, "info", "GETATTR", refused[i].why);
+        check_refusal_logged(&lc, "info", "CREATE", refused[i].why);
+        tu_logcap_stop(&lc);
         tu_nfscli_close(&m);
         tu_nfscli_close(&n);
     }
+    krpc_log_set_level(KRPC_LOG_WARN);
 
     tu_nfsrv_stop(&si);
     tu_certs_destroy(&certs);
@@ -545,6 +628,99 @@ static void test_cert_user_units(void)
     CHECK_EQ(nfs3__ident_from_cert_user("daemon@example.org", "", &id, err, sizeof(err)), -EACCES);
 }
 
+/* ACCESS without faccessat2 (Linux < 5.8): the mode-bit fallback, forced
+ * by the test hook, must give what the kernel gives, for owner, group
+ * (fsgid and supplementary), others and root, on files and a directory. */
+static void test_access_mode_bits_units(void)
+{
+    static const mode_t modes[] = {0000, 0600, 0640, 0604, 0644, 0700, 0070, 0007, 0755, 0111, 0460, 0406};
+    const uint32_t all = NFS3_ACCESS_READ | NFS3_ACCESS_LOOKUP | NFS3_ACCESS_MODIFY | NFS3_ACCESS_EXTEND |
+                         NFS3_ACCESS_DELETE | NFS3_ACCESS_EXECUTE;
+    const uint32_t rme = NFS3_ACCESS_READ | NFS3_ACCESS_MODIFY | NFS3_ACCESS_EXTEND;
+    struct nfsd_ident ids[5];
+    struct nfsd_idctx idc;
+    char dir[PATH_MAX + 32], p[PATH_MAX + 64];
+
+    REQUIRE(nfs3__idctx_init(&idc) == 1);
+    REQUIRE(nfs3__access_probe() == 1); /* this kernel answers; the fallback is compared with it */
+    memset(ids, 0, sizeof(ids));
+    ids[0] = (struct nfsd_ident){.uid = UID_A, .gid = UID_A};                         /* the owner */
+    ids[1] = (struct nfsd_ident){.uid = UID_B, .gid = 4500};                          /* group: fsgid */
+    ids[2] = (struct nfsd_ident){.uid = UID_B, .gid = UID_B, .ngroups = 2, .groups = {7, 4500}}; /* supplementary */
+    ids[3] = (struct nfsd_ident){.uid = 4600, .gid = 4600, .ngroups = 1, .groups = {4600}};     /* others */
+    ids[4] = (struct nfsd_ident){.uid = 0, .gid = 0};                                           /* root */
+    snprintf(dir, sizeof(dir), "%s/access-units", g_base);
+    REQUIRE(mkdir(dir, 0755) == 0);
+
+    for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+        for (int isdir = 0; isdir <= 1; isdir++) {
+            struct nfsd_obj o;
+            snprintf(p, sizeof(p), "%s/%s-%04o", dir, isdir ? "d" : "f", (unsigned)modes[m]);
+            if (isdir)
+                REQUIRE(mkdir(p, 0700) == 0);
+            else {
+                int fd = open(p, O_CREAT | O_EXCL | O_WRONLY, 0600);
+                REQUIRE(fd >= 0);
+                close(fd);
+            }
+            REQUIRE(chown(p, UID_A, 4500) == 0 && chmod(p, modes[m]) == 0);
+            memset(&o, 0, sizeof(o));
+            o.fd = open(p, O_PATH | O_CLOEXEC);
+            REQUIRE(o.fd >= 0 && fstat(o.fd, &o.st) == 0);
+            for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+                uint32_t kernel, bits;
+                REQUIRE(nfs3__ident_enter(&idc, &ids[i]) == 0);
+                kernel = nfs3__op_access(&o, all);
+                nfs3__access_force_mode_bits(1);
+                bits = nfs3__op_access(&o, all);
+                nfs3__access_force_mode_bits(0);
+                REQUIRE(nfs3__ident_leave(&idc) == 0);
+                CHECK_EQ(bits, kernel);
+                if (bits != kernel)
+                    fprintf(stderr, "  %s uid %u gid %u: mode bits 0x%x, kernel 0x%x\n", p, (unsigned)ids[i].uid,
+                            (unsigned)ids[i].gid, bits, kernel);
+                /* A few answers spelled out, so the two cannot agree on nonsense. */
+                if (!isdir && modes[m] == 0600 && i == 0)
+                    CHECK_EQ(bits, rme);
+                if (!isdir && modes[m] == 0640 && (i == 1 || i == 2))
+                    CHECK_EQ(bits, NFS3_ACCESS_READ);
+                if (!isdir && modes[m] == 0460 && i == 0) /* the owner's bits, not the group's */
+                    CHECK_EQ(bits, NFS3_ACCESS_READ);
+                if (!isdir && modes[m] == 0000 && i == 4) /* root: no x bit, no execute */
+                    CHECK_EQ(bits, rme);
+                if (!isdir && modes[m] == 0111 && i == 4)
+                    CHECK_EQ(bits, rme | NFS3_ACCESS_EXECUTE);
+                if (isdir && modes[m] == 0000 && i == 4)
+                    CHECK_EQ(bits, rme | NFS3_ACCESS_DELETE | NFS3_ACCESS_LOOKUP);
+                if (modes[m] == 0604 && i == 3)
+                    CHECK_EQ(bits, NFS3_ACCESS_READ);
+            }
+            close(o.fd);
+        }
+    }
+    CHECK_EQ(syscall(SYS_setfsuid, (uid_t)-1), 0);
+}
+
+/* The same fallback through the server: ACCESS still answers per caller. */
+static void test_access_mode_bits_served(void)
+{
+    struct tu_nfsrv si;
+    struct tu_nfscli a, b;
+    struct nfs3_fh fb;
+
+    REQUIRE(start(&si, NFS3_SQUASH_ROOT, 2, 0) == 0);
+    open_nfs(&a, si.port, tu_nfs_cred_sys(UID_A, UID_A));
+    open_nfs(&b, si.port, tu_nfs_cred_sys(UID_B, UID_B));
+    CHECK_EQ(create(&b, "b-modebits", 0600, &fb), NFS3_OK);
+    nfs3__access_force_mode_bits(1);
+    CHECK_EQ(access_bits(&a, &fb), 0u);
+    CHECK_EQ(access_bits(&b, &fb), NFS3_ACCESS_READ | NFS3_ACCESS_MODIFY | NFS3_ACCESS_EXTEND);
+    nfs3__access_force_mode_bits(0);
+    tu_nfscli_close(&a);
+    tu_nfscli_close(&b);
+    tu_nfsrv_stop(&si);
+}
+
 int main(void)
 {
     if (geteuid() != 0) {
@@ -567,8 +743,10 @@ int main(void)
     }
     TEST_RUN(test_squash_units);
     TEST_RUN(test_cert_user_units);
+    TEST_RUN(test_access_mode_bits_units);
     TEST_RUN(test_users_pool);
     TEST_RUN(test_users_on_loop);
+    TEST_RUN(test_access_mode_bits_served);
     TEST_RUN(test_no_root_squash);
     TEST_RUN(test_all_squash);
     TEST_RUN(test_tlscertuser_refused);

@@ -17,12 +17,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "nfs3/access_int.h"
 #include "nfs3/nfsd_int.h"
 
 /* Modes a client may set: no set-user-ID or set-group-ID bits. The server
@@ -257,13 +261,112 @@ int nfs3__op_setattr(struct nfsd_be *be, struct nfsd_obj *o, const struct nfs3_s
 
 /* ---- ACCESS, READLINK ------------------------------------------------------ */
 
-/* Asks the kernel, as the calling thread's identity (faccessat with
+#ifndef SYS_faccessat2
+#define SYS_faccessat2 439 /* one number on every architecture (Linux 5.8) */
+#endif
+
+static pthread_once_t access_once = PTHREAD_ONCE_INIT;
+static atomic_int access_by_kernel;  /* the probe's finding */
+static atomic_int access_mode_forced; /* test hook */
+
+/* faccessat2 is called directly: glibc's faccessat, when the system call is
+ * missing, checks the process's euid (root here), not the thread's fsuid,
+ * and refuses AT_EMPTY_PATH. The probe makes exactly the call may() makes,
+ * on an O_PATH "/". ENOSYS (Linux < 5.8), EPERM (a seccomp filter that does
+ * not know the call) or any other failure: the mode bits answer. */
+static void access_probe_once(void)
+{
+    int fd = open("/", O_PATH | O_CLOEXEC), e = 0;
+
+    if (fd < 0 || syscall(SYS_faccessat2, fd, "", F_OK, AT_EMPTY_PATH | AT_EACCESS) != 0)
+        e = errno;
+    if (fd >= 0)
+        close(fd);
+    atomic_store(&access_by_kernel, e == 0);
+    if (e != 0)
+        krpc_log(KRPC_LOG_WARN,
+                 "nfsd: faccessat2 is not available (%s; it needs Linux 5.8): ACCESS is answered from each file's "
+                 "mode, owner and group for the caller (POSIX ACLs and the immutable flag are not consulted; "
+                 "every operation is still checked by the kernel as the caller)",
+                 strerror(e));
+}
+
+int nfs3__access_probe(void)
+{
+    pthread_once(&access_once, access_probe_once);
+    return atomic_load(&access_by_kernel);
+}
+
+void nfs3__access_force_mode_bits(int on)
+{
+    atomic_store(&access_mode_forced, on != 0);
+}
+
+/* 1 when gid is the thread's fsgid or one of its supplementary groups (the
+ * thread's own: the switch sets them per thread). */
+static int thread_in_group(gid_t fsgid, gid_t gid)
+{
+    gid_t small[64], *list = small;
+    long n;
+    int found = 0;
+
+    if (gid == fsgid)
+        return 1;
+    n = syscall(SYS_getgroups, 0, NULL);
+    if (n <= 0)
+        return 0;
+    if ((size_t)n > sizeof(small) / sizeof(small[0])) {
+        list = malloc((size_t)n * sizeof(*list));
+        if (list == NULL)
+            return 0; /* answer less, never more */
+    }
+    n = syscall(SYS_getgroups, n, list);
+    for (long i = 0; i < n && !found; i++)
+        found = list[i] == gid;
+    if (list != small)
+        free(list);
+    return found;
+}
+
+/* The kernel's generic_permission without ACLs, for the thread's fsuid,
+ * fsgid and groups: uid 0 (which keeps the file-system capabilities) may read
+ * and write anything and execute a directory or a file with some x bit;
+ * anybody else gets the owner's, else the group's, else the others' bits.
+ * Writing on a read-only mount is refused as the kernel does (EROFS). */
+static int may_by_mode(const struct nfsd_obj *o, int mode)
+{
+    struct stat st;
+    struct statvfs sv;
+    uid_t fsuid = (uid_t)syscall(SYS_setfsuid, (uid_t)-1); /* an invalid id changes nothing */
+    gid_t fsgid = (gid_t)syscall(SYS_setfsgid, (gid_t)-1);
+    unsigned bits;
+
+    if (fstat(o->fd, &st) != 0)
+        return 0;
+    if ((mode & W_OK) && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISLNK(st.st_mode)) &&
+        fstatvfs(o->fd, &sv) == 0 && (sv.f_flag & ST_RDONLY))
+        return 0;
+    if (fsuid == 0)
+        return !(mode & X_OK) || S_ISDIR(st.st_mode) || (st.st_mode & 0111) != 0;
+    if (fsuid == st.st_uid)
+        bits = (st.st_mode >> 6) & 7;
+    else if (thread_in_group(fsgid, st.st_gid))
+        bits = (st.st_mode >> 3) & 7;
+    else
+        bits = st.st_mode & 7;
+    return ((unsigned)mode & bits) == (unsigned)mode; /* R_OK, W_OK, X_OK are the rwx bits */
+}
+
+/* Asks the kernel, as the calling thread's identity (faccessat2 with
  * AT_EACCESS checks fsuid, fsgid and the groups; the O_PATH object's inode
  * itself, AT_EMPTY_PATH). So the answer is the caller's, root's execute rule
- * (some x bit needed) and read-only mounts included. */
+ * (some x bit needed), ACLs and read-only mounts included. Without
+ * faccessat2, the mode bits (may_by_mode). */
 static int may(const struct nfsd_obj *o, int mode)
 {
-    return faccessat(o->fd, "", mode, AT_EMPTY_PATH | AT_EACCESS) == 0;
+    if (!nfs3__access_probe() || atomic_load(&access_mode_forced))
+        return may_by_mode(o, mode);
+    return syscall(SYS_faccessat2, o->fd, "", mode, AT_EMPTY_PATH | AT_EACCESS) == 0;
 }
 
 uint32_t nfs3__op_access(const struct nfsd_obj *o, uint32_t want)

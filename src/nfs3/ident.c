@@ -27,6 +27,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "nfs3/access_int.h"
 #include "nfs3/nfsd_int.h"
 #include "rpctls/krpc.h"
 
@@ -65,6 +66,9 @@ int nfs3__idctx_init(struct nfsd_idctx *c)
     syscall(SYS_setfsuid, c->uid);
     int gid_ok = syscall(SYS_setgroups, (size_t)c->ngroups, c->groups) == 0;
     c->can_switch = uid_ok && gid_ok && cur_fsuid() == (long)c->uid;
+    /* ACCESS answers for the switched identity: find out now, at start,
+     * whether the kernel can (faccessat2), so a fallback is logged once. */
+    nfs3__access_probe();
     return c->can_switch;
 }
 
