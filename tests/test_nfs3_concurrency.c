@@ -1,6 +1,6 @@
 /*
  * tests/test_nfs3_concurrency.c - many clients at once against one
- * rpctls-nfsd --threads 2 --tls optional:
+ * rpctls-nfsd --threads 2 --io-threads 8 --tls optional:
  *   1. 16 rpctls-cp processes, even ones over TLS (client certificate),
  *      odd ones plain, each write its own file of FILE_MIB MiB, read it back
  *      over NFS and compare it with the source, all at the same time;
@@ -167,6 +167,9 @@ int main(void)
         return 1;
     srv.extra[0] = "--threads";
     srv.extra[1] = "2";
+    /* Explicit, so a change of the default does not change this test. */
+    srv.extra[2] = "--io-threads";
+    srv.extra[3] = "8";
     if (tu_nfsd_start(&srv, 0) < 0)
         return 1;
     TEST_RUN(test_sixteen_clients);

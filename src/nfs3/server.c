@@ -47,9 +47,17 @@
 
 #define READDIR_MAX_REPLY (1u << 20) /* cap on the count a client may ask for */
 
-/* Calls of one connection queued or running on the pool at a time; the
- * rest wait in order (the RPC layer bounds them: max_outstanding). */
-#define PER_CONN_JOBS 16
+/* Calls of one connection queued or running on the pool at a time: half
+ * the workers, at least 1. So with io_threads >= 2 one connection never
+ * holds every worker: while it has its maximum in flight, at least
+ * io_threads - io_threads/2 workers are free for the calls of other
+ * connections. With io_threads 1 a connection can hold the only worker
+ * (there is no better rule with one worker). The rest of a connection's
+ * calls wait in order (the RPC layer bounds them: max_outstanding). */
+static unsigned per_conn_jobs(unsigned io_threads)
+{
+    return io_threads >= 2 ? io_threads / 2 : 1;
+}
 
 /* Counters are bumped by workers and loops at once. */
 #define STAT_ADD(field, n) __atomic_fetch_add(&(field), (uint64_t)(n), __ATOMIC_RELAXED)
@@ -1144,7 +1152,7 @@ static int srv_setup_calls(struct nfs3_srv *s, const struct nfs3_srv_config *cfg
     if (delay != NULL)
         s->commit_delay_ms = (unsigned)strtoul(delay, NULL, 10);
     if (cfg->io_threads > 0) {
-        ret = nfs3__pool_new(cfg->io_threads, PER_CONN_JOBS, &s->pool);
+        ret = nfs3__pool_new(cfg->io_threads, per_conn_jobs(cfg->io_threads), &s->pool);
         if (ret != 0) {
             snprintf(err, errlen, "starting %u I/O threads: %s", cfg->io_threads, strerror(-ret));
             return ret;
