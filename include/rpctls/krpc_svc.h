@@ -29,10 +29,14 @@ struct krpc_svc_req;
 /*
  * A procedure handler. args is bounded to the call's arguments; the handler
  * appends its results to res. Return KRPC_SUCCESS, KRPC_GARBAGE_ARGS (args
- * did not decode: res is discarded), KRPC_SYSTEM_ERR, or KRPC_SVC_DEFER to
- * answer later with krpc_svc_reply() (res is then ignored).
+ * did not decode: res is discarded), KRPC_SYSTEM_ERR, KRPC_SVC_AUTH_TOOWEAK
+ * (the caller's credential is not good enough for this call: MSG_DENIED
+ * AUTH_ERROR AUTH_TOOWEAK, res discarded), or KRPC_SVC_DEFER to answer later
+ * with krpc_svc_reply() (res is then ignored; its status may be any of the
+ * others).
  */
 #define KRPC_SVC_DEFER 1000
+#define KRPC_SVC_AUTH_TOOWEAK 1001
 typedef int (*krpc_proc_fn)(struct krpc_svc_req *req, struct krpc_xdr_dec *args, struct krpc_xdr_enc *res,
                             void *arg);
 

@@ -221,6 +221,11 @@ static int put_result(struct krpc_svc *svc, struct mb_chain *out, uint32_t xid, 
     case KRPC_GARBAGE_ARGS:
         ST_INC(svc, garbage_args);
         break;
+    case KRPC_SVC_AUTH_TOOWEAK:
+        ST_INC(svc, auth_tooweak);
+        if (res != NULL)
+            mb_chain_free(res);
+        return put_denied(out, xid, KRPC_AUTH_ERROR, KRPC_AUTH_TOOWEAK);
     default:
         krpc_log(KRPC_LOG_WARN, "rpc server: %s returned %d; answering SYSTEM_ERR", what, status);
         /* fall through */

@@ -144,6 +144,7 @@ struct srv_job {
     int as_server;     /* MOUNT: runs as the server, as mountd does */
     int entered;       /* switched to the caller's identity (job_resolve); job_work switches back */
     int switch_failed; /* that switch did not take: the call answers SYSTEM_ERR */
+    int too_weak;      /* tlscertuser refused the caller (job_ident): AUTH_TOOWEAK, no results */
     char peer[64];
     char peer_user[256]; /* "user@domain" of the client certificate, "" if none */
     int status;
@@ -263,7 +264,7 @@ static int resolve(struct nfs3_srv *s, const struct krpc_svc_req *req, const str
  * export maps users from client certificates (tlscertuser) and this call
  * has no usable one: FreeBSD -tlscertuser, the certificate's user replaces
  * AUTH_SYS. */
-static int job_ident(const struct srv_job *job, const struct nfs3_export_opts *opts, struct nfsd_ident *id)
+static int job_ident(struct srv_job *job, const struct nfs3_export_opts *opts, struct nfsd_ident *id)
 {
     const struct nfs3_srv *s = job->s;
     char why[300];
@@ -280,6 +281,10 @@ static int job_ident(const struct srv_job *job, const struct nfs3_export_opts *o
     }
     krpc_log(job->prog == NFS3_MNT_PROGRAM ? KRPC_LOG_WARN : KRPC_LOG_INFO, "nfsd: %s: %s refused: %s", job->peer,
              job->prog == NFS3_MNT_PROGRAM ? "MNT" : nfs3_proc_name(job->proc), why);
+    /* draft-cel-nfsv4-rpc-tls-othername sections 3.1 and 3.2: every
+     * non-NULL call of a peer whose identity is refused gets MSG_DENIED
+     * AUTH_ERROR AUTH_TOOWEAK, MNT included. */
+    job->too_weak = 1;
     return -EACCES;
 }
 
@@ -946,6 +951,8 @@ static int x_nfs(struct srv_job *job, struct krpc_xdr_enc *x)
     obj_init(c.o);
     obj_init(c.o2);
     c.e = job_resolve(job, fh, (np->flags & NP_WRITE) != 0, c.o, &c.be, &c.opts);
+    if (job->too_weak)
+        return KRPC_SVC_AUTH_TOOWEAK; /* nothing was opened */
     np->op(&c);
     np->enc(x, c.r);
     if (np->res_free != NULL)
@@ -994,6 +1001,8 @@ static int x_mnt(struct srv_job *job, struct krpc_xdr_enc *x)
     e = nfs3__export_for_path(&s->ex, job->req, a->dirpath, &xp, &opts, &rel);
     if (e == 0)
         e = job_ident(job, opts, &id); /* MNT itself runs as the server; only the refusal matters */
+    if (job->too_weak)
+        return KRPC_SVC_AUTH_TOOWEAK;
     if (e == 0 && rel[0] == '\0') {
         nfs3__fh_make(&xp->be.fh, xp->be.rootino, xp->be.rootgen, &r.fh);
     } else if (e == 0) {

@@ -118,15 +118,21 @@ void tu_nfscli_close(struct tu_nfscli *c)
     krpc_loop_free(c->loop);
 }
 
+uint32_t tu_rpc_auth_stat;
+
 int tu_rpc(struct krpc_clnt *cl, uint32_t proc, struct mb_chain *args, struct krpc_reply *rep)
 {
     int r;
 
     memset(rep, 0, sizeof(*rep));
+    tu_rpc_auth_stat = 0;
     r = krpc_call(cl, proc, args, rep);
     if (r != 0)
         return r;
-    if (rep->hdr.reply_stat != KRPC_MSG_ACCEPTED)
+    if (rep->hdr.reply_stat != KRPC_MSG_ACCEPTED) {
+        if (rep->hdr.reject_stat == KRPC_AUTH_ERROR)
+            tu_rpc_auth_stat = rep->hdr.auth_stat;
         return -EACCES;
+    }
     return (int)rep->hdr.accept_stat;
 }

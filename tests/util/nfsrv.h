@@ -48,7 +48,10 @@ void tu_nfscli_close(struct tu_nfscli *c);
 struct krpc_cred tu_nfs_cred_sys(uint32_t uid, uint32_t gid);
 
 /* Calls proc with args (consumed): 0 and rep filled for an accepted SUCCESS,
- * else the accept status as a positive number or a negative errno. */
+ * else the accept status as a positive number or a negative errno (-EACCES
+ * for MSG_DENIED; tu_rpc_auth_stat then holds an AUTH_ERROR's auth_stat,
+ * else 0). */
+extern uint32_t tu_rpc_auth_stat;
 int tu_rpc(struct krpc_clnt *cl, uint32_t proc, struct mb_chain *args, struct krpc_reply *rep);
 
 /* Encode args with ENC, call, decode with DEC into *RES: 0 or an error. */
