@@ -192,6 +192,37 @@ static void test_procedure_table(void)
     nfs3_srv_free(srv);
 }
 
+/* --export with a relative path: made absolute and canonical (the
+ * default export is "PATH 127.0.0.1(rw) ::1(rw)" with the real path); one
+ * that does not exist is named in the error. */
+static void test_relative_export(void)
+{
+    struct krpc_svc_config cfg;
+    struct nfs3_srv_config scfg;
+    struct krpc_svc *svc = NULL;
+    struct nfs3_srv *srv = NULL;
+    char cwd[PATH_MAX], err[256];
+
+    REQUIRE(getcwd(cwd, sizeof(cwd)) != NULL);
+    REQUIRE(chdir(g_base) == 0);
+    memset(&cfg, 0, sizeof(cfg));
+    REQUIRE(krpc__svc_new_detached(&cfg, &svc) == 0);
+    memset(&scfg, 0, sizeof(scfg));
+    scfg.state_dir = g_state;
+    scfg.export_path = "export";
+    CHECK_EQ(nfs3_srv_new(svc, &scfg, &srv, err, sizeof(err)), 0);
+    if (srv != NULL) {
+        CHECK(strcmp(nfs3_srv_export_path(srv), g_export) == 0);
+        nfs3_srv_free(srv);
+        srv = NULL;
+    }
+    scfg.export_path = "no-such-dir";
+    CHECK_EQ(nfs3_srv_new(svc, &scfg, &srv, err, sizeof(err)), -ENOENT);
+    CHECK(strcmp(err, "export no-such-dir: No such file or directory") == 0);
+    krpc_svc_free(svc);
+    REQUIRE(chdir(cwd) == 0);
+}
+
 int main(void)
 {
     const char *tmp = getenv("TMPDIR");
@@ -215,6 +246,7 @@ int main(void)
     }
     TEST_RUN(test_register_failure);
     TEST_RUN(test_procedure_table);
+    TEST_RUN(test_relative_export);
     nfs3_exports_free(&g_any);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_base);
     if (system(cmd) != 0)

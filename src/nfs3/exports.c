@@ -685,9 +685,9 @@ int nfs3_exports_add(struct nfs3_exports *ex, const char *path, const char *spec
 {
     struct lx l = {.fname = "(added)"};
     char err[NFS3_EXPORT_SPEC_MAX + 64];
-    struct nfs3_export_client cl, *cls;
+    struct nfs3_export_client cl;
     struct nfs3_export_entry *e = NULL;
-    int ret;
+    int made = 0;
 
     l.err = err;
     l.errlen = sizeof(err);
@@ -695,7 +695,7 @@ int nfs3_exports_add(struct nfs3_exports *ex, const char *path, const char *spec
     if (path == NULL || path[0] != '/' || spec == NULL || strlen(spec) > NFS3_EXPORT_SPEC_MAX)
         return -EINVAL;
     /* Addresses, networks and "*" only: a host name would need resolving. */
-    if ((ret = parse_client(&l, spec, 0, 0, &cl)) != 0 || cl.is_name)
+    if (parse_client(&l, spec, 0, 0, &cl) != 0 || cl.is_name)
         return -EINVAL;
     cl.opts = *opts;
     for (size_t i = 0; i < ex->n; i++)
@@ -711,12 +711,15 @@ int nfs3_exports_add(struct nfs3_exports *ex, const char *path, const char *spec
         if ((e->path = strdup(path)) == NULL)
             return -ENOMEM;
         ex->n++;
+        made = 1;
     }
-    cls = realloc(e->clients, (e->nclients + 1) * sizeof(*cls));
-    if (cls == NULL)
+    if (add_client(e, &cl) != 0) {
+        if (made) { /* no export without a client */
+            entry_free(e);
+            ex->n--;
+        }
         return -ENOMEM;
-    e->clients = cls;
-    cls[e->nclients++] = cl;
+    }
     return 0;
 }
 

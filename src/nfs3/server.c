@@ -1205,15 +1205,22 @@ int nfs3_srv_new(struct krpc_svc *svc, const struct nfs3_srv_config *cfg, struct
         struct nfs3_export_opts o = cfg->opts;
         if (memcmp(&cfg->opts, &zero_opts, sizeof(zero_opts)) == 0)
             nfs3_export_opts_default(&o);
+        char real[PATH_MAX];
         if (cfg->export_path == NULL) {
             snprintf(err, errlen, "no export");
             return -EINVAL;
         }
-        if (nfs3_exports_add(&one, cfg->export_path, "127.0.0.1", &o) != 0 ||
-            nfs3_exports_add(&one, cfg->export_path, "::1", &o) != 0) {
+        /* Absolute and canonical, as an exports file's paths are. */
+        if (realpath(cfg->export_path, real) == NULL) {
+            ret = -errno;
+            snprintf(err, errlen, "export %s: %s", cfg->export_path, strerror(errno));
+            return ret;
+        }
+        if ((ret = nfs3_exports_add(&one, real, "127.0.0.1", &o)) != 0 ||
+            (ret = nfs3_exports_add(&one, real, "::1", &o)) != 0) {
             nfs3_exports_free(&one);
-            snprintf(err, errlen, "out of memory");
-            return -ENOMEM;
+            snprintf(err, errlen, "export %s: %s", real, strerror(-ret));
+            return ret;
         }
         table = &one;
     }
