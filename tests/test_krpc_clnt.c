@@ -816,6 +816,22 @@ static void test_tls_context_once(void)
         fprintf(stderr, "  last error: %s\n", krpc_clnt_last_error(cl));
     krpc_clnt_free(cl);
 
+    /* A failed handshake drops the loaded context: with the wrong CA the
+     * call fails; once the file holds the right CA, the same client's next
+     * call reads it and works. */
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", certs.other_ca_cert, ca);
+    REQUIRE(system(cmd) == 0);
+    cc.tlscfg.record_limit = 0;
+    REQUIRE(krpc_clnt_new(loop, &cc, &cl) == 0);
+    CHECK(krpc_call(cl, P_NULL, NULL, &rep) < 0);
+    CHECK(strstr(krpc_clnt_last_error(cl), "certificate verify failed") != NULL);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", certs.ca_cert, ca);
+    REQUIRE(system(cmd) == 0);
+    CHECK(krpc_call(cl, P_NULL, NULL, &rep) == 0);
+    krpc_reply_free(&rep);
+    krpc_clnt_free(cl);
+    unlink(ca);
+
     /* One context without a name, three clients with theirs. */
     memset(&k, 0, sizeof k);
     k.role = KTLS_CLIENT;

@@ -63,7 +63,8 @@ struct krpc_clnt_config {
      * name checked against the certificate is the context's server_name
      * when it has one, else tlscfg.server_name or the address tried. NULL:
      * the client loads one from tlscfg at its first handshake and keeps it
-     * for its reconnects. */
+     * for its reconnects until a handshake fails (then the next attempt
+     * reads the files again: renewed certificates are picked up). */
     struct ktls_ctx *tls_ctx;
 };
 

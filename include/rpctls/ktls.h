@@ -242,7 +242,9 @@ RPCTLS_API int ktls_hs_new_ctx(struct ktls_ctx *ctx, int fd, struct ktls_hs **ou
 /* The same, for a client connecting to server_name (SNI for a host name, and
  * the name or IP checked against the certificate) in place of the context's
  * server_name, so that one context serves connections to several servers.
- * NULL: the context's. Ignored for a server. */
+ * NULL: the context's. Ignored for a server. At most KTLS_MAX_SERVER_NAME
+ * bytes (-EINVAL otherwise). */
+#define KTLS_MAX_SERVER_NAME 255
 RPCTLS_API int ktls_hs_new_ctx_name(struct ktls_ctx *ctx, int fd, const char *server_name, struct ktls_hs **out);
 /* The same with a context of its own, made from cfg (files read again). */
 RPCTLS_API int ktls_hs_new(const struct ktls_config *cfg, int fd, struct ktls_hs **out);

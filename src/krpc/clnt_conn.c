@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "krpc/conn_int.h"
 #include "krpc/clnt_int.h"
 
 void krpc__clnt_set_error(struct krpc_clnt *cl, int err, const char *fmt, ...)
@@ -127,9 +128,11 @@ static void use_addr(struct krpc_clnt *cl, const struct sockaddr *sa)
 }
 
 /* Starts the handshake on conn with the client's TLS context, loaded from
- * cfg.tlscfg at the first handshake and kept for every reconnect (an
- * SSL_CTX and a CA file cost about 0.7 ms), unless the caller gave one.
- * The name checked is the connection's: the context's own when it has one,
+ * cfg.tlscfg at the first handshake and kept for the reconnects that
+ * follow (an SSL_CTX and a CA file cost about 0.7 ms), unless the caller
+ * gave one. A handshake that fails drops a context loaded here, so that
+ * renewed certificate, key or CA files are read at the next attempt. The
+ * name checked is the connection's: the context's own when it has one,
  * else cfg.tlscfg.server_name (the URL's host, --server-name, or the
  * address being tried). */
 static int start_tls(struct krpc_clnt *cl, struct krpc_conn *conn)
@@ -139,11 +142,12 @@ static int start_tls(struct krpc_clnt *cl, struct krpc_conn *conn)
     if (cl->cfg.tls_ctx == NULL) {
         struct ktls_config k = cl->cfg.tlscfg;
         char err[512];
+        int ret;
         k.server_name = NULL;
-        if (ktls_ctx_new(&k, &cl->cfg.tls_ctx, err, sizeof err) < 0)
-            /* Fails this connection the way a handshake fails, with the
-             * reason naming the file; the next attempt loads again. */
-            return krpc_conn_start_tls(conn, &cl->cfg.tlscfg);
+        if ((ret = ktls_ctx_new(&k, &cl->cfg.tls_ctx, err, sizeof err)) < 0)
+            /* Fails like a handshake, with the reason naming the file. */
+            return krpc__conn_fail_tls(conn, ret, err);
+        cl->tls_ctx_loaded = 1;
     }
     name = ktls_ctx_config(cl->cfg.tls_ctx)->server_name;
     return krpc_conn_start_tls_name(conn, cl->cfg.tls_ctx, name != NULL ? NULL : cl->cfg.tlscfg.server_name);
@@ -375,6 +379,11 @@ static void on_tls(struct krpc_conn *c, int err, const char *msg, void *arg)
         cl->stats.tls_handshakes++;
         connection_ready(cl, 1);
     } else {
+        if (cl->tls_ctx_loaded) { /* read the files again next time */
+            ktls_ctx_unref(cl->cfg.tls_ctx);
+            cl->cfg.tls_ctx = NULL;
+            cl->tls_ctx_loaded = 0;
+        }
         /* A server that accepts the probe and then never answers the
          * handshake, or drops the connection, is usually one whose TLS
          * handshake agent is not running: knfsd without tlshd. */

@@ -57,6 +57,7 @@ struct krpc_clnt {
     unsigned failures;            /* consecutive failed attempts */
     unsigned addr_idx;            /* address in use: 0 cfg.addr, i cfg.alt_addrs[i - 1] */
     int name_from_addr;           /* tlscfg.server_name is the address's IP: follows addr_idx */
+    int tls_ctx_loaded;           /* cfg.tls_ctx is the one start_tls loaded (not the caller's) */
     char target[256];             /* label and the address being tried, for messages */
     char transport[160];          /* krpc_clnt_transport() */
     uint32_t probe_xid;

@@ -33,6 +33,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "krpc/conn_int.h"
 #include "rpctls/krpc.h"
 
 #ifndef IOV_MAX
@@ -600,6 +601,8 @@ int krpc_conn_start_tls_name(struct krpc_conn *c, struct ktls_ctx *ctx, const ch
         return -EPIPE;
     if (c->state != CS_OPEN)
         return -EALREADY;
+    if (server_name != NULL && strlen(server_name) > KTLS_MAX_SERVER_NAME)
+        return krpc__conn_fail_tls(c, -EINVAL, "server name longer than 255 bytes (KTLS_MAX_SERVER_NAME)");
     timeout_ms = ktls_ctx_config(ctx)->timeout_ms;
     c->hs_timeout_ms = timeout_ms > 0 ? timeout_ms : CONN_HS_TIMEOUT_MS;
     c->state = CS_HS_FLUSH; /* no more messages delivered */
@@ -625,6 +628,19 @@ int krpc_conn_start_tls_name(struct krpc_conn *c, struct ktls_ctx *ctx, const ch
     return 0;
 }
 
+int krpc__conn_fail_tls(struct krpc_conn *c, int err, const char *why)
+{
+    if (c == NULL)
+        return -EINVAL;
+    if (c->state == CS_CLOSED)
+        return -EPIPE;
+    if (c->state != CS_OPEN)
+        return -EALREADY;
+    c->state = CS_HS_FLUSH;
+    conn_tls_fail(c, err, "TLS setup failed: %s", why);
+    return 0;
+}
+
 int krpc_conn_start_tls(struct krpc_conn *c, const struct ktls_config *cfg)
 {
     struct ktls_config k;
@@ -642,12 +658,8 @@ int krpc_conn_start_tls(struct krpc_conn *c, const struct ktls_config *cfg)
     /* RFC 9289's ALPN "sunrpc"; strict only when the caller's require_alpn
      * says so, since deployed peers negotiate none. */
     k.alpn = KRPC_ALPN;
-    if ((ret = ktls_ctx_new(&k, &ctx, err, sizeof err)) < 0) {
-        /* Fails like a handshake, with the reason naming the file. */
-        c->state = CS_HS_FLUSH;
-        conn_tls_fail(c, ret, "TLS setup failed: %s", err);
-        return 0;
-    }
+    if ((ret = ktls_ctx_new(&k, &ctx, err, sizeof err)) < 0)
+        return krpc__conn_fail_tls(c, ret, err);
     ret = krpc_conn_start_tls_ctx(c, ctx);
     ktls_ctx_unref(ctx); /* the handshake holds its own reference */
     return ret;

@@ -82,7 +82,7 @@ struct ktls_hs {
     char peer_user[KTLS_MAX_PEER_USER + 1]; /* from a verified client certificate, "" if none */
     char peer_user_error[160];              /* why a certificate's identity was not taken, "" if none */
     char err[512];
-    char checked_name[256]; /* client: the server name or IP checked against the certificate */
+    char checked_name[KTLS_MAX_SERVER_NAME + 1]; /* client: the server name or IP checked against the certificate */
     char cert_names[256];   /* client, after a name mismatch: "DNS:a, IP:b" from the certificate */
 };
 
@@ -886,7 +886,7 @@ static int hs_new(struct ktls_ctx *ctx, int fd, const char *server_name, struct 
     if (server_name != NULL && hs->role == KTLS_CLIENT) {
         /* This connection's name, kept in checked_name (no DNS name is
          * longer than 253 bytes). */
-        if (strlen(server_name) >= sizeof hs->checked_name)
+        if (strlen(server_name) > KTLS_MAX_SERVER_NAME)
             return hs_fail(hs, -EINVAL, "TLS setup failed: server name too long");
         snprintf(hs->checked_name, sizeof hs->checked_name, "%s", server_name);
         hs->cfg.server_name = hs->checked_name;
