@@ -117,24 +117,37 @@ struct opts {
 /* --ca, --cert and --key are loaded once before any connection, so that a
  * missing, unreadable, mismatched or expired file is named at once (exit 1)
  * rather than at the first handshake. Returns 0 or -1 after printing why. */
-static int check_tls_files(const struct opts *o)
+/* The TLS settings of every connection, from the options (the server name
+ * is each connection's: rpc_config). */
+static void tls_config(const struct opts *o, struct ktls_config *k)
+{
+    memset(k, 0, sizeof *k);
+    k->role = KTLS_CLIENT;
+    k->alpn = KRPC_ALPN;
+    k->ca_file = o->ca;
+    k->cert_file = o->cert;
+    k->key_file = o->key;
+    k->require_alpn = o->alpn_required;
+    k->keylog_file = o->keylog;
+    k->tx_mode = o->tx_mode;
+}
+
+/* One TLS context for every connection to every server, loaded and checked
+ * at start, so that a missing or bad file is named before any transfer. */
+static struct ktls_ctx *g_tls_ctx;
+
+static int load_tls(const struct opts *o)
 {
     struct ktls_config k;
-    struct ktls_ctx *ctx;
     char err[512];
 
-    memset(&k, 0, sizeof k);
-    k.role = KTLS_CLIENT;
-    k.ca_file = o->ca;
-    k.cert_file = o->cert;
-    k.key_file = o->key;
-    if (ktls_ctx_new(&k, &ctx, err, sizeof err) < 0) {
+    tls_config(o, &k);
+    if (ktls_ctx_new(&k, &g_tls_ctx, err, sizeof err) < 0) {
         fprintf(stderr, PROG ": %s\n", err);
         return -1;
     }
-    if (*ktls_ctx_warning(ctx) != '\0')
-        fprintf(stderr, PROG ": warning: %s\n", ktls_ctx_warning(ctx));
-    ktls_ctx_unref(ctx);
+    if (*ktls_ctx_warning(g_tls_ctx) != '\0')
+        fprintf(stderr, PROG ": warning: %s\n", ktls_ctx_warning(g_tls_ctx));
     return 0;
 }
 
@@ -240,15 +253,11 @@ static void rpc_config(const struct opts *o, const struct url *u, struct krpc_cl
     }
     c->nalt_addrs = u->naddrs - 1;
     c->tls = o->tls ? KRPC_TLS_REQUIRED : KRPC_TLS_OFF;
-    c->tlscfg.ca_file = o->ca;
-    c->tlscfg.cert_file = o->cert;
-    c->tlscfg.key_file = o->key;
+    tls_config(o, &c->tlscfg);
+    c->tls_ctx = g_tls_ctx; /* NULL without TLS */
     /* A name is checked against the certificate's DNS SANs, an address
      * literal against its IP SANs (the record layer tells them apart). */
     c->tlscfg.server_name = o->server_name ? o->server_name : u->u.host;
-    c->tlscfg.require_alpn = o->alpn_required;
-    c->tlscfg.keylog_file = o->keylog;
-    c->tlscfg.tx_mode = o->tx_mode;
     c->timeout_ms = o->timeout_ms;
     c->max_retries = o->retries;
     c->max_reconnects = o->reconnects;
@@ -678,7 +687,7 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     struct opts o;
-    int opt;
+    int opt, ret;
 
     memset(&o, 0, sizeof o);
     o.tls = -1;
@@ -779,12 +788,14 @@ int main(int argc, char **argv)
         die_usage("--tx-mode needs TLS");
     if (o.progress < 0)
         o.progress = isatty(STDERR_FILENO);
-    if (o.tls && check_tls_files(&o) < 0)
+    if (is_url(argv[optind]) && argc - optind != 2)
+        die_usage("reading back takes one nfs:// SRC and one local DEST");
+    if (o.tls && load_tls(&o) < 0)
         return 1;
-    if (is_url(argv[optind])) {
-        if (argc - optind != 2)
-            die_usage("reading back takes one nfs:// SRC and one local DEST");
-        return do_read(&o, argv[optind], argv[optind + 1]);
-    }
-    return do_write(&o, argv[optind], argv + optind + 1, argc - optind - 1);
+    if (is_url(argv[optind]))
+        ret = do_read(&o, argv[optind], argv[optind + 1]);
+    else
+        ret = do_write(&o, argv[optind], argv + optind + 1, argc - optind - 1);
+    ktls_ctx_unref(g_tls_ctx);
+    return ret;
 }
