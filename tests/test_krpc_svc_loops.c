@@ -272,25 +272,31 @@ static void test_unauth_budget(void)
 }
 
 /* A NULL call with the largest AUTH_SYS credential (255-byte machine name,
- * 16 groups) and pad bytes of arguments, sent in the clear. */
-static int send_big_null(struct tc *t, uint32_t xid, size_t padlen)
+ * 16 groups) padded with argument bytes to msglen bytes in all, sent in the
+ * clear. 0, or -1 when msglen is too small or the send failed. */
+static int send_null_of(struct tc *t, uint32_t xid, size_t msglen)
 {
-    static const unsigned char pad[1100];
+    static const unsigned char pad[4096];
+    unsigned char buf[4096];
     struct krpc_cred cred;
+    size_t n;
 
     memset(&cred, 0, sizeof(cred));
     cred.flavor = KRPC_AUTH_SYS;
     memset(cred.machine, 'm', KRPC_AUTH_SYS_MAX_MACHINE);
     cred.ngids = KRPC_AUTH_SYS_MAX_GIDS;
-    unsigned char buf[2048];
-    size_t n = tc_encode_call_cred(buf, sizeof(buf), xid, TP_PROG, TP_VERS_LO, 0, &cred, pad, padlen);
-    return n == 0 ? -1 : tc_send_msg(t, buf, n);
+    n = tc_encode_call_cred(buf, sizeof(buf), xid, TP_PROG, TP_VERS_LO, 0, &cred, NULL, 0);
+    if (n == 0 || msglen < n || msglen > sizeof(buf))
+        return -1;
+    n = tc_encode_call_cred(buf, sizeof(buf), xid, TP_PROG, TP_VERS_LO, 0, &cred, pad, msglen - n);
+    return n == msglen ? tc_send_msg(t, buf, n) : -1;
 }
 
 /* Before TLS on a TLS-only server a message may be as large as the calls
  * served in the clear need: 1 KiB (NULL) with no program marked
- * KRPC_PROG_PLAIN_OK, 2 KiB (a MNT) with one. Larger closes at the record
- * mark, before a byte of the body is buffered. */
+ * KRPC_PROG_PLAIN_OK, 2 KiB (a MNT) with one. A message of exactly the
+ * limit is served; one byte more closes at the record mark, before a byte
+ * of the body is buffered. */
 static void test_pretls_limit(void)
 {
     static const struct {
@@ -323,12 +329,12 @@ static void test_pretls_limit(void)
         CHECK(send(fd, mark, 4, MSG_NOSIGNAL) == 4);
         CHECK(closed_within(fd, 2000));
         close(fd);
-        /* The largest NULL call is served in the clear. */
+        /* Exactly the limit: served in the clear. */
         REQUIRE(tc_open(&t, ts.port) == 0);
-        CHECK(send_big_null(&t, 5, 0) == 0);
+        CHECK(send_null_of(&t, 5, rows[i].limit) == 0);
         CHECK(tc_reply_recv(&t, &h, NULL, 0, NULL) == 0 && rh_accepted(&h, 5, KRPC_SUCCESS));
-        /* A 1,400-byte message (a MNT-sized call) only where MOUNT may be. */
-        CHECK(send_big_null(&t, 6, 1028) == 0);
+        /* A MNT-sized message (1,400 bytes) only where MOUNT may be. */
+        CHECK(send_null_of(&t, 6, 1400) == 0);
         if (rows[i].flags & KRPC_PROG_PLAIN_OK)
             CHECK(tc_reply_recv(&t, &h, NULL, 0, NULL) == 0 && rh_accepted(&h, 6, KRPC_SUCCESS));
         else

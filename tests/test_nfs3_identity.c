@@ -354,7 +354,7 @@ static void test_all_squash(void)
 
 /* tlscertuser: a call without a certificate user is refused, at MNT and
  * on every NFS call (here: plain TCP, so no certificate at all). */
-static void test_tlscertuser_refused(void)
+static void tlscertuser_refused(unsigned io_threads)
 {
     struct tu_nfsrv si;
     struct tu_nfscli m, n;
@@ -365,7 +365,7 @@ static void test_tlscertuser_refused(void)
     static const char why[] = "not inside TLS (the export maps users from client certificates)";
     struct tu_logcap lc;
 
-    REQUIRE(start(&si, NFS3_SQUASH_ROOT, 2, 1) == 0);
+    REQUIRE(start(&si, NFS3_SQUASH_ROOT, io_threads, 1) == 0);
     REQUIRE(tu_nfscli_open(&m, si.port, NFS3_MNT_PROGRAM, NFS3_MNT_VERSION, &cred) == 0);
     open_nfs(&n, si.port, tu_nfs_cred_sys(UID_A, UID_A));
     memset(&ma, 0, sizeof(ma));
@@ -388,6 +388,13 @@ static void test_tlscertuser_refused(void)
     tu_nfscli_close(&m);
     tu_nfscli_close(&n);
     tu_nfsrv_stop(&si);
+}
+
+/* The refusal from a worker (a deferred reply) and from the loop. */
+static void test_tlscertuser_refused(void)
+{
+    tlscertuser_refused(2);
+    tlscertuser_refused(0);
 }
 
 /* Makes dir (mode 0777: the test users create files in it). */
@@ -481,8 +488,8 @@ static void test_policy_per_export(void)
 /* tlscertuser end to end: the user comes from the client certificate
  * (subjectAltName otherName, FreeBSD's form and the draft's NFSv4Principal),
  * over TLS, whatever AUTH_SYS claims (here uid 0). Each refusal answers
- * MNT3ERR_ACCES / NFS3ERR_ACCES and logs its reason (MNT at WARN, NFS calls
- * at INFO), checked word for word. */
+ * AUTH_ERROR AUTH_TOOWEAK and logs its reason (MNT at WARN, NFS calls at
+ * INFO), checked word for word. */
 static void test_tlscertuser_tls(void)
 {
     static const char no_user[] = "the client certificate names no user (no user@domain otherName)";

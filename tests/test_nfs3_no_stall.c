@@ -4,7 +4,7 @@
  *
  * On a disk-backed export (under /var/tmp), client A writes 512 MiB
  * UNSTABLE (32 MiB with RPCTLS_TEST_SMALL=1, and in the control run; under
- * ASan too the 512 MiB take about 2 s) and COMMITs from its own thread; the test hook
+ * ASan too the 512 MiB take about 1.5 s) and COMMITs from its own thread; the test hook
  * RPCTLS_TEST_COMMIT_DELAY_MS keeps the COMMIT on the server for 3 s. Once
  * the server has the COMMIT (its COMMIT counter is 1), client B sends 20
  * GETATTR and 20 NULL calls. No timing is asserted, only state: with the

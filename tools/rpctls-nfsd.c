@@ -502,8 +502,10 @@ static int listens_on_loopback(const struct sockaddr_storage *ss)
 {
     if (ss->ss_family == AF_INET)
         return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
-    if (ss->ss_family == AF_INET6)
-        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+    if (ss->ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
     return 0;
 }
 
@@ -744,11 +746,12 @@ int main(int argc, char **argv)
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
         uint8_t v[NFS3_WRITEVERFSIZE];
-        if (krpc_svc_addr(svc, &ss, &sl) != 0 || krpc_format_addr((struct sockaddr *)&ss, addr, sizeof(addr)) == NULL)
+        int have_addr = krpc_svc_addr(svc, &ss, &sl) == 0;
+        if (!have_addr || krpc_format_addr((struct sockaddr *)&ss, addr, sizeof(addr)) == NULL)
             snprintf(addr, sizeof(addr), "%s", listen_addr);
         nfs3_srv_write_verf(srv, v);
         fprintf(stderr, PROG ": listening on %s\n", addr);
-        if (exports_file == NULL && !listens_on_loopback(&ss))
+        if (exports_file == NULL && have_addr && !listens_on_loopback(&ss))
             fprintf(stderr,
                     PROG ": warning: --export %s serves only 127.0.0.1 and ::1; other clients get "
                          "MNT3ERR_ACCES (list them in an exports file, --exports)\n",
