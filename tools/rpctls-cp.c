@@ -24,6 +24,8 @@
 #include "rpctls/nfs3_clnt.h"
 #include "rpctls/nfs3_mirror.h"
 
+#include "common/opts.h"
+
 #define PROG "rpctls-cp"
 
 static void usage(FILE *f)
@@ -172,25 +174,20 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static uint64_t parse_size(const char *s, const char *what)
+/* A size in lo..hi: K or M, also as KiB/KB (--help: "K, M (KiB, MiB)"),
+ * and 0x as strtoull reads it. */
+static uint64_t parse_size(const char *s, const char *what, uint64_t lo, uint64_t hi)
 {
-    char *end;
-    unsigned long long v;
+    uint64_t v = 0;
+    int r = tool_parse_size(s, TOOL_SIZE_IB | TOOL_SIZE_C_BASES, &v);
 
-    errno = 0;
-    v = strtoull(s, &end, 0);
-    if (errno || end == s)
+    /* Too many digits, or too many once multiplied: not a number. */
+    if (r == TOOL_SIZE_NOT_NUMBER || r == TOOL_SIZE_RANGE)
         die_usage("%s: not a number: %s", what, s);
-    if (*end == 'k' || *end == 'K' || *end == 'm' || *end == 'M') {
-        v <<= (*end == 'k' || *end == 'K') ? 10 : 20;
-        end++;
-        if (*end == 'i') /* KiB, MiB */
-            end++;
-        if (*end == 'B')
-            end++;
-    }
-    if (*end)
+    if (r == TOOL_SIZE_TRAILING)
         die_usage("%s: not a size: %s", what, s);
+    if (r != TOOL_SIZE_OK || v < lo || v > hi) /* a negative one too */
+        die_usage("%s: %" PRIu64 " .. %" PRIu64 " bytes", what, lo, hi);
     return v;
 }
 
@@ -687,6 +684,7 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     struct opts o;
+    const char *msg;
     int opt, ret;
 
     memset(&o, 0, sizeof o);
@@ -729,13 +727,9 @@ int main(int argc, char **argv)
             if (ktls_tx_mode_from_name(optarg, &o.tx_mode) < 0)
                 die_usage("--tx-mode: auto, outofplace, copy or unsafe-inplace");
             break;
-        case O_WSIZE: {
-            uint64_t v = parse_size(optarg, "--wsize");
-            if (v < 512 || v > NFS3_MAX_DATA)
-                die_usage("--wsize: 512 .. %u bytes", NFS3_MAX_DATA);
-            o.wsize = (uint32_t)v;
+        case O_WSIZE:
+            o.wsize = (uint32_t)parse_size(optarg, "--wsize", 512, NFS3_MAX_DATA);
             break;
-        }
         case O_DEPTH:
             o.depth = (unsigned)parse_int(optarg, "--depth", 1, 256);
             break;
@@ -778,12 +772,8 @@ int main(int argc, char **argv)
     }
     if (argc - optind < 2)
         die_usage("need SRC and at least one DEST");
-    if (o.tls < 0)
-        o.tls = o.ca != NULL;
-    if (!o.tls && (o.ca || o.cert || o.key || o.keylog || o.server_name))
-        die_usage("--ca/--cert/--key/--keylog/--server-name given with --no-tls");
-    if ((o.cert != NULL) != (o.key != NULL))
-        die_usage("--cert and --key go together");
+    if ((msg = tool_check_tls(&o.tls, o.ca, o.cert, o.key, o.keylog, o.server_name)) != NULL)
+        die_usage("%s", msg);
     if (!o.tls && o.tx_mode != KTLS_TX_AUTO)
         die_usage("--tx-mode needs TLS");
     if (o.progress < 0)

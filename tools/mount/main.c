@@ -50,6 +50,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/opts.h"
+
 struct mount_state g = {.srv_mu = PTHREAD_MUTEX_INITIALIZER, .tab_mu = PTHREAD_MUTEX_INITIALIZER};
 
 static void usage(FILE *f)
@@ -111,20 +113,17 @@ void die_usage(const char *fmt, ...)
     exit(2);
 }
 
+/* A size in 4K..MAX_IO: K or M (--help: "suffixes K, M"), 0x as strtoull
+ * reads it. */
 static uint32_t parse_size(const char *s, const char *what)
 {
-    char *end;
-    unsigned long long v;
+    uint64_t v = 0;
+    int r = tool_parse_size(s, TOOL_SIZE_C_BASES, &v);
 
-    errno = 0;
-    v = strtoull(s, &end, 0);
-    if (errno || end == s)
+    /* Too many digits, or too many once multiplied: not a size. */
+    if (r == TOOL_SIZE_NOT_NUMBER || r == TOOL_SIZE_RANGE)
         die_usage("%s: not a size: %s", what, s);
-    if (*end == 'K' || *end == 'k')
-        v <<= 10, end++;
-    else if (*end == 'M' || *end == 'm')
-        v <<= 20, end++;
-    if (*end != '\0' || v < 4096 || v > MAX_IO)
+    if (r != TOOL_SIZE_OK || v < 4096 || v > MAX_IO) /* trailing text, a sign */
         die_usage("%s: %s: must be 4K..1M", what, s);
     return (uint32_t)v;
 }
@@ -220,7 +219,7 @@ int main(int argc, char **argv)
     struct fuse_session *se = NULL;
     struct fuse_loop_config lc;
     struct conn_opts co;
-    const char *mirrors[MAX_SRV - 1], *url, *mnt;
+    const char *mirrors[MAX_SRV - 1], *url, *mnt, *msg;
     unsigned nmirrors = 0;
     int ro = 0, foreground = 0, debug = 0, c, rc, ret = 1;
 
@@ -277,12 +276,8 @@ int main(int argc, char **argv)
         die_usage("need an nfs:// URL and a mount point");
     url = argv[optind];
     mnt = argv[optind + 1];
-    if (co.tls < 0)
-        co.tls = co.ca != NULL;
-    if (!co.tls && (co.ca || co.cert || co.key || co.keylog || co.sni))
-        die_usage("--ca/--cert/--key/--keylog/--server-name given with --no-tls");
-    if (!!co.cert != !!co.key)
-        die_usage("--cert and --key go together");
+    if ((msg = tool_check_tls(&co.tls, co.ca, co.cert, co.key, co.keylog, co.sni)) != NULL)
+        die_usage("%s", msg);
     if (ro && nmirrors > 0)
         die_usage("--mirror with --ro: a read-only mount writes nothing to mirror");
     /* Kernel permission checks from the attributes: this mount serves
