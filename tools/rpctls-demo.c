@@ -43,6 +43,8 @@
 
 #include "rpctls/ktls.h"
 
+#include "common/opts.h"
+
 #define DEMO_HDR_LEN 8
 #define DEMO_MAX_DELIVERIES 4
 #define DEMO_DEFAULT_SIZE (8u * 1024 * 1024)
@@ -667,22 +669,15 @@ static void usage(FILE *f)
             prog, DEMO_DEFAULT_SIZE, DEMO_DEFAULT_TIMEOUT);
 }
 
+/* --size: decimal with k, M or G (as --help says), 1 byte to 1G. */
 static size_t parse_size(const char *s)
 {
-    char *end;
-    unsigned long long v;
+    uint64_t v = 0;
+    int r = tool_parse_size(s, TOOL_SIZE_G, &v);
 
-    errno = 0;
-    v = strtoull(s, &end, 10);
-    if (errno != 0 || end == s || s[0] == '-')
+    if (r == TOOL_SIZE_NOT_NUMBER || r == TOOL_SIZE_RANGE || r == TOOL_SIZE_NEGATIVE)
         die("bad --size '%s'", s);
-    switch (*end) {
-    case 'k': case 'K': v <<= 10; end++; break;
-    case 'm': case 'M': v <<= 20; end++; break;
-    case 'g': case 'G': v <<= 30; end++; break;
-    default: break;
-    }
-    if (*end != '\0' || v == 0 || v > DEMO_MAX_SIZE)
+    if (r != TOOL_SIZE_OK || v == 0 || v > DEMO_MAX_SIZE) /* trailing text */
         die("bad --size '%s' (1 byte to 1G)", s);
     return (size_t)v;
 }

@@ -27,6 +27,8 @@
 #include "rpctls/nfs3_export.h"
 #include "rpctls/nfs3_srv.h"
 
+#include "common/opts.h"
+
 #define PROG "rpctls-nfsd"
 
 static struct krpc_loop *g_loop;
@@ -381,39 +383,13 @@ enum {
     OPT_MAX_MEMORY,
 };
 
-/* A number with an optional K, M or G suffix (powers of 1024). */
-static int parse_size(const char *s, uint64_t *out)
-{
-    char *end;
-    unsigned long long v;
-    unsigned shift = 0;
-
-    if (*s == '\0' || *s == '-')
-        return -1;
-    errno = 0;
-    v = strtoull(s, &end, 0);
-    if (errno != 0 || end == s)
-        return -1;
-    if (*end == 'K' || *end == 'k')
-        shift = 10;
-    else if (*end == 'M' || *end == 'm')
-        shift = 20;
-    else if (*end == 'G' || *end == 'g')
-        shift = 30;
-    if (shift != 0)
-        end++;
-    if (*end != '\0' || v > (UINT64_MAX >> shift))
-        return -1;
-    *out = (uint64_t)v << shift;
-    return 0;
-}
-
 /* One of the options above into cfg. 0, or 2 (bad usage) after a message. */
 static int parse_limit_opt(int opt, const char *arg, struct krpc_svc_config *cfg)
 {
     uint64_t v;
 
-    if (parse_size(arg, &v) != 0) {
+    /* A number with an optional K, M or G suffix (powers of 1024), or 0x. */
+    if (tool_parse_size(arg, TOOL_SIZE_G | TOOL_SIZE_C_BASES, &v) != TOOL_SIZE_OK) {
         fprintf(stderr, PROG ": %s: not a number\n", arg);
         return 2;
     }
