@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/opts.h"
+
 int bench_tls(int argc, char **argv);
 int bench_rpc(int argc, char **argv);
 int bench_mirror(int argc, char **argv);
@@ -26,8 +28,9 @@ double bench_process_cpu(void);
  * negotiate), 16 KiB records over a 256 MiB buffer, sealed out of place
  * into one reused record buffer and opened in place. 0, or -1. */
 int bench_cipher_cost(double *seal_s_per_gib, double *open_s_per_gib);
-/* "1048576", "64K", "1M", "1GiB": bytes. 0 or -1 (unparsable). */
-int bench_parse_size(const char *s, uint64_t *out);
+/* The sizes every command takes, for tool_parse_size: "1048576", "64K",
+ * "1M", "1GiB" (decimal, K, M or G, KiB or KB). */
+#define BENCH_SIZE (TOOL_SIZE_G | TOOL_SIZE_IB)
 /* --mode: a TX mode name or "all" into modes[enum ktls_tx_mode]; 0, or -1
  * with a message on stderr. */
 int bench_parse_modes(const char *s, int modes[4]);

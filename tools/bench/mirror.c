@@ -184,7 +184,7 @@ int bench_mirror(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
         switch (opt) {
         case 's':
-            if (bench_parse_size(optarg, &v) != 0 || v == 0) {
+            if (tool_parse_size(optarg, BENCH_SIZE, &v) != 0 || v == 0) {
                 fprintf(stderr, "rpctls-bench: bad --size '%s'\n", optarg);
                 return 2;
             }

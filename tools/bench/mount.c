@@ -28,6 +28,7 @@
  * rpctls-mount next to this program.
  */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -500,13 +501,13 @@ int bench_mount(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
         switch (opt) {
         case 's': {
-            /* MiB, or bytes with a suffix (K, M, G). */
-            char *end;
-            v = strtoull(optarg, &end, 10);
-            if (end != optarg && *end == '\0')
-                v <<= 20;
-            else if (bench_parse_size(optarg, &v) != 0)
+            /* MiB, or bytes with a suffix (K, M, G): a number that ends
+             * in a digit has none. */
+            size_t n = strlen(optarg);
+            if (tool_parse_size(optarg, BENCH_SIZE, &v) != 0)
                 v = 0;
+            else if (n > 0 && isdigit((unsigned char)optarg[n - 1]))
+                v = v > (UINT64_MAX >> 20) ? 0 : v << 20;
             if (v == 0) {
                 fprintf(stderr, "rpctls-bench: bad --size '%s'\n", optarg);
                 return 2;

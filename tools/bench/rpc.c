@@ -340,14 +340,14 @@ int bench_rpc(int argc, char **argv)
             }
             break;
         case 'a':
-            if (bench_parse_size(optarg, &v) != 0 || v == 0 || v > (64u << 20)) {
+            if (tool_parse_size(optarg, BENCH_SIZE, &v) != 0 || v == 0 || v > (64u << 20)) {
                 fprintf(stderr, "rpctls-bench: --arg-size must be 1..64M\n");
                 return 2;
             }
             o.arg_size = (size_t)v;
             break;
         case 'T':
-            if (bench_parse_size(optarg, &v) != 0 || v == 0) {
+            if (tool_parse_size(optarg, BENCH_SIZE, &v) != 0 || v == 0) {
                 fprintf(stderr, "rpctls-bench: bad --total '%s'\n", optarg);
                 return 2;
             }
@@ -361,7 +361,7 @@ int bench_rpc(int argc, char **argv)
             }
             break;
         case 'w':
-            if (bench_parse_size(optarg, &v) != 0 || v == 0) {
+            if (tool_parse_size(optarg, BENCH_SIZE, &v) != 0 || v == 0) {
                 fprintf(stderr, "rpctls-bench: bad --working-set '%s'\n", optarg);
                 return 2;
             }

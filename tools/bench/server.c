@@ -750,7 +750,7 @@ int bench_server(int argc, char **argv)
         }
         case 's':
         case 'C':
-            if (bench_parse_size(optarg, &sz) != 0 || sz < (1u << 20)) {
+            if (tool_parse_size(optarg, BENCH_SIZE, &sz) != 0 || sz < (1u << 20)) {
                 fprintf(stderr, "rpctls-bench: bad size '%s' (at least 1M)\n", optarg);
                 return 2;
             }

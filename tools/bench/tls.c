@@ -438,28 +438,28 @@ int bench_tls(int argc, char **argv)
             engine_name = optarg;
             break;
         case 'r':
-            if (bench_parse_size(optarg, &v) != 0 || v == 0 || v > KTLS_MAX_PLAINTEXT) {
+            if (tool_parse_size(optarg, BENCH_SIZE, &v) != 0 || v == 0 || v > KTLS_MAX_PLAINTEXT) {
                 fprintf(stderr, "rpctls-bench: --record-size must be 1..16384\n");
                 return 2;
             }
             o.record_size = (size_t)v;
             break;
         case 't':
-            if (bench_parse_size(optarg, &v) != 0 || v == 0) {
+            if (tool_parse_size(optarg, BENCH_SIZE, &v) != 0 || v == 0) {
                 fprintf(stderr, "rpctls-bench: bad --total '%s'\n", optarg);
                 return 2;
             }
             o.total = v;
             break;
         case 'w':
-            if (bench_parse_size(optarg, &v) != 0 || v < CHUNK_BYTES) {
+            if (tool_parse_size(optarg, BENCH_SIZE, &v) != 0 || v < CHUNK_BYTES) {
                 fprintf(stderr, "rpctls-bench: --working-set must be at least %d bytes\n", CHUNK_BYTES);
                 return 2;
             }
             o.working_set = (size_t)v;
             break;
         case 'b':
-            if (bench_parse_size(optarg, &v) != 0 || v == 0 || v > CHUNK_BYTES || CHUNK_BYTES % v != 0) {
+            if (tool_parse_size(optarg, BENCH_SIZE, &v) != 0 || v == 0 || v > CHUNK_BYTES || CHUNK_BYTES % v != 0) {
                 fprintf(stderr, "rpctls-bench: --batch must divide %d\n", CHUNK_BYTES);
                 return 2;
             }
