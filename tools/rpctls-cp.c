@@ -116,9 +116,6 @@ struct opts {
     unsigned reconnects;
 };
 
-/* --ca, --cert and --key are loaded once before any connection, so that a
- * missing, unreadable, mismatched or expired file is named at once (exit 1)
- * rather than at the first handshake. Returns 0 or -1 after printing why. */
 /* The TLS settings of every connection, from the options (the server name
  * is each connection's: rpc_config). */
 static void tls_config(const struct opts *o, struct ktls_config *k)
@@ -134,10 +131,12 @@ static void tls_config(const struct opts *o, struct ktls_config *k)
     k->tx_mode = o->tx_mode;
 }
 
-/* One TLS context for every connection to every server, loaded and checked
- * at start, so that a missing or bad file is named before any transfer. */
+/* One TLS context for every connection to every server. */
 static struct ktls_ctx *g_tls_ctx;
 
+/* --ca, --cert and --key are loaded once before any connection, so that a
+ * missing, unreadable, mismatched or expired file is named at once (exit 1)
+ * rather than at the first handshake. Returns 0 or -1 after printing why. */
 static int load_tls(const struct opts *o)
 {
     struct ktls_config k;

@@ -337,8 +337,8 @@ static int may_by_mode(const struct nfsd_obj *o, int mode)
 {
     struct stat st;
     struct statvfs sv;
-    uid_t fsuid = (uid_t)syscall(SYS_setfsuid, (uid_t)-1); /* an invalid id changes nothing */
-    gid_t fsgid = (gid_t)syscall(SYS_setfsgid, (gid_t)-1);
+    uid_t fsuid = (uid_t)nfs3__cur_fsuid();
+    gid_t fsgid = (gid_t)nfs3__cur_fsgid();
     unsigned bits;
 
     if (fstat(o->fd, &st) != 0)

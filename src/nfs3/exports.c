@@ -683,14 +683,12 @@ out:
 int nfs3_exports_add(struct nfs3_exports *ex, const char *path, const char *spec,
                      const struct nfs3_export_opts *opts)
 {
-    struct lx l = {.fname = "(added)"};
-    char err[NFS3_EXPORT_SPEC_MAX + 64];
+    char err[NFS3_EXPORT_SPEC_MAX + 64]; /* parse_client's message: -EINVAL says enough here */
+    struct lx l = {.fname = "(added)", .err = err, .errlen = sizeof(err)};
     struct nfs3_export_client cl;
     struct nfs3_export_entry *e = NULL;
     int made = 0;
 
-    l.err = err;
-    l.errlen = sizeof(err);
     memset(&cl, 0, sizeof(cl));
     if (path == NULL || path[0] != '/' || spec == NULL || strlen(spec) > NFS3_EXPORT_SPEC_MAX)
         return -EINVAL;

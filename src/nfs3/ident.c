@@ -38,12 +38,12 @@ static __thread int tl_switched;
 static __thread uid_t tl_caller_uid, tl_server_uid;
 static __thread int tl_server_depth;
 
-static long cur_fsuid(void)
+long nfs3__cur_fsuid(void)
 {
     return syscall(SYS_setfsuid, (uid_t)-1); /* an invalid id changes nothing and returns the current one */
 }
 
-static long cur_fsgid(void)
+long nfs3__cur_fsgid(void)
 {
     return syscall(SYS_setfsgid, (gid_t)-1);
 }
@@ -62,10 +62,10 @@ int nfs3__idctx_init(struct nfsd_idctx *c)
      * setgroups needs CAP_SETGID. */
     uid_t probe = c->uid == 65533 ? 65532 : 65533;
     syscall(SYS_setfsuid, probe);
-    int uid_ok = cur_fsuid() == (long)probe;
+    int uid_ok = nfs3__cur_fsuid() == (long)probe;
     syscall(SYS_setfsuid, c->uid);
     int gid_ok = syscall(SYS_setgroups, (size_t)c->ngroups, c->groups) == 0;
-    c->can_switch = uid_ok && gid_ok && cur_fsuid() == (long)c->uid;
+    c->can_switch = uid_ok && gid_ok && nfs3__cur_fsuid() == (long)c->uid;
     /* ACCESS answers for the switched identity: find out now, at start,
      * whether the kernel can (faccessat2), so a fallback is logged once. */
     nfs3__access_probe();
@@ -122,7 +122,7 @@ int nfs3__ident_enter(const struct nfsd_idctx *c, const struct nfsd_ident *id)
     tl_caller_uid = id->uid;
     tl_server_uid = c->uid;
     tl_server_depth = 0;
-    if (cur_fsgid() != (long)id->gid || cur_fsuid() != (long)id->uid)
+    if (nfs3__cur_fsgid() != (long)id->gid || nfs3__cur_fsuid() != (long)id->uid)
         return -EPERM;
     return 0;
 }
@@ -137,7 +137,7 @@ int nfs3__ident_leave(const struct nfsd_idctx *c)
     syscall(SYS_setfsgid, c->gid);
     if (syscall(SYS_setgroups, (size_t)c->ngroups, c->groups) != 0)
         return -errno;
-    if (cur_fsuid() != (long)c->uid || cur_fsgid() != (long)c->gid)
+    if (nfs3__cur_fsuid() != (long)c->uid || nfs3__cur_fsgid() != (long)c->gid)
         return -EPERM;
     return 0;
 }

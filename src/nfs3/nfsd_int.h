@@ -278,6 +278,9 @@ struct nfsd_idctx {
     gid_t groups[NFSD_IDENT_MAX_GROUPS];
 };
 
+/* The calling thread's fsuid and fsgid (per thread: see ident.c). */
+long nfs3__cur_fsuid(void);
+long nfs3__cur_fsgid(void);
 /* Reads the process's ids and finds out (by trying) whether it can
  * switch; returns can_switch. */
 int nfs3__idctx_init(struct nfsd_idctx *c);

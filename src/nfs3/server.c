@@ -1203,9 +1203,9 @@ int nfs3_srv_new(struct krpc_svc *svc, const struct nfs3_srv_config *cfg, struct
          * ::1(OPTS)". Other clients need an exports table. Options are
          * taken as given: an explicit anonuid 0 stays 0, as in a file. */
         struct nfs3_export_opts o = cfg->opts;
+        char real[PATH_MAX];
         if (memcmp(&cfg->opts, &zero_opts, sizeof(zero_opts)) == 0)
             nfs3_export_opts_default(&o);
-        char real[PATH_MAX];
         if (cfg->export_path == NULL) {
             snprintf(err, errlen, "no export");
             return -EINVAL;
